@@ -1,0 +1,50 @@
+// One thread that runs callbacks at deadlines (steady clock). Emulated timers (LAPIC timer, PIT) schedule
+// their next expiry here instead of each owning a thread. Callbacks run on the timer thread without the
+// service's lock held, so they may Schedule() again; they must be short.
+// Lock order: a device lock may be held while calling Schedule()/Cancel(); a callback takes device locks.
+// So a device must not Cancel() a timer while holding the lock its callback takes (Cancel waits for a
+// running callback): cancel outside the lock, or tolerate a stale callback by checking a generation.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+
+namespace coalesce {
+
+class TimerService final {
+ public:
+  using Clock = std::chrono::steady_clock;
+  using TimerId = uint64_t;
+
+  TimerService();
+  ~TimerService();
+  TimerService(const TimerService&) = delete;
+  TimerService& operator=(const TimerService&) = delete;
+
+  // Runs `fn` once at `deadline` on the timer thread. Returns an id for Cancel().
+  TimerId Schedule(Clock::time_point deadline, std::function<void()> fn);
+  // Cancels a timer if it has not started running. Safe to call with a stale id. When it returns, the
+  // callback is either cancelled or has finished (unless called from inside that very callback).
+  void Cancel(TimerId id);
+
+ private:
+  void Loop();
+
+  absl::Mutex mu_;
+  // Keyed by (deadline, id) so equal deadlines keep insertion order.
+  std::map<std::pair<Clock::time_point, TimerId>, std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
+  std::map<TimerId, Clock::time_point> deadline_of_ ABSL_GUARDED_BY(mu_);
+  TimerId next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  TimerId running_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread::id thread_id_;
+  std::thread thread_;
+};
+
+}  // namespace coalesce

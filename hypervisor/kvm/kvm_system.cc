@@ -1,0 +1,59 @@
+#include "hypervisor/kvm/kvm_system.h"
+
+#include <fcntl.h>
+#include <sys/ioctl.h>
+
+#include <cstdlib>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "hypervisor/base/errno_status.h"
+
+namespace coalesce {
+
+absl::StatusOr<KvmSystem> KvmSystem::Open(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    int err = errno;
+    return ErrnoStatus(absl::StrCat("cannot open ", path,
+                                    err == ENOENT ? " (is KVM available on this host?)"
+                                                  : " (does this user have access to it?)"),
+                       err);
+  }
+  UniqueFd owned(fd);
+  int version = ::ioctl(fd, KVM_GET_API_VERSION, 0);
+  if (version != KVM_API_VERSION) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(path, ": KVM API version ", version, ", expected ", KVM_API_VERSION));
+  }
+  int mmap_size = ::ioctl(fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+  if (mmap_size <= 0) return ErrnoStatus("KVM_GET_VCPU_MMAP_SIZE");
+  return KvmSystem(std::move(owned), mmap_size);
+}
+
+absl::StatusOr<VmFd> KvmSystem::CreateVm() const {
+  int vm = ::ioctl(fd_.get(), KVM_CREATE_VM, 0);
+  if (vm < 0) return ErrnoStatus("KVM_CREATE_VM");
+  return VmFd(UniqueFd(vm), vcpu_mmap_size_);
+}
+
+absl::StatusOr<std::vector<kvm_cpuid_entry2>> KvmSystem::SupportedCpuid() const {
+  for (int n = 64; n <= 4096; n *= 2) {
+    size_t bytes = sizeof(kvm_cpuid2) + n * sizeof(kvm_cpuid_entry2);
+    std::unique_ptr<kvm_cpuid2, decltype(&std::free)> buf(
+        static_cast<kvm_cpuid2*>(std::calloc(1, bytes)), &std::free);
+    buf->nent = n;
+    if (::ioctl(fd_.get(), KVM_GET_SUPPORTED_CPUID, buf.get()) == 0) {
+      return std::vector<kvm_cpuid_entry2>(buf->entries, buf->entries + buf->nent);
+    }
+    if (errno != E2BIG) return ErrnoStatus("KVM_GET_SUPPORTED_CPUID");
+  }
+  return absl::InternalError("KVM_GET_SUPPORTED_CPUID: too many entries");
+}
+
+int KvmSystem::CheckExtension(int cap) const {
+  int r = ::ioctl(fd_.get(), KVM_CHECK_EXTENSION, cap);
+  return r < 0 ? 0 : r;
+}
+
+}  // namespace coalesce

@@ -1,0 +1,35 @@
+// A KVM VM fd. Memory slots, vCPU creation and VM-wide state.
+#pragma once
+
+#include <linux/kvm.h>
+
+#include <cstdint>
+
+#include "absl/status/statusor.h"
+#include "hypervisor/base/unique_fd.h"
+#include "hypervisor/kvm/vcpu_fd.h"
+
+namespace coalesce {
+
+class VmFd final {
+ public:
+  VmFd(UniqueFd fd, int vcpu_mmap_size) : fd_(std::move(fd)), vcpu_mmap_size_(vcpu_mmap_size) {}
+
+  absl::Status SetUserMemoryRegion(uint32_t slot, uint64_t guest_phys, uint64_t size, void* host,
+                                   uint32_t flags = 0);
+  // `id` is the vCPU's global id, which is also its APIC id.
+  [[nodiscard]] absl::StatusOr<VcpuFd> CreateVcpu(uint32_t id);
+  // Needed on Intel before the first KVM_RUN; harmless elsewhere.
+  absl::Status SetTssAddr(uint64_t addr);
+  absl::Status SetIdentityMapAddr(uint64_t addr);
+  [[nodiscard]] absl::StatusOr<kvm_clock_data> GetClock() const;
+  absl::Status SetClock(const kvm_clock_data& data);
+  [[nodiscard]] int CheckExtension(int cap) const;
+  [[nodiscard]] int fd() const { return fd_.get(); }
+
+ private:
+  UniqueFd fd_;
+  int vcpu_mmap_size_;
+};
+
+}  // namespace coalesce

@@ -1,0 +1,76 @@
+#include "hypervisor/memory/guest_memory.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "absl/strings/str_format.h"
+#include "hypervisor/base/errno_status.h"
+#include "hypervisor/base/status_macros.h"
+#include "hypervisor/kvm/vm_fd.h"
+
+namespace coalesce {
+
+std::vector<MemoryRegion> GuestMemory::Layout(uint64_t size) {
+  std::vector<MemoryRegion> out;
+  uint64_t low = size < kPciHoleStart ? size : kPciHoleStart;
+  out.push_back({0, low, 0});
+  if (size > low) out.push_back({kPciHoleEnd, size - low, low});
+  return out;
+}
+
+absl::StatusOr<GuestMemory> GuestMemory::Create(uint64_t size) {
+  if (size < kMinGuestMemory) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("guest memory %u bytes is too small: at least %u MiB", size, kMinGuestMemory >> 20));
+  }
+  if (size % 4096 != 0) return absl::InvalidArgumentError("guest memory must be a multiple of 4 KiB");
+  int fd = ::memfd_create("coalesce-guest-ram", MFD_CLOEXEC);
+  if (fd < 0) return ErrnoStatus("memfd_create");
+  UniqueFd owned(fd);
+  if (::ftruncate(fd, static_cast<off_t>(size)) < 0) return ErrnoStatus("ftruncate guest RAM memfd");
+  ASSIGN_OR_RETURN(Mapping map, Mapping::Map(size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd,
+                                              0, "mmap guest RAM"));
+  return GuestMemory(std::move(owned), std::move(map), size);
+}
+
+absl::Status GuestMemory::RegisterWith(VmFd& vm) const {
+  for (size_t i = 0; i < regions_.size(); ++i) {
+    const auto& r = regions_[i];
+    RETURN_IF_ERROR(vm.SetUserMemoryRegion(static_cast<uint32_t>(i), r.guest_phys, r.size,
+                                           mapping_.data() + r.file_offset));
+  }
+  return absl::OkStatus();
+}
+
+bool GuestMemory::Contains(uint64_t gpa, uint64_t len) const {
+  for (const auto& r : regions_) {
+    if (gpa >= r.guest_phys && len <= r.size && gpa - r.guest_phys <= r.size - len) return true;
+  }
+  return false;
+}
+
+absl::StatusOr<std::span<uint8_t>> GuestMemory::HostSpan(uint64_t gpa, uint64_t len) const {
+  for (const auto& r : regions_) {
+    if (gpa >= r.guest_phys && len <= r.size && gpa - r.guest_phys <= r.size - len) {
+      return std::span<uint8_t>(mapping_.data() + r.file_offset + (gpa - r.guest_phys), len);
+    }
+  }
+  return absl::OutOfRangeError(
+      absl::StrFormat("guest-physical range [%#x, %#x) is not RAM", gpa, gpa + len));
+}
+
+absl::Status GuestMemory::Read(uint64_t gpa, std::span<uint8_t> out) const {
+  ASSIGN_OR_RETURN(auto src, HostSpan(gpa, out.size()));
+  std::memcpy(out.data(), src.data(), out.size());
+  return absl::OkStatus();
+}
+
+absl::Status GuestMemory::Write(uint64_t gpa, std::span<const uint8_t> in) const {
+  ASSIGN_OR_RETURN(auto dst, HostSpan(gpa, in.size()));
+  std::memcpy(dst.data(), in.data(), in.size());
+  return absl::OkStatus();
+}
+
+}  // namespace coalesce

@@ -1,0 +1,59 @@
+// Guest RAM: one memfd mapped MAP_SHARED, split into guest-physical regions below and above the PCI hole.
+// The same memfd serves KVM (memslots), the DSM (userfaultfd on this mapping) and vhost-user back ends.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "hypervisor/base/mapping.h"
+#include "hypervisor/base/unique_fd.h"
+
+namespace coalesce {
+
+class VmFd;
+
+// Guest-physical layout constants shared by memory, firmware tables and devices.
+inline constexpr uint64_t kPciHoleStart = 0xC000'0000ULL;  // 3 GiB: MMIO (IOAPIC, LAPIC, ...) lives above
+inline constexpr uint64_t kPciHoleEnd = 0x1'0000'0000ULL;  // 4 GiB
+inline constexpr uint64_t kMinGuestMemory = 16ULL << 20;
+
+struct MemoryRegion {
+  uint64_t guest_phys;
+  uint64_t size;
+  uint64_t file_offset;  // offset in the memfd and in the host mapping
+};
+
+class GuestMemory final {
+ public:
+  // Creates `size` bytes of RAM (a multiple of 4 KiB, at least kMinGuestMemory).
+  static absl::StatusOr<GuestMemory> Create(uint64_t size);
+
+  // Registers every region as a KVM memslot (slots 0..n-1).
+  absl::Status RegisterWith(VmFd& vm) const;
+
+  // Host view of [gpa, gpa+len), which must lie inside one region. Errors name the address.
+  [[nodiscard]] absl::StatusOr<std::span<uint8_t>> HostSpan(uint64_t gpa, uint64_t len) const;
+  absl::Status Read(uint64_t gpa, std::span<uint8_t> out) const;
+  absl::Status Write(uint64_t gpa, std::span<const uint8_t> in) const;
+  [[nodiscard]] bool Contains(uint64_t gpa, uint64_t len) const;
+
+  [[nodiscard]] const std::vector<MemoryRegion>& regions() const { return regions_; }
+  [[nodiscard]] uint64_t size() const { return size_; }
+  [[nodiscard]] int memfd() const { return fd_.get(); }
+  [[nodiscard]] uint8_t* host_base() const { return mapping_.data(); }
+
+  // Pure layout computation, exposed for tests: RAM below kPciHoleStart, the rest from 4 GiB up.
+  static std::vector<MemoryRegion> Layout(uint64_t size);
+
+ private:
+  GuestMemory(UniqueFd fd, Mapping mapping, uint64_t size)
+      : fd_(std::move(fd)), mapping_(std::move(mapping)), size_(size), regions_(Layout(size)) {}
+  UniqueFd fd_;
+  Mapping mapping_;
+  uint64_t size_;
+  std::vector<MemoryRegion> regions_;
+};
+
+}  // namespace coalesce

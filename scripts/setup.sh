@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package Coalesce needs to build, test and benchmark. Idempotent.
+set -euo pipefail
+PKGS=(
+  build-essential g++ meson ninja-build pkg-config
+  linux-libc-dev
+  libabsl-dev catch2
+  libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
+  acpica-tools
+  busybox-static cpio gzip xz-utils
+  qemu-system-x86 qemu-utils
+  iproute2 procps
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
