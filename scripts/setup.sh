@@ -9,7 +9,7 @@ PKGS=(
   acpica-tools
   busybox-static cpio gzip xz-utils
   qemu-system-x86 qemu-utils
-  iproute2 procps
+  iproute2 procps python3
 )
 missing=()
 for p in "${PKGS[@]}"; do

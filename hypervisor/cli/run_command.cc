@@ -1,0 +1,58 @@
+#include "hypervisor/cli/run_command.h"
+
+#include <cstdio>
+
+#include "hypervisor/base/log.h"
+#include "hypervisor/cli/run_options.h"
+#include "hypervisor/machine/machine.h"
+#include "hypervisor/vcpu/exit_status.h"
+
+namespace coalesce {
+
+int RunCommand(const std::vector<std::string>& args) {
+  absl::StatusOr<RunOptions> parsed = ParseRunOptions(args);
+  if (!parsed.ok()) {
+    std::fprintf(stderr, "coalesce run: %s\n", std::string(parsed.status().message()).c_str());
+    return exit_status::kUsage;
+  }
+  RunOptions options = *std::move(parsed);
+  if (options.help) {
+    std::fputs(kRunUsage, stdout);
+    return 0;
+  }
+  if (!options.log_level.empty()) {
+    LogLevel level;
+    if (!ParseLogLevel(options.log_level, &level)) {
+      std::fprintf(stderr, "coalesce run: --log-level: '%s' is not one of debug, info, warning, error\n",
+                   options.log_level.c_str());
+      return exit_status::kUsage;
+    }
+    SetLogLevel(level);
+  }
+  if (absl::Status st = ValidateRunOptions(options); !st.ok()) {
+    std::fprintf(stderr, "coalesce run: %s\n", std::string(st.message()).c_str());
+    return exit_status::kUsage;
+  }
+  MachineConfig config;
+  config.kernel_path = options.kernel;
+  config.initrd_path = options.initrd;
+  config.cmdline = options.append;
+  config.vcpus = options.vcpus;
+  config.memory = options.memory;
+  absl::StatusOr<std::unique_ptr<Machine>> machine = Machine::Create(config);
+  if (!machine.ok()) {
+    std::fprintf(stderr, "coalesce run: %s\n", std::string(machine.status().message()).c_str());
+    // Input problems (files, sizes, formats) are usage errors; anything else is the host's.
+    absl::StatusCode c = machine.status().code();
+    bool input = c == absl::StatusCode::kInvalidArgument || c == absl::StatusCode::kNotFound ||
+                 c == absl::StatusCode::kOutOfRange || c == absl::StatusCode::kFailedPrecondition;
+    return input ? exit_status::kUsage : exit_status::kHostFailure;
+  }
+  int status = (*machine)->Run();
+  std::fflush(stdout);
+  std::fprintf(stderr, "coalesce: %s (exit status %d)\n", (*machine)->run_control().reason().c_str(), status);
+  if (options.print_stats) std::fputs((*machine)->StatsReport().c_str(), stderr);
+  return status;
+}
+
+}  // namespace coalesce

@@ -1,0 +1,134 @@
+#include "hypervisor/cli/run_options.h"
+
+#include <charconv>
+
+#include "absl/strings/str_cat.h"
+#include "edge_monitor/size.h"
+
+namespace coalesce {
+
+const char kTopUsage[] =
+    "usage: coalesce <command> [flags]\n"
+    "\n"
+    "Coalesce: a many-to-one hypervisor on KVM. One guest draws vCPUs and memory from this machine (home)\n"
+    "and from edge hosts running `coalesce edge`.\n"
+    "\n"
+    "commands:\n"
+    "  run    boot a guest (this node is home); see `coalesce run --help`\n"
+    "  edge   run the edge agent that hosts vCPUs for home nodes; see `coalesce edge --help`\n"
+    "  help   this text\n"
+    "\n"
+    "exit status of `run`: 0 guest powered off; (V << 1) | 1 guest wrote V to the debug-exit port 0xf4;\n"
+    "2 bad command line or input; 4 guest reset; 6 guest crashed (register dump printed); 8 host failure.\n";
+
+const char kRunUsage[] =
+    "usage: coalesce run --kernel FILE [flags]\n"
+    "\n"
+    "Boots a guest kernel (Linux bzImage or Multiboot v1 ELF) with its console on stdout/stdin (COM1).\n"
+    "\n"
+    "flags:\n"
+    "  --kernel FILE       kernel to boot: a Linux bzImage or a Multiboot (v1) ELF image (required,\n"
+    "                      unless the profile names it)\n"
+    "  --initrd FILE       initial ramdisk (Linux) or first Multiboot module\n"
+    "  --append STRING     kernel command line\n"
+    "  --vcpus N           number of vCPUs, 1-255 (default 1)\n"
+    "  --memory SIZE       guest RAM, e.g. 512M, 2G, or bytes (default 256M, at least 16M)\n"
+    "  --profile FILE      coalescence profile (protobuf text format or JSON); flags override it\n"
+    "  --edge ADDR=LIST    place vCPUs LIST (e.g. 2,3 or 2-3) on the edge agent at ADDR (host:port);\n"
+    "                      repeatable\n"
+    "  --stats             print exit, injection and emulation counters when the guest stops\n"
+    "  --log-level LEVEL   debug, info, warning (default) or error; also COALESCE_LOG\n"
+    "  --help              this text\n";
+
+namespace {
+
+absl::StatusOr<uint32_t> ParseUint(const std::string& flag, const std::string& text) {
+  uint32_t v = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || p != text.data() + text.size() || text.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": '", text, "' is not a number"));
+  }
+  return v;
+}
+
+}  // namespace
+
+absl::StatusOr<RunOptions> ParseRunOptions(const std::vector<std::string>& args) {
+  RunOptions o;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string flag = args[i];
+    std::string value;
+    bool has_inline = false;
+    if (auto eq = flag.find('='); flag.rfind("--", 0) == 0 && eq != std::string::npos) {
+      value = flag.substr(eq + 1);
+      flag = flag.substr(0, eq);
+      has_inline = true;
+    }
+    auto take = [&]() -> absl::StatusOr<std::string> {
+      if (has_inline) return value;
+      if (i + 1 >= args.size()) return absl::InvalidArgumentError(absl::StrCat(flag, " needs a value"));
+      return args[++i];
+    };
+    if (flag == "--help" || flag == "-h") {
+      o.help = true;
+    } else if (flag == "--stats") {
+      o.print_stats = true;
+    } else if (flag == "--kernel") {
+      auto v = take();
+      if (!v.ok()) return v.status();
+      o.kernel = *v;
+    } else if (flag == "--initrd") {
+      auto v = take();
+      if (!v.ok()) return v.status();
+      o.initrd = *v;
+    } else if (flag == "--append") {
+      auto v = take();
+      if (!v.ok()) return v.status();
+      o.append = *v;
+    } else if (flag == "--profile") {
+      auto v = take();
+      if (!v.ok()) return v.status();
+      o.profile = *v;
+    } else if (flag == "--edge") {
+      auto v = take();
+      if (!v.ok()) return v.status();
+      o.edges.push_back(*v);
+    } else if (flag == "--log-level") {
+      auto v = take();
+      if (!v.ok()) return v.status();
+      o.log_level = *v;
+    } else if (flag == "--vcpus") {
+      auto v = take();
+      if (!v.ok()) return v.status();
+      auto n = ParseUint("--vcpus", *v);
+      if (!n.ok()) return n.status();
+      o.vcpus = *n;
+      o.vcpus_set = true;
+    } else if (flag == "--memory") {
+      auto v = take();
+      if (!v.ok()) return v.status();
+      auto n = ParseSize(*v, "--memory");
+      if (!n.ok()) return n.status();
+      o.memory = *n;
+      o.memory_set = true;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag '", args[i], "' (see coalesce run --help)"));
+    }
+  }
+  return o;
+}
+
+absl::Status ValidateRunOptions(const RunOptions& o) {
+  if (o.kernel.empty()) return absl::InvalidArgumentError("no kernel: give --kernel FILE (or a profile)");
+  if (o.vcpus == 0 || o.vcpus > kMaxVcpus) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--vcpus: ", o.vcpus, " is out of range: between 1 and ", kMaxVcpus));
+  }
+  if (o.memory < (16ULL << 20)) {
+    return absl::InvalidArgumentError(absl::StrCat("--memory: ", o.memory, " bytes is too small: at least 16M"));
+  }
+  if (o.memory % 4096 != 0) return absl::InvalidArgumentError("--memory: must be a multiple of 4 KiB");
+  return absl::OkStatus();
+}
+
+}  // namespace coalesce

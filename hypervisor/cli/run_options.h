@@ -1,0 +1,38 @@
+// `coalesce run` flags, parsed into a value the machine builder consumes. Pure: unit-tested.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace coalesce {
+
+inline constexpr uint32_t kMaxVcpus = 255;  // xAPIC: 8-bit ids, 0xff is the broadcast id
+inline constexpr uint64_t kDefaultMemory = 256ULL << 20;
+
+struct RunOptions {
+  std::string kernel;
+  std::string initrd;
+  std::string append;
+  uint32_t vcpus = 1;
+  uint64_t memory = kDefaultMemory;
+  bool memory_set = false;
+  bool vcpus_set = false;
+  std::string profile;                 // --profile FILE (coalescence profile)
+  std::vector<std::string> edges;      // --edge ADDR=LIST, as given (parsed by the profile code)
+  bool print_stats = false;            // --stats: exit and emulation counters at exit
+  std::string log_level;               // --log-level
+  bool help = false;
+};
+
+// Parses the arguments after "run". Errors name the flag and the bad value.
+absl::StatusOr<RunOptions> ParseRunOptions(const std::vector<std::string>& args);
+// Checks what only makes sense once everything is merged (kernel given, vcpus in range, ...).
+absl::Status ValidateRunOptions(const RunOptions& options);
+
+extern const char kRunUsage[];
+extern const char kTopUsage[];
+
+}  // namespace coalesce

@@ -1,0 +1,197 @@
+#include "hypervisor/machine/machine.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "absl/strings/str_format.h"
+#include "hypervisor/base/log.h"
+#include "hypervisor/base/platform.h"
+#include "hypervisor/base/status_macros.h"
+#include "hypervisor/irq/io_apic.h"
+#include "hypervisor/irq/local_apic.h"
+#include "hypervisor/irq/local_interrupt_router.h"
+#include "hypervisor/irq/pic.h"
+#include "hypervisor/machine/console_input.h"
+#include "hypervisor/machine/guest_loader.h"
+#include "hypervisor/machine/platform_irq_sink.h"
+#include "hypervisor/vcpu/cpuid.h"
+#include "hypervisor/vcpu/exit_status.h"
+#include "devmodel/acpi_pm.h"
+#include "devmodel/cmos_rtc.h"
+#include "devmodel/debug_exit.h"
+#include "devmodel/fw_cfg.h"
+#include "devmodel/pit8254.h"
+#include "devmodel/uart16550.h"
+
+namespace coalesce {
+
+absl::StatusOr<std::unique_ptr<Machine>> Machine::Create(const MachineConfig& config) {
+  std::unique_ptr<Machine> m(new Machine(config));
+  RETURN_IF_ERROR(m->BuildCore());
+  RETURN_IF_ERROR(m->BuildInterruptControllers());
+  RETURN_IF_ERROR(m->BuildDevices());
+  RETURN_IF_ERROR(m->LoadGuest());
+  RETURN_IF_ERROR(m->BuildVcpus());
+  return m;
+}
+
+Machine::~Machine() { Shutdown(); }
+
+absl::Status Machine::BuildCore() {
+  ASSIGN_OR_RETURN(KvmSystem kvm, KvmSystem::Open());
+  kvm_ = std::make_unique<KvmSystem>(std::move(kvm));
+  int max_vcpus = kvm_->CheckExtension(KVM_CAP_MAX_VCPUS);
+  if (max_vcpus > 0 && config_.vcpus > static_cast<uint32_t>(max_vcpus)) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--vcpus: %u is more than this host's KVM allows (%d)", config_.vcpus, max_vcpus));
+  }
+  ASSIGN_OR_RETURN(VmFd vm, kvm_->CreateVm());
+  vm_ = std::make_unique<VmFd>(std::move(vm));
+  // Intel VMX needs these two pages below 4 GiB for real-mode emulation; other KVMs ignore or refuse them.
+  if (absl::Status st = vm_->SetTssAddr(0xfffb'd000); !st.ok()) LOG_DEBUG("%s", st.ToString());
+  if (absl::Status st = vm_->SetIdentityMapAddr(0xfffb'c000); !st.ok()) LOG_DEBUG("%s", st.ToString());
+  ASSIGN_OR_RETURN(GuestMemory mem, GuestMemory::Create(config_.memory));
+  memory_ = std::make_unique<GuestMemory>(std::move(mem));
+  RETURN_IF_ERROR(memory_->RegisterWith(*vm_));
+  io_handler_ = std::make_unique<BusIoHandler>(&pio_bus_, &mmio_bus_);
+  timers_ = std::make_unique<TimerService>();
+  return absl::OkStatus();
+}
+
+absl::Status Machine::BuildInterruptControllers() {
+  router_ = std::make_unique<LocalInterruptRouter>();
+  ioapic_ = std::make_unique<IoApic>(router_.get());
+  router_->SetIoApic(ioapic_.get());
+  pic_ = std::make_unique<Pic8259Pair>();
+  irq_sink_ = std::make_unique<PlatformIrqSink>(pic_.get(), ioapic_.get());
+  vcpus_.resize(config_.vcpus);
+  for (uint32_t i = 0; i < config_.vcpus; ++i) {
+    // The kick reaches the Vcpu built later in BuildVcpus(); until then there is nothing to wake.
+    auto kick = [this, i] {
+      if (vcpus_[i]) vcpus_[i]->Kick();
+    };
+    lapics_.push_back(std::make_unique<LocalApic>(i, i == 0, router_.get(), timers_.get(), kick));
+    router_->AddLocalApic(lapics_.back().get());
+  }
+  // The PIC's INTR pin is wired to LINT0 of the bootstrap processor.
+  pic_->SetOutputCallback([this](bool level) { lapics_[0]->SetLint0(level); });
+  RETURN_IF_ERROR(mmio_bus_.Register(platform::kIoapicBase, platform::kIoapicSize, ioapic_.get()));
+  RETURN_IF_ERROR(pic_->RegisterPorts(pio_bus_));
+  return absl::OkStatus();
+}
+
+absl::Status Machine::BuildDevices() {
+  auto console_out = config_.console_output;
+  if (!console_out) {
+    console_out = [](uint8_t c) {
+      std::fputc(c, stdout);
+      if (c == '\n') std::fflush(stdout);
+    };
+  }
+  auto uart = std::make_unique<Uart16550>(irq_sink_.get(), platform::kCom1Irq, console_out);
+  uart_ = uart.get();
+  auto debug_exit = std::make_unique<DebugExit>([this](uint32_t status) {
+    run_control_.Stop(static_cast<int>(status), absl::StrFormat("guest wrote to the debug-exit port: status %u", status));
+  });
+  auto fw_cfg = std::make_unique<FwCfg>();
+  fw_cfg->SetCpuCount(static_cast<uint16_t>(config_.vcpus));
+  fw_cfg->SetRamSize(config_.memory);
+  auto pit = std::make_unique<Pit8254>(irq_sink_.get(), timers_.get());
+  auto rtc = std::make_unique<CmosRtc>(irq_sink_.get());
+  rtc->SetMemorySize(config_.memory);
+  auto acpi_pm = std::make_unique<AcpiPm>(
+      irq_sink_.get(), [this] { run_control_.Stop(exit_status::kPowerOff, "guest powered off (ACPI S5)"); },
+      [this] { run_control_.Stop(exit_status::kGuestReset, "guest reset"); });
+
+  // The ordered device table: (bus, base, size, device).
+  struct Slot {
+    Bus* bus;
+    uint64_t base;
+    uint64_t size;
+    BusDevice* device;
+  };
+  const Slot table[] = {
+      {&pio_bus_, platform::kCom1Port, 8, uart.get()},
+      {&pio_bus_, platform::kDebugExitPort, 1, debug_exit.get()},
+      {&pio_bus_, platform::kFwCfgPort, 2, fw_cfg.get()},
+      {&pio_bus_, platform::kPitPort, 4, pit.get()},
+      {&pio_bus_, platform::kRtcPort, 2, rtc.get()},
+  };
+  for (const Slot& s : table) RETURN_IF_ERROR(s.bus->Register(s.base, s.size, s.device));
+  RETURN_IF_ERROR(pit->RegisterPorts(pio_bus_));
+  RETURN_IF_ERROR(acpi_pm->RegisterPorts(pio_bus_));
+  devices_.push_back(std::move(uart));
+  devices_.push_back(std::move(debug_exit));
+  devices_.push_back(std::move(fw_cfg));
+  devices_.push_back(std::move(pit));
+  devices_.push_back(std::move(rtc));
+  devices_.push_back(std::move(acpi_pm));
+  return absl::OkStatus();
+}
+
+absl::Status Machine::BuildVcpus() {
+  ASSIGN_OR_RETURN(auto supported, kvm_->SupportedCpuid());
+  for (uint32_t i = 0; i < config_.vcpus; ++i) {
+    ASSIGN_OR_RETURN(VcpuFd fd, vm_->CreateVcpu(i));
+    RETURN_IF_ERROR(fd.SetCpuid(FilterCpuid(supported, {.apic_id = i, .vcpu_count = config_.vcpus})));
+    Vcpu::Wiring w;
+    w.lapic = lapics_[i].get();
+    w.io = io_handler_.get();
+    w.run_control = &run_control_;
+    w.memory = memory_.get();
+    if (i == 0) w.ext_int_ack = [this] { return pic_->Acknowledge(); };
+    vcpus_[i] = std::make_unique<Vcpu>(std::move(fd), i == 0, std::move(w));
+  }
+  RETURN_IF_ERROR(ApplyBootState(vcpus_[0]->fd()));
+  run_control_.AddStopHook([this] {
+    for (auto& v : vcpus_) v->Kick();
+  });
+  return absl::OkStatus();
+}
+
+int Machine::Run() {
+  if (config_.console_input) {
+    console_input_ = std::make_unique<ConsoleInput>(
+        [this](std::span<const uint8_t> bytes) { uart_->ReceiveBytes(bytes); },
+        [this] { run_control_.Stop(exit_status::kPowerOff, "stopped from the console (Ctrl-A x)"); });
+  }
+  for (auto& v : vcpus_) v->Start();
+  run_control_.WaitForStop();
+  Shutdown();
+  std::fflush(stdout);
+  return run_control_.exit_status();
+}
+
+void Machine::Shutdown() {
+  for (auto& v : vcpus_) {
+    if (v) v->Kick();
+  }
+  for (auto& v : vcpus_) {
+    if (v) v->Join();
+  }
+  console_input_.reset();
+}
+
+std::string Machine::StatsReport() const {
+  std::string out;
+  for (const auto& v : vcpus_) {
+    if (!v) continue;
+    absl::StrAppendFormat(&out, "vcpu%u: state=%s injections=%u exits:", v->id(), VcpuStateName(v->state()),
+                          v->stats().injections());
+    for (size_t k = 0; k < kExitKinds; ++k) {
+      if (uint64_t n = v->stats().exits(k)) absl::StrAppendFormat(&out, " %s=%u", ExitKindNameByIndex(k), n);
+    }
+    auto emu = v->stats().emulations();
+    if (!emu.empty()) {
+      out += " emulated:";
+      for (const auto& [name, n] : emu) absl::StrAppendFormat(&out, " %s=%u", name, n);
+    }
+    out += "\n";
+  }
+  absl::StrAppendFormat(&out, "bus: unclaimed pio=%u mmio=%u\n", pio_bus_.unclaimed_accesses(),
+                        mmio_bus_.unclaimed_accesses());
+  return out;
+}
+
+}  // namespace coalesce

@@ -1,0 +1,73 @@
+// Builds and runs one guest on the home node: KVM VM, guest RAM, interrupt controllers, devices, firmware
+// tables, the kernel, and one Vcpu per vCPU. Init phases run in order (core, irq, devices, boot, vcpus);
+// teardown is the reverse (vCPU threads, then timers, then devices, then memory and the VM).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "hypervisor/base/timer_service.h"
+#include "hypervisor/bus/bus.h"
+#include "hypervisor/kvm/kvm_system.h"
+#include "hypervisor/machine/machine_config.h"
+#include "hypervisor/memory/guest_memory.h"
+#include "hypervisor/vcpu/bus_io_handler.h"
+#include "hypervisor/vcpu/run_control.h"
+#include "hypervisor/vcpu/vcpu.h"
+
+namespace coalesce {
+
+class LocalApic;
+class IoApic;
+class Pic8259Pair;
+class LocalInterruptRouter;
+class PlatformIrqSink;
+class Uart16550;
+class ConsoleInput;
+
+class Machine final {
+ public:
+  static absl::StatusOr<std::unique_ptr<Machine>> Create(const MachineConfig& config);
+  ~Machine();
+
+  // Starts every vCPU, waits until the guest stops, and returns the exit status (see exit_status.h).
+  int Run();
+  [[nodiscard]] const RunControl& run_control() const { return run_control_; }
+  // Exit, injection and emulation counters of every vCPU, one line each.
+  [[nodiscard]] std::string StatsReport() const;
+
+ private:
+  explicit Machine(const MachineConfig& config) : config_(config) {}
+  absl::Status BuildCore();
+  absl::Status BuildInterruptControllers();
+  absl::Status BuildDevices();
+  absl::Status LoadGuest();
+  absl::Status BuildVcpus();
+  void Shutdown();
+
+  MachineConfig config_;
+  RunControl run_control_;
+  std::unique_ptr<KvmSystem> kvm_;
+  std::unique_ptr<VmFd> vm_;
+  std::unique_ptr<GuestMemory> memory_;
+  Bus pio_bus_{"pio"};
+  Bus mmio_bus_{"mmio"};
+  std::unique_ptr<BusIoHandler> io_handler_;
+  // Interrupt controllers and devices: declared before timers_, so timers_ (whose callbacks touch them)
+  // is destroyed first.
+  std::unique_ptr<LocalInterruptRouter> router_;
+  std::unique_ptr<IoApic> ioapic_;
+  std::unique_ptr<Pic8259Pair> pic_;
+  std::unique_ptr<PlatformIrqSink> irq_sink_;
+  std::vector<std::unique_ptr<LocalApic>> lapics_;
+  std::vector<std::unique_ptr<BusDevice>> devices_;  // the ordered device table, built in BuildDevices()
+  Uart16550* uart_ = nullptr;                         // owned by devices_
+  std::unique_ptr<TimerService> timers_;
+  std::unique_ptr<ConsoleInput> console_input_;
+  std::vector<std::unique_ptr<Vcpu>> vcpus_;
+};
+
+}  // namespace coalesce

@@ -1,0 +1,271 @@
+#include "hypervisor/vcpu/vcpu.h"
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <mutex>
+
+#include "absl/strings/str_format.h"
+#include "hypervisor/base/log.h"
+#include "hypervisor/base/platform.h"
+#include "hypervisor/boot/cpu_startup.h"
+#include "hypervisor/emul/instruction_completer.h"
+#include "hypervisor/irq/local_apic.h"
+#include "hypervisor/vcpu/exit_status.h"
+
+namespace coalesce {
+namespace {
+
+// The kick signal only has to interrupt KVM_RUN (EINTR); its handler does nothing.
+constexpr int kKickSignal = SIGUSR1;
+
+void InstallKickHandler() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction sa {};
+    sa.sa_handler = [](int) {};
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;  // no SA_RESTART: KVM_RUN must return EINTR
+    sigaction(kKickSignal, &sa, nullptr);
+  });
+}
+
+bool InLapicPage(uint64_t addr) {
+  return addr >= platform::kLapicBase && addr < platform::kLapicBase + platform::kLapicSize;
+}
+
+}  // namespace
+
+const char* VcpuStateName(Vcpu::State s) {
+  switch (s) {
+    case Vcpu::State::kCreated: return "created";
+    case Vcpu::State::kWaitForSipi: return "wait-for-sipi";
+    case Vcpu::State::kRunning: return "running";
+    case Vcpu::State::kHalted: return "halted";
+    case Vcpu::State::kStopped: return "stopped";
+  }
+  return "?";
+}
+
+Vcpu::Vcpu(VcpuFd fd, bool bootstrap, Wiring wiring)
+    : fd_(std::move(fd)), bootstrap_(bootstrap), wiring_(std::move(wiring)) {
+  InstallKickHandler();
+}
+
+Vcpu::~Vcpu() { Join(); }
+
+void Vcpu::Start() {
+  state_.store(bootstrap_ ? State::kRunning : State::kWaitForSipi, std::memory_order_release);
+  thread_ = std::thread([this] { ThreadMain(); });
+  std::string name = absl::StrFormat("vcpu%u", id());
+  pthread_setname_np(thread_.native_handle(), name.c_str());
+}
+
+void Vcpu::Join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Vcpu::Kick() {
+  {
+    absl::MutexLock lock(&wake_mu_);
+    woken_ = true;
+  }
+  // Order matters: immediate_exit first, so a kick racing with the entry into KVM_RUN still exits at once.
+  __atomic_store_n(&fd_.run()->immediate_exit, 1, __ATOMIC_SEQ_CST);
+  if (in_guest_.load(std::memory_order_seq_cst) && thread_.joinable()) {
+    pthread_kill(thread_.native_handle(), kKickSignal);
+  }
+}
+
+void Vcpu::ThreadMain() {
+  while (!wiring_.run_control->stopping()) {
+    State s = state();
+    if (s == State::kWaitForSipi || s == State::kHalted) {
+      WaitForWork(s);
+      continue;
+    }
+    if (HandleStartupSignals()) continue;
+    if (!RunOnce()) break;
+  }
+  state_.store(State::kStopped, std::memory_order_release);
+}
+
+bool Vcpu::HandleStartupSignals() {
+  LocalApic* apic = wiring_.lapic;
+  if (apic->TakeInit()) {
+    apic->Reset();
+    state_.store(State::kWaitForSipi, std::memory_order_release);
+    LOG_DEBUG("vcpu%u: INIT, waiting for SIPI", id());
+    return true;
+  }
+  // A SIPI to a running vCPU is ignored, as on real hardware (Linux sends two).
+  (void)apic->TakeStartup();
+  return false;
+}
+
+void Vcpu::WaitForWork(State waiting_in) {
+  LocalApic* apic = wiring_.lapic;
+  while (!wiring_.run_control->stopping()) {
+    {
+      absl::MutexLock lock(&wake_mu_);
+      woken_ = false;
+    }
+    if (waiting_in == State::kWaitForSipi) {
+      (void)apic->TakeInit();
+      if (auto vector = apic->TakeStartup()) {
+        if (absl::Status st = ApplyStartupState(*vector, fd_); !st.ok()) {
+          Fail(exit_status::kHostFailure, absl::StrFormat("vcpu%u: start-up: %s", id(), st.ToString()));
+          return;
+        }
+        LOG_DEBUG("vcpu%u: SIPI vector %#x", id(), *vector);
+        state_.store(State::kRunning, std::memory_order_release);
+        return;
+      }
+    } else if (apic->HasWork()) {
+      state_.store(State::kRunning, std::memory_order_release);
+      return;
+    }
+    absl::MutexLock lock(&wake_mu_);
+    // The timeout only bounds the damage of a lost wake-up; wake-ups come from Kick().
+    wake_mu_.AwaitWithTimeout(absl::Condition(&woken_), absl::Milliseconds(100));
+  }
+}
+
+void Vcpu::InjectPendingInterrupts() {
+  kvm_run* run = fd_.run();
+  LocalApic* apic = wiring_.lapic;
+  if (apic->TakeNmi()) {
+    if (absl::Status st = fd_.Nmi(); !st.ok()) LOG_WARN("vcpu%u: %s", id(), st.ToString());
+  }
+  bool have_vector = apic->PendingInterrupt().has_value();
+  bool have_extint = !have_vector && wiring_.ext_int_ack && apic->ExtIntPending();
+  if (!have_vector && !have_extint) {
+    run->request_interrupt_window = 0;
+    return;
+  }
+  if (!run->ready_for_interrupt_injection) {
+    run->request_interrupt_window = 1;
+    return;
+  }
+  uint8_t vector = have_vector ? apic->AcknowledgeInterrupt() : wiring_.ext_int_ack();
+  if (absl::Status st = fd_.Interrupt(vector); !st.ok()) {
+    LOG_WARN("vcpu%u: KVM_INTERRUPT %#x: %s", id(), vector, st.ToString());
+  } else {
+    stats_.CountInjection();
+  }
+  run->request_interrupt_window = 0;
+}
+
+bool Vcpu::RunOnce() {
+  kvm_run* run = fd_.run();
+  __atomic_store_n(&run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+  InjectPendingInterrupts();
+  in_guest_.store(true, std::memory_order_seq_cst);
+  absl::StatusOr<VcpuExit> exit = fd_.Run();
+  in_guest_.store(false, std::memory_order_seq_cst);
+  if (!exit.ok()) {
+    Fail(exit_status::kHostFailure, absl::StrFormat("vcpu%u: %s", id(), exit.status().ToString()));
+    return false;
+  }
+  stats_.CountExit(ExitKindIndex(*exit));
+  return HandleExit(*exit);
+}
+
+bool Vcpu::HandleExit(const VcpuExit& e) {
+  const uint32_t vid = id();
+  IoHandler* io = wiring_.io;
+  if (auto* in = std::get_if<exit::IoIn>(&e)) {
+    for (uint32_t i = 0; i < in->count; ++i) io->PioRead(vid, in->port, in->data.subspan(i * in->size, in->size));
+    return true;
+  }
+  if (auto* out = std::get_if<exit::IoOut>(&e)) {
+    for (uint32_t i = 0; i < out->count; ++i) {
+      io->PioWrite(vid, out->port, out->data.subspan(i * out->size, out->size));
+    }
+    return true;
+  }
+  if (auto* rd = std::get_if<exit::MmioRead>(&e)) {
+    if (InLapicPage(rd->addr)) wiring_.lapic->MmioRead(rd->addr - platform::kLapicBase, rd->data);
+    else io->MmioRead(vid, rd->addr, rd->data);
+    return true;
+  }
+  if (auto* wr = std::get_if<exit::MmioWrite>(&e)) {
+    if (InLapicPage(wr->addr)) wiring_.lapic->MmioWrite(wr->addr - platform::kLapicBase, wr->data);
+    else io->MmioWrite(vid, wr->addr, wr->data);
+    return true;
+  }
+  if (std::holds_alternative<exit::Hlt>(e)) {
+    state_.store(State::kHalted, std::memory_order_release);
+    return true;
+  }
+  if (std::holds_alternative<exit::Interrupted>(e) || std::holds_alternative<exit::IrqWindowOpen>(e)) {
+    return true;
+  }
+  if (std::holds_alternative<exit::Shutdown>(e)) {
+    Fail(exit_status::kGuestCrashed, absl::StrFormat("vcpu%u: triple fault (KVM_EXIT_SHUTDOWN)", vid));
+    return false;
+  }
+  if (auto* ie = std::get_if<exit::InternalError>(&e)) {
+    if (ie->suberror == KVM_INTERNAL_ERROR_EMULATION) {
+      absl::StatusOr<std::string> done = CompleteFailedInstruction(fd_, *wiring_.memory, *ie);
+      if (done.ok()) {
+        stats_.CountEmulation(*done);
+        return true;
+      }
+      Fail(exit_status::kGuestCrashed,
+           absl::StrFormat("vcpu%u: KVM could not emulate an instruction and neither can we: %s", vid,
+                           done.status().message()));
+      return false;
+    }
+    Fail(exit_status::kGuestCrashed,
+         absl::StrFormat("vcpu%u: KVM internal error, suberror %u", vid, ie->suberror));
+    return false;
+  }
+  if (auto* se = std::get_if<exit::SystemEvent>(&e)) {
+    if (se->type == KVM_SYSTEM_EVENT_RESET) {
+      wiring_.run_control->Stop(exit_status::kGuestReset, absl::StrFormat("vcpu%u: guest reset", vid));
+    } else {
+      wiring_.run_control->Stop(exit_status::kPowerOff, absl::StrFormat("vcpu%u: system event %u", vid, se->type));
+    }
+    return false;
+  }
+  if (auto* fe = std::get_if<exit::FailEntry>(&e)) {
+    Fail(exit_status::kGuestCrashed,
+         absl::StrFormat("vcpu%u: VM entry failed, hardware reason %#x", vid, fe->reason));
+    return false;
+  }
+  if (auto* u = std::get_if<exit::Unknown>(&e)) {
+    Fail(exit_status::kHostFailure, absl::StrFormat("vcpu%u: unexpected KVM exit reason %u", vid, u->reason));
+    return false;
+  }
+  Fail(exit_status::kHostFailure, absl::StrFormat("vcpu%u: unhandled exit %s", vid, ExitKindName(e)));
+  return false;
+}
+
+void Vcpu::Fail(int status, const std::string& what) {
+  wiring_.run_control->Stop(status, what + "\n" + DumpRegisters());
+}
+
+std::string Vcpu::DumpRegisters() const {
+  auto regs = fd_.GetRegs();
+  auto sregs = fd_.GetSregs();
+  if (!regs.ok() || !sregs.ok()) return "(registers unavailable)";
+  const kvm_regs& r = *regs;
+  const kvm_sregs& s = *sregs;
+  return absl::StrFormat(
+      "vcpu%u registers:\n"
+      " rip=%016x rflags=%016x\n"
+      " rax=%016x rbx=%016x rcx=%016x rdx=%016x\n"
+      " rsi=%016x rdi=%016x rbp=%016x rsp=%016x\n"
+      " r8 =%016x r9 =%016x r10=%016x r11=%016x\n"
+      " r12=%016x r13=%016x r14=%016x r15=%016x\n"
+      " cs=%04x base=%x l=%u db=%u  ss=%04x ds=%04x es=%04x\n"
+      " cr0=%x cr2=%x cr3=%x cr4=%x efer=%x\n"
+      " gdt=%x/%x idt=%x/%x",
+      id(), r.rip, r.rflags, r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.rsp, r.r8, r.r9, r.r10,
+      r.r11, r.r12, r.r13, r.r14, r.r15, s.cs.selector, s.cs.base, s.cs.l, s.cs.db, s.ss.selector,
+      s.ds.selector, s.es.selector, s.cr0, s.cr2, s.cr3, s.cr4, s.efer, s.gdt.base, s.gdt.limit,
+      s.idt.base, s.idt.limit);
+}
+
+}  // namespace coalesce

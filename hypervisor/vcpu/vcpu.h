@@ -1,0 +1,86 @@
+// One vCPU: a thread running KVM_RUN in a loop, as a small state machine:
+//
+//   kCreated -> (BSP) kRunning | (AP) kWaitForSipi
+//   kWaitForSipi --SIPI--> kRunning          (INIT while waiting: stays; APs start here)
+//   kRunning --HLT--> kHalted --interrupt/NMI/INIT/SIPI--> kRunning
+//   kRunning --INIT--> kWaitForSipi
+//   any --RunControl::Stop--> kStopped
+//
+// Interrupts come from the vCPU's LocalApic (and, through LINT0 in ExtINT mode, the PIC); the loop injects
+// them with KVM_INTERRUPT when kvm_run says the guest can take one, else asks for an interrupt window.
+// Other threads wake the vCPU with Kick(): immediate_exit + a signal makes KVM_RUN return at once.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "hypervisor/kvm/vcpu_fd.h"
+#include "hypervisor/memory/guest_memory.h"
+#include "hypervisor/vcpu/io_handler.h"
+#include "hypervisor/vcpu/run_control.h"
+#include "hypervisor/vcpu/vcpu_stats.h"
+
+namespace coalesce {
+
+class LocalApic;
+
+class Vcpu final {
+ public:
+  enum class State { kCreated, kWaitForSipi, kRunning, kHalted, kStopped };
+
+  struct Wiring {
+    LocalApic* lapic = nullptr;               // this vCPU's own APIC (not owned)
+    IoHandler* io = nullptr;                  // serves PIO/MMIO outside the APIC page
+    RunControl* run_control = nullptr;
+    const GuestMemory* memory = nullptr;      // for completing instructions PVM cannot emulate
+    std::function<uint8_t()> ext_int_ack;     // INTA cycle of the PIC (BSP only; empty elsewhere)
+  };
+
+  Vcpu(VcpuFd fd, bool bootstrap, Wiring wiring);
+  ~Vcpu();
+  Vcpu(const Vcpu&) = delete;
+  Vcpu& operator=(const Vcpu&) = delete;
+
+  void Start();
+  // Makes the vCPU thread re-examine its state soon: leaves KVM_RUN or a halt/SIPI wait. Any thread.
+  void Kick();
+  void Join();
+
+  [[nodiscard]] State state() const { return state_.load(std::memory_order_acquire); }
+  [[nodiscard]] uint32_t id() const { return fd_.id(); }
+  [[nodiscard]] VcpuFd& fd() { return fd_; }
+  [[nodiscard]] const VcpuStats& stats() const { return stats_; }
+  // Human-readable register dump (for fatal errors). Only from the vCPU thread or after it stopped.
+  [[nodiscard]] std::string DumpRegisters() const;
+
+ private:
+  void ThreadMain();
+  // One trip through KVM_RUN with interrupt injection before it. Returns false when the vCPU must stop.
+  bool RunOnce();
+  void InjectPendingInterrupts();
+  bool HandleExit(const VcpuExit& exit);
+  void WaitForWork(State waiting_in);
+  bool HandleStartupSignals();  // INIT/SIPI; true if the state changed
+  void Fail(int status, const std::string& what);
+
+  VcpuFd fd_;
+  const bool bootstrap_;
+  Wiring wiring_;
+  VcpuStats stats_;
+  std::atomic<State> state_{State::kCreated};
+  std::atomic<bool> in_guest_{false};
+  std::thread thread_;
+
+  absl::Mutex wake_mu_;
+  bool woken_ ABSL_GUARDED_BY(wake_mu_) = false;
+};
+
+const char* VcpuStateName(Vcpu::State s);
+
+}  // namespace coalesce

@@ -1,0 +1,38 @@
+// Per-vCPU counters, written by the vCPU thread, read by anyone (relaxed atomics).
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "hypervisor/kvm/vcpu_exit.h"
+
+namespace coalesce {
+
+class VcpuStats final {
+ public:
+  void CountExit(size_t kind) { exits_[kind].fetch_add(1, std::memory_order_relaxed); }
+  void CountInjection() { injections_.fetch_add(1, std::memory_order_relaxed); }
+  void CountEmulation(const std::string& mnemonic) {
+    absl::MutexLock lock(&mu_);
+    emulations_[mnemonic]++;
+  }
+  [[nodiscard]] uint64_t exits(size_t kind) const { return exits_[kind].load(std::memory_order_relaxed); }
+  [[nodiscard]] uint64_t injections() const { return injections_.load(std::memory_order_relaxed); }
+  [[nodiscard]] std::map<std::string, uint64_t> emulations() const {
+    absl::MutexLock lock(&mu_);
+    return emulations_;
+  }
+
+ private:
+  std::array<std::atomic<uint64_t>, kExitKinds> exits_{};
+  std::atomic<uint64_t> injections_{0};
+  mutable absl::Mutex mu_;
+  std::map<std::string, uint64_t> emulations_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace coalesce
