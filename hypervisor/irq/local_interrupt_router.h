@@ -1,0 +1,86 @@
+// The InterruptRouter for the vCPUs of this process: resolves an ApicMessage's destination (shorthands
+// against the sender, physical ids including the 0xff broadcast, logical flat/cluster through each APIC's
+// LDR/DFR), picks one target for lowest-priority delivery, and sends level-triggered EOIs to the IOAPIC.
+//
+// Coalesced VMs: a node holds only some vCPUs. A subclass forwards what may address APICs elsewhere by
+// overriding HasRemoteApics() and ForwardToRemote(); messages that arrive from another node are handed to
+// DeliverLocally(), which never forwards (so a message cannot bounce between nodes). Lowest-priority
+// messages go to a local APIC when one matches and are forwarded only when none does: cross-node
+// arbitration would cost a round trip for a choice the guest leaves to the hardware anyway.
+//
+// Thread model and lock order: Deliver / BroadcastEoi may be called from any thread (vCPU MMIO exits,
+// device threads through the IOAPIC, the timer thread). mu_ guards only the registration tables and is
+// released before LocalApic::Accept, LocalApic queries, IoApic::Eoi or ForwardToRemote are called, so the
+// router never holds a lock while calling out. Callers must not hold a LocalApic's or the IoApic's lock
+// (they do not: both release theirs before calling the router).
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/inlined_vector.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "hypervisor/irq/interrupt_router.h"
+#include "hypervisor/irq/io_apic.h"
+#include "hypervisor/irq/local_apic.h"
+
+namespace coalesce {
+
+class LocalInterruptRouter : public InterruptRouter {
+ public:
+  LocalInterruptRouter() = default;
+  ~LocalInterruptRouter() override = default;
+  LocalInterruptRouter(const LocalInterruptRouter&) = delete;
+  LocalInterruptRouter& operator=(const LocalInterruptRouter&) = delete;
+
+  // Registers a vCPU's APIC (not owned; must outlive the router). Ids must be unique and below 0xff
+  // (0xff is the xAPIC broadcast address).
+  absl::Status AddApic(LocalApic* apic);
+  // The IOAPIC that receives EOI broadcasts (not owned), or nullptr.
+  void SetIoApic(IoApic* ioapic);
+
+  // InterruptRouter.
+  void Deliver(const ApicMessage& msg) override;
+  void BroadcastEoi(uint8_t vector) override;
+
+  // Delivers to the APICs registered here only, never forwarding: the entry point for messages another
+  // node forwarded to this one.
+  void DeliverLocally(const ApicMessage& msg);
+
+  // Messages that addressed no APIC (here or, as far as this router knows, elsewhere).
+  [[nodiscard]] uint64_t undeliverable() const { return undeliverable_.load(std::memory_order_relaxed); }
+
+ protected:
+  // Hooks for a router that knows vCPUs on other nodes. HasRemoteApics() says whether any exist;
+  // IsLocalApicId() lets a subclass tell which physical ids live here.
+  [[nodiscard]] virtual bool HasRemoteApics() const { return false; }
+  // Sends `msg` (as the guest addressed it, shorthands unresolved) to the nodes whose APICs it may
+  // address. Called without any router lock held. The default does nothing.
+  virtual void ForwardToRemote(const ApicMessage& msg) { (void)msg; }
+  [[nodiscard]] bool IsLocalApicId(uint32_t apic_id) const;
+
+ private:
+  using Targets = absl::InlinedVector<LocalApic*, 8>;
+
+  // The local APICs `msg` addresses (all of them for lowest priority: arbitration happens after).
+  Targets LocalTargets(const ApicMessage& msg) const;
+  // Whether `msg` may also address APICs that are not registered here.
+  bool MayAddressRemote(const ApicMessage& msg) const;
+  // Lowest-priority arbitration: lowest APR among software-enabled APICs, ties rotating.
+  LocalApic* Arbitrate(const Targets& targets);
+  // Delivers to local targets; returns false if there were none.
+  bool DeliverToLocal(const ApicMessage& msg);
+
+  mutable absl::Mutex mu_;
+  Targets apics_ ABSL_GUARDED_BY(mu_);
+  std::array<LocalApic*, 256> by_id_ ABSL_GUARDED_BY(mu_){};
+  IoApic* ioapic_ ABSL_GUARDED_BY(mu_) = nullptr;
+
+  std::atomic<uint32_t> round_robin_{0};
+  std::atomic<uint64_t> undeliverable_{0};
+};
+
+}  // namespace coalesce
