@@ -1,0 +1,288 @@
+#include "hypervisor/boot/acpi_tables.h"
+
+#include <cstring>
+
+#include "absl/strings/str_format.h"
+#include "hypervisor/base/platform.h"
+#include "hypervisor/base/status_macros.h"
+#include "hypervisor/boot/aml.h"
+#include "hypervisor/boot/boot_layout.h"
+
+namespace coalesce {
+namespace {
+
+using Bytes = std::vector<uint8_t>;
+
+constexpr char kOemId[] = "COALSC";        // 6 bytes
+constexpr char kOemTableId[] = "COALESCE";  // 8 bytes
+constexpr char kCreatorId[] = "CLSC";       // 4 bytes
+constexpr uint32_t kOemRevision = 1;
+constexpr uint32_t kCreatorRevision = 1;
+constexpr size_t kHeaderSize = 36;
+constexpr uint32_t kMaxVcpus = 255;  // xAPIC ids are 8 bits and 0xff is the broadcast id
+
+// FADT (ACPI 6.x, table 5.9) offsets.
+constexpr size_t kFadtSize = 276;
+constexpr uint8_t kFadtRevision = 6;
+// Generic Address Structure address spaces and access sizes.
+constexpr uint8_t kGasSystemIo = 1;
+constexpr uint8_t kAccessByte = 1;
+constexpr uint8_t kAccessWord = 2;
+constexpr uint8_t kAccessDword = 3;
+
+// FADT flags (table 5.10).
+constexpr uint32_t kFadtWbinvd = 1u << 0;
+constexpr uint32_t kFadtProcC1 = 1u << 2;
+constexpr uint32_t kFadtPwrButton = 1u << 4;  // no fixed-feature power button
+constexpr uint32_t kFadtSlpButton = 1u << 5;  // no fixed-feature sleep button
+constexpr uint32_t kFadtFixRtc = 1u << 6;     // no RTC wake status in the fixed registers
+constexpr uint32_t kFadtResetRegSup = 1u << 10;
+// IA-PC boot architecture flags (table 5.11).
+constexpr uint16_t kBootArchLegacyDevices = 1u << 0;  // ISA devices (UART, PIT, RTC) exist
+constexpr uint16_t kBootArchVgaNotPresent = 1u << 2;
+constexpr uint16_t kBootArchMsiNotSupported = 1u << 3;
+// (8042 bit clear: no keyboard controller, so the kernel does not probe ports 0x60/0x64.)
+
+// MADT (table 5.43) entry types and flags.
+constexpr uint8_t kMadtLocalApic = 0;
+constexpr uint8_t kMadtIoApic = 1;
+constexpr uint8_t kMadtSourceOverride = 2;
+constexpr uint8_t kMadtLocalApicNmi = 4;
+constexpr uint32_t kMadtPcatCompat = 1u << 0;  // dual 8259 PICs present (we emulate them)
+constexpr uint32_t kLocalApicEnabled = 1u << 0;
+constexpr uint16_t kMpsActiveHigh = 0x1;
+constexpr uint16_t kMpsLevel = 0x3 << 2;
+constexpr uint8_t kAllProcessors = 0xFF;
+
+void Put(Bytes& b, size_t off, uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) b[off + i] = static_cast<uint8_t>(v >> (8 * i));
+}
+void Append(Bytes& b, uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) b.push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+void PutText(Bytes& b, size_t off, const char* text, size_t len) { std::memcpy(&b[off], text, len); }
+
+Bytes Header(const char* signature, uint8_t revision) {
+  Bytes b(kHeaderSize, 0);
+  PutText(b, 0, signature, 4);
+  b[8] = revision;
+  PutText(b, 10, kOemId, 6);
+  PutText(b, 16, kOemTableId, 8);
+  Put(b, 24, kOemRevision, 4);
+  PutText(b, 28, kCreatorId, 4);
+  Put(b, 32, kCreatorRevision, 4);
+  return b;
+}
+
+// Sets the length field and the checksum (byte 9) once the table is complete.
+void Finish(Bytes& b) {
+  Put(b, 4, b.size(), 4);
+  b[9] = 0;
+  b[9] = static_cast<uint8_t>(0x100 - AcpiChecksum(b));
+}
+
+void PutGas(Bytes& b, size_t off, uint8_t space, uint8_t bit_width, uint8_t access, uint64_t addr) {
+  b[off] = space;
+  b[off + 1] = bit_width;
+  b[off + 2] = 0;  // bit offset
+  b[off + 3] = access;
+  Put(b, off + 4, addr, 8);
+}
+
+std::string CpuName(uint32_t i) { return absl::StrFormat("C%03X", i); }
+
+Bytes BuildDsdt(const AcpiConfig& config) {
+  namespace a = aml;
+  std::vector<a::Bytes> sb;
+  sb.push_back(a::Device("COM1", {
+                                     a::Name("_HID", a::EisaId("PNP0501")),
+                                     a::Name("_UID", a::Integer(1)),
+                                     a::Name("_CRS", a::ResourceTemplate()
+                                                         .Io(platform::kCom1Port, 8)
+                                                         .IrqNoFlags(platform::kCom1Irq)
+                                                         .ToBuffer()),
+                                 }));
+  // Processor devices, matched to the MADT's Local APIC entries by _UID = ACPI processor UID.
+  for (uint32_t i = 0; i < config.vcpu_count; ++i) {
+    sb.push_back(a::Device(CpuName(i), {a::Name("_HID", a::String("ACPI0007")), a::Name("_UID", a::Integer(i))}));
+  }
+  for (size_t i = 0; i < config.virtio_mmio.size(); ++i) {
+    const AcpiVirtioMmioDevice& d = config.virtio_mmio[i];
+    sb.push_back(a::Device(absl::StrFormat("VR%02X", i),
+                           {
+                               a::Name("_HID", a::String("LNRO0005")),
+                               a::Name("_UID", a::Integer(i)),
+                               a::Name("_CCA", a::Integer(1)),  // cache-coherent DMA
+                               a::Name("_CRS", a::ResourceTemplate()
+                                                   .Memory32Fixed(static_cast<uint32_t>(d.base), d.size)
+                                                   .Interrupt(d.gsi, /*level_triggered=*/true)
+                                                   .ToBuffer()),
+                           }));
+  }
+  Bytes b = Header("DSDT", 2);  // revision 2: 64-bit integers
+  a::Bytes scope = a::Scope("\\_SB_", sb);
+  b.insert(b.end(), scope.begin(), scope.end());
+  // \_S5: {SLP_TYPa, SLP_TYPb, reserved, reserved}; the kernel writes SLP_TYPa | SLP_EN to PM1a_CNT.
+  a::Bytes s5 = a::Name("\\_S5_", a::Package({a::Integer(platform::kAcpiS5SleepType),
+                                               a::Integer(platform::kAcpiS5SleepType), a::Integer(0),
+                                               a::Integer(0)}));
+  b.insert(b.end(), s5.begin(), s5.end());
+  Finish(b);
+  return b;
+}
+
+Bytes BuildFacs() {
+  Bytes b(64, 0);  // no checksum; 64-byte aligned
+  PutText(b, 0, "FACS", 4);
+  Put(b, 4, 64, 4);
+  b[32] = 2;  // version
+  return b;
+}
+
+Bytes BuildFadt(uint64_t facs, uint64_t dsdt) {
+  Bytes b = Header("FACP", kFadtRevision);
+  b.resize(kFadtSize, 0);
+  Put(b, 36, facs, 4);  // FIRMWARE_CTRL
+  Put(b, 40, dsdt, 4);  // DSDT
+  b[45] = 0;            // preferred PM profile: unspecified
+  Put(b, 46, platform::kAcpiSciIrq, 2);
+  // SMI_CMD = 0 and ACPI_ENABLE/DISABLE = 0: the machine is always in ACPI mode (SCI_EN reads as 1).
+  Put(b, 48, platform::kAcpiSmiCommandPort, 4);
+  Put(b, 56, platform::kAcpiPm1aEventPort, 4);
+  Put(b, 64, platform::kAcpiPm1aControlPort, 4);
+  Put(b, 76, platform::kAcpiPmTimerPort, 4);
+  b[88] = 4;  // PM1_EVT_LEN: status (2) + enable (2)
+  b[89] = 2;  // PM1_CNT_LEN
+  b[91] = 4;  // PM_TMR_LEN
+  Put(b, 96, 101, 2);   // P_LVL2_LAT > 100: C2 not supported
+  Put(b, 98, 1001, 2);  // P_LVL3_LAT > 1000: C3 not supported
+  Put(b, 109, kBootArchLegacyDevices | kBootArchVgaNotPresent | kBootArchMsiNotSupported, 2);
+  Put(b, 112, kFadtWbinvd | kFadtProcC1 | kFadtPwrButton | kFadtSlpButton | kFadtFixRtc | kFadtResetRegSup, 4);
+  PutGas(b, 116, kGasSystemIo, 8, kAccessByte, platform::kResetControlPort);
+  b[128] = 0x06;  // RESET_VALUE: full reset through the 0xcf9 register
+  b[131] = 0;     // FADT minor version (6.0)
+  Put(b, 132, facs, 8);  // X_FIRMWARE_CTRL
+  Put(b, 140, dsdt, 8);  // X_DSDT
+  PutGas(b, 148, kGasSystemIo, 32, kAccessWord, platform::kAcpiPm1aEventPort);
+  PutGas(b, 172, kGasSystemIo, 16, kAccessWord, platform::kAcpiPm1aControlPort);
+  PutGas(b, 208, kGasSystemIo, 32, kAccessDword, platform::kAcpiPmTimerPort);
+  PutText(b, 268, "COALESCE", 8);  // hypervisor vendor identity
+  Finish(b);
+  return b;
+}
+
+Bytes BuildMadt(const AcpiConfig& config) {
+  Bytes b = Header("APIC", 4);
+  Append(b, platform::kLapicBase, 4);
+  Append(b, kMadtPcatCompat, 4);
+  for (uint32_t i = 0; i < config.vcpu_count; ++i) {
+    b.insert(b.end(), {kMadtLocalApic, 8, static_cast<uint8_t>(i), static_cast<uint8_t>(i)});
+    Append(b, kLocalApicEnabled, 4);
+  }
+  b.insert(b.end(), {kMadtIoApic, 12, config.ioapic_id, 0});
+  Append(b, platform::kIoapicBase, 4);
+  Append(b, 0, 4);  // GSI base
+  // ISA IRQ 0 (PIT) is wired to IOAPIC pin 2, as on PCs; the SCI is level-triggered, active high.
+  b.insert(b.end(), {kMadtSourceOverride, 10, 0, static_cast<uint8_t>(platform::kPitIrq)});
+  Append(b, 2, 4);
+  Append(b, 0, 2);  // conforms to the bus
+  b.insert(b.end(), {kMadtSourceOverride, 10, 0, static_cast<uint8_t>(platform::kAcpiSciIrq)});
+  Append(b, platform::kAcpiSciIrq, 4);
+  Append(b, kMpsActiveHigh | kMpsLevel, 2);
+  // LINT1 of every processor is the NMI input.
+  b.insert(b.end(), {kMadtLocalApicNmi, 6, kAllProcessors});
+  Append(b, 0, 2);
+  b.push_back(1);
+  Finish(b);
+  return b;
+}
+
+Bytes BuildRootTable(const char* signature, const std::vector<uint64_t>& entries, int entry_bytes) {
+  Bytes b = Header(signature, 1);
+  for (uint64_t e : entries) Append(b, e, entry_bytes);
+  Finish(b);
+  return b;
+}
+
+Bytes BuildRsdp(uint64_t rsdt, uint64_t xsdt) {
+  Bytes b(36, 0);
+  PutText(b, 0, "RSD PTR ", 8);
+  PutText(b, 9, kOemId, 6);
+  b[15] = 2;  // revision: ACPI 2.0+ (XSDT present)
+  Put(b, 16, rsdt, 4);
+  Put(b, 20, 36, 4);
+  Put(b, 24, xsdt, 8);
+  b[8] = static_cast<uint8_t>(0x100 - AcpiChecksum(std::span<const uint8_t>(b).first(20)));
+  b[32] = static_cast<uint8_t>(0x100 - AcpiChecksum(b));
+  return b;
+}
+
+uint64_t AlignUp(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
+
+}  // namespace
+
+uint8_t AcpiChecksum(std::span<const uint8_t> bytes) {
+  uint8_t sum = 0;
+  for (uint8_t x : bytes) sum = static_cast<uint8_t>(sum + x);
+  return sum;
+}
+
+const AcpiTable* AcpiTableSet::Find(std::string_view signature) const {
+  for (const AcpiTable& t : tables) {
+    if (t.signature == signature) return &t;
+  }
+  return nullptr;
+}
+
+absl::StatusOr<AcpiTableSet> BuildAcpiTableSet(const AcpiConfig& config, uint64_t base) {
+  if (config.vcpu_count == 0 || config.vcpu_count > kMaxVcpus) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("ACPI: %u vCPUs; the MADT's xAPIC entries describe 1 to %u", config.vcpu_count, kMaxVcpus));
+  }
+  for (const AcpiVirtioMmioDevice& d : config.virtio_mmio) {
+    if (d.base > UINT32_MAX || d.size > UINT32_MAX - d.base) {
+      return absl::InvalidArgumentError(absl::StrFormat("ACPI: virtio-mmio window %#x is above 4 GiB", d.base));
+    }
+  }
+  if (config.virtio_mmio.size() > 256) return absl::InvalidArgumentError("ACPI: more than 256 virtio-mmio devices");
+  // Layout: RSDP, FACS (64-aligned), DSDT, FADT, MADT, XSDT, RSDT, each 16-byte aligned.
+  AcpiTableSet set;
+  const uint64_t rsdp = AlignUp(base, 16);
+  const uint64_t facs = AlignUp(rsdp + 36, 64);
+  Bytes facs_bytes = BuildFacs();
+  const uint64_t dsdt = AlignUp(facs + facs_bytes.size(), 16);
+  Bytes dsdt_bytes = BuildDsdt(config);
+  const uint64_t fadt = AlignUp(dsdt + dsdt_bytes.size(), 16);
+  Bytes fadt_bytes = BuildFadt(facs, dsdt);
+  const uint64_t madt = AlignUp(fadt + fadt_bytes.size(), 16);
+  Bytes madt_bytes = BuildMadt(config);
+  const uint64_t xsdt = AlignUp(madt + madt_bytes.size(), 16);
+  Bytes xsdt_bytes = BuildRootTable("XSDT", {fadt, madt}, 8);
+  const uint64_t rsdt = AlignUp(xsdt + xsdt_bytes.size(), 16);
+  Bytes rsdt_bytes = BuildRootTable("RSDT", {fadt, madt}, 4);
+  Bytes rsdp_bytes = BuildRsdp(rsdt, xsdt);
+  set.rsdp_addr = rsdp;
+  set.end = rsdt + rsdt_bytes.size();
+  set.tables = {
+      {"RSDP", rsdp, std::move(rsdp_bytes)}, {"FACS", facs, std::move(facs_bytes)},
+      {"DSDT", dsdt, std::move(dsdt_bytes)}, {"FACP", fadt, std::move(fadt_bytes)},
+      {"APIC", madt, std::move(madt_bytes)}, {"XSDT", xsdt, std::move(xsdt_bytes)},
+      {"RSDT", rsdt, std::move(rsdt_bytes)},
+  };
+  return set;
+}
+
+absl::StatusOr<uint64_t> BuildAcpiTables(GuestMemory& mem, const AcpiConfig& config) {
+  ASSIGN_OR_RETURN(AcpiTableSet set, BuildAcpiTableSet(config, boot_layout::kAcpiTablesAddr));
+  if (set.end > boot_layout::kAcpiTablesEnd) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "ACPI tables need %u bytes, more than the BIOS area [%#x, %#x) holds", set.end - boot_layout::kAcpiTablesAddr,
+        boot_layout::kAcpiTablesAddr, boot_layout::kAcpiTablesEnd));
+  }
+  ASSIGN_OR_RETURN(auto area, mem.HostSpan(boot_layout::kAcpiTablesAddr, set.end - boot_layout::kAcpiTablesAddr));
+  std::fill(area.begin(), area.end(), 0);
+  for (const AcpiTable& t : set.tables) RETURN_IF_ERROR(mem.Write(t.addr, t.bytes));
+  return set.rsdp_addr;
+}
+
+}  // namespace coalesce

@@ -1,0 +1,56 @@
+// The guest's ACPI tables, built in code: RSDP (v2) -> XSDT (and RSDT) -> FADT (rev 6) -> FACS, DSDT; MADT.
+// The DSDT's AML is generated (aml.h), not compiled from ASL, so it can follow the machine's configuration
+// (vCPU count, virtio-mmio devices); docs/BOOT.md explains the choice.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "hypervisor/memory/guest_memory.h"
+
+namespace coalesce {
+
+// A virtio-mmio transport declared in the DSDT as LNRO0005, which Linux's virtio_mmio driver binds (the
+// Debian cloud kernel cannot take virtio_mmio.device= from the command line).
+struct AcpiVirtioMmioDevice {
+  uint64_t base;
+  uint32_t size;
+  uint32_t gsi;
+};
+
+struct AcpiConfig {
+  uint32_t vcpu_count = 1;  // 1..255: one enabled Local APIC per vCPU, APIC id = vCPU index
+  uint8_t ioapic_id = 0;    // must match the IOAPIC device's ID register
+  std::vector<AcpiVirtioMmioDevice> virtio_mmio;
+};
+
+struct AcpiTable {
+  std::string signature;  // "RSDP" for the root pointer, else the table's own
+  uint64_t addr;
+  std::vector<uint8_t> bytes;
+};
+
+// The tables laid out from `base` (16-byte aligned; the RSDP first, the FACS 64-byte aligned).
+struct AcpiTableSet {
+  uint64_t rsdp_addr = 0;
+  uint64_t end = 0;
+  std::vector<AcpiTable> tables;
+  [[nodiscard]] const AcpiTable* Find(std::string_view signature) const;
+};
+
+// Pure: computes every table. InvalidArgument for a vCPU count outside 1..255.
+absl::StatusOr<AcpiTableSet> BuildAcpiTableSet(const AcpiConfig& config, uint64_t base);
+
+// Builds the set at boot_layout::kAcpiTablesAddr (0xE0000, inside the BIOS area the e820 map reserves, where
+// the kernel's RSDP scan also looks) and writes it. Returns the RSDP address for boot_params.acpi_rsdp_addr.
+// ResourceExhausted if the tables outgrow [0xE0000, 0x100000).
+absl::StatusOr<uint64_t> BuildAcpiTables(GuestMemory& mem, const AcpiConfig& config);
+
+// The 8-bit sum used by every ACPI checksum.
+uint8_t AcpiChecksum(std::span<const uint8_t> bytes);
+
+}  // namespace coalesce

@@ -1,0 +1,47 @@
+// A small AML (ACPI Machine Language) encoder: just the terms our DSDT needs (ACPI 6.5, chapter 20).
+// Each function returns the encoded bytes of one term; compose them by nesting. Names are ACPI name
+// strings: "\\_SB_", "_HID", "COM1", "\\_SB_.COM1"; segments shorter than 4 characters are padded with '_'.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+namespace coalesce::aml {
+
+using Bytes = std::vector<uint8_t>;
+
+// PkgLength for a body of `body_len` bytes (the encoding counts its own bytes).
+Bytes PkgLength(size_t body_len);
+Bytes NameString(std::string_view path);
+// The smallest encoding: ZeroOp, OneOp, or Byte/Word/DWord/QWord prefix.
+Bytes Integer(uint64_t value);
+Bytes String(std::string_view text);
+// A compressed EISA id ("PNP0501") as a DWord integer.
+Bytes EisaId(std::string_view id);
+uint32_t EisaIdValue(std::string_view id);
+Bytes Name(std::string_view name, const Bytes& value);
+Bytes Package(const std::vector<Bytes>& elements);
+Bytes Buffer(const Bytes& data);
+Bytes Scope(std::string_view name, const std::vector<Bytes>& terms);
+Bytes Device(std::string_view name, const std::vector<Bytes>& terms);
+
+// A resource template (the _CRS buffer): descriptors appended in order, closed by an End Tag.
+class ResourceTemplate final {
+ public:
+  // IO(Decode16, base, base, 1, len)
+  ResourceTemplate& Io(uint16_t base, uint8_t len);
+  // IRQNoFlags() {irq}: edge-triggered, active-high ISA interrupt (irq < 16).
+  ResourceTemplate& IrqNoFlags(uint8_t irq);
+  // Memory32Fixed(ReadWrite, base, len)
+  ResourceTemplate& Memory32Fixed(uint32_t base, uint32_t len);
+  // Interrupt(ResourceConsumer, Level|Edge, ActiveHigh, Exclusive) {gsi}
+  ResourceTemplate& Interrupt(uint32_t gsi, bool level_triggered);
+  // The Buffer term holding every descriptor and the End Tag.
+  [[nodiscard]] Bytes ToBuffer() const;
+
+ private:
+  Bytes descriptors_;
+};
+
+}  // namespace coalesce::aml
