@@ -1,0 +1,311 @@
+#include "dsm/dsm_node.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+
+#include "absl/strings/str_format.h"
+#include "dsm/transport.h"
+#include "dsm/uffd_page_memory.h"
+#include "hypervisor/base/errno_status.h"
+#include "hypervisor/base/log.h"
+#include "hypervisor/base/status_macros.h"
+
+namespace coalesce::dsm {
+
+DsmNode::DsmNode(const DsmNodeConfig& config, uint8_t* base, uint64_t size)
+    : config_(config), base_(base), size_(size), stats_(std::make_unique<DsmStats>(size / kPageSize)) {
+  const char* env = std::getenv("COALESCE_DSM_STATS");
+  if (env != nullptr && env[0] == '1') config_.print_stats_at_exit = true;
+}
+
+absl::StatusOr<std::unique_ptr<DsmNode>> DsmNode::Create(const DsmNodeConfig& config, int memfd, uint8_t* base,
+                                                         uint64_t size) {
+  if (config.self >= kMaxNodes || config.home >= kMaxNodes) {
+    return absl::InvalidArgumentError(absl::StrFormat("node ids must be below %u", kMaxNodes));
+  }
+  auto node = std::unique_ptr<DsmNode>(new DsmNode(config, base, size));
+  RETURN_IF_ERROR(node->Init(memfd));
+  return node;
+}
+
+absl::StatusOr<std::unique_ptr<DsmNode>> DsmNode::CreateWithOwnMemory(const DsmNodeConfig& config, uint64_t size) {
+  int fd = ::memfd_create("coalesce-dsm", MFD_CLOEXEC);
+  if (fd < 0) return ErrnoStatus("memfd_create");
+  UniqueFd memfd(fd);
+  if (::ftruncate(fd, static_cast<off_t>(size)) < 0) return ErrnoStatus("ftruncate DSM memfd");
+  ASSIGN_OR_RETURN(Mapping map, Mapping::Map(size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0,
+                                             "mmap DSM memory"));
+  auto node = std::unique_ptr<DsmNode>(new DsmNode(config, map.data(), size));
+  node->own_memfd_ = std::move(memfd);
+  node->own_mapping_ = std::move(map);
+  RETURN_IF_ERROR(node->Init(node->own_memfd_.get()));
+  return node;
+}
+
+absl::Status DsmNode::Init(int memfd) {
+  if (size_ == 0 || size_ % kPageSize != 0) return absl::InvalidArgumentError("DSM size must be whole pages");
+  if (config_.hash_managers.empty()) {
+    placement_ = MakeHomePlacement(config_.home);
+  } else {
+    for (NodeId n : config_.hash_managers) {
+      if (n >= kMaxNodes) return absl::InvalidArgumentError("bad hash manager id");
+    }
+    placement_ = MakeHashPlacement(config_.hash_managers);
+  }
+  ASSIGN_OR_RETURN(memory_, UffdPageMemory::Create(memfd, base_, size_));
+  if (config_.self != config_.home) RETURN_IF_ERROR(memory_->DropAll());
+  {
+    absl::MutexLock l(&mu_);
+    EngineConfig ec;
+    ec.self = config_.self;
+    ec.home = config_.home;
+    ec.num_pages = size_ / kPageSize;
+    ec.request_timeout = config_.request_timeout;
+    engine_ = std::make_unique<ProtocolEngine>(ec, placement_.get(), memory_.get(), stats_.get());
+  }
+  wake_.Reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!wake_.valid()) return ErrnoStatus("eventfd");
+
+  Transport::Options to;
+  to.self = config_.self;
+  to.num_pages = size_ / kPageSize;
+  to.listen_address = config_.listen_address;
+  to.listen_port = config_.listen_port;
+  to.link = config_.link;
+  to.io_timeout = config_.request_timeout;
+  Transport::Callbacks cb;
+  cb.on_message = [this](NodeId peer, Message m) { OnPeerMessage(peer, std::move(m)); };
+  cb.on_closed = [this](NodeId peer, const absl::Status& why) { OnPeerClosed(peer, why); };
+  cb.on_peer_up = [this](NodeId peer) {
+    absl::MutexLock l(&state_mu_);
+    departed_.erase(peer);  // a node may come back after leaving
+  };
+  ASSIGN_OR_RETURN(transport_, Transport::Create(to, stats_.get(), std::move(cb)));
+  fault_thread_ = std::thread([this] { FaultLoop(); });
+  LOG_DEBUG("dsm node %u: serving %u pages, listening on port %u", config_.self, size_ / kPageSize, port());
+  return absl::OkStatus();
+}
+
+DsmNode::~DsmNode() { Stop(); }
+
+uint16_t DsmNode::port() const { return transport_->port(); }
+
+absl::Status DsmNode::Connect(const DsmPeer& peer) {
+  return transport_->Connect(peer.id, peer.host, peer.port, config_.connect_timeout);
+}
+
+absl::Status DsmNode::WaitForPeers(const std::vector<NodeId>& nodes, absl::Duration timeout) {
+  return transport_->WaitForPeers(nodes, timeout);
+}
+
+std::vector<NodeId> DsmNode::connected_peers() const { return transport_->Peers(); }
+
+absl::Status DsmNode::health() const {
+  absl::MutexLock l(&state_mu_);
+  return failure_;
+}
+
+PageState DsmNode::page_state(uint64_t page) const {
+  absl::MutexLock l(&mu_);
+  return page < engine_->num_pages() ? engine_->state(page) : PageState::kInvalid;
+}
+
+std::string DsmNode::FormatStats(size_t hot_n) const {
+  return absl::StrFormat("dsm node %u statistics:\n%s", config_.self, stats_->Format(hot_n));
+}
+
+void DsmNode::Fail(const absl::Status& why) {
+  {
+    absl::MutexLock l(&state_mu_);
+    if (!failure_.ok()) return;
+    failure_ = why;
+  }
+  LOG_ERROR("dsm node %u: fatal: %s", config_.self, why.ToString());
+  if (config_.on_error) config_.on_error(why);
+}
+
+// Routes the engine's output: messages for this node go straight back into the engine (on this thread, without
+// recursion), the others onto their peer's connection. Called without mu_ held.
+void DsmNode::Dispatch(std::vector<Message> out) {
+  std::deque<Message> work(std::make_move_iterator(out.begin()), std::make_move_iterator(out.end()));
+  while (!work.empty()) {
+    Message m = std::move(work.front());
+    work.pop_front();
+    if (m.dst == config_.self) {
+      std::vector<Message> more;
+      absl::Status s;
+      {
+        absl::MutexLock l(&mu_);
+        s = engine_->OnMessage(m, absl::Now(), &more);
+      }
+      if (!s.ok()) Fail(s);
+      for (auto& x : more) work.push_back(std::move(x));
+      continue;
+    }
+    absl::Status s = transport_->Send(m.dst, m, Lane::kFault);
+    if (!s.ok() && !stopping_) {
+      Fail(absl::UnavailableError(absl::StrFormat("node %u lost: cannot send %s for page %#x: %s", m.dst,
+                                                  MsgTypeName(m.type), m.page, s.ToString())));
+    }
+  }
+}
+
+void DsmNode::OnPeerMessage(NodeId peer, Message msg) {
+  if (msg.type == MsgType::kLeave) {
+    LOG_INFO("dsm node %u: node %u is leaving", config_.self, peer);
+    absl::MutexLock l(&state_mu_);
+    departed_.insert(peer);
+    return;
+  }
+  if (msg.type == MsgType::kUser) {
+    if (config_.on_user_message) config_.on_user_message(peer, std::move(msg.payload));
+    return;
+  }
+  std::vector<Message> out;
+  absl::Status s;
+  {
+    absl::MutexLock l(&mu_);
+    s = engine_->OnMessage(msg, absl::Now(), &out);
+  }
+  if (!s.ok()) {
+    transport_->ClosePeer(peer, s);
+    Fail(s);
+  }
+  Dispatch(std::move(out));
+}
+
+void DsmNode::OnPeerClosed(NodeId peer, const absl::Status& why) {
+  if (stopping_) return;
+  {
+    absl::MutexLock l(&state_mu_);
+    if (departed_.contains(peer)) {
+      LOG_INFO("dsm node %u: node %u left", config_.self, peer);
+      return;
+    }
+  }
+  Fail(absl::UnavailableError(absl::StrFormat("lost node %u: %s", peer, why.ToString())));
+}
+
+void DsmNode::FaultLoop() {
+  FaultEvent events[64];
+  absl::Time next_tick = absl::Now();
+  while (!stopping_) {
+    pollfd fds[2] = {{memory_->uffd(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
+    int n = ::poll(fds, 2, 20);
+    if (n < 0 && errno != EINTR) {
+      Fail(ErrnoStatus("poll userfaultfd"));
+      return;
+    }
+    if (stopping_) return;
+    if (n > 0 && (fds[0].revents & POLLIN)) {
+      auto got = memory_->ReadFaults(events);
+      if (!got.ok()) {
+        Fail(got.status());
+        return;
+      }
+      for (size_t i = 0; i < *got; ++i) {
+        std::vector<Message> out;
+        absl::Status s;
+        {
+          absl::MutexLock l(&mu_);
+          s = engine_->OnFault(events[i].page, events[i].write, events[i].wp, absl::Now(), &out);
+        }
+        if (!s.ok()) Fail(s);
+        Dispatch(std::move(out));
+      }
+    }
+    absl::Time now = absl::Now();
+    if (now >= next_tick) {
+      Tick(now);
+      next_tick = now + absl::Milliseconds(20);
+    }
+  }
+}
+
+// Deadlines and liveness, every 20 ms on the fault thread.
+void DsmNode::Tick(absl::Time now) {
+  absl::Status s;
+  {
+    absl::MutexLock l(&mu_);
+    s = engine_->CheckTimeouts(now);
+  }
+  if (!s.ok()) Fail(s);
+  for (const auto& ch : transport_->Channels()) {
+    if (ch->closed()) continue;
+    {
+      absl::MutexLock l(&state_mu_);
+      if (departed_.contains(ch->peer())) continue;
+    }
+    if (now - ch->last_receive() > config_.peer_timeout) {
+      absl::Status lost = absl::DeadlineExceededError(absl::StrFormat(
+          "node %u silent for %s (peer timeout %s)", ch->peer(), absl::FormatDuration(now - ch->last_receive()),
+          absl::FormatDuration(config_.peer_timeout)));
+      ch->Close(lost);  // its receiver reports through OnPeerClosed
+      continue;
+    }
+    if (now - ch->last_send() >= config_.heartbeat_interval) {
+      Message hb;
+      hb.type = MsgType::kHeartbeat;
+      hb.dst = ch->peer();
+      (void)ch->Send(hb, Lane::kFault);
+    }
+  }
+}
+
+absl::Status DsmNode::SendUserMessage(NodeId to, std::vector<uint8_t> payload) {
+  Message m;
+  m.type = MsgType::kUser;
+  m.dst = to;
+  m.payload = std::move(payload);
+  return transport_->Send(to, m, Lane::kBulk);
+}
+
+void DsmNode::SendLeaveNotices() {
+  Message m;
+  m.type = MsgType::kLeave;
+  for (NodeId p : transport_->Peers()) {
+    m.dst = p;
+    (void)transport_->Send(p, m, Lane::kFault);
+  }
+}
+
+absl::Status DsmNode::Leave(absl::Duration timeout) {
+  std::vector<Message> out;
+  {
+    absl::MutexLock l(&mu_);
+    RETURN_IF_ERROR(engine_->BeginLeave(&out));
+  }
+  Dispatch(std::move(out));
+  bool done;
+  {
+    absl::MutexLock l(&mu_);
+    done = mu_.AwaitWithTimeout(absl::Condition(
+                                    +[](ProtocolEngine* e) { return e->leave_complete(); }, engine_.get()),
+                                timeout);
+  }
+  RETURN_IF_ERROR(health());
+  if (!done) return absl::DeadlineExceededError("leave: the managers did not take every page back in time");
+  Stop();
+  return absl::OkStatus();
+}
+
+void DsmNode::Stop() {
+  if (stopped_.exchange(true)) return;
+  if (health().ok()) SendLeaveNotices();
+  stopping_ = true;
+  uint64_t one = 1;
+  [[maybe_unused]] ssize_t w = ::write(wake_.get(), &one, sizeof(one));
+  if (fault_thread_.joinable()) fault_thread_.join();
+  transport_->Shutdown();
+  // Threads still blocked on a fault of this mapping are released; their memory is no longer coherent.
+  memory_->Unregister();
+  if (config_.print_stats_at_exit) std::fprintf(stderr, "%s", FormatStats().c_str());
+}
+
+}  // namespace coalesce::dsm

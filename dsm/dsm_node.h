@@ -1,0 +1,138 @@
+// A DSM node: page-granular, sequentially consistent shared memory between processes on different hosts.
+//
+// The node takes an existing memfd and its MAP_SHARED mapping (for a VM: GuestMemory's memfd, which is also the
+// KVM memslot), or creates its own, and makes that memory coherent with the same memory of its peers. Accesses are
+// ordinary loads and stores, by host threads or by KVM on behalf of a guest; the node's service threads resolve
+// their faults. Nothing outside dsm/ needs to know that userfaultfd is underneath.
+//
+// Threads: one fault thread (userfaultfd events, timeouts, heartbeats), one acceptor, and a receiver and a sender
+// per peer connection. Protocol state lives in a ProtocolEngine behind one mutex; network writes happen outside it.
+//
+// Failure: every wait has a deadline (request_timeout for page requests, peer_timeout for a silent link); a lost,
+// silent or misbehaving peer ends in one call of on_error with a Status naming the peer and what was waited for.
+// The node cannot stay coherent after that: the owner must stop its accessors (vCPUs) and destroy the node.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "dsm/directory_placement.h"
+#include "dsm/dsm_stats.h"
+#include "dsm/link_emulation.h"
+#include "dsm/protocol_engine.h"
+#include "hypervisor/base/mapping.h"
+#include "hypervisor/base/unique_fd.h"
+
+namespace coalesce::dsm {
+
+class Transport;
+class UffdPageMemory;
+
+struct DsmPeer {
+  NodeId id = 0;
+  std::string host;
+  uint16_t port = 0;
+};
+
+struct DsmNodeConfig {
+  NodeId self = 0;
+  NodeId home = 0;  // owns every page at start; the others start with every page Invalid
+  std::string listen_address = "0.0.0.0";
+  uint16_t listen_port = 0;  // 0: any free port, see DsmNode::port()
+  // Empty: the home manages every page's directory entry. Otherwise pages are hashed over these nodes (a fixed
+  // membership: no join or leave).
+  std::vector<NodeId> hash_managers;
+  LinkEmulation link;  // off by default
+  absl::Duration request_timeout = absl::Seconds(5);
+  absl::Duration peer_timeout = absl::Seconds(3);
+  absl::Duration heartbeat_interval = absl::Milliseconds(200);
+  absl::Duration connect_timeout = absl::Seconds(10);
+  // Print counters, latency histograms and the hottest pages to stderr when the node stops (also turned on by the
+  // environment variable COALESCE_DSM_STATS=1).
+  bool print_stats_at_exit = false;
+  // The first fatal error (peer lost, timeout, protocol violation, local failure). Runs on a DSM thread.
+  std::function<void(const absl::Status&)> on_error;
+  // Application messages on the bulk lane (SendUserMessage). Runs on a receiver thread.
+  std::function<void(NodeId from, std::vector<uint8_t> payload)> on_user_message;
+};
+
+class DsmNode final {
+ public:
+  // Serves `size` bytes at `base`, the MAP_SHARED mapping of `memfd` from offset 0; both must outlive the node.
+  // Starts the service threads and the listener. A node other than the home drops every page of the memfd: its
+  // contents are the home's to give.
+  static absl::StatusOr<std::unique_ptr<DsmNode>> Create(const DsmNodeConfig& config, int memfd, uint8_t* base,
+                                                         uint64_t size);
+  // Same, on a memfd and mapping of its own.
+  static absl::StatusOr<std::unique_ptr<DsmNode>> CreateWithOwnMemory(const DsmNodeConfig& config, uint64_t size);
+  ~DsmNode();
+  DsmNode(const DsmNode&) = delete;
+  DsmNode& operator=(const DsmNode&) = delete;
+
+  [[nodiscard]] uint16_t port() const;
+  // Join: opens the connection to one peer (retrying until connect_timeout while it starts up). By convention the
+  // node with the larger id connects, so a node joining later connects to everyone.
+  absl::Status Connect(const DsmPeer& peer);
+  // Waits until every listed node is connected.
+  absl::Status WaitForPeers(const std::vector<NodeId>& nodes, absl::Duration timeout);
+  // Graceful leave: every page this node holds goes back to its manager, then peers are told. Accessors of the
+  // memory must be stopped first. The node is stopped afterwards.
+  absl::Status Leave(absl::Duration timeout);
+  // Tells the peers this node is going (so its disconnect is not an error), stops every thread and releases
+  // the memory from userfaultfd. Idempotent; the destructor calls it.
+  void Stop();
+
+  // Bulk lane: never delays page faults (see PeerChannel).
+  absl::Status SendUserMessage(NodeId to, std::vector<uint8_t> payload);
+
+  // OK while healthy, else the first fatal error.
+  [[nodiscard]] absl::Status health() const;
+  [[nodiscard]] const DsmStats& stats() const { return *stats_; }
+  [[nodiscard]] std::string FormatStats(size_t hot_n = 10) const;
+  [[nodiscard]] std::vector<HotPage> HotPages(size_t n) const { return stats_->HotPages(n); }
+  [[nodiscard]] uint8_t* data() const { return base_; }
+  [[nodiscard]] uint64_t size() const { return size_; }
+  [[nodiscard]] NodeId id() const { return config_.self; }
+  [[nodiscard]] PageState page_state(uint64_t page) const;
+  [[nodiscard]] std::vector<NodeId> connected_peers() const;
+
+ private:
+  DsmNode(const DsmNodeConfig& config, uint8_t* base, uint64_t size);
+  absl::Status Init(int memfd);
+  void FaultLoop();
+  void Tick(absl::Time now);
+  void Dispatch(std::vector<Message> out);
+  void OnPeerMessage(NodeId peer, Message msg);
+  void OnPeerClosed(NodeId peer, const absl::Status& why);
+  void Fail(const absl::Status& why);
+  void SendLeaveNotices();
+
+  DsmNodeConfig config_;
+  uint8_t* base_;
+  uint64_t size_;
+  UniqueFd own_memfd_;  // CreateWithOwnMemory only
+  Mapping own_mapping_;
+  std::unique_ptr<DsmStats> stats_;
+  std::unique_ptr<DirectoryPlacement> placement_;
+  std::unique_ptr<UffdPageMemory> memory_;
+  mutable absl::Mutex mu_;  // the protocol state; never held across a network write
+  std::unique_ptr<ProtocolEngine> engine_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<Transport> transport_;
+  UniqueFd wake_;  // eventfd: stops the fault thread
+  std::thread fault_thread_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> stopped_{false};
+  mutable absl::Mutex state_mu_;
+  absl::Status failure_ ABSL_GUARDED_BY(state_mu_);
+  absl::flat_hash_set<NodeId> departed_ ABSL_GUARDED_BY(state_mu_);
+};
+
+}  // namespace coalesce::dsm

@@ -1,0 +1,257 @@
+#include "dsm/peer_channel.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cerrno>
+#include <optional>
+
+#include "absl/strings/str_format.h"
+#include "hypervisor/base/errno_status.h"
+#include "hypervisor/base/log.h"
+
+namespace coalesce::dsm {
+namespace {
+
+int64_t NowNs() { return absl::ToUnixNanos(absl::Now()); }
+
+// Reads exactly `len` bytes. NotFound-free semantics: Unavailable on orderly EOF before the first byte,
+// DataLoss on EOF in the middle of a message.
+absl::Status ReadFull(int fd, void* buf, size_t len, bool message_start) {
+  auto* p = static_cast<uint8_t*>(buf);
+  size_t done = 0;
+  while (done < len) {
+    ssize_t n = ::recv(fd, p + done, len - done, 0);
+    if (n > 0) {
+      done += static_cast<size_t>(n);
+      continue;
+    }
+    if (n == 0) {
+      if (done == 0 && message_start) return absl::UnavailableError("connection closed by peer");
+      return absl::DataLossError(absl::StrFormat("truncated message: connection closed after %u of %u bytes",
+                                                 done, len));
+    }
+    if (errno == EINTR) continue;
+    return ErrnoStatus("recv");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status PeerChannel::ConfigureSocket(int fd, absl::Duration send_timeout) {
+  int one = 1;
+  if (::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0) return ErrnoStatus("TCP_NODELAY");
+  int lowat = kNotSentLowWater;
+  if (::setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat)) < 0) {
+    return ErrnoStatus("TCP_NOTSENT_LOWAT");
+  }
+  timeval tv = absl::ToTimeval(send_timeout);
+  if (::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0) return ErrnoStatus("SO_SNDTIMEO");
+  return absl::OkStatus();
+}
+
+PeerChannel::PeerChannel(NodeId self, NodeId peer, UniqueFd sock, const LinkEmulation& link, DsmStats* stats,
+                         Callbacks cb)
+    : self_(self),
+      peer_(peer),
+      sock_(std::move(sock)),
+      wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
+      emulate_(link.enabled()),
+      stats_(stats),
+      cb_(std::move(cb)),
+      shaper_(link, /*seed=*/(uint64_t{self} << 16) | peer),
+      last_rx_ns_(NowNs()),
+      last_tx_ns_(NowNs()) {}
+
+PeerChannel::~PeerChannel() { CloseAndJoin(absl::CancelledError("channel destroyed")); }
+
+void PeerChannel::CloseAndJoin(const absl::Status& why) {
+  Close(why);
+  stop_ = true;
+  Kick();
+  // The owner (Transport::Shutdown) joins before it drops its reference, so the destructor never runs on one of
+  // these threads with them still joinable.
+  if (sender_.joinable()) sender_.join();
+  if (receiver_.joinable()) receiver_.join();
+}
+
+void PeerChannel::Start() {
+  receiver_ = std::thread([this] { ReceiveLoop(); });
+  sender_ = std::thread([this] { SendLoop(); });
+}
+
+void PeerChannel::Kick() {
+  uint64_t one = 1;
+  [[maybe_unused]] ssize_t n = ::write(wake_.get(), &one, sizeof(one));
+}
+
+void PeerChannel::Close(const absl::Status& why) {
+  {
+    absl::MutexLock l(&close_mu_);
+    if (close_reason_.ok()) close_reason_ = why.ok() ? absl::CancelledError("closed") : why;
+  }
+  if (!closed_.exchange(true)) {
+    // Wakes the receiver (recv returns 0) and fails any writer; the fd itself is closed by the destructor, after
+    // both threads are gone, so no thread ever uses a recycled fd number.
+    ::shutdown(sock_.get(), SHUT_RDWR);
+    Kick();
+  }
+}
+
+absl::Status PeerChannel::WriteMessage(const Message& m) {
+  WireHeader h = MakeHeader(m.type, self_, m.page, m.arg, m.flags, static_cast<uint32_t>(m.payload.size()), m.seq);
+  iovec iov[2] = {{&h, sizeof(h)}, {const_cast<uint8_t*>(m.payload.data()), m.payload.size()}};
+  int iovcnt = m.payload.empty() ? 1 : 2;
+  const size_t total = sizeof(h) + m.payload.size();
+  absl::MutexLock l(&write_mu_);
+  if (closed_) return absl::UnavailableError(absl::StrFormat("connection to node %u is closed", peer_));
+  size_t done = 0;
+  iovec* v = iov;
+  while (done < total) {
+    ssize_t n = ::writev(sock_.get(), v, iovcnt);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      absl::Status s = errno == EAGAIN ? absl::DeadlineExceededError(absl::StrFormat(
+                                             "send to node %u blocked past the timeout (peer not reading)", peer_))
+                                       : ErrnoStatus(absl::StrFormat("send to node %u", peer_));
+      Close(s);
+      return s;
+    }
+    done += static_cast<size_t>(n);
+    // Advance over what went out (partial writes happen when the socket buffer fills).
+    size_t left = static_cast<size_t>(n);
+    while (iovcnt > 0 && left >= v->iov_len) {
+      left -= v->iov_len;
+      ++v;
+      --iovcnt;
+    }
+    if (iovcnt > 0) {
+      v->iov_base = static_cast<uint8_t*>(v->iov_base) + left;
+      v->iov_len -= left;
+    }
+  }
+  last_tx_ns_ = NowNs();
+  stats_->messages_sent.fetch_add(1, std::memory_order_relaxed);
+  stats_->bytes_sent.fetch_add(total, std::memory_order_relaxed);
+  return absl::OkStatus();
+}
+
+absl::Status PeerChannel::Send(const Message& m, Lane lane) {
+  if (closed_) return absl::UnavailableError(absl::StrFormat("connection to node %u is closed", peer_));
+  if (lane == Lane::kBulk && m.payload.size() > kMaxBulkPayload) {
+    return absl::InvalidArgumentError(absl::StrFormat("bulk payload of %u bytes exceeds %u", m.payload.size(),
+                                                      kMaxBulkPayload));
+  }
+  if (lane == Lane::kFault && !emulate_) return WriteMessage(m);
+  {
+    absl::MutexLock l(&queue_mu_);
+    absl::Time release = emulate_ ? shaper_.ReleaseTime(absl::Now(), sizeof(WireHeader) + m.payload.size())
+                                  : absl::InfinitePast();
+    (lane == Lane::kFault ? fault_q_ : bulk_q_).push_back(Queued{m, release});
+  }
+  if (lane == Lane::kBulk) stats_->bulk_messages_sent.fetch_add(1, std::memory_order_relaxed);
+  Kick();
+  return absl::OkStatus();
+}
+
+void PeerChannel::SendLoop() {
+  while (!stop_ && !closed_) {
+    absl::Time now = absl::Now();
+    absl::Time next_release = absl::InfiniteFuture();
+    bool have_bulk_ready = false;
+    std::optional<Message> to_send;
+    {
+      absl::MutexLock l(&queue_mu_);
+      if (!fault_q_.empty() && fault_q_.front().release <= now) {
+        to_send = std::move(fault_q_.front().msg);
+        fault_q_.pop_front();
+      } else {
+        if (!fault_q_.empty()) next_release = fault_q_.front().release;
+        if (!bulk_q_.empty()) {
+          if (bulk_q_.front().release <= now) {
+            have_bulk_ready = true;
+          } else {
+            next_release = std::min(next_release, bulk_q_.front().release);
+          }
+        }
+      }
+    }
+    if (to_send) {
+      if (!WriteMessage(*to_send).ok()) return;
+      continue;
+    }
+    // Wait for a kick, the next release time, or (for a ready bulk message) room under the low-water mark.
+    pollfd fds[2] = {{wake_.get(), POLLIN, 0}, {sock_.get(), POLLOUT, 0}};
+    int timeout_ms = -1;
+    if (next_release != absl::InfiniteFuture()) {
+      timeout_ms = static_cast<int>(std::max<int64_t>(0, absl::ToInt64Milliseconds(next_release - now)));
+      if (timeout_ms == 0 && next_release > now) timeout_ms = 1;
+    }
+    int n = ::poll(fds, have_bulk_ready ? 2 : 1, timeout_ms);
+    if (n < 0 && errno != EINTR) return;
+    if (fds[0].revents & POLLIN) {
+      uint64_t v;
+      [[maybe_unused]] ssize_t r = ::read(wake_.get(), &v, sizeof(v));
+    }
+    if (have_bulk_ready && (fds[1].revents & POLLOUT)) {
+      {
+        absl::MutexLock l(&queue_mu_);
+        // A fault message that became ready meanwhile goes first.
+        if (!fault_q_.empty() && fault_q_.front().release <= absl::Now()) continue;
+        to_send = std::move(bulk_q_.front().msg);
+        bulk_q_.pop_front();
+      }
+      if (!WriteMessage(*to_send).ok()) return;
+    }
+  }
+}
+
+void PeerChannel::ReceiveLoop() {
+  absl::Status why;
+  for (;;) {
+    WireHeader h;
+    why = ReadFull(sock_.get(), &h, sizeof(h), /*message_start=*/true);
+    if (!why.ok()) break;
+    why = ValidateHeader(h);
+    if (why.ok() && h.src_node != peer_) {
+      why = absl::DataLossError(absl::StrFormat("header names node %u on node %u's connection", h.src_node, peer_));
+    }
+    if (why.ok() && static_cast<MsgType>(h.type) == MsgType::kHello) {
+      why = absl::DataLossError("HELLO after the handshake");
+    }
+    if (!why.ok()) break;
+    Message m;
+    m.type = static_cast<MsgType>(h.type);
+    m.src = peer_;
+    m.dst = self_;
+    m.page = h.page;
+    m.arg = h.arg;
+    m.flags = h.flags;
+    m.seq = h.seq;
+    if (h.payload_len > 0) {
+      m.payload.resize(h.payload_len);
+      why = ReadFull(sock_.get(), m.payload.data(), h.payload_len, /*message_start=*/false);
+      if (!why.ok()) break;
+    }
+    last_rx_ns_ = NowNs();
+    stats_->messages_received.fetch_add(1, std::memory_order_relaxed);
+    stats_->bytes_received.fetch_add(sizeof(h) + h.payload_len, std::memory_order_relaxed);
+    if (m.type == MsgType::kHeartbeat) continue;
+    cb_.on_message(peer_, std::move(m));
+  }
+  // Report the first reason: a deliberate Close() wins over the EOF it causes.
+  Close(why);
+  absl::Status reason;
+  {
+    absl::MutexLock l(&close_mu_);
+    reason = close_reason_;
+  }
+  cb_.on_closed(peer_, reason);
+}
+
+}  // namespace coalesce::dsm

@@ -1,0 +1,408 @@
+#include "dsm/protocol_engine.h"
+
+#include <utility>
+
+#include "absl/strings/str_format.h"
+#include "hypervisor/base/log.h"
+#include "hypervisor/base/status_macros.h"
+
+namespace coalesce::dsm {
+namespace {
+
+uint64_t Bit(NodeId n) { return uint64_t{1} << n; }
+
+absl::Status Violation(const Message& m, const std::string& why) {
+  return absl::DataLossError(absl::StrFormat("protocol violation by node %u: %s for page %#x: %s", m.src,
+                                             MsgTypeName(m.type), m.page, why));
+}
+
+}  // namespace
+
+const char* PageStateName(PageState s) {
+  switch (s) {
+    case PageState::kInvalid: return "Invalid";
+    case PageState::kShared: return "Shared";
+    case PageState::kModified: return "Modified";
+  }
+  return "?";
+}
+
+ProtocolEngine::ProtocolEngine(const EngineConfig& config, const DirectoryPlacement* placement, PageMemory* mem,
+                               DsmStats* stats)
+    : config_(config), placement_(placement), mem_(mem), stats_(stats), pages_(config.num_pages) {
+  const bool home = config_.self == config_.home;
+  if (home) {
+    for (auto& p : pages_) p = LocalPage{static_cast<uint8_t>(PageState::kModified), true};
+  }
+  bool manages_any = false;
+  for (uint64_t p = 0; p < config_.num_pages && !manages_any; ++p) manages_any = ManagerOf(p) == config_.self;
+  if (manages_any) dir_.assign(config_.num_pages, DirEntry{Bit(config_.home), config_.home});
+}
+
+Message ProtocolEngine::Reply(MsgType type, NodeId dst, uint64_t page, uint32_t arg, uint16_t flags,
+                              uint64_t seq) const {
+  Message m;
+  m.type = type;
+  m.src = config_.self;
+  m.dst = dst;
+  m.page = page;
+  m.arg = arg;
+  m.flags = flags;
+  m.seq = seq;
+  return m;
+}
+
+// A page this node holds (Shared/Modified) but that is absent can only be one the home never touched: zeros.
+absl::Status ProtocolEngine::EnsurePresent(uint64_t page, bool writable) {
+  absl::Status s = mem_->Install(page, nullptr, writable);
+  if (absl::IsAlreadyExists(s)) return mem_->Wake(page);
+  return s;
+}
+
+void ProtocolEngine::SendRequest(uint64_t page, MsgType kind, FaultKind fk, absl::Time now,
+                                 std::vector<Message>* out) {
+  const uint64_t id = next_req_id_++;
+  pending_[page] = Pending{kind, id, now, fk};
+  stats_->faults[static_cast<int>(fk)].fetch_add(1, std::memory_order_relaxed);
+  out->push_back(Reply(kind, ManagerOf(page), page, 0, 0, id));
+}
+
+absl::Status ProtocolEngine::OnFault(uint64_t page, bool write, bool wp, absl::Time now,
+                                     std::vector<Message>* out) {
+  if (page >= config_.num_pages) return absl::OutOfRangeError(absl::StrFormat("fault on page %#x", page));
+  stats_->CountPageFault(page);
+  LocalPage& lp = pages_[page];
+  auto local = [&] { stats_->faults[static_cast<int>(FaultKind::kLocal)].fetch_add(1, std::memory_order_relaxed); };
+  switch (static_cast<PageState>(lp.state)) {
+    case PageState::kModified:
+      // Stale event (resolved since it was raised) or a home page never touched yet.
+      local();
+      return wp ? mem_->MakeWritable(page) : EnsurePresent(page, /*writable=*/true);
+    case PageState::kShared:
+      if (!write) {
+        local();
+        return EnsurePresent(page, /*writable=*/false);
+      }
+      // Write to a Shared page. If it is absent (never-touched home page) materialize it read-only first so the
+      // upgrade, which carries no data, has something to make writable.
+      if (!wp) RETURN_IF_ERROR(EnsurePresent(page, /*writable=*/false));
+      if (pending_.contains(page)) return absl::OkStatus();
+      SendRequest(page, MsgType::kWriteReq, FaultKind::kUpgrade, now, out);
+      return absl::OkStatus();
+    case PageState::kInvalid:
+      // One request per page at a time: a fault of another kind is retried by its thread once this one is
+      // resolved (the install wakes every waiter on the page), and faults again if it still needs more.
+      if (pending_.contains(page)) return absl::OkStatus();
+      if (leaving_) return absl::FailedPreconditionError("fault on a node that is leaving");
+      SendRequest(page, write ? MsgType::kWriteReq : MsgType::kReadReq,
+                  write ? FaultKind::kWriteMiss : FaultKind::kReadMiss, now, out);
+      return absl::OkStatus();
+  }
+  return absl::InternalError("bad page state");
+}
+
+absl::Status ProtocolEngine::OnMessage(const Message& msg, absl::Time now, std::vector<Message>* out) {
+  if (msg.src >= kMaxNodes) return Violation(msg, "bad source");
+  if (msg.page >= config_.num_pages) return Violation(msg, "page out of range");
+  switch (msg.type) {
+    case MsgType::kReadReq:
+    case MsgType::kWriteReq:
+    case MsgType::kEvictReq:
+      return OnRequest(msg, now, out);
+    case MsgType::kInvAck: return OnInvAck(msg, out);
+    case MsgType::kReadDone:
+    case MsgType::kWriteDone: return OnDone(msg, now, out);
+    case MsgType::kFwdRead: return OnFwdRead(msg, out);
+    case MsgType::kFwdWrite: return OnFwdWrite(msg, out);
+    case MsgType::kPageData: return OnPageData(msg, now, out);
+    case MsgType::kInvalidate: return OnInvalidate(msg, out);
+    case MsgType::kEvictAck: return OnEvictAck(msg);
+    default: return Violation(msg, "not a protocol message");
+  }
+}
+
+// ---------------------------------------------------------------- manager side
+
+absl::Status ProtocolEngine::OnRequest(const Message& msg, absl::Time now, std::vector<Message>* out) {
+  if (ManagerOf(msg.page) != config_.self) return Violation(msg, "this node does not manage the page");
+  auto it = ops_.find(msg.page);
+  if (it != ops_.end()) {
+    // The page is busy: the request waits its turn (FIFO), which is what makes concurrent faults on one page safe.
+    it->second.waiting.push_back(msg);
+    stats_->requests_queued.fetch_add(1, std::memory_order_relaxed);
+    return absl::OkStatus();
+  }
+  ActiveOp& op = ops_[msg.page];
+  op.req = msg;
+  return StartOp(msg.page, now, out);
+}
+
+absl::Status ProtocolEngine::StartOp(uint64_t page, absl::Time now, std::vector<Message>* out) {
+  ActiveOp& op = ops_.at(page);
+  op.deadline = now + config_.request_timeout;
+  op.awaiting_acks = 0;
+  const Message& req = op.req;
+  DirEntry& e = dir_[page];
+  const NodeId r = req.src;
+  switch (req.type) {
+    case MsgType::kReadReq:
+      if (e.copyset & Bit(r)) {
+        // The requester got a copy while its request waited (the manager took a leaving node's page): confirm
+        // without data.
+        out->push_back(Reply(MsgType::kPageData, r, page, 0, kFlagNoData, req.seq));
+      } else {
+        out->push_back(Reply(MsgType::kFwdRead, e.owner, page, r, 0, req.seq));
+      }
+      return absl::OkStatus();
+    case MsgType::kWriteReq: {
+      const uint64_t others = e.copyset & ~Bit(r) & ~Bit(e.owner);
+      op.awaiting_acks = others;
+      for (NodeId n = 0; n < kMaxNodes; ++n) {
+        if (others & Bit(n)) {
+          out->push_back(Reply(MsgType::kInvalidate, n, page, r, 0, req.seq));
+          stats_->invalidations_sent.fetch_add(1, std::memory_order_relaxed);
+        }
+      }
+      if (others == 0) SendTransfer(page, op, out);
+      return absl::OkStatus();
+    }
+    case MsgType::kEvictReq:
+      RETURN_IF_ERROR(HandleEvict(req, out));
+      return FinishOp(page, now, out);
+    default:
+      return absl::InternalError("bad queued request");
+  }
+}
+
+// Every other copy is gone: the owner hands the page over (or the requester, if it is the owner, upgrades).
+void ProtocolEngine::SendTransfer(uint64_t page, const ActiveOp& op, std::vector<Message>* out) {
+  const DirEntry& e = dir_[page];
+  const NodeId r = op.req.src;
+  const uint16_t flags = (e.copyset & Bit(r)) ? kFlagNoData : 0;
+  out->push_back(Reply(MsgType::kFwdWrite, e.owner, page, r, flags, op.req.seq));
+}
+
+absl::Status ProtocolEngine::OnInvAck(const Message& msg, std::vector<Message>* out) {
+  auto it = ops_.find(msg.page);
+  if (it == ops_.end() || it->second.req.type != MsgType::kWriteReq || !(it->second.awaiting_acks & Bit(msg.src))) {
+    return Violation(msg, "no invalidation awaits this acknowledgement");
+  }
+  ActiveOp& op = it->second;
+  op.awaiting_acks &= ~Bit(msg.src);
+  dir_[msg.page].copyset &= ~Bit(msg.src);
+  if (op.awaiting_acks == 0) SendTransfer(msg.page, op, out);
+  return absl::OkStatus();
+}
+
+absl::Status ProtocolEngine::OnDone(const Message& msg, absl::Time now, std::vector<Message>* out) {
+  auto it = ops_.find(msg.page);
+  const MsgType want = msg.type == MsgType::kReadDone ? MsgType::kReadReq : MsgType::kWriteReq;
+  if (it == ops_.end() || it->second.req.type != want || it->second.req.src != msg.src ||
+      it->second.req.seq != msg.seq || it->second.awaiting_acks != 0) {
+    return Violation(msg, "does not match the operation in progress");
+  }
+  DirEntry& e = dir_[msg.page];
+  if (want == MsgType::kReadReq) {
+    e.copyset |= Bit(msg.src);
+  } else {
+    e.owner = msg.src;
+    e.copyset = Bit(msg.src);
+  }
+  return FinishOp(msg.page, now, out);
+}
+
+absl::Status ProtocolEngine::HandleEvict(const Message& msg, std::vector<Message>* out) {
+  DirEntry& e = dir_[msg.page];
+  const NodeId x = msg.src;
+  const NodeId self = config_.self;
+  if (e.owner == x) {
+    if (msg.payload.size() != kPageSize) return Violation(msg, "the owner's eviction carries no page");
+    e.copyset &= ~Bit(x);
+    // The manager takes ownership; it keeps a read-only copy so that the remaining sharers stay valid.
+    LocalPage& lp = pages_[msg.page];
+    if (!(e.copyset & Bit(self))) {
+      if (static_cast<PageState>(lp.state) != PageState::kInvalid) {
+        return absl::InternalError(absl::StrFormat("page %#x: manager holds a copy the directory does not list",
+                                                   msg.page));
+      }
+      RETURN_IF_ERROR(mem_->Install(msg.page, msg.payload.data(), /*writable=*/false));
+      stats_->pages_received.fetch_add(1, std::memory_order_relaxed);
+      lp.state = static_cast<uint8_t>(PageState::kShared);
+    }
+    lp.owner = true;
+    e.owner = self;
+    e.copyset |= Bit(self);
+  } else {
+    e.copyset &= ~Bit(x);
+  }
+  out->push_back(Reply(MsgType::kEvictAck, x, msg.page));
+  return absl::OkStatus();
+}
+
+absl::Status ProtocolEngine::FinishOp(uint64_t page, absl::Time now, std::vector<Message>* out) {
+  auto it = ops_.find(page);
+  if (it->second.waiting.empty()) {
+    ops_.erase(it);
+    return absl::OkStatus();
+  }
+  it->second.req = std::move(it->second.waiting.front());
+  it->second.waiting.pop_front();
+  return StartOp(page, now, out);  // recursion depth is bounded by the queue, at most one entry per node
+}
+
+// ---------------------------------------------------------------- owner side
+
+absl::Status ProtocolEngine::OnFwdRead(const Message& msg, std::vector<Message>* out) {
+  LocalPage& lp = pages_[msg.page];
+  if (!lp.owner || lp.state == static_cast<uint8_t>(PageState::kInvalid)) {
+    return Violation(msg, "this node does not own the page");
+  }
+  if (msg.arg >= kMaxNodes || msg.arg == config_.self) return Violation(msg, "bad requester");
+  if (lp.state == static_cast<uint8_t>(PageState::kModified)) {
+    // Protect first: once WriteProtect returns no local thread can change the bytes we are about to send.
+    RETURN_IF_ERROR(mem_->WriteProtect(msg.page));
+    lp.state = static_cast<uint8_t>(PageState::kShared);
+  }
+  Message data = Reply(MsgType::kPageData, static_cast<NodeId>(msg.arg), msg.page, 0, 0, msg.seq);
+  data.payload.resize(kPageSize);
+  RETURN_IF_ERROR(mem_->ReadPage(msg.page, data.payload.data()));
+  stats_->pages_sent.fetch_add(1, std::memory_order_relaxed);
+  out->push_back(std::move(data));
+  return absl::OkStatus();
+}
+
+absl::Status ProtocolEngine::OnFwdWrite(const Message& msg, std::vector<Message>* out) {
+  LocalPage& lp = pages_[msg.page];
+  if (!lp.owner || lp.state == static_cast<uint8_t>(PageState::kInvalid)) {
+    return Violation(msg, "this node does not own the page");
+  }
+  if (msg.arg >= kMaxNodes) return Violation(msg, "bad requester");
+  const NodeId r = static_cast<NodeId>(msg.arg);
+  if (r == config_.self) {
+    // The owner itself upgrades Shared -> Modified: no data moves; the requester path below completes it.
+    out->push_back(Reply(MsgType::kPageData, r, msg.page, 0, kFlagGrantModified | kFlagNoData, msg.seq));
+    return absl::OkStatus();
+  }
+  if (lp.state == static_cast<uint8_t>(PageState::kModified)) RETURN_IF_ERROR(mem_->WriteProtect(msg.page));
+  Message data = Reply(MsgType::kPageData, r, msg.page, 0, kFlagGrantModified, msg.seq);
+  if (msg.flags & kFlagNoData) {
+    data.flags |= kFlagNoData;
+  } else {
+    data.payload.resize(kPageSize);
+    RETURN_IF_ERROR(mem_->ReadPage(msg.page, data.payload.data()));
+    stats_->pages_sent.fetch_add(1, std::memory_order_relaxed);
+  }
+  // Invalid before the page goes: a local access from now on faults and asks the manager, which is busy with this
+  // very operation and queues it behind (the "node faulting on a page it is giving away" race).
+  lp.state = static_cast<uint8_t>(PageState::kInvalid);
+  lp.owner = false;
+  RETURN_IF_ERROR(mem_->Drop(msg.page));
+  stats_->ownership_transfers.fetch_add(1, std::memory_order_relaxed);
+  out->push_back(std::move(data));
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------- requester / sharer side
+
+absl::Status ProtocolEngine::OnPageData(const Message& msg, absl::Time now, std::vector<Message>* out) {
+  auto it = pending_.find(msg.page);
+  if (it == pending_.end() || it->second.req_id != msg.seq) return Violation(msg, "no request awaits this page");
+  LocalPage& lp = pages_[msg.page];
+  const bool grant_m = (msg.flags & kFlagGrantModified) != 0;
+  if (grant_m && it->second.kind != MsgType::kWriteReq) return Violation(msg, "Modified grant for a read");
+  if (!msg.payload.empty()) {
+    if (lp.state != static_cast<uint8_t>(PageState::kInvalid)) return Violation(msg, "data for a page held");
+    RETURN_IF_ERROR(mem_->Install(msg.page, msg.payload.data(), grant_m));
+    stats_->pages_received.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    // No data: the manager knows this node still holds a valid Shared copy.
+    if (lp.state != static_cast<uint8_t>(PageState::kShared)) return Violation(msg, "no data for a page not held");
+    RETURN_IF_ERROR(grant_m ? mem_->MakeWritable(msg.page) : mem_->Wake(msg.page));
+  }
+  lp.state = static_cast<uint8_t>(grant_m ? PageState::kModified : PageState::kShared);
+  if (grant_m) lp.owner = true;
+  const Pending p = it->second;
+  pending_.erase(it);
+  stats_->fault_latency[static_cast<int>(p.fault_kind)].Record(
+      static_cast<uint64_t>(absl::ToInt64Nanoseconds(now - p.start)));
+  out->push_back(Reply(grant_m ? MsgType::kWriteDone : MsgType::kReadDone, ManagerOf(msg.page), msg.page, 0, 0,
+                       msg.seq));
+  return absl::OkStatus();
+}
+
+absl::Status ProtocolEngine::OnInvalidate(const Message& msg, std::vector<Message>* out) {
+  LocalPage& lp = pages_[msg.page];
+  if (msg.src != ManagerOf(msg.page)) return Violation(msg, "invalidation not from the manager");
+  if (lp.owner || lp.state != static_cast<uint8_t>(PageState::kShared)) {
+    return Violation(msg, absl::StrFormat("invalidation of a page in state %s%s",
+                                          PageStateName(static_cast<PageState>(lp.state)),
+                                          lp.owner ? " (owner)" : ""));
+  }
+  lp.state = static_cast<uint8_t>(PageState::kInvalid);
+  RETURN_IF_ERROR(mem_->Drop(msg.page));
+  stats_->invalidations_received.fetch_add(1, std::memory_order_relaxed);
+  out->push_back(Reply(MsgType::kInvAck, msg.src, msg.page, 0, 0, msg.seq));
+  return absl::OkStatus();
+}
+
+absl::Status ProtocolEngine::OnEvictAck(const Message& msg) {
+  if (!evicting_.contains(msg.page)) return Violation(msg, "no eviction in progress");
+  LocalPage& lp = pages_[msg.page];
+  if (lp.state != static_cast<uint8_t>(PageState::kInvalid)) RETURN_IF_ERROR(mem_->Drop(msg.page));
+  lp = LocalPage{};
+  evicting_.erase(msg.page);
+  return absl::OkStatus();
+}
+
+absl::Status ProtocolEngine::BeginLeave(std::vector<Message>* out) {
+  if (config_.self == config_.home) return absl::FailedPreconditionError("the home node cannot leave");
+  if (!placement_->SupportsMembershipChange()) {
+    return absl::FailedPreconditionError("the directory placement does not allow nodes to leave");
+  }
+  if (!pending_.empty()) return absl::FailedPreconditionError("requests in flight: stop the accessors first");
+  leaving_ = true;
+  for (uint64_t page = 0; page < config_.num_pages; ++page) {
+    LocalPage& lp = pages_[page];
+    if (lp.state == static_cast<uint8_t>(PageState::kInvalid)) continue;
+    if (lp.state == static_cast<uint8_t>(PageState::kModified)) {
+      RETURN_IF_ERROR(mem_->WriteProtect(page));
+      lp.state = static_cast<uint8_t>(PageState::kShared);
+    }
+    Message m = Reply(MsgType::kEvictReq, ManagerOf(page), page);
+    if (lp.owner) {
+      m.payload.resize(kPageSize);
+      RETURN_IF_ERROR(mem_->ReadPage(page, m.payload.data()));
+    }
+    evicting_[page] = true;
+    out->push_back(std::move(m));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ProtocolEngine::CheckTimeouts(absl::Time now) const {
+  for (const auto& [page, p] : pending_) {
+    if (now - p.start > config_.request_timeout) {
+      return absl::DeadlineExceededError(absl::StrFormat(
+          "%s of page %#x unanswered for %s (manager node %u or the node it forwarded to is lost)",
+          MsgTypeName(p.kind), page, absl::FormatDuration(now - p.start), ManagerOf(page)));
+    }
+  }
+  for (const auto& [page, op] : ops_) {
+    if (now > op.deadline) {
+      return absl::DeadlineExceededError(absl::StrFormat(
+          "manager: %s of page %#x from node %u not completed within %s (awaiting acks mask %#x)",
+          MsgTypeName(op.req.type), page, op.req.src, absl::FormatDuration(config_.request_timeout),
+          op.awaiting_acks));
+    }
+  }
+  return absl::OkStatus();
+}
+
+ProtocolEngine::DirectoryView ProtocolEngine::directory(uint64_t page) const {
+  if (dir_.empty()) return DirectoryView{kNoNode, 0, false, 0};
+  auto it = ops_.find(page);
+  return DirectoryView{dir_[page].owner, dir_[page].copyset, it != ops_.end(),
+                       it != ops_.end() ? it->second.waiting.size() : 0};
+}
+
+}  // namespace coalesce::dsm

@@ -1,0 +1,62 @@
+#include "dsm/wire_format.h"
+
+#include "absl/strings/str_format.h"
+
+namespace coalesce::dsm {
+
+const char* MsgTypeName(MsgType t) {
+  switch (t) {
+    case MsgType::kHello: return "HELLO";
+    case MsgType::kReadReq: return "READ_REQ";
+    case MsgType::kWriteReq: return "WRITE_REQ";
+    case MsgType::kFwdRead: return "FWD_READ";
+    case MsgType::kFwdWrite: return "FWD_WRITE";
+    case MsgType::kInvalidate: return "INVALIDATE";
+    case MsgType::kInvAck: return "INV_ACK";
+    case MsgType::kPageData: return "PAGE_DATA";
+    case MsgType::kReadDone: return "READ_DONE";
+    case MsgType::kWriteDone: return "WRITE_DONE";
+    case MsgType::kEvictReq: return "EVICT_REQ";
+    case MsgType::kEvictAck: return "EVICT_ACK";
+    case MsgType::kLeave: return "LEAVE";
+    case MsgType::kHeartbeat: return "HEARTBEAT";
+    case MsgType::kUser: return "USER";
+  }
+  return "?";
+}
+
+absl::Status ValidateHeader(const WireHeader& h) {
+  if (h.magic != kWireMagic) return absl::DataLossError(absl::StrFormat("bad magic %#x", h.magic));
+  if (h.version != kWireVersion) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("wire version %u, this node speaks %u", h.version, kWireVersion));
+  }
+  if (h.type == 0 || h.type > kMaxMsgType) return absl::DataLossError(absl::StrFormat("unknown type %u", h.type));
+  if (h.src_node >= kMaxNodes) return absl::DataLossError(absl::StrFormat("bad source node %u", h.src_node));
+  const auto type = static_cast<MsgType>(h.type);
+  const bool no_data = (h.flags & kFlagNoData) != 0;
+  uint32_t allowed_min = 0, allowed_max = 0;
+  switch (type) {
+    case MsgType::kPageData:
+      allowed_min = allowed_max = no_data ? 0 : kPageSize;
+      break;
+    case MsgType::kEvictReq:
+      // Either just the request or the request with the page.
+      if (h.payload_len != 0 && h.payload_len != kPageSize) {
+        return absl::DataLossError(absl::StrFormat("EVICT_REQ with %u payload bytes", h.payload_len));
+      }
+      return absl::OkStatus();
+    case MsgType::kUser:
+      allowed_max = kMaxPayload;
+      break;
+    default:
+      break;
+  }
+  if (h.payload_len < allowed_min || h.payload_len > allowed_max) {
+    return absl::DataLossError(absl::StrFormat("%s with %u payload bytes (allowed %u..%u)", MsgTypeName(type),
+                                               h.payload_len, allowed_min, allowed_max));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace coalesce::dsm
