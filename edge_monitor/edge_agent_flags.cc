@@ -1,0 +1,84 @@
+#include "edge_monitor/edge_agent_flags.h"
+
+#include "absl/strings/str_cat.h"
+#include "edge_monitor/host_port.h"
+
+namespace coalesce {
+
+const char* EdgeAgentUsage() {
+  return "usage: coalesce edge --listen HOST:PORT [--capacity vcpus=N,memory=SIZE] [--log-level LEVEL]\n"
+         "\n"
+         "Runs the edge agent: a gRPC service that hosts vCPUs of coalesced VMs for home nodes.\n"
+         "\n"
+         "  --listen HOST:PORT     address to serve on, e.g. 0.0.0.0:7001 or [::]:7001 (port 0: any free port;\n"
+         "                         the bound address is printed on stdout)\n"
+         "  --capacity LIST        what this host offers: vcpus=N and/or memory=SIZE (K/M/G/T suffixes);\n"
+         "                         default: all online CPUs and all physical memory\n"
+         "  --runtime PATH         program started as 'PATH remote-node ...' for each VM (default: this binary)\n"
+         "  --log-level LEVEL      debug, info, warning or error (default: info)\n"
+         "  -h, --help             this text\n"
+         "\n"
+         "Stops every hosted VM and exits 0 on SIGINT or SIGTERM.\n";
+}
+
+absl::StatusOr<EdgeAgentFlags> ParseEdgeAgentFlags(const std::vector<std::string>& args,
+                                                   const EdgeCapacity& default_capacity) {
+  EdgeAgentFlags flags;
+  flags.capacity = default_capacity;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string name = args[i];
+    std::optional<std::string> value;
+    if (name == "-h" || name == "--help") {
+      flags.help = true;
+      continue;
+    }
+    if (name.rfind("--", 0) != 0) {
+      return absl::InvalidArgumentError(absl::StrCat("edge: unexpected argument '", name, "' (see --help)"));
+    }
+    if (const size_t eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name.resize(eq);
+    }
+    auto take_value = [&]() -> absl::StatusOr<std::string> {
+      if (value) return *value;
+      if (i + 1 >= args.size()) return absl::InvalidArgumentError(absl::StrCat("edge: ", name, " needs a value"));
+      return args[++i];
+    };
+    if (name == "--listen") {
+      auto v = take_value();
+      if (!v.ok()) return v.status();
+      if (auto hp = ParseHostPort(*v, "--listen", /*allow_port_zero=*/true); !hp.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat("edge: ", hp.status().message()));
+      }
+      flags.listen = *v;
+    } else if (name == "--capacity") {
+      auto v = take_value();
+      if (!v.ok()) return v.status();
+      auto capacity = ParseCapacityFlag(*v, flags.capacity);
+      if (!capacity.ok()) return absl::InvalidArgumentError(absl::StrCat("edge: ", capacity.status().message()));
+      flags.capacity = *capacity;
+    } else if (name == "--runtime") {
+      auto v = take_value();
+      if (!v.ok()) return v.status();
+      if (v->empty()) return absl::InvalidArgumentError("edge: --runtime needs a path");
+      flags.runtime_executable = *v;
+    } else if (name == "--log-level") {
+      auto v = take_value();
+      if (!v.ok()) return v.status();
+      LogLevel level;
+      if (!ParseLogLevel(*v, &level)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("edge: --log-level '", *v, "' is not one of debug, info, warning, error"));
+      }
+      flags.log_level = level;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("edge: unknown flag '", name, "' (see --help)"));
+    }
+  }
+  if (!flags.help && flags.listen.empty()) {
+    return absl::InvalidArgumentError("edge: --listen HOST:PORT is required (see --help)");
+  }
+  return flags;
+}
+
+}  // namespace coalesce

@@ -1,0 +1,29 @@
+// Command-line flags of `coalesce edge`.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "edge_monitor/edge_capacity.h"
+#include "hypervisor/base/log.h"
+
+namespace coalesce {
+
+struct EdgeAgentFlags {
+  bool help = false;
+  std::string listen;                   // --listen HOST:PORT (required unless --help)
+  EdgeCapacity capacity;                // --capacity vcpus=N,memory=SIZE; defaults to HostCapacity()
+  std::string runtime_executable;       // --runtime PATH; empty: /proc/self/exe
+  std::optional<LogLevel> log_level;    // --log-level debug|info|warning|error
+};
+
+// `args` are the flags only (after "edge"). Accepts "--flag value" and "--flag=value". Errors name the flag.
+absl::StatusOr<EdgeAgentFlags> ParseEdgeAgentFlags(const std::vector<std::string>& args,
+                                                   const EdgeCapacity& default_capacity);
+
+// The --help text.
+const char* EdgeAgentUsage();
+
+}  // namespace coalesce

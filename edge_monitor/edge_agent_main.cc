@@ -1,0 +1,63 @@
+#include "edge_monitor/edge_agent_main.h"
+
+#include <signal.h>
+
+#include <cstdio>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "edge_monitor/edge_agent_flags.h"
+#include "edge_monitor/edge_agent_server.h"
+#include "edge_monitor/process_vm_runtime_factory.h"
+#include "hypervisor/base/log.h"
+
+namespace coalesce {
+
+int RunEdgeAgentMain(int argc, char** argv) {
+  std::vector<std::string> args;
+  for (int i = 1; i < argc; ++i) args.emplace_back(argv[i]);
+  auto flags = ParseEdgeAgentFlags(args, HostCapacity());
+  if (!flags.ok()) {
+    std::fprintf(stderr, "coalesce: %.*s\n", static_cast<int>(flags.status().message().size()),
+                 flags.status().message().data());
+    return 2;
+  }
+  if (flags->help) {
+    std::fputs(EdgeAgentUsage(), stdout);
+    return 0;
+  }
+  SetLogLevel(flags->log_level.value_or(LogLevel::kInfo));
+
+  // Block the shutdown signals before gRPC starts its threads; a sigwait below turns them into an orderly stop.
+  sigset_t shutdown_signals;
+  sigemptyset(&shutdown_signals);
+  sigaddset(&shutdown_signals, SIGINT);
+  sigaddset(&shutdown_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &shutdown_signals, nullptr);
+
+  ProcessVmRuntimeOptions runtime_options;
+  if (!flags->runtime_executable.empty()) runtime_options.executable = flags->runtime_executable;
+  EdgeAgentService::Options service_options;
+  service_options.capacity = flags->capacity;
+  auto server = EdgeAgentServer::Start(flags->listen, service_options,
+                                       std::make_unique<ProcessVmRuntimeFactory>(runtime_options));
+  if (!server.ok()) {
+    std::fprintf(stderr, "coalesce: %.*s\n", static_cast<int>(server.status().message().size()),
+                 server.status().message().data());
+    return 1;
+  }
+  // Scripts and tests that listen on port 0 read the bound address from here.
+  std::printf("edge agent listening on %s capacity %s\n", (*server)->address().c_str(),
+              flags->capacity.ToString().c_str());
+  std::fflush(stdout);
+
+  int signal_number = 0;
+  while (sigwait(&shutdown_signals, &signal_number) != 0) {
+  }
+  LOG_INFO("edge agent: signal %d, stopping every hosted VM", signal_number);
+  (*server)->Shutdown();
+  return 0;
+}
+
+}  // namespace coalesce

@@ -1,0 +1,54 @@
+#include "edge_monitor/edge_agent_server.h"
+
+#include <chrono>
+
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server_builder.h>
+
+#include "absl/strings/str_cat.h"
+#include "edge_monitor/host_port.h"
+#include "hypervisor/base/log.h"
+
+namespace coalesce {
+
+absl::StatusOr<std::unique_ptr<EdgeAgentServer>> EdgeAgentServer::Start(const std::string& listen,
+                                                                        EdgeAgentService::Options options,
+                                                                        std::unique_ptr<VmRuntimeFactory> factory) {
+  auto host_port = ParseHostPort(listen, "--listen", /*allow_port_zero=*/true);
+  if (!host_port.ok()) return host_port.status();
+
+  std::unique_ptr<EdgeAgentServer> server(new EdgeAgentServer());
+  server->service_ = std::make_unique<EdgeAgentService>(std::move(options), std::move(factory));
+
+  grpc::ServerBuilder builder;
+  // Two agents must not share a port silently (gRPC enables SO_REUSEPORT by default).
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // Control messages are small; a peer cannot make us buffer more than this.
+  builder.SetMaxReceiveMessageSize(1 << 20);
+  builder.AddListeningPort(host_port->ToString(), grpc::InsecureServerCredentials(), &server->port_);
+  builder.RegisterService(server->service_.get());
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || server->port_ == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("edge agent: cannot listen on ", listen, " (address in use, or not an address of this host)"));
+  }
+  HostPort bound = *host_port;
+  bound.port = static_cast<uint16_t>(server->port_);
+  server->address_ = bound.ToString();
+  LOG_INFO("edge agent listening on %s", server->address_);
+  return server;
+}
+
+EdgeAgentServer::~EdgeAgentServer() { Shutdown(); }
+
+void EdgeAgentServer::Shutdown() {
+  if (shut_down_.exchange(true)) return;
+  // VMs first: a HostVcpus still starting sees shutting_down_ and stops its runtime, so the server's wait for
+  // in-flight RPCs ends.
+  service_->StopAll();
+  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+}
+
+void EdgeAgentServer::Wait() { server_->Wait(); }
+
+}  // namespace coalesce

@@ -1,0 +1,69 @@
+// The edge agent's gRPC service (protos/coalesce/edge_agent.proto): admits VMs within its capacity, starts one
+// runtime per VM through a VmRuntimeFactory, and stops them.
+//
+// Threads: gRPC's synchronous server runs each RPC on a pool thread; all state lives in `vms_` under `mu_`.
+// Lock order: mu_, then a HostedVm's own lock (HostedVm::Status()). Starting and stopping a runtime can take seconds
+// and never run under mu_: a record marked `starting` or `stopping` holds its resources and its id meanwhile.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "coalesce/edge_agent.grpc.pb.h"
+#include "edge_monitor/edge_capacity.h"
+#include "edge_monitor/vm_runtime_factory.h"
+
+namespace coalesce {
+
+class EdgeAgentService final : public pb::EdgeAgent::Service {
+ public:
+  struct Options {
+    EdgeCapacity capacity;
+    // Longest a runtime may take to report ready; the caller's RPC deadline shortens it.
+    absl::Duration start_timeout = absl::Seconds(30);
+    // SIGTERM-to-SIGKILL grace when StopVm does not give one.
+    absl::Duration default_stop_grace = absl::Seconds(2);
+  };
+
+  EdgeAgentService(Options options, std::unique_ptr<VmRuntimeFactory> factory);
+  // Stops every VM still hosted.
+  ~EdgeAgentService() override;
+
+  grpc::Status GetCapacity(grpc::ServerContext* context, const pb::GetCapacityRequest* request,
+                           pb::Capacity* reply) override;
+  grpc::Status HostVcpus(grpc::ServerContext* context, const pb::HostVcpusRequest* request,
+                         pb::VmStatus* reply) override;
+  grpc::Status StopVm(grpc::ServerContext* context, const pb::StopVmRequest* request, pb::VmStatus* reply) override;
+  grpc::Status GetVmState(grpc::ServerContext* context, const pb::GetVmStateRequest* request,
+                          pb::VmStatus* reply) override;
+
+  // Refuses new VMs from now on and stops every running one (agent shutdown). VMs still starting are stopped by
+  // their HostVcpus call when their start completes.
+  void StopAll();
+
+  pb::Capacity CapacitySnapshot() const;
+
+ private:
+  struct VmRecord {
+    pb::HostVcpusRequest request;
+    std::unique_ptr<HostedVm> runtime;  // Set once, under mu_, when `starting` becomes false.
+    bool starting = true;
+    bool stopping = false;
+  };
+
+  static bool HoldsResources(const VmRecord& record);
+  static pb::VmStatus StatusOf(const VmRecord& record);
+
+  const Options options_;
+  const std::unique_ptr<VmRuntimeFactory> factory_;
+
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::shared_ptr<VmRecord>> vms_ ABSL_GUARDED_BY(mu_);
+  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace coalesce

@@ -1,0 +1,52 @@
+#include "edge_monitor/host_request_validator.h"
+
+#include <cctype>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "edge_monitor/host_port.h"
+#include "edge_monitor/vcpu_list.h"
+
+namespace coalesce {
+
+absl::Status ValidateVmId(const std::string& vm_id) {
+  constexpr size_t kMaxVmIdLength = 64;
+  if (vm_id.empty()) return absl::InvalidArgumentError("vm_id is empty");
+  if (vm_id.size() > kMaxVmIdLength) {
+    return absl::InvalidArgumentError(absl::StrCat("vm_id is longer than ", kMaxVmIdLength, " characters"));
+  }
+  for (char c : vm_id) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') {
+      return absl::InvalidArgumentError("vm_id may only contain letters, digits, '.', '_' and '-'");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateHostRequest(const pb::HostVcpusRequest& request) {
+  if (absl::Status st = ValidateVmId(request.vm_id()); !st.ok()) return st;
+  if (request.guest_memory_bytes() == 0) return absl::InvalidArgumentError("guest_memory_bytes is 0");
+  if (request.guest_memory_bytes() % 4096 != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("guest_memory_bytes ", request.guest_memory_bytes(), " is not a multiple of 4096"));
+  }
+  if (request.guest_vcpu_count() == 0 || request.guest_vcpu_count() > kMaxVcpuCount) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("guest_vcpu_count ", request.guest_vcpu_count(), " is out of range (1..", kMaxVcpuCount, ")"));
+  }
+  if (request.vcpu_ids().empty()) return absl::InvalidArgumentError("vcpu_ids is empty");
+  absl::flat_hash_set<uint32_t> seen;
+  for (uint32_t id : request.vcpu_ids()) {
+    if (id >= request.guest_vcpu_count()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("vcpu_ids: vCPU ", id, " does not exist (guest_vcpu_count is ", request.guest_vcpu_count(), ")"));
+    }
+    if (!seen.insert(id).second) return absl::InvalidArgumentError(absl::StrCat("vcpu_ids: vCPU ", id, " is listed twice"));
+  }
+  if (auto hp = ParseHostPort(request.home_data_plane_address(), "home_data_plane_address"); !hp.ok()) {
+    return hp.status();
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace coalesce

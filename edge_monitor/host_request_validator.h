@@ -1,0 +1,18 @@
+// Checks a HostVcpus request from the network before the agent acts on it. Everything a home node sends is
+// untrusted: a malformed request is refused with a message naming the field, never acted on.
+#pragma once
+
+#include "absl/status/status.h"
+#include "coalesce/edge_agent.pb.h"
+
+namespace coalesce {
+
+// InvalidArgument naming the first bad field:
+//  vm_id 1..64 chars of [A-Za-z0-9._-] (it ends up in argv and logs); guest_memory_bytes > 0, a multiple of 4K;
+//  guest_vcpu_count 1..255; vcpu_ids non-empty, distinct, each < guest_vcpu_count; home_data_plane_address host:port.
+absl::Status ValidateHostRequest(const pb::HostVcpusRequest& request);
+
+// The same rule for vm_id alone (StopVm, GetVmState).
+absl::Status ValidateVmId(const std::string& vm_id);
+
+}  // namespace coalesce

@@ -1,0 +1,57 @@
+// A VM hosted as one child process (the remote vCPU runtime), supervised by a thread of its own.
+//
+// The supervisor thread forks the child and blocks in waitpid until it ends, so the child's PR_SET_PDEATHSIG
+// (bound to the spawning thread) fires only if the whole agent dies. The child reports readiness by writing one byte
+// to its fd 3 (see remote_node_args.h).
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "edge_monitor/child_process.h"
+#include "edge_monitor/hosted_vm.h"
+
+namespace coalesce {
+
+class ProcessHostedVm final : public HostedVm {
+ public:
+  // Starts `argv` and waits until the child reports ready. Fails, leaving no process behind, if exec fails, the
+  // child exits or closes fd 3 before reporting ready, or `ready_deadline` passes. `name` is used in messages.
+  static absl::StatusOr<std::unique_ptr<ProcessHostedVm>> Launch(std::string name, std::vector<std::string> argv,
+                                                                 absl::Time ready_deadline);
+
+  // Stops the child (SIGTERM, then SIGKILL after 2 s) and joins the supervisor.
+  ~ProcessHostedVm() override;
+
+  HostedVmStatus Status() const override;
+  void Stop(absl::Duration grace) override;
+
+ private:
+  explicit ProcessHostedVm(std::string name) : name_(std::move(name)) {}
+
+  void Supervise(std::vector<std::string> argv, int ready_write_fd);
+
+  const std::string name_;
+  std::thread supervisor_;
+
+  mutable absl::Mutex mu_;
+  bool spawn_done_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status spawn_status_ ABSL_GUARDED_BY(mu_);
+  bool exited_ ABSL_GUARDED_BY(mu_) = false;
+  int wait_status_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stop_requested_ ABSL_GUARDED_BY(mu_) = false;
+  pid_t pid_ ABSL_GUARDED_BY(mu_) = 0;
+  // Set by the supervisor under mu_ before spawn_done_; afterwards its pidfd is only read (Signal) by any thread,
+  // and Wait() is called by the supervisor alone.
+  ChildProcess child_;
+};
+
+}  // namespace coalesce

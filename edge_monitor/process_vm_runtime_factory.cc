@@ -1,0 +1,31 @@
+#include "edge_monitor/process_vm_runtime_factory.h"
+
+#include "absl/strings/str_cat.h"
+#include "edge_monitor/process_hosted_vm.h"
+#include "edge_monitor/remote_node_args.h"
+
+namespace coalesce {
+
+std::vector<std::string> ProcessVmRuntimeFactory::CommandLine(const pb::HostVcpusRequest& request) const {
+  RemoteNodeArgs args;
+  args.vm_id = request.vm_id();
+  args.guest_memory_bytes = request.guest_memory_bytes();
+  args.guest_vcpu_count = request.guest_vcpu_count();
+  args.vcpu_ids.assign(request.vcpu_ids().begin(), request.vcpu_ids().end());
+  args.home_address = request.home_data_plane_address();
+  args.tsc_offset = request.tsc_offset();
+  args.ready_fd = 3;  // ChildProcess::Options::pass_fd lands there
+  std::vector<std::string> argv = {options_.executable};
+  argv.insert(argv.end(), options_.leading_args.begin(), options_.leading_args.end());
+  for (std::string& flag : args.ToArgs()) argv.push_back(std::move(flag));
+  return argv;
+}
+
+absl::StatusOr<std::unique_ptr<HostedVm>> ProcessVmRuntimeFactory::Start(const pb::HostVcpusRequest& request,
+                                                                          absl::Time deadline) {
+  auto vm = ProcessHostedVm::Launch(absl::StrCat("VM ", request.vm_id()), CommandLine(request), deadline);
+  if (!vm.ok()) return vm.status();
+  return std::unique_ptr<HostedVm>(*std::move(vm));
+}
+
+}  // namespace coalesce

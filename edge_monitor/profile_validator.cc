@@ -1,0 +1,131 @@
+#include "edge_monitor/profile_validator.h"
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "edge_monitor/host_port.h"
+#include "edge_monitor/size.h"
+#include "edge_monitor/vcpu_list.h"
+
+namespace coalesce {
+namespace {
+
+constexpr uint64_t kGuestPageSize = 4096;
+
+void CheckGuest(const pb::Guest& guest, std::vector<std::string>* errors) {
+  if (guest.vcpus() == 0) {
+    errors->push_back("guest.vcpus is missing (a vCPU count 1..255)");
+  } else if (guest.vcpus() > kMaxVcpuCount) {
+    errors->push_back(absl::StrCat("guest.vcpus: ", guest.vcpus(), " is out of range (1..", kMaxVcpuCount, ")"));
+  }
+  if (guest.memory().empty()) {
+    errors->push_back("guest.memory is missing (a size such as \"512M\" or \"2G\")");
+  } else if (auto size = ParseSize(guest.memory(), "guest.memory"); !size.ok()) {
+    errors->push_back(std::string(size.status().message()));
+  } else if (*size == 0) {
+    errors->push_back("guest.memory: must be larger than 0");
+  } else if (*size % kGuestPageSize != 0) {
+    errors->push_back(absl::StrCat("guest.memory: '", guest.memory(), "' is not a multiple of 4K"));
+  }
+  if (guest.kernel().empty()) errors->push_back("guest.kernel is missing (the path of the guest kernel)");
+}
+
+void CheckPolicies(const pb::Policies& policies, std::vector<std::string>* errors) {
+  if (policies.has_min_battery_percent() && policies.min_battery_percent() > 100) {
+    errors->push_back(absl::StrCat("policies.min_battery_percent: ", policies.min_battery_percent(),
+                                   " is out of range (0..100)"));
+  }
+  if (policies.has_max_edge_load() && !(policies.max_edge_load() > 0)) {
+    errors->push_back("policies.max_edge_load: must be larger than 0");
+  }
+  if (policies.has_max_edge_vcpus() && policies.max_edge_vcpus() == 0) {
+    errors->push_back("policies.max_edge_vcpus: must be at least 1");
+  }
+  if (policies.has_max_edge_memory()) {
+    if (auto size = ParseSize(policies.max_edge_memory(), "policies.max_edge_memory"); !size.ok()) {
+      errors->push_back(std::string(size.status().message()));
+    }
+  }
+}
+
+}  // namespace
+
+std::string DescribeEdge(const pb::EdgeNode& edge, int index) {
+  const std::string address = edge.address().empty() ? absl::StrCat("edge[", index, "]") : edge.address();
+  if (edge.name().empty()) return absl::StrCat("edge ", address);
+  return absl::StrCat("edge '", edge.name(), "' (", address, ")");
+}
+
+absl::Status ValidateProfile(const pb::Profile& profile) {
+  std::vector<std::string> errors;
+  CheckGuest(profile.guest(), &errors);
+  CheckPolicies(profile.policies(), &errors);
+
+  if (!profile.home().data_plane_address().empty()) {
+    if (auto hp = ParseHostPort(profile.home().data_plane_address(), "home.data_plane_address",
+                                /*allow_port_zero=*/true);
+        !hp.ok()) {
+      errors.push_back(std::string(hp.status().message()));
+    }
+  }
+
+  absl::flat_hash_map<std::string, int> edge_by_address;
+  for (int i = 0; i < profile.edge_size(); ++i) {
+    const pb::EdgeNode& edge = profile.edge(i);
+    const std::string what = absl::StrCat("edge[", i, "].address");
+    if (edge.address().empty()) {
+      errors.push_back(absl::StrCat(what, " is missing (the edge agent's host:port)"));
+    } else if (auto hp = ParseHostPort(edge.address(), what); !hp.ok()) {
+      errors.push_back(std::string(hp.status().message()));
+    } else if (auto [it, inserted] = edge_by_address.emplace(hp->ToString(), i); !inserted) {
+      errors.push_back(absl::StrCat("edge[", i, "] and edge[", it->second, "] have the same address ",
+                                    edge.address(), "; list all of that agent's vCPUs in one edge"));
+    }
+    if (edge.vcpus_size() == 0) errors.push_back(absl::StrCat(DescribeEdge(edge, i), " has no vCPUs"));
+  }
+
+  // Placement: every id 0..vcpus-1 exactly once. Node names per id, in profile order (home first).
+  const uint32_t vcpus = profile.guest().vcpus();
+  std::map<uint32_t, std::vector<std::string>> placed;  // ordered: messages list ids ascending
+  auto place = [&](uint32_t id, const std::string& node) {
+    if (vcpus != 0 && id >= vcpus) {
+      errors.push_back(absl::StrCat(node, ": vCPU ", id, " does not exist (guest.vcpus is ", vcpus,
+                                    ", ids are 0..", vcpus - 1, ")"));
+      return;
+    }
+    placed[id].push_back(node);
+  };
+  for (uint32_t id : profile.home().vcpus()) place(id, "home");
+  for (int i = 0; i < profile.edge_size(); ++i) {
+    for (uint32_t id : profile.edge(i).vcpus()) place(id, DescribeEdge(profile.edge(i), i));
+  }
+  for (const auto& [id, nodes] : placed) {
+    if (nodes.size() > 1) {
+      errors.push_back(absl::StrCat("vCPU ", id, " is placed more than once: on ", absl::StrJoin(nodes, " and on ")));
+    }
+  }
+  if (vcpus != 0 && vcpus <= kMaxVcpuCount) {
+    std::vector<uint32_t> missing;
+    for (uint32_t id = 0; id < vcpus; ++id) {
+      if (!placed.contains(id)) missing.push_back(id);
+    }
+    if (!missing.empty()) {
+      errors.push_back(absl::StrCat(missing.size() == 1 ? "vCPU " : "vCPUs ", FormatVcpuList(missing),
+                                    missing.size() == 1 ? " is" : " are", " not placed on any node (guest.vcpus is ",
+                                    vcpus, "; list each id 0..", vcpus - 1, " under home or one edge)"));
+    }
+    auto boot = placed.find(0);
+    if (boot != placed.end() && boot->second.size() == 1 && boot->second[0] != "home") {
+      errors.push_back(absl::StrCat("vCPU 0 (the boot CPU) must run at home, not on ", boot->second[0]));
+    }
+  }
+
+  if (errors.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
+}
+
+}  // namespace coalesce

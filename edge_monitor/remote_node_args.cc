@@ -1,0 +1,87 @@
+#include "edge_monitor/remote_node_args.h"
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "edge_monitor/host_port.h"
+#include "edge_monitor/vcpu_list.h"
+
+namespace coalesce {
+
+std::vector<std::string> RemoteNodeArgs::ToArgs() const {
+  return {
+      absl::StrCat("--vm-id=", vm_id),
+      absl::StrCat("--memory=", guest_memory_bytes),
+      absl::StrCat("--vcpu-count=", guest_vcpu_count),
+      absl::StrCat("--vcpus=", absl::StrJoin(vcpu_ids, ",")),
+      absl::StrCat("--home=", home_address),
+      absl::StrCat("--tsc-offset=", tsc_offset),
+      absl::StrCat("--ready-fd=", ready_fd),
+  };
+}
+
+absl::StatusOr<RemoteNodeArgs> RemoteNodeArgs::Parse(const std::vector<std::string>& args) {
+  RemoteNodeArgs out;
+  bool have_id = false, have_memory = false, have_count = false, have_vcpus = false, have_home = false,
+       have_ready = false;
+  auto bad = [](const std::string& arg, std::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat("remote-node: '", arg, "': ", std::string(why)));
+  };
+  for (const std::string& arg : args) {
+    const size_t eq = arg.find('=');
+    if (arg.rfind("--", 0) != 0 || eq == std::string::npos) return bad(arg, "expected --flag=value");
+    const std::string name = arg.substr(2, eq - 2);
+    const std::string value = arg.substr(eq + 1);
+    if (name == "vm-id") {
+      if (value.empty()) return bad(arg, "empty VM id");
+      out.vm_id = value;
+      have_id = true;
+    } else if (name == "memory") {
+      if (!absl::SimpleAtoi(value, &out.guest_memory_bytes) || out.guest_memory_bytes == 0) {
+        return bad(arg, "not a positive byte count");
+      }
+      have_memory = true;
+    } else if (name == "vcpu-count") {
+      if (!absl::SimpleAtoi(value, &out.guest_vcpu_count) || out.guest_vcpu_count == 0 ||
+          out.guest_vcpu_count > kMaxVcpuCount) {
+        return bad(arg, absl::StrCat("not a vCPU count 1..", kMaxVcpuCount));
+      }
+      have_count = true;
+    } else if (name == "vcpus") {
+      auto ids = ParseVcpuList(value);
+      if (!ids.ok()) return bad(arg, std::string(ids.status().message()));
+      out.vcpu_ids = *std::move(ids);
+      have_vcpus = true;
+    } else if (name == "home") {
+      if (auto hp = ParseHostPort(value, "home"); !hp.ok()) return bad(arg, std::string(hp.status().message()));
+      out.home_address = value;
+      have_home = true;
+    } else if (name == "tsc-offset") {
+      if (!absl::SimpleAtoi(value, &out.tsc_offset)) return bad(arg, "not an integer");
+    } else if (name == "ready-fd") {
+      if (!absl::SimpleAtoi(value, &out.ready_fd) || out.ready_fd < 0) return bad(arg, "not a file descriptor");
+      have_ready = true;
+    } else {
+      return bad(arg, "unknown flag");
+    }
+  }
+  std::vector<std::string> missing;
+  if (!have_id) missing.push_back("--vm-id");
+  if (!have_memory) missing.push_back("--memory");
+  if (!have_count) missing.push_back("--vcpu-count");
+  if (!have_vcpus) missing.push_back("--vcpus");
+  if (!have_home) missing.push_back("--home");
+  if (!have_ready) missing.push_back("--ready-fd");
+  if (!missing.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("remote-node: missing ", absl::StrJoin(missing, ", ")));
+  }
+  for (uint32_t id : out.vcpu_ids) {
+    if (id >= out.guest_vcpu_count) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("remote-node: vCPU ", id, " is not below --vcpu-count=", out.guest_vcpu_count));
+    }
+  }
+  return out;
+}
+
+}  // namespace coalesce

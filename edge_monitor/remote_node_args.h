@@ -1,0 +1,39 @@
+// The argv contract between the edge agent and the remote vCPU runtime it starts for each VM.
+//
+//   <exe> remote-node --vm-id=ID --memory=BYTES --vcpu-count=N --vcpus=LIST --home=HOST:PORT
+//                     --tsc-offset=CYCLES --ready-fd=FD
+//
+// <exe> is the agent's own binary (/proc/self/exe), so the lead's main() dispatches the `remote-node` subcommand to
+// the runtime with the arguments after it. LIST uses the --edge syntax ("2,3", "1,3-5"). The runtime:
+//  - writes one byte to FD once its vCPUs are created and it is connected to the home node, then closes FD;
+//    the agent answers HostVcpus only then (exiting or closing FD earlier fails the request);
+//  - exits 0 when the VM ends normally (guest power-off), non-zero on any error, with the reason on stderr;
+//  - on SIGTERM, stops its vCPUs and exits promptly; the agent sends SIGKILL after a grace period;
+//  - is killed (SIGKILL) if the agent dies (PR_SET_PDEATHSIG) and must not depend on any other agent state.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace coalesce {
+
+struct RemoteNodeArgs {
+  std::string vm_id;
+  uint64_t guest_memory_bytes = 0;
+  uint32_t guest_vcpu_count = 0;
+  std::vector<uint32_t> vcpu_ids;
+  std::string home_address;  // The home node's data plane, host:port.
+  int64_t tsc_offset = 0;
+  int ready_fd = -1;
+
+  // The flags (everything after "remote-node").
+  std::vector<std::string> ToArgs() const;
+
+  // Parses the flags after "remote-node". Every flag except --tsc-offset is required; unknown flags are errors.
+  static absl::StatusOr<RemoteNodeArgs> Parse(const std::vector<std::string>& args);
+};
+
+}  // namespace coalesce
