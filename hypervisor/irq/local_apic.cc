@@ -211,7 +211,9 @@ std::optional<ApicMessage> LocalApic::BuildIcrMessageLocked() {
     default:
       // 3 is reserved and ExtINT cannot be sent by an ICR.
       ++anomalies_;
-      LOG_WARN("lapic %u: ICR write %#x with an invalid delivery mode, not sent", apic_id_, icr_low_);
+      if (!std::exchange(icr_logged_, true)) {
+        LOG_WARN("lapic %u: ICR write %#x with an invalid delivery mode, not sent", apic_id_, icr_low_);
+      }
       return std::nullopt;
   }
   const bool vectored =

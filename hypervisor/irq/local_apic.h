@@ -187,6 +187,7 @@ class LocalApic final {
   uint64_t anomalies_ ABSL_GUARDED_BY(mu_) = 0;
   std::bitset<256> logged_ ABSL_GUARDED_BY(mu_);  // one bit per 16-byte register slot, for log-once
   bool smi_logged_ ABSL_GUARDED_BY(mu_) = false;
+  bool icr_logged_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace coalesce
