@@ -71,8 +71,10 @@ absl::StatusOr<LinuxLoadResult> LoadLinux(GuestMemory& mem, std::span<const uint
   }
 
   if (!options.initrd.empty()) {
+    // Nothing below 1 MiB: besides our boot structures, the decompressor borrows low memory for its
+    // paging trampoline, and early kernel code allocates the real-mode trampoline there.
     std::vector<AddressRange> occupied = {
-        {0, boot_layout::kBootDataEnd},
+        {0, boot_layout::kHighLoadAddr},
         {boot_layout::kHighLoadAddr, result.kernel_extent_end},
     };
     ASSIGN_OR_RETURN(result.initrd_addr, PlaceInitrd(options.e820, options.initrd.size(), h.initrd_addr_max,

@@ -1,0 +1,261 @@
+#include "hypervisor/boot/acpi_tables.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "hypervisor/base/platform.h"
+#include "hypervisor/boot/aml.h"
+#include "hypervisor/boot/boot_layout.h"
+
+namespace coalesce {
+namespace {
+
+template <typename T>
+T Peek(const std::vector<uint8_t>& b, size_t off) {
+  T v;
+  std::memcpy(&v, b.data() + off, sizeof(T));
+  return v;
+}
+
+AcpiTableSet Build(uint32_t vcpus, std::vector<AcpiVirtioMmioDevice> virtio = {}) {
+  auto set = BuildAcpiTableSet({.vcpu_count = vcpus, .ioapic_id = 0, .virtio_mmio = std::move(virtio)},
+                               boot_layout::kAcpiTablesAddr);
+  REQUIRE(set.ok());
+  return *set;
+}
+
+const AcpiTable& Get(const AcpiTableSet& set, std::string_view sig) {
+  const AcpiTable* t = set.Find(sig);
+  REQUIRE(t != nullptr);
+  return *t;
+}
+
+// Runs a command; returns its exit status and output.
+std::pair<int, std::string> Run(const std::string& cmd) {
+  std::string out;
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  REQUIRE(p != nullptr);
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  int st = ::pclose(p);
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+
+std::string ReadText(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+struct TempDir {
+  TempDir() {
+    char tmpl[] = "/tmp/coalesce-acpi-XXXXXX";
+    REQUIRE(::mkdtemp(tmpl) != nullptr);
+    path = tmpl;
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+  std::filesystem::path path;
+};
+
+TEST_CASE("ACPI: every table's checksum and length are right") {
+  for (uint32_t vcpus : {1u, 2u, 8u, 255u}) {
+    AcpiTableSet set = Build(vcpus, {{0xd0000000, 0x200, 16}});
+    for (const AcpiTable& t : set.tables) {
+      INFO(t.signature << " with " << vcpus << " vCPUs");
+      CHECK(t.addr % 16 == 0);
+      if (t.signature == "RSDP") {
+        CHECK(AcpiChecksum(std::span(t.bytes).first(20)) == 0);
+        CHECK(AcpiChecksum(t.bytes) == 0);
+      } else if (t.signature == "FACS") {
+        CHECK(t.addr % 64 == 0);
+        CHECK(Peek<uint32_t>(t.bytes, 4) == 64);
+      } else {
+        CHECK(std::string(t.bytes.begin(), t.bytes.begin() + 4) == t.signature);
+        CHECK(Peek<uint32_t>(t.bytes, 4) == t.bytes.size());
+        CHECK(AcpiChecksum(t.bytes) == 0);
+      }
+    }
+    CHECK(set.end <= boot_layout::kAcpiTablesEnd);
+  }
+}
+
+TEST_CASE("ACPI: RSDP -> XSDT/RSDT -> FADT -> DSDT/FACS, MADT") {
+  AcpiTableSet set = Build(4);
+  const AcpiTable& rsdp = Get(set, "RSDP");
+  CHECK(set.rsdp_addr == boot_layout::kAcpiTablesAddr);
+  CHECK(std::string(rsdp.bytes.begin(), rsdp.bytes.begin() + 8) == "RSD PTR ");
+  CHECK(rsdp.bytes[15] == 2);
+  CHECK(Peek<uint64_t>(rsdp.bytes, 24) == Get(set, "XSDT").addr);
+  CHECK(Peek<uint32_t>(rsdp.bytes, 16) == Get(set, "RSDT").addr);
+  const AcpiTable& xsdt = Get(set, "XSDT");
+  REQUIRE(xsdt.bytes.size() == 36 + 16);
+  CHECK(Peek<uint64_t>(xsdt.bytes, 36) == Get(set, "FACP").addr);
+  CHECK(Peek<uint64_t>(xsdt.bytes, 44) == Get(set, "APIC").addr);
+
+  const AcpiTable& fadt = Get(set, "FACP");
+  CHECK(fadt.bytes.size() == 276);
+  CHECK(fadt.bytes[8] == 6);
+  CHECK(Peek<uint32_t>(fadt.bytes, 36) == Get(set, "FACS").addr);
+  CHECK(Peek<uint64_t>(fadt.bytes, 140) == Get(set, "DSDT").addr);
+  CHECK(Peek<uint16_t>(fadt.bytes, 46) == platform::kAcpiSciIrq);
+  CHECK(Peek<uint32_t>(fadt.bytes, 48) == 0);  // SMI_CMD: ACPI always enabled
+  CHECK(Peek<uint32_t>(fadt.bytes, 56) == platform::kAcpiPm1aEventPort);
+  CHECK(Peek<uint32_t>(fadt.bytes, 64) == platform::kAcpiPm1aControlPort);
+  CHECK(Peek<uint32_t>(fadt.bytes, 76) == platform::kAcpiPmTimerPort);
+  CHECK(Peek<uint64_t>(fadt.bytes, 152) == platform::kAcpiPm1aEventPort);  // X_PM1a_EVT_BLK address
+  CHECK(Peek<uint64_t>(fadt.bytes, 212) == platform::kAcpiPmTimerPort);
+  const uint32_t flags = Peek<uint32_t>(fadt.bytes, 112);
+  CHECK((flags & (1u << 20)) == 0);  // not hardware-reduced
+  CHECK((flags & (1u << 10)) != 0);  // reset register supported
+  CHECK((flags & (1u << 8)) == 0);   // 24-bit PM timer
+  CHECK(fadt.bytes[116] == 1);       // reset register in system I/O space
+  CHECK(Peek<uint64_t>(fadt.bytes, 120) == platform::kResetControlPort);
+  CHECK(fadt.bytes[128] == 0x06);
+  CHECK((Peek<uint16_t>(fadt.bytes, 109) & 0x2) == 0);  // no 8042
+}
+
+TEST_CASE("ACPI: MADT has one enabled Local APIC per vCPU, the IOAPIC, overrides and LINT1 NMI") {
+  for (uint32_t vcpus : {1u, 3u, 64u}) {
+    AcpiTableSet set = Build(vcpus);
+    const auto& m = Get(set, "APIC").bytes;
+    CHECK(Peek<uint32_t>(m, 36) == platform::kLapicBase);
+    uint32_t lapics = 0, ioapics = 0, nmis = 0;
+    std::vector<std::pair<uint8_t, uint32_t>> overrides;
+    for (size_t off = 44; off < m.size();) {
+      const uint8_t type = m[off];
+      const uint8_t len = m[off + 1];
+      REQUIRE(len >= 2);
+      REQUIRE(off + len <= m.size());
+      if (type == 0) {
+        CHECK(len == 8);
+        CHECK(m[off + 2] == lapics);  // ACPI processor UID
+        CHECK(m[off + 3] == lapics);  // APIC id = vCPU index
+        CHECK((Peek<uint32_t>(m, off + 4) & 1) == 1);
+        ++lapics;
+      } else if (type == 1) {
+        CHECK(Peek<uint32_t>(m, off + 4) == platform::kIoapicBase);
+        CHECK(Peek<uint32_t>(m, off + 8) == 0);
+        ++ioapics;
+      } else if (type == 2) {
+        overrides.push_back({m[off + 3], Peek<uint32_t>(m, off + 4)});
+        if (m[off + 3] == platform::kAcpiSciIrq) CHECK(Peek<uint16_t>(m, off + 8) == 0xD);  // level, high
+      } else if (type == 4) {
+        CHECK(m[off + 2] == 0xFF);
+        CHECK(m[off + 5] == 1);  // LINT1
+        ++nmis;
+      }
+      off += len;
+    }
+    CHECK(lapics == vcpus);
+    CHECK(ioapics == 1);
+    CHECK(nmis == 1);
+    CHECK(overrides == std::vector<std::pair<uint8_t, uint32_t>>{{0, 2}, {9, 9}});
+  }
+}
+
+TEST_CASE("ACPI: vCPU count limits") {
+  CHECK(!BuildAcpiTableSet({.vcpu_count = 0}, boot_layout::kAcpiTablesAddr).ok());
+  CHECK(!BuildAcpiTableSet({.vcpu_count = 256}, boot_layout::kAcpiTablesAddr).ok());
+}
+
+TEST_CASE("ACPI: written into guest memory where the kernel's RSDP scan finds it") {
+  auto mem = GuestMemory::Create(32ULL << 20);
+  REQUIRE(mem.ok());
+  auto rsdp = BuildAcpiTables(*mem, {.vcpu_count = 2});
+  REQUIRE(rsdp.ok());
+  uint64_t found = 0;
+  for (uint64_t a = platform::kBiosRomStart; a < platform::kBiosRomEnd; a += 16) {
+    uint8_t sig[8];
+    REQUIRE(mem->Read(a, sig).ok());
+    if (std::memcmp(sig, "RSD PTR ", 8) == 0) {
+      found = a;
+      break;
+    }
+  }
+  CHECK(found == *rsdp);
+  std::vector<uint8_t> r(36);
+  REQUIRE(mem->Read(found, r).ok());
+  CHECK(AcpiChecksum(r) == 0);
+}
+
+TEST_CASE("AML encodings") {
+  CHECK(aml::EisaIdValue("PNP0501") == 0x0105D041);
+  CHECK(aml::EisaIdValue("PNP0A03") == 0x030AD041);
+  CHECK(aml::PkgLength(10) == aml::Bytes{11});
+  CHECK(aml::PkgLength(62) == aml::Bytes{63});
+  CHECK(aml::PkgLength(63) == aml::Bytes{0x41, 0x04});  // 65 = 0x41: lead 0x40 | 1, then 0x04
+  CHECK(aml::PkgLength(3000).size() == 2);  // total 3002 < 2^12
+  CHECK(aml::PkgLength(3000)[0] >> 6 == 1);
+  CHECK(aml::PkgLength(5000).size() == 3);  // total 5003 >= 2^12
+  CHECK(aml::PkgLength(5000) == aml::Bytes{0x80 | (5003 & 0xF), (5003 >> 4) & 0xFF, 5003 >> 12});
+  CHECK(aml::NameString("\\_SB_.COM1") == aml::Bytes{'\\', 0x2E, '_', 'S', 'B', '_', 'C', 'O', 'M', '1'});
+  CHECK(aml::NameString("_S5") == aml::Bytes{'_', 'S', '5', '_'});
+  CHECK(aml::Integer(0) == aml::Bytes{0x00});
+  CHECK(aml::Integer(0x3f8) == aml::Bytes{0x0B, 0xF8, 0x03});
+  CHECK(aml::Integer(0x100000000ULL).size() == 9);
+}
+
+// The DSDT and every other table must survive the reference disassembler, and the disassembled DSDT
+// must compile again: that checks AML encoding, not just our own reading of it.
+TEST_CASE("ACPI: iasl disassembles every table; the DSDT round-trips through the compiler") {
+  const char* iasl_env = std::getenv("IASL");
+  const std::string iasl = iasl_env && *iasl_env ? iasl_env : "iasl";
+  auto [vrc, vout] = Run(iasl + " -v");
+  INFO(vout);
+  REQUIRE(vrc == 0);  // acpica-tools must be installed (scripts/setup.sh)
+
+  TempDir dir;
+  AcpiTableSet set = Build(3, {{0xd0000000, 0x200, 16}, {0xd0000200, 0x200, 17}});
+  for (const AcpiTable& t : set.tables) {
+    if (t.signature == "RSDP") continue;  // not a table with a header: iasl -d refuses it (checked above)
+    const std::filesystem::path bin = dir.path / (t.signature + ".dat");
+    {
+      std::ofstream out(bin, std::ios::binary);
+      out.write(reinterpret_cast<const char*>(t.bytes.data()), static_cast<std::streamsize>(t.bytes.size()));
+    }
+    auto [rc, out] = Run("cd " + dir.path.string() + " && " + iasl + " -d " + bin.filename().string());
+    INFO(t.signature << ": " << out);
+    CHECK(rc == 0);
+    const std::string dsl = ReadText(dir.path / (t.signature + ".dsl"));
+    INFO(dsl);
+    CHECK(!dsl.empty());
+    CHECK(dsl.find("Incorrect") == std::string::npos);  // iasl flags bad checksums and lengths this way
+    CHECK(dsl.find("**** ") == std::string::npos);      // and unknown/invalid fields
+    if (t.signature == "DSDT") {
+      CHECK(dsl.find("PNP0501") != std::string::npos);
+      CHECK(dsl.find("IO (Decode16,") != std::string::npos);
+      CHECK(dsl.find("0x03F8,") != std::string::npos);
+      CHECK(dsl.find("IRQNoFlags ()") != std::string::npos);
+      CHECK(dsl.find("{4}") != std::string::npos);
+      CHECK(dsl.find("Name (\\_S5, Package (0x04)") != std::string::npos);
+      CHECK(dsl.find("0x05,") != std::string::npos);
+      CHECK(dsl.find("ACPI0007") != std::string::npos);
+      CHECK(dsl.find("Device (C002)") != std::string::npos);
+      CHECK(dsl.find("LNRO0005") != std::string::npos);
+      CHECK(dsl.find("0xD0000200,") != std::string::npos);
+      auto [crc, cout] = Run("cd " + dir.path.string() + " && " + iasl + " -p recompiled DSDT.dsl");
+      INFO(cout);
+      CHECK(crc == 0);
+      CHECK(std::filesystem::exists(dir.path / "recompiled.aml"));
+    }
+    if (t.signature == "APIC") {
+      CHECK(dsl.find("Processor Local APIC") != std::string::npos);
+      CHECK(dsl.find("Interrupt Source Override") != std::string::npos);
+    }
+    if (t.signature == "FACP") {
+      CHECK(dsl.find("Reset Register") != std::string::npos);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace coalesce
