@@ -1,0 +1,76 @@
+#include "hypervisor/emul/instruction.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace coalesce {
+
+std::string_view MnemonicName(Mnemonic m) {
+  switch (m) {
+    case Mnemonic::kUnknown: return "unknown";
+    case Mnemonic::kInt3: return "int3";
+    case Mnemonic::kInt1: return "int1";
+    case Mnemonic::kIntN: return "int";
+    case Mnemonic::kUd2: return "ud2";
+    case Mnemonic::kCmpxchg8b: return "cmpxchg8b";
+    case Mnemonic::kCmpxchg16b: return "cmpxchg16b";
+    case Mnemonic::kFxsave: return "fxsave";
+    case Mnemonic::kFxrstor: return "fxrstor";
+    case Mnemonic::kXsave: return "xsave";
+    case Mnemonic::kXrstor: return "xrstor";
+    case Mnemonic::kXsaveopt: return "xsaveopt";
+    case Mnemonic::kXsavec: return "xsavec";
+    case Mnemonic::kXsaves: return "xsaves";
+    case Mnemonic::kXrstors: return "xrstors";
+    case Mnemonic::kXgetbv: return "xgetbv";
+    case Mnemonic::kLfence: return "lfence";
+    case Mnemonic::kMfence: return "mfence";
+    case Mnemonic::kSfence: return "sfence";
+    case Mnemonic::kClac: return "clac";
+    case Mnemonic::kStac: return "stac";
+  }
+  return "?";
+}
+
+std::string Instruction::name() const {
+  std::string out(MnemonicName(mnemonic));
+  // The 64-bit forms of the FPU save/restore family differ in the x87 pointer format: name them apart.
+  const bool has64 = mnemonic == Mnemonic::kFxsave || mnemonic == Mnemonic::kFxrstor ||
+                     mnemonic == Mnemonic::kXsave || mnemonic == Mnemonic::kXrstor ||
+                     mnemonic == Mnemonic::kXsaveopt || mnemonic == Mnemonic::kXsavec ||
+                     mnemonic == Mnemonic::kXsaves || mnemonic == Mnemonic::kXrstors;
+  if (has64 && rex_w()) out += "64";
+  return out;
+}
+
+std::string Instruction::OpcodeText() const {
+  std::string out;
+  if (rep) out += "f3 ";
+  if (repne) out += "f2 ";
+  if (operand_size_override) out += "66 ";
+  if (rex != 0) absl::StrAppendFormat(&out, "rex.%s%s%s%s ", rex_w() ? "w" : "", (rex & 4) ? "r" : "",
+                                      (rex & 2) ? "x" : "", (rex & 1) ? "b" : "");
+  switch (map) {
+    case OpcodeMap::kPrimary: break;
+    case OpcodeMap::k0F: out += "0f "; break;
+    case OpcodeMap::k0F38: out += "0f 38 "; break;
+    case OpcodeMap::k0F3A: out += "0f 3a "; break;
+  }
+  absl::StrAppendFormat(&out, "%02x", opcode);
+  if (has_modrm) {
+    if (mod() == 3) {
+      absl::StrAppendFormat(&out, " %02x", modrm);
+    } else {
+      absl::StrAppendFormat(&out, " /%d", reg_field());
+    }
+  }
+  return out;
+}
+
+std::string Instruction::BytesText() const {
+  std::string out;
+  for (size_t i = 0; i < length; ++i) absl::StrAppendFormat(&out, i == 0 ? "%02x" : " %02x", bytes[i]);
+  return out;
+}
+
+}  // namespace coalesce
