@@ -150,59 +150,64 @@ absl::Status PeerChannel::Send(const Message& m, Lane lane) {
   if (lane == Lane::kFault && !emulate_) return WriteMessage(m);
   {
     absl::MutexLock l(&queue_mu_);
-    absl::Time release = emulate_ ? shaper_.ReleaseTime(absl::Now(), sizeof(WireHeader) + m.payload.size())
-                                  : absl::InfinitePast();
-    (lane == Lane::kFault ? fault_q_ : bulk_q_).push_back(Queued{m, release});
+    (lane == Lane::kFault ? fault_q_ : bulk_q_).push_back(Queued{m, absl::InfinitePast()});
   }
   if (lane == Lane::kBulk) stats_->bulk_messages_sent.fetch_add(1, std::memory_order_relaxed);
   Kick();
   return absl::OkStatus();
 }
 
+// Without emulation only bulk messages come here. With emulation the emulated wire takes one message at a time,
+// fault lane first, when it is free; a message is written to the socket at its emulated arrival time.
 void PeerChannel::SendLoop() {
+  std::deque<Queued> on_wire;  // emulation: release times are non-decreasing
   while (!stop_ && !closed_) {
-    absl::Time now = absl::Now();
-    absl::Time next_release = absl::InfiniteFuture();
-    bool have_bulk_ready = false;
+    const absl::Time now = absl::Now();
+    absl::Time wake_at = absl::InfiniteFuture();
+    bool bulk_ready = false;
     std::optional<Message> to_send;
-    {
+    if (!on_wire.empty() && on_wire.front().release <= now) {
+      to_send = std::move(on_wire.front().msg);
+      on_wire.pop_front();
+    } else {
       absl::MutexLock l(&queue_mu_);
-      if (!fault_q_.empty() && fault_q_.front().release <= now) {
-        to_send = std::move(fault_q_.front().msg);
-        fault_q_.pop_front();
-      } else {
-        if (!fault_q_.empty()) next_release = fault_q_.front().release;
-        if (!bulk_q_.empty()) {
-          if (bulk_q_.front().release <= now) {
-            have_bulk_ready = true;
-          } else {
-            next_release = std::min(next_release, bulk_q_.front().release);
-          }
+      if (emulate_) {
+        const bool waiting = !fault_q_.empty() || !bulk_q_.empty();
+        if (waiting && shaper_.wire_free() <= now) {
+          auto& q = !fault_q_.empty() ? fault_q_ : bulk_q_;
+          Queued x = std::move(q.front());
+          q.pop_front();
+          x.release = shaper_.ReleaseTime(now, sizeof(WireHeader) + x.msg.payload.size());
+          on_wire.push_back(std::move(x));
+          continue;
         }
+        if (waiting) wake_at = shaper_.wire_free();
+        if (!on_wire.empty()) wake_at = std::min(wake_at, on_wire.front().release);
+      } else {
+        bulk_ready = !bulk_q_.empty();
       }
     }
     if (to_send) {
       if (!WriteMessage(*to_send).ok()) return;
       continue;
     }
-    // Wait for a kick, the next release time, or (for a ready bulk message) room under the low-water mark.
+    // Wait for a kick, the next emulated event, or (a bulk message is ready) room under the low-water mark.
     pollfd fds[2] = {{wake_.get(), POLLIN, 0}, {sock_.get(), POLLOUT, 0}};
-    int timeout_ms = -1;
-    if (next_release != absl::InfiniteFuture()) {
-      timeout_ms = static_cast<int>(std::max<int64_t>(0, absl::ToInt64Milliseconds(next_release - now)));
-      if (timeout_ms == 0 && next_release > now) timeout_ms = 1;
+    timespec ts{};
+    timespec* timeout = nullptr;  // microsecond precision: emulated latencies can be well under 1 ms
+    if (wake_at != absl::InfiniteFuture()) {
+      ts = absl::ToTimespec(std::max(wake_at - absl::Now(), absl::ZeroDuration()));
+      timeout = &ts;
     }
-    int n = ::poll(fds, have_bulk_ready ? 2 : 1, timeout_ms);
+    int n = ::ppoll(fds, bulk_ready ? 2 : 1, timeout, nullptr);
     if (n < 0 && errno != EINTR) return;
     if (fds[0].revents & POLLIN) {
       uint64_t v;
       [[maybe_unused]] ssize_t r = ::read(wake_.get(), &v, sizeof(v));
     }
-    if (have_bulk_ready && (fds[1].revents & POLLOUT)) {
+    if (bulk_ready && (fds[1].revents & POLLOUT)) {
       {
         absl::MutexLock l(&queue_mu_);
-        // A fault message that became ready meanwhile goes first.
-        if (!fault_q_.empty() && fault_q_.front().release <= absl::Now()) continue;
         to_send = std::move(bulk_q_.front().msg);
         bulk_q_.pop_front();
       }

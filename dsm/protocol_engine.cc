@@ -116,7 +116,14 @@ absl::Status ProtocolEngine::OnMessage(const Message& msg, absl::Time now, std::
     case MsgType::kFwdWrite: return OnFwdWrite(msg, out);
     case MsgType::kPageData: return OnPageData(msg, now, out);
     case MsgType::kInvalidate: return OnInvalidate(msg, out);
-    case MsgType::kEvictAck: return OnEvictAck(msg);
+    case MsgType::kEvictAck: return OnEvictAck(msg, out);
+    case MsgType::kEvictDone: {
+      auto it = ops_.find(msg.page);
+      if (it == ops_.end() || it->second.req.type != MsgType::kEvictReq || it->second.req.src != msg.src) {
+        return Violation(msg, "no eviction of this node in progress");
+      }
+      return FinishOp(msg.page, now, out);
+    }
     default: return Violation(msg, "not a protocol message");
   }
 }
@@ -167,8 +174,9 @@ absl::Status ProtocolEngine::StartOp(uint64_t page, absl::Time now, std::vector<
       return absl::OkStatus();
     }
     case MsgType::kEvictReq:
-      RETURN_IF_ERROR(HandleEvict(req, out));
-      return FinishOp(page, now, out);
+      // The directory forgets the node now; the page stays busy until the node confirms it dropped its copy, so
+      // no writer can be granted the page while that stale copy still exists.
+      return HandleEvict(req, out);
     default:
       return absl::InternalError("bad queued request");
   }
@@ -345,12 +353,13 @@ absl::Status ProtocolEngine::OnInvalidate(const Message& msg, std::vector<Messag
   return absl::OkStatus();
 }
 
-absl::Status ProtocolEngine::OnEvictAck(const Message& msg) {
+absl::Status ProtocolEngine::OnEvictAck(const Message& msg, std::vector<Message>* out) {
   if (!evicting_.contains(msg.page)) return Violation(msg, "no eviction in progress");
   LocalPage& lp = pages_[msg.page];
   if (lp.state != static_cast<uint8_t>(PageState::kInvalid)) RETURN_IF_ERROR(mem_->Drop(msg.page));
   lp = LocalPage{};
   evicting_.erase(msg.page);
+  out->push_back(Reply(MsgType::kEvictDone, msg.src, msg.page));
   return absl::OkStatus();
 }
 

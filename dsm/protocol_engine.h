@@ -126,7 +126,7 @@ class ProtocolEngine final {
   // Requester / sharer side.
   absl::Status OnPageData(const Message& msg, absl::Time now, std::vector<Message>* out);
   absl::Status OnInvalidate(const Message& msg, std::vector<Message>* out);
-  absl::Status OnEvictAck(const Message& msg);
+  absl::Status OnEvictAck(const Message& msg, std::vector<Message>* out);
 
   EngineConfig config_;
   const DirectoryPlacement* placement_;

@@ -21,6 +21,7 @@ const char* MsgTypeName(MsgType t) {
     case MsgType::kLeave: return "LEAVE";
     case MsgType::kHeartbeat: return "HEARTBEAT";
     case MsgType::kUser: return "USER";
+    case MsgType::kEvictDone: return "EVICT_DONE";
   }
   return "?";
 }

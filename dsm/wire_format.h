@@ -44,8 +44,9 @@ enum class MsgType : uint8_t {
   kLeave = 13,      // graceful goodbye: the peer's later disconnect is not an error
   kHeartbeat = 14,  // liveness, sent when a link has been idle
   kUser = 15,       // bulk lane: opaque bytes for the application (forwarded I/O, state transfer)
+  kEvictDone = 16,  // leaving node -> manager: copy dropped; the manager may serve the next request
 };
-inline constexpr uint8_t kMaxMsgType = 15;
+inline constexpr uint8_t kMaxMsgType = 16;
 
 // Flags.
 inline constexpr uint16_t kFlagGrantModified = 1 << 0;  // kPageData: grant Modified (else Shared)
