@@ -1,0 +1,16 @@
+#include "io.h"
+#include "pic.h"
+
+void pic_remap_and_mask(void) {
+  /* ICW1-4: edge, cascade, vectors 0x20/0x28, slave on IRQ 2, 8086 mode; then mask everything. */
+  outb(0x20, 0x11);
+  outb(0xa0, 0x11);
+  outb(0x21, PIC_VECTOR_BASE);
+  outb(0xa1, PIC_VECTOR_BASE + 8);
+  outb(0x21, 0x04);
+  outb(0xa1, 0x02);
+  outb(0x21, 0x01);
+  outb(0xa1, 0x01);
+  outb(0x21, 0xff);
+  outb(0xa1, 0xff);
+}

@@ -1,0 +1,60 @@
+/* NMIs through the ICR (delivery mode NMI), handled on vector 2.
+ * 1. CPU 0 sends NMIs to itself with IF=0: each must arrive (NMIs ignore IF).
+ * 2. CPU 0 sends NMIs to each AP, which sits in "cli; hlt": only an NMI can wake it.
+ * 3. Echo: each AP answers an NMI with an NMI to CPU 0.
+ * rounds=<n> of each (default 20); counts must be exact. */
+#include "guest.h"
+
+const char guest_name[] = "nmi";
+
+static volatile uint32_t nmis[GUEST_MAX_CPUS];
+static volatile uint32_t echo;
+
+static void on_nmi(struct irq_frame *f) {
+  unsigned cpu = this_cpu();
+  nmis[cpu]++;
+  if (cpu != 0 && echo) lapic_send_nmi(0);
+}
+
+static void ap_main(unsigned cpu) {
+  for (;;) __asm__ volatile("cli; hlt" ::: "memory");
+}
+
+void guest_main(void) {
+  uint32_t rounds = cmdline_uint("rounds", 20);
+  irq_set_handler(2, on_nmi);
+  unsigned n = smp_boot_all(ap_main);
+  irq_disable();
+
+  for (uint32_t r = 1; r <= rounds; r++) {
+    lapic_send_nmi(0);
+    WAIT_OR_FAIL(nmis[0] == r, 2000, "self NMI %u never arrived (IF=0)", r);
+  }
+  printf("nmi: %u self NMIs with interrupts disabled\n", rounds);
+
+  for (unsigned c = 1; c < n; c++) {
+    for (uint32_t r = 1; r <= rounds; r++) {
+      lapic_send_nmi(c);
+      WAIT_OR_FAIL(nmis[c] == r, 2000, "NMI %u to CPU %u (in cli;hlt) never arrived", r, c);
+    }
+  }
+  if (n > 1) printf("nmi: %u NMIs to each of %u AP(s) halted with IF=0\n", rounds, n - 1);
+
+  echo = 1;
+  for (unsigned c = 1; c < n; c++) {
+    for (uint32_t r = 1; r <= rounds; r++) {
+      uint32_t want0 = nmis[0] + 1, wantc = nmis[c] + 1;
+      lapic_send_nmi(c);
+      WAIT_OR_FAIL(nmis[c] == wantc && nmis[0] == want0, 2000, "echo %u with CPU %u: NMI or reply missing", r,
+                   c);
+    }
+  }
+  echo = 0;
+  delay_us(20000);
+  CHECK_MSG(nmis[0] == rounds + rounds * (n - 1), "CPU 0 counted %u NMIs, expected %u", nmis[0],
+            rounds + rounds * (n - 1));
+  for (unsigned c = 1; c < n; c++)
+    CHECK_MSG(nmis[c] == 2 * rounds, "CPU %u counted %u NMIs, expected %u", c, nmis[c], 2 * rounds);
+  if (n > 1) printf("nmi: %u NMI echoes from each AP to CPU 0\n", rounds);
+  guest_pass();
+}
