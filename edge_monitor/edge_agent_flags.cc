@@ -6,7 +6,8 @@
 namespace coalesce {
 
 const char* EdgeAgentUsage() {
-  return "usage: coalesce edge --listen HOST:PORT [--capacity vcpus=N,memory=SIZE] [--log-level LEVEL]\n"
+  return "usage: coalesce edge --listen HOST:PORT [--capacity vcpus=N,memory=SIZE] [--runtime PATH]\n"
+         "                     [--log-level LEVEL]\n"
          "\n"
          "Runs the edge agent: a gRPC service that hosts vCPUs of coalesced VMs for home nodes.\n"
          "\n"

@@ -45,10 +45,12 @@ void EdgeAgentServer::Shutdown() {
   if (shut_down_.exchange(true)) return;
   // VMs first: a HostVcpus still starting sees shutting_down_ and stops its runtime, so the server's wait for
   // in-flight RPCs ends.
-  service_->StopAll();
-  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  if (service_ != nullptr) service_->StopAll();
+  if (server_ != nullptr) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
 }
 
-void EdgeAgentServer::Wait() { server_->Wait(); }
+void EdgeAgentServer::Wait() {
+  if (server_ != nullptr) server_->Wait();
+}
 
 }  // namespace coalesce

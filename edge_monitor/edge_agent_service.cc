@@ -127,7 +127,7 @@ grpc::Status EdgeAgentService::HostVcpus(grpc::ServerContext* context, const pb:
     const uint32_t free_vcpus = options_.capacity.vcpus - std::min(used_vcpus, options_.capacity.vcpus);
     const uint64_t free_memory = options_.capacity.memory_bytes - std::min(used_memory, options_.capacity.memory_bytes);
     if (want_vcpus > free_vcpus) {
-      over.push_back(absl::StrCat(want_vcpus, " vCPUs requested, ", free_vcpus, " of ", options_.capacity.vcpus,
+      over.push_back(absl::StrCat(want_vcpus, want_vcpus == 1 ? " vCPU" : " vCPUs", " requested, ", free_vcpus, " of ", options_.capacity.vcpus,
                                   " free"));
     }
     if (want_memory > free_memory) {

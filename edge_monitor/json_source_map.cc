@@ -27,7 +27,8 @@ class JsonScanner final {
     if (failed_) return false;
     failed_ = true;
     map_->syntax_error_position_ = map_->PositionOf(pos_);
-    map_->syntax_error_ = std::string(why);
+    map_->syntax_error_ = pos_ >= text_.size() ? absl::StrCat("unexpected end of input: ", std::string(why))
+                                               : std::string(why);
     return false;
   }
 
@@ -40,7 +41,7 @@ class JsonScanner final {
 
   bool Value(const std::string& path, int depth) {
     if (depth > kMaxDepth) return Fail("nested too deeply");
-    if (pos_ >= text_.size()) return Fail("unexpected end of input, expected a value");
+    if (pos_ >= text_.size()) return Fail("expected a value");
     map_->value_offsets_.emplace(JsonSourceMap::NormalizePath(path), pos_);
     const char c = text_[pos_];
     if (c == '{') return Object(path, depth);
@@ -77,7 +78,7 @@ class JsonScanner final {
       SkipSpace();
       if (!Value(member, depth + 1)) return false;
       SkipSpace();
-      if (pos_ >= text_.size()) return Fail("unexpected end of input, expected ',' or '}'");
+      if (pos_ >= text_.size()) return Fail("expected ',' or '}'");
       if (text_[pos_] == '}') {
         ++pos_;
         return true;
@@ -98,7 +99,7 @@ class JsonScanner final {
       SkipSpace();
       if (!Value(absl::StrCat(path, "[", index, "]"), depth + 1)) return false;
       SkipSpace();
-      if (pos_ >= text_.size()) return Fail("unexpected end of input, expected ',' or ']'");
+      if (pos_ >= text_.size()) return Fail("expected ',' or ']'");
       if (text_[pos_] == ']') {
         ++pos_;
         return true;

@@ -1,0 +1,94 @@
+#include <catch2/catch.hpp>
+
+#include "edge_monitor/edge_agent_flags.h"
+#include "edge_monitor/edge_agent_main.h"
+#include "edge_monitor/remote_node_args.h"
+
+namespace coalesce {
+namespace {
+
+using Catch::Contains;
+
+const EdgeCapacity kDefaults{8, 16ull << 30};
+
+TEST_CASE("edge flags: --listen and --capacity", "[edge_flags]") {
+  auto flags = ParseEdgeAgentFlags({"--listen", "127.0.0.1:7001", "--capacity", "vcpus=2,memory=1G"}, kDefaults);
+  REQUIRE(flags.ok());
+  CHECK(flags->listen == "127.0.0.1:7001");
+  CHECK(flags->capacity.vcpus == 2);
+  CHECK(flags->capacity.memory_bytes == 1ull << 30);
+  CHECK_FALSE(flags->help);
+
+  auto equals_form = ParseEdgeAgentFlags({"--listen=[::]:7001", "--capacity=vcpus=3", "--log-level=debug"}, kDefaults);
+  REQUIRE(equals_form.ok());
+  CHECK(equals_form->listen == "[::]:7001");
+  CHECK(equals_form->capacity.vcpus == 3);
+  CHECK(equals_form->capacity.memory_bytes == kDefaults.memory_bytes);
+  CHECK(equals_form->log_level == LogLevel::kDebug);
+
+  auto defaults = ParseEdgeAgentFlags({"--listen", "0.0.0.0:0"}, kDefaults);
+  REQUIRE(defaults.ok());
+  CHECK(defaults->capacity.vcpus == 8);
+  CHECK(ParseEdgeAgentFlags({"--help"}, kDefaults)->help);
+}
+
+TEST_CASE("edge flags: errors name the flag", "[edge_flags]") {
+  auto message = [](std::vector<std::string> args) {
+    auto flags = ParseEdgeAgentFlags(args, kDefaults);
+    REQUIRE_FALSE(flags.ok());
+    return std::string(flags.status().message());
+  };
+  CHECK_THAT(message({}), Contains("--listen HOST:PORT is required"));
+  CHECK_THAT(message({"--listen"}), Contains("--listen needs a value"));
+  CHECK_THAT(message({"--listen", "7001"}), Contains("--listen: '7001' is not host:port"));
+  CHECK_THAT(message({"--listen", "h:1", "--capacity", "memory=abc"}), Contains("memory: 'abc' is not a size"));
+  CHECK_THAT(message({"--listen", "h:1", "--capacity", "vcpus=0"}), Contains("vcpus: '0' is not a positive number"));
+  CHECK_THAT(message({"--listen", "h:1", "--capacity", "disks=2"}), Contains("unknown key 'disks'"));
+  CHECK_THAT(message({"--listen", "h:1", "--frobnicate"}), Contains("unknown flag '--frobnicate'"));
+  CHECK_THAT(message({"--listen", "h:1", "extra"}), Contains("unexpected argument 'extra'"));
+}
+
+TEST_CASE("RunEdgeAgentMain: --help exits 0, usage errors exit 2", "[edge_flags]") {
+  char edge[] = "edge";
+  char help[] = "--help";
+  char* help_argv[] = {edge, help, nullptr};
+  CHECK(RunEdgeAgentMain(2, help_argv) == 0);
+  char listen[] = "--listen";
+  char* missing_value[] = {edge, listen, nullptr};
+  CHECK(RunEdgeAgentMain(2, missing_value) == 2);
+}
+
+TEST_CASE("remote-node argv round-trips", "[remote_node_args]") {
+  RemoteNodeArgs args;
+  args.vm_id = "vm-1";
+  args.guest_memory_bytes = 1ull << 30;
+  args.guest_vcpu_count = 4;
+  args.vcpu_ids = {2, 3};
+  args.home_address = "10.0.0.1:7100";
+  args.tsc_offset = -1234;
+  args.ready_fd = 3;
+  auto parsed = RemoteNodeArgs::Parse(args.ToArgs());
+  REQUIRE(parsed.ok());
+  CHECK(parsed->vm_id == "vm-1");
+  CHECK(parsed->guest_memory_bytes == 1ull << 30);
+  CHECK(parsed->guest_vcpu_count == 4);
+  CHECK(parsed->vcpu_ids == std::vector<uint32_t>{2, 3});
+  CHECK(parsed->home_address == "10.0.0.1:7100");
+  CHECK(parsed->tsc_offset == -1234);
+  CHECK(parsed->ready_fd == 3);
+}
+
+TEST_CASE("remote-node argv errors", "[remote_node_args]") {
+  auto missing = RemoteNodeArgs::Parse({"--vm-id=a"});
+  REQUIRE_FALSE(missing.ok());
+  CHECK_THAT(std::string(missing.status().message()), Contains("missing --memory, --vcpu-count, --vcpus, --home"));
+  auto out_of_range = RemoteNodeArgs::Parse({"--vm-id=a", "--memory=4096", "--vcpu-count=2", "--vcpus=2",
+                                             "--home=h:1", "--ready-fd=3"});
+  REQUIRE_FALSE(out_of_range.ok());
+  CHECK_THAT(std::string(out_of_range.status().message()), Contains("vCPU 2 is not below --vcpu-count=2"));
+  CHECK_FALSE(RemoteNodeArgs::Parse({"--bogus=1"}).ok());
+  CHECK_FALSE(RemoteNodeArgs::Parse({"positional"}).ok());
+}
+
+}  // namespace
+}  // namespace coalesce

@@ -1,0 +1,373 @@
+// The edge agent over real gRPC on loopback, with real child processes: fake_remote_node (built next to this test)
+// stands in for the remote vCPU runtime and follows its argv/readiness contract.
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "edge_monitor/edge_agent_client.h"
+#include "edge_monitor/edge_agent_server.h"
+#include "edge_monitor/process_vm_runtime_factory.h"
+#include "hypervisor/base/unique_fd.h"
+#include "profile_test_util.h"
+
+namespace coalesce {
+namespace {
+
+using Catch::Contains;
+using Catch::StartsWith;
+
+constexpr uint64_t kMiB = 1ull << 20;
+
+class Agent {
+ public:
+  explicit Agent(EdgeCapacity capacity) {
+    ::setenv("FAKE_REMOTE_NODE_DIR", dir_.path().c_str(), 1);
+    ProcessVmRuntimeOptions runtime;
+    runtime.executable = FAKE_REMOTE_NODE;
+    EdgeAgentService::Options options;
+    options.capacity = capacity;
+    options.start_timeout = absl::Seconds(10);
+    options.default_stop_grace = absl::Seconds(2);
+    auto server = EdgeAgentServer::Start("127.0.0.1:0", options, std::make_unique<ProcessVmRuntimeFactory>(runtime));
+    REQUIRE(server.ok());
+    server_ = *std::move(server);
+  }
+
+  std::unique_ptr<EdgeAgentClient> Client(EdgeAgentClientOptions options = {}) {
+    auto client = EdgeAgentClient::Connect(server_->address(), options);
+    REQUIRE(client.ok());
+    return *std::move(client);
+  }
+
+  // The pid the fake runtime of `vm_id` recorded, or 0.
+  pid_t RuntimePid(const std::string& vm_id) const {
+    for (const std::string& line : RuntimeArgv(vm_id)) {
+      if (line.rfind("pid=", 0) == 0) return static_cast<pid_t>(std::stol(line.substr(4)));
+    }
+    return 0;
+  }
+  std::vector<std::string> RuntimeArgv(const std::string& vm_id) const {
+    std::ifstream in(dir_.path() + "/" + vm_id + ".args");
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    return lines;
+  }
+
+  EdgeAgentServer& server() { return *server_; }
+  std::string address() const { return server_->address(); }
+
+ private:
+  TempDir dir_;
+  std::unique_ptr<EdgeAgentServer> server_;
+};
+
+pb::HostVcpusRequest Request(const std::string& vm_id, std::vector<uint32_t> ids, uint64_t memory = 256 * kMiB,
+                             uint32_t vcpu_count = 4) {
+  pb::HostVcpusRequest request;
+  request.set_vm_id(vm_id);
+  request.set_guest_memory_bytes(memory);
+  request.set_guest_vcpu_count(vcpu_count);
+  for (uint32_t id : ids) request.add_vcpu_ids(id);
+  request.set_home_data_plane_address("127.0.0.1:9000");
+  return request;
+}
+
+bool ProcessGone(pid_t pid) { return pid > 0 && ::kill(pid, 0) == -1 && errno == ESRCH; }
+
+// Polls GetVmState until `pred` holds or 5 s pass.
+template <typename Pred>
+absl::StatusOr<pb::VmStatus> WaitForState(EdgeAgentClient& client, const std::string& vm_id, Pred pred) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (true) {
+    absl::StatusOr<pb::VmStatus> state = client.GetVmState(vm_id);
+    if (pred(state) || absl::Now() > deadline) return state;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+}
+
+TEST_CASE("GetCapacity reports capacity and load", "[edge_agent]") {
+  Agent agent({4, 1024 * kMiB});
+  auto client = agent.Client();
+  auto capacity = client->GetCapacity();
+  REQUIRE(capacity.ok());
+  CHECK(capacity->total_vcpus() == 4);
+  CHECK(capacity->total_memory_bytes() == 1024 * kMiB);
+  CHECK(capacity->reserved_vcpus() == 0);
+  CHECK(capacity->reserved_memory_bytes() == 0);
+  CHECK(capacity->running_vms() == 0);
+  CHECK(capacity->host_cpus() >= 1);
+  CHECK(capacity->load_average_1m() >= 0.0);
+}
+
+TEST_CASE("Two VMs run at once, each in its own runtime process; StopVm and GetVmState", "[edge_agent]") {
+  Agent agent({4, 1024 * kMiB});
+  auto client = agent.Client();
+
+  auto a = client->HostVcpus(Request("vm-a", {2, 3}));
+  REQUIRE(a.ok());
+  CHECK(a->state() == pb::VM_STATE_RUNNING);
+  CHECK(a->vm_id() == "vm-a");
+  auto b = client->HostVcpus(Request("vm-b", {1}, 128 * kMiB, 2));
+  REQUIRE(b.ok());
+  CHECK(b->state() == pb::VM_STATE_RUNNING);
+
+  // Separate processes, both alive, started with the documented argv.
+  REQUIRE(a->runtime_pid() != 0);
+  REQUIRE(b->runtime_pid() != 0);
+  CHECK(a->runtime_pid() != b->runtime_pid());
+  CHECK(agent.RuntimePid("vm-a") == static_cast<pid_t>(a->runtime_pid()));
+  CHECK(::kill(static_cast<pid_t>(a->runtime_pid()), 0) == 0);
+  CHECK(::kill(static_cast<pid_t>(b->runtime_pid()), 0) == 0);
+  const std::vector<std::string> argv = agent.RuntimeArgv("vm-a");
+  REQUIRE(argv.size() >= 9);
+  CHECK(argv[1] == "remote-node");
+  CHECK(std::vector<std::string>(argv.begin() + 2, argv.begin() + 9) ==
+        std::vector<std::string>{"--vm-id=vm-a", "--memory=268435456", "--vcpu-count=4", "--vcpus=2,3",
+                                 "--home=127.0.0.1:9000", "--tsc-offset=0", "--ready-fd=3"});
+
+  auto capacity = client->GetCapacity();
+  REQUIRE(capacity.ok());
+  CHECK(capacity->reserved_vcpus() == 3);
+  CHECK(capacity->reserved_memory_bytes() == 384 * kMiB);
+  CHECK(capacity->running_vms() == 2);
+
+  auto state_a = client->GetVmState("vm-a");
+  REQUIRE(state_a.ok());
+  CHECK(state_a->state() == pb::VM_STATE_RUNNING);
+  CHECK(std::vector<uint32_t>(state_a->vcpu_ids().begin(), state_a->vcpu_ids().end()) ==
+        std::vector<uint32_t>{2, 3});
+
+  // Stopping one leaves the other running.
+  auto stopped = client->StopVm("vm-a");
+  REQUIRE(stopped.ok());
+  CHECK(stopped->state() == pb::VM_STATE_STOPPED);
+  CHECK(stopped->exit_code() == 0);  // the runtime exits 0 on SIGTERM
+  CHECK(stopped->detail() == "exited with status 0");
+  CHECK(ProcessGone(static_cast<pid_t>(a->runtime_pid())));
+
+  auto gone = client->GetVmState("vm-a");
+  REQUIRE_FALSE(gone.ok());
+  CHECK(gone.status().code() == absl::StatusCode::kNotFound);
+  CHECK_THAT(std::string(gone.status().message()), Contains("VM 'vm-a' is not hosted here"));
+  auto still = client->GetVmState("vm-b");
+  REQUIRE(still.ok());
+  CHECK(still->state() == pb::VM_STATE_RUNNING);
+  CHECK(client->GetCapacity()->reserved_vcpus() == 1);
+
+  auto again = client->StopVm("vm-a");
+  REQUIRE_FALSE(again.ok());
+  CHECK(again.status().code() == absl::StatusCode::kNotFound);
+}
+
+TEST_CASE("Requests over capacity are refused with the reason", "[edge_agent]") {
+  Agent agent({4, 1024 * kMiB});
+  auto client = agent.Client();
+  REQUIRE(client->HostVcpus(Request("vm-a", {0, 1, 2}, 256 * kMiB)).ok());
+
+  auto too_many = client->HostVcpus(Request("vm-b", {0, 1}));
+  REQUIRE_FALSE(too_many.ok());
+  CHECK(too_many.status().code() == absl::StatusCode::kResourceExhausted);
+  CHECK_THAT(std::string(too_many.status().message()),
+             StartsWith(absl::StrCat("edge agent ", agent.address(), ": HostVcpus: ")) &&
+                 Contains("over capacity: 2 vCPUs requested, 1 of 4 free"));
+
+  auto too_big = client->HostVcpus(Request("vm-c", {0}, 2048 * kMiB));
+  REQUIRE_FALSE(too_big.ok());
+  CHECK(too_big.status().code() == absl::StatusCode::kResourceExhausted);
+  CHECK_THAT(std::string(too_big.status().message()), Contains("memory 2G requested, 768M of 1G free"));
+
+  // Nothing was reserved for the refused requests.
+  auto capacity = client->GetCapacity();
+  REQUIRE(capacity.ok());
+  CHECK(capacity->reserved_vcpus() == 3);
+  CHECK(capacity->running_vms() == 1);
+  CHECK(client->HostVcpus(Request("vm-d", {3})).ok());
+}
+
+TEST_CASE("Duplicate VM ids and malformed requests are refused", "[edge_agent]") {
+  Agent agent({8, 4096 * kMiB});
+  auto client = agent.Client();
+  REQUIRE(client->HostVcpus(Request("vm-a", {1})).ok());
+
+  auto duplicate = client->HostVcpus(Request("vm-a", {2}));
+  REQUIRE_FALSE(duplicate.ok());
+  CHECK(duplicate.status().code() == absl::StatusCode::kAlreadyExists);
+  CHECK_THAT(std::string(duplicate.status().message()), Contains("duplicate VM id: VM 'vm-a' is already hosted"));
+
+  auto refused = [&](pb::HostVcpusRequest request) {
+    auto result = client->HostVcpus(request);
+    REQUIRE_FALSE(result.ok());
+    CHECK(result.status().code() == absl::StatusCode::kInvalidArgument);
+    return std::string(result.status().message());
+  };
+  CHECK_THAT(refused(Request("vm-b", {9})), Contains("bad request: vcpu_ids: vCPU 9 does not exist"));
+  CHECK_THAT(refused(Request("vm-b", {1, 1})), Contains("vCPU 1 is listed twice"));
+  CHECK_THAT(refused(Request("vm-b", {})), Contains("vcpu_ids is empty"));
+  CHECK_THAT(refused(Request("vm b", {1})), Contains("vm_id may only contain"));
+  CHECK_THAT(refused(Request("vm-b", {1}, 0)), Contains("guest_memory_bytes is 0"));
+  CHECK_THAT(refused(Request("vm-b", {1}, 256 * kMiB, 300)), Contains("guest_vcpu_count 300 is out of range"));
+  pb::HostVcpusRequest no_home = Request("vm-b", {1});
+  no_home.set_home_data_plane_address("home");
+  CHECK_THAT(refused(no_home), Contains("home_data_plane_address: 'home' is not host:port"));
+  CHECK(client->GetCapacity()->running_vms() == 1);
+}
+
+TEST_CASE("A runtime that fails during start-up fails HostVcpus and holds nothing", "[edge_agent]") {
+  Agent agent({4, 1024 * kMiB});
+  auto client = agent.Client();
+  auto failed = client->HostVcpus(Request("exit3-vm", {1}));
+  REQUIRE_FALSE(failed.ok());
+  CHECK(failed.status().code() == absl::StatusCode::kInternal);
+  CHECK_THAT(std::string(failed.status().message()),
+             Contains("runtime ended during start-up") && Contains("exited with status 3"));
+  CHECK(client->GetCapacity()->reserved_vcpus() == 0);
+  CHECK(client->GetVmState("exit3-vm").status().code() == absl::StatusCode::kNotFound);
+}
+
+TEST_CASE("A runtime that ends on its own is reported EXITED and frees its resources", "[edge_agent]") {
+  Agent agent({2, 1024 * kMiB});
+  auto client = agent.Client();
+  auto started = client->HostVcpus(Request("crash7-vm", {0, 1}));
+  REQUIRE(started.ok());
+  CHECK(started->state() == pb::VM_STATE_RUNNING);
+  auto exited = WaitForState(*client, "crash7-vm", [](const absl::StatusOr<pb::VmStatus>& s) {
+    return s.ok() && s->state() == pb::VM_STATE_EXITED;
+  });
+  REQUIRE(exited.ok());
+  CHECK(exited->state() == pb::VM_STATE_EXITED);
+  CHECK(exited->exit_code() == 7);
+  CHECK(exited->detail() == "exited with status 7");
+  CHECK(client->GetCapacity()->reserved_vcpus() == 0);
+  // Its resources and id are free again.
+  CHECK(client->HostVcpus(Request("other", {0, 1})).ok());
+  auto reused = client->HostVcpus(Request("crash7-vm", {0}, 256 * kMiB));
+  REQUIRE_FALSE(reused.ok());  // the two vCPUs are taken by "other" now
+  CHECK(reused.status().code() == absl::StatusCode::kResourceExhausted);
+}
+
+TEST_CASE("StopVm kills a runtime that ignores SIGTERM after the grace period", "[edge_agent]") {
+  Agent agent({4, 1024 * kMiB});
+  auto client = agent.Client();
+  auto started = client->HostVcpus(Request("stubborn-vm", {1}));
+  REQUIRE(started.ok());
+  const absl::Time before = absl::Now();
+  auto stopped = client->StopVm("stubborn-vm", absl::Milliseconds(200));
+  const absl::Duration took = absl::Now() - before;
+  REQUIRE(stopped.ok());
+  CHECK(stopped->state() == pb::VM_STATE_STOPPED);
+  CHECK(stopped->exit_code() == -SIGKILL);
+  CHECK_THAT(stopped->detail(), StartsWith("killed by signal 9"));
+  CHECK(took >= absl::Milliseconds(200));
+  CHECK(took < absl::Seconds(3));
+  CHECK(ProcessGone(static_cast<pid_t>(started->runtime_pid())));
+}
+
+TEST_CASE("A runtime that never gets ready fails at the caller's deadline and is killed", "[edge_agent]") {
+  Agent agent({4, 1024 * kMiB});
+  EdgeAgentClientOptions options;
+  options.host_timeout = absl::Seconds(1);
+  auto client = agent.Client(options);
+  const absl::Time before = absl::Now();
+  auto result = client->HostVcpus(Request("noready-vm", {1}));
+  const absl::Duration took = absl::Now() - before;
+  REQUIRE_FALSE(result.ok());
+  CHECK(result.status().code() == absl::StatusCode::kDeadlineExceeded);
+  CHECK_THAT(std::string(result.status().message()), StartsWith(absl::StrCat("edge agent ", agent.address())));
+  CHECK(took < absl::Seconds(3));
+  // The agent gives up on it too: no record, no process.
+  auto state = WaitForState(*client, "noready-vm", [](const absl::StatusOr<pb::VmStatus>& s) {
+    return s.status().code() == absl::StatusCode::kNotFound;
+  });
+  CHECK(state.status().code() == absl::StatusCode::kNotFound);
+  const pid_t pid = agent.RuntimePid("noready-vm");
+  REQUIRE(pid != 0);
+  CHECK(ProcessGone(pid));
+  CHECK(client->GetCapacity()->reserved_vcpus() == 0);
+}
+
+TEST_CASE("Shutting the agent down stops every hosted VM", "[edge_agent]") {
+  Agent agent({4, 1024 * kMiB});
+  auto client = agent.Client();
+  auto a = client->HostVcpus(Request("vm-a", {1}));
+  auto b = client->HostVcpus(Request("vm-b", {2}));
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  agent.server().Shutdown();
+  CHECK(ProcessGone(static_cast<pid_t>(a->runtime_pid())));
+  CHECK(ProcessGone(static_cast<pid_t>(b->runtime_pid())));
+}
+
+// A loopback port with nothing listening on it.
+std::string ClosedPort() {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM, 0));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  socklen_t len = sizeof(addr);
+  REQUIRE(::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  return absl::StrCat("127.0.0.1:", ntohs(addr.sin_port));
+}
+
+TEST_CASE("Connecting to an unreachable agent fails within the timeout, naming the address", "[edge_agent]") {
+  const std::string address = ClosedPort();
+  EdgeAgentClientOptions options;
+  options.connect_timeout = absl::Milliseconds(500);
+  const absl::Time before = absl::Now();
+  auto client = EdgeAgentClient::Connect(address, options);
+  const absl::Duration took = absl::Now() - before;
+  REQUIRE_FALSE(client.ok());
+  CHECK(client.status().code() == absl::StatusCode::kDeadlineExceeded);
+  CHECK_THAT(std::string(client.status().message()), StartsWith(absl::StrCat("edge agent ", address, ": ")));
+  CHECK(took < absl::Seconds(3));
+}
+
+TEST_CASE("A peer that accepts TCP but never speaks gRPC fails within the timeout", "[edge_agent]") {
+  // A listening socket that is never accepted from: the TCP handshake completes, the HTTP/2 one never does.
+  UniqueFd listener(::socket(AF_INET, SOCK_STREAM, 0));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  REQUIRE(::listen(listener.get(), 8) == 0);
+  socklen_t len = sizeof(addr);
+  REQUIRE(::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  const std::string address = absl::StrCat("127.0.0.1:", ntohs(addr.sin_port));
+
+  EdgeAgentClientOptions options;
+  options.connect_timeout = absl::Milliseconds(500);
+  const absl::Time before = absl::Now();
+  auto client = EdgeAgentClient::Connect(address, options);
+  REQUIRE_FALSE(client.ok());
+  CHECK_THAT(std::string(client.status().message()), Contains(address));
+  CHECK(absl::Now() - before < absl::Seconds(3));
+}
+
+TEST_CASE("An address in use is refused with the address", "[edge_agent]") {
+  Agent agent({1, 256 * kMiB});
+  EdgeAgentService::Options options;
+  options.capacity = {1, 256 * kMiB};
+  auto second = EdgeAgentServer::Start(agent.address(), options, std::make_unique<ProcessVmRuntimeFactory>());
+  REQUIRE_FALSE(second.ok());
+  CHECK_THAT(std::string(second.status().message()), Contains(agent.address()));
+}
+
+TEST_CASE("Connect rejects a malformed address", "[edge_agent]") {
+  auto client = EdgeAgentClient::Connect("no-port");
+  REQUIRE_FALSE(client.ok());
+  CHECK(client.status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK_THAT(std::string(client.status().message()), Contains("'no-port' is not host:port"));
+}
+
+}  // namespace
+}  // namespace coalesce

@@ -1,0 +1,113 @@
+#include <catch2/catch.hpp>
+
+#include "edge_monitor/profile_loader.h"
+#include "edge_monitor/profile_validator.h"
+
+namespace coalesce {
+namespace {
+
+using Catch::Contains;
+
+pb::Profile FromText(const std::string& text) {
+  auto profile = ParseProfile(text, ProfileFormat::kText, "test.textproto");
+  REQUIRE(profile.ok());
+  return *profile;
+}
+
+std::string Problems(const std::string& text) {
+  const absl::Status status = ValidateProfile(FromText(text));
+  if (status.ok()) return "";
+  CHECK(status.code() == absl::StatusCode::kInvalidArgument);
+  return std::string(status.message());
+}
+
+constexpr const char* kGuest4 = "guest { kernel: \"k\" memory: \"1G\" vcpus: 4 }\n";
+
+TEST_CASE("A complete placement validates", "[profile][validate]") {
+  CHECK(Problems(std::string(kGuest4) + "home { vcpus: [0, 1] }\n"
+                 "edge { address: \"127.0.0.1:7001\" vcpus: [2, 3] }\n").empty());
+  CHECK(Problems(std::string(kGuest4) + "home { vcpus: [0] }\n"
+                 "edge { address: \"127.0.0.1:7001\" vcpus: [1] }\n"
+                 "edge { address: \"127.0.0.1:7002\" vcpus: [2] }\n"
+                 "edge { address: \"[::1]:7003\" vcpus: [3] }\n").empty());
+}
+
+TEST_CASE("Overlapping vCPUs name the vCPU and both nodes", "[profile][validate]") {
+  const std::string problems = Problems(std::string(kGuest4) +
+                                        "home { vcpus: [0, 1, 2] }\n"
+                                        "edge { name: \"a\" address: \"127.0.0.1:7001\" vcpus: [2, 3] }\n");
+  CHECK_THAT(problems, Contains("vCPU 2 is placed more than once: on home and on edge 'a' (127.0.0.1:7001)"));
+  // Only that one problem.
+  CHECK(problems.find('\n') == std::string::npos);
+
+  const std::string edges = Problems(std::string(kGuest4) +
+                                     "home { vcpus: [0, 1] }\n"
+                                     "edge { address: \"127.0.0.1:7001\" vcpus: [2, 3] }\n"
+                                     "edge { address: \"127.0.0.1:7002\" vcpus: [3] }\n");
+  CHECK_THAT(edges, Contains("vCPU 3 is placed more than once: on edge 127.0.0.1:7001 and on edge 127.0.0.1:7002"));
+}
+
+TEST_CASE("Missing vCPUs are listed", "[profile][validate]") {
+  CHECK_THAT(Problems(std::string(kGuest4) + "home { vcpus: [0] }\n"),
+             Contains("vCPUs 1-3 are not placed on any node (guest.vcpus is 4"));
+  CHECK_THAT(Problems(std::string(kGuest4) + "home { vcpus: [0, 2] }\n"),
+             Contains("vCPUs 1,3 are not placed on any node"));
+  CHECK_THAT(Problems(std::string(kGuest4) + "home { vcpus: [0, 1, 2] }\n"),
+             Contains("vCPU 3 is not placed on any node"));
+}
+
+TEST_CASE("vCPUs beyond the count are named with their node", "[profile][validate]") {
+  CHECK_THAT(Problems(std::string(kGuest4) + "home { vcpus: [0, 1, 2, 3] }\n"
+                      "edge { address: \"127.0.0.1:7001\" vcpus: [4] }\n"),
+             Contains("edge 127.0.0.1:7001: vCPU 4 does not exist (guest.vcpus is 4, ids are 0..3)"));
+}
+
+TEST_CASE("The boot vCPU stays at home", "[profile][validate]") {
+  CHECK_THAT(Problems(std::string(kGuest4) + "home { vcpus: [1, 2, 3] }\n"
+                      "edge { address: \"127.0.0.1:7001\" vcpus: [0] }\n"),
+             Contains("vCPU 0 (the boot CPU) must run at home, not on edge 127.0.0.1:7001"));
+}
+
+TEST_CASE("Guest fields are checked", "[profile][validate]") {
+  CHECK_THAT(Problems("guest { kernel: \"k\" memory: \"lots\" vcpus: 1 } home { vcpus: 0 }"),
+             Contains("guest.memory: 'lots' is not a size"));
+  CHECK_THAT(Problems("guest { kernel: \"k\" memory: \"1000\" vcpus: 1 } home { vcpus: 0 }"),
+             Contains("not a multiple of 4K"));
+  CHECK_THAT(Problems("guest { kernel: \"k\" vcpus: 1 } home { vcpus: 0 }"), Contains("guest.memory is missing"));
+  CHECK_THAT(Problems("guest { kernel: \"k\" memory: \"1G\" } home { vcpus: 0 }"), Contains("guest.vcpus is missing"));
+  CHECK_THAT(Problems("guest { kernel: \"k\" memory: \"1G\" vcpus: 256 }"),
+             Contains("guest.vcpus: 256 is out of range (1..255)"));
+  CHECK_THAT(Problems("guest { memory: \"1G\" vcpus: 1 } home { vcpus: 0 }"), Contains("guest.kernel is missing"));
+}
+
+TEST_CASE("Edge addresses are checked", "[profile][validate]") {
+  CHECK_THAT(Problems(std::string(kGuest4) + "home { vcpus: [0, 1, 2] }\n"
+                      "edge { address: \"nowhere\" vcpus: [3] }\n"),
+             Contains("edge[0].address: 'nowhere' is not host:port"));
+  CHECK_THAT(Problems(std::string(kGuest4) + "home { vcpus: [0, 1, 2] }\n edge { vcpus: [3] }\n"),
+             Contains("edge[0].address is missing"));
+  CHECK_THAT(Problems(std::string(kGuest4) + "home { vcpus: [0, 1] }\n"
+                      "edge { address: \"127.0.0.1:7001\" vcpus: [2] }\n"
+                      "edge { address: \"127.0.0.1:7001\" vcpus: [3] }\n"),
+             Contains("edge[1] and edge[0] have the same address 127.0.0.1:7001"));
+  CHECK_THAT(Problems(std::string(kGuest4) + "home { vcpus: [0, 1, 2, 3] }\n edge { address: \"h:1\" }\n"),
+             Contains("edge h:1 has no vCPUs"));
+}
+
+TEST_CASE("Policies are range-checked", "[profile][validate]") {
+  const std::string base = "guest { kernel: \"k\" memory: \"1G\" vcpus: 1 } home { vcpus: 0 }\n";
+  CHECK(Problems(base + "policies { latency_bound_us: 2000 max_edge_memory: \"4G\" memory_only: true }").empty());
+  CHECK_THAT(Problems(base + "policies { min_battery_percent: 101 }"), Contains("policies.min_battery_percent"));
+  CHECK_THAT(Problems(base + "policies { max_edge_memory: \"x\" }"), Contains("policies.max_edge_memory: 'x'"));
+}
+
+TEST_CASE("Every problem is reported, one per line", "[profile][validate]") {
+  const std::string problems = Problems("guest { memory: \"x\" vcpus: 3 } home { vcpus: [0, 0] }");
+  CHECK_THAT(problems, Contains("guest.memory: 'x'"));
+  CHECK_THAT(problems, Contains("guest.kernel is missing"));
+  CHECK_THAT(problems, Contains("vCPU 0 is placed more than once: on home and on home"));
+  CHECK_THAT(problems, Contains("vCPUs 1-2 are not placed"));
+}
+
+}  // namespace
+}  // namespace coalesce
