@@ -2,8 +2,8 @@
 """Runs one test guest under coalesce (or QEMU with --qemu) and checks its verdict.
 
 A guest passes when the VMM exits with status (code << 1) | 1 for the expected debug-exit code (0 unless
---expect-code), its console shows "<guest>: PASS" (or, with --expect-code, just the --expect lines), and
-every --expect text appears on some console line. On failure the whole console is printed.
+--expect-code), its console shows "<guest>: PASS" (only required when the expected code is 0), and every
+--expect text appears on some console line. On failure the whole console is printed.
 
 Exit status: 0 pass, 1 fail. A missing /dev/kvm is a failure, never a skip.
 """
@@ -15,19 +15,54 @@ import sys
 import time
 
 
-def build_command(args):
-    if args.qemu:
-        qemu = shutil.which(args.qemu_binary) or args.qemu_binary
-        cmd = [qemu, '-accel', 'kvm', '-m', str(args.memory_mib), '-smp', str(args.vcpus),
-               '-display', 'none', '-serial', 'stdio', '-monitor', 'none', '-no-reboot',
-               '-device', 'isa-debug-exit,iobase=0xf4,iosize=0x04', '-kernel', args.kernel]
-        if args.append:
-            cmd += ['-append', args.append]
+def vmm_command(coalesce, kernel, vcpus, append='', qemu=False, qemu_binary='qemu-system-x86_64',
+                memory_mib=64, vmm_args=()):
+    """The command line that boots `kernel` under coalesce, or under QEMU (-accel kvm) with qemu=True."""
+    if qemu:
+        cmd = [shutil.which(qemu_binary) or qemu_binary, '-accel', 'kvm', '-m', str(memory_mib),
+               '-smp', str(vcpus), '-display', 'none', '-serial', 'stdio', '-monitor', 'none', '-no-reboot',
+               '-device', 'isa-debug-exit,iobase=0xf4,iosize=0x04', '-kernel', kernel]
+        if append:
+            cmd += ['-append', append]
         return cmd
-    cmd = [args.coalesce, 'run', '--kernel', args.kernel, '--vcpus', str(args.vcpus)]
-    if args.append:
-        cmd += ['--append', args.append]
-    return cmd + args.vmm_arg
+    cmd = [coalesce, 'run', '--kernel', kernel, '--vcpus', str(vcpus)]
+    if append:
+        cmd += ['--append', append]
+    return cmd + list(vmm_args)
+
+
+def kvm_problem():
+    """None if /dev/kvm is usable, else why not."""
+    if not os.path.exists('/dev/kvm'):
+        return '/dev/kvm does not exist'
+    if not os.access('/dev/kvm', os.R_OK | os.W_OK):
+        return '/dev/kvm is not readable and writable by this user'
+    return None
+
+
+def run_vmm(cmd, timeout):
+    """Runs a VMM command. Returns (console text, exit status or None on timeout, seconds, start error)."""
+    start = time.monotonic()
+    try:
+        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              timeout=timeout)
+        output, status = proc.stdout, proc.returncode
+    except subprocess.TimeoutExpired as e:
+        output, status = e.stdout or b'', None
+    except OSError as e:
+        return '', None, time.monotonic() - start, 'cannot start %s: %s' % (cmd[0], e)
+    console = output.decode('utf-8', errors='replace').replace('\r', '')
+    return console, status, time.monotonic() - start, None
+
+
+def describe_status(status):
+    if status is None:
+        return 'no exit status (timed out)'
+    if status > 0 and status & 1:
+        return 'status %d = debug-exit value %d' % (status, status >> 1)
+    if status < 0:
+        return 'killed by signal %d' % -status
+    return 'status %d (not a debug-exit status)' % status
 
 
 def main():
@@ -49,41 +84,30 @@ def main():
     guest = os.path.basename(args.kernel).rsplit('.', 1)[0]
     label = '%s (%d vCPU%s, %s)' % (guest, args.vcpus, '' if args.vcpus == 1 else 's',
                                     'qemu' if args.qemu else 'coalesce')
-
-    if not os.path.exists('/dev/kvm') or not os.access('/dev/kvm', os.R_OK | os.W_OK):
-        print('FAIL %s: /dev/kvm is missing or not accessible; these tests need KVM' % label)
+    problem = kvm_problem()
+    if problem:
+        print('FAIL %s: %s; these tests need KVM' % (label, problem))
         return 1
     if not os.path.exists(args.kernel):
         print('FAIL %s: guest %s does not exist' % (label, args.kernel))
         return 1
 
-    cmd = build_command(args)
+    cmd = vmm_command(args.coalesce, args.kernel, args.vcpus, args.append, args.qemu, args.qemu_binary,
+                      args.memory_mib, args.vmm_arg)
     print('running:', ' '.join(cmd), flush=True)
-    start = time.monotonic()
-    timed_out = False
-    try:
-        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              timeout=args.timeout)
-        output, status = proc.stdout, proc.returncode
-    except subprocess.TimeoutExpired as e:
-        output, status, timed_out = e.stdout or b'', None, True
-    except OSError as e:
-        print('FAIL %s: cannot start %s: %s' % (label, cmd[0], e))
+    console, status, elapsed, error = run_vmm(cmd, args.timeout)
+    if error:
+        print('FAIL %s: %s' % (label, error))
         return 1
-    elapsed = time.monotonic() - start
-    console = output.decode('utf-8', errors='replace').replace('\r', '')
     lines = console.split('\n')
 
     problems = []
     want_status = (args.expect_code << 1) | 1
-    if timed_out:
+    if status is None:
         problems.append('timed out after %.0f s' % args.timeout)
     elif status != want_status:
-        if status is not None and status > 0 and status & 1:
-            got = 'status %d = debug-exit value %d' % (status, status >> 1)
-        else:
-            got = 'status %s (not a debug-exit status)' % status
-        problems.append('%s, expected status %d (debug-exit value %d)' % (got, want_status, args.expect_code))
+        problems.append('%s, expected status %d (debug-exit value %d)' %
+                        (describe_status(status), want_status, args.expect_code))
     expected = list(args.expect)
     if args.expect_code == 0:
         expected.append('%s: PASS' % guest)
