@@ -220,7 +220,16 @@ uint8_t CmosRtc::ReadRegister(uint8_t index) {
       return Encode(static_cast<int>(FloorDiv(GuestTime().tm_year + 1900, 100)));
     case kRegA: {
       uint8_t a = cmos_[kRegA] & 0x7f;
-      if (UpdatesRunning() && FloorMod(GuestNowNs(), kNsPerSecond) >= kNsPerSecond - kUipWindowNs) a |= kAUip;
+      const int64_t now = GuestNowNs();
+      const int64_t second = FloorDiv(now, kNsPerSecond);
+      bool uip = UpdatesRunning() && FloorMod(now, kNsPerSecond) >= kNsPerSecond - kUipWindowNs;
+      // A guest that polls slower than the 244 us window (a descheduled vCPU, a loaded host) would never
+      // see UIP rise; if an update happened since its last look and it did not see UIP then, show it now.
+      // The next read shows UIP clear and the new second, which is what a "wait for update" loop wants.
+      if (UpdatesRunning() && second > last_a_second_ && !last_a_uip_) uip = true;
+      last_a_second_ = second;
+      last_a_uip_ = uip;
+      if (uip) a |= kAUip;
       return a;
     }
     case kRegC: {

@@ -3,8 +3,9 @@
 // writing the time registers; it is shown in BCD or binary and in 24- or 12-hour form per register B.
 // The century is register 0x32 (what QEMU uses and what our FADT names).
 //
-// UIP (register A bit 7) is set during the last 244 us of every second, so both "wait while UIP" and
-// "wait for UIP to rise, then fall" loops terminate within a second. Register C's flags (UF, AF, PF)
+// UIP (register A bit 7) is set during the last 244 us of every second, and on the first read after an
+// update the guest did not see, so both "wait while UIP" and "wait for UIP to rise, then fall" loops
+// terminate within about a second however slowly the guest polls. Register C's flags (UF, AF, PF)
 // are computed from elapsed time whenever they are looked at; with a TimerService and an IrqSink, the
 // enabled ones (UIE, AIE, PIE) also raise IRQ 8, held high until register C is read.
 // Simplifications: the divider chain's reset state (register A bits 4-6) stops UIP and the flags but not
@@ -19,6 +20,7 @@
 #include <chrono>
 #include <cstdint>
 #include <ctime>
+#include <limits>
 #include <span>
 #include <string_view>
 
@@ -88,6 +90,9 @@ class CmosRtc final : public BusDevice {
   int64_t offset_seconds_ ABSL_GUARDED_BY(mu_) = 0;  // guest time = host UTC + offset
   std::time_t frozen_time_ ABSL_GUARDED_BY(mu_) = 0;  // the time being set while register B.SET is 1
   int64_t last_flags_ns_ ABSL_GUARDED_BY(mu_) = 0;    // guest time of the last UpdateFlags()
+  // The guest second of the last register A read and whether it showed UIP (see ReadRegister).
+  int64_t last_a_second_ ABSL_GUARDED_BY(mu_) = std::numeric_limits<int64_t>::max();
+  bool last_a_uip_ ABSL_GUARDED_BY(mu_) = false;
   bool irq_level_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
   TimerService::TimerId timer_id_ ABSL_GUARDED_BY(mu_) = 0;
