@@ -28,6 +28,11 @@ std::string_view MnemonicName(Mnemonic m) {
     case Mnemonic::kSfence: return "sfence";
     case Mnemonic::kClac: return "clac";
     case Mnemonic::kStac: return "stac";
+    case Mnemonic::kPxor: return "pxor";
+    case Mnemonic::kMovdqu: return "movdqu";
+    case Mnemonic::kMovdqa: return "movdqa";
+    case Mnemonic::kMovups: return "movups";
+    case Mnemonic::kMovaps: return "movaps";
   }
   return "?";
 }

@@ -33,6 +33,12 @@ enum class Mnemonic : uint8_t {
   kSfence,
   kClac,
   kStac,
+  // SSE register moves and pxor: PVM also fails on these inside an emulation batch.
+  kPxor,
+  kMovdqu,
+  kMovdqa,
+  kMovups,
+  kMovaps,
 };
 
 enum class OpcodeMap : uint8_t { kPrimary, k0F, k0F38, k0F3A };

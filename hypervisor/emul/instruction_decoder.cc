@@ -94,6 +94,13 @@ Mnemonic Classify(const Instruction& in) {
       return Mnemonic::kUnknown;
     case OpcodeMap::k0F:
       if (in.opcode == 0x0b) return Mnemonic::kUd2;
+      if (in.operand_size_override && !in.rep && !in.repne) {
+        if (in.opcode == 0xef) return Mnemonic::kPxor;
+        if (in.opcode == 0x6f || in.opcode == 0x7f) return Mnemonic::kMovdqa;
+      }
+      if (in.rep && (in.opcode == 0x6f || in.opcode == 0x7f)) return Mnemonic::kMovdqu;
+      if (plain && (in.opcode == 0x10 || in.opcode == 0x11)) return Mnemonic::kMovups;
+      if (plain && (in.opcode == 0x28 || in.opcode == 0x29)) return Mnemonic::kMovaps;
       if (in.opcode == 0xc7 && mem) {
         if (reg == 1) return in.rex_w() ? Mnemonic::kCmpxchg16b : Mnemonic::kCmpxchg8b;
         if (!plain) return Mnemonic::kUnknown;

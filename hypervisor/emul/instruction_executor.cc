@@ -3,6 +3,7 @@
 #include "absl/strings/str_format.h"
 #include "hypervisor/base/status_macros.h"
 #include "hypervisor/emul/cmpxchg_semantics.h"
+#include "hypervisor/emul/sse_semantics.h"
 #include "hypervisor/emul/xsave_semantics.h"
 
 namespace coalesce {
@@ -71,6 +72,12 @@ absl::StatusOr<Completion> Dispatch(GuestCpu& cpu, const Instruction& insn, Regi
         regs.rflags &= ~kRflagsAc;
       }
       return Completion::Retired();
+    case Mnemonic::kPxor:
+    case Mnemonic::kMovdqu:
+    case Mnemonic::kMovdqa:
+    case Mnemonic::kMovups:
+    case Mnemonic::kMovaps:
+      return ExecuteSse(cpu, insn, regs);
     case Mnemonic::kIntN:
     case Mnemonic::kUnknown:
       break;

@@ -1,5 +1,6 @@
 // int3, ud2, xgetbv, clac/stac, fences and the unhandled-instruction path.
 #include <catch2/catch.hpp>
+#include <cstring>
 #include <vector>
 
 #include "hypervisor/emul/instruction_decoder.h"
@@ -83,6 +84,42 @@ TEST_CASE("unhandled instructions are reported, never guessed") {
 
   cpu.regs.long_mode_64 = false;
   CHECK(absl::IsUnimplemented(Run(cpu, {0xcc}).status()));
+}
+
+}  // namespace
+}  // namespace coalesce
+
+namespace coalesce {
+namespace {
+
+// pxor and the 128-bit moves against the host: the host computes a ^ b with pxor on the same inputs.
+TEST_CASE("pxor, movdqu, movdqa, movups, movaps match the host CPU") {
+  alignas(16) uint8_t a[16], b[16], host[16];
+  for (int i = 0; i < 16; ++i) {
+    a[i] = static_cast<uint8_t>(0x11 * i + 3);
+    b[i] = static_cast<uint8_t>(0xa5 ^ (7 * i));
+  }
+  asm volatile("movdqu (%[a]), %%xmm3\n\tpxor (%[b]), %%xmm3\n\tmovdqu %%xmm3, (%[h])"
+               :
+               : [a] "r"(a), [b] "r"(b), [h] "r"(host)
+               : "xmm3", "memory");
+  SoftwareCpu cpu(kBase, 0x1000);
+  cpu.extended.xcr0 = 0x3;
+  cpu.extended.image.assign(cpu.layout.StandardSize(0x3), 0);
+  std::memcpy(cpu.At(kBase), a, 16);
+  std::memcpy(cpu.At(kBase + 0x10), b, 16);
+  cpu.regs.gpr[0] = kBase;
+  REQUIRE(Run(cpu, {0xf3, 0x0f, 0x6f, 0x18}).ok());              // movdqu (%rax), %xmm3
+  REQUIRE(Run(cpu, {0x66, 0x0f, 0xef, 0x58, 0x10}).ok());        // pxor 0x10(%rax), %xmm3
+  REQUIRE(Run(cpu, {0x66, 0x44, 0x0f, 0x6f, 0xfb}).ok());        // movdqa %xmm3, %xmm15
+  REQUIRE(Run(cpu, {0x44, 0x0f, 0x29, 0x78, 0x20}).ok());        // movaps %xmm15, 0x20(%rax)
+  REQUIRE(Run(cpu, {0x0f, 0x11, 0x58, 0x31}).ok());              // movups %xmm3, 0x31(%rax)
+  CHECK(cpu.injected.empty());
+  CHECK(std::memcmp(cpu.At(kBase + 0x20), host, 16) == 0);
+  CHECK(std::memcmp(cpu.At(kBase + 0x31), host, 16) == 0);
+  CHECK((cpu.extended.image[512] & 0x2) != 0);
+  REQUIRE(Run(cpu, {0x66, 0x0f, 0x7f, 0x58, 0x31}).ok());        // movdqa %xmm3, 0x31(%rax): misaligned
+  CHECK(cpu.injected.back() == Fault::GeneralProtection(0));
 }
 
 }  // namespace

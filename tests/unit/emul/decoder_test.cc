@@ -68,7 +68,7 @@ emul_decode_cases:
   CASE wrmsr
   CASE shld $3, %rax, (%rbx)
   CASE btl $5, (%rcx)
-  CASE movdqa %xmm0, 0x20(%rsp)
+  CASE paddd 0x20(%rsp), %xmm0
   CASE lock xadd %rax, 8(%rdi)
   CASE rep movsb
   CASE nopw 0x0(%rax,%rax,1)
