@@ -209,8 +209,14 @@ std::optional<SourcePosition> JsonSourceMap::FindKey(std::string_view path) cons
 
 std::optional<SourcePosition> JsonSourceMap::LocateProtobufError(std::string_view message) const {
   if (syntax_error_position_.has_value()) return syntax_error_position_;
-  // Protobuf's messages look like "(guest.memory): invalid value ..." or "(guest) bogus: Cannot find field.".
-  if (message.empty() || message.front() != '(') return std::nullopt;
+  // Protobuf's messages look like "(guest.memory): invalid value ...", "(guest) bogus: Cannot find field." or, for
+  // a member of the root object, "bogus: Cannot find field.".
+  if (message.empty()) return std::nullopt;
+  if (message.front() != '(') {
+    const size_t colon = message.find(':');
+    if (colon == std::string_view::npos || colon == 0) return std::nullopt;
+    return FindKey(message.substr(0, colon));
+  }
   const size_t close = message.find(')');
   if (close == std::string_view::npos) return std::nullopt;
   const std::string_view path = message.substr(1, close - 1);

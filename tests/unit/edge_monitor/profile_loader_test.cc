@@ -111,6 +111,11 @@ TEST_CASE("JSON schema errors point at the offending member", "[profile]") {
   REQUIRE_FALSE(unknown.ok());
   CHECK_THAT(std::string(unknown.status().message()), StartsWith("vm.json:3:5: ") && Contains("bogus"));
 
+  // An unknown member of the root object, line 2 column 3.
+  auto unknown_root = ParseProfile("{\n  \"gust\": {}\n}\n", ProfileFormat::kJson, "vm.json");
+  REQUIRE_FALSE(unknown_root.ok());
+  CHECK_THAT(std::string(unknown_root.status().message()), StartsWith("vm.json:2:3: ") && Contains("gust"));
+
   // A number where a string belongs: the value at line 2, column 25.
   auto wrong_type = ParseProfile("{\n  \"guest\": {\"memory\": 12}\n}\n", ProfileFormat::kJson, "vm.json");
   REQUIRE_FALSE(wrong_type.ok());

@@ -1,0 +1,87 @@
+// `coalesce edge` as a process: started with flags, serving real gRPC, hosting a VM, and shutting down on SIGTERM.
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "edge_monitor/child_process.h"
+#include "edge_monitor/edge_agent_client.h"
+#include "profile_test_util.h"
+
+namespace coalesce {
+namespace {
+
+// Reads one line from `fd` (blocking; the agent prints it right after binding).
+std::string ReadLine(int fd) {
+  std::string line;
+  char c;
+  while (::read(fd, &c, 1) == 1 && c != '\n') line.push_back(c);
+  return line;
+}
+
+TEST_CASE("coalesce edge serves, hosts a VM, and stops everything on SIGTERM", "[edge_agent_main]") {
+  TempDir dir;
+  ::setenv("FAKE_REMOTE_NODE_DIR", dir.path().c_str(), 1);
+  int out[2];
+  REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
+  ChildProcess::Options options;
+  // The agent's stdout goes to the pipe (fd 3 in the shell), which the shell hands over with exec.
+  options.argv = {"/bin/sh", "-c",
+                  "exec \"$0\" edge --listen 127.0.0.1:0 --capacity vcpus=2,memory=1G --runtime \"$1\" "
+                  "--log-level warning >&3",
+                  EDGE_AGENT_RUNNER, FAKE_REMOTE_NODE};
+  options.pass_fd = out[1];
+  auto agent = ChildProcess::Spawn(options);
+  ::close(out[1]);
+  REQUIRE(agent.ok());
+
+  const std::string banner = ReadLine(out[0]);
+  ::close(out[0]);
+  const std::string prefix = "edge agent listening on ";
+  REQUIRE(banner.rfind(prefix, 0) == 0);
+  const std::string address = banner.substr(prefix.size(), banner.find(' ', prefix.size()) - prefix.size());
+  CHECK_THAT(banner, Catch::EndsWith("capacity vcpus=2,memory=1G"));
+
+  auto client = EdgeAgentClient::Connect(address);
+  REQUIRE(client.ok());
+  auto capacity = (*client)->GetCapacity();
+  REQUIRE(capacity.ok());
+  CHECK(capacity->total_vcpus() == 2);
+
+  pb::HostVcpusRequest request;
+  request.set_vm_id("vm-main");
+  request.set_guest_memory_bytes(512ull << 20);
+  request.set_guest_vcpu_count(2);
+  request.add_vcpu_ids(1);
+  request.set_home_data_plane_address("127.0.0.1:9000");
+  auto hosted = (*client)->HostVcpus(request);
+  REQUIRE(hosted.ok());
+  const pid_t runtime = static_cast<pid_t>(hosted->runtime_pid());
+  REQUIRE(runtime > 0);
+  CHECK(::kill(runtime, 0) == 0);
+
+  REQUIRE(agent->Signal(SIGTERM).ok());
+  auto status = agent->Wait();
+  REQUIRE(status.ok());
+  CHECK(DescribeWaitStatus(*status) == "exited with status 0");
+  // The agent stopped (and reaped) the VM's runtime before exiting.
+  CHECK(::kill(runtime, 0) == -1);
+  CHECK(errno == ESRCH);
+}
+
+TEST_CASE("coalesce edge exits 1 naming the address when it cannot listen", "[edge_agent_main]") {
+  ChildProcess::Options options;
+  options.argv = {EDGE_AGENT_RUNNER, "edge", "--listen", "192.0.2.1:7001"};  // TEST-NET-1: not on this host
+  auto agent = ChildProcess::Spawn(options);
+  REQUIRE(agent.ok());
+  auto status = agent->Wait();
+  REQUIRE(status.ok());
+  CHECK(DescribeWaitStatus(*status) == "exited with status 1");
+}
+
+}  // namespace
+}  // namespace coalesce
