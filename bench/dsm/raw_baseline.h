@@ -1,0 +1,35 @@
+// The raw baseline for the DSM benchmarks, measured in the same run on the same path (one process, TCP loopback,
+// TCP_NODELAY, fault handler threads blocked in poll like the DSM's): what a page fault costs with nothing but
+// userfaultfd and one 4 KiB TCP round trip, no protocol. Samples can be taken one at a time, so the benchmark
+// interleaves them with the DSM's and both see the same machine load.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <thread>
+
+#include "absl/status/statusor.h"
+
+namespace coalesce::dsm::bench {
+
+class RawPath final {
+ public:
+  // Room for `pages` first-touch samples of each fault kind.
+  static absl::StatusOr<std::unique_ptr<RawPath>> Create(uint64_t pages);
+  ~RawPath();
+
+  // Each returns one sample in nanoseconds (0 on failure), touching a fresh page where it faults.
+  uint64_t UffdFault();    // missing page resolved locally with UFFDIO_COPY
+  uint64_t TcpRtt4k();     // 32-byte request, 32-byte header + 4 KiB reply
+  uint64_t FaultViaTcp();  // missing page whose handler fetches the 4 KiB by that round trip, then UFFDIO_COPY
+
+ private:
+  struct Region;
+  RawPath() = default;
+  std::unique_ptr<Region> local_, fetched_;
+  int client_ = -1, server_ = -1, handler_client_ = -1, handler_server_ = -1, stop_ = -1;
+  uint64_t next_local_ = 0, next_fetched_ = 0, pages_ = 0;
+  std::thread local_handler_, fetch_handler_, server_thread_, handler_server_thread_;
+};
+
+}  // namespace coalesce::dsm::bench
