@@ -69,9 +69,10 @@ TEST_CASE("pit: channel 0 in mode 2 fires IRQ 0 periodically") {
   const auto start = Clock::now();
   const uint64_t before = f.pit.irq_pulses();
   REQUIRE(RecordingIrqSink::WaitFor([&] { return f.pit.irq_pulses() >= before + 20; }, milliseconds(5000)));
+  const uint64_t pulses = f.pit.irq_pulses() - before;
   const auto elapsed_ms = std::chrono::duration_cast<milliseconds>(Clock::now() - start).count();
   // Never more than one per period (missed periods are coalesced, not replayed).
-  CHECK(f.pit.irq_pulses() - before <= static_cast<uint64_t>(elapsed_ms) + 2);
+  CHECK(pulses <= static_cast<uint64_t>(elapsed_ms) + 2);
   // Each expiry is a pulse: the line ends low.
   CHECK(f.sink.rising_edges(kIrq) >= 20);
   for (const auto& [irq, level] : f.sink.events()) CHECK(irq == kIrq);
@@ -147,12 +148,15 @@ TEST_CASE("pit: quick_pit_calibrate's unlatched MSB reads descend") {
     Inb(f.pit, kCh2);
     return Inb(f.pit, kCh2);
   };
+  const auto t0 = Clock::now();
   const uint8_t first = msb();
   CHECK(first >= 0xfe);
   std::this_thread::sleep_for(milliseconds(2));  // ~2386 ticks: the MSB drops by ~9
   const uint8_t later = msb();
+  const uint64_t bound = TicksIn(Clock::now() - t0) / 256 + 1;
+  if (bound >= 0xf0) return;  // descheduled for most of the 55 ms count: nothing to compare
   CHECK(later < first);
-  CHECK(later >= first - 0x40);  // loose: unless descheduled for ~14 ms
+  CHECK(static_cast<uint64_t>(first - later) <= bound);
 }
 
 TEST_CASE("pit: latched counts hold, read-back returns status then count") {
