@@ -1,2 +1,30 @@
+// The `coalesce` launcher: `coalesce run` boots a guest with this machine as home, `coalesce edge` runs the
+// edge agent.
 #include <cstdio>
-int main() { std::puts("coalesce: placeholder"); return 0; }
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "edge_monitor/edge_agent_main.h"
+#include "hypervisor/base/log.h"
+#include "hypervisor/cli/run_command.h"
+#include "hypervisor/cli/run_options.h"
+#include "hypervisor/vcpu/exit_status.h"
+
+int main(int argc, char** argv) {
+  using namespace coalesce;
+  if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0 ||
+      std::strcmp(argv[1], "help") == 0) {
+    std::fputs(kTopUsage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? exit_status::kUsage : 0;
+  }
+  std::string command = argv[1];
+  if (command == "run") {
+    return RunCommand(std::vector<std::string>(argv + 2, argv + argc));
+  }
+  if (command == "edge") {
+    return RunEdgeAgentMain(argc - 1, argv + 1);
+  }
+  std::fprintf(stderr, "coalesce: unknown command '%s'\n\n%s", argv[1], kTopUsage);
+  return exit_status::kUsage;
+}

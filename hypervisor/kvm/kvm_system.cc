@@ -3,11 +3,12 @@
 #include <fcntl.h>
 #include <sys/ioctl.h>
 
-#include <cstdlib>
-#include <memory>
+#include <cstring>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "hypervisor/base/errno_status.h"
+#include "hypervisor/kvm/kvm_abi.h"
 
 namespace coalesce {
 
@@ -38,13 +39,16 @@ absl::StatusOr<VmFd> KvmSystem::CreateVm() const {
 }
 
 absl::StatusOr<std::vector<kvm_cpuid_entry2>> KvmSystem::SupportedCpuid() const {
-  for (int n = 64; n <= 4096; n *= 2) {
-    size_t bytes = sizeof(kvm_cpuid2) + n * sizeof(kvm_cpuid_entry2);
-    std::unique_ptr<kvm_cpuid2, decltype(&std::free)> buf(
-        static_cast<kvm_cpuid2*>(std::calloc(1, bytes)), &std::free);
-    buf->nent = n;
-    if (::ioctl(fd_.get(), KVM_GET_SUPPORTED_CPUID, buf.get()) == 0) {
-      return std::vector<kvm_cpuid_entry2>(buf->entries, buf->entries + buf->nent);
+  // Laid out by hand: see kvm_abi.h for why struct kvm_cpuid2 cannot be used from C++.
+  for (uint32_t n = 64; n <= 4096; n *= 2) {
+    std::vector<uint8_t> buf(kvm_abi::kCpuid2HeaderSize + n * sizeof(kvm_cpuid_entry2));
+    std::memcpy(buf.data(), &n, sizeof(n));
+    if (::ioctl(fd_.get(), kvm_abi::kGetSupportedCpuid, buf.data()) == 0) {
+      uint32_t nent = 0;
+      std::memcpy(&nent, buf.data(), sizeof(nent));
+      std::vector<kvm_cpuid_entry2> out(nent);
+      std::memcpy(out.data(), buf.data() + kvm_abi::kCpuid2HeaderSize, nent * sizeof(kvm_cpuid_entry2));
+      return out;
     }
     if (errno != E2BIG) return ErrnoStatus("KVM_GET_SUPPORTED_CPUID");
   }

@@ -2,10 +2,12 @@
 
 #include <sys/ioctl.h>
 
-#include <cstdlib>
-#include <memory>
+#include <cstring>
+#include <vector>
 
+#include "absl/strings/str_format.h"
 #include "hypervisor/base/errno_status.h"
+#include "hypervisor/kvm/kvm_abi.h"
 
 namespace coalesce {
 namespace {
@@ -39,8 +41,14 @@ absl::StatusOr<kvm_sregs> VcpuFd::GetSregs() const { return GetStruct<kvm_sregs>
 absl::Status VcpuFd::SetSregs(const kvm_sregs& s) { return SetStruct(fd_.get(), KVM_SET_SREGS, s, "KVM_SET_SREGS"); }
 absl::StatusOr<kvm_fpu> VcpuFd::GetFpu() const { return GetStruct<kvm_fpu>(fd_.get(), KVM_GET_FPU, "KVM_GET_FPU"); }
 absl::Status VcpuFd::SetFpu(const kvm_fpu& f) { return SetStruct(fd_.get(), KVM_SET_FPU, f, "KVM_SET_FPU"); }
-absl::StatusOr<kvm_xsave> VcpuFd::GetXsave() const { return GetStruct<kvm_xsave>(fd_.get(), KVM_GET_XSAVE, "KVM_GET_XSAVE"); }
-absl::Status VcpuFd::SetXsave(const kvm_xsave& x) { return SetStruct(fd_.get(), KVM_SET_XSAVE, x, "KVM_SET_XSAVE"); }
+absl::StatusOr<kvm_xsave> VcpuFd::GetXsave() const {
+  return GetStruct<kvm_xsave>(fd_.get(), kvm_abi::kGetXsave, "KVM_GET_XSAVE");
+}
+absl::Status VcpuFd::SetXsave(const kvm_xsave& x) {
+  return SetStruct(fd_.get(), kvm_abi::kSetXsave, x, "KVM_SET_XSAVE");
+}
+absl::StatusOr<kvm_xcrs> VcpuFd::GetXcrs() const { return GetStruct<kvm_xcrs>(fd_.get(), KVM_GET_XCRS, "KVM_GET_XCRS"); }
+absl::Status VcpuFd::SetXcrs(const kvm_xcrs& x) { return SetStruct(fd_.get(), KVM_SET_XCRS, x, "KVM_SET_XCRS"); }
 absl::StatusOr<kvm_vcpu_events> VcpuFd::GetVcpuEvents() const {
   return GetStruct<kvm_vcpu_events>(fd_.get(), KVM_GET_VCPU_EVENTS, "KVM_GET_VCPU_EVENTS");
 }
@@ -48,40 +56,54 @@ absl::Status VcpuFd::SetVcpuEvents(const kvm_vcpu_events& e) {
   return SetStruct(fd_.get(), KVM_SET_VCPU_EVENTS, e, "KVM_SET_VCPU_EVENTS");
 }
 
+// kvm_cpuid2 and kvm_msrs are laid out by hand: see kvm_abi.h.
 absl::Status VcpuFd::SetCpuid(const std::vector<kvm_cpuid_entry2>& entries) {
-  size_t bytes = sizeof(kvm_cpuid2) + entries.size() * sizeof(kvm_cpuid_entry2);
-  std::unique_ptr<kvm_cpuid2, decltype(&std::free)> buf(static_cast<kvm_cpuid2*>(std::calloc(1, bytes)),
-                                                        &std::free);
-  buf->nent = static_cast<uint32_t>(entries.size());
-  std::copy(entries.begin(), entries.end(), buf->entries);
-  if (::ioctl(fd_.get(), KVM_SET_CPUID2, buf.get()) < 0) return ErrnoStatus("KVM_SET_CPUID2");
+  std::vector<uint8_t> buf(kvm_abi::kCpuid2HeaderSize + entries.size() * sizeof(kvm_cpuid_entry2));
+  uint32_t n = static_cast<uint32_t>(entries.size());
+  std::memcpy(buf.data(), &n, sizeof(n));
+  std::memcpy(buf.data() + kvm_abi::kCpuid2HeaderSize, entries.data(), entries.size() * sizeof(kvm_cpuid_entry2));
+  if (::ioctl(fd_.get(), kvm_abi::kSetCpuid2, buf.data()) < 0) return ErrnoStatus("KVM_SET_CPUID2");
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<uint64_t>> VcpuFd::GetMsrs(const std::vector<uint32_t>& indices) const {
-  size_t bytes = sizeof(kvm_msrs) + indices.size() * sizeof(kvm_msr_entry);
-  std::unique_ptr<kvm_msrs, decltype(&std::free)> buf(static_cast<kvm_msrs*>(std::calloc(1, bytes)), &std::free);
-  buf->nmsrs = static_cast<uint32_t>(indices.size());
-  for (size_t i = 0; i < indices.size(); ++i) buf->entries[i].index = indices[i];
-  int n = ::ioctl(fd_.get(), KVM_GET_MSRS, buf.get());
-  if (n < 0) return ErrnoStatus("KVM_GET_MSRS");
-  if (static_cast<size_t>(n) != indices.size()) return absl::InternalError("KVM_GET_MSRS: MSR not supported");
+  std::vector<uint8_t> buf(kvm_abi::kMsrsHeaderSize + indices.size() * sizeof(kvm_msr_entry));
+  uint32_t n = static_cast<uint32_t>(indices.size());
+  std::memcpy(buf.data(), &n, sizeof(n));
+  for (size_t i = 0; i < indices.size(); ++i) {
+    kvm_msr_entry e{};
+    e.index = indices[i];
+    std::memcpy(buf.data() + kvm_abi::kMsrsHeaderSize + i * sizeof(e), &e, sizeof(e));
+  }
+  int got = ::ioctl(fd_.get(), kvm_abi::kGetMsrs, buf.data());
+  if (got < 0) return ErrnoStatus("KVM_GET_MSRS");
+  if (static_cast<size_t>(got) != indices.size()) {
+    return absl::InternalError(absl::StrFormat("KVM_GET_MSRS: MSR %#x not supported", indices[got]));
+  }
   std::vector<uint64_t> out(indices.size());
-  for (size_t i = 0; i < indices.size(); ++i) out[i] = buf->entries[i].data;
+  for (size_t i = 0; i < indices.size(); ++i) {
+    kvm_msr_entry e{};
+    std::memcpy(&e, buf.data() + kvm_abi::kMsrsHeaderSize + i * sizeof(e), sizeof(e));
+    out[i] = e.data;
+  }
   return out;
 }
 
 absl::Status VcpuFd::SetMsrs(const std::vector<std::pair<uint32_t, uint64_t>>& msrs) {
-  size_t bytes = sizeof(kvm_msrs) + msrs.size() * sizeof(kvm_msr_entry);
-  std::unique_ptr<kvm_msrs, decltype(&std::free)> buf(static_cast<kvm_msrs*>(std::calloc(1, bytes)), &std::free);
-  buf->nmsrs = static_cast<uint32_t>(msrs.size());
+  std::vector<uint8_t> buf(kvm_abi::kMsrsHeaderSize + msrs.size() * sizeof(kvm_msr_entry));
+  uint32_t n = static_cast<uint32_t>(msrs.size());
+  std::memcpy(buf.data(), &n, sizeof(n));
   for (size_t i = 0; i < msrs.size(); ++i) {
-    buf->entries[i].index = msrs[i].first;
-    buf->entries[i].data = msrs[i].second;
+    kvm_msr_entry e{};
+    e.index = msrs[i].first;
+    e.data = msrs[i].second;
+    std::memcpy(buf.data() + kvm_abi::kMsrsHeaderSize + i * sizeof(e), &e, sizeof(e));
   }
-  int n = ::ioctl(fd_.get(), KVM_SET_MSRS, buf.get());
-  if (n < 0) return ErrnoStatus("KVM_SET_MSRS");
-  if (static_cast<size_t>(n) != msrs.size()) return absl::InternalError("KVM_SET_MSRS: MSR rejected");
+  int set = ::ioctl(fd_.get(), kvm_abi::kSetMsrs, buf.data());
+  if (set < 0) return ErrnoStatus("KVM_SET_MSRS");
+  if (static_cast<size_t>(set) != msrs.size()) {
+    return absl::InternalError(absl::StrFormat("KVM_SET_MSRS: MSR %#x rejected", msrs[set].first));
+  }
   return absl::OkStatus();
 }
 

@@ -32,6 +32,8 @@ class VcpuFd final {
   absl::Status SetXsave(const kvm_xsave& xsave);
   [[nodiscard]] absl::StatusOr<kvm_vcpu_events> GetVcpuEvents() const;
   absl::Status SetVcpuEvents(const kvm_vcpu_events& events);
+  [[nodiscard]] absl::StatusOr<kvm_xcrs> GetXcrs() const;
+  absl::Status SetXcrs(const kvm_xcrs& xcrs);
   absl::Status SetCpuid(const std::vector<kvm_cpuid_entry2>& entries);
   // Reads the given MSRs; returns their values in the same order. Fails if KVM knows fewer.
   [[nodiscard]] absl::StatusOr<std::vector<uint64_t>> GetMsrs(const std::vector<uint32_t>& indices) const;

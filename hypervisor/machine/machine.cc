@@ -8,13 +8,18 @@
 #include "hypervisor/base/log.h"
 #include "hypervisor/base/platform.h"
 #include "hypervisor/base/status_macros.h"
+#include "hypervisor/boot/acpi_tables.h"
+#include "hypervisor/boot/cpu_startup.h"
+#include "hypervisor/boot/e820_map.h"
+#include "hypervisor/boot/kernel_image.h"
+#include "hypervisor/boot/linux_loader.h"
+#include "hypervisor/boot/multiboot_loader.h"
 #include "hypervisor/irq/io_apic.h"
 #include "hypervisor/irq/local_apic.h"
 #include "hypervisor/irq/local_interrupt_router.h"
 #include "hypervisor/irq/pic.h"
 #include "hypervisor/machine/console_input.h"
-#include "hypervisor/machine/guest_loader.h"
-#include "hypervisor/machine/platform_irq_sink.h"
+#include "hypervisor/irq/legacy_irq_wiring.h"
 #include "hypervisor/vcpu/cpuid.h"
 #include "hypervisor/vcpu/exit_status.h"
 #include "devmodel/acpi_pm.h"
@@ -22,9 +27,18 @@
 #include "devmodel/debug_exit.h"
 #include "devmodel/fw_cfg.h"
 #include "devmodel/pit8254.h"
+#include "devmodel/reset_control.h"
+#include "devmodel/system_control_port_b.h"
 #include "devmodel/uart16550.h"
 
 namespace coalesce {
+namespace {
+
+absl::Status PrefixError(const std::string& path, const absl::Status& st) {
+  return absl::Status(st.code(), absl::StrFormat("%s: %s", path, st.message()));
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Machine>> Machine::Create(const MachineConfig& config) {
   std::unique_ptr<Machine> m(new Machine(config));
@@ -35,6 +49,8 @@ absl::StatusOr<std::unique_ptr<Machine>> Machine::Create(const MachineConfig& co
   RETURN_IF_ERROR(m->BuildVcpus());
   return m;
 }
+
+Machine::Machine(const MachineConfig& config) : config_(config) {}
 
 Machine::~Machine() { Shutdown(); }
 
@@ -64,7 +80,7 @@ absl::Status Machine::BuildInterruptControllers() {
   ioapic_ = std::make_unique<IoApic>(router_.get());
   router_->SetIoApic(ioapic_.get());
   pic_ = std::make_unique<Pic8259Pair>();
-  irq_sink_ = std::make_unique<PlatformIrqSink>(pic_.get(), ioapic_.get());
+  irq_sink_ = std::make_unique<LegacyIrqWiring>(pic_.get(), ioapic_.get());
   vcpus_.resize(config_.vcpus);
   for (uint32_t i = 0; i < config_.vcpus; ++i) {
     // The kick reaches the Vcpu built later in BuildVcpus(); until then there is nothing to wake.
@@ -72,12 +88,14 @@ absl::Status Machine::BuildInterruptControllers() {
       if (vcpus_[i]) vcpus_[i]->Kick();
     };
     lapics_.push_back(std::make_unique<LocalApic>(i, i == 0, router_.get(), timers_.get(), kick));
-    router_->AddLocalApic(lapics_.back().get());
+    RETURN_IF_ERROR(router_->AddApic(lapics_.back().get()));
   }
   // The PIC's INTR pin is wired to LINT0 of the bootstrap processor.
   pic_->SetOutputCallback([this](bool level) { lapics_[0]->SetLint0(level); });
   RETURN_IF_ERROR(mmio_bus_.Register(platform::kIoapicBase, platform::kIoapicSize, ioapic_.get()));
-  RETURN_IF_ERROR(pic_->RegisterPorts(pio_bus_));
+  RETURN_IF_ERROR(pio_bus_.Register(platform::kPicMasterPort, 2, &pic_->master_ports()));
+  RETURN_IF_ERROR(pio_bus_.Register(platform::kPicSlavePort, 2, &pic_->slave_ports()));
+  RETURN_IF_ERROR(pio_bus_.Register(platform::kPicElcrPort, 2, &pic_->elcr_ports()));
   return absl::OkStatus();
 }
 
@@ -92,42 +110,82 @@ absl::Status Machine::BuildDevices() {
   auto uart = std::make_unique<Uart16550>(irq_sink_.get(), platform::kCom1Irq, console_out);
   uart_ = uart.get();
   auto debug_exit = std::make_unique<DebugExit>([this](uint32_t status) {
-    run_control_.Stop(static_cast<int>(status), absl::StrFormat("guest wrote to the debug-exit port: status %u", status));
+    run_control_.Stop(static_cast<int>(status),
+                      absl::StrFormat("guest wrote %u to the debug-exit port", status >> 1));
   });
   auto fw_cfg = std::make_unique<FwCfg>();
-  fw_cfg->SetCpuCount(static_cast<uint16_t>(config_.vcpus));
+  fw_cfg->SetCpuCount(static_cast<uint16_t>(config_.vcpus), static_cast<uint16_t>(config_.vcpus));
   fw_cfg->SetRamSize(config_.memory);
-  auto pit = std::make_unique<Pit8254>(irq_sink_.get(), timers_.get());
-  auto rtc = std::make_unique<CmosRtc>(irq_sink_.get());
-  rtc->SetMemorySize(config_.memory);
-  auto acpi_pm = std::make_unique<AcpiPm>(
-      irq_sink_.get(), [this] { run_control_.Stop(exit_status::kPowerOff, "guest powered off (ACPI S5)"); },
-      [this] { run_control_.Stop(exit_status::kGuestReset, "guest reset"); });
+  fw_cfg_ = fw_cfg.get();
+  auto pit = std::make_unique<Pit8254>(irq_sink_.get(), platform::kPitIrq, timers_.get());
+  auto port_b = std::make_unique<SystemControlPortB>(pit.get());
+  auto rtc = std::make_unique<CmosRtc>(irq_sink_.get(), platform::kRtcIrq, timers_.get());
+  uint64_t below_4g = 0, above_4g = 0;
+  for (const auto& r : memory_->regions()) (r.guest_phys < kPciHoleEnd ? below_4g : above_4g) += r.size;
+  rtc->SetMemorySize(below_4g, above_4g);
+  auto acpi_pm = std::make_unique<AcpiPm>(irq_sink_.get(), platform::kAcpiSciIrq, timers_.get(), [this] {
+    run_control_.Stop(exit_status::kPowerOff, "guest powered off (ACPI S5)");
+  });
+  auto reset = std::make_unique<ResetControl>(
+      [this] { run_control_.Stop(exit_status::kGuestReset, "guest reset through port 0xcf9"); });
 
-  // The ordered device table: (bus, base, size, device).
+  // The ordered device table: (bus, base, size, device). Registration rejects overlaps.
   struct Slot {
     Bus* bus;
     uint64_t base;
     uint64_t size;
-    BusDevice* device;
+    std::unique_ptr<BusDevice> device;
   };
-  const Slot table[] = {
-      {&pio_bus_, platform::kCom1Port, 8, uart.get()},
-      {&pio_bus_, platform::kDebugExitPort, 1, debug_exit.get()},
-      {&pio_bus_, platform::kFwCfgPort, 2, fw_cfg.get()},
-      {&pio_bus_, platform::kPitPort, 4, pit.get()},
-      {&pio_bus_, platform::kRtcPort, 2, rtc.get()},
+  Slot table[] = {
+      {&pio_bus_, platform::kCom1Port, 8, std::move(uart)},
+      {&pio_bus_, platform::kDebugExitPort, 1, std::move(debug_exit)},
+      {&pio_bus_, platform::kFwCfgPort, 2, std::move(fw_cfg)},
+      {&pio_bus_, platform::kPitPort, 4, std::move(pit)},
+      {&pio_bus_, platform::kSystemControlPortB, 1, std::move(port_b)},
+      {&pio_bus_, platform::kRtcPort, 2, std::move(rtc)},
+      {&pio_bus_, platform::kAcpiPm1aEventPort, AcpiPm::kSize, std::move(acpi_pm)},
+      {&pio_bus_, platform::kResetControlPort, 1, std::move(reset)},
   };
-  for (const Slot& s : table) RETURN_IF_ERROR(s.bus->Register(s.base, s.size, s.device));
-  RETURN_IF_ERROR(pit->RegisterPorts(pio_bus_));
-  RETURN_IF_ERROR(acpi_pm->RegisterPorts(pio_bus_));
-  devices_.push_back(std::move(uart));
-  devices_.push_back(std::move(debug_exit));
-  devices_.push_back(std::move(fw_cfg));
-  devices_.push_back(std::move(pit));
-  devices_.push_back(std::move(rtc));
-  devices_.push_back(std::move(acpi_pm));
+  for (Slot& s : table) {
+    RETURN_IF_ERROR(s.bus->Register(s.base, s.size, s.device.get()));
+    devices_.push_back(std::move(s.device));
+  }
   return absl::OkStatus();
+}
+
+absl::Status Machine::LoadGuest() {
+  ASSIGN_OR_RETURN(std::vector<uint8_t> kernel, ReadFileBytes(config_.kernel_path));
+  std::vector<uint8_t> initrd;
+  if (!config_.initrd_path.empty()) {
+    ASSIGN_OR_RETURN(initrd, ReadFileBytes(config_.initrd_path));
+  }
+  E820Map e820 = E820Map::ForRegions(memory_->regions());
+  RETURN_IF_ERROR(fw_cfg_->AddFile("etc/e820", e820.ToBytes()).status());
+  ASSIGN_OR_RETURN(uint64_t rsdp, BuildAcpiTables(*memory_, AcpiConfig{.vcpu_count = config_.vcpus}));
+
+  switch (DetectKernelFormat(kernel)) {
+    case KernelFormat::kLinuxBzImage: {
+      LinuxBootOptions opts{.cmdline = config_.cmdline, .initrd = initrd, .e820 = e820.Entries(),
+                            .acpi_rsdp_addr = rsdp};
+      absl::StatusOr<LinuxLoadResult> r = LoadLinux(*memory_, kernel, opts);
+      if (!r.ok()) return PrefixError(config_.kernel_path, r.status());
+      boot_entry_ = r->entry;
+      return absl::OkStatus();
+    }
+    case KernelFormat::kMultiboot: {
+      MultibootOptions opts{.cmdline = config_.cmdline, .modules = {}, .e820 = e820.Entries()};
+      if (!initrd.empty()) opts.modules.push_back({initrd, config_.initrd_path});
+      absl::StatusOr<MultibootLoadResult> r = LoadMultiboot(*memory_, kernel, opts);
+      if (!r.ok()) return PrefixError(config_.kernel_path, r.status());
+      boot_entry_ = r->entry;
+      return absl::OkStatus();
+    }
+    case KernelFormat::kUnknown:
+      break;
+  }
+  return absl::InvalidArgumentError(absl::StrFormat(
+      "%s: not a kernel Coalesce can boot (neither a Linux bzImage nor a Multiboot v1 image)",
+      config_.kernel_path));
 }
 
 absl::Status Machine::BuildVcpus() {
@@ -140,10 +198,16 @@ absl::Status Machine::BuildVcpus() {
     w.io = io_handler_.get();
     w.run_control = &run_control_;
     w.memory = memory_.get();
-    if (i == 0) w.ext_int_ack = [this] { return pic_->Acknowledge(); };
+    if (i == 0) {
+      w.ext_int_ack = [this] {
+        uint8_t vector = pic_->Acknowledge();
+        lapics_[0]->AcknowledgeExtInt();
+        return vector;
+      };
+    }
     vcpus_[i] = std::make_unique<Vcpu>(std::move(fd), i == 0, std::move(w));
   }
-  RETURN_IF_ERROR(ApplyBootState(vcpus_[0]->fd()));
+  RETURN_IF_ERROR(ApplyBootEntry(boot_entry_, vcpus_[0]->fd()));
   run_control_.AddStopHook([this] {
     for (auto& v : vcpus_) v->Kick();
   });

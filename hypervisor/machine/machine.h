@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "hypervisor/base/timer_service.h"
+#include "hypervisor/boot/boot_entry.h"
 #include "hypervisor/bus/bus.h"
 #include "hypervisor/kvm/kvm_system.h"
 #include "hypervisor/machine/machine_config.h"
@@ -24,7 +25,8 @@ class LocalApic;
 class IoApic;
 class Pic8259Pair;
 class LocalInterruptRouter;
-class PlatformIrqSink;
+class LegacyIrqWiring;
+class FwCfg;
 class Uart16550;
 class ConsoleInput;
 
@@ -40,7 +42,7 @@ class Machine final {
   [[nodiscard]] std::string StatsReport() const;
 
  private:
-  explicit Machine(const MachineConfig& config) : config_(config) {}
+  explicit Machine(const MachineConfig& config);
   absl::Status BuildCore();
   absl::Status BuildInterruptControllers();
   absl::Status BuildDevices();
@@ -56,16 +58,18 @@ class Machine final {
   Bus pio_bus_{"pio"};
   Bus mmio_bus_{"mmio"};
   std::unique_ptr<BusIoHandler> io_handler_;
-  // Interrupt controllers and devices: declared before timers_, so timers_ (whose callbacks touch them)
-  // is destroyed first.
+  // Declared before the controllers and devices that schedule on it: they cancel their timers when
+  // destroyed (Cancel waits for a running callback), so the service must outlive them.
+  std::unique_ptr<TimerService> timers_;
   std::unique_ptr<LocalInterruptRouter> router_;
   std::unique_ptr<IoApic> ioapic_;
   std::unique_ptr<Pic8259Pair> pic_;
-  std::unique_ptr<PlatformIrqSink> irq_sink_;
+  std::unique_ptr<LegacyIrqWiring> irq_sink_;
   std::vector<std::unique_ptr<LocalApic>> lapics_;
   std::vector<std::unique_ptr<BusDevice>> devices_;  // the ordered device table, built in BuildDevices()
   Uart16550* uart_ = nullptr;                         // owned by devices_
-  std::unique_ptr<TimerService> timers_;
+  FwCfg* fw_cfg_ = nullptr;                           // owned by devices_
+  BootEntry boot_entry_;
   std::unique_ptr<ConsoleInput> console_input_;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
 };

@@ -9,7 +9,17 @@
 #include "hypervisor/base/log.h"
 #include "hypervisor/base/platform.h"
 #include "hypervisor/boot/cpu_startup.h"
+#if __has_include("hypervisor/emul/instruction_completer.h")
 #include "hypervisor/emul/instruction_completer.h"
+#else
+// TEMPORARY while hypervisor/emul's KVM adapter is being written.
+namespace coalesce {
+inline absl::StatusOr<std::string> CompleteFailedInstruction(VcpuFd&, const GuestMemory&,
+                                                             const exit::InternalError&) {
+  return absl::UnimplementedError("instruction completion not built yet");
+}
+}  // namespace coalesce
+#endif
 #include "hypervisor/irq/local_apic.h"
 #include "hypervisor/vcpu/exit_status.h"
 
@@ -92,8 +102,8 @@ void Vcpu::ThreadMain() {
 
 bool Vcpu::HandleStartupSignals() {
   LocalApic* apic = wiring_.lapic;
+  // TakeInit() also resets the APIC and arms it for a SIPI (which may already be pending).
   if (apic->TakeInit()) {
-    apic->Reset();
     state_.store(State::kWaitForSipi, std::memory_order_release);
     LOG_DEBUG("vcpu%u: INIT, waiting for SIPI", id());
     return true;
