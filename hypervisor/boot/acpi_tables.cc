@@ -243,6 +243,10 @@ absl::StatusOr<AcpiTableSet> BuildAcpiTableSet(const AcpiConfig& config, uint64_
     if (d.base > UINT32_MAX || d.size > UINT32_MAX - d.base) {
       return absl::InvalidArgumentError(absl::StrFormat("ACPI: virtio-mmio window %#x is above 4 GiB", d.base));
     }
+    if (d.gsi >= platform::kIoapicPins) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("ACPI: virtio-mmio GSI %u is past the IOAPIC's %u pins", d.gsi, platform::kIoapicPins));
+    }
   }
   if (config.virtio_mmio.size() > 256) return absl::InvalidArgumentError("ACPI: more than 256 virtio-mmio devices");
   // Layout: RSDP, FACS (64-aligned), DSDT, FADT, MADT, XSDT, RSDT, each 16-byte aligned.

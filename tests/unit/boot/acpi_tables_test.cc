@@ -162,9 +162,14 @@ TEST_CASE("ACPI: MADT has one enabled Local APIC per vCPU, the IOAPIC, overrides
   }
 }
 
-TEST_CASE("ACPI: vCPU count limits") {
+TEST_CASE("ACPI: configuration limits") {
   CHECK(!BuildAcpiTableSet({.vcpu_count = 0}, boot_layout::kAcpiTablesAddr).ok());
   CHECK(!BuildAcpiTableSet({.vcpu_count = 256}, boot_layout::kAcpiTablesAddr).ok());
+  CHECK(!BuildAcpiTableSet({.vcpu_count = 1, .virtio_mmio = {{0xd0000000, 0x200, 24}}}, boot_layout::kAcpiTablesAddr)
+             .ok());
+  CHECK(!BuildAcpiTableSet({.vcpu_count = 1, .virtio_mmio = {{0x100000000ULL, 0x200, 5}}},
+                           boot_layout::kAcpiTablesAddr)
+             .ok());
 }
 
 TEST_CASE("ACPI: written into guest memory where the kernel's RSDP scan finds it") {
