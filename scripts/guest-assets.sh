@@ -17,7 +17,8 @@
 #   COALESCE-CMD-BEGIN  ...  COALESCE-CMD-EXIT=<status>
 # or, without coalesce.cmd, starts a shell on the console (ttyS0). Either way it ends with `poweroff -f`.
 #
-# Environment: COALESCE_GUEST_ASSETS overrides the output directory.
+# Environment: COALESCE_GUEST_ASSETS overrides the output directory; COALESCE_SYSTEM_MAP=0 skips the ~280 MB
+# -dbg download that provides the real System.map.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -76,7 +77,9 @@ if [[ ! -f $KSTAMP || "$(cat "$KSTAMP")" != "$KSTAMP_WANT" || ! -f $OUT/vmlinuz 
   # The image package's System.map is a one-line stub; the real one is in the -dbg package (~280 MB to
   # download, once). Only that file is kept. Without it the stub stays: nothing but debugging needs it.
   cp "$KROOT/boot/System.map-$KREL" "$OUT/System.map"
-  if (cd "$DEBDIR" && apt-get download -q "$KPKG-dbg=$KVER_PKG" >&2); then
+  if [[ ${COALESCE_SYSTEM_MAP:-1} == 0 ]]; then
+    log "COALESCE_SYSTEM_MAP=0: keeping Debian's stub System.map"
+  elif (cd "$DEBDIR" && apt-get download -q "$KPKG-dbg=$KVER_PKG" >&2); then
     dpkg-deb --fsys-tarfile "$DEBDIR/$KPKG-dbg_"*.deb |
       tar -xO "./usr/lib/debug/boot/System.map-$KREL" >"$OUT/System.map.tmp" &&
       mv "$OUT/System.map.tmp" "$OUT/System.map" || log "warning: no System.map in $KPKG-dbg"
