@@ -9,17 +9,7 @@
 #include "hypervisor/base/log.h"
 #include "hypervisor/base/platform.h"
 #include "hypervisor/boot/cpu_startup.h"
-#if __has_include("hypervisor/emul/instruction_completer.h")
 #include "hypervisor/emul/instruction_completer.h"
-#else
-// TEMPORARY while hypervisor/emul's KVM adapter is being written.
-namespace coalesce {
-inline absl::StatusOr<std::string> CompleteFailedInstruction(VcpuFd&, const GuestMemory&,
-                                                             const exit::InternalError&) {
-  return absl::UnimplementedError("instruction completion not built yet");
-}
-}  // namespace coalesce
-#endif
 #include "hypervisor/irq/local_apic.h"
 #include "hypervisor/vcpu/exit_status.h"
 
