@@ -172,12 +172,14 @@ void DsmNode::OnPeerMessage(NodeId peer, Message msg) {
   {
     absl::MutexLock l(&mu_);
     s = engine_->OnMessage(msg, absl::Now(), &out);
+    dispatching_.fetch_add(1);
   }
   if (!s.ok()) {
     transport_->ClosePeer(peer, s);
     Fail(s);
   }
   Dispatch(std::move(out));
+  dispatching_.fetch_sub(1);
 }
 
 void DsmNode::OnPeerClosed(NodeId peer, const absl::Status& why) {
@@ -291,6 +293,8 @@ absl::Status DsmNode::Leave(absl::Duration timeout) {
   }
   RETURN_IF_ERROR(health());
   if (!done) return absl::DeadlineExceededError("leave: the managers did not take every page back in time");
+  const absl::Time deadline = absl::Now() + timeout;
+  while (dispatching_.load() != 0 && absl::Now() < deadline) absl::SleepFor(absl::Microseconds(100));
   Stop();
   return absl::OkStatus();
 }

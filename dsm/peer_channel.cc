@@ -113,7 +113,11 @@ absl::Status PeerChannel::WriteMessage(const Message& m) {
   size_t done = 0;
   iovec* v = iov;
   while (done < total) {
-    ssize_t n = ::writev(sock_.get(), v, iovcnt);
+    // sendmsg is writev with flags: MSG_NOSIGNAL, so a peer that went away is an error, not a SIGPIPE.
+    msghdr mh{};
+    mh.msg_iov = v;
+    mh.msg_iovlen = static_cast<size_t>(iovcnt);
+    ssize_t n = ::sendmsg(sock_.get(), &mh, MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR) continue;
       absl::Status s = errno == EAGAIN ? absl::DeadlineExceededError(absl::StrFormat(

@@ -318,6 +318,9 @@ absl::Status ProtocolEngine::OnPageData(const Message& msg, absl::Time now, std:
   LocalPage& lp = pages_[msg.page];
   const bool grant_m = (msg.flags & kFlagGrantModified) != 0;
   if (grant_m && it->second.kind != MsgType::kWriteReq) return Violation(msg, "Modified grant for a read");
+  // Account before the install: the install wakes the faulting threads, which may read the stats at once.
+  stats_->fault_latency[static_cast<int>(it->second.fault_kind)].Record(
+      static_cast<uint64_t>(absl::ToInt64Nanoseconds(now - it->second.start)));
   if (!msg.payload.empty()) {
     if (lp.state != static_cast<uint8_t>(PageState::kInvalid)) return Violation(msg, "data for a page held");
     RETURN_IF_ERROR(mem_->Install(msg.page, msg.payload.data(), grant_m));
@@ -329,10 +332,7 @@ absl::Status ProtocolEngine::OnPageData(const Message& msg, absl::Time now, std:
   }
   lp.state = static_cast<uint8_t>(grant_m ? PageState::kModified : PageState::kShared);
   if (grant_m) lp.owner = true;
-  const Pending p = it->second;
   pending_.erase(it);
-  stats_->fault_latency[static_cast<int>(p.fault_kind)].Record(
-      static_cast<uint64_t>(absl::ToInt64Nanoseconds(now - p.start)));
   out->push_back(Reply(grant_m ? MsgType::kWriteDone : MsgType::kReadDone, ManagerOf(msg.page), msg.page, 0, 0,
                        msg.seq));
   return absl::OkStatus();

@@ -72,7 +72,10 @@ void PageServer(int fd) {
   uint8_t hdr[32] = {};
   while (ReadFull(fd, req, sizeof(req))) {
     iovec iov[2] = {{hdr, sizeof(hdr)}, {page, sizeof(page)}};
-    if (::writev(fd, iov, 2) != static_cast<ssize_t>(sizeof(hdr) + sizeof(page))) return;
+    msghdr mh{};
+    mh.msg_iov = iov;
+    mh.msg_iovlen = 2;
+    if (::sendmsg(fd, &mh, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof(hdr) + sizeof(page))) return;
   }
 }
 
@@ -116,7 +119,7 @@ void Handler(int uffd, int stop_fd, int fetch_fd) {
     uffd_msg msg;
     if (::read(uffd, &msg, sizeof(msg)) != sizeof(msg)) continue;
     if (fetch_fd >= 0) {
-      if (::send(fetch_fd, req, sizeof(req), 0) != sizeof(req) || !ReadFull(fetch_fd, hdr, sizeof(hdr)) ||
+      if (::send(fetch_fd, req, sizeof(req), MSG_NOSIGNAL) != sizeof(req) || !ReadFull(fetch_fd, hdr, sizeof(hdr)) ||
           !ReadFull(fetch_fd, page, sizeof(page))) {
         return;
       }
@@ -185,7 +188,7 @@ uint64_t RawPath::TcpRtt4k() {
   uint8_t req[32] = {}, hdr[32];
   static uint8_t page[kPage];
   const uint64_t t0 = NowNs();
-  if (::send(client_, req, sizeof(req), 0) != sizeof(req) || !ReadFull(client_, hdr, sizeof(hdr)) ||
+  if (::send(client_, req, sizeof(req), MSG_NOSIGNAL) != sizeof(req) || !ReadFull(client_, hdr, sizeof(hdr)) ||
       !ReadFull(client_, page, sizeof(page))) {
     return 0;
   }
