@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""Bad input to `coalesce run`: each case must print a clear message naming the problem and exit non-zero.
+
+Usage: cli_errors_test.py COALESCE_BINARY GUEST_ELF
+"""
+import os
+import subprocess
+import sys
+import tempfile
+
+COALESCE, GUEST = sys.argv[1], sys.argv[2]
+failures = []
+
+
+def run(args, user=None):
+    cmd = [COALESCE, "run"] + args
+    if user:
+        cmd = ["setpriv", f"--reuid={user}", "--regid=65534", "--clear-groups"] + cmd
+    p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    return p.returncode, p.stdout + p.stderr
+
+
+def expect(name, args, status, *needles, user=None):
+    rc, out = run(args, user)
+    ok = rc == status and all(n in out for n in needles)
+    print(f"{'ok  ' if ok else 'FAIL'} {name}: exit {rc} (want {status}); {out.strip().splitlines()[-1] if out.strip() else '(no output)'}")
+    if not ok:
+        failures.append(name)
+        print("---- output ----\n" + out + "----------------")
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    not_kernel = os.path.join(tmp, "notes.txt")
+    with open(not_kernel, "w") as f:
+        f.write("this is not a kernel\n" * 100)
+    truncated = os.path.join(tmp, "truncated.elf")
+    with open(GUEST, "rb") as f:
+        data = f.read()
+    with open(truncated, "wb") as f:
+        f.write(data[: min(len(data) // 2, 9000)])
+    missing = os.path.join(tmp, "does-not-exist")
+
+    expect("no kernel", [], 2, "no kernel")
+    expect("missing kernel file", ["--kernel", missing], 2, missing, "No such file")
+    expect("a file that is no kernel", ["--kernel", not_kernel], 2, not_kernel, "not a kernel")
+    expect("truncated Multiboot ELF", ["--kernel", truncated], 2, truncated)
+    expect("missing initrd", ["--kernel", GUEST, "--initrd", missing], 2, missing)
+    expect("memory not a size", ["--kernel", GUEST, "--memory", "lots"], 2, "--memory", "lots")
+    expect("memory too small", ["--kernel", GUEST, "--memory", "1M"], 2, "too small")
+    expect("zero vCPUs", ["--kernel", GUEST, "--vcpus", "0"], 2, "--vcpus", "out of range")
+    expect("too many vCPUs", ["--kernel", GUEST, "--vcpus", "300"], 2, "--vcpus", "300")
+    expect("vCPUs not a number", ["--kernel", GUEST, "--vcpus", "two"], 2, "--vcpus", "two")
+    expect("unknown flag", ["--kernel", GUEST, "--frobnicate"], 2, "--frobnicate")
+    expect("flag without value", ["--kernel"], 2, "--kernel needs a value")
+    # Without access to /dev/kvm (an unprivileged user; the node is root-only here).
+    if os.geteuid() == 0 and (os.stat("/dev/kvm").st_mode & 0o006) == 0:
+        expect("no access to /dev/kvm", ["--kernel", GUEST], 8, "/dev/kvm", "Permission denied", user="nobody")
+    else:
+        print("FAIL no access to /dev/kvm: cannot arrange (not root, or /dev/kvm is world-accessible)")
+        failures.append("no access to /dev/kvm")
+
+print(f"{len(failures)} case(s) failed" if failures else "all bad-input cases behave")
+sys.exit(1 if failures else 0)
