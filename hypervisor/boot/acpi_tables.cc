@@ -142,8 +142,9 @@ Bytes BuildFacs() {
 Bytes BuildFadt(uint64_t facs, uint64_t dsdt) {
   Bytes b = Header("FACP", kFadtRevision);
   b.resize(kFadtSize, 0);
-  Put(b, 36, facs, 4);  // FIRMWARE_CTRL
-  Put(b, 40, dsdt, 4);  // DSDT
+  // FACS only through X_FIRMWARE_CTRL: the spec wants FIRMWARE_CTRL zero when the X field is set, and Linux
+  // installs the FACS twice when both are (seen under QEMU with these tables).
+  Put(b, 40, dsdt, 4);  // DSDT (the same value as X_DSDT)
   b[45] = 0;            // preferred PM profile: unspecified
   Put(b, 46, platform::kAcpiSciIrq, 2);
   // SMI_CMD = 0 and ACPI_ENABLE/DISABLE = 0: the machine is always in ACPI mode (SCI_EN reads as 1).

@@ -104,7 +104,9 @@ TEST_CASE("ACPI: RSDP -> XSDT/RSDT -> FADT -> DSDT/FACS, MADT") {
   const AcpiTable& fadt = Get(set, "FACP");
   CHECK(fadt.bytes.size() == 276);
   CHECK(fadt.bytes[8] == 6);
-  CHECK(Peek<uint32_t>(fadt.bytes, 36) == Get(set, "FACS").addr);
+  CHECK(Peek<uint32_t>(fadt.bytes, 36) == 0);  // FIRMWARE_CTRL: zero when X_FIRMWARE_CTRL is set
+  CHECK(Peek<uint64_t>(fadt.bytes, 132) == Get(set, "FACS").addr);
+  CHECK(Peek<uint32_t>(fadt.bytes, 40) == Get(set, "DSDT").addr);
   CHECK(Peek<uint64_t>(fadt.bytes, 140) == Get(set, "DSDT").addr);
   CHECK(Peek<uint16_t>(fadt.bytes, 46) == platform::kAcpiSciIrq);
   CHECK(Peek<uint32_t>(fadt.bytes, 48) == 0);  // SMI_CMD: ACPI always enabled
