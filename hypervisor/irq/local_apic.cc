@@ -36,6 +36,7 @@ LocalApic::LocalApic(uint32_t apic_id, bool bootstrap, InterruptRouter* router, 
     : apic_id_(apic_id), bootstrap_(bootstrap), router_(router), timers_(timers), kick_(std::move(kick)) {
   absl::MutexLock lock(&mu_);
   ResetRegistersLocked();  // no timer is running yet, nothing to cancel
+  wait_for_sipi_ = !bootstrap_;  // APs come out of power-on waiting for a SIPI, as on hardware
 }
 
 LocalApic::~LocalApic() {
@@ -461,7 +462,7 @@ void LocalApic::Reset() {
     stale = ResetRegistersLocked();
     nmi_pending_ = false;
     init_pending_ = false;
-    wait_for_sipi_ = false;
+    wait_for_sipi_ = !bootstrap_;
     sipi_vector_.reset();
     extint_message_ = false;
   }
@@ -514,11 +515,25 @@ uint64_t LocalApic::TimerDivisorLocked() const {
   return code == 7 ? 1 : (2ULL << code);
 }
 
+std::chrono::nanoseconds LocalApic::TimerPeriodicIntervalLocked() const {
+  return std::max<std::chrono::nanoseconds>(
+      std::chrono::nanoseconds(uint64_t{timer_initial_} * TimerDivisorLocked()), kMinPeriodicInterval);
+}
+
 uint32_t LocalApic::TimerCurrentCountLocked() const {
   if (!timer_running_) return 0;
   const auto now = Clock::now();
-  if (now >= timer_deadline_) return 0;
-  const uint64_t remaining_ns = static_cast<uint64_t>((timer_deadline_ - now).count());
+  uint64_t remaining_ns;
+  if (now < timer_deadline_) {
+    remaining_ns = static_cast<uint64_t>((timer_deadline_ - now).count());
+  } else if (lvt_timer_ & apic::kLvtTimerPeriodic) {
+    // Expired, and the timer thread has not reloaded it yet (it may be starved): a periodic count
+    // has already restarted on hardware, so report where it is in the current period.
+    const auto period = TimerPeriodicIntervalLocked();
+    remaining_ns = static_cast<uint64_t>((period - (now - timer_deadline_) % period).count());
+  } else {
+    return 0;
+  }
   // A clamped periodic interval may exceed the programmed one: never report more than the initial count.
   return static_cast<uint32_t>(std::min<uint64_t>(remaining_ns / TimerDivisorLocked(), timer_initial_));
 }
@@ -553,8 +568,7 @@ void LocalApic::OnTimerExpired(uint64_t generation) {
     // The mode in force at expiry decides whether the count reloads (the timer keeps counting while
     // masked, as hardware does).
     if (lvt_timer_ & apic::kLvtTimerPeriodic) {
-      const auto period = std::max<std::chrono::nanoseconds>(
-          std::chrono::nanoseconds(uint64_t{timer_initial_} * TimerDivisorLocked()), kMinPeriodicInterval);
+      const auto period = TimerPeriodicIntervalLocked();
       const auto now = Clock::now();
       timer_deadline_ += period;
       // Far behind (host stalled): skip the missed periods instead of firing a burst.

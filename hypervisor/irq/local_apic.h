@@ -79,8 +79,9 @@ class LocalApic final {
   // values, id kept) and arms it to accept a SIPI: the vCPU loop resets the CPU state and waits for
   // TakeStartup(). Do not call Reset() afterwards, that would discard a SIPI that already arrived.
   bool TakeInit();
-  // Consumes a pending SIPI vector (start at vector << 12). One SIPI per INIT: the second SIPI of the
-  // usual INIT-SIPI-SIPI sequence is ignored once the first was taken.
+  // Consumes a pending SIPI vector (start at vector << 12). A SIPI is accepted once per INIT, and by an
+  // AP once after power-on (its wait-for-SIPI state); the second SIPI of the usual INIT-SIPI-SIPI
+  // sequence and SIPIs to the BSP are ignored.
   std::optional<uint8_t> TakeStartup();
   // The PIC must be asked for a vector (INTA): LINT0 is ExtINT, unmasked and its line is high, or an
   // ExtINT message arrived (then call AcknowledgeExtInt() after the PIC's INTA).
@@ -92,7 +93,8 @@ class LocalApic final {
   void SetLint1(bool level);
   // Anything that should wake a halted vCPU: deliverable interrupt, NMI, INIT, SIPI, ExtINT.
   [[nodiscard]] bool HasWork() const;
-  // Power-on reset: registers to their reset values, pending events and the timer dropped; id kept.
+  // Power-on reset: registers to their reset values, pending events and the timer dropped; id kept; an
+  // AP waits for a SIPI again.
   void Reset();
 
   // Guest-caused anomalies (illegal vectors, bad accesses, dropped messages), for counters and tests.
@@ -131,6 +133,8 @@ class LocalApic final {
   // --- Timer.
   uint64_t TimerDivisorLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   uint32_t TimerCurrentCountLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // The reload interval of periodic mode: initial count x divisor, clamped to a floor.
+  std::chrono::nanoseconds TimerPeriodicIntervalLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // (Re)starts the countdown from the initial count. Returns the superseded timer id to Cancel().
   TimerService::TimerId StartTimerLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Stops the countdown; returns the timer id to Cancel().

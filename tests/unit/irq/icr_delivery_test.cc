@@ -120,7 +120,14 @@ TEST_CASE("icr: INIT assert, INIT de-assert and SIPI, as Linux wakes an AP") {
   LocalApic& bsp = sys.apic(0);
   LocalApic& ap = sys.apic(1);
   Enable(bsp);
-  // A SIPI before any INIT is ignored.
+  // Fresh from power-on an AP takes one SIPI (hardware's wait-for-SIPI state); the BSP never does.
+  SendIpi(ap, 0, kIcrStartup | 0x77);
+  CHECK_FALSE(bsp.HasWork());
+  CHECK_FALSE(bsp.TakeStartup().has_value());
+  SendIpi(bsp, 1, kIcrStartup | 0x99);
+  SendIpi(bsp, 1, kIcrStartup | 0x98);
+  CHECK(ap.TakeStartup() == std::optional<uint8_t>(0x99));
+  // Running now: a SIPI without a new INIT is ignored.
   SendIpi(bsp, 1, kIcrStartup | 0x9a);
   CHECK_FALSE(ap.HasWork());
   CHECK_FALSE(ap.TakeStartup().has_value());

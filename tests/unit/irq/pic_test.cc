@@ -205,6 +205,21 @@ TEST_CASE("pic: auto-EOI, poll mode and bad input numbers") {
   CHECK_FALSE(p.pic.OutputHigh());
 }
 
+TEST_CASE("pic: special mask mode lets lower priorities through a masked in-service input") {
+  Pics p;
+  p.LinuxInit(0x00, 0xff);
+  p.pic.SetIrq(3, true);
+  CHECK(p.pic.Acknowledge() == 0x33);
+  p.pic.SetIrq(5, true);
+  CHECK_FALSE(p.pic.OutputHigh());  // IRQ3 in service blocks IRQ5
+  Out(p.master, 1, 0x08);           // mask IRQ3
+  Out(p.master, 0, 0x68);           // OCW3: set special mask mode
+  CHECK(p.pic.OutputHigh());
+  CHECK(p.pic.Acknowledge() == 0x35);
+  Out(p.master, 0, 0x48);  // clear special mask mode
+  CHECK(p.MasterIsr() == 0x28);
+}
+
 TEST_CASE("pic: rotation commands") {
   Pics p;
   p.LinuxInit(0x00, 0xff);
