@@ -7,7 +7,7 @@
 #include <span>
 
 #include "absl/status/statusor.h"
-#include "hypervisor/boot/initrd_placement.h"
+#include "hypervisor/boot/address_range.h"
 #include "hypervisor/memory/guest_memory.h"
 
 namespace coalesce {

@@ -7,14 +7,10 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "hypervisor/boot/address_range.h"
 #include "hypervisor/boot/e820_map.h"
 
 namespace coalesce {
-
-struct AddressRange {
-  uint64_t begin;
-  uint64_t end;  // exclusive
-};
 
 // Returns the page-aligned load address. `addr_max` is the highest address the initrd's last byte may use
 // (setup header initrd_addr_max). ResourceExhausted when no free RAM range below the limit is big enough.
