@@ -1,9 +1,13 @@
 #include "hypervisor/cli/run_command.h"
 
 #include <cstdio>
+#include <cstring>
+
+#include "absl/strings/str_format.h"
 
 #include "hypervisor/base/log.h"
 #include "hypervisor/cli/run_options.h"
+#include "hypervisor/cli/signal_stopper.h"
 #include "hypervisor/machine/machine.h"
 #include "hypervisor/vcpu/exit_status.h"
 
@@ -39,6 +43,8 @@ int RunCommand(const std::vector<std::string>& args) {
   config.cmdline = options.append;
   config.vcpus = options.vcpus;
   config.memory = options.memory;
+  // Before any thread exists, so every thread inherits the mask and only the stopper sees them.
+  BlockStopSignals();
   absl::StatusOr<std::unique_ptr<Machine>> machine = Machine::Create(config);
   if (!machine.ok()) {
     std::fprintf(stderr, "coalesce run: %s\n", std::string(machine.status().message()).c_str());
@@ -48,10 +54,17 @@ int RunCommand(const std::vector<std::string>& args) {
                  c == absl::StatusCode::kOutOfRange || c == absl::StatusCode::kFailedPrecondition;
     return input ? exit_status::kUsage : exit_status::kHostFailure;
   }
-  int status = (*machine)->Run();
+  Machine& vm = **machine;
+  int status;
+  {
+    SignalStopper stopper([&vm](int sig) {
+      vm.RequestStop(exit_status::kHostFailure, absl::StrFormat("stopped by signal %d (%s)", sig, strsignal(sig)));
+    });
+    status = vm.Run();
+  }
   std::fflush(stdout);
   std::fprintf(stderr, "coalesce: %s (exit status %d)\n", (*machine)->run_control().reason().c_str(), status);
-  if (options.print_stats) std::fputs((*machine)->StatsReport().c_str(), stderr);
+  if (options.print_stats) std::fputs(vm.StatsReport().c_str(), stderr);
   return status;
 }
 

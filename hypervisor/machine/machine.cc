@@ -252,6 +252,7 @@ std::string Machine::StatsReport() const {
       for (const auto& [name, n] : emu) absl::StrAppendFormat(&out, " %s=%u", name, n);
     }
     out += "\n";
+    if (v->state() == Vcpu::State::kStopped) out += v->DumpRegisters() + "\n";
   }
   absl::StrAppendFormat(&out, "bus: unclaimed pio=%u mmio=%u\n", pio_bus_.unclaimed_accesses(),
                         mmio_bus_.unclaimed_accesses());

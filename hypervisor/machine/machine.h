@@ -38,6 +38,8 @@ class Machine final {
   // Starts every vCPU, waits until the guest stops, and returns the exit status (see exit_status.h).
   int Run();
   [[nodiscard]] const RunControl& run_control() const { return run_control_; }
+  // Stops the guest from outside (a signal, a lost node); the first stop wins.
+  void RequestStop(int exit_status, std::string reason) { run_control_.Stop(exit_status, std::move(reason)); }
   // Exit, injection and emulation counters of every vCPU, one line each.
   [[nodiscard]] std::string StatsReport() const;
 
