@@ -195,6 +195,10 @@ bool Vcpu::HandleExit(const VcpuExit& e) {
     return true;
   }
   if (std::holds_alternative<exit::Hlt>(e)) {
+    // An NMI we injected while the guest had NMIs blocked (inside its NMI handler) waits in KVM until the
+    // handler's IRET. If the guest halts right after, KVM still holds it: go back in instead of sleeping,
+    // or the NMI would be lost. (KVM's own halt would wake for it; our user-space halt must ask.)
+    if (auto ev = fd_.GetVcpuEvents(); ev.ok() && (ev->nmi.pending || ev->nmi.injected)) return true;
     state_.store(State::kHalted, std::memory_order_release);
     return true;
   }
