@@ -58,7 +58,8 @@ struct DsmNodeConfig {
   // Print counters, latency histograms and the hottest pages to stderr when the node stops (also turned on by the
   // environment variable COALESCE_DSM_STATS=1).
   bool print_stats_at_exit = false;
-  // The first fatal error (peer lost, timeout, protocol violation, local failure). Runs on a DSM thread.
+  // The first fatal error (peer lost, timeout, protocol violation, local failure). Runs on a DSM thread: it may
+  // signal or exit, but must not call Stop() or destroy the node itself (Stop joins that thread).
   std::function<void(const absl::Status&)> on_error;
   // Application messages on the bulk lane (SendUserMessage). Runs on a receiver thread.
   std::function<void(NodeId from, std::vector<uint8_t> payload)> on_user_message;

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -37,6 +38,9 @@ absl::StatusOr<std::unique_ptr<UffdPageMemory>> UffdPageMemory::Create(int memfd
   reg.range.len = size;
   reg.mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP;
   if (::ioctl(fd, UFFDIO_REGISTER, &reg) < 0) return ErrnoStatus("UFFDIO_REGISTER (MISSING | WP) on the memfd");
+  // A forked child would inherit the mapping without the registration and could fill holes in the shared memfd
+  // behind the protocol's back. Processes that need guest RAM get the memfd itself (vhost-user), not a fork.
+  if (::madvise(base, size, MADV_DONTFORK) < 0) return ErrnoStatus("madvise(MADV_DONTFORK) on DSM memory");
   const uint64_t need = (uint64_t{1} << _UFFDIO_COPY) | (uint64_t{1} << _UFFDIO_WRITEPROTECT) |
                         (uint64_t{1} << _UFFDIO_WAKE);
   if ((reg.ioctls & need) != need) return absl::UnimplementedError("userfaultfd lacks COPY/WRITEPROTECT/WAKE");

@@ -149,6 +149,28 @@ TEST_CASE("bulk user messages flow on their own lane", "[dsm][node]") {
   (void)got;
 }
 
+TEST_CASE("link emulation delays page traffic by the configured one-way latency", "[dsm][node]") {
+  ErrorSink errors;
+  std::vector<std::unique_ptr<DsmNode>> nodes;
+  for (NodeId id : {0, 1}) {
+    auto cfg = Config(id, &errors);
+    cfg.link.one_way_latency = absl::Milliseconds(5);
+    cfg.link.jitter = absl::Milliseconds(1);
+    auto node = DsmNode::CreateWithOwnMemory(cfg, kSize);
+    REQUIRE(node.ok());
+    nodes.push_back(std::move(*node));
+  }
+  REQUIRE(nodes[1]->Connect(DsmPeer{0, "127.0.0.1", nodes[0]->port()}).ok());
+  reinterpret_cast<volatile uint64_t*>(nodes[0]->data())[0] = 9;
+  const absl::Time start = absl::Now();
+  REQUIRE(reinterpret_cast<volatile uint64_t*>(nodes[1]->data())[0] == 9);  // READ_REQ + PAGE_DATA: two links
+  const absl::Duration took = absl::Now() - start;
+  INFO(absl::FormatDuration(took));
+  REQUIRE(took >= absl::Milliseconds(10));
+  REQUIRE(took < absl::Seconds(1));
+  REQUIRE(errors.count == 0);
+}
+
 TEST_CASE("a silent peer is reported within the peer timeout", "[dsm][node]") {
   ErrorSink errors;
   auto cfg = Config(0, &errors);
