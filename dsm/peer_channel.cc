@@ -120,11 +120,15 @@ absl::Status PeerChannel::WriteMessage(const Message& m) {
     ssize_t n = ::sendmsg(sock_.get(), &mh, MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR) continue;
-      absl::Status s = errno == EAGAIN ? absl::DeadlineExceededError(absl::StrFormat(
-                                             "send to node %u blocked past the timeout (peer not reading)", peer_))
-                                       : ErrnoStatus(absl::StrFormat("send to node %u", peer_));
-      Close(s);
-      return s;
+      if (errno == EAGAIN) {
+        absl::Status s = absl::DeadlineExceededError(
+            absl::StrFormat("send to node %u blocked past the timeout (peer not reading)", peer_));
+        Close(s);
+        return s;
+      }
+      // The peer closed or reset the connection. Leave the socket to the receiver: it still reads what the peer
+      // sent before going (a LEAVE makes the disconnect benign) and then reports the close.
+      return ErrnoStatus(absl::StrFormat("send to node %u", peer_));
     }
     done += static_cast<size_t>(n);
     // Advance over what went out (partial writes happen when the socket buffer fills).
