@@ -16,6 +16,7 @@ std::vector<std::string> RemoteNodeArgs::ToArgs() const {
       absl::StrCat("--vcpus=", absl::StrJoin(vcpu_ids, ",")),
       absl::StrCat("--home=", home_address),
       absl::StrCat("--tsc-offset=", tsc_offset),
+      absl::StrCat("--node-id=", node_id),
       absl::StrCat("--ready-fd=", ready_fd),
   };
 }
@@ -58,6 +59,10 @@ absl::StatusOr<RemoteNodeArgs> RemoteNodeArgs::Parse(const std::vector<std::stri
       have_home = true;
     } else if (name == "tsc-offset") {
       if (!absl::SimpleAtoi(value, &out.tsc_offset)) return bad(arg, "not an integer");
+    } else if (name == "node-id") {
+      if (!absl::SimpleAtoi(value, &out.node_id) || out.node_id == 0 || out.node_id >= 64) {
+        return bad(arg, "not a node id between 1 and 63");
+      }
     } else if (name == "ready-fd") {
       if (!absl::SimpleAtoi(value, &out.ready_fd) || out.ready_fd < 0) return bad(arg, "not a file descriptor");
       have_ready = true;

@@ -10,6 +10,7 @@
 #include "hypervisor/cli/run_command.h"
 #include "hypervisor/cli/run_options.h"
 #include "hypervisor/vcpu/exit_status.h"
+#include "vcpu_remote/remote_node.h"
 
 int main(int argc, char** argv) {
   using namespace coalesce;
@@ -21,6 +22,9 @@ int main(int argc, char** argv) {
   std::string command = argv[1];
   if (command == "run") {
     return RunCommand(std::vector<std::string>(argv + 2, argv + argc));
+  }
+  if (command == "remote-node") {
+    return RunRemoteNodeMain(std::vector<std::string>(argv + 2, argv + argc));
   }
   if (command == "edge") {
     return RunEdgeAgentMain(argc - 1, argv + 1);

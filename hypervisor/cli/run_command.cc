@@ -8,10 +8,73 @@
 #include "hypervisor/base/log.h"
 #include "hypervisor/cli/run_options.h"
 #include "hypervisor/cli/signal_stopper.h"
+#include "edge_monitor/edge_flag.h"
+#include "edge_monitor/host_port.h"
+#include "edge_monitor/profile_loader.h"
+#include "edge_monitor/profile_overrides.h"
+#include "edge_monitor/profile_validator.h"
+#include "edge_monitor/size.h"
 #include "hypervisor/machine/machine.h"
 #include "hypervisor/vcpu/exit_status.h"
 
 namespace coalesce {
+namespace {
+
+// The profile (if any) with the command-line flags layered over it, checked, as a MachineConfig.
+absl::StatusOr<MachineConfig> MergeProfile(RunOptions options) {
+  pb::Profile profile;
+  if (!options.profile.empty()) {
+    absl::StatusOr<pb::Profile> loaded = LoadProfile(options.profile);
+    if (!loaded.ok()) return loaded.status();
+    profile = *std::move(loaded);
+  }
+  ProfileOverrides ov;
+  if (!options.kernel.empty()) ov.kernel = options.kernel;
+  if (!options.initrd.empty()) ov.initrd = options.initrd;
+  if (!options.append.empty()) ov.cmdline = options.append;
+  if (options.memory_set) ov.memory = FormatSize(options.memory);
+  if (options.vcpus_set || options.profile.empty()) ov.vcpus = options.vcpus;
+  for (const std::string& e : options.edges) {
+    absl::StatusOr<EdgePlacement> placement = ParseEdgeFlag(e);
+    if (!placement.ok()) return placement.status();
+    ov.edges.push_back(*std::move(placement));
+  }
+  // The merged values, checked with the flags' own messages first.
+  RunOptions merged = options;
+  merged.kernel = ov.kernel.value_or(profile.guest().kernel());
+  merged.vcpus = ov.vcpus.value_or(profile.guest().vcpus());
+  if (!ov.memory && !profile.guest().memory().empty()) {
+    absl::StatusOr<uint64_t> m = ParseSize(profile.guest().memory(), "memory");
+    if (!m.ok()) return m.status();
+    merged.memory = *m;
+  }
+  if (absl::Status st = ValidateRunOptions(merged); !st.ok()) return st;
+  if (absl::Status st = ApplyOverrides(ov, &profile); !st.ok()) return st;
+  if (profile.guest().memory().empty()) profile.mutable_guest()->set_memory(FormatSize(merged.memory));
+  if (absl::Status st = ValidateProfile(profile); !st.ok()) {
+    return absl::InvalidArgumentError(
+        options.profile.empty() ? std::string(st.message()) : absl::StrFormat("%s: %s", options.profile, st.message()));
+  }
+  MachineConfig config;
+  config.kernel_path = profile.guest().kernel();
+  config.initrd_path = profile.guest().initrd();
+  config.cmdline = profile.guest().cmdline();
+  config.vcpus = profile.guest().vcpus();
+  config.memory = merged.memory;
+  for (const auto& edge : profile.edge()) {
+    config.edges.push_back({edge.address(), {edge.vcpus().begin(), edge.vcpus().end()}});
+  }
+  std::string data_plane = !options.data_plane.empty() ? options.data_plane : profile.home().data_plane_address();
+  if (!data_plane.empty()) {
+    absl::StatusOr<HostPort> hp = ParseHostPort(data_plane, "--data-plane", /*allow_port_zero=*/true);
+    if (!hp.ok()) return hp.status();
+    config.data_plane_host = hp->host;
+    config.data_plane_port = hp->port;
+  }
+  return config;
+}
+
+}  // namespace
 
 int RunCommand(const std::vector<std::string>& args) {
   absl::StatusOr<RunOptions> parsed = ParseRunOptions(args);
@@ -33,19 +96,14 @@ int RunCommand(const std::vector<std::string>& args) {
     }
     SetLogLevel(level);
   }
-  if (absl::Status st = ValidateRunOptions(options); !st.ok()) {
-    std::fprintf(stderr, "coalesce run: %s\n", std::string(st.message()).c_str());
+  absl::StatusOr<MachineConfig> config = MergeProfile(options);
+  if (!config.ok()) {
+    std::fprintf(stderr, "coalesce run: %s\n", std::string(config.status().message()).c_str());
     return exit_status::kUsage;
   }
-  MachineConfig config;
-  config.kernel_path = options.kernel;
-  config.initrd_path = options.initrd;
-  config.cmdline = options.append;
-  config.vcpus = options.vcpus;
-  config.memory = options.memory;
   // Before any thread exists, so every thread inherits the mask and only the stopper sees them.
   BlockStopSignals();
-  absl::StatusOr<std::unique_ptr<Machine>> machine = Machine::Create(config);
+  absl::StatusOr<std::unique_ptr<Machine>> machine = Machine::Create(*config);
   if (!machine.ok()) {
     std::fprintf(stderr, "coalesce run: %s\n", std::string(machine.status().message()).c_str());
     // Input problems (files, sizes, formats) are usage errors; anything else is the host's.

@@ -36,6 +36,8 @@ const char kRunUsage[] =
     "  --profile FILE      coalescence profile (protobuf text format or JSON); flags override it\n"
     "  --edge ADDR=LIST    place vCPUs LIST (e.g. 2,3 or 2-3) on the edge agent at ADDR (host:port);\n"
     "                      repeatable\n"
+    "  --data-plane H:P    address edge nodes use to reach this node's data plane (default\n"
+    "                      127.0.0.1:0, any port); set it when edges are on other hosts\n"
     "  --stats             print exit, injection and emulation counters when the guest stops\n"
     "  --log-level LEVEL   debug, info, warning (default) or error; also COALESCE_LOG\n"
     "  --help              this text\n";
@@ -93,6 +95,10 @@ absl::StatusOr<RunOptions> ParseRunOptions(const std::vector<std::string>& args)
       auto v = take();
       if (!v.ok()) return v.status();
       o.edges.push_back(*v);
+    } else if (flag == "--data-plane") {
+      auto v = take();
+      if (!v.ok()) return v.status();
+      o.data_plane = *v;
     } else if (flag == "--log-level") {
       auto v = take();
       if (!v.ok()) return v.status();

@@ -1,6 +1,7 @@
 #include "hypervisor/machine/machine.h"
 
 #include <unistd.h>
+#include <x86intrin.h>
 
 #include <cstdio>
 
@@ -18,10 +19,12 @@
 #include "hypervisor/irq/local_apic.h"
 #include "hypervisor/irq/local_interrupt_router.h"
 #include "hypervisor/irq/pic.h"
+#include "hypervisor/machine/coalescence_home.h"
 #include "hypervisor/machine/console_input.h"
 #include "hypervisor/irq/legacy_irq_wiring.h"
 #include "hypervisor/vcpu/cpuid.h"
 #include "hypervisor/vcpu/exit_status.h"
+#include "vcpu_remote/forwarding_router.h"
 #include "devmodel/acpi_pm.h"
 #include "devmodel/cmos_rtc.h"
 #include "devmodel/debug_exit.h"
@@ -47,6 +50,7 @@ absl::StatusOr<std::unique_ptr<Machine>> Machine::Create(const MachineConfig& co
   RETURN_IF_ERROR(m->BuildDevices());
   RETURN_IF_ERROR(m->LoadGuest());
   RETURN_IF_ERROR(m->BuildVcpus());
+  RETURN_IF_ERROR(m->StartCoalescence());
   return m;
 }
 
@@ -76,19 +80,43 @@ absl::Status Machine::BuildCore() {
 }
 
 absl::Status Machine::BuildInterruptControllers() {
-  router_ = std::make_unique<LocalInterruptRouter>();
+  node_of_vcpu_.assign(config_.vcpus, 0);
+  for (size_t e = 0; e < config_.edges.size(); ++e) {
+    for (uint32_t v : config_.edges[e].vcpus) {
+      if (v >= config_.vcpus) {
+        return absl::InvalidArgumentError(absl::StrFormat("edge %s: vCPU %u does not exist (--vcpus %u)",
+                                                          config_.edges[e].agent_address, v, config_.vcpus));
+      }
+      if (v == 0) return absl::InvalidArgumentError("vCPU 0 (the bootstrap processor) must run at home");
+      node_of_vcpu_[v] = static_cast<uint16_t>(e + 1);
+    }
+  }
+  if (config_.edges.empty()) {
+    router_ = std::make_unique<LocalInterruptRouter>();
+  } else {
+    auto fwd = std::make_unique<ForwardingInterruptRouter>(
+        0, node_of_vcpu_,
+        [this](uint16_t node, const ApicMessage& msg) {
+          if (home_) home_->SendInterrupt(node, msg);
+        },
+        nullptr);
+    forwarding_router_ = fwd.get();
+    router_ = std::move(fwd);
+  }
   ioapic_ = std::make_unique<IoApic>(router_.get());
   router_->SetIoApic(ioapic_.get());
   pic_ = std::make_unique<Pic8259Pair>();
   irq_sink_ = std::make_unique<LegacyIrqWiring>(pic_.get(), ioapic_.get());
   vcpus_.resize(config_.vcpus);
+  lapics_.resize(config_.vcpus);
   for (uint32_t i = 0; i < config_.vcpus; ++i) {
+    if (!IsLocal(i)) continue;
     // The kick reaches the Vcpu built later in BuildVcpus(); until then there is nothing to wake.
     auto kick = [this, i] {
       if (vcpus_[i]) vcpus_[i]->Kick();
     };
-    lapics_.push_back(std::make_unique<LocalApic>(i, i == 0, router_.get(), timers_.get(), kick));
-    RETURN_IF_ERROR(router_->AddApic(lapics_.back().get()));
+    lapics_[i] = std::make_unique<LocalApic>(i, i == 0, router_.get(), timers_.get(), kick);
+    RETURN_IF_ERROR(router_->AddApic(lapics_[i].get()));
   }
   // The PIC's INTR pin is wired to LINT0 of the bootstrap processor.
   pic_->SetOutputCallback([this](bool level) { lapics_[0]->SetLint0(level); });
@@ -191,6 +219,7 @@ absl::Status Machine::LoadGuest() {
 absl::Status Machine::BuildVcpus() {
   ASSIGN_OR_RETURN(auto supported, kvm_->SupportedCpuid());
   for (uint32_t i = 0; i < config_.vcpus; ++i) {
+    if (!IsLocal(i)) continue;
     ASSIGN_OR_RETURN(VcpuFd fd, vm_->CreateVcpu(i));
     RETURN_IF_ERROR(fd.SetCpuid(FilterCpuid(supported, {.apic_id = i, .vcpu_count = config_.vcpus})));
     Vcpu::Wiring w;
@@ -209,8 +238,51 @@ absl::Status Machine::BuildVcpus() {
   }
   RETURN_IF_ERROR(ApplyBootEntry(boot_entry_, vcpus_[0]->fd()));
   run_control_.AddStopHook([this] {
-    for (auto& v : vcpus_) v->Kick();
+    if (home_) home_->NotifyStop(run_control_.exit_status(), run_control_.reason());
+    for (auto& v : vcpus_) {
+      if (v) v->Kick();
+    }
   });
+  return absl::OkStatus();
+}
+
+absl::Status Machine::StartCoalescence() {
+  if (config_.edges.empty()) return absl::OkStatus();
+  // The guest's TSC on every node is host TSC - offset, the offset KVM gave vCPU 0 here.
+  constexpr uint32_t kMsrIa32Tsc = 0x10;
+  ASSIGN_OR_RETURN(auto tsc, vcpus_[0]->fd().GetMsrs({kMsrIa32Tsc}));
+  CoalescenceConfig cc;
+  cc.edges = config_.edges;
+  cc.vcpu_count = config_.vcpus;
+  cc.data_plane_host = config_.data_plane_host;
+  cc.data_plane_port = config_.data_plane_port;
+  cc.tsc_offset = static_cast<int64_t>(__rdtsc() - tsc[0]);
+  CoalescenceHome::Handlers h;
+  h.on_io = [this](const node_msg::IoRequest& io, std::vector<uint8_t>* data) {
+    uint8_t buf[8] = {};
+    std::span<uint8_t> rd(buf, io.size);
+    switch (io.kind) {
+      case node_msg::IoKind::kPioRead:
+        io_handler_->PioRead(io.vcpu_id, static_cast<uint16_t>(io.address), rd);
+        data->assign(rd.begin(), rd.end());
+        break;
+      case node_msg::IoKind::kMmioRead:
+        io_handler_->MmioRead(io.vcpu_id, io.address, rd);
+        data->assign(rd.begin(), rd.end());
+        break;
+      case node_msg::IoKind::kPioWrite:
+        io_handler_->PioWrite(io.vcpu_id, static_cast<uint16_t>(io.address), io.data);
+        break;
+      case node_msg::IoKind::kMmioWrite:
+        io_handler_->MmioWrite(io.vcpu_id, io.address, io.data);
+        break;
+    }
+  };
+  h.deliver_locally = [this](const ApicMessage& msg) { router_->DeliverLocally(msg); };
+  h.target_nodes = [this](const ApicMessage& msg) { return forwarding_router_->TargetNodes(msg); };
+  h.on_eoi = [this](uint8_t vector) { router_->BroadcastEoi(vector); };
+  h.on_stop = [this](int status, std::string reason) { run_control_.Stop(status, std::move(reason)); };
+  ASSIGN_OR_RETURN(home_, CoalescenceHome::Start(cc, *memory_, std::move(h)));
   return absl::OkStatus();
 }
 
@@ -220,7 +292,9 @@ int Machine::Run() {
         [this](std::span<const uint8_t> bytes) { uart_->ReceiveBytes(bytes); },
         [this] { run_control_.Stop(exit_status::kPowerOff, "stopped from the console (Ctrl-A x)"); });
   }
-  for (auto& v : vcpus_) v->Start();
+  for (auto& v : vcpus_) {
+    if (v) v->Start();
+  }
   run_control_.WaitForStop();
   Shutdown();
   std::fflush(stdout);
@@ -235,6 +309,7 @@ void Machine::Shutdown() {
     if (v) v->Join();
   }
   console_input_.reset();
+  if (home_) home_->Shutdown();
 }
 
 std::string Machine::StatsReport() const {
@@ -256,6 +331,7 @@ std::string Machine::StatsReport() const {
   }
   absl::StrAppendFormat(&out, "bus: unclaimed pio=%u mmio=%u\n", pio_bus_.unclaimed_accesses(),
                         mmio_bus_.unclaimed_accesses());
+  if (home_) out += home_->StatsReport();
   return out;
 }
 

@@ -25,6 +25,8 @@ class LocalApic;
 class IoApic;
 class Pic8259Pair;
 class LocalInterruptRouter;
+class ForwardingInterruptRouter;
+class CoalescenceHome;
 class LegacyIrqWiring;
 class FwCfg;
 class Uart16550;
@@ -50,6 +52,8 @@ class Machine final {
   absl::Status BuildDevices();
   absl::Status LoadGuest();
   absl::Status BuildVcpus();
+  absl::Status StartCoalescence();
+  [[nodiscard]] bool IsLocal(uint32_t vcpu) const { return node_of_vcpu_[vcpu] == 0; }
   void Shutdown();
 
   MachineConfig config_;
@@ -63,17 +67,20 @@ class Machine final {
   // Declared before the controllers and devices that schedule on it: they cancel their timers when
   // destroyed (Cancel waits for a running callback), so the service must outlive them.
   std::unique_ptr<TimerService> timers_;
+  std::vector<uint16_t> node_of_vcpu_;                // 0 = here; edge k (config order) = node k+1
   std::unique_ptr<LocalInterruptRouter> router_;
+  ForwardingInterruptRouter* forwarding_router_ = nullptr;  // router_ itself when coalesced
   std::unique_ptr<IoApic> ioapic_;
   std::unique_ptr<Pic8259Pair> pic_;
   std::unique_ptr<LegacyIrqWiring> irq_sink_;
-  std::vector<std::unique_ptr<LocalApic>> lapics_;
+  std::vector<std::unique_ptr<LocalApic>> lapics_;    // indexed by vCPU id; null where the vCPU is remote
   std::vector<std::unique_ptr<BusDevice>> devices_;  // the ordered device table, built in BuildDevices()
   Uart16550* uart_ = nullptr;                         // owned by devices_
   FwCfg* fw_cfg_ = nullptr;                           // owned by devices_
   BootEntry boot_entry_;
   std::unique_ptr<ConsoleInput> console_input_;
-  std::vector<std::unique_ptr<Vcpu>> vcpus_;
+  std::vector<std::unique_ptr<Vcpu>> vcpus_;           // indexed by vCPU id; null where the vCPU is remote
+  std::unique_ptr<CoalescenceHome> home_;             // only when vCPUs run on edge nodes
 };
 
 }  // namespace coalesce

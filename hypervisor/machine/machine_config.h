@@ -4,6 +4,9 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
+
+#include "hypervisor/machine/edge_placement.h"
 
 namespace coalesce {
 
@@ -16,6 +19,10 @@ struct MachineConfig {
   // Where the guest's COM1 output goes (default: stdout). Input comes from stdin when `console_input`.
   std::function<void(uint8_t)> console_output;
   bool console_input = true;
+  // Coalescence: vCPUs placed on edge agents (empty: every vCPU at home). vCPU 0 always runs at home.
+  std::vector<EdgePlacementSpec> edges;
+  std::string data_plane_host = "127.0.0.1";  // the address edge nodes use to reach this node's data plane
+  uint16_t data_plane_port = 0;
 };
 
 }  // namespace coalesce

@@ -1,0 +1,154 @@
+#include "hypervisor/machine/coalescence_home.h"
+
+#include <unistd.h>
+
+#include <random>
+
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "hypervisor/base/log.h"
+#include "hypervisor/base/status_macros.h"
+#include "hypervisor/vcpu/exit_status.h"
+
+namespace coalesce {
+namespace {
+
+constexpr absl::Duration kNodeStartTimeout = absl::Seconds(30);
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CoalescenceHome>> CoalescenceHome::Start(const CoalescenceConfig& config,
+                                                                        GuestMemory& memory, Handlers handlers) {
+  if (config.edges.size() + 1 > dsm::kMaxNodes) {
+    return absl::InvalidArgumentError(absl::StrFormat("at most %d edge nodes", dsm::kMaxNodes - 1));
+  }
+  std::unique_ptr<CoalescenceHome> home(new CoalescenceHome(config, std::move(handlers)));
+  std::random_device rd;
+  home->vm_id_ = absl::StrFormat("coalesce-%d-%08x", ::getpid(), rd());
+  CoalescenceHome* raw = home.get();
+  dsm::DsmNodeConfig cfg;
+  cfg.self = 0;
+  cfg.home = 0;
+  cfg.listen_address = "0.0.0.0";
+  cfg.listen_port = config.data_plane_port;
+  cfg.on_error = [raw](const absl::Status& st) {
+    if (raw->handlers_.on_stop) {
+      raw->handlers_.on_stop(exit_status::kHostFailure, absl::StrFormat("lost an edge node: %s", st.message()));
+    }
+  };
+  ASSIGN_OR_RETURN(home->link_, NodeLink::Create(cfg, memory.memfd(), memory.host_base(), memory.size(),
+                                                 [raw](uint16_t from, node_msg::NodeMessage m) {
+                                                   raw->OnMessage(from, std::move(m));
+                                                 }));
+  if (absl::Status st = home->HostEdges(memory); !st.ok()) {
+    home->NotifyStop(exit_status::kHostFailure, std::string(st.message()));
+    home->Shutdown();
+    return st;
+  }
+  return home;
+}
+
+CoalescenceHome::~CoalescenceHome() {
+  if (link_) link_->CancelWaiters();
+}
+
+absl::Status CoalescenceHome::HostEdges(GuestMemory& memory) {
+  std::string data_plane = absl::StrFormat("%s:%u", config_.data_plane_host, link_->dsm().port());
+  for (size_t i = 0; i < config_.edges.size(); ++i) {
+    const EdgePlacementSpec& edge = config_.edges[i];
+    ASSIGN_OR_RETURN(auto client, EdgeAgentClient::Connect(edge.agent_address));
+    pb::HostVcpusRequest req;
+    req.set_vm_id(absl::StrFormat("%s-n%u", vm_id_, i + 1));
+    req.set_guest_memory_bytes(memory.size());
+    req.set_guest_vcpu_count(config_.vcpu_count);
+    for (uint32_t v : edge.vcpus) req.add_vcpu_ids(v);
+    req.set_home_data_plane_address(data_plane);
+    req.set_tsc_offset(config_.tsc_offset);
+    req.set_node_id(static_cast<uint32_t>(i + 1));
+    agents_.push_back(std::move(client));
+    ASSIGN_OR_RETURN(pb::VmStatus status, agents_.back()->HostVcpus(req));
+    LOG_INFO("edge %s hosts vCPUs %s as node %u (runtime pid %u)", edge.agent_address,
+             absl::StrJoin(edge.vcpus, ","), i + 1, status.runtime_pid());
+  }
+  // Every runtime said hello (it is connected to us); introduce them to each other and wait for the mesh.
+  node_msg::Peers peers;
+  {
+    absl::MutexLock lock(&mu_);
+    auto all_hello = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return hellos_.size() == config_.edges.size(); };
+    if (!mu_.AwaitWithTimeout(absl::Condition(&all_hello), kNodeStartTimeout)) {
+      return absl::DeadlineExceededError("edge nodes did not introduce themselves on the data plane in time");
+    }
+    peers.peers = hellos_;
+  }
+  for (size_t i = 0; i < config_.edges.size(); ++i) RETURN_IF_ERROR(link_->Send(static_cast<uint16_t>(i + 1), peers));
+  absl::MutexLock lock(&mu_);
+  auto all_ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return mesh_ready_ == config_.edges.size(); };
+  if (!mu_.AwaitWithTimeout(absl::Condition(&all_ready), kNodeStartTimeout)) {
+    return absl::DeadlineExceededError("edge nodes did not connect to each other in time");
+  }
+  return absl::OkStatus();
+}
+
+void CoalescenceHome::OnMessage(uint16_t from, node_msg::NodeMessage message) {
+  if (auto* io = std::get_if<node_msg::IoRequest>(&message)) {
+    std::vector<uint8_t> data;
+    handlers_.on_io(*io, &data);
+    if (absl::Status st = link_->Send(from, node_msg::IoReply{io->request_id, std::move(data)}); !st.ok()) {
+      LOG_WARN("answering node %u: %s", from, st.ToString());
+    }
+  } else if (auto* irq = std::get_if<node_msg::Interrupt>(&message)) {
+    // Remote routers send everything that is not theirs here; deliver ours and relay the rest.
+    handlers_.deliver_locally(irq->message);
+    for (uint16_t node : handlers_.target_nodes(irq->message)) {
+      if (node != from) SendInterrupt(node, irq->message);
+    }
+  } else if (auto* eoi = std::get_if<node_msg::Eoi>(&message)) {
+    handlers_.on_eoi(eoi->vector);
+  } else if (auto* stop = std::get_if<node_msg::Stop>(&message)) {
+    handlers_.on_stop(stop->exit_status, stop->reason);
+  } else if (auto* hello = std::get_if<node_msg::Hello>(&message)) {
+    absl::MutexLock lock(&mu_);
+    hellos_.push_back({hello->node_id, hello->dsm_port, hello->host});
+  } else if (std::holds_alternative<node_msg::MeshReady>(message)) {
+    absl::MutexLock lock(&mu_);
+    mesh_ready_++;
+  } else {
+    LOG_WARN("unexpected node message from node %u", from);
+  }
+}
+
+void CoalescenceHome::SendInterrupt(uint16_t node, const ApicMessage& msg) {
+  if (absl::Status st = link_->Send(node, node_msg::Interrupt{msg}); !st.ok()) {
+    LOG_WARN("forwarding an interrupt to node %u: %s", node, st.ToString());
+  }
+}
+
+void CoalescenceHome::NotifyStop(int status, const std::string& reason) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopped_) return;
+    stopped_ = true;
+  }
+  for (size_t i = 0; i < agents_.size(); ++i) (void)link_->Send(static_cast<uint16_t>(i + 1), node_msg::Stop{status, reason});
+  link_->CancelWaiters();
+}
+
+void CoalescenceHome::Shutdown() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (shut_down_) return;
+    shut_down_ = true;
+  }
+  for (size_t i = 0; i < agents_.size(); ++i) {
+    auto st = agents_[i]->StopVm(absl::StrFormat("%s-n%u", vm_id_, i + 1), absl::Seconds(2));
+    if (!st.ok()) LOG_INFO("stopping node %u: %s", i + 1, st.status().ToString());
+  }
+  link_->dsm().Stop();
+}
+
+std::string CoalescenceHome::StatsReport() const {
+  return absl::StrFormat("data plane: forwarded I/O answered, malformed=%u\n%s", link_->malformed(),
+                         link_->dsm().FormatStats());
+}
+
+}  // namespace coalesce

@@ -1,0 +1,72 @@
+// The home node's side of a coalesced VM: the DSM home over guest RAM (node 0), the edge agents asked to
+// host vCPUs (each remote runtime becomes node 1, 2, ...), the mesh between remote nodes, and the node
+// messages the home serves: forwarded I/O on the device bus, interrupts relayed between nodes, EOIs for the
+// IOAPIC, and stop notices both ways.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "edge_monitor/edge_agent_client.h"
+#include "hypervisor/machine/edge_placement.h"
+#include "hypervisor/memory/guest_memory.h"
+#include "vcpu_remote/node_link.h"
+
+namespace coalesce {
+
+struct CoalescenceConfig {
+  std::vector<EdgePlacementSpec> edges;
+  uint32_t vcpu_count = 0;
+  std::string data_plane_host = "127.0.0.1";  // where remote nodes reach the home's data plane
+  uint16_t data_plane_port = 0;               // 0: any free port
+  int64_t tsc_offset = 0;                     // host TSC - guest TSC at home
+};
+
+class CoalescenceHome final {
+ public:
+  struct Handlers {
+    // Serves a remote vCPU's access; fills `data` for reads.
+    std::function<void(const node_msg::IoRequest&, std::vector<uint8_t>* data)> on_io;
+    std::function<void(const ApicMessage&)> deliver_locally;
+    std::function<std::vector<uint16_t>(const ApicMessage&)> target_nodes;
+    std::function<void(uint8_t vector)> on_eoi;
+    std::function<void(int status, std::string reason)> on_stop;
+  };
+
+  // Starts the data plane and hosts every edge's vCPUs; returns once all remote nodes are connected to each
+  // other and ready. Errors name the edge that failed; nodes already started are stopped again.
+  static absl::StatusOr<std::unique_ptr<CoalescenceHome>> Start(const CoalescenceConfig& config, GuestMemory& memory,
+                                                                Handlers handlers);
+  ~CoalescenceHome();
+
+  void SendInterrupt(uint16_t node, const ApicMessage& msg);
+  // Tells every remote node that the VM stops and wakes forwarded-I/O waiters. Any thread; idempotent.
+  void NotifyStop(int status, const std::string& reason);
+  // Asks each agent to stop its runtime and closes the data plane. Not from a DSM thread (it joins them).
+  void Shutdown();
+  [[nodiscard]] std::string StatsReport() const;
+  // Node id of the edge at `index` of the config (1-based ids).
+  [[nodiscard]] size_t node_count() const { return config_.edges.size(); }
+
+ private:
+  CoalescenceHome(const CoalescenceConfig& config, Handlers handlers) : config_(config), handlers_(std::move(handlers)) {}
+  absl::Status HostEdges(GuestMemory& memory);
+  void OnMessage(uint16_t from, node_msg::NodeMessage message);
+
+  CoalescenceConfig config_;
+  Handlers handlers_;
+  std::string vm_id_;
+  std::unique_ptr<NodeLink> link_;
+  std::vector<std::unique_ptr<EdgeAgentClient>> agents_;
+  absl::Mutex mu_;
+  std::vector<node_msg::PeerInfo> hellos_ ABSL_GUARDED_BY(mu_);
+  size_t mesh_ready_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace coalesce

@@ -1,0 +1,82 @@
+// The messages nodes of one coalesced VM exchange besides DSM page traffic: forwarded port/MMIO accesses,
+// interrupt messages, EOIs, peer introductions and stop notices. They travel as DSM user messages (the data
+// plane's connection per node pair) with this fixed little-endian encoding, defined here only.
+//
+//   byte 0: kNodeMessageVersion   byte 1: NodeMessageType   bytes 2..: the type's fields (below)
+//
+// Decode() validates lengths and enum values: a malformed message from a peer is an error to log and count,
+// never a crash.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "hypervisor/irq/apic_message.h"
+
+namespace coalesce::node_msg {
+
+inline constexpr uint8_t kVersion = 1;
+
+enum class Type : uint8_t {
+  kHello = 1,       // remote -> home: my node id and where my data plane listens
+  kPeers = 2,       // home -> remote: the other remote nodes to connect to
+  kIoRequest = 3,   // remote -> home: a vCPU's PIO/MMIO access outside its own APIC
+  kIoReply = 4,     // home -> remote: the read data (or an ack for a write)
+  kInterrupt = 5,   // any -> any: an ApicMessage for the receiver's APICs
+  kEoi = 6,         // remote -> home: a level-triggered vector was EOIed (for the IOAPIC)
+  kStop = 7,        // any -> any: the VM stops, with the exit status and reason
+  kMeshReady = 8,   // remote -> home: connected to every peer named in kPeers; its vCPUs may start
+};
+
+enum class IoKind : uint8_t { kPioRead = 0, kPioWrite = 1, kMmioRead = 2, kMmioWrite = 3 };
+
+struct Hello {
+  uint16_t node_id;
+  uint16_t dsm_port;
+  std::string host;
+};
+struct PeerInfo {
+  uint16_t node_id;
+  uint16_t dsm_port;
+  std::string host;
+};
+struct Peers {
+  std::vector<PeerInfo> peers;
+};
+struct IoRequest {
+  uint64_t request_id;
+  uint32_t vcpu_id;
+  IoKind kind;
+  uint64_t address;
+  uint8_t size;                // 1, 2, 4 or 8
+  std::vector<uint8_t> data;   // the bytes written (writes); empty for reads
+};
+struct IoReply {
+  uint64_t request_id;
+  std::vector<uint8_t> data;   // the bytes read (reads); empty for writes
+};
+struct Interrupt {
+  ApicMessage message;
+};
+struct Eoi {
+  uint8_t vector;
+};
+struct Stop {
+  int32_t exit_status;
+  std::string reason;
+};
+
+struct MeshReady {
+  uint16_t node_id;
+};
+
+using NodeMessage = std::variant<Hello, Peers, IoRequest, IoReply, Interrupt, Eoi, Stop, MeshReady>;
+
+std::vector<uint8_t> Encode(const NodeMessage& message);
+absl::StatusOr<NodeMessage> Decode(std::span<const uint8_t> bytes);
+
+}  // namespace coalesce::node_msg

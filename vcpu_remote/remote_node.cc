@@ -1,0 +1,243 @@
+#include "vcpu_remote/remote_node.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <x86intrin.h>
+
+#include <cstdio>
+#include <memory>
+
+#include "absl/strings/str_format.h"
+#include "edge_monitor/host_port.h"
+#include "edge_monitor/remote_node_args.h"
+#include "hypervisor/base/log.h"
+#include "hypervisor/base/status_macros.h"
+#include "hypervisor/base/timer_service.h"
+#include "hypervisor/irq/local_apic.h"
+#include "hypervisor/kvm/kvm_system.h"
+#include "hypervisor/memory/guest_memory.h"
+#include "hypervisor/vcpu/cpuid.h"
+#include "hypervisor/vcpu/exit_status.h"
+#include "hypervisor/vcpu/vcpu.h"
+#include "vcpu_remote/forwarding_router.h"
+#include "vcpu_remote/node_link.h"
+#include "vcpu_remote/remote_io_handler.h"
+
+namespace coalesce {
+namespace {
+
+constexpr uint32_t kMsrIa32Tsc = 0x10;
+constexpr absl::Duration kIoTimeout = absl::Seconds(10);
+constexpr absl::Duration kMeshTimeout = absl::Seconds(15);
+
+// The local address this host uses to reach `host` (no packet is sent: a UDP connect only picks a route).
+std::string LocalAddressToward(const std::string& host) {
+  UniqueFd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  sockaddr_in dst{};
+  dst.sin_family = AF_INET;
+  dst.sin_port = htons(9);
+  if (!fd.valid() || ::inet_pton(AF_INET, host.c_str(), &dst.sin_addr) != 1 ||
+      ::connect(fd.get(), reinterpret_cast<sockaddr*>(&dst), sizeof(dst)) < 0) {
+    return "127.0.0.1";
+  }
+  sockaddr_in self{};
+  socklen_t len = sizeof(self);
+  if (::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&self), &len) < 0) return "127.0.0.1";
+  char buf[INET_ADDRSTRLEN];
+  return ::inet_ntop(AF_INET, &self.sin_addr, buf, sizeof(buf)) ? buf : "127.0.0.1";
+}
+
+class RemoteNode final {
+ public:
+  explicit RemoteNode(RemoteNodeArgs args) : args_(std::move(args)) {}
+  ~RemoteNode() {
+    if (link_) link_->CancelWaiters();
+    for (auto& v : vcpus_) {
+      if (v) v->Kick();
+    }
+    for (auto& v : vcpus_) {
+      if (v) v->Join();
+    }
+  }
+
+  absl::Status Build();
+  int Run();
+
+ private:
+  void OnMessage(uint16_t from, node_msg::NodeMessage message);
+  absl::Status JoinMesh(const node_msg::Peers& peers);
+
+  RemoteNodeArgs args_;
+  RunControl run_control_;
+  std::unique_ptr<KvmSystem> kvm_;
+  std::unique_ptr<VmFd> vm_;
+  std::unique_ptr<GuestMemory> memory_;
+  std::unique_ptr<TimerService> timers_;
+  std::unique_ptr<ForwardingInterruptRouter> router_;
+  std::unique_ptr<NodeLink> link_;
+  std::unique_ptr<RemoteIoHandler> io_;
+  std::vector<std::unique_ptr<LocalApic>> lapics_;
+  std::vector<std::unique_ptr<Vcpu>> vcpus_;
+  absl::Mutex mesh_mu_;
+  std::optional<node_msg::Peers> peers_ ABSL_GUARDED_BY(mesh_mu_);
+  bool stopped_by_home_ = false;
+};
+
+absl::Status RemoteNode::Build() {
+  ASSIGN_OR_RETURN(KvmSystem kvm, KvmSystem::Open());
+  kvm_ = std::make_unique<KvmSystem>(std::move(kvm));
+  ASSIGN_OR_RETURN(VmFd vm, kvm_->CreateVm());
+  vm_ = std::make_unique<VmFd>(std::move(vm));
+  ASSIGN_OR_RETURN(GuestMemory mem, GuestMemory::Create(args_.guest_memory_bytes));
+  memory_ = std::make_unique<GuestMemory>(std::move(mem));
+  RETURN_IF_ERROR(memory_->RegisterWith(*vm_));
+  timers_ = std::make_unique<TimerService>();
+
+  // Placement as this node knows it: its own vCPUs here, every other APIC id "elsewhere". Physical
+  // destinations it does not hold go to the home node, which forwards them on (it knows the whole map).
+  std::vector<uint16_t> node_of_apic(args_.guest_vcpu_count, 0);
+  for (uint32_t id : args_.vcpu_ids) node_of_apic[id] = static_cast<uint16_t>(args_.node_id);
+  router_ = std::make_unique<ForwardingInterruptRouter>(
+      static_cast<uint16_t>(args_.node_id), node_of_apic,
+      [this](uint16_t node, const ApicMessage& msg) {
+        if (absl::Status st = link_->Send(node, node_msg::Interrupt{msg}); !st.ok()) {
+          LOG_WARN("node %u: forwarding an interrupt to node %u: %s", args_.node_id, node, st.ToString());
+        }
+      },
+      [this](uint8_t vector) { (void)link_->Send(0, node_msg::Eoi{vector}); });
+
+  auto [host, port] = *ParseHostPort(args_.home_address, "home");
+  dsm::DsmNodeConfig cfg;
+  cfg.self = static_cast<dsm::NodeId>(args_.node_id);
+  cfg.home = 0;
+  cfg.listen_address = "0.0.0.0";
+  cfg.on_error = [this](const absl::Status& st) {
+    run_control_.Stop(exit_status::kHostFailure, absl::StrFormat("node %u: %s", args_.node_id, st.message()));
+  };
+  ASSIGN_OR_RETURN(link_, NodeLink::Create(cfg, memory_->memfd(), memory_->host_base(), memory_->size(),
+                                           [this](uint16_t from, node_msg::NodeMessage m) { OnMessage(from, std::move(m)); }));
+  RETURN_IF_ERROR(link_->dsm().Connect({0, host, port}));
+  RETURN_IF_ERROR(link_->dsm().WaitForPeers({0}, absl::Seconds(10)));
+  io_ = std::make_unique<RemoteIoHandler>(link_.get(), &run_control_, kIoTimeout);
+
+  ASSIGN_OR_RETURN(auto supported, kvm_->SupportedCpuid());
+  vcpus_.resize(args_.vcpu_ids.size());
+  for (size_t i = 0; i < args_.vcpu_ids.size(); ++i) {
+    uint32_t id = args_.vcpu_ids[i];
+    lapics_.push_back(std::make_unique<LocalApic>(id, false, router_.get(), timers_.get(), [this, i] {
+      if (vcpus_[i]) vcpus_[i]->Kick();
+    }));
+    RETURN_IF_ERROR(router_->AddApic(lapics_.back().get()));
+    ASSIGN_OR_RETURN(VcpuFd fd, vm_->CreateVcpu(id));
+    RETURN_IF_ERROR(fd.SetCpuid(FilterCpuid(supported, {.apic_id = id, .vcpu_count = args_.guest_vcpu_count})));
+    // The guest's TSC must agree with the home node's: guest TSC = host TSC - tsc_offset.
+    RETURN_IF_ERROR(fd.SetMsrs({{kMsrIa32Tsc, __rdtsc() - static_cast<uint64_t>(args_.tsc_offset)}}));
+    Vcpu::Wiring w;
+    w.lapic = lapics_.back().get();
+    w.io = io_.get();
+    w.run_control = &run_control_;
+    w.memory = memory_.get();
+    vcpus_[i] = std::make_unique<Vcpu>(std::move(fd), /*bootstrap=*/false, std::move(w));
+  }
+  run_control_.AddStopHook([this] {
+    link_->CancelWaiters();
+    for (auto& v : vcpus_) v->Kick();
+  });
+  return link_->Send(0, node_msg::Hello{static_cast<uint16_t>(args_.node_id), link_->dsm().port(),
+                                        LocalAddressToward(host)});
+}
+
+void RemoteNode::OnMessage(uint16_t from, node_msg::NodeMessage message) {
+  if (auto* irq = std::get_if<node_msg::Interrupt>(&message)) {
+    router_->DeliverLocally(irq->message);
+  } else if (auto* stop = std::get_if<node_msg::Stop>(&message)) {
+    stopped_by_home_ = from == 0;
+    run_control_.Stop(stop->exit_status, stop->reason);
+  } else if (auto* peers = std::get_if<node_msg::Peers>(&message)) {
+    absl::MutexLock lock(&mesh_mu_);
+    peers_ = *peers;
+  } else {
+    LOG_WARN("node %u: unexpected message from node %u", args_.node_id, from);
+  }
+}
+
+absl::Status RemoteNode::JoinMesh(const node_msg::Peers& peers) {
+  std::vector<dsm::NodeId> all = {0};
+  for (const auto& p : peers.peers) {
+    if (p.node_id == args_.node_id) continue;
+    all.push_back(p.node_id);
+    // The node with the larger id connects.
+    if (p.node_id < args_.node_id) RETURN_IF_ERROR(link_->dsm().Connect({p.node_id, p.host, p.dsm_port}));
+  }
+  return link_->dsm().WaitForPeers(all, kMeshTimeout);
+}
+
+int RemoteNode::Run() {
+  // The home sends the other remote nodes' addresses once every agent has answered.
+  auto have_peers = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mesh_mu_) { return peers_.has_value(); };
+  std::optional<node_msg::Peers> peers;
+  {
+    absl::MutexLock lock(&mesh_mu_);
+    if (!mesh_mu_.AwaitWithTimeout(absl::Condition(&have_peers), absl::Seconds(60))) {
+      std::fprintf(stderr, "remote-node %u: the home node never sent the peer list\n", args_.node_id);
+      return exit_status::kHostFailure;
+    }
+    peers = peers_;
+  }
+  if (absl::Status st = JoinMesh(*peers); !st.ok()) {
+    std::fprintf(stderr, "remote-node %u: %s\n", args_.node_id, std::string(st.message()).c_str());
+    return exit_status::kHostFailure;
+  }
+  (void)link_->Send(0, node_msg::MeshReady{static_cast<uint16_t>(args_.node_id)});
+  for (auto& v : vcpus_) v->Start();
+  run_control_.WaitForStop();
+  for (auto& v : vcpus_) v->Kick();
+  for (auto& v : vcpus_) v->Join();
+  int status = run_control_.exit_status();
+  if (!stopped_by_home_) {
+    // Our own failure: the home must know, or its guest would wait forever on our vCPUs.
+    (void)link_->Send(0, node_msg::Stop{status, absl::StrFormat("node %u: %s", args_.node_id, run_control_.reason())});
+    std::fprintf(stderr, "remote-node %u: %s\n", args_.node_id, run_control_.reason().c_str());
+  }
+  if (std::getenv("COALESCE_DSM_STATS")) std::fputs(link_->dsm().FormatStats().c_str(), stderr);
+  link_->dsm().Stop();
+  // Guest power-off / reset decided at home is a normal end for this node.
+  return stopped_by_home_ ? 0 : (status == 0 ? exit_status::kHostFailure : status);
+}
+
+}  // namespace
+
+int RunRemoteNodeMain(const std::vector<std::string>& argv) {
+  absl::StatusOr<RemoteNodeArgs> args = RemoteNodeArgs::Parse(argv);
+  if (!args.ok()) {
+    std::fprintf(stderr, "coalesce remote-node: %s\n", std::string(args.status().message()).c_str());
+    return exit_status::kUsage;
+  }
+  if (args->guest_vcpu_count == 0 || args->guest_vcpu_count > 255) {
+    std::fprintf(stderr, "coalesce remote-node: --vcpu-count out of range\n");
+    return exit_status::kUsage;
+  }
+  for (uint32_t id : args->vcpu_ids) {
+    if (id >= args->guest_vcpu_count) {
+      std::fprintf(stderr, "coalesce remote-node: vCPU %u is not below --vcpu-count %u\n", id, args->guest_vcpu_count);
+      return exit_status::kUsage;
+    }
+  }
+  int ready_fd = args->ready_fd;
+  auto node = std::make_unique<RemoteNode>(*args);
+  if (absl::Status st = node->Build(); !st.ok()) {
+    std::fprintf(stderr, "coalesce remote-node: %s\n", std::string(st.message()).c_str());
+    return exit_status::kHostFailure;
+  }
+  char ready = 1;
+  if (::write(ready_fd, &ready, 1) != 1) {
+    std::fprintf(stderr, "coalesce remote-node: cannot signal readiness on fd %d\n", ready_fd);
+    return exit_status::kHostFailure;
+  }
+  ::close(ready_fd);
+  return node->Run();
+}
+
+}  // namespace coalesce
