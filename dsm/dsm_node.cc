@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
@@ -130,32 +131,69 @@ void DsmNode::Fail(const absl::Status& why) {
   if (config_.on_error) config_.on_error(why);
 }
 
-// Routes the engine's output: messages for this node go straight back into the engine (on this thread, without
-// recursion), the others onto their peer's connection. Called without mu_ held.
-void DsmNode::Dispatch(std::vector<Message> out) {
-  std::deque<Message> work(std::make_move_iterator(out.begin()), std::make_move_iterator(out.end()));
-  while (!work.empty()) {
-    Message m = std::move(work.front());
-    work.pop_front();
+void DsmNode::RouteLocked(std::vector<Message>& out, std::deque<Message>* local, std::vector<NodeId>* touched) {
+  for (auto& m : out) {
     if (m.dst == config_.self) {
-      std::vector<Message> more;
-      absl::Status s;
-      {
-        absl::MutexLock l(&mu_);
-        s = engine_->OnMessage(m, absl::Now(), &more);
-      }
-      if (!s.ok()) Fail(s);
-      for (auto& x : more) work.push_back(std::move(x));
+      local->push_back(std::move(m));
       continue;
     }
-    absl::Status s = transport_->Send(m.dst, m, Lane::kFault);
-    if (!s.ok() && !stopping_) {
+    const NodeId dst = m.dst;
+    const MsgType type = m.type;
+    const uint64_t page = m.page;
+    absl::Status s = transport_->Enqueue(dst, std::move(m));
+    if (!s.ok()) {
       // Not fatal by itself: a lost peer is reported by its receiver (unless it said LEAVE first), a send that
       // timed out closes the connection with that reason, and a lost request ends in its deadline.
-      LOG_WARN("dsm node %u: cannot send %s for page %#x to node %u: %s", config_.self, MsgTypeName(m.type), m.page,
-               m.dst, s.ToString());
+      if (!stopping_) {
+        LOG_WARN("dsm node %u: cannot send %s for page %#x to node %u: %s", config_.self, MsgTypeName(type), page,
+                 dst, s.ToString());
+      }
+      continue;
     }
+    if (std::find(touched->begin(), touched->end(), dst) == touched->end()) touched->push_back(dst);
   }
+}
+
+void DsmNode::FlushTouched(std::vector<NodeId>* touched) {
+  for (NodeId dst : *touched) {
+    absl::Status s = transport_->Flush(dst);
+    if (!s.ok() && !stopping_) LOG_WARN("dsm node %u: flush to node %u: %s", config_.self, dst, s.ToString());
+  }
+  touched->clear();
+}
+
+template <typename Step>
+void DsmNode::RunStep(NodeId peer, Step&& step) {
+  std::deque<Message> local;
+  std::vector<NodeId> touched;
+  absl::Status s;
+  {
+    absl::MutexLock l(&mu_);
+    std::vector<Message> out;
+    s = step(engine_.get(), &out);
+    RouteLocked(out, &local, &touched);
+    dispatching_.fetch_add(1);
+  }
+  if (!s.ok()) {
+    if (peer != kNoNode) transport_->ClosePeer(peer, s);
+    Fail(s);
+  }
+  FlushTouched(&touched);
+  // Messages to this node (the home is manager and owner of most pages) go straight back into the engine, on this
+  // thread, without recursion.
+  while (!local.empty()) {
+    Message m = std::move(local.front());
+    local.pop_front();
+    {
+      absl::MutexLock l(&mu_);
+      std::vector<Message> out;
+      s = engine_->OnMessage(m, absl::Now(), &out);
+      RouteLocked(out, &local, &touched);
+    }
+    if (!s.ok()) Fail(s);
+    FlushTouched(&touched);
+  }
+  dispatching_.fetch_sub(1);
 }
 
 void DsmNode::OnPeerMessage(NodeId peer, Message msg) {
@@ -169,19 +207,9 @@ void DsmNode::OnPeerMessage(NodeId peer, Message msg) {
     if (config_.on_user_message) config_.on_user_message(peer, std::move(msg.payload));
     return;
   }
-  std::vector<Message> out;
-  absl::Status s;
-  {
-    absl::MutexLock l(&mu_);
-    s = engine_->OnMessage(msg, absl::Now(), &out);
-    dispatching_.fetch_add(1);
-  }
-  if (!s.ok()) {
-    transport_->ClosePeer(peer, s);
-    Fail(s);
-  }
-  Dispatch(std::move(out));
-  dispatching_.fetch_sub(1);
+  RunStep(peer, [&msg](ProtocolEngine* e, std::vector<Message>* out) {
+    return e->OnMessage(msg, absl::Now(), out);
+  });
 }
 
 void DsmNode::OnPeerClosed(NodeId peer, const absl::Status& why) {
@@ -214,14 +242,10 @@ void DsmNode::FaultLoop() {
         return;
       }
       for (size_t i = 0; i < *got; ++i) {
-        std::vector<Message> out;
-        absl::Status s;
-        {
-          absl::MutexLock l(&mu_);
-          s = engine_->OnFault(events[i].page, events[i].write, events[i].wp, absl::Now(), &out);
-        }
-        if (!s.ok()) Fail(s);
-        Dispatch(std::move(out));
+        const FaultEvent ev = events[i];
+        RunStep(kNoNode, [ev](ProtocolEngine* e, std::vector<Message>* out) {
+          return e->OnFault(ev.page, ev.write, ev.wp, absl::Now(), out);
+        });
       }
     }
     absl::Time now = absl::Now();
@@ -280,12 +304,12 @@ void DsmNode::SendLeaveNotices() {
 }
 
 absl::Status DsmNode::Leave(absl::Duration timeout) {
-  std::vector<Message> out;
-  {
-    absl::MutexLock l(&mu_);
-    RETURN_IF_ERROR(engine_->BeginLeave(&out));
-  }
-  Dispatch(std::move(out));
+  absl::Status begun;
+  RunStep(kNoNode, [&begun](ProtocolEngine* e, std::vector<Message>* out) {
+    begun = e->BeginLeave(out);
+    return absl::OkStatus();
+  });
+  RETURN_IF_ERROR(begun);
   bool done;
   {
     absl::MutexLock l(&mu_);

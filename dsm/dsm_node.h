@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -110,7 +111,16 @@ class DsmNode final {
   absl::Status Init(int memfd);
   void FaultLoop();
   void Tick(absl::Time now);
-  void Dispatch(std::vector<Message> out);
+  // Runs one engine step under mu_ and routes its output (see RouteLocked), then flushes the connections it used
+  // and feeds the messages addressed to this node back in, each as a step of its own. `peer`: the node whose
+  // message this step handles, whose connection is closed if the step fails (kNoNode for local events).
+  template <typename Step>
+  void RunStep(NodeId peer, Step&& step);
+  // Queues remote messages on their connections in the order the engine produced them (the protocol relies on
+  // per-pair order, see ProtocolEngine); collects this node's own messages in `local`.
+  void RouteLocked(std::vector<Message>& out, std::deque<Message>* local, std::vector<NodeId>* touched)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FlushTouched(std::vector<NodeId>* touched);
   void OnPeerMessage(NodeId peer, Message msg);
   void OnPeerClosed(NodeId peer, const absl::Status& why);
   void Fail(const absl::Status& why);

@@ -104,11 +104,15 @@ void PeerChannel::Close(const absl::Status& why) {
 }
 
 absl::Status PeerChannel::WriteMessage(const Message& m) {
+  absl::MutexLock l(&write_mu_);
+  return WriteLocked(m);
+}
+
+absl::Status PeerChannel::WriteLocked(const Message& m) {
   WireHeader h = MakeHeader(m.type, self_, m.page, m.arg, m.flags, static_cast<uint32_t>(m.payload.size()), m.seq);
   iovec iov[2] = {{&h, sizeof(h)}, {const_cast<uint8_t*>(m.payload.data()), m.payload.size()}};
   int iovcnt = m.payload.empty() ? 1 : 2;
   const size_t total = sizeof(h) + m.payload.size();
-  absl::MutexLock l(&write_mu_);
   if (closed_) return absl::UnavailableError(absl::StrFormat("connection to node %u is closed", peer_));
   size_t done = 0;
   iovec* v = iov;
@@ -147,6 +151,30 @@ absl::Status PeerChannel::WriteMessage(const Message& m) {
   stats_->messages_sent.fetch_add(1, std::memory_order_relaxed);
   stats_->bytes_sent.fetch_add(total, std::memory_order_relaxed);
   return absl::OkStatus();
+}
+
+absl::Status PeerChannel::Enqueue(Message m) {
+  if (closed_) return absl::UnavailableError(absl::StrFormat("connection to node %u is closed", peer_));
+  if (emulate_) return Send(m, Lane::kFault);  // the emulated wire keeps the fault lane in order itself
+  absl::MutexLock l(&queue_mu_);
+  ordered_q_.push_back(std::move(m));
+  return absl::OkStatus();
+}
+
+absl::Status PeerChannel::Flush() {
+  if (emulate_) return absl::OkStatus();
+  absl::MutexLock w(&write_mu_);
+  for (;;) {
+    Message m;
+    {
+      absl::MutexLock l(&queue_mu_);
+      if (ordered_q_.empty()) return absl::OkStatus();
+      m = std::move(ordered_q_.front());
+      ordered_q_.pop_front();
+    }
+    absl::Status s = WriteLocked(m);
+    if (!s.ok()) return s;
+  }
 }
 
 absl::Status PeerChannel::Send(const Message& m, Lane lane) {

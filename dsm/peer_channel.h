@@ -46,6 +46,11 @@ class PeerChannel final {
   void Start();
   // Unavailable once the connection is closed.
   absl::Status Send(const Message& m, Lane lane);
+  // Fault lane, in order: Enqueue is cheap and meant to be called under the caller's lock (so the order of the
+  // queue is the order of the caller's decisions); Flush, after that lock is released, writes whatever is queued.
+  // Messages reach the socket in Enqueue order whichever thread flushes.
+  absl::Status Enqueue(Message m);
+  absl::Status Flush();
   // Closes the connection; the receiver then reports `why` (the first reason given) through on_closed.
   void Close(const absl::Status& why);
   // Close() and wait for both threads. Never called from this channel's own threads.
@@ -65,6 +70,7 @@ class PeerChannel final {
     absl::Time release;
   };
   absl::Status WriteMessage(const Message& m);
+  absl::Status WriteLocked(const Message& m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   void ReceiveLoop();
   void SendLoop();
   void Kick();
@@ -76,9 +82,10 @@ class PeerChannel final {
   const bool emulate_;
   DsmStats* stats_;
   Callbacks cb_;
-  absl::Mutex write_mu_;  // one message at a time on the socket
+  absl::Mutex write_mu_;  // one message at a time on the socket; taken before queue_mu_
   absl::Mutex queue_mu_;
-  std::deque<Queued> fault_q_ ABSL_GUARDED_BY(queue_mu_);
+  std::deque<Queued> fault_q_ ABSL_GUARDED_BY(queue_mu_);  // emulated links only
+  std::deque<Message> ordered_q_ ABSL_GUARDED_BY(queue_mu_);  // Enqueue()d, not yet flushed
   std::deque<Queued> bulk_q_ ABSL_GUARDED_BY(queue_mu_);
   LinkShaper shaper_ ABSL_GUARDED_BY(queue_mu_);
   absl::Mutex close_mu_;

@@ -109,7 +109,7 @@ absl::Status ProtocolEngine::OnMessage(const Message& msg, absl::Time now, std::
     case MsgType::kWriteReq:
     case MsgType::kEvictReq:
       return OnRequest(msg, now, out);
-    case MsgType::kInvAck: return OnInvAck(msg, out);
+    case MsgType::kInvAck: return OnInvAck(msg, now, out);
     case MsgType::kReadDone:
     case MsgType::kWriteDone: return OnDone(msg, now, out);
     case MsgType::kFwdRead: return OnFwdRead(msg, out);
@@ -156,10 +156,20 @@ absl::Status ProtocolEngine::StartOp(uint64_t page, absl::Time now, std::vector<
       if (e.copyset & Bit(r)) {
         // The requester got a copy while its request waited (the manager took a leaving node's page): confirm
         // without data.
-        out->push_back(Reply(MsgType::kPageData, r, page, 0, kFlagNoData, req.seq));
-      } else {
-        out->push_back(Reply(MsgType::kFwdRead, e.owner, page, r, 0, req.seq));
+        if (r == config_.self) {
+          out->push_back(Reply(MsgType::kPageData, r, page, 0, kFlagNoData, req.seq));
+          return absl::OkStatus();
+        }
+        out->push_back(Reply(MsgType::kPageData, r, page, 0, kFlagNoData | kFlagOpDone, req.seq));
+        return FinishOp(page, now, out);
       }
+      if (e.owner == config_.self && r != config_.self) {
+        // The manager owns the page: it answers itself and the operation ends here (no READ_DONE round).
+        RETURN_IF_ERROR(SendSharedCopy(page, r, req.seq, kFlagOpDone, out));
+        e.copyset |= Bit(r);
+        return FinishOp(page, now, out);
+      }
+      out->push_back(Reply(MsgType::kFwdRead, e.owner, page, r, 0, req.seq));
       return absl::OkStatus();
     case MsgType::kWriteReq: {
       const uint64_t others = e.copyset & ~Bit(r) & ~Bit(e.owner);
@@ -170,7 +180,7 @@ absl::Status ProtocolEngine::StartOp(uint64_t page, absl::Time now, std::vector<
           stats_->invalidations_sent.fetch_add(1, std::memory_order_relaxed);
         }
       }
-      if (others == 0) SendTransfer(page, op, out);
+      if (others == 0) return SendTransfer(page, now, out);
       return absl::OkStatus();
     }
     case MsgType::kEvictReq:
@@ -183,14 +193,23 @@ absl::Status ProtocolEngine::StartOp(uint64_t page, absl::Time now, std::vector<
 }
 
 // Every other copy is gone: the owner hands the page over (or the requester, if it is the owner, upgrades).
-void ProtocolEngine::SendTransfer(uint64_t page, const ActiveOp& op, std::vector<Message>* out) {
-  const DirEntry& e = dir_[page];
+absl::Status ProtocolEngine::SendTransfer(uint64_t page, absl::Time now, std::vector<Message>* out) {
+  const ActiveOp& op = ops_.at(page);
+  DirEntry& e = dir_[page];
   const NodeId r = op.req.src;
   const uint16_t flags = (e.copyset & Bit(r)) ? kFlagNoData : 0;
+  if (e.owner == config_.self && r != config_.self) {
+    // The manager owns the page: it hands it over itself and the operation ends here (no WRITE_DONE round).
+    RETURN_IF_ERROR(GiveAway(page, r, flags, op.req.seq, kFlagOpDone, out));
+    e.owner = r;
+    e.copyset = Bit(r);
+    return FinishOp(page, now, out);
+  }
   out->push_back(Reply(MsgType::kFwdWrite, e.owner, page, r, flags, op.req.seq));
+  return absl::OkStatus();
 }
 
-absl::Status ProtocolEngine::OnInvAck(const Message& msg, std::vector<Message>* out) {
+absl::Status ProtocolEngine::OnInvAck(const Message& msg, absl::Time now, std::vector<Message>* out) {
   auto it = ops_.find(msg.page);
   if (it == ops_.end() || it->second.req.type != MsgType::kWriteReq || !(it->second.awaiting_acks & Bit(msg.src))) {
     return Violation(msg, "no invalidation awaits this acknowledgement");
@@ -198,7 +217,7 @@ absl::Status ProtocolEngine::OnInvAck(const Message& msg, std::vector<Message>* 
   ActiveOp& op = it->second;
   op.awaiting_acks &= ~Bit(msg.src);
   dir_[msg.page].copyset &= ~Bit(msg.src);
-  if (op.awaiting_acks == 0) SendTransfer(msg.page, op, out);
+  if (op.awaiting_acks == 0) return SendTransfer(msg.page, now, out);
   return absl::OkStatus();
 }
 
@@ -261,26 +280,35 @@ absl::Status ProtocolEngine::FinishOp(uint64_t page, absl::Time now, std::vector
 // ---------------------------------------------------------------- owner side
 
 absl::Status ProtocolEngine::OnFwdRead(const Message& msg, std::vector<Message>* out) {
-  LocalPage& lp = pages_[msg.page];
+  const LocalPage& lp = pages_[msg.page];
   if (!lp.owner || lp.state == static_cast<uint8_t>(PageState::kInvalid)) {
     return Violation(msg, "this node does not own the page");
   }
   if (msg.arg >= kMaxNodes || msg.arg == config_.self) return Violation(msg, "bad requester");
+  return SendSharedCopy(msg.page, static_cast<NodeId>(msg.arg), msg.seq, 0, out);
+}
+
+absl::Status ProtocolEngine::SendSharedCopy(uint64_t page, NodeId requester, uint64_t seq, uint16_t extra_flags,
+                                            std::vector<Message>* out) {
+  LocalPage& lp = pages_[page];
+  if (!lp.owner || lp.state == static_cast<uint8_t>(PageState::kInvalid)) {
+    return absl::InternalError(absl::StrFormat("page %#x: the directory names this node owner, it holds nothing", page));
+  }
   if (lp.state == static_cast<uint8_t>(PageState::kModified)) {
     // Protect first: once WriteProtect returns no local thread can change the bytes we are about to send.
-    RETURN_IF_ERROR(mem_->WriteProtect(msg.page));
+    RETURN_IF_ERROR(mem_->WriteProtect(page));
     lp.state = static_cast<uint8_t>(PageState::kShared);
   }
-  Message data = Reply(MsgType::kPageData, static_cast<NodeId>(msg.arg), msg.page, 0, 0, msg.seq);
+  Message data = Reply(MsgType::kPageData, requester, page, 0, extra_flags, seq);
   data.payload.resize(kPageSize);
-  RETURN_IF_ERROR(mem_->ReadPage(msg.page, data.payload.data()));
+  RETURN_IF_ERROR(mem_->ReadPage(page, data.payload.data()));
   stats_->pages_sent.fetch_add(1, std::memory_order_relaxed);
   out->push_back(std::move(data));
   return absl::OkStatus();
 }
 
 absl::Status ProtocolEngine::OnFwdWrite(const Message& msg, std::vector<Message>* out) {
-  LocalPage& lp = pages_[msg.page];
+  const LocalPage& lp = pages_[msg.page];
   if (!lp.owner || lp.state == static_cast<uint8_t>(PageState::kInvalid)) {
     return Violation(msg, "this node does not own the page");
   }
@@ -291,20 +319,30 @@ absl::Status ProtocolEngine::OnFwdWrite(const Message& msg, std::vector<Message>
     out->push_back(Reply(MsgType::kPageData, r, msg.page, 0, kFlagGrantModified | kFlagNoData, msg.seq));
     return absl::OkStatus();
   }
-  if (lp.state == static_cast<uint8_t>(PageState::kModified)) RETURN_IF_ERROR(mem_->WriteProtect(msg.page));
-  Message data = Reply(MsgType::kPageData, r, msg.page, 0, kFlagGrantModified, msg.seq);
-  if (msg.flags & kFlagNoData) {
+  return GiveAway(msg.page, r, msg.flags, msg.seq, 0, out);
+}
+
+absl::Status ProtocolEngine::GiveAway(uint64_t page, NodeId requester, uint16_t fwd_flags, uint64_t seq,
+                                      uint16_t extra_flags, std::vector<Message>* out) {
+  LocalPage& lp = pages_[page];
+  if (!lp.owner || lp.state == static_cast<uint8_t>(PageState::kInvalid)) {
+    return absl::InternalError(absl::StrFormat("page %#x: the directory names this node owner, it holds nothing", page));
+  }
+  if (lp.state == static_cast<uint8_t>(PageState::kModified)) RETURN_IF_ERROR(mem_->WriteProtect(page));
+  Message data = Reply(MsgType::kPageData, requester, page, 0, kFlagGrantModified | extra_flags, seq);
+  if (fwd_flags & kFlagNoData) {
     data.flags |= kFlagNoData;
   } else {
     data.payload.resize(kPageSize);
-    RETURN_IF_ERROR(mem_->ReadPage(msg.page, data.payload.data()));
+    RETURN_IF_ERROR(mem_->ReadPage(page, data.payload.data()));
     stats_->pages_sent.fetch_add(1, std::memory_order_relaxed);
   }
   // Invalid before the page goes: a local access from now on faults and asks the manager, which is busy with this
-  // very operation and queues it behind (the "node faulting on a page it is giving away" race).
+  // very operation (or, if this node is the manager, finished it) and queues or serves it after the transfer
+  // (the "node faulting on a page it is giving away" race).
   lp.state = static_cast<uint8_t>(PageState::kInvalid);
   lp.owner = false;
-  RETURN_IF_ERROR(mem_->Drop(msg.page));
+  RETURN_IF_ERROR(mem_->Drop(page));
   stats_->ownership_transfers.fetch_add(1, std::memory_order_relaxed);
   out->push_back(std::move(data));
   return absl::OkStatus();
@@ -333,8 +371,10 @@ absl::Status ProtocolEngine::OnPageData(const Message& msg, absl::Time now, std:
   lp.state = static_cast<uint8_t>(grant_m ? PageState::kModified : PageState::kShared);
   if (grant_m) lp.owner = true;
   pending_.erase(it);
-  out->push_back(Reply(grant_m ? MsgType::kWriteDone : MsgType::kReadDone, ManagerOf(msg.page), msg.page, 0, 0,
-                       msg.seq));
+  if (!(msg.flags & kFlagOpDone)) {
+    out->push_back(Reply(grant_m ? MsgType::kWriteDone : MsgType::kReadDone, ManagerOf(msg.page), msg.page, 0, 0,
+                         msg.seq));
+  }
   return absl::OkStatus();
 }
 

@@ -7,7 +7,10 @@
 // Each page has a manager (DirectoryPlacement) holding its owner and copyset, and the manager runs one operation
 // per page at a time: a request that arrives while the page is busy waits in a FIFO queue. An operation ends only
 // when the requester confirms (READ_DONE / WRITE_DONE) that it installed the page, so the directory is never
-// behind what the nodes hold and no message can overtake an operation on the same page.
+// behind what the nodes hold and no message can overtake an operation on the same page. When the manager owns the
+// page it answers itself and ends the operation at once: its later messages about the page go to the requester on
+// the same connection, behind the grant, so they cannot overtake it either. This needs the transport to keep each
+// node pair's messages in the order the engine produced them (DsmNode queues them under its lock).
 #pragma once
 
 #include <cstdint>
@@ -115,14 +118,19 @@ class ProtocolEngine final {
   // Manager side.
   absl::Status OnRequest(const Message& msg, absl::Time now, std::vector<Message>* out);
   absl::Status StartOp(uint64_t page, absl::Time now, std::vector<Message>* out);
-  void SendTransfer(uint64_t page, const ActiveOp& op, std::vector<Message>* out);
+  absl::Status SendTransfer(uint64_t page, absl::Time now, std::vector<Message>* out);
   absl::Status HandleEvict(const Message& msg, std::vector<Message>* out);
   absl::Status FinishOp(uint64_t page, absl::Time now, std::vector<Message>* out);
-  absl::Status OnInvAck(const Message& msg, std::vector<Message>* out);
+  absl::Status OnInvAck(const Message& msg, absl::Time now, std::vector<Message>* out);
   absl::Status OnDone(const Message& msg, absl::Time now, std::vector<Message>* out);
   // Owner side.
   absl::Status OnFwdRead(const Message& msg, std::vector<Message>* out);
   absl::Status OnFwdWrite(const Message& msg, std::vector<Message>* out);
+  // The owner's two actions, also run directly by a manager that owns the page.
+  absl::Status SendSharedCopy(uint64_t page, NodeId requester, uint64_t seq, uint16_t extra_flags,
+                              std::vector<Message>* out);
+  absl::Status GiveAway(uint64_t page, NodeId requester, uint16_t fwd_flags, uint64_t seq, uint16_t extra_flags,
+                        std::vector<Message>* out);
   // Requester / sharer side.
   absl::Status OnPageData(const Message& msg, absl::Time now, std::vector<Message>* out);
   absl::Status OnInvalidate(const Message& msg, std::vector<Message>* out);

@@ -175,6 +175,24 @@ void Transport::AcceptLoop() {
   }
 }
 
+std::shared_ptr<PeerChannel> Transport::Find(NodeId peer) const {
+  absl::MutexLock l(&mu_);
+  auto it = channels_.find(peer);
+  return it == channels_.end() ? nullptr : it->second;
+}
+
+absl::Status Transport::Enqueue(NodeId dst, Message m) {
+  auto ch = Find(dst);
+  if (ch == nullptr) return absl::UnavailableError(absl::StrFormat("no connection to node %u", dst));
+  return ch->Enqueue(std::move(m));
+}
+
+absl::Status Transport::Flush(NodeId dst) {
+  auto ch = Find(dst);
+  if (ch == nullptr) return absl::UnavailableError(absl::StrFormat("no connection to node %u", dst));
+  return ch->Flush();
+}
+
 absl::Status Transport::Send(NodeId dst, const Message& m, Lane lane) {
   std::shared_ptr<PeerChannel> ch;
   {

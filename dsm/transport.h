@@ -41,6 +41,9 @@ class Transport final {
   // Connects to `peer` (retrying refused connections until `timeout`) and runs the handshake.
   absl::Status Connect(NodeId peer, const std::string& host, uint16_t port, absl::Duration timeout);
   absl::Status Send(NodeId dst, const Message& m, Lane lane = Lane::kFault);
+  // Ordered fault lane (see PeerChannel::Enqueue / Flush).
+  absl::Status Enqueue(NodeId dst, Message m);
+  absl::Status Flush(NodeId dst);
   // Waits until every listed peer has a live connection.
   absl::Status WaitForPeers(const std::vector<NodeId>& peers, absl::Duration timeout);
   [[nodiscard]] std::vector<NodeId> Peers() const;
@@ -55,6 +58,7 @@ class Transport final {
   void AcceptLoop();
   absl::Status Handshake(int fd, NodeId expected_peer, bool initiator, NodeId* peer_out);
   absl::Status AddChannel(NodeId peer, UniqueFd sock);
+  std::shared_ptr<PeerChannel> Find(NodeId peer) const;
 
   Options options_;
   DsmStats* stats_;

@@ -51,6 +51,9 @@ inline constexpr uint8_t kMaxMsgType = 16;
 // Flags.
 inline constexpr uint16_t kFlagGrantModified = 1 << 0;  // kPageData: grant Modified (else Shared)
 inline constexpr uint16_t kFlagNoData = 1 << 1;         // kPageData/kFwdWrite: no payload, requester has the data
+// kPageData sent by the manager itself (it was the owner): the operation is complete, send no READ/WRITE_DONE.
+// Safe because the manager's later messages about the page travel the same connection, in order, behind it.
+inline constexpr uint16_t kFlagOpDone = 1 << 2;
 
 struct WireHeader {
   uint16_t magic;

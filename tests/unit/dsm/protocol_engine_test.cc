@@ -10,9 +10,9 @@ namespace {
 using sim::Op;
 using sim::Sim;
 
-// Delivers the first in-flight message matching type (and destination, if given).
+// Delivers the first deliverable (oldest of its node pair) message matching type (and destination, if given).
 bool DeliverFirst(Sim& s, MsgType type, int dst = -1) {
-  for (size_t i = 0; i < s.net_.size(); ++i) {
+  for (size_t i : s.Deliverable()) {
     if (s.net_[i].type == type && (dst < 0 || s.net_[i].dst == dst)) {
       s.Deliver(i);
       s.CheckInvariants();
@@ -23,24 +23,34 @@ bool DeliverFirst(Sim& s, MsgType type, int dst = -1) {
 }
 
 TEST_CASE("read fault fetches from the owner, which downgrades to Shared", "[dsm][protocol]") {
-  Sim s(2, 4);
+  Sim s(3, 4);
   s.AddThread(0, {{1, true}});  // home writes page 1 (resolved locally: never-touched page)
   REQUIRE(s.StepThread(0));
   REQUIRE(s.StepThread(0));  // woken by the local install, completes the write
   REQUIRE(s.engines_[0]->state(1) == PageState::kModified);
   s.AddThread(1, {{1, false}});
   s.StepThread(1);  // fault -> READ_REQ
+  // The home is manager and owner: it answers at once, downgrading, and the operation is over (no READ_DONE).
   REQUIRE(DeliverFirst(s, MsgType::kReadReq));
-  REQUIRE(DeliverFirst(s, MsgType::kFwdRead));  // home (manager == owner) handles its own forward
   REQUIRE(s.engines_[0]->state(1) == PageState::kShared);
+  REQUIRE_FALSE(s.engines_[0]->directory(1).busy);
+  REQUIRE(s.net_.size() == 1);
+  REQUIRE((s.net_[0].flags & kFlagOpDone) != 0);
   REQUIRE(DeliverFirst(s, MsgType::kPageData));
   REQUIRE(s.engines_[1]->state(1) == PageState::kShared);
-  REQUIRE(DeliverFirst(s, MsgType::kReadDone));
+  REQUIRE(s.net_.empty());
   REQUIRE(s.StepThread(1));
+  // Node 1 takes the page Modified; then node 2 reads it from node 1, not from the home: a forwarded read.
+  s.AddThread(1, {{1, true}});
+  s.AddThread(2, {{1, false}});
+  s.RunRandom(11);
   REQUIRE(s.failure_.empty());
+  REQUIRE(s.stats_[1]->pages_sent.load() == 1);  // node 1, the owner, served node 2
+  REQUIRE(s.engines_[1]->state(1) == PageState::kShared);
+  REQUIRE(s.engines_[2]->state(1) == PageState::kShared);
   auto d = s.engines_[0]->directory(1);
-  REQUIRE(d.owner == 0);
-  REQUIRE(d.copyset == 0b11);
+  REQUIRE(d.owner == 1);
+  REQUIRE(d.copyset == 0b110);
   REQUIRE_FALSE(d.busy);
   REQUIRE(s.quiescent());
 }
@@ -57,20 +67,32 @@ TEST_CASE("write fault invalidates every sharer and waits for the acknowledgemen
   // Invalidations to nodes 1 and 2 (node 0 is the owner, node 3 the requester): no transfer before both acks.
   REQUIRE(DeliverFirst(s, MsgType::kInvalidate, 1));
   REQUIRE(DeliverFirst(s, MsgType::kInvAck));
-  REQUIRE_FALSE(DeliverFirst(s, MsgType::kFwdWrite));
+  REQUIRE(s.engines_[0]->state(0) == PageState::kShared);
+  REQUIRE_FALSE(DeliverFirst(s, MsgType::kPageData));
   REQUIRE(DeliverFirst(s, MsgType::kInvalidate, 2));
   REQUIRE(DeliverFirst(s, MsgType::kInvAck));
-  REQUIRE(DeliverFirst(s, MsgType::kFwdWrite));  // to the owner, which drops its copy; requester already has data
+  // The home owns the page: it drops its copy and grants Modified without data (node 3 has it).
   REQUIRE(s.engines_[0]->state(0) == PageState::kInvalid);
   REQUIRE(DeliverFirst(s, MsgType::kPageData));
   REQUIRE(s.engines_[3]->state(0) == PageState::kModified);
-  REQUIRE(s.net_.size() == 1);  // WRITE_DONE
-  REQUIRE(s.net_[0].type == MsgType::kWriteDone);
+  REQUIRE(s.net_.empty());
   s.RunRandom(2);
   REQUIRE(s.failure_.empty());
   REQUIRE(s.engines_[0]->directory(0).owner == 3);
   REQUIRE(s.engines_[0]->directory(0).copyset == 0b1000);
   REQUIRE(s.stats_[3]->pages_received.load() == 1);  // the read; the upgrade moved no data
+  // Now with an owner that is not the manager: node 1 writes, node 3 (owner) is forwarded the request.
+  s.AddThread(1, {{0, true}});
+  s.StepThread(4);
+  REQUIRE(DeliverFirst(s, MsgType::kWriteReq));
+  REQUIRE(DeliverFirst(s, MsgType::kFwdWrite, 3));
+  REQUIRE(s.engines_[3]->state(0) == PageState::kInvalid);
+  REQUIRE(DeliverFirst(s, MsgType::kPageData, 1));
+  REQUIRE(DeliverFirst(s, MsgType::kWriteDone, 0));
+  REQUIRE(s.engines_[0]->directory(0).owner == 1);
+  s.RunRandom(3);
+  REQUIRE(s.failure_.empty());
+  REQUIRE(s.quiescent());
 }
 
 TEST_CASE("concurrent faults on one page are queued at the manager, none lost", "[dsm][protocol]") {
@@ -103,9 +125,10 @@ TEST_CASE("a fault crossing an invalidation: upgrade request overtaken by anothe
   REQUIRE(s.engines_[1]->state(0) == PageState::kInvalid);
   s.RunRandom(4);
   REQUIRE(s.failure_.empty());
-  // Node 1 got the page with data (it no longer had a copy), after node 2's write.
-  REQUIRE(s.engines_[1]->state(0) == PageState::kModified);
-  REQUIRE(s.mem_[1]->pages_[0].value == s.reference_[0]);
+  // Node 1's upgrade was served with data (it no longer had a copy), and its write came after node 2's.
+  REQUIRE(s.stats_[1]->pages_received.load() >= 2);
+  REQUIRE(s.threads_[1].done());
+  REQUIRE(s.threads_[2].done());
   REQUIRE(s.quiescent());
 }
 
@@ -224,15 +247,21 @@ TEST_CASE("messages that break the protocol are errors, never crashes", "[dsm][p
 }
 
 TEST_CASE("a request that is never answered times out with the page named", "[dsm][protocol]") {
-  Sim s(2, 2);
-  s.AddThread(1, {{1, false}});
-  s.StepThread(0);
-  REQUIRE(s.engines_[1]->CheckTimeouts(s.now_ + absl::Milliseconds(500)).ok());
-  absl::Status st = s.engines_[1]->CheckTimeouts(s.now_ + absl::Seconds(2));
+  Sim s(3, 2);
+  s.AddThread(1, {{1, true}});
+  s.RunRandom(1);  // node 1 owns page 1
+  REQUIRE(s.engines_[0]->directory(1).owner == 1);
+  s.AddThread(2, {{1, false}});
+  s.StepThread(1);
+  REQUIRE(s.engines_[2]->CheckTimeouts(s.now_ + absl::Milliseconds(500)).ok());
+  absl::Status st = s.engines_[2]->CheckTimeouts(s.now_ + absl::Seconds(2));
   REQUIRE(absl::IsDeadlineExceeded(st));
   REQUIRE(st.message().find("page 0x1") != absl::string_view::npos);
-  // The manager side too: the read request delivered, the forward never answered.
-  s.Deliver(0);  // READ_REQ reaches the home; FWD_READ to itself stays in flight
+  // The manager side too: the request delivered, the forward to the owner never answered.
+  REQUIRE(DeliverFirst(s, MsgType::kReadReq));
+  REQUIRE(s.net_.size() == 1);
+  REQUIRE(s.net_[0].type == MsgType::kFwdRead);
+  REQUIRE(s.engines_[0]->CheckTimeouts(s.now_ + absl::Milliseconds(500)).ok());
   REQUIRE(absl::IsDeadlineExceeded(s.engines_[0]->CheckTimeouts(s.now_ + absl::Seconds(2))));
 }
 

@@ -1,15 +1,18 @@
 // A deterministic simulator for the DSM protocol: N ProtocolEngines over simulated memories, a network that
-// delivers in-flight messages in any order the test picks (or a seeded random order, more adversarial than TCP),
+// delivers in-flight messages in any order that keeps each node pair's messages in sequence (what one TCP
+// connection per pair gives; the test picks, or a seeded random choice interleaves pairs arbitrarily),
 // and accessor "threads" that block on faults and are woken like the kernel wakes them. After every step it checks
 // the single-writer/multi-reader invariant, and every read is checked against a sequentially consistent reference
 // memory (the value of the last write performed, in the order the simulator performed them).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <memory>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_format.h"
@@ -136,6 +139,19 @@ class Sim {
     Enqueue(std::move(out));
   }
 
+  // Indices of the messages that may be delivered next: the oldest of each (source, destination) pair.
+  [[nodiscard]] std::vector<size_t> Deliverable() const {
+    std::vector<size_t> out;
+    std::vector<std::pair<NodeId, NodeId>> seen;
+    for (size_t i = 0; i < net_.size(); ++i) {
+      std::pair<NodeId, NodeId> key{net_[i].src, net_[i].dst};
+      if (std::find(seen.begin(), seen.end(), key) != seen.end()) continue;
+      seen.push_back(key);
+      out.push_back(i);
+    }
+    return out;
+  }
+
   void Enqueue(std::vector<Message> out) {
     for (auto& m : out) net_.push_back(std::move(m));
   }
@@ -157,12 +173,13 @@ class Sim {
         }
         return;
       }
-      const size_t choices = runnable.size() + net_.size();
+      const std::vector<size_t> deliverable = Deliverable();
+      const size_t choices = runnable.size() + deliverable.size();
       const size_t pick = std::uniform_int_distribution<size_t>(0, choices - 1)(rng);
       if (pick < runnable.size()) {
         StepThread(runnable[pick]);
       } else {
-        Deliver(pick - runnable.size());
+        Deliver(deliverable[pick - runnable.size()]);
       }
       CheckInvariants();
       now_ += absl::Microseconds(10);
