@@ -13,6 +13,7 @@
 #include "absl/strings/str_format.h"
 #include "dsm/wire_format.h"
 #include "hypervisor/base/errno_status.h"
+#include "hypervisor/base/log.h"
 
 namespace coalesce::dsm {
 namespace {
@@ -27,6 +28,12 @@ absl::StatusOr<std::unique_ptr<UffdPageMemory>> UffdPageMemory::Create(int memfd
   }
   // Not UFFD_USER_MODE_ONLY: KVM resolves guest faults from kernel mode (get_user_pages) and they must reach us.
   int fd = static_cast<int>(::syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK));
+  if (fd < 0 && errno == EPERM) {
+    // Unprivileged, with vm.unprivileged_userfaultfd=0: user-mode faults only. Enough for host threads touching
+    // the memory; KVM or a system call reading or writing it would fail instead of waiting for the page.
+    fd = static_cast<int>(::syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY));
+    if (fd >= 0) LOG_WARN("userfaultfd: user-mode faults only (no CAP_SYS_PTRACE): KVM cannot use this memory");
+  }
   if (fd < 0) return ErrnoStatus("userfaultfd (needs CAP_SYS_PTRACE or vm.unprivileged_userfaultfd=1)");
   UniqueFd uffd(fd);
   uffdio_api api{};
