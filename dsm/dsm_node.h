@@ -139,7 +139,7 @@ class DsmNode final {
   std::unique_ptr<Transport> transport_;
   UniqueFd wake_;  // eventfd: stops the fault thread
   std::thread fault_thread_;
-  // Threads between taking engine output (under mu_) and finishing its Dispatch: Leave() waits for zero so that
+  // Threads between taking engine output (under mu_) and flushing all of it (RunStep): Leave() waits for zero so that
   // the last EVICT_DONE is on the wire before the node stops.
   std::atomic<int> dispatching_{0};
   std::atomic<bool> stopping_{false};
