@@ -8,6 +8,9 @@ namespace coalesce {
 namespace {
 
 constexpr int64_t kNsPerSecond = 1'000'000'000;
+// Guest time stays within [1900-01-01, 2200-01-01) UTC, in seconds since the epoch.
+constexpr std::time_t kMinGuestSeconds = -2'208'988'800;
+constexpr std::time_t kMaxGuestSeconds = 7'258'118'400 - 1;
 // UIP is set this long before each second's update, as on the real part.
 constexpr int64_t kUipWindowNs = 244'000;
 
@@ -324,7 +327,9 @@ void CmosRtc::SetGuestTime(const std::tm& time) {
   // accepted without error.
   std::tm copy = time;
   copy.tm_isdst = 0;
-  const std::time_t seconds = timegm(&copy);
+  // Keep the guest's clock within 1900-2199 (what the century register can name sensibly), so guest time
+  // in nanoseconds always fits 64 bits; a garbage century or year is clamped, not trusted.
+  const std::time_t seconds = std::clamp<std::time_t>(timegm(&copy), kMinGuestSeconds, kMaxGuestSeconds);
   if (cmos_[kRegB] & kBSet) {
     frozen_time_ = seconds;
     return;
