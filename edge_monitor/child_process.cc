@@ -134,6 +134,12 @@ absl::StatusOr<ChildProcess> ChildProcess::Spawn(const Options& options) {
 
 absl::Status ChildProcess::Signal(int signal) {
   if (!valid()) return absl::FailedPreconditionError("signal: no child process");
+  if (!pidfd_.valid()) {
+    // Only when pidfd_open failed in Spawn: the child is not reaped yet, so its pid cannot have been recycled.
+    if (reaped_) return absl::OkStatus();
+    if (::kill(pid_, signal) != 0 && errno != ESRCH) return ErrnoStatus(absl::StrCat("kill pid ", pid_));
+    return absl::OkStatus();
+  }
   if (PidfdSendSignal(pidfd_.get(), signal) != 0 && errno != ESRCH) {
     return ErrnoStatus(absl::StrCat("pidfd_send_signal to pid ", pid_));
   }

@@ -43,6 +43,11 @@ absl::Status ValidateHostRequest(const pb::HostVcpusRequest& request) {
     }
     if (!seen.insert(id).second) return absl::InvalidArgumentError(absl::StrCat("vcpu_ids: vCPU ", id, " is listed twice"));
   }
+  // node_id 0 means 1 (the first edge); the home node is 0 and the data plane numbers nodes below 64.
+  if (request.node_id() > 63) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("node_id ", request.node_id(), " is out of range (1..63; 0 means 1)"));
+  }
   if (auto hp = ParseHostPort(request.home_data_plane_address(), "home_data_plane_address"); !hp.ok()) {
     return hp.status();
   }

@@ -9,7 +9,8 @@ namespace coalesce {
 
 // InvalidArgument naming the first bad field:
 //  vm_id 1..64 chars of [A-Za-z0-9._-] (it ends up in argv and logs); guest_memory_bytes > 0, a multiple of 4K;
-//  guest_vcpu_count 1..255; vcpu_ids non-empty, distinct, each < guest_vcpu_count; home_data_plane_address host:port.
+//  guest_vcpu_count 1..255; vcpu_ids non-empty, distinct, each < guest_vcpu_count; home_data_plane_address host:port;
+//  node_id 0..63 (0 means 1).
 absl::Status ValidateHostRequest(const pb::HostVcpusRequest& request);
 
 // The same rule for vm_id alone (StopVm, GetVmState).

@@ -2,6 +2,9 @@
 
 #include "edge_monitor/edge_agent_flags.h"
 #include "edge_monitor/edge_agent_main.h"
+#include "edge_monitor/host_request_builder.h"
+#include "edge_monitor/host_request_validator.h"
+#include "edge_monitor/profile_loader.h"
 #include "edge_monitor/remote_node_args.h"
 
 namespace coalesce {
@@ -66,6 +69,7 @@ TEST_CASE("remote-node argv round-trips", "[remote_node_args]") {
   args.vcpu_ids = {2, 3};
   args.home_address = "10.0.0.1:7100";
   args.tsc_offset = -1234;
+  args.node_id = 5;
   args.ready_fd = 3;
   auto parsed = RemoteNodeArgs::Parse(args.ToArgs());
   REQUIRE(parsed.ok());
@@ -75,6 +79,7 @@ TEST_CASE("remote-node argv round-trips", "[remote_node_args]") {
   CHECK(parsed->vcpu_ids == std::vector<uint32_t>{2, 3});
   CHECK(parsed->home_address == "10.0.0.1:7100");
   CHECK(parsed->tsc_offset == -1234);
+  CHECK(parsed->node_id == 5);
   CHECK(parsed->ready_fd == 3);
 }
 
@@ -88,6 +93,36 @@ TEST_CASE("remote-node argv errors", "[remote_node_args]") {
   CHECK_THAT(std::string(out_of_range.status().message()), Contains("vCPU 2 is not below --vcpu-count=2"));
   CHECK_FALSE(RemoteNodeArgs::Parse({"--bogus=1"}).ok());
   CHECK_FALSE(RemoteNodeArgs::Parse({"positional"}).ok());
+}
+
+}  // namespace
+}  // namespace coalesce
+
+namespace coalesce {
+namespace {
+
+TEST_CASE("A profile's edge becomes a valid HostVcpus request", "[host_request]") {
+  auto profile = ParseProfile(
+      "guest { kernel: \"k\" memory: \"1G\" vcpus: 4 }\n home { vcpus: [0, 1] }\n"
+      "edge { address: \"127.0.0.1:7001\" vcpus: [3, 2] }\n",
+      ProfileFormat::kText, "p");
+  REQUIRE(profile.ok());
+  auto request = MakeHostVcpusRequest(*profile, 0, "vm-1", "127.0.0.1:7100");
+  REQUIRE(request.ok());
+  CHECK(request->vm_id() == "vm-1");
+  CHECK(request->guest_memory_bytes() == 1ull << 30);
+  CHECK(request->guest_vcpu_count() == 4);
+  CHECK(std::vector<uint32_t>(request->vcpu_ids().begin(), request->vcpu_ids().end()) ==
+        std::vector<uint32_t>{3, 2});
+  CHECK(request->home_data_plane_address() == "127.0.0.1:7100");
+  CHECK(ValidateHostRequest(*request).ok());
+  CHECK(MakeHostVcpusRequest(*profile, 0, "vm-1", "127.0.0.1:7100", 3)->node_id() == 3);
+
+  CHECK_FALSE(MakeHostVcpusRequest(*profile, 1, "vm-1", "127.0.0.1:7100").ok());
+  auto bad_home = MakeHostVcpusRequest(*profile, 0, "vm-1", "nowhere");
+  REQUIRE_FALSE(bad_home.ok());
+  CHECK_THAT(std::string(bad_home.status().message()),
+             Catch::Contains("request for edge 127.0.0.1:7001: home_data_plane_address: 'nowhere'"));
 }
 
 }  // namespace

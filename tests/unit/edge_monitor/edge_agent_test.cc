@@ -129,11 +129,11 @@ TEST_CASE("Two VMs run at once, each in its own runtime process; StopVm and GetV
   CHECK(::kill(static_cast<pid_t>(a->runtime_pid()), 0) == 0);
   CHECK(::kill(static_cast<pid_t>(b->runtime_pid()), 0) == 0);
   const std::vector<std::string> argv = agent.RuntimeArgv("vm-a");
-  REQUIRE(argv.size() >= 9);
+  REQUIRE(argv.size() >= 10);
   CHECK(argv[1] == "remote-node");
-  CHECK(std::vector<std::string>(argv.begin() + 2, argv.begin() + 9) ==
+  CHECK(std::vector<std::string>(argv.begin() + 2, argv.begin() + 10) ==
         std::vector<std::string>{"--vm-id=vm-a", "--memory=268435456", "--vcpu-count=4", "--vcpus=2,3",
-                                 "--home=127.0.0.1:9000", "--tsc-offset=0", "--ready-fd=3"});
+                                 "--home=127.0.0.1:9000", "--tsc-offset=0", "--node-id=1", "--ready-fd=3"});
 
   auto capacity = client->GetCapacity();
   REQUIRE(capacity.ok());
@@ -219,6 +219,9 @@ TEST_CASE("Duplicate VM ids and malformed requests are refused", "[edge_agent]")
   pb::HostVcpusRequest no_home = Request("vm-b", {1});
   no_home.set_home_data_plane_address("home");
   CHECK_THAT(refused(no_home), Contains("home_data_plane_address: 'home' is not host:port"));
+  pb::HostVcpusRequest bad_node = Request("vm-b", {1});
+  bad_node.set_node_id(64);
+  CHECK_THAT(refused(bad_node), Contains("node_id 64 is out of range"));
   CHECK(client->GetCapacity()->running_vms() == 1);
 }
 
@@ -351,6 +354,27 @@ TEST_CASE("A peer that accepts TCP but never speaks gRPC fails within the timeou
   REQUIRE_FALSE(client.ok());
   CHECK_THAT(std::string(client.status().message()), Contains(address));
   CHECK(absl::Now() - before < absl::Seconds(3));
+}
+
+TEST_CASE("Calls to an agent that went away fail within their deadline, naming the address", "[edge_agent]") {
+  auto agent = std::make_unique<Agent>(EdgeCapacity{1, 256 * kMiB});
+  const std::string address = agent->address();
+  EdgeAgentClientOptions options;
+  options.rpc_timeout = absl::Seconds(1);
+  auto client = agent->Client(options);
+  REQUIRE(client->GetCapacity().ok());
+  agent.reset();  // the agent shuts down; the client's connection breaks
+
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    const absl::Time before = absl::Now();
+    auto capacity = client->GetCapacity();
+    REQUIRE_FALSE(capacity.ok());
+    CHECK((capacity.status().code() == absl::StatusCode::kUnavailable ||
+           capacity.status().code() == absl::StatusCode::kDeadlineExceeded));
+    CHECK_THAT(std::string(capacity.status().message()),
+               StartsWith(absl::StrCat("edge agent ", address, ": GetCapacity: ")));
+    CHECK(absl::Now() - before < absl::Seconds(2));
+  }
 }
 
 TEST_CASE("An address in use is refused with the address", "[edge_agent]") {
