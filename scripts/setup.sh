@@ -5,6 +5,7 @@ PKGS=(
   build-essential g++ meson ninja-build pkg-config
   linux-libc-dev
   libabsl-dev catch2
+  liblz4-dev zlib1g-dev liblzma-dev libzstd-dev
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
   acpica-tools
   busybox-static cpio gzip xz-utils

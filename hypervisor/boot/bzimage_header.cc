@@ -22,6 +22,8 @@ constexpr size_t kKernelAlignment = 0x230;
 constexpr size_t kRelocatable = 0x234;
 constexpr size_t kXloadflags = 0x236;
 constexpr size_t kCmdlineSize = 0x238;
+constexpr size_t kPayloadOffset = 0x248;
+constexpr size_t kPayloadLength = 0x24c;
 constexpr size_t kPrefAddress = 0x258;
 constexpr size_t kInitSize = 0x260;
 constexpr size_t kHeader212End = 0x264;  // every field up to init_size exists from protocol 2.10 on
@@ -30,6 +32,8 @@ constexpr uint32_t kHdrS = 0x53726448;   // "HdrS"
 static_assert(offsetof(boot_params, hdr) == kSetupSects);
 static_assert(offsetof(boot_params, hdr) + offsetof(setup_header, init_size) == kInitSize);
 static_assert(offsetof(boot_params, hdr) + offsetof(setup_header, xloadflags) == kXloadflags);
+static_assert(offsetof(boot_params, hdr) + offsetof(setup_header, payload_offset) == kPayloadOffset);
+static_assert(offsetof(boot_params, hdr) + offsetof(setup_header, payload_length) == kPayloadLength);
 
 template <typename T>
 T ReadLe(std::span<const uint8_t> image, size_t off) {
@@ -74,6 +78,8 @@ absl::StatusOr<BzImageHeader> ParseBzImageHeader(std::span<const uint8_t> image)
   h.cmdline_size = ReadLe<uint32_t>(image, kCmdlineSize);
   h.pref_address = ReadLe<uint64_t>(image, kPrefAddress);
   h.init_size = ReadLe<uint32_t>(image, kInitSize);
+  h.payload_offset = ReadLe<uint32_t>(image, kPayloadOffset);
+  h.payload_length = ReadLe<uint32_t>(image, kPayloadLength);
   if ((h.loadflags & LOADED_HIGH) == 0) {
     return absl::InvalidArgumentError("not a bzImage: a zImage (loaded at 0x10000) is not supported");
   }

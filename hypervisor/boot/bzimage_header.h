@@ -20,6 +20,8 @@ struct BzImageHeader {
   uint32_t cmdline_size = 0;     // longest command line, without the NUL
   uint64_t pref_address = 0;     // where the kernel runs (LOAD_PHYSICAL_ADDR)
   uint32_t init_size = 0;        // bytes the kernel needs from its run address while decompressing
+  uint32_t payload_offset = 0;   // compressed kernel: offset from the start of the protected-mode code
+  uint32_t payload_length = 0;   // its length, the appended 4-byte uncompressed size included
   size_t header_end = 0;         // file offset one past the setup header (0x202 + byte at 0x201)
   size_t kernel_offset = 0;      // file offset of the protected-mode kernel: (setup_sects + 1) * 512
   size_t kernel_size = 0;        // bytes of protected-mode kernel in the file

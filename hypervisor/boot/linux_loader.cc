@@ -3,9 +3,12 @@
 #include <asm/bootparam.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <memory>
+#include <optional>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "hypervisor/base/log.h"
 #include "hypervisor/base/status_macros.h"
@@ -13,6 +16,8 @@
 #include "hypervisor/boot/boot_tables.h"
 #include "hypervisor/boot/bzimage_header.h"
 #include "hypervisor/boot/initrd_placement.h"
+#include "hypervisor/boot/kernel_payload.h"
+#include "hypervisor/boot/vmlinux_loader.h"
 
 namespace coalesce {
 namespace {
@@ -42,6 +47,43 @@ absl::Status CheckCmdline(const std::string& cmdline, const BzImageHeader& h) {
   return absl::OkStatus();
 }
 
+// The vmlinux image when the payload is one we decompress on the host; nullopt when the kernel's own
+// decompressor has to run in the guest (the caller asked for it, or the format is not one we handle).
+absl::StatusOr<std::optional<std::vector<uint8_t>>> HostDecompressedKernel(std::span<const uint8_t> image,
+                                                                           const BzImageHeader& h,
+                                                                           const LinuxBootOptions& options) {
+  if (!options.decompress_on_host) return std::nullopt;
+  if (h.payload_length == 0) {
+    LOG_INFO("linux: the setup header locates no compressed payload; the kernel decompresses itself");
+    return std::nullopt;
+  }
+  ASSIGN_OR_RETURN(KernelPayload payload, ExtractKernelPayload(image));
+  if (!CanDecompress(payload.compression)) {
+    LOG_INFO("linux: payload compressed with %s, which Coalesce does not decompress; the kernel decompresses "
+             "itself",
+             PayloadCompressionName(payload.compression));
+    return std::nullopt;
+  }
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<std::vector<uint8_t>> vmlinux =
+      Decompress(payload.compression, payload.stream, payload.uncompressed_size);
+  if (!vmlinux.ok()) {
+    return absl::Status(vmlinux.status().code(),
+                        absl::StrCat("decompressing the kernel on the host (decompress_on_host): ",
+                                     std::string(vmlinux.status().message())));
+  }
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
+  LOG_INFO("linux: %s payload of %u bytes decompressed on the host to %u bytes in %d ms",
+           PayloadCompressionName(payload.compression), payload.stream.size(), vmlinux->size(), ms);
+  return std::optional<std::vector<uint8_t>>(std::move(*vmlinux));
+}
+
+absl::Status RamTooSmall(uint64_t begin, uint64_t end, const char* why) {
+  return absl::ResourceExhaustedError(absl::StrFormat(
+      "guest memory too small for this kernel: it needs contiguous RAM from %#x to %#x %s", begin, end, why));
+}
+
 }  // namespace
 
 absl::StatusOr<LinuxLoadResult> LoadLinux(GuestMemory& mem, std::span<const uint8_t> image,
@@ -49,25 +91,42 @@ absl::StatusOr<LinuxLoadResult> LoadLinux(GuestMemory& mem, std::span<const uint
   ASSIGN_OR_RETURN(BzImageHeader h, ParseBzImageHeader(image));
   RETURN_IF_ERROR(CheckCmdline(options.cmdline, h));
 
-  // A relocatable kernel loaded at pref_address decompresses in place; anything else goes to 1 MiB and the
-  // decompressor moves itself to pref_address (LOAD_PHYSICAL_ADDR). Either way it works from
-  // max(load, pref_address) for init_size bytes.
-  LinuxLoadResult result;
-  const uint64_t pref = h.pref_address;
-  const bool use_pref = h.relocatable && pref >= boot_layout::kHighLoadAddr &&
-                        RangeIsRam(options.e820, pref, pref + h.init_size);
-  result.kernel_addr = use_pref ? pref : boot_layout::kHighLoadAddr;
-  result.kernel_extent_end = std::max(result.kernel_addr, pref) + h.init_size;
-  if (!RangeIsRam(options.e820, boot_layout::kHighLoadAddr, result.kernel_extent_end)) {
-    return absl::ResourceExhaustedError(absl::StrFormat(
-        "guest memory too small for this kernel: it needs contiguous RAM from %#x to %#x while decompressing",
-        boot_layout::kHighLoadAddr, result.kernel_extent_end));
-  }
-
   if (options.e820.size() > E820_MAX_ENTRIES_ZEROPAGE) {
     return absl::ResourceExhaustedError(
         absl::StrFormat("e820 map has %u entries, the zero page holds %u", options.e820.size(),
                         E820_MAX_ENTRIES_ZEROPAGE));
+  }
+  ASSIGN_OR_RETURN(std::optional<std::vector<uint8_t>> vmlinux, HostDecompressedKernel(image, h, options));
+
+  LinuxLoadResult result;
+  const uint64_t pref = h.pref_address;
+  if (vmlinux) {
+    // vmlinux's segments sit at its link address (pref_address for every relocatable kernel); init_size is
+    // the build's own bound on what the kernel uses from there (it covers _end - _text), kept as a safe
+    // margin around the ELF's span.
+    result.decompressed_on_host = true;
+    if (!RangeIsRam(options.e820, boot_layout::kHighLoadAddr, pref + h.init_size)) {
+      return RamTooSmall(boot_layout::kHighLoadAddr, pref + h.init_size, "(pref_address + init_size)");
+    }
+    ASSIGN_OR_RETURN(VmlinuxLoadResult v, LoadVmlinux(mem, *vmlinux));
+    result.kernel_addr = v.lowest;
+    result.kernel_extent_end = std::max(pref + h.init_size, v.highest_end);
+    result.entry.rip = v.entry;
+    if (!RangeIsRam(options.e820, std::min(v.lowest, pref), result.kernel_extent_end)) {
+      return RamTooSmall(std::min(v.lowest, pref), result.kernel_extent_end, "(vmlinux's segments)");
+    }
+  } else {
+    // A relocatable kernel loaded at pref_address decompresses in place; anything else goes to 1 MiB and the
+    // decompressor moves itself to pref_address (LOAD_PHYSICAL_ADDR). Either way it works from
+    // max(load, pref_address) for init_size bytes.
+    const bool use_pref = h.relocatable && pref >= boot_layout::kHighLoadAddr &&
+                          RangeIsRam(options.e820, pref, pref + h.init_size);
+    result.kernel_addr = use_pref ? pref : boot_layout::kHighLoadAddr;
+    result.kernel_extent_end = std::max(result.kernel_addr, pref) + h.init_size;
+    result.entry.rip = result.kernel_addr + kStartup64Offset;
+    if (!RangeIsRam(options.e820, boot_layout::kHighLoadAddr, result.kernel_extent_end)) {
+      return RamTooSmall(boot_layout::kHighLoadAddr, result.kernel_extent_end, "while decompressing");
+    }
   }
 
   if (!options.initrd.empty()) {
@@ -107,7 +166,13 @@ absl::StatusOr<LinuxLoadResult> LoadLinux(GuestMemory& mem, std::span<const uint
     bp->e820_table[i].type = static_cast<uint32_t>(options.e820[i].type);
   }
 
-  RETURN_IF_ERROR(mem.Write(result.kernel_addr, image.subspan(h.kernel_offset, h.kernel_size)));
+  if (vmlinux) {
+    // The decompressor clears KASLR_FLAG and sets it again only when it randomized the kernel's location;
+    // the kernel proper reads it to decide whether to randomize its memory regions too. We did not.
+    bp->hdr.loadflags = static_cast<uint8_t>(bp->hdr.loadflags & ~KASLR_FLAG);
+  } else {
+    RETURN_IF_ERROR(mem.Write(result.kernel_addr, image.subspan(h.kernel_offset, h.kernel_size)));
+  }
   if (!options.initrd.empty()) RETURN_IF_ERROR(mem.Write(result.initrd_addr, options.initrd));
   std::vector<uint8_t> cmdline(options.cmdline.begin(), options.cmdline.end());
   cmdline.push_back('\0');
@@ -119,7 +184,6 @@ absl::StatusOr<LinuxLoadResult> LoadLinux(GuestMemory& mem, std::span<const uint
 
   BootEntry& e = result.entry;
   e.mode = BootCpuMode::kLong64;
-  e.rip = result.kernel_addr + kStartup64Offset;
   e.rsi = boot_layout::kZeroPageAddr;
   e.rsp = boot_layout::kStackTop;
   e.gdt_base = boot_layout::kGdtAddr;
@@ -127,9 +191,10 @@ absl::StatusOr<LinuxLoadResult> LoadLinux(GuestMemory& mem, std::span<const uint
   e.code_selector = boot_layout::kCodeSelector;
   e.data_selector = boot_layout::kDataSelector;
   e.cr3 = cr3;
-  LOG_INFO("linux: protocol %d.%02d, kernel %#x (%u bytes, needs up to %#x), initrd %#x (%u bytes), entry %#x",
-           h.version >> 8, h.version & 0xff, result.kernel_addr, h.kernel_size, result.kernel_extent_end,
-           result.initrd_addr, result.initrd_size, e.rip);
+  LOG_INFO("linux: protocol %d.%02d, %s at %#x (needs up to %#x), initrd %#x (%u bytes), entry %#x",
+           h.version >> 8, h.version & 0xff,
+           result.decompressed_on_host ? "vmlinux decompressed on the host" : "compressed kernel",
+           result.kernel_addr, result.kernel_extent_end, result.initrd_addr, result.initrd_size, e.rip);
   return result;
 }
 

@@ -260,8 +260,11 @@ TEST_CASE("Debian cloud kernel: header and load") {
   const std::string initrd_path = std::string(dir ? dir : "guest-assets") + "/initramfs.cpio.gz";
   auto real_initrd = ReadFileBytes(initrd_path);
   if (real_initrd.ok()) initrd = *real_initrd;
-  auto r = LoadLinux(g.mem, *img, {.cmdline = "console=ttyS0", .initrd = initrd, .e820 = g.e820});
+  // The in-guest decompressor path; vmlinux_loader_test covers the default (decompressed on the host).
+  auto r = LoadLinux(g.mem, *img,
+                     {.cmdline = "console=ttyS0", .initrd = initrd, .e820 = g.e820, .decompress_on_host = false});
   REQUIRE(r.ok());
+  CHECK_FALSE(r->decompressed_on_host);
   CHECK(r->kernel_addr == 0x1000000);
   CHECK(r->entry.rip == 0x1000200);
   CHECK(r->initrd_addr >= r->kernel_extent_end);
