@@ -6,6 +6,7 @@
 #include <unistd.h>
 #include <x86intrin.h>
 
+#include <atomic>
 #include <cstdio>
 #include <memory>
 
@@ -13,6 +14,7 @@
 #include "edge_monitor/host_port.h"
 #include "edge_monitor/remote_node_args.h"
 #include "hypervisor/base/log.h"
+#include "hypervisor/base/signal_stopper.h"
 #include "hypervisor/base/status_macros.h"
 #include "hypervisor/base/timer_service.h"
 #include "hypervisor/irq/local_apic.h"
@@ -64,6 +66,11 @@ class RemoteNode final {
 
   absl::Status Build();
   int Run();
+  // Asked to stop from outside (the agent's SIGTERM): a normal end for this node.
+  void RequestStop(std::string reason) {
+    stopped_by_home_ = true;
+    run_control_.Stop(0, std::move(reason));
+  }
 
  private:
   void OnMessage(uint16_t from, node_msg::NodeMessage message);
@@ -82,7 +89,7 @@ class RemoteNode final {
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
   absl::Mutex mesh_mu_;
   std::optional<node_msg::Peers> peers_ ABSL_GUARDED_BY(mesh_mu_);
-  bool stopped_by_home_ = false;
+  std::atomic<bool> stopped_by_home_{false};
 };
 
 absl::Status RemoteNode::Build() {
@@ -226,6 +233,8 @@ int RunRemoteNodeMain(const std::vector<std::string>& argv) {
     }
   }
   int ready_fd = args->ready_fd;
+  // SIGTERM from the agent (StopVm) ends the node in order: vCPUs stopped, peers told, exit.
+  BlockStopSignals();
   auto node = std::make_unique<RemoteNode>(*args);
   if (absl::Status st = node->Build(); !st.ok()) {
     std::fprintf(stderr, "coalesce remote-node: %s\n", std::string(st.message()).c_str());
@@ -237,6 +246,7 @@ int RunRemoteNodeMain(const std::vector<std::string>& argv) {
     return exit_status::kHostFailure;
   }
   ::close(ready_fd);
+  SignalStopper stopper([&node](int sig) { node->RequestStop(absl::StrFormat("stopped by signal %d", sig)); });
   return node->Run();
 }
 

@@ -1,4 +1,4 @@
-#include "hypervisor/cli/signal_stopper.h"
+#include "hypervisor/base/signal_stopper.h"
 
 #include <pthread.h>
 #include <signal.h>

@@ -7,7 +7,7 @@
 
 #include "hypervisor/base/log.h"
 #include "hypervisor/cli/run_options.h"
-#include "hypervisor/cli/signal_stopper.h"
+#include "hypervisor/base/signal_stopper.h"
 #include "edge_monitor/edge_flag.h"
 #include "edge_monitor/host_port.h"
 #include "edge_monitor/profile_loader.h"

@@ -32,6 +32,10 @@ absl::StatusOr<std::unique_ptr<CoalescenceHome>> CoalescenceHome::Start(const Co
   cfg.listen_address = "0.0.0.0";
   cfg.listen_port = config.data_plane_port;
   cfg.on_error = [raw](const absl::Status& st) {
+    {
+      absl::MutexLock lock(&raw->mu_);
+      if (raw->stopped_) return;  // nodes leaving after the VM stopped are no loss
+    }
     if (raw->handlers_.on_stop) {
       raw->handlers_.on_stop(exit_status::kHostFailure, absl::StrFormat("lost an edge node: %s", st.message()));
     }

@@ -305,11 +305,13 @@ void Machine::Shutdown() {
   for (auto& v : vcpus_) {
     if (v) v->Kick();
   }
+  // The data plane goes first: a vCPU thread may be blocked in a page fault on a page that a stopped (or
+  // dead) edge node held; stopping the DSM releases it, so the join below cannot hang.
+  if (home_) home_->Shutdown();
   for (auto& v : vcpus_) {
     if (v) v->Join();
   }
   console_input_.reset();
-  if (home_) home_->Shutdown();
 }
 
 std::string Machine::StatsReport() const {

@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""A coalesced VM across real processes: edge agents (`coalesce edge`) on loopback ports or in their own
+network namespace, the home node (`coalesce run --edge ...`), and the project's test guests.
+
+Usage: multinode_test.py COALESCE GUEST_DIR CASE
+CASE: guests2 | guests3 | netns | agent_killed | bad_setup
+"""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+COALESCE, GUEST_DIR, CASE = sys.argv[1], sys.argv[2], sys.argv[3]
+failures = []
+
+
+def guest(name):
+    return os.path.join(GUEST_DIR, name + ".elf")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Agent:
+    """A `coalesce edge` process, optionally inside `ip netns exec NS`."""
+
+    def __init__(self, listen, capacity="vcpus=8,memory=4G", netns=None):
+        cmd = [COALESCE, "edge", "--listen", listen, "--capacity", capacity]
+        if netns:
+            cmd = ["ip", "netns", "exec", netns] + cmd
+        self.listen = listen
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+        deadline = time.time() + 30
+        host, port = listen.rsplit(":", 1)
+        while time.time() < deadline:  # ready when it accepts connections
+            try:
+                with socket.create_connection((host, int(port)), timeout=1):
+                    return
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise SystemExit(f"edge agent {listen} exited: {self.proc.stdout.read()}")
+                time.sleep(0.2)
+        raise SystemExit(f"edge agent {listen} did not start")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def run_home(args, timeout=240):
+    p = subprocess.run([COALESCE, "run"] + args, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       timeout=timeout)
+    return p.returncode, p.stdout, p.stderr
+
+
+def check(name, ok, detail=""):
+    print(f"{'ok  ' if ok else 'FAIL'} {name}")
+    if not ok:
+        failures.append(name)
+        if detail:
+            print("---- details ----\n" + detail + "\n-----------------")
+
+
+def expect_pass(name, args):
+    rc, out, err = run_home(args)
+    check(f"{name}: exit 1 and PASS", rc == 1 and "PASS" in out, f"exit {rc}\n{out}\n{err}")
+
+
+def guests_on(placements, vcpus, agents_desc):
+    base = []
+    for addr, ids in placements:
+        base += ["--edge", f"{addr}={ids}"]
+    for g, extra in [("smp_boot", []), ("ipi_pingpong", []), ("ipi_fixed", []), ("ipi_broadcast", []),
+                     ("ipi_logical", []), ("nmi", []), ("spinlock", ["--append", "iterations=300 timeout_s=200"])]:
+        expect_pass(f"{g} with {vcpus} vCPUs, {agents_desc}",
+                    ["--kernel", guest(g), "--vcpus", str(vcpus)] + extra + base)
+
+
+agents = []
+netns = []
+try:
+    if CASE == "guests2":
+        a = Agent(f"127.0.0.1:{free_port()}")
+        agents.append(a)
+        guests_on([(a.listen, "1")], 2, "vCPU 1 on an edge agent")
+        guests_on([(a.listen, "2,3")], 4, "vCPUs 2-3 on an edge agent")
+    elif CASE == "guests3":
+        a, b = Agent(f"127.0.0.1:{free_port()}"), Agent(f"127.0.0.1:{free_port()}")
+        agents += [a, b]
+        guests_on([(a.listen, "1"), (b.listen, "2")], 3, "1 vCPU on each of 3 nodes")
+    elif CASE == "netns":
+        # The edge host in its own network namespace, linked to this one by a veth pair.
+        tag = uuid.uuid4().hex[:6]
+        ns, veth_home, veth_edge = f"coal-edge-{tag}", f"ch{tag}", f"ce{tag}"
+        subnet = 100 + int(tag[:2], 16) % 100
+        home_ip, edge_ip = f"10.251.{subnet}.1", f"10.251.{subnet}.2"
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+        netns.append((ns, veth_home))
+        subprocess.run(["ip", "link", "add", veth_home, "type", "veth", "peer", "name", veth_edge], check=True)
+        subprocess.run(["ip", "link", "set", veth_edge, "netns", ns], check=True)
+        subprocess.run(["ip", "addr", "add", f"{home_ip}/24", "dev", veth_home], check=True)
+        subprocess.run(["ip", "link", "set", veth_home, "up"], check=True)
+        for cmd in (["ip", "addr", "add", f"{edge_ip}/24", "dev", veth_edge], ["ip", "link", "set", veth_edge, "up"],
+                    ["ip", "link", "set", "lo", "up"]):
+            subprocess.run(["ip", "netns", "exec", ns] + cmd, check=True)
+        a = Agent(f"{edge_ip}:7001", netns=ns)
+        agents.append(a)
+        for g in ("smp_boot", "ipi_pingpong", "ipi_broadcast"):
+            expect_pass(f"{g}: vCPU 1 on an edge agent in network namespace {ns}",
+                        ["--kernel", guest(g), "--vcpus", "2", "--edge", f"{a.listen}=1",
+                         "--data-plane", f"{home_ip}:0"])
+        expect_pass("spinlock counter across a veth link",
+                    ["--kernel", guest("spinlock"), "--vcpus", "2", "--append", "iterations=300 timeout_s=200",
+                     "--edge", f"{a.listen}=1", "--data-plane", f"{home_ip}:0"])
+    elif CASE == "agent_killed":
+        a = Agent(f"127.0.0.1:{free_port()}")
+        agents.append(a)
+        home = subprocess.Popen([COALESCE, "run", "--kernel", guest("spinlock"), "--vcpus", "2",
+                                 "--append", "iterations=100000000 timeout_s=600", "--edge", f"{a.listen}=1"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(8)  # the guest is running across both nodes
+        # Kill the agent and every runtime it started (the runtime dies with its agent: PDEATHSIG).
+        a.proc.kill()
+        a.proc.wait()
+        t0 = time.time()
+        try:
+            out, err = home.communicate(timeout=60)
+            took = time.time() - t0
+            check(f"home exits non-zero after the edge died (exit {home.returncode}, {took:.1f}s)",
+                  home.returncode not in (0, 1), err)
+            check("home names the lost node", "lost" in err or "node 1" in err, err)
+        except subprocess.TimeoutExpired:
+            home.kill()
+            check("home exits within 60 s after the edge died", False)
+    elif CASE == "bad_setup":
+        port = free_port()  # nothing listens there
+        rc, out, err = run_home(["--kernel", guest("hello"), "--vcpus", "2", "--edge", f"127.0.0.1:{port}=1"], 120)
+        check("unreachable agent: non-zero exit naming the address", rc not in (0, 1) and f"127.0.0.1:{port}" in err,
+              f"exit {rc}\n{err}")
+        a = Agent(f"127.0.0.1:{free_port()}", capacity="vcpus=1,memory=1G")
+        agents.append(a)
+        rc, out, err = run_home(["--kernel", guest("hello"), "--vcpus", "3", "--edge", f"{a.listen}=1,2"], 120)
+        check("agent over capacity: refused with the reason", rc not in (0, 1) and "capacity" in err, f"exit {rc}\n{err}")
+        rc, out, err = run_home(["--kernel", guest("hello"), "--vcpus", "3", "--edge", f"{a.listen}=1",
+                                 "--edge", f"127.0.0.1:{port}=1"], 60)
+        check("the same vCPU on two edges: named", rc == 2 and "1" in err, f"exit {rc}\n{err}")
+        rc, out, err = run_home(["--kernel", guest("hello"), "--vcpus", "2", "--edge", f"{a.listen}=5"], 60)
+        check("a vCPU that does not exist: named", rc == 2 and "5" in err, f"exit {rc}\n{err}")
+        rc, out, err = run_home(["--kernel", guest("hello"), "--vcpus", "2", "--edge", f"{a.listen}=0"], 60)
+        check("vCPU 0 away from home: refused", rc == 2 and "0" in err, f"exit {rc}\n{err}")
+        bad = f"/tmp/coalesce-bad-{uuid.uuid4().hex[:6]}.textproto"
+        with open(bad, "w") as f:
+            f.write('guest { kernel: "x" vcpus: 2\n  memory: }\n')
+        rc, out, err = run_home(["--profile", bad], 60)
+        os.unlink(bad)
+        check("malformed profile: file, line and column", rc == 2 and bad in err and ":2:" in err, f"exit {rc}\n{err}")
+    else:
+        raise SystemExit(f"unknown case {CASE}")
+finally:
+    for a in agents:
+        a.stop()
+    for ns, veth in netns:
+        subprocess.run(["ip", "link", "del", veth], stderr=subprocess.DEVNULL)
+        subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL)
+
+print(f"{len(failures)} check(s) failed" if failures else "all checks passed")
+sys.exit(1 if failures else 0)
