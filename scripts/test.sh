@@ -5,6 +5,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
 scripts/build.sh || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
+# The real System.map (a ~280 MB -dbg download) is only for benchmarks that name hot pages.
+export COALESCE_SYSTEM_MAP="${COALESCE_SYSTEM_MAP:-0}"
 if [[ -x scripts/guest-assets.sh ]]; then
   scripts/guest-assets.sh || { echo "guest assets failed"; echo "0 passed, 1 failed"; exit 1; }
 fi
