@@ -54,12 +54,14 @@ class LocalInterruptRouter : public InterruptRouter {
   [[nodiscard]] uint64_t undeliverable() const { return undeliverable_.load(std::memory_order_relaxed); }
 
  protected:
-  // Hooks for a router that knows vCPUs on other nodes. HasRemoteApics() says whether any exist;
-  // IsLocalApicId() lets a subclass tell which physical ids live here.
+  // Hooks for a router that knows vCPUs on other nodes.
+  // Whether any APIC lives on another node; false (the default) means ForwardToRemote is never called.
   [[nodiscard]] virtual bool HasRemoteApics() const { return false; }
-  // Sends `msg` (as the guest addressed it, shorthands unresolved) to the nodes whose APICs it may
-  // address. Called without any router lock held. The default does nothing.
+  // Sends `msg` (as the guest addressed it, shorthands unresolved, source_apic_id set) to the nodes whose
+  // APICs it may address: physical ids not registered here, 0xff, logical destinations, all / all-but-self
+  // shorthands; lowest priority only when no local APIC matched. Called with no router lock held.
   virtual void ForwardToRemote(const ApicMessage& msg) { (void)msg; }
+  // Whether physical id `apic_id` is registered with this router.
   [[nodiscard]] bool IsLocalApicId(uint32_t apic_id) const;
 
  private:
