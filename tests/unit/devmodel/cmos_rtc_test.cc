@@ -144,12 +144,17 @@ TEST_CASE("rtc: register C flags and IRQ 8 for update-ended and periodic interru
   ReadCmos(rtc, 0x0c);
   WriteCmos(rtc, 0x0b, 0x12);  // UIE, 24-hour
   REQUIRE(RecordingIrqSink::WaitFor([&] { return sink.level(kIrq); }, milliseconds(3000)));
+  const uint8_t second_before = ReadCmos(rtc, 0x00);
   const uint8_t c = ReadCmos(rtc, 0x0c);
   CHECK((c & 0x90) == 0x90);  // IRQF and UF
-  CHECK_FALSE(sink.level(kIrq));
-  // Reading cleared the flags: with UIE off, IRQF cannot come back even if another second has passed.
-  WriteCmos(rtc, 0x0b, 0x02);
-  CHECK((ReadCmos(rtc, 0x0c) & 0x80) == 0);
+  const bool dropped = !sink.level(kIrq);
+  WriteCmos(rtc, 0x0b, 0x02);  // UIE off
+  const uint8_t c_again = ReadCmos(rtc, 0x0c);
+  // Unless this thread stalled into the next update (~1 s away), the read cleared the flags and the line.
+  if (ReadCmos(rtc, 0x00) == second_before) {
+    CHECK(dropped);
+    CHECK(c_again == 0);
+  }
 
   WriteCmos(rtc, 0x0b, 0x42);  // PIE only, 1024 Hz (register A's default rate)
   REQUIRE(RecordingIrqSink::WaitFor([&] { return sink.level(kIrq); }, milliseconds(1000)));
