@@ -13,6 +13,7 @@
 
 namespace coalesce {
 
+inline constexpr uint8_t kVectorDivideError = 0;
 inline constexpr uint8_t kVectorDebug = 1;
 inline constexpr uint8_t kVectorBreakpoint = 3;
 inline constexpr uint8_t kVectorInvalidOpcode = 6;
@@ -52,6 +53,7 @@ struct Fault {
   std::optional<uint32_t> error_code;
   uint64_t cr2 = 0;  // faulting linear address, #PF only
 
+  static Fault DivideError() { return {kVectorDivideError, std::nullopt, 0}; }
   static Fault GeneralProtection(uint32_t code = 0) { return {kVectorGeneralProtection, code, 0}; }
   static Fault StackFault(uint32_t code = 0) { return {kVectorStackFault, code, 0}; }
   static Fault InvalidOpcode() { return {kVectorInvalidOpcode, std::nullopt, 0}; }

@@ -3,6 +3,7 @@
 #include "absl/strings/str_format.h"
 #include "hypervisor/base/status_macros.h"
 #include "hypervisor/emul/cmpxchg_semantics.h"
+#include "hypervisor/emul/integer_semantics.h"
 #include "hypervisor/emul/sse_semantics.h"
 #include "hypervisor/emul/xsave_semantics.h"
 
@@ -29,7 +30,10 @@ absl::StatusOr<Completion> ExecuteXgetbv(GuestCpu& cpu, RegisterState& regs) {
   return Completion::Retired();
 }
 
-absl::StatusOr<Completion> Dispatch(GuestCpu& cpu, const Instruction& insn, RegisterState& regs) {
+absl::StatusOr<Completion> Dispatch(GuestCpu& cpu, const Instruction& insn, RegisterState& regs,
+                                    const std::optional<IntegerForm>& integer) {
+  // Plain integer instructions check LOCK themselves (many of them are lockable).
+  if (integer) return ExecuteInteger(cpu, insn, *integer, regs);
   // LOCK is only legal on read-modify-write instructions with a memory destination.
   if (insn.lock && insn.mnemonic != Mnemonic::kCmpxchg8b && insn.mnemonic != Mnemonic::kCmpxchg16b) {
     return Completion::Faulted(Fault::InvalidOpcode());
@@ -92,8 +96,9 @@ absl::StatusOr<ExecutionResult> ExecuteInstruction(GuestCpu& cpu, const Instruct
   if (!regs.long_mode_64) {
     return absl::UnimplementedError(absl::StrFormat("%s outside 64-bit mode is not handled", insn.name()));
   }
-  ASSIGN_OR_RETURN(Completion done, Dispatch(cpu, insn, regs));
-  ExecutionResult result{insn.name(), std::nullopt};
+  const std::optional<IntegerForm> integer = ClassifyInteger(insn);
+  ASSIGN_OR_RETURN(Completion done, Dispatch(cpu, insn, regs, integer));
+  ExecutionResult result{integer ? integer->name : insn.name(), std::nullopt};
   if (done.kind == Completion::Kind::kFault) {
     // A fault leaves every register as it was; the exception handler sees RIP at the instruction.
     RETURN_IF_ERROR(cpu.InjectException(done.fault));

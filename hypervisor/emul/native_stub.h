@@ -1,0 +1,34 @@
+// Runs one copied guest integer instruction natively on the host, on a copy of the guest's general registers
+// and arithmetic flags. Used for the long tail of plain integer instructions (ALU, shifts, bit scans, moves
+// between registers) that PVM's in-kernel emulator gives up on: the host CPU is the reference for their
+// semantics, flags included. The caller (integer_semantics.cc) decides which instructions are safe to run:
+// nothing here may touch host memory other than the stub's own buffer, jump, trap or change privileged state.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <span>
+
+#include "absl/status/status.h"
+
+namespace coalesce {
+
+// The six arithmetic flags (CF PF AF ZF SF OF): the only RFLAGS bits a native run reads or writes.
+inline constexpr uint64_t kArithmeticFlags = 0x8d5;
+
+struct NativeContext {
+  std::array<uint64_t, 16> gpr{};  // ModRM numbering, RSP included
+  uint64_t rflags = 0x2;            // only kArithmeticFlags are taken in and given back
+  // The memory operand, when the instruction has one: it is rewritten to address this buffer RIP-relative.
+  std::array<uint8_t, 32> memory{};
+};
+
+// Executes `insn` (at most 15 bytes, one complete instruction) with the registers and flags of `ctx`. When
+// `rip_disp_offset` is set, bytes [offset, offset+4) of `insn` are a RIP-relative disp32 that is patched to
+// address ctx.memory. Thread-safe: each thread has its own code and data pages. Signals are blocked while
+// guest register values (RSP included) are live.
+absl::Status ExecuteNatively(std::span<const uint8_t> insn, std::optional<size_t> rip_disp_offset,
+                             NativeContext& ctx);
+
+}  // namespace coalesce
