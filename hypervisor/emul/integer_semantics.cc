@@ -41,6 +41,8 @@ std::optional<IntegerForm> ClassifyPrimary(const Instruction& in) {
     if ((op & 7) < 2) return Form(is_cmp ? Access::kRead : Access::kReadWrite, size, !is_cmp, kAluNames[op >> 3]);
     return Form(Access::kRead, size, false, kAluNames[op >> 3]);
   }
+  if (op < 0x40 && ((op & 7) == 4 || (op & 7) == 5)) return Form(Access::kNone, 0, false, kAluNames[op >> 3]);  // al/eax, imm
+  if (op == 0xa8 || op == 0xa9) return Form(Access::kNone, 0, false, "test");
   switch (op) {
     case 0x63: return Form(Access::kRead, osz == 2 ? 2 : 4, false, "movsxd");
     case 0x69: case 0x6b: return Form(Access::kRead, osz, false, "imul");
