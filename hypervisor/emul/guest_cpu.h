@@ -20,6 +20,7 @@ inline constexpr uint8_t kVectorInvalidOpcode = 6;
 inline constexpr uint8_t kVectorDeviceNotAvailable = 7;
 inline constexpr uint8_t kVectorStackFault = 12;
 inline constexpr uint8_t kVectorGeneralProtection = 13;
+inline constexpr uint8_t kVectorX87 = 16;
 inline constexpr uint8_t kVectorPageFault = 14;
 
 // Page-fault error code bits.
@@ -36,6 +37,7 @@ inline constexpr uint64_t kRflagsRf = 1ull << 16;
 inline constexpr uint64_t kRflagsAc = 1ull << 18;
 
 inline constexpr uint64_t kCr0Pe = 1ull << 0;
+inline constexpr uint64_t kCr0Mp = 1ull << 1;
 inline constexpr uint64_t kCr0Em = 1ull << 2;
 inline constexpr uint64_t kCr0Ts = 1ull << 3;
 inline constexpr uint64_t kCr0Wp = 1ull << 16;

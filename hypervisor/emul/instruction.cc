@@ -28,6 +28,7 @@ std::string_view MnemonicName(Mnemonic m) {
     case Mnemonic::kSfence: return "sfence";
     case Mnemonic::kClac: return "clac";
     case Mnemonic::kStac: return "stac";
+    case Mnemonic::kFwait: return "fwait";
     case Mnemonic::kPxor: return "pxor";
     case Mnemonic::kMovdqu: return "movdqu";
     case Mnemonic::kMovdqa: return "movdqa";

@@ -33,6 +33,7 @@ enum class Mnemonic : uint8_t {
   kSfence,
   kClac,
   kStac,
+  kFwait,
   // SSE register moves and pxor: PVM also fails on these inside an emulation batch.
   kPxor,
   kMovdqu,

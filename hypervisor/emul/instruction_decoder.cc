@@ -91,6 +91,7 @@ Mnemonic Classify(const Instruction& in) {
       if (in.opcode == 0xcc) return Mnemonic::kInt3;
       if (in.opcode == 0xf1) return Mnemonic::kInt1;
       if (in.opcode == 0xcd) return Mnemonic::kIntN;
+      if (in.opcode == 0x9b) return Mnemonic::kFwait;
       return Mnemonic::kUnknown;
     case OpcodeMap::k0F:
       if (in.opcode == 0x0b) return Mnemonic::kUd2;

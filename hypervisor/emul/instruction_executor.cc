@@ -30,6 +30,17 @@ absl::StatusOr<Completion> ExecuteXgetbv(GuestCpu& cpu, RegisterState& regs) {
   return Completion::Retired();
 }
 
+// fwait: #NM when CR0.MP and CR0.TS; #MF when an unmasked x87 exception is pending (FSW.ES); else nothing.
+absl::StatusOr<Completion> ExecuteFwait(GuestCpu& cpu, const RegisterState& regs) {
+  if ((regs.cr0 & kCr0Mp) && (regs.cr0 & kCr0Ts)) return Completion::Faulted(Fault::DeviceNotAvailable());
+  ASSIGN_OR_RETURN(ExtendedState st, cpu.GetExtendedState());
+  if (st.image.size() >= 4) {
+    const uint16_t fsw = static_cast<uint16_t>(st.image[2] | (st.image[3] << 8));
+    if (fsw & 0x80) return Completion::Faulted(Fault{kVectorX87, std::nullopt, 0});
+  }
+  return Completion::Retired();
+}
+
 absl::StatusOr<Completion> Dispatch(GuestCpu& cpu, const Instruction& insn, RegisterState& regs,
                                     const std::optional<IntegerForm>& integer) {
   // Plain integer instructions check LOCK themselves (many of them are lockable).
@@ -67,6 +78,8 @@ absl::StatusOr<Completion> Dispatch(GuestCpu& cpu, const Instruction& insn, Regi
       // keeps the guarantee for other threads touching the same RAM.
       __atomic_thread_fence(__ATOMIC_SEQ_CST);
       return Completion::Retired();
+    case Mnemonic::kFwait:
+      return ExecuteFwait(cpu, regs);
     case Mnemonic::kClac:
     case Mnemonic::kStac:
       if (regs.cpl != 0) return Completion::Faulted(Fault::InvalidOpcode());
