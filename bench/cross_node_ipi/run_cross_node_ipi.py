@@ -7,25 +7,21 @@ Usage: run_cross_node_ipi.py COALESCE IPI_BENCH_ELF [--rounds N]"""
 import argparse
 import json
 import re
-import signal
-import socket
+import os
 import subprocess
-import time
+import sys
 
 RESULT = re.compile(r"ipi_bench: rounds=(\d+) median=(\d+) mean=(\d+) min=(\d+) p90=(\d+) p99=(\d+) max=(\d+) "
                     r"tsc_khz=(\d+)")
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "e2e"))
+from edge_agent_process import EdgeAgent  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("coalesce")
 ap.add_argument("kernel")
 ap.add_argument("--rounds", type=int, default=200)
 a = ap.parse_args()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run(extra):
@@ -40,21 +36,13 @@ def run(extra):
     return median, tsc_khz
 
 
-listen = f"127.0.0.1:{free_port()}"
-agent = subprocess.Popen([a.coalesce, "edge", "--listen", listen, "--capacity", "vcpus=4,memory=4G"],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+agent = EdgeAgent(a.coalesce, capacity="vcpus=4,memory=4G")
+listen = agent.listen
 try:
-    for _ in range(100):
-        try:
-            with socket.create_connection(("127.0.0.1", int(listen.split(":")[1])), timeout=1):
-                break
-        except OSError:
-            time.sleep(0.1)
     local, local_khz = run([])
     remote, remote_khz = run(["--edge", f"{listen}=1"])
 finally:
-    agent.send_signal(signal.SIGTERM)
-    agent.wait(10)
+    agent.stop()
 print(json.dumps({"name": "cross_node_ipi_round_trip", "value": remote, "unit": "tsc_cycles", "baseline": local,
                   "ratio": round(remote / local, 3), "value_us": round(remote / remote_khz * 1000, 1),
                   "baseline_us": round(local / local_khz * 1000, 1), "rounds": a.rounds,

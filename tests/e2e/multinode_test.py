@@ -6,12 +6,12 @@ Usage: multinode_test.py COALESCE GUEST_DIR CASE
 CASE: guests2 | guests3 | netns | agent_killed | bad_setup
 """
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
+
+from edge_agent_process import EdgeAgent, free_port
 
 COALESCE, GUEST_DIR, CASE = sys.argv[1], sys.argv[2], sys.argv[3]
 failures = []
@@ -21,42 +21,8 @@ def guest(name):
     return os.path.join(GUEST_DIR, name + ".elf")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Agent:
-    """A `coalesce edge` process, optionally inside `ip netns exec NS`."""
-
-    def __init__(self, listen, capacity="vcpus=8,memory=4G", netns=None):
-        cmd = [COALESCE, "edge", "--listen", listen, "--capacity", capacity]
-        if netns:
-            cmd = ["ip", "netns", "exec", netns] + cmd
-        self.listen = listen
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True)
-        deadline = time.time() + 30
-        host, port = listen.rsplit(":", 1)
-        while time.time() < deadline:  # ready when it accepts connections
-            try:
-                with socket.create_connection((host, int(port)), timeout=1):
-                    return
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise SystemExit(f"edge agent {listen} exited: {self.proc.stdout.read()}")
-                time.sleep(0.2)
-        raise SystemExit(f"edge agent {listen} did not start")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+def Agent(listen, capacity="vcpus=8,memory=4G", netns=None):
+    return EdgeAgent(COALESCE, listen, capacity, netns)
 
 
 def run_home(args, timeout=240):

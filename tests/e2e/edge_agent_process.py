@@ -1,0 +1,49 @@
+"""A `coalesce edge` agent as a child process, for tests and benchmarks: started on a given (or free) loopback
+port, optionally inside `ip netns exec NS`, ready once it accepts TCP connections, stopped with SIGTERM."""
+import signal
+import socket
+import subprocess
+import time
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class EdgeAgent:
+    def __init__(self, coalesce, listen=None, capacity="vcpus=8,memory=4G", netns=None, start_timeout=30):
+        self.listen = listen or f"127.0.0.1:{free_port()}"
+        cmd = [coalesce, "edge", "--listen", self.listen, "--capacity", capacity]
+        if netns:
+            cmd = ["ip", "netns", "exec", netns] + cmd
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+        host, port = self.listen.rsplit(":", 1)
+        deadline = time.time() + start_timeout
+        while time.time() < deadline:
+            try:
+                with socket.create_connection((host, int(port)), timeout=1):
+                    return
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise SystemExit(f"edge agent {self.listen} exited: {self.proc.stdout.read()}")
+                time.sleep(0.2)
+        self.stop()
+        raise SystemExit(f"edge agent {self.listen} did not start within {start_timeout}s")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
