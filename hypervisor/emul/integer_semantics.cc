@@ -101,6 +101,17 @@ std::optional<IntegerForm> Classify0F(const Instruction& in) {
   if (op >= 0xc8 && op <= 0xcf) return Form(Access::kNone, 0, false, "bswap");
   switch (op) {
     case 0x1f: return Form(Access::kNone, 0, false, "nop");
+    case 0x18:  // prefetchnta/t0/t1/t2: hints, no access (the stub prefetches its own buffer)
+      if (in.has_memory_operand() && reg < 4) return Form(Access::kNone, 0, false, "prefetch");
+      return std::nullopt;
+    case 0x0d:  // prefetch/prefetchw
+      if (in.has_memory_operand() && reg < 2) return Form(Access::kNone, 0, false, "prefetchw");
+      return std::nullopt;
+    case 0xc7:  // rdrand/rdseed r (the host's generator; CF says whether it delivered)
+      if (!in.has_memory_operand() && (reg == 6 || reg == 7)) {
+        return Form(Access::kNone, 0, false, reg == 6 ? "rdrand" : "rdseed");
+      }
+      return std::nullopt;
     case 0xa3: case 0xab: case 0xb3: case 0xbb: {
       // With a memory operand the register bit offset reaches outside the operand: not handled.
       static constexpr const char* kNames[4] = {"bt", "bts", "btr", "btc"};

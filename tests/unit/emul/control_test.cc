@@ -76,9 +76,9 @@ TEST_CASE("stac/clac flip RFLAGS.AC at CPL 0 and are #UD in user mode") {
 
 TEST_CASE("unhandled instructions are reported, never guessed") {
   SoftwareCpu cpu(kBase, 0x1000);
-  auto r = Run(cpu, {0x48, 0x0f, 0xc7, 0xf0});  // rdrand %rax
+  auto r = Run(cpu, {0xf3, 0x48, 0x0f, 0xc7, 0xf8});  // rdpid %rax
   CHECK(absl::IsUnimplemented(r.status()));
-  CHECK(r.status().message().find("0f c7 f0") != std::string::npos);
+  CHECK(r.status().message().find("0f c7 f8") != std::string::npos);
   CHECK(cpu.register_writes == 0);
   CHECK(cpu.injected.empty());
 

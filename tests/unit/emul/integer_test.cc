@@ -310,6 +310,47 @@ TEST_CASE("the allowlist refuses stack, branch, system, I/O and string instructi
   }
 }
 
+TEST_CASE("rdrand and prefetch complete") {
+  SoftwareCpu cpu(kBase, 0x1000);
+  cpu.regs.gpr[6] = kBase;
+  auto r = Run(cpu, {0x0f, 0x18, 0x0e});  // prefetcht0 [rsi]
+  REQUIRE(r.ok());
+  CHECK(r->mnemonic == "prefetch");
+  // rdrand rax: retried as software must; the host generator delivers within a few tries.
+  bool delivered = false;
+  for (int i = 0; i < 100 && !delivered; ++i) {
+    cpu.regs.gpr[0] = 0;
+    r = Run(cpu, {0x48, 0x0f, 0xc7, 0xf0});
+    REQUIRE(r.ok());
+    CHECK(r->mnemonic == "rdrand");
+    delivered = (cpu.regs.rflags & kRflagsCf) != 0;
+  }
+  CHECK(delivered);
+}
+
+TEST_CASE("fwait: nothing normally, #MF with an unmasked exception pending, #NM with MP+TS") {
+  SoftwareCpu cpu(kBase, 0x1000);
+  cpu.extended.image.assign(4096, 0);
+  cpu.regs.rip = 0x1000;
+  auto r = Run(cpu, {0x9b});
+  REQUIRE(r.ok());
+  CHECK(r->mnemonic == "fwait");
+  CHECK(cpu.regs.rip == 0x1001);
+  CHECK(cpu.injected.empty());
+  cpu.extended.image[2] = 0x81;  // FSW: IE | ES
+  r = Run(cpu, {0x9b});
+  REQUIRE(r.ok());
+  REQUIRE(cpu.injected.size() == 1);
+  CHECK(cpu.injected[0].vector == kVectorX87);
+  CHECK(cpu.regs.rip == 0x1001);
+  cpu.injected.clear();
+  cpu.regs.cr0 |= kCr0Mp | kCr0Ts;
+  r = Run(cpu, {0x9b});
+  REQUIRE(r.ok());
+  REQUIRE(cpu.injected.size() == 1);
+  CHECK(cpu.injected[0] == Fault::DeviceNotAvailable());
+}
+
 TEST_CASE("native execution is thread-safe") {
   std::vector<std::thread> threads;
   std::atomic<int> mismatches{0};
