@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Boots Debian's cloud kernel (guest-assets/, built by scripts/guest-assets.sh) under coalesce and checks what
+the guest sees: nproc, the processor lines of /proc/cpuinfo and MemTotal match the request; a parallel
+workload accounts time on every CPU in /proc/stat; `sleep 1` in the guest takes about a second of host time;
+`poweroff -f` ends coalesce with exit status 0.
+
+Usage: linux_boot_test.py COALESCE ASSETS_DIR VCPUS [--memory 512M] [--timeout S] [--edge ADDR=LIST ...]"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+
+ap = argparse.ArgumentParser()
+ap.add_argument("coalesce")
+ap.add_argument("assets")
+ap.add_argument("vcpus", type=int)
+ap.add_argument("--memory", default="512M")
+ap.add_argument("--timeout", type=float, default=2400)
+ap.add_argument("--edge", action="append", default=[])
+a = ap.parse_args()
+
+kernel, initrd = os.path.join(a.assets, "vmlinuz"), os.path.join(a.assets, "initramfs.cpio.gz")
+for f in (kernel, initrd):
+    if not os.path.exists(f):
+        print(f"FAIL: {f} is missing (run scripts/guest-assets.sh)")
+        sys.exit(1)
+
+# One `yes` per CPU for a few seconds, then the per-CPU counters; then a timed `sleep 1`.
+workload = (f"for i in $(seq {a.vcpus}); do yes > /dev/null & done; sleep 4; killall yes; "
+            "grep ^cpu /proc/stat; echo SLEEP-BEGIN; sleep 1; echo SLEEP-END")
+cmd = [a.coalesce, "run", "--kernel", kernel, "--initrd", initrd, "--vcpus", str(a.vcpus), "--memory", a.memory,
+       "--stats", "--append", f'console=ttyS0 loglevel=4 coalesce.cmd="{workload}"']
+for e in a.edge:
+    cmd += ["--edge", e]
+print("running:", " ".join(cmd), flush=True)
+proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+lines, stamps = [], {}
+
+
+def reader():
+    for line in proc.stdout:
+        now = time.monotonic()
+        sys.stdout.write(line)
+        lines.append(line.rstrip("\n"))
+        for marker in ("SLEEP-BEGIN", "SLEEP-END"):
+            if line.startswith(marker):
+                stamps[marker] = now
+
+
+t = threading.Thread(target=reader, daemon=True)
+t.start()
+try:
+    rc = proc.wait(a.timeout)
+except subprocess.TimeoutExpired:
+    proc.kill()
+    print(f"FAIL: no power-off within {a.timeout:.0f}s")
+    sys.exit(1)
+t.join(10)
+out = "\n".join(lines)
+failures = []
+
+
+def check(name, ok):
+    print(f"{'ok  ' if ok else 'FAIL'} {name}")
+    if not ok:
+        failures.append(name)
+
+
+m = re.search(r"COALESCE-GUEST: cpus=(\d+)", out)
+check(f"nproc = {a.vcpus}", bool(m) and int(m.group(1)) == a.vcpus)
+check(f"{a.vcpus} processor lines in /proc/cpuinfo", len(re.findall(r"^processor\s*:", out, re.M)) == a.vcpus)
+m = re.search(r"MemTotal:\s+(\d+) kB", out)
+want_kb = int(a.memory[:-1]) * (1024 if a.memory.endswith("M") else 1024 * 1024)
+check("MemTotal close to the requested memory", bool(m) and want_kb * 0.7 < int(m.group(1)) <= want_kb)
+busy = []
+for cpu in range(a.vcpus):
+    m = re.search(rf"^cpu{cpu} (\d+) (\d+) (\d+)", out, re.M)
+    busy.append(int(m.group(1)) + int(m.group(3)) if m else 0)
+check(f"the workload ran on every CPU (user+system ticks per CPU: {busy})", all(b > 0 for b in busy))
+if "SLEEP-BEGIN" in stamps and "SLEEP-END" in stamps:
+    took = stamps["SLEEP-END"] - stamps["SLEEP-BEGIN"]
+    check(f"sleep 1 took {took:.2f}s of host time", 0.8 <= took <= 3.0)
+else:
+    check("sleep 1 markers seen", False)
+check("COALESCE-CMD-EXIT=0", "COALESCE-CMD-EXIT=0" in out)
+check(f"poweroff -f ends coalesce with exit 0 (got {rc})", rc == 0)
+bad = [l for l in lines if re.search(r"clocksource.*unstable|TSC.*unsynchronized|Marking TSC unstable", l)]
+check("no clocksource or TSC complaints", not bad)
+print(f"{len(failures)} check(s) failed" if failures else "all checks passed")
+sys.exit(1 if failures else 0)
