@@ -132,6 +132,24 @@ emul_guest_pf:
 emul_guest_wp:
         lock cmpxchg16b (%rdi)
 
+        /* Integer instructions PVM's emulator lacks (popcnt, lzcnt, tzcnt) and a locked read-modify-write on
+         * memory: completed natively by the integer path. */
+        TRAP_INTO_EMULATION
+        movabs $0xff00ff00ff00ff00, %rdi
+        popcnt %rdi, %rax
+        mov %rax, RESULTS + 0x78
+        TRAP_INTO_EMULATION
+        mov $0x00010000, %edi
+        lzcnt %edi, %ecx
+        tzcnt %edi, %edx
+        mov %ecx, RESULTS + 0x80
+        mov %edx, RESULTS + 0x84
+        movq $10, RESULTS + 0x88
+        TRAP_INTO_EMULATION
+        mov $5, %eax
+        lock xadd %rax, RESULTS + 0x88
+        mov %rax, RESULTS + 0x90
+
         movq $0x600d, RESULTS + 0x70
 1:      hlt
         jmp 1b

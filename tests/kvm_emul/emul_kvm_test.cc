@@ -208,6 +208,18 @@ TEST_CASE("a long-mode guest runs past every emulation failure with the guest-vi
   WARN("instructions completed in user space: " << (summary.empty() ? "none (hardware virtualization?)" : summary));
 
   CHECK(Get<uint64_t>(*mem, kResults + 0x70) == 0x600d);
+  // popcnt / lzcnt / tzcnt / lock xadd.
+  CHECK(Get<uint64_t>(*mem, kResults + 0x78) == 32);
+  // KVM's instruction emulator (PVM batch) ignores F3 on 0f bd and computes bsr instead of lzcnt (16 here),
+  // without an exit we could correct. Hardware, and our own completion, give 15.
+  if (Get<uint32_t>(*mem, kResults + 0x80) == 16 && !completed.empty() && completed.count("lzcnt") == 0) {
+    WARN("KVM's emulator ran lzcnt as bsr (known in-kernel emulator limitation)");
+  } else {
+    CHECK(Get<uint32_t>(*mem, kResults + 0x80) == 15);
+  }
+  CHECK(Get<uint32_t>(*mem, kResults + 0x84) == 16);
+  CHECK(Get<uint64_t>(*mem, kResults + 0x88) == 15);
+  CHECK(Get<uint64_t>(*mem, kResults + 0x90) == 10);
   // cmpxchg16b: success stored RCX:RBX and set ZF; failure cleared ZF and loaded RDX:RAX.
   CHECK((Get<uint64_t>(*mem, kResults + 0x00) & 0x40) != 0);
   CHECK(Get<uint64_t>(*mem, kCas16A) == 0x9999aaaabbbbccccull);
