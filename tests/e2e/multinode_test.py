@@ -62,6 +62,11 @@ try:
         agents.append(a)
         guests_on([(a.listen, "1")], 2, "vCPU 1 on an edge agent")
         guests_on([(a.listen, "2,3")], 4, "vCPUs 2-3 on an edge agent")
+        # The example profile (2 at home, 2 on an edge), its edge moved to this agent by --edge.
+        example = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples",
+                               "home2_edge2.textproto")
+        expect_pass("example profile home2_edge2 with --edge override",
+                    ["--profile", example, "--kernel", guest("ipi_broadcast"), "--edge", f"{a.listen}=2,3"])
     elif CASE == "guests3":
         a, b = Agent(f"127.0.0.1:{free_port()}"), Agent(f"127.0.0.1:{free_port()}")
         agents += [a, b]
