@@ -66,7 +66,8 @@ try:
         example = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples",
                                "home2_edge2.textproto")
         expect_pass("example profile home2_edge2 with --edge override",
-                    ["--profile", example, "--kernel", guest("ipi_broadcast"), "--edge", f"{a.listen}=2,3"])
+                    ["--profile", example, "--kernel", guest("ipi_broadcast"), "--initrd", guest("hello"),
+                     "--edge", f"{a.listen}=2,3"])
     elif CASE == "guests3":
         a, b = Agent(f"127.0.0.1:{free_port()}"), Agent(f"127.0.0.1:{free_port()}")
         agents += [a, b]
