@@ -77,7 +77,7 @@ try:
         tag = uuid.uuid4().hex[:6]
         ns, veth_home, veth_edge = f"coal-edge-{tag}", f"ch{tag}", f"ce{tag}"
         subnet = 100 + int(tag[:2], 16) % 100
-        home_ip, edge_ip = f"10.251.{subnet}.1", f"10.251.{subnet}.2"
+        home_ip, edge_ip = f"198.19.{subnet}.1", f"198.19.{subnet}.2"  # RFC 2544 test range
         subprocess.run(["ip", "netns", "add", ns], check=True)
         netns.append((ns, veth_home))
         subprocess.run(["ip", "link", "add", veth_home, "type", "veth", "peer", "name", veth_edge], check=True)
