@@ -455,6 +455,11 @@ bool LocalApic::HasWork() const {
          ExtIntPendingLocked();
 }
 
+bool LocalApic::HasNonMaskableWork() const {
+  absl::MutexLock lock(&mu_);
+  return nmi_pending_ || init_pending_ || sipi_vector_.has_value();
+}
+
 void LocalApic::Reset() {
   TimerService::TimerId stale = 0;
   {

@@ -93,6 +93,8 @@ class LocalApic final {
   void SetLint1(bool level);
   // Anything that should wake a halted vCPU: deliverable interrupt, NMI, INIT, SIPI, ExtINT.
   [[nodiscard]] bool HasWork() const;
+  // What wakes a vCPU halted with interrupts disabled (cli; hlt): NMI, INIT, SIPI.
+  [[nodiscard]] bool HasNonMaskableWork() const;
   // Power-on reset: registers to their reset values, pending events and the timer dropped; id kept; an
   // AP waits for a SIPI again.
   void Reset();

@@ -121,7 +121,8 @@ void Vcpu::WaitForWork(State waiting_in) {
         state_.store(State::kRunning, std::memory_order_release);
         return;
       }
-    } else if (apic->HasWork()) {
+    } else if (halted_with_interrupts_ ? apic->HasWork() : apic->HasNonMaskableWork()) {
+      // `cli; hlt` (a stopped CPU) sleeps through maskable interrupts instead of spinning on them.
       state_.store(State::kRunning, std::memory_order_release);
       return;
     }
@@ -199,6 +200,7 @@ bool Vcpu::HandleExit(const VcpuExit& e) {
     // handler's IRET. If the guest halts right after, KVM still holds it: go back in instead of sleeping,
     // or the NMI would be lost. (KVM's own halt would wake for it; our user-space halt must ask.)
     if (auto ev = fd_.GetVcpuEvents(); ev.ok() && (ev->nmi.pending || ev->nmi.injected)) return true;
+    halted_with_interrupts_ = fd_.run()->if_flag != 0;
     state_.store(State::kHalted, std::memory_order_release);
     return true;
   }

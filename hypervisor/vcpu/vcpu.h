@@ -75,6 +75,7 @@ class Vcpu final {
   VcpuStats stats_;
   std::atomic<State> state_{State::kCreated};
   std::atomic<bool> in_guest_{false};
+  bool halted_with_interrupts_ = true;  // RFLAGS.IF at the last HLT (vCPU thread only)
   std::thread thread_;
 
   absl::Mutex wake_mu_;
