@@ -29,6 +29,8 @@ std::string_view MnemonicName(Mnemonic m) {
     case Mnemonic::kClac: return "clac";
     case Mnemonic::kStac: return "stac";
     case Mnemonic::kFwait: return "fwait";
+    case Mnemonic::kLdmxcsr: return "ldmxcsr";
+    case Mnemonic::kStmxcsr: return "stmxcsr";
     case Mnemonic::kPxor: return "pxor";
     case Mnemonic::kMovdqu: return "movdqu";
     case Mnemonic::kMovdqa: return "movdqa";

@@ -34,6 +34,8 @@ enum class Mnemonic : uint8_t {
   kClac,
   kStac,
   kFwait,
+  kLdmxcsr,
+  kStmxcsr,
   // SSE register moves and pxor: PVM also fails on these inside an emulation batch.
   kPxor,
   kMovdqu,

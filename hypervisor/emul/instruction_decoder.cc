@@ -115,6 +115,8 @@ Mnemonic Classify(const Instruction& in) {
           switch (reg) {
             case 0: return Mnemonic::kFxsave;
             case 1: return Mnemonic::kFxrstor;
+            case 2: return Mnemonic::kLdmxcsr;
+            case 3: return Mnemonic::kStmxcsr;
             case 4: return Mnemonic::kXsave;
             case 5: return Mnemonic::kXrstor;
             case 6: return Mnemonic::kXsaveopt;

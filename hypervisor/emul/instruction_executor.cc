@@ -78,6 +78,9 @@ absl::StatusOr<Completion> Dispatch(GuestCpu& cpu, const Instruction& insn, Regi
       // keeps the guarantee for other threads touching the same RAM.
       __atomic_thread_fence(__ATOMIC_SEQ_CST);
       return Completion::Retired();
+    case Mnemonic::kLdmxcsr:
+    case Mnemonic::kStmxcsr:
+      return ExecuteMxcsr(cpu, insn, regs);
     case Mnemonic::kFwait:
       return ExecuteFwait(cpu, regs);
     case Mnemonic::kClac:

@@ -10,6 +10,7 @@ namespace coalesce {
 namespace {
 
 constexpr uint32_t kXmmOffset = 160;  // XMM0 in the legacy region
+constexpr uint32_t kMxcsrOffset = 24;
 
 uint8_t* Xmm(ExtendedState& st, int n) { return st.image.data() + kXmmOffset + 16 * n; }
 
@@ -57,6 +58,32 @@ absl::StatusOr<Completion> ExecuteSse(GuestCpu& cpu, const Instruction& insn, co
   }
   // The SSE component is now in use (XSTATE_BV bit 1 of the image).
   st.image[kXsaveHeaderOffset] |= 0x2;
+  RETURN_IF_ERROR(cpu.SetExtendedState(st));
+  return Completion::Retired();
+}
+
+absl::StatusOr<Completion> ExecuteMxcsr(GuestCpu& cpu, const Instruction& insn, const RegisterState& regs) {
+  if ((regs.cr0 & kCr0Em) || !(regs.cr4 & kCr4Osfxsr)) return Completion::Faulted(Fault::InvalidOpcode());
+  if (regs.cr0 & kCr0Ts) return Completion::Faulted(Fault::DeviceNotAvailable());
+  const LinearAddress la = ComputeLinearAddress(regs, insn, 4);
+  if (la.fault) return Completion::Faulted(*la.fault);
+  const bool user = regs.cpl == 3;
+  ASSIGN_OR_RETURN(ExtendedState st, cpu.GetExtendedState());
+  if (st.image.size() < kXsaveHeaderOffset + 8) return absl::InternalError("extended state image too small");
+  uint8_t value[4];
+  if (insn.mnemonic == Mnemonic::kStmxcsr) {
+    std::memcpy(value, st.image.data() + kMxcsrOffset, 4);
+    ASSIGN_OR_RETURN(std::optional<Fault> f, cpu.Write(la.address, value, {.write = true, .user = user}));
+    return f ? Completion::Faulted(*f) : Completion::Retired();
+  }
+  ASSIGN_OR_RETURN(std::optional<Fault> f, cpu.Read(la.address, value, {.write = false, .user = user}));
+  if (f) return Completion::Faulted(*f);
+  uint32_t mxcsr;
+  std::memcpy(&mxcsr, value, 4);
+  if (mxcsr & ~cpu.xsave_layout().mxcsr_mask) return Completion::Faulted(Fault::GeneralProtection(0));
+  std::memcpy(st.image.data() + kMxcsrOffset, value, 4);
+  // MXCSR is saved with the SSE component: a non-default value puts it in use.
+  if (mxcsr != kMxcsrDefault) st.image[kXsaveHeaderOffset] |= 0x2;
   RETURN_IF_ERROR(cpu.SetExtendedState(st));
   return Completion::Retired();
 }

@@ -11,4 +11,7 @@ namespace coalesce {
 
 absl::StatusOr<Completion> ExecuteSse(GuestCpu& cpu, const Instruction& insn, const RegisterState& regs);
 
+// ldmxcsr m32 / stmxcsr m32: MXCSR in the extended state; #GP(0) for bits outside MXCSR_MASK.
+absl::StatusOr<Completion> ExecuteMxcsr(GuestCpu& cpu, const Instruction& insn, const RegisterState& regs);
+
 }  // namespace coalesce
