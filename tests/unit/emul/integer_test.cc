@@ -373,3 +373,43 @@ TEST_CASE("native execution is thread-safe") {
 
 }  // namespace
 }  // namespace coalesce
+
+namespace coalesce {
+namespace {
+
+TEST_CASE("ldmxcsr/stmxcsr: MXCSR in the state image, as the host loads and stores it") {
+  SoftwareCpu cpu(kBase, 0x1000);
+  cpu.extended.xcr0 = 0x3;
+  cpu.extended.image.assign(4096, 0);
+  const uint32_t value = 0x1f80 | 0x6000 | 0x8000;  // RC=11, FZ
+  std::memcpy(cpu.At(kBase + 0x10), &value, 4);
+  cpu.regs.gpr[6] = kBase + 0x10;
+  auto r = Run(cpu, {0x0f, 0xae, 0x16});  // ldmxcsr [rsi]
+  REQUIRE(r.ok());
+  CHECK(r->mnemonic == "ldmxcsr");
+  uint32_t image_mxcsr;
+  std::memcpy(&image_mxcsr, cpu.extended.image.data() + 24, 4);
+  CHECK(image_mxcsr == value);
+  // The host agrees on the round trip of the same value.
+  uint32_t saved, host_out;
+  asm volatile("stmxcsr %0" : "=m"(saved));
+  asm volatile("ldmxcsr %1\n\tstmxcsr %0\n\tldmxcsr %2" : "=m"(host_out) : "m"(value), "m"(saved));
+  CHECK(host_out == value);
+  r = Run(cpu, {0x0f, 0xae, 0x5e, 0x20});  // stmxcsr [rsi+0x20]
+  REQUIRE(r.ok());
+  uint32_t stored;
+  std::memcpy(&stored, cpu.At(kBase + 0x30), 4);
+  CHECK(stored == value);
+  // Reserved bits: #GP(0), state unchanged.
+  const uint32_t bad = 0x10000;
+  std::memcpy(cpu.At(kBase + 0x10), &bad, 4);
+  r = Run(cpu, {0x0f, 0xae, 0x16});
+  REQUIRE(r.ok());
+  REQUIRE(cpu.injected.size() == 1);
+  CHECK(cpu.injected[0] == Fault::GeneralProtection(0));
+  std::memcpy(&image_mxcsr, cpu.extended.image.data() + 24, 4);
+  CHECK(image_mxcsr == value);
+}
+
+}  // namespace
+}  // namespace coalesce
