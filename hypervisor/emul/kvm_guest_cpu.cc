@@ -71,10 +71,16 @@ absl::StatusOr<uint64_t> ReadXcr0(int vcpu_fd) {
 // Serialises the rare page-crossing cmpxchg8b, which no host instruction can do atomically.
 std::mutex g_split_lock;
 
+// CPUID is deterministic for the process and may itself trap to a hypervisor below us: read it once, not on
+// every completed instruction.
+const XsaveLayout& HostXsaveLayout() {
+  static const XsaveLayout layout = XsaveLayout::FromHostCpuid();
+  return layout;
+}
 }  // namespace
 
 KvmGuestCpu::KvmGuestCpu(VcpuFd& vcpu, const GuestMemory& memory)
-    : vcpu_(vcpu), memory_(memory), layout_(XsaveLayout::FromHostCpuid()) {}
+    : vcpu_(vcpu), memory_(memory), layout_(HostXsaveLayout()) {}
 
 absl::Status KvmGuestCpu::Load() {
   ASSIGN_OR_RETURN(regs_, vcpu_.GetRegs());
