@@ -52,6 +52,10 @@ with tempfile.TemporaryDirectory() as tmp:
     expect("vCPUs not a number", ["--kernel", GUEST, "--vcpus", "two"], 2, "--vcpus", "two")
     expect("unknown flag", ["--kernel", GUEST, "--frobnicate"], 2, "--frobnicate")
     expect("flag without value", ["--kernel"], 2, "--kernel needs a value")
+    # Guest-driven endings: ACPI power-off exits 0; a triple fault exits 6 with a register dump.
+    poweroff = os.path.join(os.path.dirname(GUEST), "poweroff.elf")
+    expect("guest ACPI S5 power-off", ["--kernel", poweroff], 0, "poweroff: ACPI S5", "powered off")
+    expect("guest triple fault", ["--kernel", poweroff, "--append", "triple=1"], 6, "triple fault", "rip=", "cr0=")
     # Without access to /dev/kvm (an unprivileged user; the node is root-only here).
     if os.geteuid() == 0 and (os.stat("/dev/kvm").st_mode & 0o006) == 0:
         expect("no access to /dev/kvm", ["--kernel", GUEST], 8, "/dev/kvm", "Permission denied", user="nobody")
