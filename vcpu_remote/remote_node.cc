@@ -208,7 +208,11 @@ int RemoteNode::Run() {
     (void)link_->Send(0, node_msg::Stop{status, absl::StrFormat("node %u: %s", args_.node_id, run_control_.reason())});
     std::fprintf(stderr, "remote-node %u: %s\n", args_.node_id, run_control_.reason().c_str());
   }
-  if (std::getenv("COALESCE_DSM_STATS")) std::fputs(link_->dsm().FormatStats().c_str(), stderr);
+  if (std::getenv("COALESCE_DSM_STATS")) {
+    std::fprintf(stderr, "remote-node %u: I/O accesses forwarded=%lu, malformed messages=%lu\n", args_.node_id,
+                 static_cast<unsigned long>(link_->forwarded_io()), static_cast<unsigned long>(link_->malformed()));
+    std::fputs(link_->dsm().FormatStats().c_str(), stderr);
+  }
   link_->dsm().Stop();
   // Guest power-off / reset decided at home is a normal end for this node.
   return stopped_by_home_ ? 0 : (status == 0 ? exit_status::kHostFailure : status);

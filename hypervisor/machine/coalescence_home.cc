@@ -97,6 +97,7 @@ void CoalescenceHome::OnMessage(uint16_t from, node_msg::NodeMessage message) {
   if (auto* io = std::get_if<node_msg::IoRequest>(&message)) {
     std::vector<uint8_t> data;
     handlers_.on_io(*io, &data);
+    io_served_.fetch_add(1, std::memory_order_relaxed);
     if (absl::Status st = link_->Send(from, node_msg::IoReply{io->request_id, std::move(data)}); !st.ok()) {
       LOG_WARN("answering node %u: %s", from, st.ToString());
     }
@@ -104,7 +105,10 @@ void CoalescenceHome::OnMessage(uint16_t from, node_msg::NodeMessage message) {
     // Remote routers send everything that is not theirs here; deliver ours and relay the rest.
     handlers_.deliver_locally(irq->message);
     for (uint16_t node : handlers_.target_nodes(irq->message)) {
-      if (node != from) SendInterrupt(node, irq->message);
+      if (node != from) {
+        SendInterrupt(node, irq->message);
+        interrupts_relayed_.fetch_add(1, std::memory_order_relaxed);
+      }
     }
   } else if (auto* eoi = std::get_if<node_msg::Eoi>(&message)) {
     handlers_.on_eoi(eoi->vector);
@@ -151,7 +155,8 @@ void CoalescenceHome::Shutdown() {
 }
 
 std::string CoalescenceHome::StatsReport() const {
-  return absl::StrFormat("data plane: forwarded I/O answered, malformed=%u\n%s", link_->malformed(),
+  return absl::StrFormat("data plane: remote I/O accesses served=%u, interrupts relayed=%u, malformed messages=%u\n%s",
+                         io_served_.load(), interrupts_relayed_.load(), link_->malformed(),
                          link_->dsm().FormatStats());
 }
 

@@ -4,6 +4,7 @@
 // IOAPIC, and stop notices both ways.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -49,8 +50,6 @@ class CoalescenceHome final {
   // Asks each agent to stop its runtime and closes the data plane. Not from a DSM thread (it joins them).
   void Shutdown();
   [[nodiscard]] std::string StatsReport() const;
-  // Node id of the edge at `index` of the config (1-based ids).
-  [[nodiscard]] size_t node_count() const { return config_.edges.size(); }
 
  private:
   CoalescenceHome(const CoalescenceConfig& config, Handlers handlers) : config_(config), handlers_(std::move(handlers)) {}
@@ -61,6 +60,8 @@ class CoalescenceHome final {
   Handlers handlers_;
   std::string vm_id_;
   std::unique_ptr<NodeLink> link_;
+  std::atomic<uint64_t> io_served_{0};        // remote vCPUs' accesses served on the bus
+  std::atomic<uint64_t> interrupts_relayed_{0};
   std::vector<std::unique_ptr<EdgeAgentClient>> agents_;
   absl::Mutex mu_;
   std::vector<node_msg::PeerInfo> hellos_ ABSL_GUARDED_BY(mu_);
