@@ -48,6 +48,10 @@ absl::Status ValidateHostRequest(const pb::HostVcpusRequest& request) {
     return absl::InvalidArgumentError(
         absl::StrCat("node_id ", request.node_id(), " is out of range (1..63; 0 means 1)"));
   }
+  if (!request.cpu_model().empty() && request.cpu_model() != "host" && request.cpu_model() != "baseline") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cpu_model '", request.cpu_model(), "' is not one of host, baseline"));
+  }
   if (auto hp = ParseHostPort(request.home_data_plane_address(), "home_data_plane_address"); !hp.ok()) {
     return hp.status();
   }

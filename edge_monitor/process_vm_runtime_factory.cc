@@ -15,6 +15,7 @@ std::vector<std::string> ProcessVmRuntimeFactory::CommandLine(const pb::HostVcpu
   args.home_address = request.home_data_plane_address();
   args.tsc_offset = request.tsc_offset();
   if (request.node_id() != 0) args.node_id = request.node_id();
+  if (!request.cpu_model().empty()) args.cpu_model = request.cpu_model();
   args.ready_fd = 3;  // ChildProcess::Options::pass_fd lands there
   std::vector<std::string> argv = {options_.executable};
   argv.insert(argv.end(), options_.leading_args.begin(), options_.leading_args.end());

@@ -17,6 +17,9 @@ namespace {
 constexpr uint64_t kGuestPageSize = 4096;
 
 void CheckGuest(const pb::Guest& guest, std::vector<std::string>* errors) {
+  if (const std::string& m = guest.cpu_model(); !m.empty() && m != "auto" && m != "host" && m != "baseline") {
+    errors->push_back(absl::StrCat("guest.cpu_model: '", m, "' is not a CPU model (host, baseline or auto)"));
+  }
   if (guest.vcpus() == 0) {
     errors->push_back("guest.vcpus is missing (a vCPU count 1..255)");
   } else if (guest.vcpus() > kMaxVcpuCount) {

@@ -17,6 +17,7 @@ std::vector<std::string> RemoteNodeArgs::ToArgs() const {
       absl::StrCat("--home=", home_address),
       absl::StrCat("--tsc-offset=", tsc_offset),
       absl::StrCat("--node-id=", node_id),
+      absl::StrCat("--cpu-model=", cpu_model),
       absl::StrCat("--ready-fd=", ready_fd),
   };
 }
@@ -59,6 +60,9 @@ absl::StatusOr<RemoteNodeArgs> RemoteNodeArgs::Parse(const std::vector<std::stri
       have_home = true;
     } else if (name == "tsc-offset") {
       if (!absl::SimpleAtoi(value, &out.tsc_offset)) return bad(arg, "not an integer");
+    } else if (name == "cpu-model") {
+      if (value != "host" && value != "baseline") return bad(arg, "expected host or baseline");
+      out.cpu_model = value;
     } else if (name == "node-id") {
       if (!absl::SimpleAtoi(value, &out.node_id) || out.node_id == 0 || out.node_id >= 64) {
         return bad(arg, "not a node id between 1 and 63");

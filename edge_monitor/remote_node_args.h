@@ -1,7 +1,7 @@
 // The argv contract between the edge agent and the remote vCPU runtime it starts for each VM.
 //
 //   <exe> remote-node --vm-id=ID --memory=BYTES --vcpu-count=N --vcpus=LIST --home=HOST:PORT
-//                     --tsc-offset=CYCLES --node-id=N --ready-fd=FD
+//                     --tsc-offset=CYCLES --node-id=N --cpu-model=M --ready-fd=FD
 //
 // <exe> is the agent's own binary (/proc/self/exe), so the lead's main() dispatches the `remote-node` subcommand to
 // the runtime with the arguments after it. LIST uses the --edge syntax ("2,3", "1,3-5"). The runtime:
@@ -28,12 +28,13 @@ struct RemoteNodeArgs {
   std::string home_address;  // The home node's data plane, host:port.
   int64_t tsc_offset = 0;
   uint32_t node_id = 1;      // The runtime's node id in the VM (the home is 0); --node-id, default 1.
+  std::string cpu_model = "baseline";  // --cpu-model=host|baseline, as the home node decided.
   int ready_fd = -1;
 
   // The flags (everything after "remote-node").
   std::vector<std::string> ToArgs() const;
 
-  // Parses the flags after "remote-node". Every flag except --tsc-offset is required; unknown flags are errors.
+  // Parses the flags after "remote-node". Every flag except --tsc-offset, --node-id and --cpu-model is required; unknown flags are errors.
   static absl::StatusOr<RemoteNodeArgs> Parse(const std::vector<std::string>& args);
 };
 

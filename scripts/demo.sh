@@ -11,6 +11,6 @@ echo "demo: booting Debian's kernel with 2 vCPUs and 512M (on a host without har
 echo "demo: takes minutes; see docs/BOOT.md)"
 exec build/coalesce run \
   --kernel guest-assets/vmlinuz \
-  --initrd guest-assets/initramfs.cpio.gz \
+  --initrd guest-assets/initramfs.cpio \
   --vcpus 2 --memory 512M --stats \
   --append 'console=ttyS0 loglevel=4 coalesce.cmd="grep -E ^processor /proc/cpuinfo; nproc"' </dev/null

@@ -3,14 +3,15 @@
 #
 #   guest-assets/vmlinuz          Debian 12's cloud kernel (bzImage), from linux-image-<ver>-cloud-amd64
 #   guest-assets/System.map       its symbol map (from the -dbg package; for reading a hung guest's RIP)
-#   guest-assets/initramfs.cpio.gz  busybox-static + the virtio modules + /init (below)
+#   guest-assets/initramfs.cpio   busybox-static + the virtio modules + /init (below); uncompressed, because
+#                                 inflating it is guest-kernel work, slow where that code is emulated (PVM)
 #
 # The kernel package is fetched with `apt-get download` and unpacked with `dpkg-deb -x`: nothing is installed
 # on the host. Re-running does nothing when the outputs are up to date (a stamp records the package version
-# and a hash of every input). The initramfs is reproducible: sorted newc cpio, owner 0:0, fixed mtimes,
-# gzip -n.
+# and a hash of every input). The initramfs is reproducible: sorted newc cpio, owner 0:0, fixed mtimes.
 #
-# /init's contract (docs/BOOT.md): it mounts /proc, /sys and devtmpfs, loads the virtio modules, prints
+# /init's contract (docs/BOOT.md): it mounts /proc, /sys and devtmpfs, loads the virtio modules when the
+# command line has coalesce.modules=1, prints
 #   COALESCE-GUEST: cpus=<nproc>, then the "processor" lines of /proc/cpuinfo and MemTotal,
 # then runs the command given as  coalesce.cmd="<shell command>"  on the kernel command line (double quotes
 # needed when it contains spaces; it cannot contain a double quote), printing
@@ -33,7 +34,7 @@ WANTED_MODULES=(virtio virtio_ring virtio_mmio virtio_pci virtio_blk virtio_net 
 log() { echo "guest-assets: $*" >&2; }
 die() { echo "guest-assets: error: $*" >&2; exit 1; }
 
-for tool in apt-cache apt-get dpkg-deb cpio gzip sha256sum; do
+for tool in apt-cache apt-get dpkg-deb cpio sha256sum; do
   command -v "$tool" >/dev/null || die "$tool not found (run scripts/setup.sh)"
 done
 BUSYBOX=/bin/busybox
@@ -130,7 +131,7 @@ visit() {
 for m in "${WANTED_MODULES[@]}"; do visit "$m"; done
 
 # --- Initramfs: rebuilt when any input changed. ---
-INITRD="$OUT/initramfs.cpio.gz"
+INITRD="$OUT/initramfs.cpio"
 ISTAMP="$OUT/.initramfs-stamp"
 INPUT_HASH="$( {
   sha256sum "$0" "$BUSYBOX" | awk '{print $1}'
@@ -168,9 +169,15 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
-for m in $(cat /lib/modules/load-order); do
-  insmod "/lib/modules/$m" 2>/dev/null || echo "COALESCE-GUEST: insmod $m failed"
-done
+# The virtio modules load on request (coalesce.modules=1): guests without virtio devices skip the cost,
+# which is large where the guest kernel's code is emulated (software-virtualized KVM).
+case " $(cat /proc/cmdline) " in
+  *" coalesce.modules=1 "*)
+    for m in $(cat /lib/modules/load-order); do
+      insmod "/lib/modules/$m" 2>/dev/null || echo "COALESCE-GUEST: insmod $m failed"
+    done
+    ;;
+esac
 echo "COALESCE-GUEST: cpus=$(nproc)"
 grep '^processor' /proc/cpuinfo
 grep '^MemTotal' /proc/meminfo
@@ -201,7 +208,7 @@ INIT
   chmod 0755 "$STAGE/init"
   find "$STAGE" -exec touch -h -d "@$EPOCH" {} +
   (cd "$STAGE" && find . -mindepth 1 -print | LC_ALL=C sort |
-     cpio --quiet -o -H newc -R 0:0 --reproducible) | gzip -9 -n >"$INITRD.tmp"
+     cpio --quiet -o -H newc -R 0:0 --reproducible) >"$INITRD.tmp"
   mv "$INITRD.tmp" "$INITRD"
   echo "$INPUT_HASH" >"$ISTAMP"
 fi

@@ -138,7 +138,10 @@ absl::Status RemoteNode::Build() {
     }));
     RETURN_IF_ERROR(router_->AddApic(lapics_.back().get()));
     ASSIGN_OR_RETURN(VcpuFd fd, vm_->CreateVcpu(id));
-    RETURN_IF_ERROR(fd.SetCpuid(FilterCpuid(supported, {.apic_id = id, .vcpu_count = args_.guest_vcpu_count})));
+    RETURN_IF_ERROR(fd.SetCpuid(FilterCpuid(supported, {.apic_id = id,
+                                                  .vcpu_count = args_.guest_vcpu_count,
+                                                  .model = args_.cpu_model == "host" ? CpuModel::kHost
+                                                                                     : CpuModel::kBaseline})));
     // The guest's TSC must agree with the home node's: guest TSC = host TSC - tsc_offset.
     RETURN_IF_ERROR(fd.SetMsrs({{kMsrIa32Tsc, __rdtsc() - static_cast<uint64_t>(args_.tsc_offset)}}));
     Vcpu::Wiring w;

@@ -61,6 +61,11 @@ absl::StatusOr<MachineConfig> MergeProfile(RunOptions options) {
   config.cmdline = profile.guest().cmdline();
   config.vcpus = profile.guest().vcpus();
   config.memory = merged.memory;
+  absl::StatusOr<CpuModel> model =
+      options.cpu_model.empty() ? ResolveCpuModel(profile.guest().cpu_model(), "guest.cpu_model")
+                                : ResolveCpuModel(options.cpu_model, "--cpu");
+  if (!model.ok()) return model.status();
+  config.cpu_model = *model;
   for (const auto& edge : profile.edge()) {
     config.edges.push_back({edge.address(), {edge.vcpus().begin(), edge.vcpus().end()}});
   }

@@ -38,6 +38,8 @@ const char kRunUsage[] =
     "                      repeatable\n"
     "  --data-plane H:P    address edge nodes use to reach this node's data plane (default\n"
     "                      127.0.0.1:0, any port); set it when edges are on other hosts\n"
+    "  --cpu MODEL         CPU model the guest sees: host, baseline or auto (default: auto = host\n"
+    "                      with hardware virtualization, baseline on software-virtualized KVM)\n"
     "  --stats             print exit, injection and emulation counters when the guest stops\n"
     "  --log-level LEVEL   debug, info, warning (default) or error; also COALESCE_LOG\n"
     "  --help              this text\n";
@@ -99,6 +101,13 @@ absl::StatusOr<RunOptions> ParseRunOptions(const std::vector<std::string>& args)
       auto v = take();
       if (!v.ok()) return v.status();
       o.data_plane = *v;
+    } else if (flag == "--cpu") {
+      auto v = take();
+      if (!v.ok()) return v.status();
+      if (*v != "host" && *v != "baseline" && *v != "auto") {
+        return absl::InvalidArgumentError(absl::StrCat("--cpu: '", *v, "' is not a CPU model (host, baseline or auto)"));
+      }
+      o.cpu_model = *v;
     } else if (flag == "--log-level") {
       auto v = take();
       if (!v.ok()) return v.status();

@@ -69,6 +69,7 @@ absl::Status CoalescenceHome::HostEdges(GuestMemory& memory) {
     req.set_home_data_plane_address(data_plane);
     req.set_tsc_offset(config_.tsc_offset);
     req.set_node_id(static_cast<uint32_t>(i + 1));
+    req.set_cpu_model(config_.cpu_model);
     agents_.push_back(std::move(client));
     ASSIGN_OR_RETURN(pb::VmStatus status, agents_.back()->HostVcpus(req));
     LOG_INFO("edge %s hosts vCPUs %s as node %u (runtime pid %u)", edge.agent_address,

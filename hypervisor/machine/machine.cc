@@ -221,7 +221,7 @@ absl::Status Machine::BuildVcpus() {
   for (uint32_t i = 0; i < config_.vcpus; ++i) {
     if (!IsLocal(i)) continue;
     ASSIGN_OR_RETURN(VcpuFd fd, vm_->CreateVcpu(i));
-    RETURN_IF_ERROR(fd.SetCpuid(FilterCpuid(supported, {.apic_id = i, .vcpu_count = config_.vcpus})));
+    RETURN_IF_ERROR(fd.SetCpuid(FilterCpuid(supported, {.apic_id = i, .vcpu_count = config_.vcpus, .model = config_.cpu_model})));
     Vcpu::Wiring w;
     w.lapic = lapics_[i].get();
     w.io = io_handler_.get();
@@ -257,6 +257,7 @@ absl::Status Machine::StartCoalescence() {
   cc.data_plane_host = config_.data_plane_host;
   cc.data_plane_port = config_.data_plane_port;
   cc.tsc_offset = static_cast<int64_t>(__rdtsc() - tsc[0]);
+  cc.cpu_model = CpuModelName(config_.cpu_model);
   CoalescenceHome::Handlers h;
   h.on_io = [this](const node_msg::IoRequest& io, std::vector<uint8_t>* data) {
     uint8_t buf[8] = {};
@@ -329,6 +330,7 @@ std::string Machine::StatsReport() const {
       for (const auto& [name, n] : emu) absl::StrAppendFormat(&out, " %s=%u", name, n);
     }
     out += "\n";
+    for (const auto& [rip, n] : v->stats().rip_samples()) absl::StrAppendFormat(&out, "ripsample %x %u\n", rip, n);
     if (v->state() == Vcpu::State::kStopped) out += v->DumpRegisters() + "\n";
   }
   absl::StrAppendFormat(&out, "bus: unclaimed pio=%u mmio=%u\n", pio_bus_.unclaimed_accesses(),

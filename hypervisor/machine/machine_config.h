@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "hypervisor/machine/edge_placement.h"
+#include "hypervisor/vcpu/cpuid.h"
 
 namespace coalesce {
 
@@ -16,6 +17,7 @@ struct MachineConfig {
   std::string cmdline;
   uint32_t vcpus = 1;
   uint64_t memory = 256ULL << 20;
+  CpuModel cpu_model = CpuModel::kBaseline;  // what CPUID shows on every node (see hypervisor/vcpu/cpuid.h)
   // Where the guest's COM1 output goes (default: stdout). Input comes from stdin when `console_input`.
   std::function<void(uint8_t)> console_output;
   bool console_input = true;

@@ -2,6 +2,8 @@
 
 #include <asm/kvm_para.h>
 
+#include "absl/strings/str_cat.h"
+
 namespace coalesce {
 namespace {
 
@@ -15,7 +17,70 @@ constexpr uint32_t kPvFeaturesNeedingKernelApic =
     (1u << KVM_FEATURE_MSI_EXT_DEST_ID) | (1u << KVM_FEATURE_HC_MAP_GPA_RANGE) |
     (1u << KVM_FEATURE_MIGRATION_CONTROL) | (1u << KVM_FEATURE_STEAL_TIME);
 
+// Leaf 1 EDX is the x86-64 v1 set already (FPU, TSC, MSR, PAE, CX8, APIC, SEP, PGE, CMOV, PAT, CLFSH, MMX,
+// FXSR, SSE, SSE2, ...); the baseline trims ECX and the extended leaves.
+void ApplyBaseline(kvm_cpuid_entry2& e) {
+  switch (e.function) {
+    case 1:
+      e.ecx &= cpuid_bits::kLeaf1EcxSse3 | cpuid_bits::kLeaf1EcxHypervisor;
+      break;
+    case 7:
+      if (e.index == 0) {
+        e.ebx &= cpuid_bits::kLeaf7EbxSmep;  // SMEP changes page checks only, no instruction
+        e.ecx = 0;
+        e.edx &= cpuid_bits::kLeaf7EdxSpeculationControls;
+      } else {
+        e.eax = e.ebx = e.ecx = e.edx = 0;
+      }
+      break;
+    case 0xd:  // XSAVE is hidden, so are its state components
+    case 0x14:  // processor trace
+    case 0x19:  // key locker
+    case 0x1d:  // AMX tiles
+    case 0x1e:
+      e.eax = e.ebx = e.ecx = e.edx = 0;
+      break;
+    case 0x80000001:
+      e.ecx &= cpuid_bits::kExt1EcxLahfLm;
+      break;
+    default:
+      break;
+  }
+}
+
 }  // namespace
+
+// The host's own CPUID (<cpuid.h> is shadowed by this directory's cpuid.h, hence the asm).
+namespace {
+uint32_t HostCpuidEcx(uint32_t leaf) {
+  uint32_t eax = leaf, ebx = 0, ecx = 0, edx = 0;
+  asm volatile("cpuid" : "+a"(eax), "=b"(ebx), "+c"(ecx), "=d"(edx));
+  return ecx;
+}
+
+}  // namespace
+
+CpuModel DefaultCpuModel() {
+  bool vmx = (HostCpuidEcx(1) & cpuid_bits::kLeaf1EcxVmx) != 0;
+  uint32_t max_ext = 0;
+  {
+    uint32_t eax = 0x80000000, ebx = 0, ecx = 0, edx = 0;
+    asm volatile("cpuid" : "+a"(eax), "=b"(ebx), "+c"(ecx), "=d"(edx));
+    max_ext = eax;
+  }
+  bool svm = max_ext >= 0x80000001 && (HostCpuidEcx(0x80000001) & cpuid_bits::kExt1EcxSvm) != 0;
+  return (vmx || svm) ? CpuModel::kHost : CpuModel::kBaseline;
+}
+
+const char* CpuModelName(CpuModel model) { return model == CpuModel::kHost ? "host" : "baseline"; }
+
+absl::StatusOr<CpuModel> ResolveCpuModel(std::string_view name, std::string_view what) {
+  if (name.empty() || name == "auto") return DefaultCpuModel();
+  if (name == "host") return CpuModel::kHost;
+  if (name == "baseline") return CpuModel::kBaseline;
+  return absl::InvalidArgumentError(absl::StrCat(std::string(what), ": '", std::string(name),
+                                                 "' is not a CPU model (host, baseline or auto)"));
+}
 
 std::vector<kvm_cpuid_entry2> FilterCpuid(const std::vector<kvm_cpuid_entry2>& supported,
                                           const CpuidConfig& config) {
@@ -46,6 +111,7 @@ std::vector<kvm_cpuid_entry2> FilterCpuid(const std::vector<kvm_cpuid_entry2>& s
       default:
         break;
     }
+    if (config.model == CpuModel::kBaseline) ApplyBaseline(e);
   }
   return out;
 }

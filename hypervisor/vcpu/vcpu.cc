@@ -3,6 +3,8 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <cstdlib>
+
 #include <mutex>
 
 #include "absl/strings/str_format.h"
@@ -205,6 +207,10 @@ bool Vcpu::HandleExit(const VcpuExit& e) {
     return true;
   }
   if (std::holds_alternative<exit::Interrupted>(e) || std::holds_alternative<exit::IrqWindowOpen>(e)) {
+    static const bool sample = getenv("COALESCE_RIP_SAMPLES") != nullptr;
+    if (sample && std::holds_alternative<exit::Interrupted>(e)) {
+      if (auto r = fd_.GetRegs(); r.ok()) stats_.SampleRip(r->rip);
+    }
     return true;
   }
   if (std::holds_alternative<exit::Shutdown>(e)) {

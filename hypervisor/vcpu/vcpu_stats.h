@@ -21,6 +21,15 @@ class VcpuStats final {
     absl::MutexLock lock(&mu_);
     emulations_[mnemonic]++;
   }
+  // Guest RIP where an asynchronous kick found the vCPU: a statistical profile of guest time.
+  void SampleRip(uint64_t rip) {
+    absl::MutexLock lock(&mu_);
+    rip_samples_[rip]++;
+  }
+  [[nodiscard]] std::map<uint64_t, uint64_t> rip_samples() const {
+    absl::MutexLock lock(&mu_);
+    return rip_samples_;
+  }
   [[nodiscard]] uint64_t exits(size_t kind) const { return exits_[kind].load(std::memory_order_relaxed); }
   [[nodiscard]] uint64_t injections() const { return injections_.load(std::memory_order_relaxed); }
   [[nodiscard]] std::map<std::string, uint64_t> emulations() const {
@@ -33,6 +42,7 @@ class VcpuStats final {
   std::atomic<uint64_t> injections_{0};
   mutable absl::Mutex mu_;
   std::map<std::string, uint64_t> emulations_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, uint64_t> rip_samples_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace coalesce

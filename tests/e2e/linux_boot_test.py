@@ -22,7 +22,7 @@ ap.add_argument("--timeout", type=float, default=2400)
 ap.add_argument("--edge", action="append", default=[])
 a = ap.parse_args()
 
-kernel, initrd = os.path.join(a.assets, "vmlinuz"), os.path.join(a.assets, "initramfs.cpio.gz")
+kernel, initrd = os.path.join(a.assets, "vmlinuz"), os.path.join(a.assets, "initramfs.cpio")
 for f in (kernel, initrd):
     if not os.path.exists(f):
         print(f"FAIL: {f} is missing (run scripts/guest-assets.sh)")

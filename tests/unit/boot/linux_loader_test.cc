@@ -257,7 +257,7 @@ TEST_CASE("Debian cloud kernel: header and load") {
 
   Guest g(512 * kMiB);
   std::vector<uint8_t> initrd(2 * kMiB, 7);
-  const std::string initrd_path = std::string(dir ? dir : "guest-assets") + "/initramfs.cpio.gz";
+  const std::string initrd_path = std::string(dir ? dir : "guest-assets") + "/initramfs.cpio";
   auto real_initrd = ReadFileBytes(initrd_path);
   if (real_initrd.ok()) initrd = *real_initrd;
   // The in-guest decompressor path; vmlinux_loader_test covers the default (decompressed on the host).

@@ -240,7 +240,7 @@ TEST_CASE("Debian cloud kernel: vmlinux loaded and entered at startup_64") {
   std::memcpy(&eh, vmlinux->data(), sizeof(eh));
 
   Guest g(512 * kMiB);
-  auto initrd = ReadFileBytes(assets + "/initramfs.cpio.gz");
+  auto initrd = ReadFileBytes(assets + "/initramfs.cpio");
   std::vector<uint8_t> rd = initrd.ok() ? *initrd : std::vector<uint8_t>(2 * kMiB, 7);
   auto r = LoadLinux(g.mem, *img, {.cmdline = "console=ttyS0", .initrd = rd, .e820 = g.e820});
   REQUIRE(r.ok());

@@ -70,6 +70,7 @@ TEST_CASE("remote-node argv round-trips", "[remote_node_args]") {
   args.home_address = "10.0.0.1:7100";
   args.tsc_offset = -1234;
   args.node_id = 5;
+  args.cpu_model = "host";
   args.ready_fd = 3;
   auto parsed = RemoteNodeArgs::Parse(args.ToArgs());
   REQUIRE(parsed.ok());
@@ -80,6 +81,7 @@ TEST_CASE("remote-node argv round-trips", "[remote_node_args]") {
   CHECK(parsed->home_address == "10.0.0.1:7100");
   CHECK(parsed->tsc_offset == -1234);
   CHECK(parsed->node_id == 5);
+  CHECK(parsed->cpu_model == "host");
   CHECK(parsed->ready_fd == 3);
 }
 
@@ -92,6 +94,10 @@ TEST_CASE("remote-node argv errors", "[remote_node_args]") {
   REQUIRE_FALSE(out_of_range.ok());
   CHECK_THAT(std::string(out_of_range.status().message()), Contains("vCPU 2 is not below --vcpu-count=2"));
   CHECK_FALSE(RemoteNodeArgs::Parse({"--bogus=1"}).ok());
+  auto bad_model = RemoteNodeArgs::Parse({"--vm-id=a", "--memory=4096", "--vcpu-count=2", "--vcpus=1",
+                                          "--home=h:1", "--ready-fd=3", "--cpu-model=486"});
+  REQUIRE_FALSE(bad_model.ok());
+  CHECK_THAT(std::string(bad_model.status().message()), Contains("expected host or baseline"));
   CHECK_FALSE(RemoteNodeArgs::Parse({"positional"}).ok());
 }
 

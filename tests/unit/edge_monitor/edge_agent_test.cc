@@ -129,11 +129,12 @@ TEST_CASE("Two VMs run at once, each in its own runtime process; StopVm and GetV
   CHECK(::kill(static_cast<pid_t>(a->runtime_pid()), 0) == 0);
   CHECK(::kill(static_cast<pid_t>(b->runtime_pid()), 0) == 0);
   const std::vector<std::string> argv = agent.RuntimeArgv("vm-a");
-  REQUIRE(argv.size() >= 10);
+  REQUIRE(argv.size() >= 11);
   CHECK(argv[1] == "remote-node");
-  CHECK(std::vector<std::string>(argv.begin() + 2, argv.begin() + 10) ==
+  CHECK(std::vector<std::string>(argv.begin() + 2, argv.begin() + 11) ==
         std::vector<std::string>{"--vm-id=vm-a", "--memory=268435456", "--vcpu-count=4", "--vcpus=2,3",
-                                 "--home=127.0.0.1:9000", "--tsc-offset=0", "--node-id=1", "--ready-fd=3"});
+                                 "--home=127.0.0.1:9000", "--tsc-offset=0", "--node-id=1",
+                                 "--cpu-model=baseline", "--ready-fd=3"});
 
   auto capacity = client->GetCapacity();
   REQUIRE(capacity.ok());

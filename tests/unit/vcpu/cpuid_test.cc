@@ -60,5 +60,45 @@ TEST_CASE("CPUID keeps compacted XSAVE when asked") {
   CHECK(out[0].eax == 0xf);
 }
 
+TEST_CASE("The baseline CPU model leaves only x86-64 v1 + SSE3 and the speculation controls") {
+  std::vector<kvm_cpuid_entry2> supported = {
+      Entry(1, 0, 0x000806f1, 0xff000800, 0xffffffff, 0xffffffff),
+      Entry(7, 0, 0, 0xffffffff, 0xffffffff, 0xffffffff),
+      Entry(7, 1, 0xffffffff, 0, 0, 0),
+      Entry(0xd, 0, 0x2e7, 0x340, 0x988, 0),
+      Entry(0x80000001, 0, 0, 0, 0xffffffff, 0x2c100800),
+  };
+  auto out = FilterCpuid(supported, {.apic_id = 1, .vcpu_count = 2, .model = CpuModel::kBaseline});
+  const auto* leaf1 = Find(out, 1);
+  CHECK(leaf1->ecx == (cpuid_bits::kLeaf1EcxSse3 | cpuid_bits::kLeaf1EcxHypervisor));
+  CHECK(leaf1->edx == 0xffffffff);  // x86-64 v1 lives in EDX, kept (HTT, APIC set anyway)
+  CHECK((leaf1->ebx >> 24) == 1);   // the per-vCPU fields are still filled in
+  const auto* leaf7 = Find(out, 7);
+  CHECK(leaf7->ebx == cpuid_bits::kLeaf7EbxSmep);  // no SMAP, ERMS, AVX-512, FSGSBASE...
+  CHECK(leaf7->ecx == 0);
+  CHECK(leaf7->edx == cpuid_bits::kLeaf7EdxSpeculationControls);
+  CHECK(Find(out, 7, 1)->eax == 0);
+  CHECK(Find(out, 0xd, 0)->eax == 0);  // no XSAVE state components
+  CHECK(Find(out, 0x80000001)->ecx == cpuid_bits::kExt1EcxLahfLm);
+  CHECK(Find(out, 0x80000001)->edx == 0x2c100800);  // SYSCALL, NX, RDTSCP, LM kept
+}
+
+TEST_CASE("The host CPU model keeps the host's instruction set extensions") {
+  std::vector<kvm_cpuid_entry2> supported = {Entry(7, 0, 0, 0xffffffff, 0, 0)};
+  auto out = FilterCpuid(supported, {.apic_id = 0, .vcpu_count = 1, .model = CpuModel::kHost});
+  CHECK((out[0].ebx & cpuid_bits::kLeaf7EbxAvx512f) != 0);
+  CHECK((out[0].ebx & cpuid_bits::kLeaf7EbxSmap) != 0);
+}
+
+TEST_CASE("CPU model names resolve; auto picks the default for this host") {
+  CHECK(*ResolveCpuModel("host", "--cpu") == CpuModel::kHost);
+  CHECK(*ResolveCpuModel("baseline", "--cpu") == CpuModel::kBaseline);
+  CHECK(*ResolveCpuModel("auto", "--cpu") == DefaultCpuModel());
+  CHECK(*ResolveCpuModel("", "--cpu") == DefaultCpuModel());
+  auto bad = ResolveCpuModel("pentium", "guest.cpu_model");
+  REQUIRE_FALSE(bad.ok());
+  CHECK(std::string(bad.status().message()).find("guest.cpu_model: 'pentium'") != std::string::npos);
+}
+
 }  // namespace
 }  // namespace coalesce
