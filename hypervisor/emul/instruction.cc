@@ -36,6 +36,7 @@ std::string_view MnemonicName(Mnemonic m) {
     case Mnemonic::kMovdqa: return "movdqa";
     case Mnemonic::kMovups: return "movups";
     case Mnemonic::kMovaps: return "movaps";
+    case Mnemonic::kSimd: return "simd";
   }
   return "?";
 }
@@ -48,15 +49,40 @@ std::string Instruction::name() const {
                      mnemonic == Mnemonic::kXsaveopt || mnemonic == Mnemonic::kXsavec ||
                      mnemonic == Mnemonic::kXsaves || mnemonic == Mnemonic::kXrstors;
   if (has64 && rex_w()) out += "64";
+  if (mnemonic == Mnemonic::kSimd) {
+    // No name table for the thousands of SIMD instructions: a compact opcode, e.g. "vex256.66.0f.fe".
+    static constexpr const char* kMaps[] = {"", "0f", "0f38", "0f3a"};
+    out = encoding == Encoding::kLegacy ? "sse"
+          : absl::StrFormat("%s%d", encoding == Encoding::kVex ? "vex" : "evex", 8 * vector_bytes);
+    if (simd_prefix() != 0) absl::StrAppendFormat(&out, ".%02x", simd_prefix());
+    if (encoding != Encoding::kLegacy && rex_w()) out += ".w1";
+    absl::StrAppendFormat(&out, ".%s.%02x", kMaps[static_cast<int>(map)], opcode);
+  }
   return out;
+}
+
+uint8_t Instruction::simd_prefix() const {
+  if (encoding != Encoding::kLegacy) {
+    static constexpr uint8_t kPp[4] = {0, 0x66, 0xf3, 0xf2};
+    return kPp[vex_pp & 3];
+  }
+  if (rep) return 0xf3;
+  if (repne) return 0xf2;
+  return operand_size_override ? 0x66 : 0;
 }
 
 std::string Instruction::OpcodeText() const {
   std::string out;
-  if (rep) out += "f3 ";
-  if (repne) out += "f2 ";
-  if (operand_size_override) out += "66 ";
-  if (rex != 0) absl::StrAppendFormat(&out, "rex.%s%s%s%s ", rex_w() ? "w" : "", (rex & 4) ? "r" : "",
+  if (encoding != Encoding::kLegacy) {
+    absl::StrAppendFormat(&out, "%s.%d", encoding == Encoding::kVex ? "vex" : "evex", 8 * vector_bytes);
+    if (simd_prefix() != 0) absl::StrAppendFormat(&out, ".%02x", simd_prefix());
+    if (rex_w()) out += ".w1";
+    out += " ";
+  }
+  if (encoding == Encoding::kLegacy && rep) out += "f3 ";
+  if (encoding == Encoding::kLegacy && repne) out += "f2 ";
+  if (encoding == Encoding::kLegacy && operand_size_override) out += "66 ";
+  if (encoding == Encoding::kLegacy && rex != 0) absl::StrAppendFormat(&out, "rex.%s%s%s%s ", rex_w() ? "w" : "", (rex & 4) ? "r" : "",
                                       (rex & 2) ? "x" : "", (rex & 1) ? "b" : "");
   switch (map) {
     case OpcodeMap::kPrimary: break;

@@ -1,5 +1,5 @@
 // A decoded x86 instruction: what the decoder (instruction_decoder.h) produces and the executor consumes.
-// Only the legacy (non-VEX) encodings are decoded in full; that covers every instruction the executor handles.
+// Legacy, VEX and EVEX encodings are decoded (XOP is reported, not decoded).
 #pragma once
 
 #include <array>
@@ -42,7 +42,11 @@ enum class Mnemonic : uint8_t {
   kMovdqa,
   kMovups,
   kMovaps,
+  // Any SSE/AVX/AVX-512 data-processing instruction on the allowlist of simd_semantics.h, run natively.
+  kSimd,
 };
+
+enum class Encoding : uint8_t { kLegacy, kVex, kEvex };
 
 enum class OpcodeMap : uint8_t { kPrimary, k0F, k0F38, k0F3A };
 
@@ -79,6 +83,15 @@ struct Instruction {
   OpcodeMap map = OpcodeMap::kPrimary;
   uint8_t opcode = 0;
 
+  // VEX/EVEX fields (encoding != kLegacy). `rex` then holds the equivalent W/R/X/B bits, so ModRM/SIB
+  // decoding is shared; the mandatory prefix is vex_pp (0: none, 1: 66, 2: F3, 3: F2).
+  Encoding encoding = Encoding::kLegacy;
+  uint8_t vex_size = 0;         // 2 (C5), 3 (C4) or 4 (62) bytes
+  uint8_t vex_pp = 0;
+  uint8_t vector_bytes = 16;    // VEX.L / EVEX.L'L: 16, 32 or 64
+  bool evex_broadcast = false;  // EVEX.b (with a memory operand: broadcast one element)
+  uint8_t evex_mask = 0;        // EVEX.aaa (opmask register, 0 = none)
+
   bool has_modrm = false;
   uint8_t modrm = 0;
   bool has_sib = false;
@@ -96,6 +109,12 @@ struct Instruction {
   [[nodiscard]] uint8_t reg_field() const { return (modrm >> 3) & 7; }
   [[nodiscard]] uint8_t rm_field() const { return modrm & 7; }
   [[nodiscard]] bool has_memory_operand() const { return has_modrm && mod() != 3; }
+  // The SIMD mandatory prefix whatever the encoding: 0, 0x66, 0xf3 or 0xf2.
+  [[nodiscard]] uint8_t simd_prefix() const;
+  // Offset of the ModRM byte in `bytes` (has_modrm only).
+  [[nodiscard]] size_t modrm_offset() const {
+    return length - immediate_size - displacement_size - (has_sib ? 1 : 0) - 1;
+  }
 
   // "cmpxchg16b", "xrstor64", ...; "unknown" for instructions without semantics here.
   [[nodiscard]] std::string name() const;

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_format.h"
+#include "hypervisor/emul/simd_forms.h"
 
 namespace coalesce {
 namespace {
@@ -226,16 +227,67 @@ absl::StatusOr<Instruction> DecodeInstruction64(std::span<const uint8_t> bytes) 
       in.map = OpcodeMap::k0F;
       info = TwoByteInfo(op);
     }
+  } else if (op == 0xc4 || op == 0xc5 || op == 0x62) {
+    // VEX (C5: 2 bytes, C4: 3) or EVEX (62: 4). In 64-bit mode these bytes are always prefixes. The R/X/B
+    // (and W) bits are stored inverted (W is not); we fold them into `rex` for the shared ModRM decoding.
+    if (in.rex != 0 || in.operand_size_override || in.rep || in.repne || in.lock) {
+      return absl::InvalidArgumentError("VEX/EVEX after a 66/F2/F3/LOCK/REX prefix (#UD)");
+    }
+    const size_t payload = op == 0xc5 ? 1 : (op == 0xc4 ? 2 : 3);
+    if (auto s = need(payload + 1); !s.ok()) return s;
+    const uint8_t p0 = bytes[pos];
+    const uint8_t p1 = payload >= 2 ? bytes[pos + 1] : 0;
+    const uint8_t p2 = payload >= 3 ? bytes[pos + 2] : 0;
+    uint8_t map_select = 1, r = 0, x = 0, b = 0, w = 0, l = 0;
+    if (op == 0xc5) {
+      r = !(p0 & 0x80);
+      l = (p0 >> 2) & 1;
+      in.vex_pp = p0 & 3;
+    } else if (op == 0xc4) {
+      r = !(p0 & 0x80);
+      x = !(p0 & 0x40);
+      b = !(p0 & 0x20);
+      map_select = p0 & 0x1f;
+      w = (p1 >> 7) & 1;
+      l = (p1 >> 2) & 1;
+      in.vex_pp = p1 & 3;
+    } else {
+      if ((p0 & 0x08) != 0 || (p1 & 0x04) == 0) return absl::InvalidArgumentError("malformed EVEX prefix");
+      r = !(p0 & 0x80);
+      x = !(p0 & 0x40);
+      b = !(p0 & 0x20);
+      map_select = p0 & 0x07;
+      w = (p1 >> 7) & 1;
+      in.vex_pp = p1 & 3;
+      l = (p2 >> 5) & 3;
+      in.evex_broadcast = (p2 & 0x10) != 0;
+      in.evex_mask = p2 & 7;
+      if (l == 3) return absl::InvalidArgumentError("EVEX vector length 1024 is reserved (#UD)");
+    }
+    if (map_select < 1 || map_select > 3) {
+      return absl::InvalidArgumentError(absl::StrFormat("VEX/EVEX opcode map %d is not decoded", map_select));
+    }
+    pos += payload;
+    in.encoding = op == 0x62 ? Encoding::kEvex : Encoding::kVex;
+    in.vex_size = static_cast<uint8_t>(payload + 1);
+    in.vector_bytes = static_cast<uint8_t>(16u << l);
+    in.rex = static_cast<uint8_t>(0x40 | (w << 3) | (r << 2) | (x << 1) | b);
+    in.map = map_select == 1 ? OpcodeMap::k0F : (map_select == 2 ? OpcodeMap::k0F38 : OpcodeMap::k0F3A);
+    op = bytes[pos++];
+    const bool imm8 = in.map == OpcodeMap::k0F3A ||
+                      (in.map == OpcodeMap::k0F && ((op >= 0x70 && op <= 0x73) || (op >= 0xc2 && op <= 0xc6)));
+    // VEX 0F 77 (vzeroupper/vzeroall) is the only one without ModRM.
+    const bool modrm = !(in.map == OpcodeMap::k0F && op == 0x77);
+    info = {modrm, imm8 ? Imm::kB : Imm::kNone};
   } else {
-    if (op == 0xc4 || op == 0xc5 || op == 0x62 || op == 0x8f) {
-      // VEX / EVEX / XOP (0x8f only when ModRM.reg != 0): not decoded. 8f /0 is pop r/m.
-      const bool xop = op == 0x8f && pos < bytes.size() && ((bytes[pos] >> 3) & 7) != 0;
-      if (op != 0x8f || xop) {
+    if (op == 0x8f) {
+      // XOP (0x8f only when ModRM.reg != 0): not decoded. 8f /0 is pop r/m.
+      const bool xop = pos < bytes.size() && ((bytes[pos] >> 3) & 7) != 0;
+      if (xop) {
         in.opcode = op;
         in.length = static_cast<uint8_t>(std::min(bytes.size(), kMaxInstructionLength));
         std::copy_n(bytes.begin(), in.length, in.bytes.begin());
-        return absl::InvalidArgumentError(
-            absl::StrFormat("VEX/EVEX/XOP-encoded instruction (escape %#04x) is not decoded", op));
+        return absl::InvalidArgumentError("XOP-encoded instruction (escape 0x8f) is not decoded");
       }
     }
     info = PrimaryInfo(op);
@@ -313,7 +365,8 @@ absl::StatusOr<Instruction> DecodeInstruction64(std::span<const uint8_t> bytes) 
 
   in.length = static_cast<uint8_t>(pos);
   std::copy_n(bytes.begin(), pos, in.bytes.begin());
-  in.mnemonic = Classify(in);
+  in.mnemonic = in.encoding == Encoding::kLegacy ? Classify(in) : Mnemonic::kUnknown;
+  if (in.mnemonic == Mnemonic::kUnknown && IsNativeSimd(in)) in.mnemonic = Mnemonic::kSimd;
   return in;
 }
 

@@ -4,6 +4,7 @@
 #include "hypervisor/base/status_macros.h"
 #include "hypervisor/emul/cmpxchg_semantics.h"
 #include "hypervisor/emul/integer_semantics.h"
+#include "hypervisor/emul/simd_semantics.h"
 #include "hypervisor/emul/sse_semantics.h"
 #include "hypervisor/emul/xsave_semantics.h"
 
@@ -98,6 +99,8 @@ absl::StatusOr<Completion> Dispatch(GuestCpu& cpu, const Instruction& insn, Regi
     case Mnemonic::kMovups:
     case Mnemonic::kMovaps:
       return ExecuteSse(cpu, insn, regs);
+    case Mnemonic::kSimd:
+      return ExecuteSimd(cpu, insn, regs);
     case Mnemonic::kIntN:
     case Mnemonic::kUnknown:
       break;

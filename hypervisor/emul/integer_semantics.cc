@@ -141,29 +141,6 @@ std::optional<IntegerForm> Classify0F(const Instruction& in) {
 }
 
 // The byte offset of the ModRM byte in the instruction.
-size_t ModrmOffset(const Instruction& in) {
-  return in.length - in.immediate_size - in.displacement_size - (in.has_sib ? 1 : 0) - 1;
-}
-
-// The instruction with its memory operand rewritten to [rip+disp32] (patched by the stub to its buffer), and
-// without segment, address-size and LOCK prefixes (the buffer is private). Returns the disp32 offset.
-size_t RewriteMemoryOperand(const Instruction& in, std::vector<uint8_t>& out) {
-  const size_t modrm_at = ModrmOffset(in);
-  const size_t opcode_len = in.map == OpcodeMap::kPrimary ? 1 : (in.map == OpcodeMap::k0F ? 2 : 3);
-  const size_t opcode_at = modrm_at - opcode_len;
-  for (size_t i = 0; i < opcode_at; ++i) {
-    const uint8_t b = in.bytes[i];
-    if (b == 0xf2 || b == 0xf3 || b == 0x66) out.push_back(b);
-  }
-  if (in.rex != 0) out.push_back(static_cast<uint8_t>(in.rex & ~0x3));  // X and B address nothing now
-  out.insert(out.end(), in.bytes.begin() + opcode_at, in.bytes.begin() + modrm_at);
-  out.push_back(static_cast<uint8_t>((in.modrm & 0x38) | 0x05));
-  const size_t disp_at = out.size();
-  out.insert(out.end(), 4, 0);
-  out.insert(out.end(), in.bytes.begin() + in.length - in.immediate_size, in.bytes.begin() + in.length);
-  return disp_at;
-}
-
 // The value of the r/m operand of `size` bytes: the staged memory, or the register (AH..BH without REX).
 uint64_t RmValue(const Instruction& in, const NativeContext& ctx, uint8_t size) {
   uint64_t v = 0;
@@ -228,6 +205,10 @@ absl::StatusOr<Completion> RunOnce(const Prepared& p, NativeContext& ctx, const 
     return Completion::Faulted(Fault::DivideError());
   }
   RETURN_IF_ERROR(ExecuteNatively(p.code, p.disp_at, ctx));
+  if (ctx.fault_signal != 0) {
+    // Every fault these instructions can raise is checked before they run; one here is our bug.
+    return absl::InternalError(absl::StrFormat("%s raised signal %d when run on the host", form.name, ctx.fault_signal));
+  }
   return Completion::Retired();
 }
 
@@ -270,7 +251,7 @@ absl::StatusOr<Completion> ExecuteAtomic(GuestCpu& cpu, const Instruction& in, c
 }  // namespace
 
 std::optional<IntegerForm> ClassifyInteger(const Instruction& in) {
-  if (in.mnemonic != Mnemonic::kUnknown || in.length == 0) return std::nullopt;
+  if (in.mnemonic != Mnemonic::kUnknown || in.length == 0 || in.encoding != Encoding::kLegacy) return std::nullopt;
   std::optional<IntegerForm> form;
   if (in.map == OpcodeMap::kPrimary) {
     form = ClassifyPrimary(in);
@@ -295,7 +276,7 @@ absl::StatusOr<Completion> ExecuteInteger(GuestCpu& cpu, const Instruction& in, 
 
   Prepared p;
   if (mem) {
-    p.disp_at = RewriteMemoryOperand(in, p.code);
+    p.disp_at = RewriteMemoryOperandRipRelative(in, p.code);
   } else {
     p.code.assign(in.bytes.begin(), in.bytes.begin() + in.length);
   }

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 #include "hypervisor/emul/guest_cpu.h"
 #include "hypervisor/emul/instruction.h"
@@ -18,6 +19,11 @@ struct LinearAddress {
 // bytes: base + index*scale + displacement (RIP-relative from the next instruction), truncated to 32 bits
 // under an address-size override, plus the FS/GS base (other segment bases are 0 in 64-bit mode).
 LinearAddress ComputeLinearAddress(const RegisterState& regs, const Instruction& insn, uint64_t size);
+
+// Re-encodes `insn` (legacy, VEX or EVEX) with its memory operand as [rip+disp32], for the native stub to
+// point at its private buffer; segment, address-size and LOCK prefixes are dropped (the address is already
+// computed) and the index/base extension bits cleared. Appends to `out`; returns the disp32's offset in it.
+size_t RewriteMemoryOperandRipRelative(const Instruction& insn, std::vector<uint8_t>& out);
 
 // True when `address` is canonical for the paging mode (48-bit, or 57-bit with CR4.LA57).
 bool IsCanonical(uint64_t address, uint64_t cr4);

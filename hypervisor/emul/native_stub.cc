@@ -1,14 +1,18 @@
 #include "hypervisor/emul/native_stub.h"
 
 #include <pthread.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <ucontext.h>
 
 #include <cerrno>
 #include <cstring>
+#include <mutex>
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 
 namespace coalesce {
 namespace {
@@ -19,17 +23,22 @@ constexpr size_t kPage = 4096;
 constexpr size_t kGprOffset = 0;       // 16 x u64
 constexpr size_t kFlagsOffset = 128;   // u64
 constexpr size_t kHostRspOffset = 136;  // u64
+constexpr size_t kXstateMaskOffset = 144;  // u64: RFBM for the guest image
 constexpr size_t kBufferOffset = 256;  // NativeContext::memory
+// The XSAVE areas follow the data page (64-byte aligned, as XSAVE requires; page-aligned here).
+constexpr size_t kGuestXsaveOffset = kPage;       // from the data page
+constexpr size_t kHostXsaveOffset = 2 * kPage;    // the host's own vector state during the run
+constexpr size_t kStubPageCount = 4;              // code, data, guest XSAVE area, host XSAVE area
 
-// Two pages per thread: code (RW while written, RX while run) and data (RW).
+// Per thread: code (RW while written, RX while run), data (RW), two XSAVE areas (RW).
 class StubPages {
  public:
   StubPages() {
-    void* p = mmap(nullptr, 2 * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void* p = mmap(nullptr, kStubPageCount * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     base_ = p == MAP_FAILED ? nullptr : static_cast<uint8_t*>(p);
   }
   ~StubPages() {
-    if (base_ != nullptr) munmap(base_, 2 * kPage);
+    if (base_ != nullptr) munmap(base_, kStubPageCount * kPage);
   }
   StubPages(const StubPages&) = delete;
   StubPages& operator=(const StubPages&) = delete;
@@ -41,6 +50,56 @@ class StubPages {
  private:
   uint8_t* base_ = nullptr;
 };
+
+// --- Catching a CPU exception raised by the copied instruction. ---
+// The handler runs on a per-thread alternate stack (the faulting RSP may be the guest's) and jumps back
+// into ExecuteNatively only when the faulting PC is inside this thread's stub code page; any other fault
+// gets the previous disposition back and re-faults into it.
+constexpr int kCaughtSignals[] = {SIGILL, SIGSEGV, SIGBUS, SIGFPE};
+thread_local sigjmp_buf* t_recover = nullptr;
+thread_local uintptr_t t_code_begin = 0;
+thread_local uintptr_t t_code_end = 0;
+struct sigaction g_previous[NSIG];
+
+void OnCpuException(int sig, siginfo_t* /*info*/, void* context) {
+  const auto* uc = static_cast<const ucontext_t*>(context);
+  const auto pc = static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RIP]);
+  if (t_recover != nullptr && pc >= t_code_begin && pc < t_code_end) siglongjmp(*t_recover, sig);
+  sigaction(sig, &g_previous[sig], nullptr);  // not ours: returning re-executes the fault under it
+}
+
+// (Re)installs the handlers when someone else's are in place (a test framework's crash reporter, say):
+// theirs become the fallback for faults outside the stub.
+void InstallCpuExceptionHandlers() {
+  static absl::Mutex mu;
+  absl::MutexLock lock(&mu);
+  for (int sig : kCaughtSignals) {
+    struct sigaction current {};
+    sigaction(sig, nullptr, &current);
+    if ((current.sa_flags & SA_SIGINFO) && current.sa_sigaction == OnCpuException) continue;
+    struct sigaction sa {};
+    sa.sa_sigaction = OnCpuException;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigaction(sig, &sa, &g_previous[sig]);
+  }
+}
+
+// An alternate signal stack for this thread, kept for the thread's lifetime.
+bool EnsureAltStack() {
+  struct AltStack {
+    std::vector<uint8_t> memory = std::vector<uint8_t>(64 * 1024);
+    bool ok = false;
+    AltStack() {
+      stack_t ss{};
+      ss.ss_sp = memory.data();
+      ss.ss_size = memory.size();
+      ok = sigaltstack(&ss, nullptr) == 0;
+    }
+  };
+  thread_local AltStack stack;
+  return stack.ok;
+}
 
 class CodeWriter {
  public:
@@ -77,12 +136,27 @@ absl::Status ExecuteNatively(std::span<const uint8_t> insn, std::optional<size_t
   }
   thread_local StubPages pages;
   if (!pages.ok()) return absl::ResourceExhaustedError("cannot map the native-execution stub");
+  if (!ctx.xsave_image.empty() && ctx.xsave_image.size() > kNativeXsaveAreaSize) {
+    return absl::InvalidArgumentError("XSAVE image larger than the stub's area");
+  }
+  InstallCpuExceptionHandlers();
+  if (!EnsureAltStack()) return absl::InternalError("sigaltstack failed for the native-execution stub");
 
   CodeWriter w;
   // Callee-saved registers of the host ABI: the guest values overwrite them.
   w.Bytes({0x53, 0x55, 0x41, 0x54, 0x41, 0x55, 0x41, 0x56, 0x41, 0x57});
   w.Bytes({0x48, 0x89, 0x25});  // mov [rip+host_rsp], rsp
   w.RipDisp(kHostRspOffset);
+  const bool vector_state = !ctx.xsave_image.empty();
+  if (vector_state) {
+    w.Bytes({0xb8, static_cast<uint8_t>(kNativeXstateMask), 0, 0, 0, 0x31, 0xd2});  // mov eax, mask; xor edx, edx
+    w.Bytes({0x48, 0x0f, 0xae, 0x25});  // xsave64 [rip+host area]
+    w.RipDisp(kHostXsaveOffset);
+    w.Bytes({0x8b, 0x05});  // mov eax, [rip+mask]
+    w.RipDisp(kXstateMaskOffset);
+    w.Bytes({0x31, 0xd2, 0x48, 0x0f, 0xae, 0x2d});  // xor edx, edx; xrstor64 [rip+guest area]
+    w.RipDisp(kGuestXsaveOffset);
+  }
   w.Bytes({0xff, 0x35});  // push qword [rip+flags]
   w.RipDisp(kFlagsOffset);
   w.Bytes({0x9d});  // popfq
@@ -102,6 +176,15 @@ absl::Status ExecuteNatively(std::span<const uint8_t> insn, std::optional<size_t
   w.RipDisp(kHostRspOffset);
   w.Bytes({0x9c, 0x8f, 0x05});  // pushfq; pop qword [rip+flags]
   w.RipDisp(kFlagsOffset);
+  if (vector_state) {
+    w.Bytes({0x8b, 0x05});  // mov eax, [rip+mask]
+    w.RipDisp(kXstateMaskOffset);
+    w.Bytes({0x31, 0xd2, 0x48, 0x0f, 0xae, 0x25});  // xor edx, edx; xsave64 [rip+guest area]
+    w.RipDisp(kGuestXsaveOffset);
+    w.Bytes({0xb8, static_cast<uint8_t>(kNativeXstateMask), 0, 0, 0, 0x31, 0xd2});
+    w.Bytes({0x48, 0x0f, 0xae, 0x2d});  // xrstor64 [rip+host area]
+    w.RipDisp(kHostXsaveOffset);
+  }
   w.Bytes({0x41, 0x5f, 0x41, 0x5e, 0x41, 0x5d, 0x41, 0x5c, 0x5d, 0x5b, 0xc3});
 
   if (mprotect(pages.code(), kPage, PROT_READ | PROT_WRITE) != 0) {
@@ -117,22 +200,48 @@ absl::Status ExecuteNatively(std::span<const uint8_t> insn, std::optional<size_t
   const uint64_t flags_in = (ctx.rflags & kArithmeticFlags) | 0x2;
   std::memcpy(data + kFlagsOffset, &flags_in, 8);
   std::memcpy(data + kBufferOffset, ctx.memory.data(), ctx.memory.size());
+  const uint64_t mask = ctx.xstate_mask & kNativeXstateMask;
+  std::memcpy(data + kXstateMaskOffset, &mask, 8);
+  if (!ctx.xsave_image.empty()) {
+    std::memset(data + kGuestXsaveOffset, 0, kNativeXsaveAreaSize);
+    std::memcpy(data + kGuestXsaveOffset, ctx.xsave_image.data(), ctx.xsave_image.size());
+  }
 
-  // While guest values are in RSP a signal frame could not be pushed: block everything for the run.
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
+  // While guest values are in RSP a signal frame could not be pushed: block every asynchronous signal for
+  // the run. CPU exceptions stay deliverable (to the alternate stack): blocked, they would kill the process.
+  sigset_t blocked, old;
+  sigfillset(&blocked);
+  for (int sig : kCaughtSignals) sigdelset(&blocked, sig);
+  pthread_sigmask(SIG_SETMASK, &blocked, &old);
   void (*fn)();
   const void* entry = pages.code();
   std::memcpy(&fn, &entry, sizeof(fn));
-  fn();
+  sigjmp_buf recover;
+  t_code_begin = reinterpret_cast<uintptr_t>(pages.code());
+  t_code_end = t_code_begin + kPage;
+  const int caught = sigsetjmp(recover, 0);
+  if (caught == 0) {
+    t_recover = &recover;
+    fn();
+  } else if (vector_state) {
+    // Abandoned mid-stub: the host's vector state is still the guest's. Put the host's back.
+    uint8_t* host_area = data + kHostXsaveOffset;
+    asm volatile("xrstor64 (%0)" : : "r"(host_area), "a"(static_cast<uint32_t>(kNativeXstateMask)), "d"(0u)
+                 : "memory");
+  }
+  t_recover = nullptr;
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (caught != 0) {
+    ctx.fault_signal = caught;
+    return absl::OkStatus();
+  }
 
   std::memcpy(ctx.gpr.data(), data + kGprOffset, 128);
   uint64_t flags_out;
   std::memcpy(&flags_out, data + kFlagsOffset, 8);
   ctx.rflags = (ctx.rflags & ~kArithmeticFlags) | (flags_out & kArithmeticFlags);
   std::memcpy(ctx.memory.data(), data + kBufferOffset, ctx.memory.size());
+  if (!ctx.xsave_image.empty()) std::memcpy(ctx.xsave_image.data(), data + kGuestXsaveOffset, ctx.xsave_image.size());
   return absl::OkStatus();
 }
 

@@ -17,17 +17,31 @@ namespace coalesce {
 // The six arithmetic flags (CF PF AF ZF SF OF): the only RFLAGS bits a native run reads or writes.
 inline constexpr uint64_t kArithmeticFlags = 0x8d5;
 
+// The XSAVE components a native run may load and store: x87, SSE, AVX, AVX-512 (opmask, ZMM_Hi256,
+// Hi16_ZMM). Never PKRU (it would change this process's own memory permissions) nor AMX.
+inline constexpr uint64_t kNativeXstateMask = 0xe7;
+inline constexpr size_t kNativeXsaveAreaSize = 4096;
+
 struct NativeContext {
   std::array<uint64_t, 16> gpr{};  // ModRM numbering, RSP included
   uint64_t rflags = 0x2;            // only kArithmeticFlags are taken in and given back
   // The memory operand, when the instruction has one: it is rewritten to address this buffer RIP-relative.
-  std::array<uint8_t, 32> memory{};
+  std::array<uint8_t, 64> memory{};
+  // Vector state (SIMD instructions): a standard-format XSAVE image loaded with XRSTOR before the
+  // instruction and saved with XSAVE after it, for the components in xstate_mask (& kNativeXstateMask).
+  // Empty: the host's vector registers are left alone (integer instructions).
+  std::span<uint8_t> xsave_image;
+  uint64_t xstate_mask = 0;
+  // Set when the instruction raised a CPU exception on the host (SIGILL, SIGSEGV, SIGBUS, SIGFPE); the
+  // run was abandoned and nothing in this context changed. The caller turns it into the guest's exception.
+  int fault_signal = 0;
 };
 
 // Executes `insn` (at most 15 bytes, one complete instruction) with the registers and flags of `ctx`. When
 // `rip_disp_offset` is set, bytes [offset, offset+4) of `insn` are a RIP-relative disp32 that is patched to
-// address ctx.memory. Thread-safe: each thread has its own code and data pages. Signals are blocked while
-// guest register values (RSP included) are live.
+// address ctx.memory. Thread-safe: each thread has its own code and data pages. Asynchronous signals are
+// blocked while guest register values (RSP included) are live; a CPU exception inside the copied instruction
+// is caught (on an alternate signal stack) and reported in ctx.fault_signal instead of killing the process.
 absl::Status ExecuteNatively(std::span<const uint8_t> insn, std::optional<size_t> rip_disp_offset,
                              NativeContext& ctx);
 
