@@ -21,6 +21,7 @@
 #include "hypervisor/kvm/kvm_system.h"
 #include "hypervisor/memory/guest_memory.h"
 #include "hypervisor/vcpu/cpuid.h"
+#include "hypervisor/vcpu/model_msrs.h"
 #include "hypervisor/vcpu/exit_status.h"
 #include "hypervisor/vcpu/vcpu.h"
 #include "vcpu_remote/forwarding_router.h"
@@ -143,6 +144,7 @@ absl::Status RemoteNode::Build() {
                                                   .model = args_.cpu_model == "host" ? CpuModel::kHost
                                                                                      : CpuModel::kBaseline})));
     // The guest's TSC must agree with the home node's: guest TSC = host TSC - tsc_offset.
+    ApplyModelMsrs(fd, id);
     RETURN_IF_ERROR(fd.SetMsrs({{kMsrIa32Tsc, __rdtsc() - static_cast<uint64_t>(args_.tsc_offset)}}));
     Vcpu::Wiring w;
     w.lapic = lapics_.back().get();

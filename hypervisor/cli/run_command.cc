@@ -1,7 +1,9 @@
 #include "hypervisor/cli/run_command.h"
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <map>
 
 #include "absl/strings/str_format.h"
 
@@ -19,6 +21,14 @@
 
 namespace coalesce {
 namespace {
+
+absl::Status WriteRipSamples(const std::string& path, const std::map<uint64_t, uint64_t>& samples) {
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  if (f == nullptr) return absl::NotFoundError(absl::StrFormat("%s: %s", path, std::strerror(errno)));
+  for (const auto& [rip, n] : samples) std::fprintf(f, "%016lx %lu\n", rip, n);
+  if (std::fclose(f) != 0) return absl::DataLossError(absl::StrFormat("%s: %s", path, std::strerror(errno)));
+  return absl::OkStatus();
+}
 
 // The profile (if any) with the command-line flags layered over it, checked, as a MachineConfig.
 absl::StatusOr<MachineConfig> MergeProfile(RunOptions options) {
@@ -61,6 +71,7 @@ absl::StatusOr<MachineConfig> MergeProfile(RunOptions options) {
   config.cmdline = profile.guest().cmdline();
   config.vcpus = profile.guest().vcpus();
   config.memory = merged.memory;
+  config.sample_rip = !options.rip_samples.empty();
   absl::StatusOr<CpuModel> model =
       options.cpu_model.empty() ? ResolveCpuModel(profile.guest().cpu_model(), "guest.cpu_model")
                                 : ResolveCpuModel(options.cpu_model, "--cpu");
@@ -128,6 +139,11 @@ int RunCommand(const std::vector<std::string>& args) {
   std::fflush(stdout);
   std::fprintf(stderr, "coalesce: %s (exit status %d)\n", (*machine)->run_control().reason().c_str(), status);
   if (options.print_stats) std::fputs(vm.StatsReport().c_str(), stderr);
+  if (!options.rip_samples.empty()) {
+    if (absl::Status st = WriteRipSamples(options.rip_samples, vm.RipSamples()); !st.ok()) {
+      std::fprintf(stderr, "coalesce run: --rip-samples: %s\n", std::string(st.message()).c_str());
+    }
+  }
   return status;
 }
 

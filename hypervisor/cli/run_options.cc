@@ -40,6 +40,8 @@ const char kRunUsage[] =
     "                      127.0.0.1:0, any port); set it when edges are on other hosts\n"
     "  --cpu MODEL         CPU model the guest sees: host, baseline or auto (default: auto = host\n"
     "                      with hardware virtualization, baseline on software-virtualized KVM)\n"
+    "  --rip-samples FILE  sample the guest's RIP whenever a vCPU is interrupted and write \"RIP COUNT\"\n"
+    "                      lines (hex, decimal) to FILE at exit: a profile of where guest time goes\n"
     "  --stats             print exit, injection and emulation counters when the guest stops\n"
     "  --log-level LEVEL   debug, info, warning (default) or error; also COALESCE_LOG\n"
     "  --help              this text\n";
@@ -108,6 +110,10 @@ absl::StatusOr<RunOptions> ParseRunOptions(const std::vector<std::string>& args)
         return absl::InvalidArgumentError(absl::StrCat("--cpu: '", *v, "' is not a CPU model (host, baseline or auto)"));
       }
       o.cpu_model = *v;
+    } else if (flag == "--rip-samples") {
+      auto v = take();
+      if (!v.ok()) return v.status();
+      o.rip_samples = *v;
     } else if (flag == "--log-level") {
       auto v = take();
       if (!v.ok()) return v.status();

@@ -24,6 +24,7 @@ struct RunOptions {
   std::vector<std::string> edges;      // --edge ADDR=LIST, as given (parsed by the profile code)
   std::string data_plane;              // --data-plane HOST:PORT (this node's DSM/data-plane address)
   bool print_stats = false;            // --stats: exit and emulation counters at exit
+  std::string rip_samples;             // --rip-samples FILE: guest RIP histogram written at exit
   std::string log_level;               // --log-level
   std::string cpu_model;               // --cpu host|baseline|auto (empty: the profile's, else auto)
   bool help = false;

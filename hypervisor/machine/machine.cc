@@ -23,6 +23,7 @@
 #include "hypervisor/machine/console_input.h"
 #include "hypervisor/irq/legacy_irq_wiring.h"
 #include "hypervisor/vcpu/cpuid.h"
+#include "hypervisor/vcpu/model_msrs.h"
 #include "hypervisor/vcpu/exit_status.h"
 #include "vcpu_remote/forwarding_router.h"
 #include "devmodel/acpi_pm.h"
@@ -222,11 +223,13 @@ absl::Status Machine::BuildVcpus() {
     if (!IsLocal(i)) continue;
     ASSIGN_OR_RETURN(VcpuFd fd, vm_->CreateVcpu(i));
     RETURN_IF_ERROR(fd.SetCpuid(FilterCpuid(supported, {.apic_id = i, .vcpu_count = config_.vcpus, .model = config_.cpu_model})));
+    ApplyModelMsrs(fd, i);
     Vcpu::Wiring w;
     w.lapic = lapics_[i].get();
     w.io = io_handler_.get();
     w.run_control = &run_control_;
     w.memory = memory_.get();
+    w.sample_rip = config_.sample_rip;
     if (i == 0) {
       w.ext_int_ack = [this] {
         uint8_t vector = pic_->Acknowledge();
@@ -315,6 +318,15 @@ void Machine::Shutdown() {
   console_input_.reset();
 }
 
+std::map<uint64_t, uint64_t> Machine::RipSamples() const {
+  std::map<uint64_t, uint64_t> all;
+  for (const auto& v : vcpus_) {
+    if (!v) continue;
+    for (const auto& [rip, n] : v->stats().rip_samples()) all[rip] += n;
+  }
+  return all;
+}
+
 std::string Machine::StatsReport() const {
   std::string out;
   for (const auto& v : vcpus_) {
@@ -330,7 +342,6 @@ std::string Machine::StatsReport() const {
       for (const auto& [name, n] : emu) absl::StrAppendFormat(&out, " %s=%u", name, n);
     }
     out += "\n";
-    for (const auto& [rip, n] : v->stats().rip_samples()) absl::StrAppendFormat(&out, "ripsample %x %u\n", rip, n);
     if (v->state() == Vcpu::State::kStopped) out += v->DumpRegisters() + "\n";
   }
   absl::StrAppendFormat(&out, "bus: unclaimed pio=%u mmio=%u\n", pio_bus_.unclaimed_accesses(),

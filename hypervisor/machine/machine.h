@@ -3,6 +3,7 @@
 // teardown is the reverse (vCPU threads, then timers, then devices, then memory and the VM).
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -44,6 +45,8 @@ class Machine final {
   void RequestStop(int exit_status, std::string reason) { run_control_.Stop(exit_status, std::move(reason)); }
   // Exit, injection and emulation counters of every vCPU, one line each.
   [[nodiscard]] std::string StatsReport() const;
+  // Guest RIP -> samples over every local vCPU (empty unless config.sample_rip).
+  [[nodiscard]] std::map<uint64_t, uint64_t> RipSamples() const;
 
  private:
   explicit Machine(const MachineConfig& config);

@@ -17,7 +17,8 @@ struct MachineConfig {
   std::string cmdline;
   uint32_t vcpus = 1;
   uint64_t memory = 256ULL << 20;
-  CpuModel cpu_model = CpuModel::kBaseline;  // what CPUID shows on every node (see hypervisor/vcpu/cpuid.h)
+  CpuModel cpu_model = CpuModel::kBaseline;
+  bool sample_rip = false;  // profile guest RIPs (see Machine::RipSamples)  // what CPUID shows on every node (see hypervisor/vcpu/cpuid.h)
   // Where the guest's COM1 output goes (default: stdout). Input comes from stdin when `console_input`.
   std::function<void(uint8_t)> console_output;
   bool console_input = true;

@@ -40,6 +40,7 @@ class Vcpu final {
     RunControl* run_control = nullptr;
     const GuestMemory* memory = nullptr;      // for completing instructions PVM cannot emulate
     std::function<uint8_t()> ext_int_ack;     // INTA cycle of the PIC (BSP only; empty elsewhere)
+    bool sample_rip = false;                  // record guest RIP at each asynchronous kick (--rip-samples)
   };
 
   Vcpu(VcpuFd fd, bool bootstrap, Wiring wiring);

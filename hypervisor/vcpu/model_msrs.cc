@@ -1,0 +1,32 @@
+#include "hypervisor/vcpu/model_msrs.h"
+
+#include <cstring>
+
+#include "hypervisor/base/log.h"
+
+namespace coalesce {
+namespace {
+
+constexpr uint32_t kMsrK7Hwcr = 0xc0010015;
+constexpr uint64_t kHwcrTscFreqSel = 1ull << 24;
+
+bool HostIsAmd() {
+  uint32_t eax = 0, ebx = 0, ecx = 0, edx = 0;
+  asm volatile("cpuid" : "+a"(eax), "=b"(ebx), "+c"(ecx), "=d"(edx));
+  char vendor[12];
+  std::memcpy(vendor, &ebx, 4);
+  std::memcpy(vendor + 4, &edx, 4);
+  std::memcpy(vendor + 8, &ecx, 4);
+  return std::memcmp(vendor, "AuthenticAMD", 12) == 0;
+}
+
+}  // namespace
+
+void ApplyModelMsrs(VcpuFd& fd, uint32_t vcpu_id) {
+  if (!HostIsAmd()) return;
+  if (absl::Status st = fd.SetMsrs({{kMsrK7Hwcr, kHwcrTscFreqSel}}); !st.ok()) {
+    LOG_DEBUG("vcpu%u: HWCR.TscFreqSel not accepted by KVM: %s", vcpu_id, st.ToString());
+  }
+}
+
+}  // namespace coalesce
