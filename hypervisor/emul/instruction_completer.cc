@@ -8,6 +8,7 @@
 #include "hypervisor/base/status_macros.h"
 #include "hypervisor/emul/instruction_decoder.h"
 #include "hypervisor/emul/instruction_executor.h"
+#include "hypervisor/emul/integer_semantics.h"
 #include "hypervisor/emul/kvm_guest_cpu.h"
 
 namespace coalesce {
@@ -19,20 +20,54 @@ std::string Hex(const std::vector<uint8_t>& bytes) {
   return out.empty() ? "(none)" : out;
 }
 
-// Fetches up to 15 bytes at CS:RIP, stopping at the first page the guest cannot read.
-absl::StatusOr<std::vector<uint8_t>> FetchAtRip(KvmGuestCpu& cpu, const RegisterState& regs) {
+// Fetches up to `limit` bytes at CS:RIP, stopping at the first page the guest cannot read.
+absl::StatusOr<std::vector<uint8_t>> FetchAtRip(KvmGuestCpu& cpu, const RegisterState& regs,
+                                                size_t limit = kMaxInstructionLength) {
   const uint64_t start = regs.segment_base[static_cast<size_t>(SegmentReg::kCs)] + regs.rip;
   std::vector<uint8_t> bytes;
   const MemoryAccess fetch{.write = false, .user = regs.cpl == 3};
-  while (bytes.size() < kMaxInstructionLength) {
+  while (bytes.size() < limit) {
     const uint64_t at = start + bytes.size();
-    const size_t chunk = std::min<size_t>(kMaxInstructionLength - bytes.size(), 4096 - (at & 4095));
+    const size_t chunk = std::min<size_t>(limit - bytes.size(), 4096 - (at & 4095));
     std::vector<uint8_t> part(chunk);
     ASSIGN_OR_RETURN(std::optional<Fault> f, cpu.Read(at, part, fetch));
     if (f) break;
     bytes.insert(bytes.end(), part.begin(), part.end());
   }
   return bytes;
+}
+
+// Whether `insn` may be completed right after a SIMD instruction without going back to KVM.
+bool Continuable(const Instruction& insn) {
+  if (insn.mnemonic == Mnemonic::kSimd) return true;
+  const std::optional<IntegerForm> integer = ClassifyInteger(insn);
+  return integer.has_value() && (!insn.has_memory_operand() || integer->lea);
+}
+
+// Completes the SIMD/integer instructions that follow, fetching code a window at a time. Anything else,
+// an exception, or an instruction that cannot be completed ends the run: KVM takes over from that RIP
+// (an instruction that failed here fails again there and comes back as a first instruction, with its
+// diagnostic).
+absl::Status ContinueRun(KvmGuestCpu& cpu, CompletedInstructions& done) {
+  std::vector<uint8_t> window;
+  uint64_t window_rip = 0;
+  while (done.continued < kMaxContinued) {
+    ASSIGN_OR_RETURN(RegisterState regs, cpu.GetRegisters());
+    const uint64_t offset = regs.rip - window_rip;
+    if (window.empty() || regs.rip < window_rip || offset + kMaxInstructionLength > window.size()) {
+      ASSIGN_OR_RETURN(window, FetchAtRip(cpu, regs, 256));
+      window_rip = regs.rip;
+    }
+    const size_t at = regs.rip - window_rip;
+    if (at >= window.size()) break;
+    auto insn = DecodeInstruction64(std::span<const uint8_t>(window).subspan(at));
+    if (!insn.ok() || !Continuable(*insn)) break;
+    auto result = ExecuteInstruction(cpu, *insn);
+    if (!result.ok()) break;
+    ++done.continued;
+    if (result->injected) break;
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -47,8 +82,8 @@ std::vector<uint8_t> InstructionBytesFromExit(const exit::InternalError& error) 
   return std::vector<uint8_t>(raw + 1, raw + 1 + size);
 }
 
-absl::StatusOr<std::string> CompleteFailedInstruction(VcpuFd& vcpu, const GuestMemory& memory,
-                                                      const exit::InternalError& error) {
+absl::StatusOr<CompletedInstructions> CompleteFailedInstruction(VcpuFd& vcpu, const GuestMemory& memory,
+                                                                const exit::InternalError& error) {
   if (error.suberror != KVM_INTERNAL_ERROR_EMULATION) {
     return absl::FailedPreconditionError(
         absl::StrFormat("KVM internal error suberror %u is not an emulation failure", error.suberror));
@@ -75,11 +110,14 @@ absl::StatusOr<std::string> CompleteFailedInstruction(VcpuFd& vcpu, const GuestM
     return absl::Status(result.status().code(),
                         diagnostic(absl::StrFormat("%s [%s]", result.status().message(), insn->OpcodeText())));
   }
-  RETURN_IF_ERROR(cpu.Commit());
+  CompletedInstructions done{result->mnemonic, 0};
   if (result->injected) {
     LOG_DEBUG("emul: %s at %#x raised vector %d", result->mnemonic, regs.rip, result->injected->vector);
+  } else if (insn->mnemonic == Mnemonic::kSimd) {
+    RETURN_IF_ERROR(ContinueRun(cpu, done));
   }
-  return result->mnemonic;
+  RETURN_IF_ERROR(cpu.Commit());
+  return done;
 }
 
 }  // namespace coalesce

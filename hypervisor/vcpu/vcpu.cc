@@ -217,9 +217,10 @@ bool Vcpu::HandleExit(const VcpuExit& e) {
   }
   if (auto* ie = std::get_if<exit::InternalError>(&e)) {
     if (ie->suberror == KVM_INTERNAL_ERROR_EMULATION) {
-      absl::StatusOr<std::string> done = CompleteFailedInstruction(fd_, *wiring_.memory, *ie);
+      absl::StatusOr<CompletedInstructions> done = CompleteFailedInstruction(fd_, *wiring_.memory, *ie);
       if (done.ok()) {
-        stats_.CountEmulation(*done);
+        stats_.CountEmulation(done->mnemonic);
+        if (done->continued != 0) stats_.CountEmulation("continued", done->continued);
         return true;
       }
       Fail(exit_status::kGuestCrashed,

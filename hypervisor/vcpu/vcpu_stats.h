@@ -17,9 +17,9 @@ class VcpuStats final {
  public:
   void CountExit(size_t kind) { exits_[kind].fetch_add(1, std::memory_order_relaxed); }
   void CountInjection() { injections_.fetch_add(1, std::memory_order_relaxed); }
-  void CountEmulation(const std::string& mnemonic) {
+  void CountEmulation(const std::string& mnemonic, uint64_t n = 1) {
     absl::MutexLock lock(&mu_);
-    emulations_[mnemonic]++;
+    emulations_[mnemonic] += n;
   }
   // Guest RIP where an asynchronous kick found the vCPU: a statistical profile of guest time.
   void SampleRip(uint64_t rip) {

@@ -16,6 +16,7 @@
 #define CAS8_A      0x9020
 #define CAS8_B      0x9030
 #define XMM_SRC     0x9100
+#define XCR0_COPY   0x9200  /* the XCR0 the host set, for the guest to test */
 #define XSAVE_AREA  0xa000
 #define FXSAVE_AREA 0xb000
 #define XSAVEC_AREA 0xc000
@@ -150,6 +151,21 @@ emul_guest_wp:
         lock xadd %rax, RESULTS + 0x88
         mov %rax, RESULTS + 0x90
 
+        /* AVX (when XCR0 enables it; the host test checks): VEX instructions, with a plain integer one in
+         * the middle, the way vectorized kernel code looks. PVM fails on every one of them. */
+        testq $4, XCR0_COPY
+        jz 2f
+        TRAP_INTO_EMULATION
+        vmovdqu XMM_SRC, %xmm0
+        vpaddd %xmm0, %xmm0, %xmm1
+        mov $7, %ecx
+        vpxor %xmm1, %xmm0, %xmm2
+        vpshufd $0x1b, %xmm2, %xmm3
+        vmovd %xmm3, %eax
+        add %ecx, %eax
+        vmovdqu %xmm3, RESULTS + 0xa0
+        mov %eax, RESULTS + 0xb0
+2:
         movq $0x600d, RESULTS + 0x70
 1:      hlt
         jmp 1b
