@@ -10,6 +10,7 @@
 #include "hypervisor/emul/instruction_executor.h"
 #include "hypervisor/emul/integer_semantics.h"
 #include "hypervisor/emul/kvm_guest_cpu.h"
+#include "hypervisor/emul/native_stub.h"
 
 namespace coalesce {
 namespace {
@@ -105,6 +106,7 @@ absl::StatusOr<CompletedInstructions> CompleteFailedInstruction(VcpuFd& vcpu, co
   };
   if (!insn.ok()) return absl::UnimplementedError(diagnostic(std::string(insn.status().message())));
 
+  NativeBatch batch;  // one signal-mask change for the whole run of instructions below
   auto result = ExecuteInstruction(cpu, *insn);
   if (!result.ok()) {
     return absl::Status(result.status().code(),

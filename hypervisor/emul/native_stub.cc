@@ -4,11 +4,13 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <unistd.h>
 #include <ucontext.h>
 
 #include <cerrno>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "absl/strings/str_format.h"
@@ -30,26 +32,48 @@ constexpr size_t kGuestXsaveOffset = kPage;       // from the data page
 constexpr size_t kHostXsaveOffset = 2 * kPage;    // the host's own vector state during the run
 constexpr size_t kStubPageCount = 4;              // code, data, guest XSAVE area, host XSAVE area
 
-// Per thread: code (RW while written, RX while run), data (RW), two XSAVE areas (RW).
+// Per thread, four pages of one memfd: code (mapped RX where it runs, and RW at a separate alias where it
+// is written: never writable and executable at one address, and no mprotect per instruction), then data
+// and the two XSAVE areas (RW), contiguous with the code so the stub reaches them RIP-relative.
 class StubPages {
  public:
   StubPages() {
-    void* p = mmap(nullptr, kStubPageCount * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    base_ = p == MAP_FAILED ? nullptr : static_cast<uint8_t*>(p);
+    const int fd = memfd_create("coalesce-native-stub", MFD_CLOEXEC);
+    if (fd < 0) return;
+    if (ftruncate(fd, kStubPageCount * kPage) == 0) {
+      void* region = mmap(nullptr, kStubPageCount * kPage, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (region != MAP_FAILED) {
+        base_ = static_cast<uint8_t*>(region);
+        void* code = mmap(base_, kPage, PROT_READ | PROT_EXEC, MAP_SHARED | MAP_FIXED, fd, 0);
+        void* data = mmap(base_ + kPage, (kStubPageCount - 1) * kPage, PROT_READ | PROT_WRITE,
+                          MAP_SHARED | MAP_FIXED, fd, kPage);
+        void* alias = mmap(nullptr, kPage, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        ok_ = code != MAP_FAILED && data != MAP_FAILED && alias != MAP_FAILED;
+        if (alias != MAP_FAILED) code_alias_ = static_cast<uint8_t*>(alias);
+      }
+    }
+    close(fd);
   }
   ~StubPages() {
     if (base_ != nullptr) munmap(base_, kStubPageCount * kPage);
+    if (code_alias_ != nullptr) munmap(code_alias_, kPage);
   }
   StubPages(const StubPages&) = delete;
   StubPages& operator=(const StubPages&) = delete;
 
-  uint8_t* code() const { return base_; }
+  uint8_t* code() const { return base_; }              // where the stub runs (RX)
+  uint8_t* code_writable() const { return code_alias_; }  // the same page, for writing the stub
   uint8_t* data() const { return base_ + kPage; }
-  bool ok() const { return base_ != nullptr; }
+  bool ok() const { return ok_; }
 
  private:
   uint8_t* base_ = nullptr;
+  uint8_t* code_alias_ = nullptr;
+  bool ok_ = false;
 };
+
+// Inside a NativeBatch the handlers, the alternate stack and the signal mask are already in place.
+thread_local int t_batch_depth = 0;
 
 // --- Catching a CPU exception raised by the copied instruction. ---
 // The handler runs on a per-thread alternate stack (the faulting RSP may be the guest's) and jumps back
@@ -128,6 +152,26 @@ class CodeWriter {
 
 }  // namespace
 
+NativeBatch::NativeBatch() {
+  if (t_batch_depth++ > 0) return;
+  InstallCpuExceptionHandlers();
+  ready_ = EnsureAltStack();
+  // While guest values are in RSP a signal frame could not be pushed: block every asynchronous signal. CPU
+  // exceptions stay deliverable (to the alternate stack): blocked, they would kill the process.
+  sigset_t blocked;
+  sigfillset(&blocked);
+  for (int sig : kCaughtSignals) sigdelset(&blocked, sig);
+  pthread_sigmask(SIG_SETMASK, &blocked, &saved_mask_);
+  outermost_ = true;
+}
+
+NativeBatch::~NativeBatch() {
+  --t_batch_depth;
+  if (outermost_) pthread_sigmask(SIG_SETMASK, &saved_mask_, nullptr);
+}
+
+bool NativeBatch::Ready() { return EnsureAltStack(); }
+
 absl::Status ExecuteNatively(std::span<const uint8_t> insn, std::optional<size_t> rip_disp_offset,
                              NativeContext& ctx) {
   if (insn.empty() || insn.size() > 15) return absl::InvalidArgumentError("bad native instruction length");
@@ -139,8 +183,9 @@ absl::Status ExecuteNatively(std::span<const uint8_t> insn, std::optional<size_t
   if (!ctx.xsave_image.empty() && ctx.xsave_image.size() > kNativeXsaveAreaSize) {
     return absl::InvalidArgumentError("XSAVE image larger than the stub's area");
   }
-  InstallCpuExceptionHandlers();
-  if (!EnsureAltStack()) return absl::InternalError("sigaltstack failed for the native-execution stub");
+  std::optional<NativeBatch> own_batch;
+  if (t_batch_depth == 0) own_batch.emplace();
+  if (!NativeBatch::Ready()) return absl::InternalError("sigaltstack failed for the native-execution stub");
 
   CodeWriter w;
   // Callee-saved registers of the host ABI: the guest values overwrite them.
@@ -187,13 +232,7 @@ absl::Status ExecuteNatively(std::span<const uint8_t> insn, std::optional<size_t
   }
   w.Bytes({0x41, 0x5f, 0x41, 0x5e, 0x41, 0x5d, 0x41, 0x5c, 0x5d, 0x5b, 0xc3});
 
-  if (mprotect(pages.code(), kPage, PROT_READ | PROT_WRITE) != 0) {
-    return absl::InternalError(absl::StrFormat("mprotect RW: %s", strerror(errno)));
-  }
-  std::memcpy(pages.code(), w.bytes().data(), w.size());
-  if (mprotect(pages.code(), kPage, PROT_READ | PROT_EXEC) != 0) {
-    return absl::InternalError(absl::StrFormat("mprotect RX: %s", strerror(errno)));
-  }
+  std::memcpy(pages.code_writable(), w.bytes().data(), w.size());
   uint8_t* data = pages.data();
   std::memcpy(data + kGprOffset, ctx.gpr.data(), 128);
   // Only the arithmetic flags come from the guest: TF, DF, AC, ... stay as the host ABI expects.
@@ -207,12 +246,6 @@ absl::Status ExecuteNatively(std::span<const uint8_t> insn, std::optional<size_t
     std::memcpy(data + kGuestXsaveOffset, ctx.xsave_image.data(), ctx.xsave_image.size());
   }
 
-  // While guest values are in RSP a signal frame could not be pushed: block every asynchronous signal for
-  // the run. CPU exceptions stay deliverable (to the alternate stack): blocked, they would kill the process.
-  sigset_t blocked, old;
-  sigfillset(&blocked);
-  for (int sig : kCaughtSignals) sigdelset(&blocked, sig);
-  pthread_sigmask(SIG_SETMASK, &blocked, &old);
   void (*fn)();
   const void* entry = pages.code();
   std::memcpy(&fn, &entry, sizeof(fn));
@@ -230,7 +263,6 @@ absl::Status ExecuteNatively(std::span<const uint8_t> insn, std::optional<size_t
                  : "memory");
   }
   t_recover = nullptr;
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (caught != 0) {
     ctx.fault_signal = caught;
     return absl::OkStatus();

@@ -5,6 +5,8 @@
 // nothing here may touch host memory other than the stub's own buffer, jump, trap or change privileged state.
 #pragma once
 
+#include <signal.h>
+
 #include <array>
 #include <cstdint>
 #include <optional>
@@ -35,6 +37,23 @@ struct NativeContext {
   // Set when the instruction raised a CPU exception on the host (SIGILL, SIGSEGV, SIGBUS, SIGFPE); the
   // run was abandoned and nothing in this context changed. The caller turns it into the guest's exception.
   int fault_signal = 0;
+};
+
+// Sets up native execution once for several ExecuteNatively calls on this thread (exception handlers,
+// alternate signal stack, asynchronous signals blocked until destruction). Optional: a call outside any
+// batch does the same for itself, at the price of a few system calls.
+class NativeBatch {
+ public:
+  NativeBatch();
+  ~NativeBatch();
+  NativeBatch(const NativeBatch&) = delete;
+  NativeBatch& operator=(const NativeBatch&) = delete;
+  static bool Ready();
+
+ private:
+  bool ready_ = false;
+  bool outermost_ = false;
+  sigset_t saved_mask_{};
 };
 
 // Executes `insn` (at most 15 bytes, one complete instruction) with the registers and flags of `ctx`. When
