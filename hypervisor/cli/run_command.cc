@@ -122,10 +122,12 @@ int RunCommand(const std::vector<std::string>& args) {
   absl::StatusOr<std::unique_ptr<Machine>> machine = Machine::Create(*config);
   if (!machine.ok()) {
     std::fprintf(stderr, "coalesce run: %s\n", std::string(machine.status().message()).c_str());
-    // Input problems (files, sizes, formats) are usage errors; anything else is the host's.
+    // Input problems (files, sizes, formats, a kernel or initrd too big for --memory) are usage errors;
+    // anything else is the host's.
     absl::StatusCode c = machine.status().code();
     bool input = c == absl::StatusCode::kInvalidArgument || c == absl::StatusCode::kNotFound ||
-                 c == absl::StatusCode::kOutOfRange || c == absl::StatusCode::kFailedPrecondition;
+                 c == absl::StatusCode::kOutOfRange || c == absl::StatusCode::kFailedPrecondition ||
+                 c == absl::StatusCode::kResourceExhausted;
     return input ? exit_status::kUsage : exit_status::kHostFailure;
   }
   Machine& vm = **machine;

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Bad input to `coalesce run`: each case must print a clear message naming the problem and exit non-zero.
 
-Usage: cli_errors_test.py COALESCE_BINARY GUEST_ELF
+Usage: cli_errors_test.py COALESCE_BINARY GUEST_ELF [GUEST_ASSETS_DIR]
+With GUEST_ASSETS_DIR (scripts/guest-assets.sh), also the Linux cases: a truncated bzImage, an initrd too
+large for the guest's memory, a guest memory too small for the kernel.
 """
 import os
 import subprocess
@@ -9,6 +11,7 @@ import sys
 import tempfile
 
 COALESCE, GUEST = sys.argv[1], sys.argv[2]
+ASSETS = sys.argv[3] if len(sys.argv) > 3 else None
 failures = []
 
 
@@ -52,6 +55,26 @@ with tempfile.TemporaryDirectory() as tmp:
     expect("vCPUs not a number", ["--kernel", GUEST, "--vcpus", "two"], 2, "--vcpus", "two")
     expect("unknown flag", ["--kernel", GUEST, "--frobnicate"], 2, "--frobnicate")
     expect("flag without value", ["--kernel"], 2, "--kernel needs a value")
+    # Linux (bzImage) inputs.
+    if ASSETS:
+        vmlinuz = os.path.join(ASSETS, "vmlinuz")
+        with open(vmlinuz, "rb") as f:
+            image = f.read()
+        cut = os.path.join(tmp, "vmlinuz-truncated")
+        with open(cut, "wb") as f:
+            f.write(image[: len(image) // 3])
+        expect("truncated bzImage", ["--kernel", cut], 2, cut, "truncated")
+        head = os.path.join(tmp, "vmlinuz-header-only")
+        with open(head, "wb") as f:
+            f.write(image[:600])
+        expect("bzImage cut inside its setup header", ["--kernel", head], 2, head, "truncated")
+        big = os.path.join(tmp, "initrd-100M")
+        with open(big, "wb") as f:
+            f.truncate(100 << 20)
+        expect("initrd too large for memory", ["--kernel", vmlinuz, "--initrd", big, "--memory", "128M"], 2,
+               "initrd too large")
+        expect("memory too small for the kernel", ["--kernel", vmlinuz, "--memory", "32M"], 2,
+               "guest memory too small for this kernel")
     # Guest-driven endings: ACPI power-off exits 0; a triple fault exits 6 with a register dump.
     poweroff = os.path.join(os.path.dirname(GUEST), "poweroff.elf")
     expect("guest ACPI S5 power-off", ["--kernel", poweroff], 0, "poweroff: ACPI S5", "powered off")
