@@ -4,7 +4,10 @@ the guest sees: nproc, the processor lines of /proc/cpuinfo and MemTotal match t
 workload accounts time on every CPU in /proc/stat; `sleep 1` in the guest takes about a second of host time;
 `poweroff -f` ends coalesce with exit status 0.
 
-Usage: linux_boot_test.py COALESCE ASSETS_DIR VCPUS [--memory 512M] [--timeout S] [--edge ADDR=LIST ...]"""
+With --agent LIST (repeatable) the VM is coalesced: the test starts one edge agent (`coalesce edge`, a separate
+process) per --agent and places vCPUs LIST there; the rest run at home.
+
+Usage: linux_boot_test.py COALESCE ASSETS_DIR VCPUS [--memory 256M] [--timeout S] [--agent LIST ...]"""
 import argparse
 import os
 import re
@@ -17,10 +20,12 @@ ap = argparse.ArgumentParser()
 ap.add_argument("coalesce")
 ap.add_argument("assets")
 ap.add_argument("vcpus", type=int)
-ap.add_argument("--memory", default="512M")
+ap.add_argument("--memory", default="256M")
 ap.add_argument("--timeout", type=float, default=2400)
-ap.add_argument("--edge", action="append", default=[])
+ap.add_argument("--agent", action="append", default=[], help="vCPU list for one edge agent started here")
 a = ap.parse_args()
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from edge_agent_process import EdgeAgent  # noqa: E402
 
 kernel, initrd = os.path.join(a.assets, "vmlinuz"), os.path.join(a.assets, "initramfs.cpio")
 for f in (kernel, initrd):
@@ -33,8 +38,9 @@ workload = (f"for i in $(seq {a.vcpus}); do yes > /dev/null & done; sleep 4; kil
             "grep ^cpu /proc/stat; echo SLEEP-BEGIN; sleep 1; echo SLEEP-END")
 cmd = [a.coalesce, "run", "--kernel", kernel, "--initrd", initrd, "--vcpus", str(a.vcpus), "--memory", a.memory,
        "--stats", "--append", f'console=ttyS0 loglevel=4 coalesce.cmd="{workload}"']
-for e in a.edge:
-    cmd += ["--edge", e]
+agents = [EdgeAgent(a.coalesce, capacity="vcpus=4,memory=2G") for _ in a.agent]
+for agent, ids in zip(agents, a.agent):
+    cmd += ["--edge", f"{agent.listen}={ids}"]
 print("running:", " ".join(cmd), flush=True)
 proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 lines, stamps = [], {}
@@ -56,9 +62,13 @@ try:
     rc = proc.wait(a.timeout)
 except subprocess.TimeoutExpired:
     proc.kill()
+    for agent in agents:
+        agent.stop()
     print(f"FAIL: no power-off within {a.timeout:.0f}s")
     sys.exit(1)
 t.join(10)
+for agent in agents:
+    agent.stop()
 out = "\n".join(lines)
 failures = []
 
