@@ -58,6 +58,7 @@ class Machine final {
   absl::Status StartCoalescence();
   [[nodiscard]] bool IsLocal(uint32_t vcpu) const { return node_of_vcpu_[vcpu] == 0; }
   void Shutdown();
+  void SampleRips();
 
   MachineConfig config_;
   RunControl run_control_;

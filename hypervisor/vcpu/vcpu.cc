@@ -77,6 +77,16 @@ void Vcpu::Kick() {
   }
 }
 
+void Vcpu::RequestRipSample() {
+  const State s = state();
+  if (s != State::kRunning) {
+    if (s != State::kStopped && s != State::kCreated) stats_.SampleRip(0);
+    return;
+  }
+  rip_sample_requested_.store(true, std::memory_order_release);
+  Kick();
+}
+
 void Vcpu::ThreadMain() {
   while (!wiring_.run_control->stopping()) {
     State s = state();
@@ -205,8 +215,8 @@ bool Vcpu::HandleExit(const VcpuExit& e) {
     return true;
   }
   if (std::holds_alternative<exit::Interrupted>(e) || std::holds_alternative<exit::IrqWindowOpen>(e)) {
-    // A kick lands wherever the guest happens to be: a statistical profile of guest time.
-    if (wiring_.sample_rip && std::holds_alternative<exit::Interrupted>(e)) {
+    // The sampler's kick lands wherever the guest happens to be: a statistical profile of guest time.
+    if (rip_sample_requested_.exchange(false, std::memory_order_acq_rel)) {
       if (auto r = fd_.GetRegs(); r.ok()) stats_.SampleRip(r->rip);
     }
     return true;

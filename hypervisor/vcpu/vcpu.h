@@ -51,6 +51,9 @@ class Vcpu final {
   void Start();
   // Makes the vCPU thread re-examine its state soon: leaves KVM_RUN or a halt/SIPI wait. Any thread.
   void Kick();
+  // Records where the guest is now (--rip-samples): kicks a running vCPU and samples RIP at the exit; a
+  // halted or waiting vCPU counts as idle (RIP 0).
+  void RequestRipSample();
   void Join();
 
   [[nodiscard]] State state() const { return state_.load(std::memory_order_acquire); }
@@ -74,6 +77,7 @@ class Vcpu final {
   const bool bootstrap_;
   Wiring wiring_;
   VcpuStats stats_;
+  std::atomic<bool> rip_sample_requested_{false};
   std::atomic<State> state_{State::kCreated};
   std::atomic<bool> in_guest_{false};
   bool halted_with_interrupts_ = true;  // RFLAGS.IF at the last HLT (vCPU thread only)
