@@ -1,6 +1,7 @@
 #include "vcpu_remote/remote_node.h"
 
 #include <arpa/inet.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -255,7 +256,10 @@ int RunRemoteNodeMain(const std::vector<std::string>& argv) {
     return exit_status::kHostFailure;
   }
   ::close(ready_fd);
-  SignalStopper stopper([&node](int sig) { node->RequestStop(absl::StrFormat("stopped by signal %d", sig)); });
+  SignalStopper stopper([&node](int sig) {
+    if (sig == SIGUSR2) return;  // a status request, meaningful for `run` only
+    node->RequestStop(absl::StrFormat("stopped by signal %d", sig));
+  });
   return node->Run();
 }
 

@@ -14,6 +14,7 @@ sigset_t StopSignals() {
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGHUP);
+  sigaddset(&set, SIGUSR2);  // not a stop: a status report (see run_command.cc)
   return set;
 }
 

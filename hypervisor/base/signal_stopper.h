@@ -1,5 +1,6 @@
 // Turns SIGINT, SIGTERM and SIGHUP into an orderly VM stop: the signals are blocked in every thread (call
-// BlockStopSignals() before any thread starts) and one thread waits for them with sigtimedwait.
+// BlockStopSignals() before any thread starts) and one thread waits for them with sigtimedwait. SIGUSR2 is
+// delivered the same way, for a status report that does not stop anything.
 #pragma once
 
 #include <atomic>

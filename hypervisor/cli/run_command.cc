@@ -1,5 +1,7 @@
 #include "hypervisor/cli/run_command.h"
 
+#include <signal.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -134,6 +136,11 @@ int RunCommand(const std::vector<std::string>& args) {
   int status;
   {
     SignalStopper stopper([&vm](int sig) {
+      if (sig == SIGUSR2) {  // where is the guest? counters now, each vCPU's registers at its next exit
+        std::fputs(vm.StatsReport().c_str(), stderr);
+        vm.RequestRegisterDumps();
+        return;
+      }
       vm.RequestStop(exit_status::kHostFailure, absl::StrFormat("stopped by signal %d (%s)", sig, strsignal(sig)));
     });
     status = vm.Run();

@@ -323,6 +323,12 @@ void Machine::SampleRips() {
   }
 }
 
+void Machine::RequestRegisterDumps() {
+  for (auto& v : vcpus_) {
+    if (v) v->RequestRegisterDump();
+  }
+}
+
 void Machine::Shutdown() {
   for (auto& v : vcpus_) {
     if (v) v->Kick();

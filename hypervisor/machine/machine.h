@@ -60,6 +60,12 @@ class Machine final {
   void Shutdown();
   void SampleRips();
 
+ public:
+  // Each running vCPU prints its registers to stderr at its next exit (SIGUSR2 status report).
+  void RequestRegisterDumps();
+
+ private:
+
   MachineConfig config_;
   RunControl run_control_;
   std::unique_ptr<KvmSystem> kvm_;

@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <cstdio>
 #include <mutex>
 
 #include "absl/strings/str_format.h"
@@ -84,6 +85,15 @@ void Vcpu::RequestRipSample() {
     return;
   }
   rip_sample_requested_.store(true, std::memory_order_release);
+  Kick();
+}
+
+void Vcpu::RequestRegisterDump() {
+  if (state() != State::kRunning) {
+    std::fprintf(stderr, "vcpu%u: %s\n", id(), VcpuStateName(state()));
+    return;
+  }
+  register_dump_requested_.store(true, std::memory_order_release);
   Kick();
 }
 
@@ -216,6 +226,9 @@ bool Vcpu::HandleExit(const VcpuExit& e) {
   }
   if (std::holds_alternative<exit::Interrupted>(e) || std::holds_alternative<exit::IrqWindowOpen>(e)) {
     // The sampler's kick lands wherever the guest happens to be: a statistical profile of guest time.
+    if (register_dump_requested_.exchange(false, std::memory_order_acq_rel)) {
+      std::fprintf(stderr, "%s\n", DumpRegisters().c_str());
+    }
     if (rip_sample_requested_.exchange(false, std::memory_order_acq_rel)) {
       if (auto r = fd_.GetRegs(); r.ok()) stats_.SampleRip(r->rip);
     }

@@ -54,6 +54,9 @@ class Vcpu final {
   // Records where the guest is now (--rip-samples): kicks a running vCPU and samples RIP at the exit; a
   // halted or waiting vCPU counts as idle (RIP 0).
   void RequestRipSample();
+  // Prints this vCPU's registers to stderr at its next exit (from its own thread: KVM_GET_REGS is only
+  // answered between runs).
+  void RequestRegisterDump();
   void Join();
 
   [[nodiscard]] State state() const { return state_.load(std::memory_order_acquire); }
@@ -78,6 +81,7 @@ class Vcpu final {
   Wiring wiring_;
   VcpuStats stats_;
   std::atomic<bool> rip_sample_requested_{false};
+  std::atomic<bool> register_dump_requested_{false};
   std::atomic<State> state_{State::kCreated};
   std::atomic<bool> in_guest_{false};
   bool halted_with_interrupts_ = true;  // RFLAGS.IF at the last HLT (vCPU thread only)
