@@ -48,7 +48,7 @@ def guests_on(placements, vcpus, agents_desc):
     base = []
     for addr, ids in placements:
         base += ["--edge", f"{addr}={ids}"]
-    for g, extra in [("smp_boot", []), ("ap_io", []), ("ipi_pingpong", []), ("ipi_fixed", []), ("ipi_broadcast", []),
+    for g, extra in [("smp_boot", []), ("ap_io", []), ("tsc_sync", []), ("ipi_pingpong", []), ("ipi_fixed", []), ("ipi_broadcast", []),
                      ("ipi_logical", []), ("nmi", []), ("spinlock", ["--append", "iterations=300 timeout_s=200"])]:
         expect_pass(f"{g} with {vcpus} vCPUs, {agents_desc}",
                     ["--kernel", guest(g), "--vcpus", str(vcpus)] + extra + base)
