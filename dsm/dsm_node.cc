@@ -286,12 +286,12 @@ void DsmNode::Tick(absl::Time now) {
   }
 }
 
-absl::Status DsmNode::SendUserMessage(NodeId to, std::vector<uint8_t> payload) {
+absl::Status DsmNode::SendUserMessage(NodeId to, std::vector<uint8_t> payload, Lane lane) {
   Message m;
   m.type = MsgType::kUser;
   m.dst = to;
   m.payload = std::move(payload);
-  return transport_->Send(to, m, Lane::kBulk);
+  return transport_->Send(to, m, lane);
 }
 
 void DsmNode::SendLeaveNotices() {

@@ -27,6 +27,7 @@
 #include "absl/synchronization/mutex.h"
 #include "dsm/directory_placement.h"
 #include "dsm/dsm_stats.h"
+#include "dsm/peer_channel.h"
 #include "dsm/link_emulation.h"
 #include "dsm/protocol_engine.h"
 #include "hypervisor/base/mapping.h"
@@ -62,7 +63,7 @@ struct DsmNodeConfig {
   // The first fatal error (peer lost, timeout, protocol violation, local failure). Runs on a DSM thread: it may
   // signal or exit, but must not call Stop() or destroy the node itself (Stop joins that thread).
   std::function<void(const absl::Status&)> on_error;
-  // Application messages on the bulk lane (SendUserMessage). Runs on a receiver thread.
+  // Application messages (SendUserMessage, either lane). Runs on a receiver thread.
   std::function<void(NodeId from, std::vector<uint8_t> payload)> on_user_message;
 };
 
@@ -93,7 +94,9 @@ class DsmNode final {
   void Stop();
 
   // Bulk lane: never delays page faults (see PeerChannel).
-  absl::Status SendUserMessage(NodeId to, std::vector<uint8_t> payload);
+  // Small latency-critical messages (forwarded exits, interrupts) belong on the fault lane, written at
+  // once by the caller; large payloads on the bulk lane, which never delays a fault behind a backlog.
+  absl::Status SendUserMessage(NodeId to, std::vector<uint8_t> payload, Lane lane = Lane::kBulk);
 
   // OK while healthy, else the first fatal error.
   [[nodiscard]] absl::Status health() const;

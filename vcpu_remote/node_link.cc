@@ -23,7 +23,9 @@ NodeLink::~NodeLink() {
 }
 
 absl::Status NodeLink::Send(uint16_t to, const node_msg::NodeMessage& message) {
-  return dsm_->SendUserMessage(to, node_msg::Encode(message));
+  // Every node message is a few dozen bytes and most wait on an answer or deliver an interrupt: the fault
+  // lane writes them at once from the sending thread instead of queueing them for the bulk sender thread.
+  return dsm_->SendUserMessage(to, node_msg::Encode(message), dsm::Lane::kFault);
 }
 
 void NodeLink::OnUserMessage(uint16_t from, std::vector<uint8_t> payload) {
