@@ -23,6 +23,9 @@ ap.add_argument("vcpus", type=int)
 ap.add_argument("--memory", default="256M")
 ap.add_argument("--timeout", type=float, default=2400)
 ap.add_argument("--agent", action="append", default=[], help="vCPU list for one edge agent started here")
+ap.add_argument("--extra-cmdline", default="",
+                help="more kernel parameters, e.g. the documented fallback cryptomgr.notests for slow hosts "
+                     "(docs/BOOT.md); the registered tests pass none")
 a = ap.parse_args()
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from edge_agent_process import EdgeAgent  # noqa: E402
@@ -37,7 +40,7 @@ for f in (kernel, initrd):
 workload = (f"for i in $(seq {a.vcpus}); do yes > /dev/null & done; sleep 4; killall yes; "
             "grep ^cpu /proc/stat; echo SLEEP-BEGIN; sleep 1; echo SLEEP-END")
 cmd = [a.coalesce, "run", "--kernel", kernel, "--initrd", initrd, "--vcpus", str(a.vcpus), "--memory", a.memory,
-       "--stats", "--append", f'console=ttyS0 loglevel=4 coalesce.cmd="{workload}"']
+       "--stats", "--append", f'console=ttyS0 loglevel=4 {a.extra_cmdline} coalesce.cmd="{workload}"'.replace("  ", " ")]
 agents = [EdgeAgent(a.coalesce, capacity="vcpus=4,memory=2G") for _ in a.agent]
 for agent, ids in zip(agents, a.agent):
     cmd += ["--edge", f"{agent.listen}={ids}"]
