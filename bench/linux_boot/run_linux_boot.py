@@ -17,14 +17,13 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "e2e"))
 from symbolize import profile  # noqa: E402
+from timed_run import run_timed  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("coalesce")
@@ -42,32 +41,14 @@ CMDLINE = 'console=ttyS0 earlyprintk=serial,ttyS0,115200 loglevel=4 coalesce.cmd
 
 
 def timed_run(cmd):
-    """Runs cmd; returns (rc, output, {stage: seconds}) with stages seen on the console."""
-    t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    stages, out = {}, bytearray()
-
-    def reader():
-        while True:
-            chunk = proc.stdout.read1(4096)
-            if not chunk:
-                break
-            now = time.monotonic() - t0
-            stages.setdefault("first_output_s", now)
-            out.extend(chunk)
-            if "init_s" not in stages and b"COALESCE-GUEST:" in out:
-                stages["init_s"] = now
-
-    th = threading.Thread(target=reader, daemon=True)
-    th.start()
-    try:
-        rc = proc.wait(a.timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        rc = None
-    th.join(10)
-    stages["poweroff_s"] = time.monotonic() - t0
-    return rc, out.decode(errors="replace"), stages
+    """Runs cmd; returns (rc, output, {stage: seconds}) with the stages seen on the console."""
+    rc, out, stamps = run_timed(cmd, a.timeout, markers=("COALESCE-GUEST:",))
+    stages = {"poweroff_s": stamps["exit_s"]}
+    if "first_output_s" in stamps:
+        stages["first_output_s"] = stamps["first_output_s"]
+    if "COALESCE-GUEST:" in stamps:
+        stages["init_s"] = stamps["COALESCE-GUEST:"]
+    return rc, out, stages
 
 
 def coalesce_boot(vcpus, samples):

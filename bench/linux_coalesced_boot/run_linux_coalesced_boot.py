@@ -12,13 +12,11 @@ import bisect
 import json
 import os
 import re
-import subprocess
 import sys
-import threading
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "e2e"))
 from edge_agent_process import EdgeAgent  # noqa: E402
+from timed_run import run_timed  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("coalesce")
@@ -37,27 +35,11 @@ KERNEL_PHYS, KERNEL_VIRT = 0x1000000, 0xffffffff81000000
 def boot(extra):
     cmd = [a.coalesce, "run", "--kernel", kernel, "--initrd", initrd, "--vcpus", "2", "--memory", a.memory,
            "--stats", "--append", CMDLINE] + extra
-    t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    stages, lines = {}, []
-
-    def reader():
-        for line in proc.stdout:
-            lines.append(line)
-            if "init_s" not in stages and "COALESCE-GUEST:" in line:
-                stages["init_s"] = round(time.monotonic() - t0, 1)
-
-    th = threading.Thread(target=reader, daemon=True)
-    th.start()
-    try:
-        rc = proc.wait(a.timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        rc = None
-    th.join(10)
-    stages["poweroff_s"] = round(time.monotonic() - t0, 1)
-    return rc, "".join(lines), stages
+    rc, out, stamps = run_timed(cmd, a.timeout, markers=("COALESCE-GUEST:",))
+    stages = {"poweroff_s": round(stamps["exit_s"], 1)}
+    if "COALESCE-GUEST:" in stamps:
+        stages["init_s"] = round(stamps["COALESCE-GUEST:"], 1)
+    return rc, out, stages
 
 
 def kernel_symbols():

@@ -11,10 +11,7 @@ Usage: linux_boot_test.py COALESCE ASSETS_DIR VCPUS [--memory 256M] [--timeout S
 import argparse
 import os
 import re
-import subprocess
 import sys
-import threading
-import time
 
 ap = argparse.ArgumentParser()
 ap.add_argument("coalesce")
@@ -29,6 +26,7 @@ ap.add_argument("--extra-cmdline", default="",
 a = ap.parse_args()
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from edge_agent_process import EdgeAgent  # noqa: E402
+from timed_run import run_timed  # noqa: E402
 
 kernel, initrd = os.path.join(a.assets, "vmlinuz"), os.path.join(a.assets, "initramfs.cpio")
 for f in (kernel, initrd):
@@ -45,34 +43,13 @@ agents = [EdgeAgent(a.coalesce, capacity="vcpus=4,memory=2G") for _ in a.agent]
 for agent, ids in zip(agents, a.agent):
     cmd += ["--edge", f"{agent.listen}={ids}"]
 print("running:", " ".join(cmd), flush=True)
-proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-lines, stamps = [], {}
-
-
-def reader():
-    for line in proc.stdout:
-        now = time.monotonic()
-        sys.stdout.write(line)
-        lines.append(line.rstrip("\n"))
-        for marker in ("SLEEP-BEGIN", "SLEEP-END"):
-            if line.startswith(marker):
-                stamps[marker] = now
-
-
-t = threading.Thread(target=reader, daemon=True)
-t.start()
-try:
-    rc = proc.wait(a.timeout)
-except subprocess.TimeoutExpired:
-    proc.kill()
-    for agent in agents:
-        agent.stop()
-    print(f"FAIL: no power-off within {a.timeout:.0f}s")
-    sys.exit(1)
-t.join(10)
+rc, out, stamps = run_timed(cmd, a.timeout, markers=("SLEEP-BEGIN", "SLEEP-END"), echo=True)
 for agent in agents:
     agent.stop()
-out = "\n".join(lines)
+if rc is None:
+    print(f"FAIL: no power-off within {a.timeout:.0f}s")
+    sys.exit(1)
+lines = out.splitlines()
 failures = []
 
 

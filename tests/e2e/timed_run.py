@@ -1,0 +1,40 @@
+"""Runs a VMM (or any command) with its console streamed line by line: when each marker first appeared (host
+monotonic seconds from the start), the whole output, and the exit status (None after a kill on timeout).
+Shared by the Linux boot test and the boot benchmarks."""
+import subprocess
+import sys
+import threading
+import time
+
+
+def run_timed(cmd, timeout, markers=(), echo=False):
+    """Returns (rc, output, stamps). stamps: marker -> seconds at the first line starting with it, plus
+    "first_output_s" (the first line) and "exit_s" (when the process ended or was killed)."""
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, errors="replace")
+    lines, stamps = [], {}
+
+    def reader():
+        for line in proc.stdout:
+            now = time.monotonic() - t0
+            if echo:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+            lines.append(line.rstrip("\n"))
+            stamps.setdefault("first_output_s", now)
+            for marker in markers:  # at the start of a line: the kernel echoes its command line
+                if marker not in stamps and line.startswith(marker):
+                    stamps[marker] = now
+
+    th = threading.Thread(target=reader, daemon=True)
+    th.start()
+    try:
+        rc = proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        rc = None
+    th.join(10)
+    stamps["exit_s"] = time.monotonic() - t0
+    return rc, "\n".join(lines), stamps
