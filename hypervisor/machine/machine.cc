@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 #include "hypervisor/base/log.h"
 #include "hypervisor/base/platform.h"
@@ -199,7 +200,11 @@ absl::Status Machine::LoadGuest() {
       LinuxBootOptions opts{.cmdline = config_.cmdline, .initrd = initrd, .e820 = e820.Entries(),
                             .acpi_rsdp_addr = rsdp};
       absl::StatusOr<LinuxLoadResult> r = LoadLinux(*memory_, kernel, opts);
-      if (!r.ok()) return PrefixError(config_.kernel_path, r.status());
+      if (!r.ok()) {
+        // Name the file the problem is about: the initrd's placement errors start with "initrd".
+        const bool about_initrd = absl::StartsWith(r.status().message(), "initrd");
+        return PrefixError(about_initrd ? config_.initrd_path : config_.kernel_path, r.status());
+      }
       boot_entry_ = r->entry;
       return absl::OkStatus();
     }

@@ -72,7 +72,7 @@ with tempfile.TemporaryDirectory() as tmp:
         with open(big, "wb") as f:
             f.truncate(100 << 20)
         expect("initrd too large for memory", ["--kernel", vmlinuz, "--initrd", big, "--memory", "128M"], 2,
-               "initrd too large")
+               big + ": initrd too large")
         expect("memory too small for the kernel", ["--kernel", vmlinuz, "--memory", "32M"], 2,
                "guest memory too small for this kernel")
     # Guest-driven endings: ACPI power-off exits 0; a triple fault exits 6 with a register dump.
