@@ -1,21 +1,16 @@
 // Runs the tiny long-mode guest of emul_guest.S under KVM and completes every emulation failure with
 // CompleteFailedInstruction. On PVM those failures really happen (int3, lock cmpxchg16b, xrstor, ...); with
 // hardware virtualization the guest runs natively and the same guest-visible results must come out.
-#include <fcntl.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
-#include <cstdlib>
-#include <cstring>
 #include <map>
 #include <string>
-#include <vector>
 
 #include "hypervisor/emul/instruction_completer.h"
-#include "hypervisor/kvm/kvm_system.h"
-#include "hypervisor/memory/guest_memory.h"
+#include "tests/kvm_emul/long_mode_harness.h"
 
 extern "C" const uint8_t emul_guest_start[], emul_guest_end[], emul_guest_isr_table[], emul_guest_after_int3[],
     emul_guest_ud2[], emul_guest_pf[], emul_guest_wp[];
@@ -23,23 +18,14 @@ extern "C" const uint8_t emul_guest_start[], emul_guest_end[], emul_guest_isr_ta
 namespace coalesce {
 namespace {
 
+using namespace kvm_test;  // NOLINT: the harness is this test's vocabulary
+
 constexpr uint64_t kPml4 = 0x1000, kPdpt = 0x2000, kPd = 0x3000, kPt = 0x4000, kGdt = 0x5000, kTss = 0x6000,
                    kIdt = 0x7000, kExcCount = 0x8000, kExcLog = 0x8008, kResults = 0x8400, kCas16A = 0x9000,
                    kCas16B = 0x9010, kCas8A = 0x9020, kCas8B = 0x9030, kXmmSrc = 0x9100, kXcr0Copy = 0x9200, kGuestCode = 0x10000,
                    kAbsentPage = 0x1f0000, kReadOnlyPage = 0x1f1000;
 
 uint64_t GuestAddress(const uint8_t* symbol) { return kGuestCode + static_cast<uint64_t>(symbol - emul_guest_start); }
-
-template <typename T>
-void Put(const GuestMemory& mem, uint64_t gpa, T value) {
-  REQUIRE(mem.Write(gpa, {reinterpret_cast<const uint8_t*>(&value), sizeof(T)}).ok());
-}
-template <typename T>
-T Get(const GuestMemory& mem, uint64_t gpa) {
-  T value{};
-  REQUIRE(mem.Read(gpa, {reinterpret_cast<uint8_t*>(&value), sizeof(T)}).ok());
-  return value;
-}
 
 void BuildGuest(const GuestMemory& mem) {
   // Identity map: 4 KiB pages for the first 2 MiB (one absent, one read-only), a 2 MiB page above.
@@ -77,43 +63,11 @@ void BuildGuest(const GuestMemory& mem) {
   Put<uint64_t>(mem, kReadOnlyPage + 0x20, 0x1111222233334444ull);
 }
 
-kvm_segment Segment(uint16_t selector, uint8_t type, bool code) {
-  kvm_segment s{};
-  s.base = 0;
-  s.limit = 0xffffffff;
-  s.selector = selector;
-  s.type = type;
-  s.present = 1;
-  s.s = 1;
-  s.g = 1;
-  s.l = code ? 1 : 0;
-  s.db = code ? 0 : 1;
-  return s;
-}
-
 absl::Status EnterLongMode(VcpuFd& vcpu, const GuestMemory& mem) {
   auto sregs = vcpu.GetSregs();
   if (!sregs.ok()) return sregs.status();
-  kvm_sregs s = *sregs;
-  s.cr0 = 0x80050033;  // PG WP NE ET MP PE
-  s.cr3 = kPml4;
-  s.cr4 = 0x40620;     // OSXSAVE OSXMMEXCPT OSFXSR PAE
-  s.efer = 0x500;      // LMA LME
-  s.cs = Segment(0x08, 0xb, true);
-  s.ds = s.es = s.fs = s.gs = s.ss = Segment(0x10, 0x3, false);
-  s.tr = kvm_segment{};
-  s.tr.base = kTss;
-  s.tr.limit = 0x67;
-  s.tr.selector = 0x18;
-  s.tr.type = 0xb;
-  s.tr.present = 1;
-  s.ldt = kvm_segment{};
-  s.ldt.type = 0x2;
-  s.ldt.unusable = 1;
-  s.gdt.base = kGdt;
-  s.gdt.limit = 0x27;
-  s.idt.base = kIdt;
-  s.idt.limit = 32 * 16 - 1;
+  const kvm_sregs s = LongModeSregs(*sregs, {.cr3 = kPml4, .cr4 = 0x40620 /* + OSXSAVE */, .gdt = kGdt,
+                                              .gdt_limit = 0x27, .idt = kIdt, .tss = kTss, .tss_selector = 0x18});
   if (auto st = vcpu.SetSregs(s); !st.ok()) return st;
   kvm_regs r{};
   r.rip = kGuestCode;
@@ -132,58 +86,17 @@ absl::Status EnterLongMode(VcpuFd& vcpu, const GuestMemory& mem) {
   return absl::OkStatus();
 }
 
-void OnAlarm(int) {}
-
-// The guest gets the host's supported CPUID (XSAVE, XSAVEC, ... must be visible for KVM to accept XCR0).
-// Done here with ioctl numbers computed from the 8-byte kvm_cpuid2 header: in C++, the uapi header's
-// __DECLARE_FLEX_ARRAY makes sizeof(kvm_cpuid2) 12, so KVM_GET_SUPPORTED_CPUID / KVM_SET_CPUID2 as spelled in
-// <linux/kvm.h> encode the wrong size and fail with EINVAL (this also affects KvmSystem::SupportedCpuid and
-// VcpuFd::SetCpuid/GetMsrs/SetMsrs; reported to the owner of hypervisor/kvm).
-absl::Status CopyHostCpuidToGuest(int vcpu_fd) {
-  constexpr unsigned long kGetSupportedCpuid = _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x05, 8);
-  constexpr unsigned long kSetCpuid2 = _IOC(_IOC_WRITE, KVMIO, 0x90, 8);
-  const int kvm_fd = ::open("/dev/kvm", O_RDWR | O_CLOEXEC);
-  if (kvm_fd < 0) return absl::InternalError("open /dev/kvm");
-  constexpr uint32_t kMax = 256;
-  std::vector<uint8_t> buf(8 + kMax * sizeof(kvm_cpuid_entry2), 0);
-  uint32_t nent = kMax;
-  std::memcpy(buf.data(), &nent, 4);
-  const int got = ::ioctl(kvm_fd, kGetSupportedCpuid, buf.data());
-  ::close(kvm_fd);
-  if (got < 0) return absl::InternalError("KVM_GET_SUPPORTED_CPUID failed");
-  if (::ioctl(vcpu_fd, kSetCpuid2, buf.data()) < 0) return absl::InternalError("KVM_SET_CPUID2 failed");
-  return absl::OkStatus();
-}
-
 TEST_CASE("a long-mode guest runs past every emulation failure with the guest-visible results of hardware") {
-  const bool require = std::getenv("COALESCE_REQUIRE_KVM") != nullptr &&
-                       std::string(std::getenv("COALESCE_REQUIRE_KVM")) == "1";
-  if (::access("/dev/kvm", R_OK | W_OK) != 0) {
-    if (require) FAIL("COALESCE_REQUIRE_KVM=1 but /dev/kvm is not usable");
-    WARN("/dev/kvm is not usable: KVM test not run");
-    return;
-  }
-  auto kvm = KvmSystem::Open();
-  REQUIRE(kvm.ok());
-  auto vm = kvm->CreateVm();
-  REQUIRE(vm.ok());
-  auto mem = GuestMemory::Create(16 << 20);
-  REQUIRE(mem.ok());
-  REQUIRE(mem->RegisterWith(*vm).ok());
-  REQUIRE(vm->SetTssAddr(0xfffbd000).ok());
-  auto vcpu = vm->CreateVcpu(0);
-  REQUIRE(vcpu.ok());
-  REQUIRE(CopyHostCpuidToGuest(vcpu->fd()).ok());
+  if (!KvmUsable()) return;
+  KvmRig rig = MakeRig();
+  GuestMemory* mem = &*rig.mem;
+  VcpuFd* vcpu = &*rig.vcpu;
   BuildGuest(*mem);
   auto entered = EnterLongMode(*vcpu, *mem);
   INFO(entered.ToString());
   REQUIRE(entered.ok());
 
-  // A hung guest must not hang the test: SIGALRM interrupts KVM_RUN (EINTR -> exit::Interrupted).
-  struct sigaction sa {};
-  sa.sa_handler = OnAlarm;
-  sigaction(SIGALRM, &sa, nullptr);
-  alarm(60);
+  ArmAlarm(60);
 
   std::map<std::string, int> completed;
   uint64_t continued = 0;

@@ -4,19 +4,15 @@
 // (docs/BOOT.md). This test pins that down with a 30-instruction guest, independent of Linux: on a host
 // with VMX/SVM the syscall must reach LSTAR at CPL0; on a host without them the observed PVM outcome (a
 // user-mode #PF at LSTAR) is reported as a warning, and anything else fails.
-#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
-#include <cstdlib>
-#include <cstring>
 #include <fstream>
 #include <string>
 
 #include "hypervisor/emul/instruction_completer.h"
-#include "hypervisor/kvm/kvm_system.h"
-#include "hypervisor/memory/guest_memory.h"
+#include "tests/kvm_emul/long_mode_harness.h"
 
 extern "C" const uint8_t usc_kernel_start[], usc_kernel_end[], usc_lstar[], usc_pf[], usc_user_start[],
     usc_user_end[];
@@ -24,19 +20,10 @@ extern "C" const uint8_t usc_kernel_start[], usc_kernel_end[], usc_lstar[], usc_
 namespace coalesce {
 namespace {
 
+using namespace kvm_test;  // NOLINT: the harness is this test's vocabulary
+
 constexpr uint64_t kPml4 = 0x1000, kPdpt = 0x2000, kPd = 0x3000, kPt = 0x4000, kGdt = 0x5000, kTss = 0x6000,
                    kIdt = 0x7000, kResult = 0x8000, kKernelCode = 0x10000, kUserCode = 0x11000;
-
-template <typename T>
-void Put(const GuestMemory& mem, uint64_t gpa, T value) {
-  REQUIRE(mem.Write(gpa, {reinterpret_cast<const uint8_t*>(&value), sizeof(T)}).ok());
-}
-template <typename T>
-T Get(const GuestMemory& mem, uint64_t gpa) {
-  T value{};
-  REQUIRE(mem.Read(gpa, {reinterpret_cast<uint8_t*>(&value), sizeof(T)}).ok());
-  return value;
-}
 
 uint64_t KernelAddress(const uint8_t* symbol) { return kKernelCode + static_cast<uint64_t>(symbol - usc_kernel_start); }
 
@@ -78,65 +65,17 @@ void BuildGuest(const GuestMemory& mem) {
   REQUIRE(mem.Write(kUserCode, {usc_user_start, static_cast<size_t>(usc_user_end - usc_user_start)}).ok());
 }
 
-kvm_segment Segment(uint16_t selector, uint8_t type, bool code) {
-  kvm_segment s{};
-  s.limit = 0xffffffff;
-  s.selector = selector;
-  s.type = type;
-  s.present = 1;
-  s.s = 1;
-  s.g = 1;
-  s.l = code ? 1 : 0;
-  s.db = code ? 0 : 1;
-  return s;
-}
-
-void OnAlarm(int) {}
-
 TEST_CASE("syscall from guest user mode enters the guest kernel (or fails the known PVM way)") {
-  const char* require = std::getenv("COALESCE_REQUIRE_KVM");
-  if (::access("/dev/kvm", R_OK | W_OK) != 0) {
-    if (require != nullptr && std::string(require) == "1") FAIL("COALESCE_REQUIRE_KVM=1 but /dev/kvm is not usable");
-    WARN("/dev/kvm is not usable: KVM test not run");
-    return;
-  }
-  auto kvm = KvmSystem::Open();
-  REQUIRE(kvm.ok());
-  auto vm = kvm->CreateVm();
-  REQUIRE(vm.ok());
-  auto mem = GuestMemory::Create(16 << 20);
-  REQUIRE(mem.ok());
-  REQUIRE(mem->RegisterWith(*vm).ok());
-  REQUIRE(vm->SetTssAddr(0xfffbd000).ok());
-  auto vcpu = vm->CreateVcpu(0);
-  REQUIRE(vcpu.ok());
-  auto supported = kvm->SupportedCpuid();
-  REQUIRE(supported.ok());
-  REQUIRE(vcpu->SetCpuid(*supported).ok());
+  if (!KvmUsable()) return;
+  KvmRig rig = MakeRig();
+  GuestMemory* mem = &*rig.mem;
+  VcpuFd* vcpu = &*rig.vcpu;
   BuildGuest(*mem);
 
   auto sregs = vcpu->GetSregs();
   REQUIRE(sregs.ok());
-  kvm_sregs s = *sregs;
-  s.cr0 = 0x80050033;
-  s.cr3 = kPml4;
-  s.cr4 = 0x620;     // OSXMMEXCPT OSFXSR PAE
-  s.efer = 0x501;    // LMA LME SCE
-  s.cs = Segment(0x08, 0xb, true);
-  s.ds = s.es = s.fs = s.gs = s.ss = Segment(0x10, 0x3, false);
-  s.tr = kvm_segment{};
-  s.tr.base = kTss;
-  s.tr.limit = 0x67;
-  s.tr.selector = 0x28;
-  s.tr.type = 0xb;
-  s.tr.present = 1;
-  s.ldt = kvm_segment{};
-  s.ldt.type = 0x2;
-  s.ldt.unusable = 1;
-  s.gdt.base = kGdt;
-  s.gdt.limit = 0x37;
-  s.idt.base = kIdt;
-  s.idt.limit = 32 * 16 - 1;
+  const kvm_sregs s = LongModeSregs(*sregs, {.cr3 = kPml4, .efer = 0x501 /* + SCE */, .gdt = kGdt,
+                                              .gdt_limit = 0x37, .idt = kIdt, .tss = kTss, .tss_selector = 0x28});
   REQUIRE(vcpu->SetSregs(s).ok());
   // STAR: kernel CS 0x08 (SS 0x10); SYSRET base 0x10 (user CS 0x23, SS 0x1b). LSTAR: the entry. SFMASK: IF.
   const uint64_t lstar = KernelAddress(usc_lstar);
@@ -147,10 +86,7 @@ TEST_CASE("syscall from guest user mode enters the guest kernel (or fails the kn
   r.rflags = 0x2;
   REQUIRE(vcpu->SetRegs(r).ok());
 
-  struct sigaction sa {};
-  sa.sa_handler = OnAlarm;
-  sigaction(SIGALRM, &sa, nullptr);
-  alarm(30);
+  ArmAlarm(30);
   bool halted = false;
   for (int exits = 0; exits < 1000 && !halted; ++exits) {
     auto e = vcpu->Run();
