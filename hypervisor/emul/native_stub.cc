@@ -155,7 +155,7 @@ class CodeWriter {
 NativeBatch::NativeBatch() {
   if (t_batch_depth++ > 0) return;
   InstallCpuExceptionHandlers();
-  ready_ = EnsureAltStack();
+  (void)EnsureAltStack();  // Ready() reports the outcome
   // While guest values are in RSP a signal frame could not be pushed: block every asynchronous signal. CPU
   // exceptions stay deliverable (to the alternate stack): blocked, they would kill the process.
   sigset_t blocked;

@@ -48,10 +48,10 @@ class NativeBatch {
   ~NativeBatch();
   NativeBatch(const NativeBatch&) = delete;
   NativeBatch& operator=(const NativeBatch&) = delete;
+  // Whether this thread has its alternate signal stack (without it a fault in the stub cannot be caught).
   static bool Ready();
 
  private:
-  bool ready_ = false;
   bool outermost_ = false;
   sigset_t saved_mask_{};
 };

@@ -50,25 +50,17 @@ void ApplyBaseline(kvm_cpuid_entry2& e) {
 
 }  // namespace
 
-// The host's own CPUID (<cpuid.h> is shadowed by this directory's cpuid.h, hence the asm).
-namespace {
-uint32_t HostCpuidEcx(uint32_t leaf) {
-  uint32_t eax = leaf, ebx = 0, ecx = 0, edx = 0;
-  asm volatile("cpuid" : "+a"(eax), "=b"(ebx), "+c"(ecx), "=d"(edx));
-  return ecx;
+// (<cpuid.h> is shadowed by this directory's cpuid.h, hence the asm.)
+HostCpuidResult HostCpuid(uint32_t leaf) {
+  HostCpuidResult r{leaf, 0, 0, 0};
+  asm volatile("cpuid" : "+a"(r.eax), "=b"(r.ebx), "+c"(r.ecx), "=d"(r.edx));
+  return r;
 }
 
-}  // namespace
-
 CpuModel DefaultCpuModel() {
-  bool vmx = (HostCpuidEcx(1) & cpuid_bits::kLeaf1EcxVmx) != 0;
-  uint32_t max_ext = 0;
-  {
-    uint32_t eax = 0x80000000, ebx = 0, ecx = 0, edx = 0;
-    asm volatile("cpuid" : "+a"(eax), "=b"(ebx), "+c"(ecx), "=d"(edx));
-    max_ext = eax;
-  }
-  bool svm = max_ext >= 0x80000001 && (HostCpuidEcx(0x80000001) & cpuid_bits::kExt1EcxSvm) != 0;
+  const bool vmx = (HostCpuid(1).ecx & cpuid_bits::kLeaf1EcxVmx) != 0;
+  const bool svm = HostCpuid(0x80000000).eax >= 0x80000001 &&
+                   (HostCpuid(0x80000001).ecx & cpuid_bits::kExt1EcxSvm) != 0;
   return (vmx || svm) ? CpuModel::kHost : CpuModel::kBaseline;
 }
 

@@ -26,6 +26,12 @@ enum class CpuModel {
   kBaseline,
 };
 
+// The CPUID of the host this process runs on (subleaf 0).
+struct HostCpuidResult {
+  uint32_t eax, ebx, ecx, edx;
+};
+HostCpuidResult HostCpuid(uint32_t leaf);
+
 // kHost where hardware virtualization runs guest code natively, kBaseline on software-virtualized KVM.
 CpuModel DefaultCpuModel();
 const char* CpuModelName(CpuModel model);

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "hypervisor/base/log.h"
+#include "hypervisor/vcpu/cpuid.h"
 
 namespace coalesce {
 namespace {
@@ -11,12 +12,11 @@ constexpr uint32_t kMsrK7Hwcr = 0xc0010015;
 constexpr uint64_t kHwcrTscFreqSel = 1ull << 24;
 
 bool HostIsAmd() {
-  uint32_t eax = 0, ebx = 0, ecx = 0, edx = 0;
-  asm volatile("cpuid" : "+a"(eax), "=b"(ebx), "+c"(ecx), "=d"(edx));
+  const HostCpuidResult r = HostCpuid(0);
   char vendor[12];
-  std::memcpy(vendor, &ebx, 4);
-  std::memcpy(vendor + 4, &edx, 4);
-  std::memcpy(vendor + 8, &ecx, 4);
+  std::memcpy(vendor, &r.ebx, 4);
+  std::memcpy(vendor + 4, &r.edx, 4);
+  std::memcpy(vendor + 8, &r.ecx, 4);
   return std::memcmp(vendor, "AuthenticAMD", 12) == 0;
 }
 
