@@ -96,29 +96,10 @@ TEST_CASE("a long-mode guest runs past every emulation failure with the guest-vi
   INFO(entered.ToString());
   REQUIRE(entered.ok());
 
-  ArmAlarm(60);
-
-  std::map<std::string, int> completed;
-  uint64_t continued = 0;
-  bool halted = false;
-  for (int exits = 0; exits < 10000 && !halted; ++exits) {
-    auto e = vcpu->Run();
-    REQUIRE(e.ok());
-    if (std::holds_alternative<exit::Hlt>(*e)) {
-      halted = true;
-    } else if (auto* err = std::get_if<exit::InternalError>(&*e)) {
-      auto done = CompleteFailedInstruction(*vcpu, *mem, *err);
-      INFO(done.status().ToString());
-      REQUIRE(done.ok());
-      completed[done->mnemonic]++;
-      continued += done->continued;
-    } else {
-      auto regs = vcpu->GetRegs();
-      FAIL("unexpected exit " << ExitKindName(*e) << " at RIP 0x" << std::hex << (regs.ok() ? regs->rip : 0));
-    }
-  }
-  alarm(0);
-  REQUIRE(halted);
+  const GuestRun run = RunUntilHlt(*vcpu, *mem, 60, 10000);
+  REQUIRE(run.halted);
+  const std::map<std::string, int>& completed = run.completed;
+  const uint64_t continued = run.continued;
   std::string summary;
   for (auto& [name, count] : completed) summary += name + " x" + std::to_string(count) + " ";
   WARN("instructions completed in user space: " << (summary.empty() ? "none (hardware virtualization?)" : summary)

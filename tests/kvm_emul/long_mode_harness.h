@@ -10,9 +10,11 @@
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <cstdlib>
+#include <map>
 #include <optional>
 #include <string>
 
+#include "hypervisor/emul/instruction_completer.h"
 #include "hypervisor/kvm/kvm_system.h"
 #include "hypervisor/memory/guest_memory.h"
 
@@ -118,12 +120,39 @@ inline bool KvmUsable() {
   return false;
 }
 
-// A hung guest must not hang the test: SIGALRM interrupts KVM_RUN (EINTR -> exit::Interrupted).
-inline void ArmAlarm(unsigned seconds) {
+struct GuestRun {
+  bool halted = false;
+  std::map<std::string, int> completed;  // emulation failures completed in user space, by mnemonic
+  uint64_t continued = 0;                // instructions completed after them in the same exits
+};
+
+// Runs the vCPU until HLT, completing every emulation failure as the VMM does. Any other exit fails the
+// test with RIP; so does a hung guest, which the alarm interrupts (SIGALRM: EINTR -> exit::Interrupted).
+inline GuestRun RunUntilHlt(VcpuFd& vcpu, const GuestMemory& mem, unsigned alarm_seconds, int max_exits) {
   struct sigaction sa {};
   sa.sa_handler = [](int) {};
   sigaction(SIGALRM, &sa, nullptr);
-  alarm(seconds);
+  alarm(alarm_seconds);
+  GuestRun run;
+  for (int exits = 0; exits < max_exits && !run.halted; ++exits) {
+    auto e = vcpu.Run();
+    REQUIRE(e.ok());
+    if (std::holds_alternative<exit::Hlt>(*e)) {
+      run.halted = true;
+    } else if (auto* err = std::get_if<exit::InternalError>(&*e)) {
+      auto done = CompleteFailedInstruction(vcpu, mem, *err);
+      INFO(done.status().ToString());
+      REQUIRE(done.ok());
+      run.completed[done->mnemonic]++;
+      run.continued += done->continued;
+    } else {
+      auto regs = vcpu.GetRegs();
+      alarm(0);
+      FAIL("unexpected exit " << ExitKindName(*e) << " at RIP 0x" << std::hex << (regs.ok() ? regs->rip : 0));
+    }
+  }
+  alarm(0);
+  return run;
 }
 
 }  // namespace coalesce::kvm_test

@@ -86,23 +86,7 @@ TEST_CASE("syscall from guest user mode enters the guest kernel (or fails the kn
   r.rflags = 0x2;
   REQUIRE(vcpu->SetRegs(r).ok());
 
-  ArmAlarm(30);
-  bool halted = false;
-  for (int exits = 0; exits < 1000 && !halted; ++exits) {
-    auto e = vcpu->Run();
-    REQUIRE(e.ok());
-    if (std::holds_alternative<exit::Hlt>(*e)) {
-      halted = true;
-    } else if (auto* err = std::get_if<exit::InternalError>(&*e)) {
-      auto done = CompleteFailedInstruction(*vcpu, *mem, *err);
-      INFO(done.status().ToString());
-      REQUIRE(done.ok());
-    } else if (!std::holds_alternative<exit::Interrupted>(*e)) {
-      FAIL("unexpected exit " << ExitKindName(*e));
-    }
-  }
-  alarm(0);
-  REQUIRE(halted);
+  REQUIRE(RunUntilHlt(*vcpu, *mem, 30, 1000).halted);
   const uint64_t outcome = Get<uint64_t>(*mem, kResult);
   const uint64_t user_next = kUserCode + 7;  // after `mov $42, %eax; syscall`
   if (outcome == 0x5ca11) {
