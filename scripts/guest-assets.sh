@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Builds the guest kernel and initramfs used by the end-to-end tests, into guest-assets/ (gitignored).
+# With --nested-host it builds instead the kit of the nested KVM host that scripts/kvm-vm boots under QEMU
+# TCG where this machine has no /dev/kvm (guest-assets/nested-host/, see scripts/nested-host-assets.sh).
 #
 #   guest-assets/vmlinuz          Debian 12's cloud kernel (bzImage), from linux-image-<ver>-cloud-amd64
 #   guest-assets/System.map       its symbol map (from the -dbg package; for reading a hung guest's RIP)
@@ -41,100 +43,53 @@ BUSYBOX=/bin/busybox
 [[ -x $BUSYBOX ]] || die "$BUSYBOX not found: install busybox-static (scripts/setup.sh)"
 file_is_static() { ! LC_ALL=C readelf -l "$1" 2>/dev/null | grep -q 'INTERP'; }
 file_is_static "$BUSYBOX" || die "$BUSYBOX is dynamically linked: install busybox-static, not busybox"
+# shellcheck source=lib/debian-kernel.sh
+source "$ROOT/scripts/lib/debian-kernel.sh"
 
 mkdir -p "$OUT"
-
-# --- Resolve the kernel package (linux-image-cloud-amd64 depends on linux-image-<ver>-cloud-amd64). ---
-resolve_kernel_pkg() {
-  apt-cache depends "$META_PKG" 2>/dev/null |
-    awk '/Depends: linux-image-[0-9].*-cloud-amd64/ {print $2; exit}'
-}
-KPKG="$(resolve_kernel_pkg || true)"
-if [[ -z $KPKG ]]; then
-  log "package lists do not know $META_PKG: running apt-get update"
-  apt-get update -q >&2 || die "apt-get update failed (needs root and network)"
-  KPKG="$(resolve_kernel_pkg || true)"
-  [[ -n $KPKG ]] || die "cannot resolve $META_PKG to a kernel package"
+if [[ ${1:-} == --nested-host ]]; then
+  # shellcheck source=nested-host-assets.sh
+  source "$ROOT/scripts/nested-host-assets.sh"
+  exit 0
 fi
-KVER_PKG="$(apt-cache show --no-all-versions "$KPKG" | awk '/^Version:/ {print $2; exit}')"
-[[ -n $KVER_PKG ]] || die "no version for $KPKG"
-KREL="${KPKG#linux-image-}"  # e.g. 6.1.0-56-cloud-amd64: the kernel release (uname -r)
+[[ $# -eq 0 ]] || die "unknown argument '$1' (usage: guest-assets.sh [--nested-host])"
 
 # --- Kernel: download and extract unless the stamp says it is current. ---
-KSTAMP="$OUT/.kernel-stamp"
-KSTAMP_WANT="$KPKG=$KVER_PKG"
+KPKG="$(resolve_kernel_pkg "$META_PKG")"
+KREL="${KPKG#linux-image-}"  # e.g. 6.1.0-56-cloud-amd64: the kernel release (uname -r)
 KROOT="$OUT/kernel-root"
-if [[ ! -f $KSTAMP || "$(cat "$KSTAMP")" != "$KSTAMP_WANT" || ! -f $OUT/vmlinuz || ! -d $KROOT ]]; then
-  log "fetching $KPKG $KVER_PKG"
-  DEBDIR="$OUT/debs"
-  rm -rf "$DEBDIR" "$KROOT"
-  mkdir -p "$DEBDIR"
-  # apt-get download writes into the current directory. As root it warns that it runs unsandboxed: harmless.
-  (cd "$DEBDIR" && apt-get download -q "$KPKG=$KVER_PKG" >&2) || die "apt-get download $KPKG failed"
-  DEB="$(ls "$DEBDIR/$KPKG"_*.deb | head -n1)"
-  mkdir -p "$KROOT"
-  dpkg-deb -x "$DEB" "$KROOT"
+mkdir -p "$OUT/cloud"
+if [[ -d $KROOT && ! -L $KROOT ]]; then rm -rf "$KROOT" "$OUT/.kernel-stamp"; fi  # layout before nested-host
+ln -sfn cloud/root "$KROOT"
+if [[ "$(fetch_kernel_pkg "$KPKG" "$OUT/cloud")" == fetched || ! -f $OUT/vmlinuz ]]; then
   cp "$KROOT/boot/vmlinuz-$KREL" "$OUT/vmlinuz"
   # The image package's System.map is a one-line stub; the real one is in the -dbg package (~280 MB to
   # download, once). Only that file is kept. Without it the stub stays: nothing but debugging needs it.
   cp "$KROOT/boot/System.map-$KREL" "$OUT/System.map"
+  KVER_PKG="$(cut -d= -f2 "$OUT/cloud/.kernel-stamp")"
   if [[ ${COALESCE_SYSTEM_MAP:-1} == 0 ]]; then
     log "COALESCE_SYSTEM_MAP=0: keeping Debian's stub System.map"
-  elif (cd "$DEBDIR" && apt-get download -q "$KPKG-dbg=$KVER_PKG" >&2); then
-    dpkg-deb --fsys-tarfile "$DEBDIR/$KPKG-dbg_"*.deb |
+  elif (mkdir -p "$OUT/debs" && cd "$OUT/debs" && apt-get download -q "$KPKG-dbg=$KVER_PKG" >&2); then
+    dpkg-deb --fsys-tarfile "$OUT/debs/$KPKG-dbg_"*.deb |
       tar -xO "./usr/lib/debug/boot/System.map-$KREL" >"$OUT/System.map.tmp" &&
       mv "$OUT/System.map.tmp" "$OUT/System.map" || log "warning: no System.map in $KPKG-dbg"
   else
     log "warning: could not download $KPKG-dbg: System.map is Debian's stub"
   fi
-  rm -rf "$DEBDIR"
-  echo "$KSTAMP_WANT" >"$KSTAMP"
+  rm -rf "$OUT/debs"
   rm -f "$OUT/.initramfs-stamp"
 fi
+KSTAMP_WANT="$(cat "$OUT/cloud/.kernel-stamp")"
 
 MODDIR="$KROOT/lib/modules/$KREL"
 [[ -d $MODDIR/kernel ]] || die "$MODDIR/kernel missing: delete $OUT and re-run"
-command -v objcopy >/dev/null || die "objcopy not found (binutils, from build-essential)"
-
-# --- Module closure in load order (dependencies first). The package ships no modules.dep (depmod makes it
-# at install time, and kmod may be absent here), so read each module's own "depends=" from .modinfo. ---
-declare -A MODPATH=()
-while IFS= read -r path; do
-  base="${path##*/}"
-  name="${base%%.ko*}"
-  MODPATH[${name//-/_}]="${path#"$MODDIR"/}"
-done < <(find "$MODDIR/kernel" -name '*.ko*' | LC_ALL=C sort)
-module_depends() {
-  local src="$MODDIR/$1" tmp
-  tmp="$(mktemp)"
-  case "$src" in
-    *.ko.xz) xz -dc "$src" >"$tmp" ;;
-    *.ko.zst) zstd -qdc "$src" >"$tmp" ;;
-    *) cp "$src" "$tmp" ;;
-  esac
-  objcopy -O binary --only-section=.modinfo "$tmp" "$tmp.info"
-  tr '\0' '\n' <"$tmp.info" | awk -F= '$1 == "depends" {print $2}' | tr ',' ' '
-  rm -f "$tmp" "$tmp.info"
-}
-declare -A SEEN=()
-ORDER=()
-visit() {
-  local name="${1//-/_}"
-  [[ -n ${SEEN[$name]:-} ]] && return 0
-  SEEN[$name]=1
-  local rel="${MODPATH[$name]:-}"
-  [[ -z $rel ]] && return 0  # built in, or not in this kernel
-  local dep
-  for dep in $(module_depends "$rel"); do visit "$dep"; done
-  ORDER+=("$rel")
-}
-for m in "${WANTED_MODULES[@]}"; do visit "$m"; done
+mapfile -t ORDER < <(module_load_order "$MODDIR" "${WANTED_MODULES[@]}")
 
 # --- Initramfs: rebuilt when any input changed. ---
 INITRD="$OUT/initramfs.cpio"
 ISTAMP="$OUT/.initramfs-stamp"
 INPUT_HASH="$( {
-  sha256sum "$0" "$BUSYBOX" | awk '{print $1}'
+  sha256sum "$0" "$ROOT/scripts/lib/debian-kernel.sh" "$BUSYBOX" | awk '{print $1}'
   echo "$KSTAMP_WANT"
   printf '%s\n' "${ORDER[@]}"
 } | sha256sum | awk '{print $1}')"
@@ -147,19 +102,7 @@ else
   mkdir -p "$STAGE"/{bin,sbin,dev,proc,sys,tmp,etc,root,lib/modules}
   cp "$BUSYBOX" "$STAGE/bin/busybox"
   ln -s busybox "$STAGE/bin/sh"
-  : >"$STAGE/lib/modules/load-order"
-  for rel in "${ORDER[@]}"; do
-    src="$MODDIR/$rel"
-    base="${rel##*/}"
-    case "$base" in
-      # busybox insmod takes plain ELF objects: decompress here, not in the guest.
-      *.ko.xz) xz -dc "$src" >"$STAGE/lib/modules/${base%.xz}"; base="${base%.xz}" ;;
-      *.ko.zst) zstd -qdc "$src" >"$STAGE/lib/modules/${base%.zst}"; base="${base%.zst}" ;;
-      *.ko.gz) gzip -dc "$src" >"$STAGE/lib/modules/${base%.gz}"; base="${base%.gz}" ;;
-      *) cp "$src" "$STAGE/lib/modules/$base" ;;
-    esac
-    echo "$base" >>"$STAGE/lib/modules/load-order"
-  done
+  stage_modules "$MODDIR" "$STAGE/lib/modules" "${ORDER[@]}"
   cat >"$STAGE/init" <<'INIT'
 #!/bin/sh
 # Coalesce test guest /init (generated by scripts/guest-assets.sh; contract in docs/BOOT.md).
@@ -206,10 +149,7 @@ sync
 poweroff -f
 INIT
   chmod 0755 "$STAGE/init"
-  find "$STAGE" -exec touch -h -d "@$EPOCH" {} +
-  (cd "$STAGE" && find . -mindepth 1 -print | LC_ALL=C sort |
-     cpio --quiet -o -H newc -R 0:0 --reproducible) >"$INITRD.tmp"
-  mv "$INITRD.tmp" "$INITRD"
+  write_cpio "$STAGE" "$INITRD" "$EPOCH"
   echo "$INPUT_HASH" >"$ISTAMP"
 fi
 

@@ -1,7 +1,8 @@
 // Multi-process DSM tests: every node is its own process with its own memory; they share it only through the DSM
 // over TCP (loopback, or veth between network namespaces). One binary, one mode per meson test:
 //   counter | message_passing | false_sharing | random_sc | netns_counter | kill | kvm_counter
-// Exit 0 = pass, 77 = skipped (no root for namespaces, or no /dev/kvm without COALESCE_REQUIRE_KVM=1), else fail.
+// Exit 0 = pass, 77 = skipped (no root for namespaces), else fail. kvm_counter without /dev/kvm fails
+// (tests/kvm_required.h).
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
@@ -22,6 +23,7 @@
 #include "tests/dsm/kvm_counter_guest.h"
 #include "tests/dsm/netns_mesh.h"
 #include "tests/dsm/process_cluster.h"
+#include "tests/kvm_required.h"
 
 namespace coalesce::dsm::test {
 namespace {
@@ -273,10 +275,9 @@ int Kill() {
 
 // ---- two VMs in two processes, one vCPU each, RAM shared only through the DSM, spinlock counter guest.
 int KvmCounter() {
-  if (::access("/dev/kvm", R_OK | W_OK) != 0) {
-    const char* req = std::getenv("COALESCE_REQUIRE_KVM");
-    std::printf("%s: /dev/kvm is not usable\n", req != nullptr && req[0] == '1' ? "FAIL" : "SKIP");
-    return req != nullptr && req[0] == '1' ? 1 : kSkipExit;
+  if (const std::string problem = coalesce::testing::KvmProblem(); !problem.empty()) {
+    std::printf("FAIL: %s\n", problem.c_str());
+    return 1;
   }
   constexpr uint32_t kIncrements = 2000;
   NodeRole r;

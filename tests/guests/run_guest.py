@@ -14,6 +14,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+from kvm_required import kvm_problem  # noqa: E402
+
 
 def vmm_command(coalesce, kernel, vcpus, append='', qemu=False, qemu_binary='qemu-system-x86_64',
                 memory_mib=64, vmm_args=()):
@@ -29,15 +32,6 @@ def vmm_command(coalesce, kernel, vcpus, append='', qemu=False, qemu_binary='qem
     if append:
         cmd += ['--append', append]
     return cmd + list(vmm_args)
-
-
-def kvm_problem():
-    """None if /dev/kvm is usable, else why not."""
-    if not os.path.exists('/dev/kvm'):
-        return '/dev/kvm does not exist'
-    if not os.access('/dev/kvm', os.R_OK | os.W_OK):
-        return '/dev/kvm is not readable and writable by this user'
-    return None
 
 
 def run_vmm(cmd, timeout):

@@ -17,6 +17,7 @@
 #include "hypervisor/emul/instruction_completer.h"
 #include "hypervisor/kvm/kvm_system.h"
 #include "hypervisor/memory/guest_memory.h"
+#include "tests/kvm_required.h"
 
 namespace coalesce::kvm_test {
 
@@ -111,12 +112,11 @@ inline KvmRig MakeRig() {
   return rig;
 }
 
-// False (with a warning) when /dev/kvm is unusable; with COALESCE_REQUIRE_KVM=1 (CI) that is a failure.
+// True when /dev/kvm is usable; else the test fails with the reason (tests/kvm_required.h: never a skip).
 inline bool KvmUsable() {
-  if (::access("/dev/kvm", R_OK | W_OK) == 0) return true;
-  const char* require = std::getenv("COALESCE_REQUIRE_KVM");
-  if (require != nullptr && std::string(require) == "1") FAIL("COALESCE_REQUIRE_KVM=1 but /dev/kvm is not usable");
-  WARN("/dev/kvm is not usable: KVM test not run");
+  const std::string problem = coalesce::testing::KvmProblem();
+  if (problem.empty()) return true;
+  FAIL(problem);
   return false;
 }
 

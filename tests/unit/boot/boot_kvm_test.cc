@@ -12,6 +12,7 @@
 #include "hypervisor/boot/multiboot_loader.h"
 #include "hypervisor/kvm/kvm_system.h"
 #include "hypervisor/kvm/vm_fd.h"
+#include "tests/kvm_required.h"
 #include "tests/unit/boot/fake_bzimage.h"
 
 namespace coalesce {
@@ -21,6 +22,9 @@ constexpr uint16_t kReportPort = 0x500;
 
 struct Vm {
   Vm() {
+    const std::string problem = testing::KvmProblem();
+    INFO(problem);
+    REQUIRE(problem.empty());
     auto kvm_or = KvmSystem::Open();
     INFO(kvm_or.status().ToString());
     REQUIRE(kvm_or.ok());

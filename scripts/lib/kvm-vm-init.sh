@@ -1,0 +1,53 @@
+#!/bin/sh
+# /init of the nested KVM host that scripts/kvm-vm boots under QEMU TCG (packed by
+# scripts/nested-host-assets.sh). It loads kvm_amd and the 9p modules, builds a root out of this machine's own
+# root (9p, read-only) with tmpfs for /tmp and /run, the checkout read-write at its own path (9p), and runs the
+# command kvm-vm wrote into the run share: /run/kvm-vm/cmd.sh, chrooted, so the command sees the same files,
+# tools and paths as on the machine outside. The command's exit status goes to /run/kvm-vm/status; the kernel
+# log to /run/kvm-vm/dmesg. Then power off.
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+
+say() { echo "kvm-vm(nested): $*"; }
+give_up() {
+  say "error: $*"
+  [ -d /share/ok ] && { echo 125 >/share/status; dmesg >/share/dmesg 2>/dev/null; sync; }
+  poweroff -f
+}
+
+for m in $(cat /lib/modules/load-order); do
+  insmod "/lib/modules/$m" || give_up "insmod $m failed"
+done
+[ -c /dev/kvm ] || give_up "/dev/kvm did not appear after loading kvm_amd: $(dmesg | grep -iE 'kvm|svm' | tail -n 3)"
+
+P9="trans=virtio,version=9p2000.L,msize=524288"
+mount -t 9p -o "$P9" run /share || give_up "cannot mount the run share"
+mkdir -p /share/ok
+# This machine's root changes under us only in the checkout (mounted separately below) and /tmp (replaced), so
+# the read-only root can cache aggressively: it is most of the file traffic (libraries, python).
+mount -t 9p -o "$P9,ro,cache=loose" hostroot /newroot || give_up "cannot mount the host's root over 9p"
+REPO="$(cat /share/repo)"
+for d in tmp run var/tmp; do mount -t tmpfs -o mode=1777 tmpfs "/newroot/$d" || give_up "tmpfs on /$d"; done
+mount -t proc proc /newroot/proc
+mount -t sysfs sysfs /newroot/sys
+mount -t devtmpfs devtmpfs /newroot/dev
+mkdir -p /newroot/dev/pts /newroot/dev/shm
+mount -t devpts devpts /newroot/dev/pts
+mount -t tmpfs -o mode=1777 tmpfs /newroot/dev/shm
+mount -t cgroup2 cgroup2 /newroot/sys/fs/cgroup 2>/dev/null
+mount -t 9p -o "$P9" repo "/newroot$REPO" || give_up "cannot mount the checkout $REPO over 9p"
+mkdir -p /newroot/run/kvm-vm
+mount --move /share /newroot/run/kvm-vm || give_up "cannot move the run share"
+ip link set lo up
+hostname kvm-vm
+
+# The console is a serial line: no CR insertion, so the stream reads like a pipe on the outside.
+stty -onlcr 2>/dev/null
+chroot /newroot /bin/sh /run/kvm-vm/cmd.sh </dev/null
+echo "$?" >/newroot/run/kvm-vm/status
+dmesg >/newroot/run/kvm-vm/dmesg
+sync
+poweroff -f
