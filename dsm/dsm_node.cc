@@ -89,6 +89,7 @@ absl::Status DsmNode::Init(int memfd) {
   };
   ASSIGN_OR_RETURN(transport_, Transport::Create(to, stats_.get(), std::move(cb)));
   fault_thread_ = std::thread([this] { FaultLoop(); });
+  liveness_thread_ = std::thread([this] { LivenessLoop(); });
   LOG_DEBUG("dsm node %u: serving %u pages, listening on port %u", config_.self, size_ / kPageSize, port());
   return absl::OkStatus();
 }
@@ -256,7 +257,7 @@ void DsmNode::FaultLoop() {
   }
 }
 
-// Deadlines and liveness, every 20 ms on the fault thread.
+// Request deadlines, every 20 ms on the fault thread.
 void DsmNode::Tick(absl::Time now) {
   absl::Status s;
   {
@@ -264,6 +265,23 @@ void DsmNode::Tick(absl::Time now) {
     s = engine_->CheckTimeouts(now);
   }
   if (!s.ok()) Fail(s);
+}
+
+// Heartbeats and silent links, on a thread of their own that takes no protocol lock: every quarter heartbeat
+// interval, so a heartbeat leaves at most 1.25 intervals after the last message on the link.
+void DsmNode::LivenessLoop() {
+  const absl::Duration period = std::max(config_.heartbeat_interval / 4, absl::Milliseconds(5));
+  absl::MutexLock l(&liveness_mu_);
+  while (!stopping_.load()) {
+    liveness_mu_.AwaitWithTimeout(absl::Condition(
+                                      +[](std::atomic<bool>* stop) { return stop->load(); }, &stopping_),
+                                  period);
+    if (stopping_.load()) return;
+    CheckLinks(absl::Now());
+  }
+}
+
+void DsmNode::CheckLinks(absl::Time now) {
   for (const auto& ch : transport_->Channels()) {
     if (ch->closed()) continue;
     {
@@ -328,10 +346,14 @@ absl::Status DsmNode::Leave(absl::Duration timeout) {
 void DsmNode::Stop() {
   if (stopped_.exchange(true)) return;
   if (health().ok()) SendLeaveNotices();
-  stopping_ = true;
+  {
+    absl::MutexLock l(&liveness_mu_);  // wakes the liveness thread's wait
+    stopping_ = true;
+  }
   uint64_t one = 1;
   [[maybe_unused]] ssize_t w = ::write(wake_.get(), &one, sizeof(one));
   if (fault_thread_.joinable()) fault_thread_.join();
+  if (liveness_thread_.joinable()) liveness_thread_.join();
   transport_->Shutdown();
   // Threads still blocked on a fault of this mapping are released; their memory is no longer coherent.
   memory_->Unregister();

@@ -5,8 +5,9 @@
 // ordinary loads and stores, by host threads or by KVM on behalf of a guest; the node's service threads resolve
 // their faults. Nothing outside dsm/ needs to know that userfaultfd is underneath.
 //
-// Threads: one fault thread (userfaultfd events, timeouts, heartbeats), one acceptor, and a receiver and a sender
-// per peer connection. Protocol state lives in a ProtocolEngine behind one mutex; network writes happen outside it.
+// Threads: one fault thread (userfaultfd events, request deadlines), one liveness thread (heartbeats and silent
+// links: kept off the fault thread, so a node busy resolving faults, or a fault thread blocked on a slow step,
+// still shows it is alive), one acceptor, and a receiver and a sender per peer connection. Protocol state lives in a ProtocolEngine behind one mutex; network writes happen outside it.
 //
 // Failure: every wait has a deadline (request_timeout for page requests, peer_timeout for a silent link); a lost,
 // silent or misbehaving peer ends in one call of on_error with a Status naming the peer and what was waited for.
@@ -114,6 +115,8 @@ class DsmNode final {
   absl::Status Init(int memfd);
   void FaultLoop();
   void Tick(absl::Time now);
+  void LivenessLoop();
+  void CheckLinks(absl::Time now);
   // Runs one engine step under mu_ and routes its output (see RouteLocked), then flushes the connections it used
   // and feeds the messages addressed to this node back in, each as a step of its own. `peer`: the node whose
   // message this step handles, whose connection is closed if the step fails (kNoNode for local events).
@@ -142,6 +145,8 @@ class DsmNode final {
   std::unique_ptr<Transport> transport_;
   UniqueFd wake_;  // eventfd: stops the fault thread
   std::thread fault_thread_;
+  std::thread liveness_thread_;
+  absl::Mutex liveness_mu_;  // only for the liveness thread's timed wait on stopping_
   // Threads between taking engine output (under mu_) and flushing all of it (RunStep): Leave() waits for zero so that
   // the last EVICT_DONE is on the wire before the node stops.
   std::atomic<int> dispatching_{0};

@@ -243,8 +243,23 @@ int RunRemoteNodeMain(const std::vector<std::string>& argv) {
     }
   }
   int ready_fd = args->ready_fd;
-  // SIGTERM from the agent (StopVm) ends the node in order: vCPUs stopped, peers told, exit.
+  // SIGTERM from the agent (StopVm) ends the node in order: vCPUs stopped, peers told, exit. The stopper exists
+  // before the node is built and outlives it, so a stop is honoured in every phase and never hangs (grace
+  // period, then a forced exit: hypervisor/base/signal_stopper.h).
   BlockStopSignals();
+  std::atomic<RemoteNode*> running{nullptr};
+  SignalStopper stopper(
+      [&running](int sig) {
+        if (sig == SIGUSR2) return;  // a status request, meaningful for `run` only
+        RemoteNode* node = running.load();
+        if (node == nullptr) {
+          std::fprintf(stderr, "coalesce remote-node: stopped by signal %d before the node ran\n", sig);
+          std::fflush(stderr);
+          ::_exit(exit_status::kHostFailure);
+        }
+        node->RequestStop(absl::StrFormat("stopped by signal %d", sig));
+      },
+      {.grace_ms = 10'000, .forced_exit_status = exit_status::kHostFailure, .who = "coalesce remote-node"});
   auto node = std::make_unique<RemoteNode>(*args);
   if (absl::Status st = node->Build(); !st.ok()) {
     std::fprintf(stderr, "coalesce remote-node: %s\n", std::string(st.message()).c_str());
@@ -256,11 +271,11 @@ int RunRemoteNodeMain(const std::vector<std::string>& argv) {
     return exit_status::kHostFailure;
   }
   ::close(ready_fd);
-  SignalStopper stopper([&node](int sig) {
-    if (sig == SIGUSR2) return;  // a status request, meaningful for `run` only
-    node->RequestStop(absl::StrFormat("stopped by signal %d", sig));
-  });
-  return node->Run();
+  running.store(node.get());
+  const int status = node->Run();
+  running.store(nullptr);
+  node.reset();  // teardown joins threads: still under the stopper's deadline
+  return status;
 }
 
 }  // namespace coalesce

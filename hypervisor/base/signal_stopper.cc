@@ -2,7 +2,10 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
+#include <cstdio>
+#include <cstring>
 #include <ctime>
 
 namespace coalesce {
@@ -18,6 +21,19 @@ sigset_t StopSignals() {
   return set;
 }
 
+int64_t NowMs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1'000'000;
+}
+
+[[noreturn]] void ForceExit(const SignalStopper::Deadline& d, const char* why) {
+  std::fprintf(stderr, "%s: %s: exiting now (status %d)\n", d.who, why, d.forced_exit_status);
+  std::fflush(stderr);
+  std::fflush(stdout);
+  ::_exit(d.forced_exit_status);
+}
+
 }  // namespace
 
 void BlockStopSignals() {
@@ -25,13 +41,30 @@ void BlockStopSignals() {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
-SignalStopper::SignalStopper(std::function<void(int)> on_signal) : on_signal_(std::move(on_signal)) {
+SignalStopper::SignalStopper(std::function<void(int)> on_signal, Deadline deadline)
+    : on_signal_(std::move(on_signal)), deadline_(deadline) {
   thread_ = std::thread([this] {
     sigset_t set = StopSignals();
     timespec tick{0, 100'000'000};
+    int64_t stop_deadline_ms = -1;
+    int first_stop = 0;
     while (!done_.load()) {
       int sig = sigtimedwait(&set, nullptr, &tick);
+      if (sig > 0 && sig != SIGUSR2) {
+        if (first_stop != 0) {
+          char why[96];
+          std::snprintf(why, sizeof why, "second stop signal (%s) while stopping", strsignal(sig));
+          ForceExit(deadline_, why);
+        }
+        first_stop = sig;
+        stop_deadline_ms = NowMs() + deadline_.grace_ms;
+      }
       if (sig > 0) on_signal_(sig);
+      if (stop_deadline_ms >= 0 && NowMs() >= stop_deadline_ms && !done_.load()) {
+        char why[128];
+        std::snprintf(why, sizeof why, "not stopped %d ms after %s", deadline_.grace_ms, strsignal(first_stop));
+        ForceExit(deadline_, why);
+      }
     }
   });
   pthread_setname_np(thread_.native_handle(), "signals");

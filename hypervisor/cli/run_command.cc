@@ -1,6 +1,9 @@
 #include "hypervisor/cli/run_command.h"
 
 #include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
 
 #include <cerrno>
 #include <cstdio>
@@ -121,6 +124,30 @@ int RunCommand(const std::vector<std::string>& args) {
   }
   // Before any thread exists, so every thread inherits the mask and only the stopper sees them.
   BlockStopSignals();
+  // The stopper outlives the machine (declared first, destroyed last), so a stop signal is honoured in every
+  // phase: while the machine is built (edges contacted: there is nothing to stop in order yet, so the process
+  // ends at once), while it runs, and while it is torn down; and the process ends within the grace period
+  // whatever the VM is blocked on.
+  std::atomic<Machine*> running{nullptr};
+  SignalStopper stopper(
+      [&running](int sig) {
+        Machine* vm = running.load();
+        if (sig == SIGUSR2) {  // where is the guest? counters now, each vCPU's registers at its next exit
+          if (vm != nullptr) {
+            std::fputs(vm->StatsReport().c_str(), stderr);
+            vm->RequestRegisterDumps();
+          }
+          return;
+        }
+        if (vm == nullptr) {
+          std::fprintf(stderr, "coalesce: stopped by signal %d (%s) while the machine was being built\n", sig,
+                       strsignal(sig));
+          std::fflush(stderr);
+          ::_exit(exit_status::kHostFailure);
+        }
+        vm->RequestStop(exit_status::kHostFailure, absl::StrFormat("stopped by signal %d (%s)", sig, strsignal(sig)));
+      },
+      {.grace_ms = 10'000, .forced_exit_status = exit_status::kHostFailure, .who = "coalesce"});
   absl::StatusOr<std::unique_ptr<Machine>> machine = Machine::Create(*config);
   if (!machine.ok()) {
     std::fprintf(stderr, "coalesce run: %s\n", std::string(machine.status().message()).c_str());
@@ -133,18 +160,8 @@ int RunCommand(const std::vector<std::string>& args) {
     return input ? exit_status::kUsage : exit_status::kHostFailure;
   }
   Machine& vm = **machine;
-  int status;
-  {
-    SignalStopper stopper([&vm](int sig) {
-      if (sig == SIGUSR2) {  // where is the guest? counters now, each vCPU's registers at its next exit
-        std::fputs(vm.StatsReport().c_str(), stderr);
-        vm.RequestRegisterDumps();
-        return;
-      }
-      vm.RequestStop(exit_status::kHostFailure, absl::StrFormat("stopped by signal %d (%s)", sig, strsignal(sig)));
-    });
-    status = vm.Run();
-  }
+  running.store(&vm);
+  const int status = vm.Run();
   std::fflush(stdout);
   std::fprintf(stderr, "coalesce: %s (exit status %d)\n", (*machine)->run_control().reason().c_str(), status);
   if (options.print_stats) std::fputs(vm.StatsReport().c_str(), stderr);
@@ -153,6 +170,8 @@ int RunCommand(const std::vector<std::string>& args) {
       std::fprintf(stderr, "coalesce run: --rip-samples: %s\n", std::string(st.message()).c_str());
     }
   }
+  running.store(nullptr);
+  machine->reset();  // teardown joins threads: still under the stopper's deadline
   return status;
 }
 

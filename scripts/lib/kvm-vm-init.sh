@@ -4,7 +4,7 @@
 # root (9p, read-only) with tmpfs for /tmp and /run, the checkout read-write at its own path (9p), and runs the
 # command kvm-vm wrote into the run share: /run/kvm-vm/cmd.sh, chrooted, so the command sees the same files,
 # tools and paths as on the machine outside. The command's exit status goes to /run/kvm-vm/status; the kernel
-# log to /run/kvm-vm/dmesg. Then power off.
+# log is the console (ttyS0). Then power off.
 /bin/busybox --install -s /bin
 export PATH=/bin
 mount -t proc proc /proc
@@ -14,7 +14,8 @@ mount -t devtmpfs devtmpfs /dev
 say() { echo "kvm-vm(nested): $*"; }
 give_up() {
   say "error: $*"
-  [ -d /share/ok ] && { echo 125 >/share/status; dmesg >/share/dmesg 2>/dev/null; sync; }
+  echo "kvm-vm(nested): error: $*" >/dev/ttyS1
+  [ -d /share/ok ] && { echo 125 >/share/status; sync; }
   poweroff -f
 }
 
@@ -44,10 +45,10 @@ mount --move /share /newroot/run/kvm-vm || give_up "cannot move the run share"
 ip link set lo up
 hostname kvm-vm
 
-# The console is a serial line: no CR insertion, so the stream reads like a pipe on the outside.
-stty -onlcr 2>/dev/null
+# ttyS0 is the kernel's console (a file outside), ttyS1 the command's output (kvm-vm's stdout): raw, no CR
+# insertion, so it reads like a pipe on the outside.
+stty -F /dev/ttyS1 raw -echo 2>/dev/null
 chroot /newroot /bin/sh /run/kvm-vm/cmd.sh </dev/null
 echo "$?" >/newroot/run/kvm-vm/status
-dmesg >/newroot/run/kvm-vm/dmesg
 sync
 poweroff -f
