@@ -21,9 +21,13 @@ absl::Status WriteQwords(GuestMemory& mem, uint64_t gpa, const std::array<uint64
 }  // namespace
 
 absl::Status WriteBootGdt(GuestMemory& mem, BootCpuMode mode) {
+  return WriteBootGdtAt(mem, mode, boot_layout::kGdtAddr);
+}
+
+absl::Status WriteBootGdtAt(GuestMemory& mem, BootCpuMode mode, uint64_t gdt_addr) {
   const uint64_t code = mode == BootCpuMode::kLong64 ? kGdtCode64 : kGdtCode32;
   static_assert(boot_layout::kCodeSelector == 2 * 8 && boot_layout::kDataSelector == 3 * 8);
-  return WriteQwords<4>(mem, boot_layout::kGdtAddr, {0, 0, code, kGdtData});
+  return WriteQwords<4>(mem, gdt_addr, {0, 0, code, kGdtData});
 }
 
 absl::StatusOr<uint64_t> WriteIdentityPageTables(GuestMemory& mem) {

@@ -1,5 +1,6 @@
 // The two CPU tables a loader must provide before a protected- or long-mode entry: a flat GDT and (long
-// mode) page tables identity-mapping the first 4 GiB. Written at the fixed addresses of boot_layout.h.
+// mode) page tables identity-mapping the first 4 GiB. Written at the fixed addresses of boot_layout.h (the
+// Multiboot loader may move its GDT around a kernel that sits there).
 #pragma once
 
 #include <linux/kvm.h>
@@ -18,8 +19,9 @@ inline constexpr uint64_t kGdtCode64 = 0x00AF'9B00'0000'FFFFULL;  // execute/rea
 inline constexpr uint64_t kGdtData = 0x00CF'9300'0000'FFFFULL;    // read/write, accessed, B=1
 inline constexpr uint16_t kBootGdtLimit = 4 * 8 - 1;
 
-// Writes {null, null, code, data} at boot_layout::kGdtAddr; the code descriptor suits `mode`.
+// Writes {null, null, code, data} at boot_layout::kGdtAddr (or `gdt_addr`); the code descriptor suits `mode`.
 absl::Status WriteBootGdt(GuestMemory& mem, BootCpuMode mode);
+absl::Status WriteBootGdtAt(GuestMemory& mem, BootCpuMode mode, uint64_t gdt_addr);
 
 // Writes PML4, PDPT and four page directories at boot_layout::kPageTablesAddr mapping [0, 4 GiB) to itself
 // with 2 MiB pages (1 GiB pages would need CPUID pdpe1gb, which not every host offers). Returns the PML4

@@ -84,11 +84,6 @@ absl::StatusOr<std::pair<uint64_t, uint64_t>> LoadByAddressFields(GuestMemory& m
     end = a.bss_end_addr;
   }
   if (end > k4GiB) return absl::InvalidArgumentError("Multiboot image extends above 4 GiB");
-  if (a.load_addr < boot_layout::kBootDataEnd && boot_layout::kBootDataStart < end) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "Multiboot image [%#x, %#x) overlaps the loader's boot structures [%#x, %#x)", a.load_addr, end,
-        boot_layout::kBootDataStart, boot_layout::kBootDataEnd));
-  }
   if (!mem.Contains(a.load_addr, end - a.load_addr)) {
     return absl::InvalidArgumentError(
         absl::StrFormat("Multiboot image [%#x, %#x) is not in guest RAM", a.load_addr, end));
@@ -116,36 +111,10 @@ absl::StatusOr<uint64_t> PlaceModule(const std::vector<E820Entry>& e820, uint64_
       absl::StrFormat("Multiboot module of %u bytes does not fit in guest RAM below 4 GiB after %#x", size, cursor));
 }
 
-}  // namespace
-
-absl::StatusOr<MultibootLoadResult> LoadMultiboot(GuestMemory& mem, std::span<const uint8_t> image,
-                                                  const MultibootOptions& options) {
-  ASSIGN_OR_RETURN(MultibootHeader header, ParseMultibootHeader(image));
-  MultibootLoadResult result;
-  uint64_t entry = 0;
-  if (header.address) {
-    ASSIGN_OR_RETURN(auto range, LoadByAddressFields(mem, image, header, &entry));
-    result.kernel_begin = range.first;
-    result.kernel_end = range.second;
-  } else {
-    ASSIGN_OR_RETURN(ElfLoadResult elf,
-                     LoadElfPhysical(mem, image, k4GiB, {boot_layout::kBootDataStart, boot_layout::kBootDataEnd}));
-    entry = elf.entry;
-    result.kernel_begin = elf.lowest;
-    result.kernel_end = elf.highest_end;
-  }
-
-  // Modules after the kernel (never below 1 MiB, where our boot structures and the BIOS area live).
-  uint64_t cursor = std::max(AlignUp(result.kernel_end, kPage), k1MiB);
-  for (const MultibootModule& m : options.modules) {
-    ASSIGN_OR_RETURN(uint64_t at, PlaceModule(options.e820, cursor, m.data.size()));
-    RETURN_IF_ERROR(mem.Write(at, m.data));
-    result.module_addrs.push_back(at);
-    cursor = at + std::max<uint64_t>(m.data.size(), 1);
-  }
-
-  // The information structure, its memory map, module list and strings.
-  InfoArea area(boot_layout::kMultibootInfoAddr, boot_layout::kMultibootInfoSize);
+// The information structure, its memory map, module list and strings, laid out from guest address `base`.
+absl::StatusOr<InfoArea> BuildInfoArea(uint64_t base, const MultibootOptions& options,
+                                       const MultibootLoadResult& loaded) {
+  InfoArea area(base, boot_layout::kMultibootInfoSize);
   ASSIGN_OR_RETURN(const uint64_t info, area.Allocate(kInfoStructSize, 8));
   uint32_t flags = kMbInfoMemory | kMbInfoCmdline | kMbInfoMemoryMap | kMbInfoBootLoaderName;
 
@@ -168,8 +137,8 @@ absl::StatusOr<MultibootLoadResult> LoadMultiboot(GuestMemory& mem, std::span<co
     for (size_t i = 0; i < options.modules.size(); ++i) {
       ASSIGN_OR_RETURN(uint32_t str, area.AddString(options.modules[i].string));
       const uint64_t at = list + i * kModuleEntrySize;
-      area.Put32(at, static_cast<uint32_t>(result.module_addrs[i]));
-      area.Put32(at + 4, static_cast<uint32_t>(result.module_addrs[i] + options.modules[i].data.size()));
+      area.Put32(at, static_cast<uint32_t>(loaded.module_addrs[i]));
+      area.Put32(at + 4, static_cast<uint32_t>(loaded.module_addrs[i] + options.modules[i].data.size()));
       area.Put32(at + 8, str);
     }
     area.Put32(info + 20, static_cast<uint32_t>(options.modules.size()));
@@ -190,8 +159,90 @@ absl::StatusOr<MultibootLoadResult> LoadMultiboot(GuestMemory& mem, std::span<co
   ASSIGN_OR_RETURN(uint32_t name, area.AddString(options.boot_loader_name));
   area.Put32(info + 64, name);
   area.Put32(info, flags);
-  RETURN_IF_ERROR(mem.Write(boot_layout::kMultibootInfoAddr, area.bytes()));
-  RETURN_IF_ERROR(WriteBootGdt(mem, BootCpuMode::kProtected32));
+  return area;
+}
+
+struct Range {
+  uint64_t begin;
+  uint64_t end;
+};
+bool Overlaps(const Range& a, const std::vector<Range>& taken) {
+  return std::any_of(taken.begin(), taken.end(), [&a](const Range& t) { return a.begin < t.end && t.begin < a.end; });
+}
+
+// Where the loader's own structures go. The classic low layout (boot_layout.h: GDT 0x500, stack below 0x9000,
+// information area at 0x10000) when the kernel leaves it free; otherwise one block, [GDT | stack | info], on
+// the first free pages of RAM below 4 GiB (page 0, the real-mode IVT and BIOS data, is never used).
+struct BootBlock {
+  uint64_t gdt;
+  uint64_t stack_top;
+  uint64_t info;
+};
+absl::StatusOr<BootBlock> PlaceBootBlock(const std::vector<E820Entry>& e820, const std::vector<Range>& taken,
+                                         uint64_t info_size) {
+  constexpr uint64_t kGdtSize = kBootGdtLimit + 1;
+  constexpr uint64_t kStackSize = kPage;
+  const Range classic_gdt{boot_layout::kGdtAddr, boot_layout::kGdtAddr + kGdtSize};
+  const Range classic_stack{boot_layout::kStackTop - kStackSize, boot_layout::kStackTop};
+  const Range classic_info{boot_layout::kMultibootInfoAddr, boot_layout::kMultibootInfoAddr + info_size};
+  if (!Overlaps(classic_gdt, taken) && !Overlaps(classic_stack, taken) && !Overlaps(classic_info, taken)) {
+    return BootBlock{boot_layout::kGdtAddr, boot_layout::kStackTop, boot_layout::kMultibootInfoAddr};
+  }
+  const uint64_t size = AlignUp(2 * kPage + info_size, kPage);  // GDT page, stack page, info
+  for (const E820Entry& e : e820) {
+    if (e.type != E820Type::kRam) continue;
+    const uint64_t region_end = std::min(e.addr + e.size, k4GiB);
+    for (uint64_t at = AlignUp(std::max(e.addr, kPage), kPage); at < region_end && region_end - at >= size;
+         at += kPage) {
+      const Range block{at, at + size};
+      if (Overlaps(block, taken)) continue;
+      return BootBlock{at, at + 2 * kPage, at + 2 * kPage};
+    }
+  }
+  return absl::ResourceExhaustedError(absl::StrFormat(
+      "no %u free bytes of RAM below 4 GiB for the Multiboot boot structures beside the kernel and modules", size));
+}
+
+}  // namespace
+
+absl::StatusOr<MultibootLoadResult> LoadMultiboot(GuestMemory& mem, std::span<const uint8_t> image,
+                                                  const MultibootOptions& options) {
+  ASSIGN_OR_RETURN(MultibootHeader header, ParseMultibootHeader(image));
+  MultibootLoadResult result;
+  uint64_t entry = 0;
+  if (header.address) {
+    ASSIGN_OR_RETURN(auto range, LoadByAddressFields(mem, image, header, &entry));
+    result.kernel_begin = range.first;
+    result.kernel_end = range.second;
+  } else {
+    // Anywhere in RAM: the boot block is placed around the kernel afterwards.
+    ASSIGN_OR_RETURN(ElfLoadResult elf, LoadElfPhysical(mem, image, k4GiB, {0, 0}));
+    entry = elf.entry;
+    result.kernel_begin = elf.lowest;
+    result.kernel_end = elf.highest_end;
+  }
+
+  // Modules after the kernel (never below 1 MiB, where our boot structures and the BIOS area live).
+  uint64_t cursor = std::max(AlignUp(result.kernel_end, kPage), k1MiB);
+  for (const MultibootModule& m : options.modules) {
+    ASSIGN_OR_RETURN(uint64_t at, PlaceModule(options.e820, cursor, m.data.size()));
+    RETURN_IF_ERROR(mem.Write(at, m.data));
+    result.module_addrs.push_back(at);
+    cursor = at + std::max<uint64_t>(m.data.size(), 1);
+  }
+
+  // The boot block (GDT, stack, information area) goes where the kernel and modules are not: the classic low
+  // layout of boot_layout.h when it is free, else the first free pages of RAM below 4 GiB.
+  std::vector<Range> taken = {{result.kernel_begin, result.kernel_end}};
+  for (size_t i = 0; i < options.modules.size(); ++i) {
+    taken.push_back({result.module_addrs[i], result.module_addrs[i] + options.modules[i].data.size()});
+  }
+  ASSIGN_OR_RETURN(const InfoArea probe, BuildInfoArea(0, options, result));
+  ASSIGN_OR_RETURN(const BootBlock block, PlaceBootBlock(options.e820, taken, probe.bytes().size()));
+  ASSIGN_OR_RETURN(const InfoArea area, BuildInfoArea(block.info, options, result));
+  const uint64_t info = block.info;
+  RETURN_IF_ERROR(mem.Write(block.info, area.bytes()));
+  RETURN_IF_ERROR(WriteBootGdtAt(mem, BootCpuMode::kProtected32, block.gdt));
 
   result.info_addr = info;
   BootEntry& e = result.entry;
@@ -199,13 +250,13 @@ absl::StatusOr<MultibootLoadResult> LoadMultiboot(GuestMemory& mem, std::span<co
   e.rip = entry;
   e.rax = kMultibootBootloaderMagic;
   e.rbx = info;
-  e.rsp = boot_layout::kStackTop;
-  e.gdt_base = boot_layout::kGdtAddr;
+  e.rsp = block.stack_top;
+  e.gdt_base = block.gdt;
   e.gdt_limit = kBootGdtLimit;
   e.code_selector = boot_layout::kCodeSelector;
   e.data_selector = boot_layout::kDataSelector;
-  LOG_INFO("multiboot: kernel [%#x, %#x), %u module(s), info %#x, entry %#x", result.kernel_begin,
-           result.kernel_end, result.module_addrs.size(), info, entry);
+  LOG_INFO("multiboot: kernel [%#x, %#x), %u module(s), info %#x, GDT %#x, stack top %#x, entry %#x",
+           result.kernel_begin, result.kernel_end, result.module_addrs.size(), info, block.gdt, block.stack_top, entry);
   return result;
 }
 

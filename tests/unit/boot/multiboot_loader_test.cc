@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "hypervisor/boot/boot_layout.h"
+#include "hypervisor/boot/boot_tables.h"
 #include "hypervisor/boot/kernel_image.h"
 #include "hypervisor/boot/multiboot_header.h"
 
@@ -245,17 +246,59 @@ TEST_CASE("Multiboot ELF64 with a 32-bit entry is accepted") {
   CHECK(r->entry.rip == 0x100020);
 }
 
-TEST_CASE("Multiboot load errors") {
+// A kernel that sits where the classic boot structures would go (low memory) moves them, as other loaders do:
+// nothing the loader writes may overlap the kernel, and the entry state points at where they went.
+TEST_CASE("Multiboot boot structures move around a kernel in low memory") {
   Guest g;
-  SECTION("segment overlapping the boot structures") {
+  auto check_clear_of_kernel = [](const MultibootLoadResult& r) {
+    const uint64_t kb = r.kernel_begin, ke = r.kernel_end;
+    auto outside = [&](uint64_t b, uint64_t e) { return e <= kb || ke <= b; };
+    CHECK(outside(r.entry.gdt_base, r.entry.gdt_base + r.entry.gdt_limit + 1));
+    CHECK(outside(r.entry.rsp - 4096, r.entry.rsp));
+    CHECK(outside(r.info_addr, r.info_addr + 116));
+  };
+  SECTION("kernel at 0x8000, over the classic stack") {
     auto img = Elf32Kernel();
     Elf32_Phdr ph;
     std::memcpy(&ph, img.data() + sizeof(Elf32_Ehdr), sizeof(ph));
     ph.p_paddr = 0x8000;
     std::memcpy(img.data() + sizeof(Elf32_Ehdr), &ph, sizeof(ph));
-    auto r = LoadMultiboot(g.mem, img, {.e820 = g.e820});
-    CHECK_THAT(std::string(r.status().message()), Catch::Contains("boot structures"));
+    auto r = LoadMultiboot(g.mem, img, {.cmdline = "low", .e820 = g.e820});
+    REQUIRE(r.ok());
+    CHECK(r->kernel_begin == 0x8000);
+    CHECK(r->entry.rip == 0x8040);
+    check_clear_of_kernel(*r);
+    CHECK(r->entry.rbx == r->info_addr);
+    CHECK(ReadString(g.mem, Read32(g.mem, r->info_addr + 16)) == "low");
+    CHECK(Read64(g.mem, r->entry.gdt_base + 16) == kGdtCode32);
+    // The kernel's bytes are intact: the loader wrote nothing over them.
+    std::vector<uint8_t> seg(0x1000);
+    REQUIRE(g.mem.Read(0x8000, seg).ok());
+    CHECK(std::equal(seg.begin(), seg.end(), img.begin() + 0x1000));
   }
+  SECTION("kernel filling low memory: the structures go above it") {
+    auto img = Elf32Kernel();
+    Elf32_Phdr ph;
+    std::memcpy(&ph, img.data() + sizeof(Elf32_Ehdr), sizeof(ph));
+    ph.p_paddr = 0x1000;
+    ph.p_memsz = 0x9E000;  // [0x1000, 0x9F000): bss to the top of conventional memory
+    std::memcpy(img.data() + sizeof(Elf32_Ehdr), &ph, sizeof(ph));
+    auto r = LoadMultiboot(g.mem, img, {.e820 = g.e820});
+    REQUIRE(r.ok());
+    check_clear_of_kernel(*r);
+    CHECK(r->info_addr >= 0x100000);
+  }
+  SECTION("the classic layout when the kernel leaves it free") {
+    auto r = LoadMultiboot(g.mem, Elf32Kernel(), {.e820 = g.e820});
+    REQUIRE(r.ok());
+    CHECK(r->info_addr == boot_layout::kMultibootInfoAddr);
+    CHECK(r->entry.gdt_base == boot_layout::kGdtAddr);
+    CHECK(r->entry.rsp == boot_layout::kStackTop);
+  }
+}
+
+TEST_CASE("Multiboot load errors") {
+  Guest g;
   SECTION("segment beyond RAM") {
     auto img = Elf32Kernel();
     Elf32_Phdr ph;
