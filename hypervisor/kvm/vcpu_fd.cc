@@ -134,6 +134,25 @@ absl::Status VcpuFd::SetTscKhz(uint32_t khz) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<int64_t> VcpuFd::GetTscOffset() const {
+  int64_t offset = 0;
+  kvm_device_attr attr{};
+  attr.group = KVM_VCPU_TSC_CTRL;
+  attr.attr = KVM_VCPU_TSC_OFFSET;
+  attr.addr = reinterpret_cast<uint64_t>(&offset);
+  if (::ioctl(fd_.get(), KVM_GET_DEVICE_ATTR, &attr) < 0) return ErrnoStatus("KVM_GET_DEVICE_ATTR(TSC offset)");
+  return offset;
+}
+
+absl::Status VcpuFd::SetTscOffset(int64_t offset) {
+  kvm_device_attr attr{};
+  attr.group = KVM_VCPU_TSC_CTRL;
+  attr.attr = KVM_VCPU_TSC_OFFSET;
+  attr.addr = reinterpret_cast<uint64_t>(&offset);
+  if (::ioctl(fd_.get(), KVM_SET_DEVICE_ATTR, &attr) < 0) return ErrnoStatus("KVM_SET_DEVICE_ATTR(TSC offset)");
+  return absl::OkStatus();
+}
+
 absl::StatusOr<uint32_t> VcpuFd::GetTscKhz() const {
   int r = ::ioctl(fd_.get(), KVM_GET_TSC_KHZ, 0);
   if (r < 0) return ErrnoStatus("KVM_GET_TSC_KHZ");

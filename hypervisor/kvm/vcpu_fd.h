@@ -46,6 +46,11 @@ class VcpuFd final {
   absl::Status SetGuestDebug(const kvm_guest_debug& dbg);
   absl::Status SetTscKhz(uint32_t khz);
   [[nodiscard]] absl::StatusOr<uint32_t> GetTscKhz() const;
+  // The vCPU's TSC offset (guest TSC = host TSC + offset) through the KVM_VCPU_TSC_OFFSET attribute (Linux
+  // 5.16+). Unlike a write of MSR IA32_TSC, setting it is exact: KVM's TSC-synchronization heuristic, which
+  // turns a write within a second of the "expected" value into a copy of the VM's last offset, does not apply.
+  [[nodiscard]] absl::StatusOr<int64_t> GetTscOffset() const;
+  absl::Status SetTscOffset(int64_t offset);
 
   // The shared kvm_run page. The vCPU thread owns it, except immediate_exit which a kicker may set.
   [[nodiscard]] kvm_run* run() const { return reinterpret_cast<kvm_run*>(run_.data()); }

@@ -258,15 +258,22 @@ absl::Status Machine::BuildVcpus() {
 
 absl::Status Machine::StartCoalescence() {
   if (config_.edges.empty()) return absl::OkStatus();
-  // The guest's TSC on every node is host TSC - offset, the offset KVM gave vCPU 0 here.
+  // The guest's TSC on every node is host TSC - offset, the offset KVM gave vCPU 0 here: exact where KVM has
+  // the TSC-offset attribute, else estimated from a read of IA32_TSC.
   constexpr uint32_t kMsrIa32Tsc = 0x10;
-  ASSIGN_OR_RETURN(auto tsc, vcpus_[0]->fd().GetMsrs({kMsrIa32Tsc}));
+  int64_t tsc_offset = 0;
+  if (absl::StatusOr<int64_t> kvm_offset = vcpus_[0]->fd().GetTscOffset(); kvm_offset.ok()) {
+    tsc_offset = -*kvm_offset;
+  } else {
+    ASSIGN_OR_RETURN(auto tsc, vcpus_[0]->fd().GetMsrs({kMsrIa32Tsc}));
+    tsc_offset = static_cast<int64_t>(__rdtsc() - tsc[0]);
+  }
   CoalescenceConfig cc;
   cc.edges = config_.edges;
   cc.vcpu_count = config_.vcpus;
   cc.data_plane_host = config_.data_plane_host;
   cc.data_plane_port = config_.data_plane_port;
-  cc.tsc_offset = static_cast<int64_t>(__rdtsc() - tsc[0]);
+  cc.tsc_offset = tsc_offset;
   cc.cpu_model = CpuModelName(config_.cpu_model);
   CoalescenceHome::Handlers h;
   h.on_io = [this](const node_msg::IoRequest& io, std::vector<uint8_t>* data) {
