@@ -47,7 +47,15 @@ else
     meson test -C build "${common[@]}" --logbase host --no-suite kvm "$@" || status=1
   fi
   run_nested nested multi --suite kvm --no-suite coalesced "$@" || status=1
-  run_nested nested-coalesced single --suite coalesced "$@" || status=1
+  # Debian's kernel over several nodes (linux_coalesced_*) did not finish in 16 minutes under single-threaded
+  # nested TCG, and multi-threaded TCG loses the IPIs it needs: those two run only where /dev/kvm exists.
+  # They are named here, not silently dropped (docs/NESTED_KVM.md).
+  held_back="$(meson test -C build --list --no-rebuild --suite coalesced "$@" 2>/dev/null |
+               grep ' / ' | grep 'linux+' | sed 's/.* \/ //' | tr '\n' ' ')"
+  if [[ -n $held_back ]]; then
+    echo "not run in the nested KVM VM (they need a host with /dev/kvm): $held_back"
+  fi
+  run_nested nested-coalesced single --suite coalesced --no-suite linux "$@" || status=1
 fi
 python3 - "$logs"/host.json "$logs"/nested.json "$logs"/nested-coalesced.json <<'PY'
 import json, os, sys
