@@ -39,6 +39,8 @@ mkdir -p /newroot/dev/pts /newroot/dev/shm
 mount -t devpts devpts /newroot/dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /newroot/dev/shm
 mount -t cgroup2 cgroup2 /newroot/sys/fs/cgroup 2>/dev/null
+# A checkout under /tmp, /run or /var/tmp lies in a fresh tmpfs now: make its mount point there.
+mkdir -p "/newroot$REPO" 2>/dev/null
 mount -t 9p -o "$P9" repo "/newroot$REPO" || give_up "cannot mount the checkout $REPO over 9p"
 mkdir -p /newroot/run/kvm-vm
 mount --move /share /newroot/run/kvm-vm || give_up "cannot move the run share"
