@@ -5,6 +5,8 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <cpuid.h>
+
 #include <catch2/catch.hpp>
 #include <map>
 #include <string>
@@ -18,11 +20,20 @@ extern "C" const uint8_t emul_guest_start[], emul_guest_end[], emul_guest_isr_ta
 namespace coalesce {
 namespace {
 
+// CPUID.(EAX=0Dh, ECX=1).EAX bits 0 (xsaveopt) and 1 (xsavec) of this CPU. QEMU's TCG, the CPU of the nested KVM
+// host (docs/NESTED_KVM.md), has neither: the guest then leaves that round trip out.
+uint64_t HostXsaveExtensions() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (__get_cpuid_max(0, nullptr) < 0xd) return 0;
+  __cpuid_count(0xd, 1, a, b, c, d);
+  return a & 3;
+}
+
 using namespace kvm_test;  // NOLINT: the harness is this test's vocabulary
 
 constexpr uint64_t kPml4 = 0x1000, kPdpt = 0x2000, kPd = 0x3000, kPt = 0x4000, kGdt = 0x5000, kTss = 0x6000,
                    kIdt = 0x7000, kExcCount = 0x8000, kExcLog = 0x8008, kResults = 0x8400, kCas16A = 0x9000,
-                   kCas16B = 0x9010, kCas8A = 0x9020, kCas8B = 0x9030, kXmmSrc = 0x9100, kXcr0Copy = 0x9200, kGuestCode = 0x10000,
+                   kCas16B = 0x9010, kCas8A = 0x9020, kCas8B = 0x9030, kXmmSrc = 0x9100, kXcr0Copy = 0x9200, kXsaveExt = 0x9208, kGuestCode = 0x10000,
                    kAbsentPage = 0x1f0000, kReadOnlyPage = 0x1f1000;
 
 uint64_t GuestAddress(const uint8_t* symbol) { return kGuestCode + static_cast<uint64_t>(symbol - emul_guest_start); }
@@ -83,6 +94,7 @@ absl::Status EnterLongMode(VcpuFd& vcpu, const GuestMemory& mem) {
   xcrs.xcrs[0].value = lo & 0x7;
   if (::ioctl(vcpu.fd(), KVM_SET_XCRS, &xcrs) < 0) return absl::InternalError("KVM_SET_XCRS failed");
   Put<uint64_t>(mem, kXcr0Copy, xcrs.xcrs[0].value);
+  Put<uint64_t>(mem, kXsaveExt, HostXsaveExtensions());
   return absl::OkStatus();
 }
 
@@ -143,6 +155,7 @@ TEST_CASE("a long-mode guest runs past every emulation failure with the guest-vi
   CHECK(Get<uint64_t>(*mem, kResults + 0x30) == 0x76543210ull);
   CHECK(Get<uint64_t>(*mem, kResults + 0x38) == 0xfedcba98ull);
   // XMM registers survived xsave/xrstor, fxsave/fxrstor and xsavec/compacted xrstor round trips.
+  if ((HostXsaveExtensions() & 3) != 3) WARN("the CPU has no xsaveopt/xsavec (QEMU TCG?): that round trip was skipped");
   for (uint64_t i = 0; i < 6; ++i) {
     CHECK(Get<uint64_t>(*mem, kResults + 0x40 + 8 * i) == Get<uint64_t>(*mem, kXmmSrc + 8 * i));
   }
