@@ -15,15 +15,6 @@ namespace {
 constexpr uint32_t kMsrK7Hwcr = 0xc0010015;
 constexpr uint64_t kHwcrTscFreqSel = 1ull << 24;
 
-bool HostIsAmd() {
-  const HostCpuidResult r = HostCpuid(0);
-  char vendor[12];
-  std::memcpy(vendor, &r.ebx, 4);
-  std::memcpy(vendor + 4, &r.edx, 4);
-  std::memcpy(vendor + 8, &r.ecx, 4);
-  return std::memcmp(vendor, "AuthenticAMD", 12) == 0;
-}
-
 bool KvmAcceptsTscFreqSel() {
   static const bool accepts = [] {
     utsname u{};
@@ -40,6 +31,15 @@ std::atomic<bool> try_tsc_freq_sel{true};
 
 }  // namespace
 
+bool HostCpuIsAmd() {
+  const HostCpuidResult r = HostCpuid(0);
+  char vendor[12];
+  std::memcpy(vendor, &r.ebx, 4);
+  std::memcpy(vendor + 4, &r.edx, 4);
+  std::memcpy(vendor + 8, &r.ecx, 4);
+  return std::memcmp(vendor, "AuthenticAMD", 12) == 0;
+}
+
 bool KernelReleaseAtLeast(std::string_view release, int major, int minor) {
   int got_major = 0, got_minor = 0;
   const char* p = release.data();
@@ -52,7 +52,7 @@ bool KernelReleaseAtLeast(std::string_view release, int major, int minor) {
 }
 
 void ApplyModelMsrs(VcpuFd& fd, uint32_t vcpu_id) {
-  if (!HostIsAmd() || !KvmAcceptsTscFreqSel() || !try_tsc_freq_sel.load()) return;
+  if (!HostCpuIsAmd() || !KvmAcceptsTscFreqSel() || !try_tsc_freq_sel.load()) return;
   if (absl::Status st = fd.SetMsrs({{kMsrK7Hwcr, kHwcrTscFreqSel}}); !st.ok()) {
     try_tsc_freq_sel.store(false);
     LOG_DEBUG("vcpu%u: HWCR.TscFreqSel not accepted by KVM: %s", vcpu_id, st.ToString());

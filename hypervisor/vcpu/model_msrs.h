@@ -15,6 +15,9 @@ namespace coalesce {
 // harmless); where the write is refused anyway it is not tried again in this process.
 void ApplyModelMsrs(VcpuFd& fd, uint32_t vcpu_id);
 
+// Whether this host's CPU is AMD's (CPUID vendor "AuthenticAMD").
+bool HostCpuIsAmd();
+
 // Whether a host kernel release (uname -r, e.g. "6.1.0-57-amd64") is at least major.minor. Unparsable: true.
 bool KernelReleaseAtLeast(std::string_view release, int major, int minor);
 

@@ -13,6 +13,7 @@
 #include "hypervisor/emul/instruction_completer.h"
 #include "hypervisor/irq/local_apic.h"
 #include "hypervisor/vcpu/exit_status.h"
+#include "hypervisor/vcpu/model_msrs.h"
 
 namespace coalesce {
 namespace {
@@ -235,7 +236,13 @@ bool Vcpu::HandleExit(const VcpuExit& e) {
     return true;
   }
   if (std::holds_alternative<exit::Shutdown>(e)) {
-    Fail(exit_status::kGuestCrashed, absl::StrFormat("vcpu%u: triple fault (KVM_EXIT_SHUTDOWN)", vid));
+    // On AMD, KVM reinitializes the VMCB and resets the vCPU at a shutdown intercept (the VMCB is undefined
+    // after one), so the dump that follows shows the reset state (RIP 0xfff0), not where the guest faulted.
+    Fail(exit_status::kGuestCrashed,
+         absl::StrFormat("vcpu%u: triple fault (KVM_EXIT_SHUTDOWN)%s", vid,
+                         HostCpuIsAmd() ? "; on AMD, KVM has already reset this vCPU: the registers below are its "
+                                          "reset state, not where it faulted"
+                                        : ""));
     return false;
   }
   if (auto* ie = std::get_if<exit::InternalError>(&e)) {
