@@ -12,7 +12,7 @@ scripts/setup.sh
 scripts/build.sh
 scripts/guest-assets.sh
 timeout_s="${COALESCE_DEMO_TIMEOUT:-600}"
-if [[ -z "$(kvm_problem)" ]]; then
+if [[ -z "$(nested_kvm_reason)" ]]; then
   where="this host's KVM"
 else
   where="nested KVM (Coalesce in a KVM VM under QEMU TCG, because this host has no /dev/kvm)"

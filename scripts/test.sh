@@ -37,7 +37,7 @@ run_nested() {
 }
 status=0
 common=(--print-errorlogs --num-processes 2)
-if [[ -z "$(kvm_problem)" && ${COALESCE_FORCE_NESTED_KVM:-0} != 1 ]]; then
+if [[ -z "$(nested_kvm_reason)" ]]; then
   meson test -C build "${common[@]}" --logbase host "$@" || status=1
 else
   # Host part first (it is fast), then the nested VM with both cores: the single-process KVM tests under

@@ -12,14 +12,22 @@ kvm_problem() {
   fi
 }
 
+# nested_kvm_reason: prints why KVM work must go through the nested VM here (no usable /dev/kvm, or
+# COALESCE_FORCE_NESTED_KVM=1 to test that path on a KVM host); nothing when it runs directly.
+nested_kvm_reason() {
+  if [[ ${COALESCE_FORCE_NESTED_KVM:-0} == 1 ]]; then
+    echo "COALESCE_FORCE_NESTED_KVM=1"
+  else
+    kvm_problem
+  fi
+}
+
 # with_kvm COMMAND [ARG...]: runs COMMAND where KVM is, and returns its status. COALESCE_KVM_VM_TIMEOUT bounds
-# a nested run (seconds; default 3600). COALESCE_FORCE_NESTED_KVM=1 takes the nested path even with /dev/kvm
-# (to test that path on a KVM host).
+# a nested run (seconds; default 3600).
 KVM_POLICY_SAID=""
 with_kvm() {
   local problem
-  problem="$(kvm_problem)"
-  [[ ${COALESCE_FORCE_NESTED_KVM:-0} == 1 ]] && problem="COALESCE_FORCE_NESTED_KVM=1"
+  problem="$(nested_kvm_reason)"
   if [[ -z $problem ]]; then
     "$@"
     return
