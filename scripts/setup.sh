@@ -11,6 +11,7 @@ PKGS=(
   busybox-static cpio gzip xz-utils
   qemu-system-x86 qemu-utils
   iproute2 procps python3
+  libvirt-clients libtirpc-dev libxml2-dev
 )
 missing=()
 for p in "${PKGS[@]}"; do

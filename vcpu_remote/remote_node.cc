@@ -64,6 +64,8 @@ class RemoteNode final {
     for (auto& v : vcpus_) {
       if (v) v->Join();
     }
+    // No LAPIC timer may kick a vCPU while the members are destroyed.
+    if (timers_) timers_->Stop();
   }
 
   absl::Status Build();

@@ -10,17 +10,22 @@ TimerService::TimerService() {
   pthread_setname_np(thread_.native_handle(), "timers");
 }
 
-TimerService::~TimerService() {
+TimerService::~TimerService() { Stop(); }
+
+void TimerService::Stop() {
   {
     absl::MutexLock lock(&mu_);
     stop_ = true;
+    queue_.clear();
+    deadline_of_.clear();
   }
-  thread_.join();
+  if (thread_.joinable() && std::this_thread::get_id() != thread_id_) thread_.join();
 }
 
 TimerService::TimerId TimerService::Schedule(Clock::time_point deadline, std::function<void()> fn) {
   absl::MutexLock lock(&mu_);
   TimerId id = next_id_++;
+  if (stop_) return id;  // torn down: never runs, and Cancel() of it is a no-op
   queue_.emplace(std::make_pair(deadline, id), std::move(fn));
   deadline_of_.emplace(id, deadline);
   return id;

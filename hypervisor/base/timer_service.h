@@ -29,6 +29,10 @@ class TimerService final {
 
   // Runs `fn` once at `deadline` on the timer thread. Returns an id for Cancel().
   TimerId Schedule(Clock::time_point deadline, std::function<void()> fn);
+  // Ends the timer thread after any running callback; pending timers are dropped and later Schedule()s are
+  // ignored. A machine calls this at teardown, once its vCPUs are joined and before the devices whose
+  // callbacks would kick them are destroyed. Idempotent; the destructor calls it.
+  void Stop();
   // Cancels a timer if it has not started running. Safe to call with a stale id. When it returns, the
   // callback is either cancelled or has finished (unless called from inside that very callback).
   void Cancel(TimerId id);

@@ -351,6 +351,9 @@ void Machine::Shutdown() {
   for (auto& v : vcpus_) {
     if (v) v->Join();
   }
+  // A LAPIC or PIT timer still armed would fire into a vCPU while members are destroyed (the vCPUs before the
+  // LAPICs whose callbacks kick them): no callback may run past this point.
+  if (timers_) timers_->Stop();
   console_input_.reset();
 }
 
