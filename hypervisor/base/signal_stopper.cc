@@ -18,6 +18,7 @@ sigset_t StopSignals() {
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGHUP);
   sigaddset(&set, SIGUSR2);  // not a stop: a status report (see run_command.cc)
+  sigaddset(&set, SIGPWR);   // not a stop: the ACPI power button (the daemon's `virsh shutdown`)
   return set;
 }
 
@@ -50,7 +51,7 @@ SignalStopper::SignalStopper(std::function<void(int)> on_signal, Deadline deadli
     int first_stop = 0;
     while (!done_.load()) {
       int sig = sigtimedwait(&set, nullptr, &tick);
-      if (sig > 0 && sig != SIGUSR2) {
+      if (sig > 0 && sig != SIGUSR2 && sig != SIGPWR) {
         if (first_stop != 0) {
           char why[96];
           std::snprintf(why, sizeof why, "second stop signal (%s) while stopping", strsignal(sig));

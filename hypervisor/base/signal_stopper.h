@@ -1,6 +1,6 @@
 // Turns SIGINT, SIGTERM and SIGHUP into an orderly VM stop: the signals are blocked in every thread (call
-// BlockStopSignals() before any thread starts) and one thread waits for them with sigtimedwait. SIGUSR2 is
-// delivered the same way, for a status report that does not stop anything.
+// BlockStopSignals() before any thread starts) and one thread waits for them with sigtimedwait. SIGUSR2 (a status
+// report) and SIGPWR (press the guest's power button) are delivered the same way and stop nothing.
 //
 // An orderly stop must not be able to hang the process: whatever a vCPU, a peer or a device is blocked on, the
 // process ends within the grace period of the first stop signal, or at once on a second one, with the given

@@ -132,6 +132,10 @@ int RunCommand(const std::vector<std::string>& args) {
   SignalStopper stopper(
       [&running](int sig) {
         Machine* vm = running.load();
+        if (sig == SIGPWR) {  // the daemon's `virsh shutdown`: ask the guest to power off
+          if (vm != nullptr) vm->PressPowerButton();
+          return;
+        }
         if (sig == SIGUSR2) {  // where is the guest? counters now, each vCPU's registers at its next exit
           if (vm != nullptr) {
             std::fputs(vm->StatsReport().c_str(), stderr);

@@ -158,6 +158,7 @@ absl::Status Machine::BuildDevices() {
   auto acpi_pm = std::make_unique<AcpiPm>(irq_sink_.get(), platform::kAcpiSciIrq, timers_.get(), [this] {
     run_control_.Stop(exit_status::kPowerOff, "guest powered off (ACPI S5)");
   });
+  acpi_pm_ = acpi_pm.get();
   auto reset = std::make_unique<ResetControl>(
       [this] { run_control_.Stop(exit_status::kGuestReset, "guest reset through port 0xcf9"); });
 
@@ -339,6 +340,10 @@ void Machine::RequestRegisterDumps() {
   for (auto& v : vcpus_) {
     if (v) v->RequestRegisterDump();
   }
+}
+
+void Machine::PressPowerButton() {
+  if (acpi_pm_ != nullptr) acpi_pm_->PressPowerButton();
 }
 
 void Machine::Shutdown() {

@@ -32,6 +32,7 @@ class LegacyIrqWiring;
 class FwCfg;
 class Uart16550;
 class ConsoleInput;
+class AcpiPm;
 
 class Machine final {
  public:
@@ -43,6 +44,8 @@ class Machine final {
   [[nodiscard]] const RunControl& run_control() const { return run_control_; }
   // Stops the guest from outside (a signal, a lost node); the first stop wins.
   void RequestStop(int exit_status, std::string reason) { run_control_.Stop(exit_status, std::move(reason)); }
+  // Presses the ACPI power button: a guest with ACPI shuts down cleanly (SIGPWR, `virsh shutdown`).
+  void PressPowerButton();
   // Exit, injection and emulation counters of every vCPU, one line each.
   [[nodiscard]] std::string StatsReport() const;
   // Guest RIP -> samples over every local vCPU (empty unless config.sample_rip).
@@ -87,6 +90,7 @@ class Machine final {
   std::vector<std::unique_ptr<BusDevice>> devices_;  // the ordered device table, built in BuildDevices()
   Uart16550* uart_ = nullptr;                         // owned by devices_
   FwCfg* fw_cfg_ = nullptr;                           // owned by devices_
+  AcpiPm* acpi_pm_ = nullptr;                         // owned by devices_
   BootEntry boot_entry_;
   std::unique_ptr<ConsoleInput> console_input_;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;           // indexed by vCPU id; null where the vCPU is remote
