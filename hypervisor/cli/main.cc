@@ -1,11 +1,12 @@
 // The `coalesce` launcher: `coalesce run` boots a guest with this machine as home, `coalesce edge` runs the
-// edge agent.
+// edge agent, `coalesce daemon` serves virsh.
 #include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "edge_monitor/edge_agent_main.h"
+#include "hypervisor/daemon/daemon_main.h"
 #include "hypervisor/base/log.h"
 #include "hypervisor/cli/run_command.h"
 #include "hypervisor/cli/run_options.h"
@@ -25,6 +26,9 @@ int main(int argc, char** argv) {
   }
   if (command == "remote-node") {
     return RunRemoteNodeMain(std::vector<std::string>(argv + 2, argv + argc));
+  }
+  if (command == "daemon") {
+    return daemon::RunDaemonMain(std::vector<std::string>(argv + 2, argv + argc));
   }
   if (command == "edge") {
     return RunEdgeAgentMain(argc - 1, argv + 1);

@@ -16,6 +16,7 @@ const char kTopUsage[] =
     "commands:\n"
     "  run    boot a guest (this node is home); see `coalesce run --help`\n"
     "  edge   run the edge agent that hosts vCPUs for home nodes; see `coalesce edge --help`\n"
+    "  daemon serve libvirt's protocol so virsh manages guests; see `coalesce daemon --help`\n"
     "  help   this text\n"
     "\n"
     "exit status of `run`: 0 guest powered off; (V << 1) | 1 guest wrote V to the debug-exit port 0xf4;\n"

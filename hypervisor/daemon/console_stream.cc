@@ -1,0 +1,104 @@
+#include "hypervisor/daemon/console_stream.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <vector>
+
+#include "hypervisor/base/log.h"
+
+namespace coalesce::daemon {
+namespace {
+// How often the console file is checked for new output: small next to a guest's line rate, invisible to a
+// person typing, and it bounds what `virsh start --console` adds to the first line.
+constexpr auto kPollInterval = std::chrono::milliseconds(10);
+constexpr size_t kChunk = 64 * 1024;
+}  // namespace
+
+ConsoleStream::ConsoleStream(std::shared_ptr<Connection> conn, MessageHeader open_call, DomainManager* domains,
+                             std::string domain, ConsoleSource source)
+    : conn_(conn), header_(open_call), domains_(domains), domain_(std::move(domain)), source_(std::move(source)) {
+  header_.type = MessageType::kStream;
+}
+
+ConsoleStream::~ConsoleStream() {
+  stop_.store(true);
+  if (pump_.joinable()) pump_.join();
+}
+
+void ConsoleStream::Start() {
+  pump_ = std::thread([this] { Pump(); });
+}
+
+void ConsoleStream::Send(MessageStatus status, std::span<const uint8_t> payload) {
+  if (auto c = conn_.lock()) {
+    MessageHeader h = header_;
+    h.status = status;
+    c->Send(h, payload);
+  }
+}
+
+void ConsoleStream::Write(std::span<const uint8_t> bytes) {
+  if (!input_.valid()) {
+    // Non-blocking: a guest that does not read its console must not stall this client's reader thread.
+    input_ = UniqueFd(::open(source_.input_path.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC));
+    if (!input_.valid()) {
+      LOG_WARN("daemon: console of '%s': cannot open %s: %s", domain_, source_.input_path, strerror(errno));
+      return;
+    }
+  }
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::write(input_.get(), bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      LOG_WARN("daemon: console of '%s': %zu input bytes dropped (the guest is not reading)", domain_,
+               bytes.size() - done);
+      return;
+    }
+    done += static_cast<size_t>(n);
+  }
+}
+
+void ConsoleStream::Close() {
+  stop_.store(true);
+  if (pump_.joinable() && pump_.get_id() != std::this_thread::get_id()) pump_.join();
+  if (!done_.exchange(true)) Send(MessageStatus::kContinue, {});  // end of file for the displaced client
+}
+
+void ConsoleStream::ClientEnded(MessageStatus status) {
+  stop_.store(true);
+  if (pump_.joinable() && pump_.get_id() != std::this_thread::get_id()) pump_.join();
+  // Finish (OK) and abort (ERROR) are both confirmed with an empty STREAM/OK: the client waits for it.
+  (void)status;
+  Send(MessageStatus::kOk, {});
+  done_.store(true);
+}
+
+void ConsoleStream::Pump() {
+  UniqueFd out(::open(source_.output_path.c_str(), O_RDONLY | O_CLOEXEC));
+  uint64_t offset = source_.start_offset;
+  std::vector<uint8_t> buf(kChunk);
+  bool guest_gone = false;
+  while (!stop_.load()) {
+    ssize_t n = out.valid() ? ::pread(out.get(), buf.data(), buf.size(), static_cast<off_t>(offset)) : 0;
+    if (n > 0) {
+      Send(MessageStatus::kContinue, std::span<const uint8_t>(buf.data(), static_cast<size_t>(n)));
+      offset += static_cast<uint64_t>(n);
+      domains_->ConsoleConsumed(domain_, source_.id, offset);
+      continue;
+    }
+    if (guest_gone) {  // everything it wrote has been sent: end of file (an empty CONTINUE)
+      Send(MessageStatus::kContinue, {});
+      done_.store(true);
+      return;
+    }
+    // Checked before the last read, so output written just before the guest ended is still sent.
+    guest_gone = !domains_->IsRunning(domain_, source_.id);
+    if (!guest_gone) std::this_thread::sleep_for(kPollInterval);
+  }
+}
+
+}  // namespace coalesce::daemon
