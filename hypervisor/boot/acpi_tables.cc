@@ -33,7 +33,7 @@ constexpr uint8_t kAccessDword = 3;
 // FADT flags (table 5.10).
 constexpr uint32_t kFadtWbinvd = 1u << 0;
 constexpr uint32_t kFadtProcC1 = 1u << 2;
-constexpr uint32_t kFadtPwrButton = 1u << 4;  // no fixed-feature power button
+// PWR_BUTTON (bit 4) is clear: the fixed-feature power button exists (AcpiPm::PressPowerButton, `virsh shutdown`).
 constexpr uint32_t kFadtSlpButton = 1u << 5;  // no fixed-feature sleep button
 constexpr uint32_t kFadtFixRtc = 1u << 6;     // no RTC wake status in the fixed registers
 constexpr uint32_t kFadtResetRegSup = 1u << 10;
@@ -158,7 +158,7 @@ Bytes BuildFadt(uint64_t facs, uint64_t dsdt) {
   Put(b, 96, 101, 2);   // P_LVL2_LAT > 100: C2 not supported
   Put(b, 98, 1001, 2);  // P_LVL3_LAT > 1000: C3 not supported
   Put(b, 109, kBootArchLegacyDevices | kBootArchVgaNotPresent | kBootArchMsiNotSupported, 2);
-  Put(b, 112, kFadtWbinvd | kFadtProcC1 | kFadtPwrButton | kFadtSlpButton | kFadtFixRtc | kFadtResetRegSup, 4);
+  Put(b, 112, kFadtWbinvd | kFadtProcC1 | kFadtSlpButton | kFadtFixRtc | kFadtResetRegSup, 4);
   PutGas(b, 116, kGasSystemIo, 8, kAccessByte, platform::kResetControlPort);
   b[128] = 0x06;  // RESET_VALUE: full reset through the 0xcf9 register
   b[131] = 0;     // FADT minor version (6.0)

@@ -159,6 +159,7 @@ void RemoteDispatcher::Handle(const std::shared_ptr<Connection>& conn, const Mes
     st = absl::DataLossError(absl::StrCat("malformed arguments for ", ProcedureName(h.procedure), ": ",
                                           args.ok() ? "trailing bytes" : args.error()));
   }
+  if (absl::IsCancelled(st)) return;  // the call sent its own reply (OPEN_CONSOLE: before its stream data)
   MessageHeader reply = h;
   reply.type = MessageType::kReply;
   if (st.ok()) {
@@ -240,7 +241,7 @@ absl::Status RemoteDispatcher::Call(const std::shared_ptr<Connection>& conn, Cli
       std::optional<std::string> name = args.GetOptionalString();
       args.GetU32();
       client.opened = true;
-      LOG_INFO("daemon: client %d opened '%s'", conn->fd(), name.value_or(""));
+      LOG_DEBUG("daemon: client %d opened '%s'", conn->fd(), name.value_or(""));
       return absl::OkStatus();
     }
     case kProcConnectClose:
@@ -538,7 +539,7 @@ absl::Status RemoteDispatcher::Call(const std::shared_ptr<Connection>& conn, Cli
         stream = client.streams[header.serial];
       }
       if (stream) stream->Start();
-      return absl::CancelledError("replied");
+      return absl::CancelledError("already replied");
     }
     default:
       return absl::UnimplementedError(ProcedureName(proc));

@@ -117,6 +117,7 @@ TEST_CASE("ACPI: RSDP -> XSDT/RSDT -> FADT -> DSDT/FACS, MADT") {
   CHECK(Peek<uint64_t>(fadt.bytes, 212) == platform::kAcpiPmTimerPort);
   const uint32_t flags = Peek<uint32_t>(fadt.bytes, 112);
   CHECK((flags & (1u << 20)) == 0);  // not hardware-reduced
+  CHECK((flags & (1u << 4)) == 0);   // a fixed-feature power button (virsh shutdown)
   CHECK((flags & (1u << 10)) != 0);  // reset register supported
   CHECK((flags & (1u << 8)) == 0);   // 24-bit PM timer
   CHECK(fadt.bytes[116] == 1);       // reset register in system I/O space

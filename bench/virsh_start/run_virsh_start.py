@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Time from `virsh start --console` to the guest's first console line, through `coalesce daemon`, against
+`coalesce run` of the same guest to its first stdout line, alternating in the same run. The daemon is started
+once beforehand (it is a long-running service; its start-up is not what a user waits for). The guest is the
+project's `hello` test guest: it prints a line at once and powers off, so the figure is the management path's
+overhead on top of the VMM's own start.
+
+Last line: one JSON object (name, value, unit, baseline, ratio; the goal is ratio <= 1.1).
+
+Usage: run_virsh_start.py COALESCE HELLO_ELF [--rounds N]"""
+import argparse
+import json
+import os
+import pty
+import select
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ap = argparse.ArgumentParser()
+ap.add_argument("coalesce")
+ap.add_argument("hello")
+ap.add_argument("--rounds", type=int, default=5)
+a = ap.parse_args()
+LINE = b"Hello from the coalesce test guest"
+
+
+def first_line_direct():
+    t0 = time.monotonic()
+    p = subprocess.Popen([a.coalesce, "run", "--kernel", a.hello, "--vcpus", "1", "--memory", "64M"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    buf = b""
+    while LINE not in buf:
+        chunk = p.stdout.read1(4096)
+        if not chunk:
+            raise RuntimeError("coalesce run ended before the first line")
+        buf += chunk
+    t = time.monotonic() - t0
+    p.wait(timeout=120)
+    return t
+
+
+def first_line_virsh(sock):
+    t0 = time.monotonic()
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execvp("virsh", ["virsh", "-c", f"coalesce+unix:///system?socket={sock}", "start", "hello",
+                            "--console"])
+    buf = b""
+    deadline = time.time() + 300
+    while LINE not in buf and time.time() < deadline:
+        r, _, _ = select.select([fd], [], [], 0.5)
+        if r:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            buf += chunk
+    t = time.monotonic() - t0
+    if LINE not in buf:
+        os.kill(pid, signal.SIGKILL)
+        raise RuntimeError("virsh start --console showed no first line: " + buf[-500:].decode(errors="replace"))
+    # The guest powers off by itself; the console then ends and virsh exits.
+    end = time.time() + 120
+    while time.time() < end:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        try:
+            if select.select([fd], [], [], 0.2)[0]:
+                os.read(fd, 4096)
+        except OSError:
+            pass
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    os.close(fd)
+    return t
+
+
+with tempfile.TemporaryDirectory(prefix="coalesce-virsh-bench-") as work:
+    sock = os.path.join(work, "sock")
+    log = open(os.path.join(work, "daemon.log"), "w")
+    daemon = subprocess.Popen([a.coalesce, "daemon", "--socket", sock, "--state-dir", os.path.join(work, "state"),
+                               "--log-level", "warning"], stdout=log, stderr=log)
+    for _ in range(200):
+        if os.path.exists(sock):
+            break
+        time.sleep(0.05)
+    xml = os.path.join(work, "hello.xml")
+    with open(xml, "w") as f:
+        f.write(f"<domain type='kvm'><name>hello</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>"
+                f"<os><type>hvm</type><kernel>{a.hello}</kernel></os></domain>")
+    subprocess.run(["virsh", "-c", f"coalesce+unix:///system?socket={sock}", "define", xml], check=True,
+                   capture_output=True)
+    direct, via = [], []
+    try:
+        for i in range(a.rounds):
+            direct.append(first_line_direct())
+            via.append(first_line_virsh(sock))
+            # wait until the daemon has seen the guest end before the next start
+            for _ in range(600):
+                st = subprocess.run(["virsh", "-c", f"coalesce+unix:///system?socket={sock}", "domstate", "hello"],
+                                    capture_output=True, text=True).stdout.strip()
+                if st == "shut off":
+                    break
+                time.sleep(0.1)
+            print(f"round {i + 1}/{a.rounds}: coalesce run {direct[-1]:.3f} s, virsh start {via[-1]:.3f} s",
+                  flush=True)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=30)
+    value, baseline = statistics.median(via), statistics.median(direct)
+    print(json.dumps({"name": "virsh_start_first_line", "value": round(value, 4), "unit": "s",
+                      "baseline": round(baseline, 4), "ratio": round(value / baseline, 3),
+                      "baseline_is": "coalesce run of the same guest to its first stdout line",
+                      "rounds": a.rounds, "all_virsh": [round(x, 4) for x in via],
+                      "all_run": [round(x, 4) for x in direct], "goal": "ratio <= 1.1"}))
