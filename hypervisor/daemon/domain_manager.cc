@@ -167,6 +167,12 @@ absl::Status DomainManager::Load() {
     d.id = id;
     d.state = kStateRunning;
     d.reason = kRunningBooted;
+    // What an earlier daemon's consoles read is not known: a console opened now starts at what comes next
+    // rather than replaying the whole boot.
+    struct stat console_stat {};
+    if (::stat(PathsOf(name).console.c_str(), &console_stat) == 0) {
+      d.console_consumed = static_cast<uint64_t>(console_stat.st_size);
+    }
     for (const VcpuThread& t : ReadVcpuThreads(d.guest->pid())) {
       if (t.state == 'T') d.state = kStatePaused, d.reason = kPausedUser;
     }

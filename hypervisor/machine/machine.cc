@@ -134,9 +134,20 @@ absl::Status Machine::BuildInterruptControllers() {
 absl::Status Machine::BuildDevices() {
   auto console_out = config_.console_output;
   if (!console_out) {
-    console_out = [](uint8_t c) {
+    console_out = [this](uint8_t c) {
       std::fputc(c, stdout);
-      if (c == '\n') std::fflush(stdout);
+      if (c == '\n') {
+        std::fflush(stdout);
+        return;
+      }
+      // A shell prompt ends without a newline: flush shortly after the guest stops writing rather than at its
+      // next line, so an interactive console (a terminal, or `virsh console` through a file) shows it.
+      if (!console_flush_pending_.exchange(true)) {
+        timers_->Schedule(TimerService::Clock::now() + std::chrono::milliseconds(10), [this] {
+          console_flush_pending_.store(false);
+          std::fflush(stdout);
+        });
+      }
     };
   }
   auto uart = std::make_unique<Uart16550>(irq_sink_.get(), platform::kCom1Irq, console_out);

@@ -3,6 +3,7 @@
 // teardown is the reverse (vCPU threads, then timers, then devices, then memory and the VM).
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <string>
@@ -93,6 +94,7 @@ class Machine final {
   AcpiPm* acpi_pm_ = nullptr;                         // owned by devices_
   BootEntry boot_entry_;
   std::unique_ptr<ConsoleInput> console_input_;
+  std::atomic<bool> console_flush_pending_{false};  // a flush of a partial console line is scheduled
   std::vector<std::unique_ptr<Vcpu>> vcpus_;           // indexed by vCPU id; null where the vCPU is remote
   std::unique_ptr<CoalescenceHome> home_;             // only when vCPUs run on edge nodes
 };

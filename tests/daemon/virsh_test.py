@@ -11,6 +11,11 @@ UNIX socket, a real state directory.
                                                resume, destroy, a guest killed from outside (shut off, crashed),
                                                a daemon restart while the guest runs (found again), reboot and
                                                shutdown through the ACPI power button
+  virsh_test.py COALESCE ASSETS_DIR edge GUESTS_DIR
+                                               KVM: a coalesced guest (the spinlock test guest, vCPU 1 on an
+                                               edge agent process) defined with the placement in <metadata>:
+                                               start, list, vcpuinfo naming where each vCPU runs, dumpxml,
+                                               destroy
 """
 import os
 import pty
@@ -25,6 +30,9 @@ import threading
 import time
 
 COALESCE, ASSETS, MODE = sys.argv[1], sys.argv[2], sys.argv[3]
+GUESTS = sys.argv[4] if len(sys.argv) > 4 else ""
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
+from edge_agent_process import EdgeAgent  # noqa: E402
 failures = []
 
 
@@ -253,6 +261,8 @@ def guest_tests(work):
     booted = con.expect("starting a shell on the console", 600)
     check("the console shows the guest's boot (output from before it was attached included)", booted,
           con.buf[-800:].decode(errors="replace"))
+    check("the shell prompt shows on the console (a line without a newline is flushed)", con.expect("/ # ", 60),
+          con.buf[-300:].decode(errors="replace"))
     con.send("echo virsh-$((6*7))\r")
     check("the console is interactive: a command typed through virsh runs in the guest",
           con.expect("virsh-42", 120), con.buf[-400:].decode(errors="replace"))
@@ -282,6 +292,9 @@ def guest_tests(work):
     rc, state, err = virsh(d, "domstate", "linux")
     check("a restarted daemon finds the running guest again", rc == 0 and state.strip() == "running", state + err)
     con = Console(d, "linux")
+    # virsh puts the terminal in raw mode after "Escape character", discarding what was typed before it.
+    con.expect("Escape character", 60)
+    time.sleep(1)
     con.send("echo again-$((5+5))\r")
     check("its console works through the new daemon", con.expect("again-10", 120),
           con.buf[-400:].decode(errors="replace"))
@@ -344,6 +357,55 @@ def wait_for_file_text(path, text, timeout):
     return False
 
 
+def edge_tests(work):
+    agent = EdgeAgent(COALESCE, capacity="vcpus=4,memory=1G")
+    d = Daemon(work)
+    d.start()
+    try:
+        meta = ("  <metadata>\n    <coalesce:coalescence xmlns:coalesce='https://coalesce.dev/xmlns/domain/1'>\n"
+                f"      <coalesce:edge address='{agent.listen}' vcpus='1'/>\n"
+                "    </coalesce:coalescence>\n  </metadata>\n")
+        xml = write(os.path.join(work, "edge.xml"),
+                    domain_xml("coalesced", os.path.join(GUESTS, "spinlock.elf"), "",
+                               "iterations=100000000 timeout_s=600", vcpus=2, memory_mib=64, extra=meta))
+        rc, out, err = virsh(d, "define", xml)
+        check("define a coalesced guest (vCPU 1 on an edge agent)", rc == 0, out + err)
+        rc, out, err = virsh(d, "dumpxml", "coalesced")
+        check("dumpxml keeps the placement", f"address=\"{agent.listen}\"" in out and "vcpus=\"1\"" in out,
+              out + err)
+        rc, out, err = virsh(d, "start", "coalesced")
+        check("start it", rc == 0, out + err)
+        deadline = time.time() + 300
+        vcpus = {}
+        while time.time() < deadline and len(vcpus) < 2:
+            rc, out, err = virsh(d, "vcpuinfo", "coalesced")
+            vcpus, current = {}, None
+            for line in out.splitlines():
+                if line.startswith("VCPU:"):
+                    current = line.split()[1]
+                elif line.startswith("CPU:") and current is not None:
+                    vcpus[current] = line.split()[1]
+            if len(vcpus) < 2 or vcpus.get("0") in (None, "-1"):
+                vcpus = {}
+                time.sleep(1)
+        check("vcpuinfo: vCPU 0 on a CPU of this host, vCPU 1 on none of them (it is on the edge)",
+              vcpus.get("0") not in (None, "-1") and vcpus.get("1") == "-1", out + err)
+        rc, out, err = virsh(d, "list")
+        check("list shows the coalesced guest running", rc == 0 and "coalesced" in out and "running" in out,
+              out + err)
+        time.sleep(3)
+        rc, state, err = virsh(d, "domstate", "coalesced")
+        check("it keeps running across both nodes", state.strip() == "running",
+              state + err + open(os.path.join(d.state, "run", "coalesced.log")).read()[-1500:])
+        rc, out, err = virsh(d, "destroy", "coalesced")
+        rc2, state, _ = virsh(d, "domstate", "coalesced", "--reason")
+        check("destroy", rc == 0 and state.strip() == "shut off (destroyed)", out + err + state)
+        check("the edge agent outlives the guest", agent.proc.poll() is None)
+        check("the daemon stops cleanly", d.stop() == 0)
+    finally:
+        agent.stop()
+
+
 def main():
     with tempfile.TemporaryDirectory(prefix="coalesce-virsh-") as work:
         try:
@@ -351,6 +413,8 @@ def main():
                 protocol_tests(work)
             elif MODE == "guests":
                 guest_tests(work)
+            elif MODE == "edge":
+                edge_tests(work)
             else:
                 print(f"unknown mode {MODE}")
                 return 2
