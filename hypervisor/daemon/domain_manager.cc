@@ -376,8 +376,7 @@ absl::Status DomainManager::Destroy(const std::string& name) {
     (*d)->destroy_requested = true;
     guest = (*d)->guest;
   }
-  guest->Terminate(/*grace_ms=*/5000);  // outside mu_: its watcher takes mu_ to report the end
-  return absl::OkStatus();
+  return guest->Terminate(/*grace_ms=*/5000);  // outside mu_: its watcher takes mu_ to report the end
 }
 
 absl::Status DomainManager::Shutdown(const std::string& name) {

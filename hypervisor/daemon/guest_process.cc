@@ -157,15 +157,19 @@ absl::Status GuestProcess::Signal(int sig) {
   return absl::OkStatus();
 }
 
-void GuestProcess::Terminate(int grace_ms) {
+absl::Status GuestProcess::Terminate(int grace_ms) {
   (void)Signal(SIGCONT);  // a paused guest must run to stop in order
   (void)Signal(SIGTERM);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(grace_ms);
-  while (!ended_.load() && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  if (!ended_.load()) (void)Signal(SIGKILL);
-  while (!ended_.load() && watcher_.joinable()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  auto wait_until = [this](std::chrono::steady_clock::time_point deadline) {
+    while (!ended_.load() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return ended_.load();
+  };
+  if (wait_until(std::chrono::steady_clock::now() + std::chrono::milliseconds(grace_ms))) return absl::OkStatus();
+  (void)Signal(SIGKILL);
+  if (wait_until(std::chrono::steady_clock::now() + std::chrono::seconds(30))) return absl::OkStatus();
+  return absl::DeadlineExceededError(absl::StrCat("process ", pid_, " did not end 30 s after SIGKILL"));
 }
 
 std::vector<VcpuThread> ReadVcpuThreads(pid_t pid) {

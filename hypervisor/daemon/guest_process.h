@@ -52,8 +52,9 @@ class GuestProcess final {
   // Sends a signal to the guest process (SIGTERM: orderly stop; SIGKILL; SIGPWR: power button;
   // SIGSTOP/SIGCONT: pause). Fails once it has ended.
   absl::Status Signal(int sig);
-  // Sends SIGTERM, then SIGKILL if it has not ended within `grace_ms`; waits until it has ended.
-  void Terminate(int grace_ms);
+  // Sends SIGTERM, then SIGKILL if it has not ended within `grace_ms`, and waits up to 30 s more for it to
+  // end (a process stuck in the kernel may outlast SIGKILL): DeadlineExceeded if it has not.
+  absl::Status Terminate(int grace_ms);
 
   // The process's start time in clock ticks since boot (/proc/PID/stat field 22): with the pid it names one
   // process for good, so a recycled pid is never mistaken for a guest.

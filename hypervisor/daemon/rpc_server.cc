@@ -99,7 +99,7 @@ absl::StatusOr<std::unique_ptr<RpcServer>> RpcServer::Start(const std::string& s
 RpcServer::~RpcServer() {
   stop_.store(true);
   if (acceptor_.joinable()) acceptor_.join();
-  std::list<std::thread> threads;
+  std::list<ClientThread> threads;
   {
     absl::MutexLock lock(&mu_);
     for (auto& w : connections_) {
@@ -107,7 +107,7 @@ RpcServer::~RpcServer() {
     }
     threads.swap(client_threads_);
   }
-  for (auto& t : threads) t.join();
+  for (auto& t : threads) t.thread.join();
   ::unlink(path_.c_str());
 }
 
@@ -120,10 +120,23 @@ void RpcServer::AcceptLoop() {
     counters_.clients.fetch_add(1);
     auto conn = std::make_shared<Connection>(std::move(fd));
     absl::MutexLock lock(&mu_);
-    // Forget connections that have ended (their threads are joined when the server stops).
+    // Join the threads of clients that have gone, so a long-lived daemon does not accumulate them.
+    for (auto it = client_threads_.begin(); it != client_threads_.end();) {
+      if (it->done->load()) {
+        it->thread.join();
+        it = client_threads_.erase(it);
+      } else {
+        ++it;
+      }
+    }
     std::erase_if(connections_, [](const std::weak_ptr<Connection>& w) { return w.expired(); });
     connections_.push_back(conn);
-    client_threads_.emplace_back([this, conn] { Serve(conn); });
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    client_threads_.push_back({std::thread([this, conn, done] {
+                                 Serve(conn);
+                                 done->store(true);
+                               }),
+                               done});
   }
 }
 

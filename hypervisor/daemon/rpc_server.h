@@ -88,7 +88,11 @@ class RpcServer final {
   ServerCounters counters_;
   std::thread acceptor_;
   absl::Mutex mu_;
-  std::list<std::thread> client_threads_ ABSL_GUARDED_BY(mu_);
+  struct ClientThread {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;  // set when Serve() returns: the thread can be joined at once
+  };
+  std::list<ClientThread> client_threads_ ABSL_GUARDED_BY(mu_);
   std::vector<std::weak_ptr<Connection>> connections_ ABSL_GUARDED_BY(mu_);
 };
 
