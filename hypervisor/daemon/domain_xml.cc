@@ -102,10 +102,11 @@ absl::Status ParseOs(const xmlNode* os, DomainDefinition& def) {
         return ErrorAt(c, absl::StrCat("arch '", Attr(c, "arch"), "' is not supported (only x86_64)"));
       }
       have_type = true;
-    } else if (name == "kernel") {
-      def.kernel = Text(c);
-    } else if (name == "initrd") {
-      def.initrd = Text(c);
+    } else if (name == "kernel" || name == "initrd") {
+      // Absolute: the guest is started by the daemon, whose working directory is not the client's.
+      const std::string path = Text(c);
+      if (path.empty() || path[0] != '/') return ErrorAt(c, absl::StrCat("'", path, "' is not an absolute path"));
+      (name == "kernel" ? def.kernel : def.initrd) = path;
     } else if (name == "cmdline") {
       def.cmdline = Text(c);
     } else if (name == "boot") {

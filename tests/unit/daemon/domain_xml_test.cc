@@ -107,6 +107,9 @@ TEST_CASE("refusals name the element and its line") {
              Catch::Contains("<bogus>: unsupported element"));
   CHECK_THAT(err("<domain type='kvm'><name>a</name><memory>65536</memory><os><type>hvm</type></os></domain>"),
              Catch::Contains("<kernel>"));
+  CHECK_THAT(err("<domain type='kvm'><name>a</name><memory>65536</memory><os><type>hvm</type>"
+                 "<kernel>vmlinuz</kernel></os></domain>"),
+             Catch::Contains("<kernel>: 'vmlinuz' is not an absolute path"));
   CHECK_THAT(err("<domain type='kvm'><name>a</name><metadata><x:y xmlns:x='urn:other'/></metadata></domain>"),
              Catch::Contains("unknown metadata"));
 }
