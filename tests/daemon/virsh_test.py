@@ -29,8 +29,8 @@ import tempfile
 import threading
 import time
 
-COALESCE, ASSETS, MODE = sys.argv[1], sys.argv[2], sys.argv[3]
-GUESTS = sys.argv[4] if len(sys.argv) > 4 else ""
+COALESCE, ASSETS, MODE = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2]), sys.argv[3]
+GUESTS = os.path.abspath(sys.argv[4]) if len(sys.argv) > 4 else ""
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
 from edge_agent_process import EdgeAgent  # noqa: E402
 failures = []
