@@ -406,10 +406,11 @@ absl::Status RemoteDispatcher::Call(const std::shared_ptr<Connection>& conn, Cli
     case kProcDomainCreate:
       return domains_->Start(name);
     case kProcDomainCreateWithFlags: {
+      // START_PAUSED (1) and AUTODESTROY (2) would change what runs; BYPASS_CACHE, FORCE_BOOT and RESET_NVRAM
+      // concern saved state and firmware that do not exist here, so they are met as they are.
       const uint32_t flags = args.GetU32();
-      if (flags & ~0u & ~uint32_t{0}) {
-        if (flags & 1u) return absl::UnimplementedError("starting paused (VIR_DOMAIN_START_PAUSED)");
-      }
+      if (flags & 1u) return absl::UnimplementedError("starting paused (VIR_DOMAIN_START_PAUSED)");
+      if (flags & 2u) return absl::UnimplementedError("auto-destroy (VIR_DOMAIN_START_AUTODESTROY)");
       if (absl::Status st = domains_->Start(name); !st.ok()) return st;
       absl::StatusOr<DomainView> now = domains_->LookupByName(name);
       if (!now.ok()) return now.status();
