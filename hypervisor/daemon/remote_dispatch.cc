@@ -28,6 +28,10 @@ std::string ProcedureName(int32_t proc) {
       {185, "DOMAIN_SNAPSHOT_CREATE_XML"}, {199, "DOMAIN_SET_VCPUS_FLAGS"}, {210, "DOMAIN_INJECT_NMI"},
       {211, "DOMAIN_SCREENSHOT"}, {226, "DOMAIN_SEND_KEY"}, {245, "DOMAIN_RESET"}, {264, "DOMAIN_SET_METADATA"},
       {265, "DOMAIN_GET_METADATA"}, {277, "DOMAIN_GET_HOSTNAME"}, {278, "DOMAIN_GET_SECURITY_LABEL_LIST"},
+      {187, "DOMAIN_SNAPSHOT_NUM"}, {230, "DOMAIN_GET_VCPU_PIN_INFO"}, {293, "NODE_GET_CPU_MAP"},
+      {316, "CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY"}, {kProcDomainDefineXmlFlags, "DOMAIN_DEFINE_XML_FLAGS"},
+      {360, "CONNECT_REGISTER_CLOSE_CALLBACK"}, {361, "CONNECT_UNREGISTER_CLOSE_CALLBACK"},
+      {426, "DOMAIN_GET_MESSAGES"},
   };
   auto it = kNames.find(proc);
   return it != kNames.end() ? it->second : absl::StrCat("procedure ", proc);
@@ -43,7 +47,9 @@ RpcError ToRpcError(const absl::Status& st, int32_t proc) {
     case absl::StatusCode::kNotFound:
       return {kErrNoDomain, kFromRemote, "Domain not found: " + m};
     case absl::StatusCode::kInvalidArgument:
-      if (proc == kProcDomainDefineXml) return {kErrXmlError, kFromDomain, "XML error: " + m};
+      if (proc == kProcDomainDefineXml || proc == kProcDomainDefineXmlFlags) {
+        return {kErrXmlError, kFromDomain, "XML error: " + m};
+      }
       return {kErrInvalidArg, kFromRemote, "invalid argument: " + m};
     case absl::StatusCode::kFailedPrecondition:
       return {kErrOperationInvalid, kFromRemote, "Requested operation is not valid: " + m};
@@ -367,8 +373,13 @@ absl::Status RemoteDispatcher::Call(const std::shared_ptr<Connection>& conn, Cli
       PutDomain(ret, *d);
       return absl::OkStatus();
     }
-    case kProcDomainDefineXml: {
+    case kProcDomainDefineXml:
+    case kProcDomainDefineXmlFlags: {
       std::string xml = args.GetString();
+      // VALIDATE (1), `virsh define --validate`: every definition is checked against what the daemon honours.
+      if (proc == kProcDomainDefineXmlFlags && (args.GetU32() & ~uint32_t{1}) != 0) {
+        return absl::UnimplementedError("define flags other than VALIDATE");
+      }
       if (!args.ok()) return absl::OkStatus();
       absl::StatusOr<DomainView> d = domains_->Define(xml);
       if (!d.ok()) return d.status();

@@ -64,6 +64,7 @@ enum Proc : int32_t {
   kProcDomainDestroyFlags = 234,
   kProcDomainShutdownFlags = 258,
   kProcConnectListAllDomains = 273,
+  kProcDomainDefineXmlFlags = 350,
 };
 
 // CONNECT_LIST_ALL_DOMAINS filter bits (virConnectListAllDomainsFlags).

@@ -125,6 +125,8 @@ def protocol_tests(work):
     rc, out, err = virsh(d, "define", write(os.path.join(work, "dumped.xml"), dumped))
     rc2, dumped2, _ = virsh(d, "dumpxml", "vm1")
     check("dumpxml output defines the same domain again", rc == 0 and dumped2 == dumped, out + err)
+    rc, out, err = virsh(d, "define", "--validate", xml)
+    check("define --validate", rc == 0 and "defined" in out, out + err)
     rc, out, err = virsh(d, "domuuid", "vm1")
     check("lookup by name and UUID agree", rc == 0 and out.strip() == uuid, out + err)
 
