@@ -5,8 +5,9 @@ once beforehand (it is a long-running service; its start-up is not what a user w
 project's `hello` test guest: it prints a line at once and powers off, so the figure is the management path's
 overhead on top of the VMM's own start.
 
-Last line: one JSON object (name, value, unit, baseline, ratio; the goal is ratio <= 1.1), with the median time
-of `virsh --version` (the client's own start, which is part of the value) for reading it.
+Last line: one JSON object (name, value, unit, baseline, ratio; the goal is ratio <= 1.1), with the median times
+of `virsh --version` (the client's own start) and of `virsh domstate` (a whole do-nothing command: start,
+connect, lookup, one call), both part of the value, for reading it.
 
 Usage: run_virsh_start.py COALESCE HELLO_ELF [--rounds N]"""
 import argparse
@@ -101,7 +102,7 @@ with tempfile.TemporaryDirectory(prefix="coalesce-virsh-bench-") as work:
                 f"<os><type>hvm</type><kernel>{a.hello}</kernel></os></domain>")
     subprocess.run(["virsh", "-c", f"coalesce+unix:///system?socket={sock}", "define", xml], check=True,
                    capture_output=True)
-    direct, via, client = [], [], []
+    direct, via, client, noop = [], [], [], []
     try:
         for i in range(a.rounds):
             # virsh's own start (loading libvirt, no connection), for reading the ratio: it is in `value`
@@ -109,6 +110,11 @@ with tempfile.TemporaryDirectory(prefix="coalesce-virsh-bench-") as work:
             t0 = time.monotonic()
             subprocess.run(["virsh", "--version"], capture_output=True, check=True)
             client.append(time.monotonic() - t0)
+            # ... and a whole do-nothing command (connect, lookup, one call): the floor of any virsh command.
+            t0 = time.monotonic()
+            subprocess.run(["virsh", "-c", f"coalesce+unix:///system?socket={sock}", "domstate", "hello"],
+                           capture_output=True, check=True)
+            noop.append(time.monotonic() - t0)
             direct.append(first_line_direct())
             via.append(first_line_virsh(sock))
             # wait until the daemon has seen the guest end before the next start
@@ -128,5 +134,6 @@ with tempfile.TemporaryDirectory(prefix="coalesce-virsh-bench-") as work:
                       "baseline": round(baseline, 4), "ratio": round(value / baseline, 3),
                       "baseline_is": "coalesce run of the same guest to its first stdout line",
                       "virsh_client_start_s": round(statistics.median(client), 4),
+                      "virsh_domstate_s": round(statistics.median(noop), 4),
                       "rounds": a.rounds, "all_virsh": [round(x, 4) for x in via],
                       "all_run": [round(x, 4) for x in direct], "goal": "ratio <= 1.1"}))
