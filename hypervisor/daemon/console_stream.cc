@@ -23,21 +23,26 @@ ConsoleStream::ConsoleStream(std::shared_ptr<Connection> conn, MessageHeader ope
   header_.type = MessageType::kStream;
 }
 
-ConsoleStream::~ConsoleStream() {
-  stop_.store(true);
-  if (pump_.joinable()) pump_.join();
-}
+ConsoleStream::~ConsoleStream() { StopPump(); }
 
 void ConsoleStream::Start() {
+  std::lock_guard<std::mutex> lock(join_mu_);
+  if (stop_.load() || pump_.joinable()) return;
   pump_ = std::thread([this] { Pump(); });
 }
 
-void ConsoleStream::Send(MessageStatus status, std::span<const uint8_t> payload) {
-  if (auto c = conn_.lock()) {
-    MessageHeader h = header_;
-    h.status = status;
-    c->Send(h, payload);
-  }
+void ConsoleStream::StopPump() {
+  stop_.store(true);
+  std::lock_guard<std::mutex> lock(join_mu_);
+  if (pump_.joinable() && pump_.get_id() != std::this_thread::get_id()) pump_.join();
+}
+
+bool ConsoleStream::Send(MessageStatus status, std::span<const uint8_t> payload) {
+  auto c = conn_.lock();
+  if (!c) return false;
+  MessageHeader h = header_;
+  h.status = status;
+  return c->Send(h, payload);
 }
 
 void ConsoleStream::Write(std::span<const uint8_t> bytes) {
@@ -63,14 +68,12 @@ void ConsoleStream::Write(std::span<const uint8_t> bytes) {
 }
 
 void ConsoleStream::Close() {
-  stop_.store(true);
-  if (pump_.joinable() && pump_.get_id() != std::this_thread::get_id()) pump_.join();
+  StopPump();
   if (!done_.exchange(true)) Send(MessageStatus::kContinue, {});  // end of file for the displaced client
 }
 
 void ConsoleStream::ClientEnded(MessageStatus status) {
-  stop_.store(true);
-  if (pump_.joinable() && pump_.get_id() != std::this_thread::get_id()) pump_.join();
+  StopPump();
   // Finish (OK) and abort (ERROR) are both confirmed with an empty STREAM/OK: the client waits for it.
   (void)status;
   Send(MessageStatus::kOk, {});
@@ -85,7 +88,8 @@ void ConsoleStream::Pump() {
   while (!stop_.load()) {
     ssize_t n = out.valid() ? ::pread(out.get(), buf.data(), buf.size(), static_cast<off_t>(offset)) : 0;
     if (n > 0) {
-      Send(MessageStatus::kContinue, std::span<const uint8_t>(buf.data(), static_cast<size_t>(n)));
+      // Output counts as read only once it reached the client: a console that went away loses nothing.
+      if (!Send(MessageStatus::kContinue, std::span<const uint8_t>(buf.data(), static_cast<size_t>(n)))) return;
       offset += static_cast<uint64_t>(n);
       domains_->ConsoleConsumed(domain_, source_.id, offset);
       continue;

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <thread>
@@ -38,7 +39,8 @@ class ConsoleStream final {
 
  private:
   void Pump();
-  void Send(MessageStatus status, std::span<const uint8_t> payload);
+  void StopPump();
+  bool Send(MessageStatus status, std::span<const uint8_t> payload);
 
   std::weak_ptr<Connection> conn_;
   MessageHeader header_;  // the OPEN_CONSOLE call: stream messages carry its procedure and serial
@@ -48,6 +50,9 @@ class ConsoleStream final {
   UniqueFd input_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> done_{false};
+  // Start, ClientEnded (the owner's reader thread) and Close (another client's `console --force`) may race:
+  // every start and join of the pump happens under join_mu_.
+  std::mutex join_mu_;
   std::thread pump_;
 };
 

@@ -84,6 +84,7 @@ DomainManager::~DomainManager() {
   std::vector<std::shared_ptr<GuestProcess>> guests;
   {
     absl::MutexLock lock(&mu_);
+    stopping_ = true;
     for (auto& [name, d] : domains_) {
       if (d.guest) guests.push_back(std::move(d.guest));
     }
@@ -164,6 +165,7 @@ absl::Status DomainManager::Load() {
       continue;
     }
     d.guest = *std::move(guest);
+    d.live = *live_def;
     d.id = id;
     d.state = kStateRunning;
     d.reason = kRunningBooted;
@@ -190,7 +192,8 @@ absl::StatusOr<DomainManager::Domain*> DomainManager::FindLocked(const std::stri
 
 DomainView DomainManager::ViewLocked(const Domain& d) const {
   DomainView v;
-  v.def = d.def;
+  v.def = d.live ? *d.live : d.def;
+  v.next_def = d.def;
   v.state = d.state;
   v.reason = d.reason;
   v.id = d.id;
@@ -298,6 +301,7 @@ absl::Status DomainManager::LaunchLocked(Domain& d) {
                            [this, name, id](GuestEnd end) { OnGuestEnd(name, id, end); });
   if (!guest.ok()) return guest.status();
   d.guest = *std::move(guest);
+  d.live = d.def;
   d.id = id;
   d.state = kStateRunning;
   d.reason = kRunningBooted;
@@ -315,6 +319,7 @@ absl::Status DomainManager::LaunchLocked(Domain& d) {
 
 void DomainManager::OnGuestEnd(const std::string& name, int id, GuestEnd end) {
   absl::MutexLock lock(&mu_);
+  if (stopping_) return;  // the daemon is going: the next one reads the run record and reports the end
   auto it = domains_.find(name);
   if (it == domains_.end() || it->second.id != id) return;
   Domain& d = it->second;
@@ -353,6 +358,8 @@ void DomainManager::OnGuestEnd(const std::string& name, int id, GuestEnd end) {
   d.state = kStateShutoff;
   d.reason = reason;
   d.id = -1;
+  d.live.reset();
+  d.reboot_requested = false;
   if (!d.persistent) domains_.erase(it);
 }
 
@@ -386,6 +393,7 @@ absl::Status DomainManager::Shutdown(const std::string& name) {
   if (!d.ok()) return d.status();
   if (!(*d)->guest) return absl::FailedPreconditionError("domain is not running");
   if ((*d)->state == kStatePaused) return absl::FailedPreconditionError("domain is paused: resume it first");
+  (*d)->reboot_requested = false;  // a shutdown after an unanswered reboot powers off for good
   return (*d)->guest->Signal(SIGPWR);
 }
 
@@ -436,7 +444,7 @@ absl::StatusOr<std::vector<VcpuView>> DomainManager::Vcpus(const std::string& na
     absl::StatusOr<Domain*> d = FindLocked(name);
     if (!d.ok()) return d.status();
     if (!(*d)->guest) return absl::FailedPreconditionError("domain is not running");
-    def = (*d)->def;
+    def = (*d)->live ? *(*d)->live : (*d)->def;
     pid = (*d)->guest->pid();
     paused = (*d)->state == kStatePaused;
   }

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -47,7 +48,8 @@ enum : int32_t {
 };
 
 struct DomainView {
-  DomainDefinition def;
+  DomainDefinition def;       // what runs now (while active), else the definition
+  DomainDefinition next_def;  // the definition the next start uses (a redefinition while running)
   int32_t state = kStateShutoff;
   int32_t reason = kShutoffUnknown;
   int id = -1;  // -1 while inactive
@@ -106,7 +108,8 @@ class DomainManager final {
 
  private:
   struct Domain {
-    DomainDefinition def;
+    DomainDefinition def;                 // the persistent definition: used by the next start
+    std::optional<DomainDefinition> live;  // what the running guest was started with
     bool persistent = true;
     int32_t state = kStateShutoff;
     int32_t reason = kShutoffUnknown;
@@ -136,6 +139,7 @@ class DomainManager final {
   std::map<std::string, Domain> domains_ ABSL_GUARDED_BY(mu_);
   std::vector<std::shared_ptr<GuestProcess>> ended_ ABSL_GUARDED_BY(mu_);
   int next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;  // set by the destructor: a late guest end restarts nothing
 };
 
 }  // namespace coalesce::daemon

@@ -95,13 +95,22 @@ absl::StatusOr<std::unique_ptr<GuestProcess>> GuestProcess::Launch(const std::st
     // Child: async-signal-safe calls only. Its own session: a signal to the daemon's group does not reach
     // the guest, which outlives the daemon.
     ::setsid();
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    // SIGPWR and SIGUSR2 stay blocked across exec until `coalesce run` takes them over (BlockStopSignals):
+    // their default action would end a guest that is shut down the instant it starts.
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGPWR);
+    sigaddset(&mask, SIGUSR2);
+    ::sigprocmask(SIG_SETMASK, &mask, nullptr);
     ::signal(SIGPIPE, SIG_DFL);  // the daemon ignores it; an ignored disposition would survive exec
-    ::dup2(in.get(), 0);
-    ::dup2(out.get(), 1);
-    ::dup2(err.get(), 2);
+    // Above 2 first, so that dup2 onto 0-2 never meets its own source (a daemon started with 0-2 closed).
+    const int fds[3] = {::fcntl(in.get(), F_DUPFD_CLOEXEC, 3), ::fcntl(out.get(), F_DUPFD_CLOEXEC, 3),
+                        ::fcntl(err.get(), F_DUPFD_CLOEXEC, 3)};
+    for (int i = 0; i < 3; ++i) {
+      if (fds[i] < 0 || ::dup2(fds[i], i) < 0) ::_exit(127);
+    }
+    // Nothing else of the daemon's reaches the guest (files other threads opened without O_CLOEXEC).
+    ::close_range(3, ~0U, 0);
     ::execv(binary.c_str(), argv.data());
     ::_exit(127);
   }
@@ -145,8 +154,10 @@ void GuestProcess::Watch() {
       if (WIFSIGNALED(status)) end.signal = WTERMSIG(status);
     }
   }
-  ended_.store(true);
+  // After the report: whoever waits for ended() (Terminate, i.e. `virsh destroy`) then sees the domain's new
+  // state. Signal() goes through the pidfd, so it cannot reach a recycled pid in between.
   if (on_end_) on_end_(end);
+  ended_.store(true);
 }
 
 absl::Status GuestProcess::Signal(int sig) {

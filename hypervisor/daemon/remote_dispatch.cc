@@ -7,6 +7,8 @@
 #include <fstream>
 #include <thread>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "hypervisor/base/log.h"
 #include "hypervisor/daemon/remote_protocol.h"
@@ -95,7 +97,11 @@ int HostMhz() {
   while (std::getline(in, line)) {
     if (line.rfind("cpu MHz", 0) == 0) {
       auto colon = line.find(':');
-      if (colon != std::string::npos) return static_cast<int>(std::stod(line.substr(colon + 1)));
+      double mhz = 0;
+      if (colon != std::string::npos &&
+          absl::SimpleAtod(absl::StripAsciiWhitespace(line.substr(colon + 1)), &mhz)) {
+        return static_cast<int>(mhz);
+      }
     }
   }
   return 0;
@@ -213,6 +219,9 @@ absl::Status RemoteDispatcher::OpenConsole(const std::shared_ptr<Connection>& co
     if (it != consoles_.end()) displaced = it->second.lock();
     if (displaced && !displaced->finished() && !(flags & kConsoleForce)) {
       return absl::AlreadyExistsError("Active console session exists for this domain");
+    }
+    if (client.streams.count(header.serial) != 0) {
+      return absl::InvalidArgumentError(absl::StrCat("serial ", header.serial, " already names an open stream"));
     }
     consoles_[domain] = stream;
     client.streams[header.serial] = stream;
@@ -351,7 +360,7 @@ absl::Status RemoteDispatcher::Call(const std::shared_ptr<Connection>& conn, Cli
     }
     case kProcDomainLookupByName: {
       std::string name = args.GetString();
-      if (!args.ok()) return absl::OkStatus();
+      if (!args.Finished()) return absl::OkStatus();
       absl::StatusOr<DomainView> d = domains_->LookupByName(name);
       if (!d.ok()) return d.status();
       PutDomain(ret, *d);
@@ -359,7 +368,7 @@ absl::Status RemoteDispatcher::Call(const std::shared_ptr<Connection>& conn, Cli
     }
     case kProcDomainLookupByUuid: {
       Uuid uuid = args.GetFixedOpaque<16>();
-      if (!args.ok()) return absl::OkStatus();
+      if (!args.Finished()) return absl::OkStatus();
       absl::StatusOr<DomainView> d = domains_->LookupByUuid(uuid);
       if (!d.ok()) return d.status();
       PutDomain(ret, *d);
@@ -367,7 +376,7 @@ absl::Status RemoteDispatcher::Call(const std::shared_ptr<Connection>& conn, Cli
     }
     case kProcDomainLookupById: {
       const int32_t id = args.GetI32();
-      if (!args.ok()) return absl::OkStatus();
+      if (!args.Finished()) return absl::OkStatus();
       absl::StatusOr<DomainView> d = domains_->LookupById(id);
       if (!d.ok()) return d.status();
       PutDomain(ret, *d);
@@ -376,11 +385,10 @@ absl::Status RemoteDispatcher::Call(const std::shared_ptr<Connection>& conn, Cli
     case kProcDomainDefineXml:
     case kProcDomainDefineXmlFlags: {
       std::string xml = args.GetString();
+      const uint32_t define_flags = proc == kProcDomainDefineXmlFlags ? args.GetU32() : 0;
+      if (!args.Finished()) return absl::OkStatus();  // malformed: nothing defined
       // VALIDATE (1), `virsh define --validate`: every definition is checked against what the daemon honours.
-      if (proc == kProcDomainDefineXmlFlags && (args.GetU32() & ~uint32_t{1}) != 0) {
-        return absl::UnimplementedError("define flags other than VALIDATE");
-      }
-      if (!args.ok()) return absl::OkStatus();
+      if ((define_flags & ~uint32_t{1}) != 0) return absl::UnimplementedError("define flags other than VALIDATE");
       absl::StatusOr<DomainView> d = domains_->Define(xml);
       if (!d.ok()) return d.status();
       PutDomain(ret, *d);
@@ -404,22 +412,35 @@ absl::Status RemoteDispatcher::Call(const std::shared_ptr<Connection>& conn, Cli
     return absl::UnimplementedError(absl::StrCat(ProcedureName(proc), " (Coalesce does not implement it)"));
   }
   DomainRef ref = GetDomain(args);
-  if (!args.ok()) return absl::OkStatus();  // reported as malformed by the caller
+  // Every argument is decoded and the payload checked before anything is done: a malformed call changes
+  // nothing.
+  const bool has_flags = proc == kProcDomainUndefineFlags || proc == kProcDomainCreateWithFlags ||
+                         proc == kProcDomainDestroyFlags || proc == kProcDomainShutdownFlags ||
+                         proc == kProcDomainReboot || proc == kProcDomainGetState || proc == kProcDomainGetXmlDesc ||
+                         proc == kProcDomainHasManagedSaveImage || proc == kProcDomainGetVcpusFlags ||
+                         proc == kProcDomainGetControlInfo;
+  int32_t maxinfo = 0, maplen = 0;
+  std::optional<std::string> console_dev;
+  if (proc == kProcDomainGetVcpus) {
+    maxinfo = args.GetI32();
+    maplen = args.GetI32();
+  }
+  if (proc == kProcDomainOpenConsole) console_dev = args.GetOptionalString();
+  const uint32_t flags = (has_flags || proc == kProcDomainOpenConsole) ? args.GetU32() : 0;
+  if (!args.Finished()) return absl::OkStatus();  // reported as malformed by the caller
   absl::StatusOr<DomainView> dom = lookup(ref);
   if (!dom.ok()) return dom.status();
   const std::string& name = dom->def.name;
   switch (proc) {
     case kProcDomainUndefine:
       return domains_->Undefine(name);
-    case kProcDomainUndefineFlags:
-      args.GetU32();  // managed save, snapshots, NVRAM: none exist here, so every flag is satisfied
+    case kProcDomainUndefineFlags:  // managed save, snapshots, NVRAM: none exist here, every flag is met
       return domains_->Undefine(name);
     case kProcDomainCreate:
       return domains_->Start(name);
     case kProcDomainCreateWithFlags: {
       // START_PAUSED (1) and AUTODESTROY (2) would change what runs; BYPASS_CACHE, FORCE_BOOT and RESET_NVRAM
       // concern saved state and firmware that do not exist here, so they are met as they are.
-      const uint32_t flags = args.GetU32();
       if (flags & 1u) return absl::UnimplementedError("starting paused (VIR_DOMAIN_START_PAUSED)");
       if (flags & 2u) return absl::UnimplementedError("auto-destroy (VIR_DOMAIN_START_AUTODESTROY)");
       if (absl::Status st = domains_->Start(name); !st.ok()) return st;
@@ -431,18 +452,15 @@ absl::Status RemoteDispatcher::Call(const std::shared_ptr<Connection>& conn, Cli
     case kProcDomainDestroy:
       return domains_->Destroy(name);
     case kProcDomainDestroyFlags:
-      args.GetU32();
       return domains_->Destroy(name);
     case kProcDomainShutdown:
       return domains_->Shutdown(name);
     case kProcDomainShutdownFlags: {
-      const uint32_t flags = args.GetU32();
       // 0 = the hypervisor's choice; 1 = ACPI power button. Agent, initctl, signal and paravirt are not ours.
       if (flags & ~uint32_t{1}) return absl::UnimplementedError("shutdown modes other than the ACPI power button");
       return domains_->Shutdown(name);
     }
     case kProcDomainReboot: {
-      const uint32_t flags = args.GetU32();
       if (flags & ~uint32_t{1}) return absl::UnimplementedError("reboot modes other than the ACPI power button");
       return domains_->Reboot(name);
     }
@@ -459,13 +477,12 @@ absl::Status RemoteDispatcher::Call(const std::shared_ptr<Connection>& conn, Cli
       ret.PutU64(dom->cpu_time_ns);
       return absl::OkStatus();
     case kProcDomainGetState:
-      args.GetU32();
       ret.PutI32(dom->state);
       ret.PutI32(dom->reason);
       return absl::OkStatus();
     case kProcDomainGetXmlDesc:
-      args.GetU32();
-      ret.PutString(FormatDomainXml(dom->def, dom->id));
+      // INACTIVE (2): the definition the next start will use; otherwise what runs now.
+      ret.PutString((flags & 2u) ? FormatDomainXml(dom->next_def) : FormatDomainXml(dom->def, dom->id));
       return absl::OkStatus();
     case kProcDomainGetOsType:
       ret.PutString("hvm");
@@ -483,29 +500,23 @@ absl::Status RemoteDispatcher::Call(const std::shared_ptr<Connection>& conn, Cli
       ret.PutI32(0);
       return absl::OkStatus();
     case kProcDomainHasManagedSaveImage:
-      args.GetU32();
       ret.PutI32(0);
       return absl::OkStatus();
     case kProcDomainGetMaxVcpus:
       ret.PutI32(static_cast<int32_t>(dom->def.vcpus));
       return absl::OkStatus();
     case kProcDomainGetVcpusFlags:
-      args.GetU32();
       ret.PutI32(static_cast<int32_t>(dom->def.vcpus));
       return absl::OkStatus();
     case kProcDomainGetMaxMemory:
       ret.PutU64(dom->def.memory_kib);
       return absl::OkStatus();
     case kProcDomainGetControlInfo:
-      args.GetU32();
       ret.PutU32(0);  // VIR_DOMAIN_CONTROL_OK: there is no monitor to be busy
       ret.PutU32(0);
       ret.PutU64(0);
       return absl::OkStatus();
     case kProcDomainGetVcpus: {
-      const int32_t maxinfo = args.GetI32();
-      const int32_t maplen = args.GetI32();
-      if (!args.ok()) return absl::OkStatus();
       if (maxinfo < 0 || maxinfo > 2048 || maplen < 0 || maplen > 256) {
         return absl::InvalidArgumentError(absl::StrCat("maxinfo ", maxinfo, " or maplen ", maplen, " out of range"));
       }
@@ -533,11 +544,8 @@ absl::Status RemoteDispatcher::Call(const std::shared_ptr<Connection>& conn, Cli
       return absl::OkStatus();
     }
     case kProcDomainOpenConsole: {
-      std::optional<std::string> dev = args.GetOptionalString();
-      const uint32_t flags = args.GetU32();
-      if (!args.Finished()) return absl::OkStatus();
-      if (dev && !dev->empty() && *dev != "serial0" && *dev != "console0") {
-        return absl::InvalidArgumentError(absl::StrCat("no console device '", *dev, "' (serial0 is COM1)"));
+      if (console_dev && !console_dev->empty() && *console_dev != "serial0" && *console_dev != "console0") {
+        return absl::InvalidArgumentError(absl::StrCat("no console device '", *console_dev, "' (serial0 is COM1)"));
       }
       if (absl::Status st = OpenConsole(conn, client, header, name, flags); !st.ok()) return st;
       // The reply goes out before any stream data: the pump starts once it has been sent.

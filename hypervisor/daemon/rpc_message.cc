@@ -8,9 +8,10 @@ namespace coalesce::daemon {
 absl::StatusOr<uint32_t> DecodeLength(std::span<const uint8_t, kLengthBytes> bytes) {
   const uint32_t length = (uint32_t{bytes[0]} << 24) | (uint32_t{bytes[1]} << 16) | (uint32_t{bytes[2]} << 8) |
                           uint32_t{bytes[3]};
-  if (length < kLengthBytes + kHeaderBytes || length > kMessageMax) {
+  // VIR_NET_MESSAGE_MAX bounds what follows the length word.
+  if (length < kLengthBytes + kHeaderBytes || length - kLengthBytes > kMessageMax) {
     return absl::InvalidArgumentError(absl::StrCat("message length ", length, " is outside ",
-                                                   kLengthBytes + kHeaderBytes, "..", kMessageMax));
+                                                   kLengthBytes + kHeaderBytes, "..", kLengthBytes + kMessageMax));
   }
   return length;
 }

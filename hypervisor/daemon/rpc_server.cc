@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -84,7 +85,13 @@ absl::StatusOr<std::unique_ptr<RpcServer>> RpcServer::Start(const std::string& s
       return absl::AlreadyExistsError(absl::StrCat("another daemon is serving ", socket_path));
     }
   }
-  ::unlink(socket_path.c_str());
+  struct stat st {};
+  if (::lstat(socket_path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      return absl::AlreadyExistsError(absl::StrCat(socket_path, " exists and is not a socket: not removing it"));
+    }
+    ::unlink(socket_path.c_str());  // a stale socket of a daemon that is gone
+  }
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd.valid()) return ErrnoStatus("socket");
   const mode_t old_mask = ::umask(0177);  // the socket is born 0600: no window where others may connect
@@ -115,11 +122,19 @@ void RpcServer::AcceptLoop() {
   while (!stop_.load()) {
     pollfd p{listener_.get(), POLLIN, 0};
     if (::poll(&p, 1, 200) <= 0) continue;
-    UniqueFd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    // Non-blocking: a client that stops reading must not hold a writer (and write_mu_) forever; Send and
+    // ReadExact wait in poll with deadlines instead.
+    UniqueFd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
     if (!fd.valid()) continue;
     counters_.clients.fetch_add(1);
     auto conn = std::make_shared<Connection>(std::move(fd));
     absl::MutexLock lock(&mu_);
+    if (client_threads_.size() >= kMaxClients) {
+      // Bounded: every client may hold a message buffer and a thread. Refused ones are counted and logged.
+      counters_.refused.fetch_add(1);
+      LOG_WARN("daemon: %zu clients connected: refusing another", client_threads_.size());
+      continue;
+    }
     // Join the threads of clients that have gone, so a long-lived daemon does not accumulate them.
     for (auto it = client_threads_.begin(); it != client_threads_.end();) {
       if (it->done->load()) {
@@ -157,7 +172,7 @@ absl::Status RpcServer::ReadExact(Connection& conn, std::span<uint8_t> out, bool
       continue;
     }
     ssize_t n = ::recv(conn.fd(), out.data() + done, out.size() - done, 0);
-    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
     if (n == 0) return absl::CancelledError("client disconnected");
     if (n < 0) return ErrnoStatus("recv");
     if (done == 0) deadline = std::chrono::steady_clock::now() + kMessageTimeout;
@@ -181,8 +196,15 @@ void RpcServer::Serve(std::shared_ptr<Connection> conn) {
       LOG_WARN("daemon: client %d: %s; disconnecting it", conn->fd(), std::string(length.status().message()));
       break;
     }
-    std::vector<uint8_t> body(*length - kLengthBytes);
-    if (st = ReadExact(*conn, body, /*first=*/false); !st.ok()) {
+    // Grown as bytes arrive: a client that announces 32 MiB and sends nothing pins one chunk, not 32 MiB.
+    std::vector<uint8_t> body;
+    const size_t want = *length - kLengthBytes;
+    while (st.ok() && body.size() < want) {
+      const size_t at = body.size();
+      body.resize(std::min(want, at + kReadChunk));
+      st = ReadExact(*conn, std::span<uint8_t>(body).subspan(at), /*first=*/false);
+    }
+    if (!st.ok()) {
       LOG_WARN("daemon: client %d: %s", conn->fd(), std::string(st.message()));
       break;
     }

@@ -26,6 +26,8 @@
 namespace coalesce::daemon {
 
 inline constexpr auto kMessageTimeout = std::chrono::seconds(30);
+inline constexpr size_t kMaxClients = 128;
+inline constexpr size_t kReadChunk = 256 * 1024;
 
 // One connected client. Shared by its reader thread and any stream pumps it owns.
 class Connection final {
@@ -62,6 +64,7 @@ struct ServerCounters {
   std::atomic<uint64_t> messages{0};
   std::atomic<uint64_t> malformed{0};
   std::atomic<uint64_t> timeouts{0};
+  std::atomic<uint64_t> refused{0};
 };
 
 class RpcServer final {
