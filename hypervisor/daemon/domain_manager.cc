@@ -12,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "edge_monitor/vcpu_list.h"
 #include "hypervisor/base/errno_status.h"
 #include "hypervisor/base/log.h"
 #include "hypervisor/vcpu/exit_status.h"
@@ -56,22 +57,6 @@ std::vector<std::string> FilesEndingWith(const std::string& dir, const std::stri
     }
   }
   ::closedir(d);
-  return out;
-}
-
-// Which vCPUs a placement list ("2-3", "2,3", "1,4-5") names.
-std::vector<uint32_t> VcpusOf(const std::string& list) {
-  std::vector<uint32_t> out;
-  for (absl::string_view part : absl::StrSplit(list, ',', absl::SkipEmpty())) {
-    std::vector<std::string> ends = absl::StrSplit(part, '-');
-    uint32_t lo = 0, hi = 0;
-    if (ends.size() == 1 && absl::SimpleAtoi(ends[0], &lo)) {
-      out.push_back(lo);
-    } else if (ends.size() == 2 && absl::SimpleAtoi(ends[0], &lo) && absl::SimpleAtoi(ends[1], &hi) && lo <= hi &&
-               hi - lo < 256) {
-      for (uint32_t v = lo; v <= hi; ++v) out.push_back(v);
-    }
-  }
   return out;
 }
 
@@ -188,6 +173,12 @@ absl::StatusOr<DomainManager::Domain*> DomainManager::FindLocked(const std::stri
   auto it = domains_.find(name);
   if (it == domains_.end()) return absl::NotFoundError(absl::StrCat("no domain with matching name '", name, "'"));
   return &it->second;
+}
+
+absl::StatusOr<DomainManager::Domain*> DomainManager::FindRunningLocked(const std::string& name) {
+  absl::StatusOr<Domain*> d = FindLocked(name);
+  if (d.ok() && !(*d)->guest) return absl::FailedPreconditionError("domain is not running");
+  return d;
 }
 
 DomainView DomainManager::ViewLocked(const Domain& d) const {
@@ -377,43 +368,34 @@ absl::Status DomainManager::Destroy(const std::string& name) {
   std::shared_ptr<GuestProcess> guest;
   {
     absl::MutexLock lock(&mu_);
-    absl::StatusOr<Domain*> d = FindLocked(name);
+    absl::StatusOr<Domain*> d = FindRunningLocked(name);
     if (!d.ok()) return d.status();
-    if (!(*d)->guest) return absl::FailedPreconditionError("domain is not running");
     (*d)->destroy_requested = true;
     guest = (*d)->guest;
   }
   return guest->Terminate(/*grace_ms=*/5000);  // outside mu_: its watcher takes mu_ to report the end
 }
 
-absl::Status DomainManager::Shutdown(const std::string& name) {
-  Reap();
-  absl::MutexLock lock(&mu_);
-  absl::StatusOr<Domain*> d = FindLocked(name);
-  if (!d.ok()) return d.status();
-  if (!(*d)->guest) return absl::FailedPreconditionError("domain is not running");
-  if ((*d)->state == kStatePaused) return absl::FailedPreconditionError("domain is paused: resume it first");
-  (*d)->reboot_requested = false;  // a shutdown after an unanswered reboot powers off for good
-  return (*d)->guest->Signal(SIGPWR);
-}
+absl::Status DomainManager::Shutdown(const std::string& name) { return PressPowerButton(name, /*reboot=*/false); }
 
-absl::Status DomainManager::Reboot(const std::string& name) {
+absl::Status DomainManager::Reboot(const std::string& name) { return PressPowerButton(name, /*reboot=*/true); }
+
+absl::Status DomainManager::PressPowerButton(const std::string& name, bool reboot) {
   Reap();
   absl::MutexLock lock(&mu_);
-  absl::StatusOr<Domain*> d = FindLocked(name);
+  absl::StatusOr<Domain*> d = FindRunningLocked(name);
   if (!d.ok()) return d.status();
-  if (!(*d)->guest) return absl::FailedPreconditionError("domain is not running");
   if ((*d)->state == kStatePaused) return absl::FailedPreconditionError("domain is paused: resume it first");
-  (*d)->reboot_requested = true;
+  // A shutdown after an unanswered reboot powers off for good.
+  (*d)->reboot_requested = reboot;
   return (*d)->guest->Signal(SIGPWR);
 }
 
 absl::Status DomainManager::Suspend(const std::string& name) {
   Reap();
   absl::MutexLock lock(&mu_);
-  absl::StatusOr<Domain*> d = FindLocked(name);
+  absl::StatusOr<Domain*> d = FindRunningLocked(name);
   if (!d.ok()) return d.status();
-  if (!(*d)->guest) return absl::FailedPreconditionError("domain is not running");
   if ((*d)->state == kStatePaused) return absl::OkStatus();
   if (absl::Status st = (*d)->guest->Signal(SIGSTOP); !st.ok()) return st;
   (*d)->state = kStatePaused;
@@ -424,9 +406,8 @@ absl::Status DomainManager::Suspend(const std::string& name) {
 absl::Status DomainManager::Resume(const std::string& name) {
   Reap();
   absl::MutexLock lock(&mu_);
-  absl::StatusOr<Domain*> d = FindLocked(name);
+  absl::StatusOr<Domain*> d = FindRunningLocked(name);
   if (!d.ok()) return d.status();
-  if (!(*d)->guest) return absl::FailedPreconditionError("domain is not running");
   if ((*d)->state != kStatePaused) return absl::FailedPreconditionError("domain is not paused");
   if (absl::Status st = (*d)->guest->Signal(SIGCONT); !st.ok()) return st;
   (*d)->state = kStateRunning;
@@ -441,9 +422,8 @@ absl::StatusOr<std::vector<VcpuView>> DomainManager::Vcpus(const std::string& na
   bool paused = false;
   {
     absl::MutexLock lock(&mu_);
-    absl::StatusOr<Domain*> d = FindLocked(name);
+    absl::StatusOr<Domain*> d = FindRunningLocked(name);
     if (!d.ok()) return d.status();
-    if (!(*d)->guest) return absl::FailedPreconditionError("domain is not running");
     def = (*d)->live ? *(*d)->live : (*d)->def;
     pid = (*d)->guest->pid();
     paused = (*d)->state == kStatePaused;
@@ -454,7 +434,7 @@ absl::StatusOr<std::vector<VcpuView>> DomainManager::Vcpus(const std::string& na
     out[i].node = "unknown";
   }
   for (const EdgePlacement& e : def.edges) {
-    for (uint32_t v : VcpusOf(e.vcpus)) {
+    for (uint32_t v : ParseVcpuList(e.vcpus).value_or(std::vector<uint32_t>{})) {
       if (v < out.size()) out[v].node = e.address;
     }
   }
@@ -471,9 +451,8 @@ absl::StatusOr<std::vector<VcpuView>> DomainManager::Vcpus(const std::string& na
 absl::StatusOr<ConsoleSource> DomainManager::OpenConsole(const std::string& name) {
   Reap();
   absl::MutexLock lock(&mu_);
-  absl::StatusOr<Domain*> d = FindLocked(name);
+  absl::StatusOr<Domain*> d = FindRunningLocked(name);
   if (!d.ok()) return d.status();
-  if (!(*d)->guest) return absl::FailedPreconditionError("domain is not running");
   GuestPaths p = PathsOf(name);
   return ConsoleSource{p.console, p.console_in, (*d)->console_consumed, (*d)->id};
 }

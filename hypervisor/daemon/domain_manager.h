@@ -130,6 +130,10 @@ class DomainManager final {
   void OnGuestEnd(const std::string& name, int id, GuestEnd end);
   DomainView ViewLocked(const Domain& d) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<Domain*> FindLocked(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // FindLocked, and FailedPrecondition ("domain is not running") when it has no guest.
+  absl::StatusOr<Domain*> FindRunningLocked(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // SIGPWR to the guest (the ACPI power button); with `reboot` it is started again once it has powered off.
+  absl::Status PressPowerButton(const std::string& name, bool reboot);
   // Destroys ended guests' watchers outside the lock.
   void Reap();
 

@@ -11,11 +11,11 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "edge_monitor/vcpu_list.h"
 
 namespace coalesce::daemon {
 namespace {
 
-constexpr uint32_t kMaxVcpus = 255;
 constexpr uint64_t kMinMemoryKib = 16 * 1024;
 
 struct DocFree {
@@ -216,7 +216,7 @@ absl::Status ParseDomain(const xmlNode* root, DomainDefinition& def, bool genera
     } else if (name == "vcpu") {
       auto n = ParseU64(c, Text(c));
       if (!n.ok()) return n.status();
-      if (*n < 1 || *n > kMaxVcpus) return ErrorAt(c, absl::StrCat("'", *n, "' is not a vCPU count of 1-255"));
+      if (*n < 1 || *n > kMaxVcpuCount) return ErrorAt(c, absl::StrCat("'", *n, "' is not a vCPU count of 1-255"));
       if (HasAttr(c, "current") && Attr(c, "current") != Text(c)) {
         return ErrorAt(c, "a current vCPU count below the maximum is not supported");
       }
