@@ -16,7 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "edge_monitor/child_process.h"
+#include "hypervisor/base/child_process.h"
 #include "edge_monitor/hosted_vm.h"
 
 namespace coalesce {

@@ -37,6 +37,13 @@ inline constexpr uint64_t kIoapicSize = 0x1000;
 inline constexpr uint64_t kLapicBase = 0xfee0'0000ULL;
 inline constexpr uint64_t kLapicSize = 0x1000;
 
+// virtio-mmio transports (disks): device i at kVirtioMmioBase + i * kVirtioMmioStride, level-triggered on
+// IOAPIC pin kVirtioMmioFirstGsi + i (the PCI pins, clear of every ISA line), declared in the DSDT.
+inline constexpr uint64_t kVirtioMmioBase = 0xd000'0000ULL;
+inline constexpr uint64_t kVirtioMmioStride = 0x1000;
+inline constexpr uint32_t kVirtioMmioFirstGsi = 16;
+inline constexpr uint32_t kMaxVirtioMmio = 8;
+
 // Low memory used by firmware structures (all below 1 MiB, marked reserved in e820).
 inline constexpr uint64_t kEbdaStart = 0x9fc00;
 inline constexpr uint64_t kBiosRomStart = 0xe0000;  // RSDP search area

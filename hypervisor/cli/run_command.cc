@@ -85,6 +85,14 @@ absl::StatusOr<MachineConfig> MergeProfile(RunOptions options) {
   for (const auto& edge : profile.edge()) {
     config.edges.push_back({edge.address(), {edge.vcpus().begin(), edge.vcpus().end()}});
   }
+  const auto& disks = options.disks.empty() ? std::vector<std::string>(profile.guest().disks().begin(),
+                                                                        profile.guest().disks().end())
+                                            : options.disks;
+  for (const std::string& d : disks) {
+    absl::StatusOr<DiskSpec> disk = ParseDiskSpec(d);
+    if (!disk.ok()) return disk.status();
+    config.disks.push_back(*std::move(disk));
+  }
   std::string data_plane = !options.data_plane.empty() ? options.data_plane : profile.home().data_plane_address();
   if (!data_plane.empty()) {
     absl::StatusOr<HostPort> hp = ParseHostPort(data_plane, "--data-plane", /*allow_port_zero=*/true);

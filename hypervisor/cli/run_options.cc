@@ -34,6 +34,9 @@ const char kRunUsage[] =
     "  --append STRING     kernel command line\n"
     "  --vcpus N           number of vCPUs, 1-255 (default 1)\n"
     "  --memory SIZE       guest RAM, e.g. 512M, 2G, or bytes (default 256M, at least 16M)\n"
+    "  --disk FILE[,format=qcow2|raw][,readonly=on]\n"
+    "                      a virtio block device (/dev/vda, vdb, ...) served by qemu-storage-daemon;\n"
+    "                      repeatable, up to 8. Without format= a qcow2 header means qcow2, else raw\n"
     "  --profile FILE      coalescence profile (protobuf text format or JSON); flags override it\n"
     "  --edge ADDR=LIST    place vCPUs LIST (e.g. 2,3 or 2-3) on the edge agent at ADDR (host:port);\n"
     "                      repeatable\n"
@@ -96,6 +99,10 @@ absl::StatusOr<RunOptions> ParseRunOptions(const std::vector<std::string>& args)
       auto v = take();
       if (!v.ok()) return v.status();
       o.profile = *v;
+    } else if (flag == "--disk") {
+      auto v = take();
+      if (!v.ok()) return v.status();
+      o.disks.push_back(*v);
     } else if (flag == "--edge") {
       auto v = take();
       if (!v.ok()) return v.status();

@@ -22,6 +22,7 @@ struct RunOptions {
   bool vcpus_set = false;
   std::string profile;                 // --profile FILE (coalescence profile)
   std::vector<std::string> edges;      // --edge ADDR=LIST, as given (parsed by the profile code)
+  std::vector<std::string> disks;      // --disk FILE[,format=..][,readonly=..], as given (ParseDiskSpec)
   std::string data_plane;              // --data-plane HOST:PORT (this node's DSM/data-plane address)
   bool print_stats = false;            // --stats: exit and emulation counters at exit
   std::string rip_samples;             // --rip-samples FILE: guest RIP histogram written at exit

@@ -11,7 +11,10 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "devmodel/virtio/virtio_mmio.h"
+#include "hypervisor/base/temp_dir.h"
 #include "hypervisor/base/timer_service.h"
+#include "hypervisor/boot/acpi_tables.h"
 #include "hypervisor/boot/boot_entry.h"
 #include "hypervisor/bus/bus.h"
 #include "hypervisor/kvm/kvm_system.h"
@@ -57,6 +60,7 @@ class Machine final {
   absl::Status BuildCore();
   absl::Status BuildInterruptControllers();
   absl::Status BuildDevices();
+  absl::Status BuildDisks();
   absl::Status LoadGuest();
   absl::Status BuildVcpus();
   absl::Status StartCoalescence();
@@ -88,7 +92,10 @@ class Machine final {
   std::unique_ptr<Pic8259Pair> pic_;
   std::unique_ptr<LegacyIrqWiring> irq_sink_;
   std::vector<std::unique_ptr<LocalApic>> lapics_;    // indexed by vCPU id; null where the vCPU is remote
+  TempDir disk_dir_;  // the storage daemons' sockets and logs; outlives devices_
   std::vector<std::unique_ptr<BusDevice>> devices_;  // the ordered device table, built in BuildDevices()
+  std::vector<virtio::VirtioMmio*> virtio_devices_;   // owned by devices_: the disks
+  std::vector<AcpiVirtioMmioDevice> acpi_virtio_mmio_;  // their DSDT entries
   Uart16550* uart_ = nullptr;                         // owned by devices_
   FwCfg* fw_cfg_ = nullptr;                           // owned by devices_
   AcpiPm* acpi_pm_ = nullptr;                         // owned by devices_

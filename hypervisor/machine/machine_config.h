@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "devmodel/vhost_user/disk_spec.h"
 #include "hypervisor/machine/edge_placement.h"
 #include "hypervisor/vcpu/cpuid.h"
 
@@ -22,6 +23,8 @@ struct MachineConfig {
   // Where the guest's COM1 output goes (default: stdout). Input comes from stdin when `console_input`.
   std::function<void(uint8_t)> console_output;
   bool console_input = true;
+  // Virtio block devices (virtio-mmio + vhost-user to qemu-storage-daemon), at most platform::kMaxVirtioMmio.
+  std::vector<DiskSpec> disks;
   // Coalescence: vCPUs placed on edge agents (empty: every vCPU at home). vCPU 0 always runs at home.
   std::vector<EdgePlacementSpec> edges;
   std::string data_plane_host = "127.0.0.1";  // the address edge nodes use to reach this node's data plane

@@ -8,7 +8,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "edge_monitor/child_process.h"
+#include "hypervisor/base/child_process.h"
 #include "edge_monitor/edge_agent_client.h"
 #include "profile_test_util.h"
 

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "edge_monitor/child_process.h"
+#include "hypervisor/base/child_process.h"
 
 namespace coalesce {
 namespace {

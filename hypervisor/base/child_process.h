@@ -1,5 +1,5 @@
 // A child process started with fork + exec and owned through a pidfd, so that signals never reach a recycled pid.
-// Used by the edge agent to run one remote vCPU runtime per VM.
+// Used by the edge agent (one remote vCPU runtime per VM) and by the disk device model (qemu-storage-daemon).
 #pragma once
 
 #include <sys/types.h>
@@ -17,6 +17,7 @@ class ChildProcess final {
   struct Options {
     std::vector<std::string> argv;  // argv[0] is the program executed (a path; no PATH search).
     int pass_fd = -1;               // If >= 0, becomes fd 3 in the child. Every other fd above 2 is closed.
+    int output_fd = -1;             // If >= 0, becomes the child's stdout and stderr (e.g. a log file).
     // The child gets SIGKILL when the thread that spawned it exits (PR_SET_PDEATHSIG is per thread): spawn from a
     // thread that lives as long as the child.
     bool die_with_spawning_thread = true;
@@ -35,6 +36,8 @@ class ChildProcess final {
 
   [[nodiscard]] pid_t pid() const { return pid_; }
   [[nodiscard]] bool valid() const { return pid_ > 0; }
+  // Readable once the child has exited (poll it); -1 where pidfd_open failed.
+  [[nodiscard]] int pidfd() const { return pidfd_.get(); }
 
   // Sends `signal` through the pidfd. A child that already exited is not an error. Safe to call while another
   // thread is blocked in Wait().

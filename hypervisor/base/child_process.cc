@@ -1,4 +1,4 @@
-#include "edge_monitor/child_process.h"
+#include "hypervisor/base/child_process.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -38,7 +38,8 @@ int PidfdSendSignal(int pidfd, int signal) {
 }
 
 // Runs in the forked child of a multi-threaded parent: only async-signal-safe calls until exec, no allocation.
-[[noreturn]] void ExecChild(char* const* argv, int pass_fd, int error_fd, bool die_with_parent, pid_t parent) {
+[[noreturn]] void ExecChild(char* const* argv, int pass_fd, int output_fd, int error_fd, bool die_with_parent,
+                            pid_t parent) {
   if (die_with_parent) {
     if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) FailChild(error_fd);
     if (::getppid() != parent) ::_exit(127);  // The parent died before prctl took effect.
@@ -49,6 +50,9 @@ int PidfdSendSignal(int pidfd, int signal) {
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
   ::signal(SIGPIPE, SIG_DFL);
+  if (output_fd >= 0) {
+    if (::dup2(output_fd, STDOUT_FILENO) < 0 || ::dup2(output_fd, STDERR_FILENO) < 0) FailChild(error_fd);
+  }
   // Keep the error pipe clear of fd 3 before the passed fd lands there.
   if (error_fd == kPassedFd) {
     error_fd = ::fcntl(error_fd, F_DUPFD_CLOEXEC, kPassedFd + 1);
@@ -110,7 +114,7 @@ absl::StatusOr<ChildProcess> ChildProcess::Spawn(const Options& options) {
   const pid_t pid = ::fork();
   if (pid < 0) return ErrnoStatus("spawn: fork");
   if (pid == 0) {
-    ExecChild(argv.data(), options.pass_fd, error_write.get(), options.die_with_spawning_thread, parent);
+    ExecChild(argv.data(), options.pass_fd, options.output_fd, error_write.get(), options.die_with_spawning_thread, parent);
   }
   error_write.Reset();
 

@@ -1,0 +1,81 @@
+#include "devmodel/vhost_user/disk_spec.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "hypervisor/base/errno_status.h"
+#include "hypervisor/base/unique_fd.h"
+
+namespace coalesce {
+
+const char* DiskFormatName(DiskFormat f) {
+  switch (f) {
+    case DiskFormat::kAuto: return "auto";
+    case DiskFormat::kQcow2: return "qcow2";
+    case DiskFormat::kRaw: return "raw";
+  }
+  return "?";
+}
+
+absl::StatusOr<DiskSpec> ParseDiskSpec(std::string_view arg) {
+  std::vector<absl::string_view> parts = absl::StrSplit(absl::string_view(arg.data(), arg.size()), ',');
+  DiskSpec spec;
+  spec.path = std::string(parts[0]);
+  if (spec.path.empty()) return absl::InvalidArgumentError(absl::StrFormat("--disk '%s': no file named", arg));
+  for (size_t i = 1; i < parts.size(); ++i) {
+    std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(parts[i], absl::MaxSplits('=', 1));
+    if (kv.first == "format") {
+      if (kv.second == "qcow2") {
+        spec.format = DiskFormat::kQcow2;
+      } else if (kv.second == "raw") {
+        spec.format = DiskFormat::kRaw;
+      } else {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("--disk %s: format '%s' (qcow2 or raw)", spec.path, kv.second));
+      }
+    } else if (kv.first == "readonly") {
+      if (kv.second == "on") {
+        spec.readonly = true;
+      } else if (kv.second == "off") {
+        spec.readonly = false;
+      } else {
+        return absl::InvalidArgumentError(absl::StrFormat("--disk %s: readonly '%s' (on or off)", spec.path, kv.second));
+      }
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("--disk %s: unknown option '%s' (format=, readonly=)", spec.path, parts[i]));
+    }
+  }
+  return spec;
+}
+
+absl::StatusOr<DiskFormat> CheckDiskImage(const DiskSpec& disk) {
+  UniqueFd fd(::open(disk.path.c_str(), (disk.readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC));
+  if (!fd.valid()) {
+    const int err = errno;
+    absl::Status st = ErrnoStatus(absl::StrFormat("disk %s%s", disk.path, disk.readonly ? "" : " (read-write)"), err);
+    if (err == ENOENT) return absl::NotFoundError(st.message());
+    if (err == EACCES || err == EPERM || err == EROFS) return absl::FailedPreconditionError(st.message());
+    return absl::InvalidArgumentError(st.message());
+  }
+  uint8_t magic[4] = {};
+  const ssize_t n = ::pread(fd.get(), magic, sizeof(magic), 0);
+  if (n < 0) return absl::InvalidArgumentError(ErrnoStatus(absl::StrFormat("disk %s: read", disk.path)).message());
+  const bool qcow2 = n == 4 && std::memcmp(magic, "QFI\xfb", 4) == 0;
+  switch (disk.format) {
+    case DiskFormat::kQcow2:
+      if (!qcow2) return absl::InvalidArgumentError(absl::StrFormat("disk %s: not a qcow2 image (format=qcow2)", disk.path));
+      return DiskFormat::kQcow2;
+    case DiskFormat::kRaw:
+      return DiskFormat::kRaw;
+    case DiskFormat::kAuto:
+      return qcow2 ? DiskFormat::kQcow2 : DiskFormat::kRaw;
+  }
+  return DiskFormat::kRaw;
+}
+
+}  // namespace coalesce

@@ -1,0 +1,96 @@
+// A virtio block device whose back end is a vhost-user-blk server (qemu-storage-daemon): this is the vhost-user
+// front end. Guest RAM is shared with the back end through GuestMemory's memfd (the memory table), so the back
+// end reads and writes request buffers in place; queue notifies are forwarded to kick eventfds and the back
+// end's call eventfds become the transport's used-buffer interrupt. docs/DEVICES.md has the message sequence.
+//
+// Threads: one completion thread per device (call eventfds, the daemon's pidfd, a stop eventfd). Lock order:
+// VirtioMmio::mu_ -> mu_ -> VirtioMmio::irq_mu_ (the completion thread calls used_buffer under mu_, so Reset,
+// which takes mu_, knows no call is in progress when it returns).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "devmodel/vhost_user/storage_daemon.h"
+#include "devmodel/vhost_user/vhost_user_connection.h"
+#include "devmodel/virtio/virtio_device.h"
+#include "hypervisor/base/unique_fd.h"
+#include "hypervisor/memory/guest_memory.h"
+
+namespace coalesce {
+
+// virtio-blk feature bits this front end passes on (virtio 1.2, 5.2.3); others the back end offers are hidden.
+inline constexpr uint64_t kBlkFeatureSizeMax = 1ULL << 1;
+inline constexpr uint64_t kBlkFeatureSegMax = 1ULL << 2;
+inline constexpr uint64_t kBlkFeatureGeometry = 1ULL << 4;
+inline constexpr uint64_t kBlkFeatureRo = 1ULL << 5;
+inline constexpr uint64_t kBlkFeatureBlkSize = 1ULL << 6;
+inline constexpr uint64_t kBlkFeatureFlush = 1ULL << 9;
+inline constexpr uint64_t kBlkFeatureTopology = 1ULL << 10;
+inline constexpr uint64_t kBlkFeatureMq = 1ULL << 12;
+inline constexpr uint64_t kBlkFeatureDiscard = 1ULL << 13;
+inline constexpr uint64_t kBlkFeatureWriteZeroes = 1ULL << 14;
+
+class VhostUserBlk final : public virtio::VirtioDevice {
+ public:
+  static constexpr uint32_t kConfigSize = 60;  // struct virtio_blk_config up to write_zeroes_may_unmap + padding
+  static constexpr uint16_t kQueueSize = 256;
+  static constexpr uint16_t kMaxQueues = 8;
+
+  // Connects to the daemon's socket (waiting for it to start), negotiates the protocol and reads the device
+  // configuration. An image the daemon refused is reported with the daemon's own words.
+  static absl::StatusOr<std::unique_ptr<VhostUserBlk>> Create(std::unique_ptr<StorageDaemon> daemon,
+                                                              const GuestMemory* memory, std::string name);
+  ~VhostUserBlk() override;
+
+  [[nodiscard]] uint32_t device_id() const override { return virtio::kDeviceIdBlock; }
+  [[nodiscard]] std::string_view name() const override { return name_; }
+  [[nodiscard]] uint64_t features() const override { return guest_features_; }
+  [[nodiscard]] uint16_t num_queues() const override { return num_queues_; }
+  [[nodiscard]] uint16_t max_queue_size() const override { return kQueueSize; }
+  void ReadConfig(uint64_t offset, std::span<uint8_t> data) override;
+  void WriteConfig(uint64_t offset, std::span<const uint8_t> data) override;
+  absl::Status Activate(uint64_t driver_features, const std::vector<virtio::QueueConfig>& queues,
+                        std::function<void()> used_buffer) override;
+  void Notify(uint16_t queue) override;
+  void Reset() override;
+
+  [[nodiscard]] uint64_t capacity_sectors() const;
+  [[nodiscard]] bool daemon_failed() const { return daemon_failed_.load(); }
+
+ private:
+  VhostUserBlk(std::unique_ptr<StorageDaemon> daemon, const GuestMemory* memory, std::string name,
+               vhost_user::Connection conn);
+  absl::Status Negotiate();
+  absl::Status StartQueue(const virtio::QueueConfig& q) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<uint64_t> HostAddress(uint64_t gpa, uint64_t len) const;
+  void CompletionLoop();
+
+  std::unique_ptr<StorageDaemon> daemon_;
+  const GuestMemory* memory_;
+  std::string name_;
+  uint64_t backend_features_ = 0;
+  uint64_t protocol_features_ = 0;
+  uint64_t guest_features_ = 0;
+  uint16_t num_queues_ = 1;
+  std::vector<uint8_t> config_;
+  std::vector<UniqueFd> kick_fds_;  // one eventfd per queue: Notify writes, the back end reads
+  std::vector<UniqueFd> call_fds_;  // one eventfd per queue: the back end writes, CompletionLoop reads
+  UniqueFd stop_fd_;
+  std::atomic<bool> daemon_failed_{false};
+
+  absl::Mutex mu_;
+  vhost_user::Connection conn_ ABSL_GUARDED_BY(mu_);
+  std::vector<uint16_t> started_ ABSL_GUARDED_BY(mu_);  // queues the back end runs
+  std::function<void()> used_buffer_ ABSL_GUARDED_BY(mu_);
+  std::thread completion_thread_;
+};
+
+}  // namespace coalesce
