@@ -11,6 +11,9 @@
 #include "hypervisor/base/unique_fd.h"
 
 namespace coalesce {
+namespace {
+constexpr off_t kQemuLockWriteByte = 100 + 1;
+}  // namespace
 
 const char* DiskFormatName(DiskFormat f) {
   switch (f) {
@@ -61,6 +64,18 @@ absl::StatusOr<DiskFormat> CheckDiskImage(const DiskSpec& disk) {
     if (err == ENOENT) return absl::NotFoundError(st.message());
     if (err == EACCES || err == EPERM || err == EROFS) return absl::FailedPreconditionError(st.message());
     return absl::InvalidArgumentError(st.message());
+  }
+  // QEMU's image locking (block/file-posix.c): a process using permission bit i holds an OFD read lock on byte
+  // 100 + i. qemu-storage-daemon's exports share every permission, so two of them would both write one image:
+  // refuse here when anyone holds the WRITE (bit 1) byte. QEMU in turn refuses to write an image we export.
+  struct flock probe = {};
+  probe.l_type = F_WRLCK;
+  probe.l_whence = SEEK_SET;
+  probe.l_start = kQemuLockWriteByte;
+  probe.l_len = 1;
+  if (::fcntl(fd.get(), F_OFD_GETLK, &probe) == 0 && probe.l_type != F_UNLCK) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "disk %s: locked: another process (QEMU, or another Coalesce guest) is writing it", disk.path));
   }
   uint8_t magic[4] = {};
   const ssize_t n = ::pread(fd.get(), magic, sizeof(magic), 0);

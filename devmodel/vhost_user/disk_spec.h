@@ -23,6 +23,7 @@ absl::StatusOr<DiskSpec> ParseDiskSpec(std::string_view arg);
 
 // Opens the image as the daemon will (read-only or read-write) and reads its first bytes: NotFound or
 // FailedPrecondition (no permission) naming the file, InvalidArgument when format=qcow2 names a file without the qcow2 magic.
+// FailedPrecondition when another process writes the image (QEMU's lock bytes, see disk_spec.cc).
 // Returns the format to use: kAuto becomes kQcow2 when the magic is there, else kRaw.
 absl::StatusOr<DiskFormat> CheckDiskImage(const DiskSpec& disk);
 

@@ -93,6 +93,23 @@ StorageDaemon::~StorageDaemon() {
   ::unlink(log_path_.c_str());
 }
 
+absl::Status StorageDaemon::DenyOtherWriters() {
+  // QEMU's lock bytes (block/file-posix.c): 200 + i read-locked = "permission i is not shared"; WRITE is bit 1.
+  constexpr off_t kQemuUnsharedWriteByte = 200 + 1;
+  lock_fd_.Reset(::open(disk_.path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!lock_fd_.valid()) return ErrnoStatus(absl::StrFormat("disk %s: open for locking", disk_.path));
+  struct flock lock = {};
+  lock.l_type = F_RDLCK;
+  lock.l_whence = SEEK_SET;
+  lock.l_start = kQemuUnsharedWriteByte;
+  lock.l_len = 1;
+  if (::fcntl(lock_fd_.get(), F_OFD_SETLK, &lock) != 0) {
+    return absl::FailedPreconditionError(
+        ErrnoStatus(absl::StrFormat("disk %s: locked: another process holds it", disk_.path)).message());
+  }
+  return absl::OkStatus();
+}
+
 std::string StorageDaemon::LogTail() const {
   std::ifstream in(log_path_);
   std::vector<std::string> lines;

@@ -29,6 +29,9 @@ class StorageDaemon final {
   [[nodiscard]] DiskFormat format() const { return format_; }
   // Readable once the daemon has exited.
   [[nodiscard]] int pidfd() const { return child_.pidfd(); }
+  // Once the export is up (its socket accepts): holds QEMU's "write not shared" lock byte on the image, so that
+  // QEMU tools and guests that would write it are refused while this guest uses it (disk_spec.cc).
+  absl::Status DenyOtherWriters();
   // OK while the daemon runs; once it has exited, an error naming the disk, how it ended and the last lines of
   // its log (e.g. qemu's "Failed to get "write" lock"). FailedPrecondition: the image was refused. One thread at
   // a time (the front end's start-up, then its completion thread).
@@ -48,6 +51,7 @@ class StorageDaemon final {
   std::string socket_path_;
   std::string log_path_;
   ChildProcess child_;
+  UniqueFd lock_fd_;  // holds the OFD lock of DenyOtherWriters
   bool exited_ = false;
   int wait_status_ = 0;
 };

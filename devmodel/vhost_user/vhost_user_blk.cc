@@ -46,6 +46,7 @@ absl::StatusOr<std::unique_ptr<VhostUserBlk>> VhostUserBlk::Create(std::unique_p
     RETURN_IF_ERROR(d->Health());
     return conn.status();
   }
+  RETURN_IF_ERROR(d->DenyOtherWriters());
   std::unique_ptr<VhostUserBlk> blk(new VhostUserBlk(std::move(daemon), memory, std::move(name), std::move(*conn)));
   if (absl::Status st = blk->Negotiate(); !st.ok()) {
     RETURN_IF_ERROR(blk->daemon_->Health());

@@ -1,0 +1,174 @@
+// The vhost-user front end against the real qemu-storage-daemon, without KVM: a test driver (not Linux) puts
+// virtio-blk requests in guest RAM, the daemon serves them from the image file, and the file itself, read on the
+// host, is the independent reference.
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "devmodel/vhost_user/storage_daemon.h"
+#include "devmodel/vhost_user/vhost_user_blk.h"
+#include "devmodel/virtio/virtio_mmio.h"
+#include "hypervisor/base/child_process.h"
+#include "hypervisor/base/temp_dir.h"
+#include "recording_irq_sink.h"
+#include "virtio_test_driver.h"
+
+using namespace coalesce;
+using testing::VirtioTestDriver;
+
+namespace {
+
+constexpr uint32_t kGsi = 16;
+constexpr uint64_t kHeader = VirtioTestDriver::kBuffers;
+constexpr uint64_t kData = VirtioTestDriver::kBuffers + 0x1000;
+constexpr uint64_t kStatus = VirtioTestDriver::kBuffers + 0x3000;
+constexpr uint32_t kTypeIn = 0, kTypeOut = 1, kTypeFlush = 4;
+
+std::string MakeRawImage(const TempDir& dir, const std::string& name, size_t bytes) {
+  std::string path = dir.path() + "/" + name;
+  std::string content(bytes, '\0');
+  for (size_t i = 0; i < bytes; ++i) content[i] = static_cast<char>((i / 512) ^ (i % 251));
+  std::ofstream(path, std::ios::binary) << content;
+  return path;
+}
+
+std::string ReadFileAt(const std::string& path, size_t offset, size_t len) {
+  std::ifstream in(path, std::ios::binary);
+  in.seekg(static_cast<std::streamoff>(offset));
+  std::string out(len, '\0');
+  in.read(out.data(), static_cast<std::streamsize>(len));
+  return out;
+}
+
+struct Rig {
+  Rig() {
+    auto d = TempDir::Create("vhost-user-blk-test-");
+    REQUIRE(d.ok());
+    dir = std::move(*d);
+  }
+  TempDir dir;
+  std::unique_ptr<GuestMemory> mem;
+  RecordingIrqSink irq;
+  std::unique_ptr<virtio::VirtioMmio> dev;
+  VhostUserBlk* blk = nullptr;
+  std::unique_ptr<VirtioTestDriver> drv;
+
+  absl::Status Start(const DiskSpec& disk) {
+    auto m = GuestMemory::Create(16 << 20);
+    if (!m.ok()) return m.status();
+    mem = std::make_unique<GuestMemory>(std::move(*m));
+    auto daemon = StorageDaemon::Start(disk, dir.path(), 0);
+    if (!daemon.ok()) return daemon.status();
+    auto b = VhostUserBlk::Create(std::move(*daemon), mem.get(), "vda");
+    if (!b.ok()) return b.status();
+    blk = b->get();
+    dev = std::make_unique<virtio::VirtioMmio>(std::move(*b), &irq, kGsi);
+    drv = std::make_unique<VirtioTestDriver>(dev.get(), mem.get());
+    return absl::OkStatus();
+  }
+  // One request: header, optional data, status. Returns the status byte (0 OK, 1 IOERR, 2 UNSUPP).
+  uint8_t Request(uint32_t type, uint64_t sector, std::vector<uint8_t>* data) {
+    uint8_t hdr[16] = {};
+    for (int i = 0; i < 4; ++i) hdr[i] = static_cast<uint8_t>(type >> (8 * i));
+    for (int i = 0; i < 8; ++i) hdr[8 + i] = static_cast<uint8_t>(sector >> (8 * i));
+    (void)mem->Write(kHeader, hdr);
+    uint8_t st = 0xff;
+    (void)mem->Write(kStatus, std::span<const uint8_t>(&st, 1));
+    std::vector<VirtioTestDriver::Buf> chain = {{kHeader, 16, false}};
+    if (data != nullptr) {
+      if (type == kTypeOut) (void)mem->Write(kData, *data);
+      chain.push_back({kData, static_cast<uint32_t>(data->size()), type == kTypeIn});
+    }
+    chain.push_back({kStatus, 1, true});
+    drv->Submit(chain);
+    if (!drv->WaitUsed()) return 0xfe;
+    if (type == kTypeIn && data != nullptr) (void)mem->Read(kData, *data);
+    (void)mem->Read(kStatus, std::span<uint8_t>(&st, 1));
+    return st;
+  }
+};
+
+
+}  // namespace
+
+TEST_CASE("reads and writes through qemu-storage-daemon reach the raw image file") {
+  Rig r;
+  const std::string image = MakeRawImage(r.dir, "disk.raw", 1 << 20);
+  REQUIRE(r.Start({.path = image, .format = DiskFormat::kRaw}).ok());
+  CHECK(r.blk->capacity_sectors() == (1 << 20) / 512);
+  CHECK((r.blk->features() & kBlkFeatureRo) == 0);
+  REQUIRE((r.drv->Negotiate(virtio::kFeatureVersion1 | kBlkFeatureFlush) & virtio::kStatusFeaturesOk) != 0);
+  r.drv->StartQueue0();
+
+  std::vector<uint8_t> buf(4096);
+  REQUIRE(r.Request(kTypeIn, 8, &buf) == 0);  // sectors 8..15 = file bytes 4096..8191
+  CHECK(std::string(buf.begin(), buf.end()) == ReadFileAt(image, 4096, 4096));
+  CHECK(r.irq.rising_edges(kGsi) >= 1);
+
+  std::vector<uint8_t> pattern(1024);
+  for (size_t i = 0; i < pattern.size(); ++i) pattern[i] = static_cast<uint8_t>(0xa5 ^ i);
+  REQUIRE(r.Request(kTypeOut, 100, &pattern) == 0);
+  REQUIRE(r.Request(kTypeFlush, 0, nullptr) == 0);
+  CHECK(ReadFileAt(image, 100 * 512, 1024) == std::string(pattern.begin(), pattern.end()));
+  CHECK(r.dev->notifies() == 3);
+
+  // Reset (as Linux does at probe and removal) stops the rings; a new negotiation starts them again.
+  r.drv->SetReg(0x70, 0);
+  REQUIRE((r.drv->Negotiate(virtio::kFeatureVersion1) & virtio::kStatusFeaturesOk) != 0);
+  r.drv->StartQueue0();
+  std::vector<uint8_t> again(1024);
+  // The driver's ring starts over at index 0 after a reset.
+  r.drv = std::make_unique<VirtioTestDriver>(r.dev.get(), r.mem.get());
+  r.drv->StartQueue0();
+  REQUIRE(r.Request(kTypeIn, 100, &again) == 0);
+  CHECK(again == pattern);
+}
+
+TEST_CASE("a read-only disk offers VIRTIO_BLK_F_RO and its image is not changed by a write") {
+  Rig r;
+  const std::string image = MakeRawImage(r.dir, "ro.raw", 64 << 10);
+  const std::string before = ReadFileAt(image, 0, 64 << 10);
+  REQUIRE(r.Start({.path = image, .format = DiskFormat::kRaw, .readonly = true}).ok());
+  CHECK((r.blk->features() & kBlkFeatureRo) != 0);
+  REQUIRE((r.drv->Negotiate(virtio::kFeatureVersion1 | kBlkFeatureRo) & virtio::kStatusFeaturesOk) != 0);
+  r.drv->StartQueue0();
+  std::vector<uint8_t> data(512, 0x77);
+  CHECK(r.Request(kTypeOut, 0, &data) != 0);
+  CHECK(ReadFileAt(image, 0, 64 << 10) == before);
+}
+
+TEST_CASE("an image another process writes is refused, naming the file") {
+  Rig r;
+  const std::string image = MakeRawImage(r.dir, "locked.raw", 64 << 10);
+  Rig first;
+  REQUIRE(first.Start({.path = image, .format = DiskFormat::kRaw}).ok());
+  absl::Status st = r.Start({.path = image, .format = DiskFormat::kRaw});
+  CHECK(st.code() == absl::StatusCode::kFailedPrecondition);
+  CHECK(st.message().find(image) != std::string::npos);
+  CHECK(st.message().find("locked") != std::string::npos);
+  // QEMU refuses the image too while our daemon exports it.
+  ChildProcess::Options o;
+  o.argv = {"/usr/bin/qemu-io", "-f", "raw", "-c", "write 0 512", image};
+  o.output_fd = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+  auto qemu_io = ChildProcess::Spawn(o);
+  REQUIRE(qemu_io.ok());
+  auto status = qemu_io->Wait();
+  ::close(o.output_fd);
+  REQUIRE(status.ok());
+  CHECK(WaitStatusToExitCode(*status) != 0);
+}
+
+TEST_CASE("a wrong format is refused naming the file") {
+  Rig r;
+  const std::string image = MakeRawImage(r.dir, "plain.raw", 64 << 10);
+  absl::Status st = r.Start({.path = image, .format = DiskFormat::kQcow2});
+  CHECK(st.code() == absl::StatusCode::kInvalidArgument);
+  CHECK(st.message().find("plain.raw") != std::string::npos);
+}
