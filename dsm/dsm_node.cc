@@ -197,6 +197,32 @@ void DsmNode::RunStep(NodeId peer, Step&& step) {
   dispatching_.fetch_sub(1);
 }
 
+absl::Status DsmNode::PinPage(uint64_t page) {
+  if (page * kPageSize >= size_) return absl::OutOfRangeError(absl::StrFormat("pin: page %#x is past the end", page));
+  const absl::Time deadline = absl::Now() + config_.request_timeout;
+  auto* word = reinterpret_cast<uint64_t*>(base_ + page * kPageSize);
+  while (true) {
+    // A locked OR of zero: a write access (so a write fault takes ownership) that no concurrent writer can lose.
+    __atomic_fetch_or(word, 0, __ATOMIC_SEQ_CST);
+    {
+      absl::MutexLock l(&mu_);
+      if (engine_->Pin(page).ok()) return absl::OkStatus();
+    }
+    RETURN_IF_ERROR(health());
+    if (absl::Now() > deadline) {
+      return absl::DeadlineExceededError(
+          absl::StrFormat("pin: page %#x not held here within %s", page, absl::FormatDuration(config_.request_timeout)));
+    }
+    // Another node took the page between the access and the pin (or an operation is finishing): try again.
+    absl::SleepFor(absl::Microseconds(50));
+  }
+}
+
+void DsmNode::UnpinPage(uint64_t page) {
+  if (stopped_.load()) return;  // no peer is served any more: nothing waits for the page
+  RunStep(kNoNode, [page](ProtocolEngine* e, std::vector<Message>* out) { return e->Unpin(page, absl::Now(), out); });
+}
+
 void DsmNode::OnPeerMessage(NodeId peer, Message msg) {
   if (msg.type == MsgType::kLeave) {
     LOG_INFO("dsm node %u: node %u is leaving", config_.self, peer);

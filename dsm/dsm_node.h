@@ -99,6 +99,13 @@ class DsmNode final {
   // once by the caller; large payloads on the bulk lane, which never delays a fault behind a backlog.
   absl::Status SendUserMessage(NodeId to, std::vector<uint8_t> payload, Lane lane = Lane::kBulk);
 
+  // Device pins (docs/DSM.md, "Devices that touch guest RAM"), for the node that manages the page (the home):
+  // PinPage takes write ownership of `page` here (a write access that changes nothing; it faults like any
+  // other) and pins it, so peers' requests wait until UnpinPage and a device outside the DSM may read and write
+  // this node's copy meanwhile. Pins nest. PinPage fails after request_timeout or once the node has failed.
+  absl::Status PinPage(uint64_t page);
+  void UnpinPage(uint64_t page);
+
   // OK while healthy, else the first fatal error.
   [[nodiscard]] absl::Status health() const;
   [[nodiscard]] const DsmStats& stats() const { return *stats_; }

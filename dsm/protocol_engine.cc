@@ -132,6 +132,12 @@ absl::Status ProtocolEngine::OnMessage(const Message& msg, absl::Time now, std::
 
 absl::Status ProtocolEngine::OnRequest(const Message& msg, absl::Time now, std::vector<Message>* out) {
   if (ManagerOf(msg.page) != config_.self) return Violation(msg, "this node does not manage the page");
+  if (pins_.contains(msg.page) && msg.src != config_.self) {
+    // A device is using the page: the request waits for Unpin (the requester's own deadline still runs).
+    held_[msg.page].push_back(msg);
+    stats_->requests_queued.fetch_add(1, std::memory_order_relaxed);
+    return absl::OkStatus();
+  }
   auto it = ops_.find(msg.page);
   if (it != ops_.end()) {
     // The page is busy: the request waits its turn (FIFO), which is what makes concurrent faults on one page safe.
@@ -275,6 +281,29 @@ absl::Status ProtocolEngine::FinishOp(uint64_t page, absl::Time now, std::vector
   it->second.req = std::move(it->second.waiting.front());
   it->second.waiting.pop_front();
   return StartOp(page, now, out);  // recursion depth is bounded by the queue, at most one entry per node
+}
+
+absl::Status ProtocolEngine::Pin(uint64_t page) {
+  if (page >= pages_.size()) return absl::OutOfRangeError(absl::StrFormat("pin: page %#x is past the end", page));
+  if (ManagerOf(page) != config_.self || !pages_[page].owner ||
+      static_cast<PageState>(pages_[page].state) != PageState::kModified || ops_.contains(page)) {
+    return absl::FailedPreconditionError(absl::StrFormat("pin: page %#x is not Modified here", page));
+  }
+  ++pins_[page];
+  return absl::OkStatus();
+}
+
+absl::Status ProtocolEngine::Unpin(uint64_t page, absl::Time now, std::vector<Message>* out) {
+  auto it = pins_.find(page);
+  if (it == pins_.end()) return absl::InternalError(absl::StrFormat("unpin: page %#x is not pinned", page));
+  if (--it->second > 0) return absl::OkStatus();
+  pins_.erase(it);
+  auto held = held_.find(page);
+  if (held == held_.end()) return absl::OkStatus();
+  std::deque<Message> waiting = std::move(held->second);
+  held_.erase(held);
+  for (const Message& m : waiting) RETURN_IF_ERROR(OnRequest(m, now, out));
+  return absl::OkStatus();
 }
 
 // ---------------------------------------------------------------- owner side

@@ -65,6 +65,14 @@ class ProtocolEngine final {
   // DeadlineExceeded naming the page and the node waited for, if any wait is older than the timeout.
   [[nodiscard]] absl::Status CheckTimeouts(absl::Time now) const;
 
+  // Device pins (docs/DSM.md, "Devices that touch guest RAM"): while pinned, the page stays Modified here and a
+  // peer's request for it waits until the last Unpin, so a device outside the DSM (qemu-storage-daemon) may read
+  // and write this node's copy. Pin needs this node to manage the page and own it Modified with no operation in
+  // progress; FailedPrecondition otherwise (the caller takes ownership with a write access and tries again).
+  absl::Status Pin(uint64_t page);
+  absl::Status Unpin(uint64_t page, absl::Time now, std::vector<Message>* out);
+  [[nodiscard]] bool pinned(uint64_t page) const { return pins_.contains(page); }
+
   // Graceful leave: hands every page this node holds back to its manager. The caller has stopped every accessor
   // of the memory first. Done when leave_complete().
   absl::Status BeginLeave(std::vector<Message>* out);
@@ -145,6 +153,8 @@ class ProtocolEngine final {
   absl::flat_hash_map<uint64_t, Pending> pending_;
   absl::flat_hash_map<uint64_t, ActiveOp> ops_;
   absl::flat_hash_map<uint64_t, bool> evicting_;
+  absl::flat_hash_map<uint64_t, uint32_t> pins_;             // page -> pin count
+  absl::flat_hash_map<uint64_t, std::deque<Message>> held_;  // requests waiting for a pinned page
   uint64_t next_req_id_ = 1;
   bool leaving_ = false;
 };

@@ -9,7 +9,7 @@ PKGS=(
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
   acpica-tools
   busybox-static cpio gzip xz-utils
-  qemu-system-x86 qemu-utils
+  qemu-system-x86 qemu-system-common qemu-utils e2fsprogs
   iproute2 procps python3
   libvirt-clients libtirpc-dev libxml2-dev
 )

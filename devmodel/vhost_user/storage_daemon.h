@@ -29,6 +29,7 @@ class StorageDaemon final {
   [[nodiscard]] DiskFormat format() const { return format_; }
   // Readable once the daemon has exited.
   [[nodiscard]] int pidfd() const { return child_.pidfd(); }
+  [[nodiscard]] pid_t pid() const { return child_.pid(); }
   // Once the export is up (its socket accepts): holds QEMU's "write not shared" lock byte on the image, so that
   // QEMU tools and guests that would write it are refused while this guest uses it (disk_spec.cc).
   absl::Status DenyOtherWriters();

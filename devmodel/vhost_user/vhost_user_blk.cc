@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -37,7 +38,7 @@ absl::StatusOr<UniqueFd> MakeEventFd() {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<VhostUserBlk>> VhostUserBlk::Create(std::unique_ptr<StorageDaemon> daemon,
-                                                                   const GuestMemory* memory, std::string name) {
+                                                                   const GuestMemory* memory, const Options& options) {
   StorageDaemon* d = daemon.get();
   absl::StatusOr<vu::Connection> conn =
       vu::Connection::Connect(d->socket_path(), absl::Seconds(10), [d] { return d->Health(); });
@@ -47,7 +48,7 @@ absl::StatusOr<std::unique_ptr<VhostUserBlk>> VhostUserBlk::Create(std::unique_p
     return conn.status();
   }
   RETURN_IF_ERROR(d->DenyOtherWriters());
-  std::unique_ptr<VhostUserBlk> blk(new VhostUserBlk(std::move(daemon), memory, std::move(name), std::move(*conn)));
+  std::unique_ptr<VhostUserBlk> blk(new VhostUserBlk(std::move(daemon), memory, options, std::move(*conn)));
   if (absl::Status st = blk->Negotiate(); !st.ok()) {
     RETURN_IF_ERROR(blk->daemon_->Health());
     return absl::Status(st.code(), absl::StrFormat("disk %s: %s", blk->daemon_->disk().path, st.message()));
@@ -57,22 +58,43 @@ absl::StatusOr<std::unique_ptr<VhostUserBlk>> VhostUserBlk::Create(std::unique_p
     ASSIGN_OR_RETURN(UniqueFd call, MakeEventFd());
     blk->kick_fds_.push_back(std::move(kick));
     blk->call_fds_.push_back(std::move(call));
+    if (blk->shadow_rings()) {
+      ASSIGN_OR_RETURN(UniqueFd guest_kick, MakeEventFd());
+      blk->guest_kick_fds_.push_back(std::move(guest_kick));
+    }
   }
+  if (blk->shadow_rings()) RETURN_IF_ERROR(blk->CreateShadowMemory());
   ASSIGN_OR_RETURN(blk->stop_fd_, MakeEventFd());
-  blk->completion_thread_ = std::thread([b = blk.get()] { b->CompletionLoop(); });
+  blk->worker_ = std::thread([b = blk.get()] { b->WorkerLoop(); });
   return blk;
 }
 
-VhostUserBlk::VhostUserBlk(std::unique_ptr<StorageDaemon> daemon, const GuestMemory* memory, std::string name,
+VhostUserBlk::VhostUserBlk(std::unique_ptr<StorageDaemon> daemon, const GuestMemory* memory, const Options& options,
                            vu::Connection conn)
-    : daemon_(std::move(daemon)), memory_(memory), name_(std::move(name)), conn_(std::move(conn)) {}
+    : daemon_(std::move(daemon)),
+      memory_(memory),
+      name_(options.name),
+      guard_(options.shadow_guard),
+      conn_(std::move(conn)) {}
 
 VhostUserBlk::~VhostUserBlk() {
-  if (completion_thread_.joinable()) {
+  if (worker_.joinable()) {
     const uint64_t one = 1;
     (void)!::write(stop_fd_.get(), &one, sizeof(one));
-    completion_thread_.join();
+    worker_.join();
   }
+  absl::MutexLock lock(&mu_);
+  shadows_.clear();  // releases what a request in flight still holds
+}
+
+absl::Status VhostUserBlk::CreateShadowMemory() {
+  const uint64_t bytes = ShadowVirtqueue::ShadowBytes(kQueueSize) * num_queues_;
+  shadow_fd_.Reset(::memfd_create("coalesce-shadow-rings", MFD_CLOEXEC));
+  if (!shadow_fd_.valid()) return ErrnoStatus("memfd_create (shadow rings)");
+  if (::ftruncate(shadow_fd_.get(), static_cast<off_t>(bytes)) != 0) return ErrnoStatus("ftruncate (shadow rings)");
+  ASSIGN_OR_RETURN(shadow_map_, Mapping::Map(bytes, PROT_READ | PROT_WRITE, MAP_SHARED, shadow_fd_.get(), 0,
+                                                 "shadow rings"));
+  return absl::OkStatus();
 }
 
 absl::Status VhostUserBlk::Negotiate() {
@@ -104,6 +126,9 @@ absl::Status VhostUserBlk::Negotiate() {
   ASSIGN_OR_RETURN(config_, vu::DecodeConfig(reply, kConfigSize));
 
   guest_features_ = backend_features_ & (kPassedBlkFeatures | kPassedRingFeatures);
+  // Shadow rings forward every request as the guest makes it available: no notification suppression or indirect
+  // tables to translate.
+  if (shadow_rings()) guest_features_ &= ~(virtio::kFeatureEventIdx | virtio::kFeatureIndirectDesc);
   num_queues_ = 1;
   if (guest_features_ & kBlkFeatureMq) {
     const uint16_t in_config = static_cast<uint16_t>(config_[kConfigNumQueuesOffset] |
@@ -152,6 +177,10 @@ absl::Status VhostUserBlk::Activate(uint64_t driver_features, const std::vector<
                        r.file_offset});
     fds.push_back(memory_->memfd());
   }
+  if (shadow_rings()) {
+    regions.push_back({kShadowGpa, shadow_map_.size(), reinterpret_cast<uint64_t>(shadow_map_.data()), 0});
+    fds.push_back(shadow_fd_.get());
+  }
   const bool ack = protocol_features_ & vu::kProtocolReplyAck;
   ASSIGN_OR_RETURN(std::vector<uint8_t> table, vu::EncodeMemTable(regions, ack ? vu::kFlagNeedReply : 0));
   if (ack) {
@@ -166,9 +195,21 @@ absl::Status VhostUserBlk::Activate(uint64_t driver_features, const std::vector<
 
 absl::Status VhostUserBlk::StartQueue(const virtio::QueueConfig& q) {
   if (q.index >= num_queues_) return absl::InvalidArgumentError(absl::StrFormat("queue %u does not exist", q.index));
-  ASSIGN_OR_RETURN(uint64_t desc, HostAddress(q.desc, 16ULL * q.size));
-  ASSIGN_OR_RETURN(uint64_t avail, HostAddress(q.driver, 6 + 2ULL * q.size));
-  ASSIGN_OR_RETURN(uint64_t used, HostAddress(q.device, 6 + 8ULL * q.size));
+  uint64_t desc, avail, used;
+  if (shadow_rings()) {
+    const uint64_t bytes = ShadowVirtqueue::ShadowBytes(kQueueSize);
+    uint8_t* mem = shadow_map_.data() + bytes * q.index;
+    std::memset(mem, 0, bytes);
+    if (shadows_.size() < num_queues_) shadows_.resize(num_queues_);
+    shadows_[q.index] = std::make_unique<ShadowVirtqueue>(memory_, q, mem, guard_);
+    desc = shadows_[q.index]->desc_addr();
+    avail = shadows_[q.index]->avail_addr();
+    used = shadows_[q.index]->used_addr();
+  } else {
+    ASSIGN_OR_RETURN(desc, HostAddress(q.desc, 16ULL * q.size));
+    ASSIGN_OR_RETURN(avail, HostAddress(q.driver, 6 + 2ULL * q.size));
+    ASSIGN_OR_RETURN(used, HostAddress(q.device, 6 + 8ULL * q.size));
+  }
   RETURN_IF_ERROR(conn_.Send(vu::EncodeVringState(vu::Request::kSetVringNum, q.index, q.size)));
   RETURN_IF_ERROR(conn_.Send(vu::EncodeVringState(vu::Request::kSetVringBase, q.index, 0)));
   RETURN_IF_ERROR(conn_.Send(vu::EncodeVringAddr({.index = q.index,
@@ -190,8 +231,9 @@ absl::Status VhostUserBlk::StartQueue(const virtio::QueueConfig& q) {
 void VhostUserBlk::Notify(uint16_t queue) {
   if (queue >= kick_fds_.size()) return;
   const uint64_t one = 1;
-  // EAGAIN only when the counter is saturated, i.e. the back end has a kick pending anyway.
-  (void)!::write(kick_fds_[queue].get(), &one, sizeof(one));
+  // EAGAIN only when the counter is saturated, i.e. the reader has a kick pending anyway. With shadow rings the
+  // worker moves the requests (it may wait for pages; a vCPU or a peer's receiver thread must not).
+  (void)!::write((shadow_rings() ? guest_kick_fds_ : kick_fds_)[queue].get(), &one, sizeof(one));
 }
 
 void VhostUserBlk::Reset() {
@@ -210,10 +252,60 @@ void VhostUserBlk::Reset() {
     }
   }
   started_.clear();
+  shadows_.clear();  // the back end has stopped the rings: release the pages of abandoned requests
 }
 
-void VhostUserBlk::CompletionLoop() {
+void VhostUserBlk::OnGuestKick(uint16_t q) {
+  if (q >= shadows_.size() || !shadows_[q]) return;
+  bool completed = false;
+  absl::StatusOr<int> forwarded = shadows_[q]->ForwardAvailable(&completed);
+  if (!forwarded.ok()) {
+    LOG_ERROR("%s: queue %u: %s", name_, q, forwarded.status().ToString());
+    return;
+  }
+  if (*forwarded > 0) {
+    const uint64_t one = 1;
+    (void)!::write(kick_fds_[q].get(), &one, sizeof(one));
+  }
+  if (completed && used_buffer_) used_buffer_();
+}
+
+void VhostUserBlk::OnBackendCall(uint16_t q) {
+  if (!shadow_rings()) {
+    if (used_buffer_) used_buffer_();
+    return;
+  }
+  if (q >= shadows_.size() || !shadows_[q]) return;
+  absl::StatusOr<int> returned = shadows_[q]->ReturnUsed();
+  if (!returned.ok()) {
+    LOG_ERROR("%s: queue %u: %s", name_, q, returned.status().ToString());
+    return;
+  }
+  if (*returned > 0 && used_buffer_) used_buffer_();
+}
+
+void VhostUserBlk::OnDaemonExit() {
+  absl::Status why = daemon_->Health();
+  daemon_failed_.store(true);
+  if (!shadow_rings()) {
+    LOG_ERROR("%s: %s; requests in flight stay unanswered", name_, why.ToString());
+    return;
+  }
+  constexpr uint8_t kStatusIoErr = 1;  // VIRTIO_BLK_S_IOERR
+  int failed = 0;
+  for (auto& sq : shadows_) {
+    if (sq) failed += sq->FailAll(kStatusIoErr);
+  }
+  LOG_ERROR("%s: %s; %d request(s) in flight and every later one fail with an I/O error", name_, why.ToString(),
+            failed);
+  if (failed > 0 && used_buffer_) used_buffer_();
+}
+
+void VhostUserBlk::WorkerLoop() {
+  // Slots: [0, n) guest kicks (shadow rings only), then the back end's calls, the daemon, stop.
   std::vector<pollfd> fds;
+  for (const UniqueFd& fd : guest_kick_fds_) fds.push_back({fd.get(), POLLIN, 0});
+  const size_t first_call = fds.size();
   for (const UniqueFd& fd : call_fds_) fds.push_back({fd.get(), POLLIN, 0});
   const size_t daemon_slot = fds.size();
   fds.push_back({daemon_->pidfd(), POLLIN, 0});
@@ -227,20 +319,19 @@ void VhostUserBlk::CompletionLoop() {
       return;
     }
     if (fds[stop_slot].revents) return;
-    bool used = false;
+    absl::MutexLock lock(&mu_);
     for (size_t i = 0; i < daemon_slot; ++i) {
       if (!fds[i].revents) continue;
       uint64_t count;
-      if (::read(fds[i].fd, &count, sizeof(count)) == sizeof(count)) used = true;
-    }
-    if (used) {
-      absl::MutexLock lock(&mu_);
-      if (used_buffer_) used_buffer_();
+      if (::read(fds[i].fd, &count, sizeof(count)) != sizeof(count)) continue;
+      if (i < first_call) {
+        OnGuestKick(static_cast<uint16_t>(i));
+      } else {
+        OnBackendCall(static_cast<uint16_t>(i - first_call));
+      }
     }
     if (fds[daemon_slot].revents) {
-      absl::Status why = daemon_->Health();
-      LOG_ERROR("%s: %s; its requests fail from now on", name_, why.ToString());
-      daemon_failed_.store(true);
+      OnDaemonExit();
       fds[daemon_slot].fd = -1;  // poll ignores it from now on
     }
   }

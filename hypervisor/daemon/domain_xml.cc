@@ -3,6 +3,7 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 #include <fstream>
@@ -11,6 +12,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "hypervisor/base/status_macros.h"
 #include "edge_monitor/vcpu_list.h"
 
 namespace coalesce::daemon {
@@ -122,10 +124,52 @@ absl::Status ParseOs(const xmlNode* os, DomainDefinition& def) {
   return absl::OkStatus();
 }
 
-absl::Status ParseDevices(const xmlNode* devices) {
-  return ForEachElement(devices, [&](const xmlNode* c) -> absl::Status {
+absl::Status ParseDisk(const xmlNode* disk, DomainDefinition& def) {
+  if (HasAttr(disk, "type") && Attr(disk, "type") != "file") {
+    return ErrorAt(disk, absl::StrCat("type '", Attr(disk, "type"), "' is not supported (only file)"));
+  }
+  if (HasAttr(disk, "device") && Attr(disk, "device") != "disk") {
+    return ErrorAt(disk, absl::StrCat("device '", Attr(disk, "device"), "' is not supported (only disk)"));
+  }
+  DiskDefinition d;
+  RETURN_IF_ERROR(ForEachElement(disk, [&](const xmlNode* c) -> absl::Status {
+    const std::string name = Name(c);
+    if (name == "driver") {
+      if (HasAttr(c, "name") && Attr(c, "name") != "qemu") return ErrorAt(c, "only name='qemu' (qemu-storage-daemon)");
+      d.format = Attr(c, "type");
+      if (!d.format.empty() && d.format != "qcow2" && d.format != "raw") {
+        return ErrorAt(c, absl::StrCat("type '", d.format, "' is not supported (qcow2 or raw)"));
+      }
+    } else if (name == "source") {
+      d.file = Attr(c, "file");
+      if (d.file.empty() || d.file[0] != '/') return ErrorAt(c, "needs file='/absolute/path'");
+      if (d.file.find(',') != std::string::npos) return ErrorAt(c, "a ',' in the file name is not supported");
+    } else if (name == "target") {
+      d.target = Attr(c, "dev");
+      if (HasAttr(c, "bus") && Attr(c, "bus") != "virtio") return ErrorAt(c, "only bus='virtio'");
+    } else if (name == "readonly") {
+      d.readonly = true;
+    } else {
+      return ErrorAt(c, "unsupported element");
+    }
+    return absl::OkStatus();
+  }));
+  if (d.file.empty()) return ErrorAt(disk, "missing <source file='...'/>");
+  if (d.target.size() != 3 || d.target.rfind("vd", 0) != 0 || d.target[2] < 'a' || d.target[2] > 'h') {
+    return ErrorAt(disk, absl::StrCat("target dev '", d.target, "': vda to vdh"));
+  }
+  for (const DiskDefinition& other : def.disks) {
+    if (other.target == d.target) return ErrorAt(disk, absl::StrCat("target '", d.target, "' is used twice"));
+  }
+  def.disks.push_back(std::move(d));
+  return absl::OkStatus();
+}
+
+absl::Status ParseDevices(const xmlNode* devices, DomainDefinition& def) {
+  RETURN_IF_ERROR(ForEachElement(devices, [&](const xmlNode* c) -> absl::Status {
     const std::string name = Name(c);
     if (name == "emulator") return absl::OkStatus();  // the daemon always runs its own `coalesce`
+    if (name == "disk") return ParseDisk(c, def);
     if (name == "serial" || name == "console") {
       if (HasAttr(c, "type") && Attr(c, "type") != "pty") {
         return ErrorAt(c, absl::StrCat("type '", Attr(c, "type"), "' is not supported (only pty: COM1)"));
@@ -138,7 +182,18 @@ absl::Status ParseDevices(const xmlNode* devices) {
       });
     }
     return ErrorAt(c, "unsupported device");
-  });
+  }));
+  // Coalesce names disks in order (vda is the first --disk): the targets must be vda, vdb, ... without gaps.
+  std::sort(def.disks.begin(), def.disks.end(),
+            [](const DiskDefinition& a, const DiskDefinition& b) { return a.target < b.target; });
+  for (size_t i = 0; i < def.disks.size(); ++i) {
+    const std::string want = std::string("vd") + static_cast<char>('a' + i);
+    if (def.disks[i].target != want) {
+      return ErrorAt(devices, absl::StrCat("disk target '", def.disks[i].target, "' without '", want,
+                                           "': targets must be vda, vdb, ... in order"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ParseCoalescence(const xmlNode* node, DomainDefinition& def) {
@@ -225,7 +280,7 @@ absl::Status ParseDomain(const xmlNode* root, DomainDefinition& def, bool genera
       if (absl::Status s = ParseOs(c, def); !s.ok()) return s;
       have_os = true;
     } else if (name == "devices") {
-      return ParseDevices(c);
+      return ParseDevices(c, def);
     } else if (name == "cpu") {
       return ParseCpu(c, def);
     } else if (name == "features") {
@@ -383,6 +438,19 @@ std::string FormatDomainXml(const DomainDefinition& def, int id) {
   AddText(root, "on_reboot", "restart");
   AddText(root, "on_crash", "destroy");
   xmlNode* devices = AddChild(root, "devices");
+  for (const DiskDefinition& d : def.disks) {
+    xmlNode* disk = AddChild(devices, "disk");
+    SetAttr(disk, "type", "file");
+    SetAttr(disk, "device", "disk");
+    xmlNode* driver = AddChild(disk, "driver");
+    SetAttr(driver, "name", "qemu");
+    if (!d.format.empty()) SetAttr(driver, "type", d.format);
+    SetAttr(AddChild(disk, "source"), "file", d.file);
+    xmlNode* target = AddChild(disk, "target");
+    SetAttr(target, "dev", d.target);
+    SetAttr(target, "bus", "virtio");
+    if (d.readonly) AddChild(disk, "readonly");
+  }
   xmlNode* serial = AddChild(devices, "serial");
   SetAttr(serial, "type", "pty");
   SetAttr(AddChild(serial, "target"), "port", "0");
@@ -408,6 +476,12 @@ std::vector<std::string> RunArguments(const DomainDefinition& def) {
   if (!def.initrd.empty()) args.insert(args.end(), {"--initrd", def.initrd});
   if (!def.cmdline.empty()) args.insert(args.end(), {"--append", def.cmdline});
   if (!def.cpu_mode.empty()) args.insert(args.end(), {"--cpu", def.cpu_mode});
+  for (const DiskDefinition& d : def.disks) {
+    std::string spec = d.file;
+    if (!d.format.empty()) spec += ",format=" + d.format;
+    if (d.readonly) spec += ",readonly=on";
+    args.insert(args.end(), {"--disk", spec});
+  }
   if (!def.profile.empty()) args.insert(args.end(), {"--profile", def.profile});
   for (const EdgePlacement& e : def.edges) args.insert(args.end(), {"--edge", e.address + "=" + e.vcpus});
   if (!def.data_plane.empty()) args.insert(args.end(), {"--data-plane", def.data_plane});

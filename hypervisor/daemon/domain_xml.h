@@ -31,6 +31,15 @@ struct EdgePlacement {
   std::string vcpus;    // e.g. "2-3" or "2,3"
 };
 
+// <disk type='file' device='disk'>: <driver name='qemu' type='qcow2|raw'/>, <source file='...'/>,
+// <target dev='vdX' bus='virtio'/>, optional <readonly/>. Targets name the order: vda, vdb, ... without gaps.
+struct DiskDefinition {
+  std::string file;
+  std::string format;  // "qcow2", "raw" or "" (detected: docs/DISKS.md)
+  bool readonly = false;
+  std::string target;  // "vda", "vdb", ...
+};
+
 struct DomainDefinition {
   std::string name;
   Uuid uuid{};
@@ -40,6 +49,7 @@ struct DomainDefinition {
   std::string initrd;
   std::string cmdline;
   std::string cpu_mode;  // "" (auto), "host-passthrough" -> --cpu host, "custom" baseline -> --cpu baseline
+  std::vector<DiskDefinition> disks;  // in target order
   std::string profile;
   std::vector<EdgePlacement> edges;
   std::string data_plane;

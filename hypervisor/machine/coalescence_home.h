@@ -51,6 +51,8 @@ class CoalescenceHome final {
   // Asks each agent to stop its runtime and closes the data plane. Not from a DSM thread (it joins them).
   void Shutdown();
   [[nodiscard]] std::string StatsReport() const;
+  // The home's DSM node (devices pin request pages in it: DsmDmaGuard).
+  [[nodiscard]] dsm::DsmNode& dsm() { return link_->dsm(); }
 
  private:
   CoalescenceHome(const CoalescenceConfig& config, Handlers handlers) : config_(config), handlers_(std::move(handlers)) {}

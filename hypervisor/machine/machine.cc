@@ -24,6 +24,7 @@
 #include "hypervisor/irq/pic.h"
 #include "hypervisor/machine/coalescence_home.h"
 #include "hypervisor/machine/console_input.h"
+#include "hypervisor/machine/dsm_dma_guard.h"
 #include "hypervisor/irq/legacy_irq_wiring.h"
 #include "hypervisor/vcpu/cpuid.h"
 #include "hypervisor/vcpu/model_msrs.h"
@@ -206,16 +207,19 @@ absl::Status Machine::BuildDisks() {
         absl::StrFormat("%u disks: at most %u", config_.disks.size(), platform::kMaxVirtioMmio));
   }
   if (!config_.edges.empty()) {
-    // The storage daemon reads and writes guest RAM behind the DSM's back; until home pins a request's pages
-    // for its duration (docs/DEVICES.md), a page an edge holds could be read stale or lose the daemon's write.
-    return absl::InvalidArgumentError("--disk with vCPUs on edge nodes is not supported yet (docs/DEVICES.md)");
+    // The storage daemon reads and writes guest RAM behind the DSM's back: shadow rings, and each request's pages
+    // pinned at home while the daemon has it (docs/DISKS.md).
+    dma_guard_ = std::make_unique<DsmDmaGuard>(memory_.get(), [this]() -> dsm::DsmNode* {
+      return home_ != nullptr ? &home_->dsm() : nullptr;
+    });
   }
   ASSIGN_OR_RETURN(disk_dir_, TempDir::Create("coalesce-disks-"));
   for (size_t i = 0; i < config_.disks.size(); ++i) {
     ASSIGN_OR_RETURN(std::unique_ptr<StorageDaemon> daemon,
                      StorageDaemon::Start(config_.disks[i], disk_dir_.path(), static_cast<int>(i)));
     ASSIGN_OR_RETURN(std::unique_ptr<VhostUserBlk> blk,
-                     VhostUserBlk::Create(std::move(daemon), memory_.get(), absl::StrFormat("vd%c", 'a' + i)));
+                     VhostUserBlk::Create(std::move(daemon), memory_.get(),
+                                          {.name = absl::StrFormat("vd%c", 'a' + i), .shadow_guard = dma_guard_.get()}));
     const uint64_t base = platform::kVirtioMmioBase + i * platform::kVirtioMmioStride;
     const uint32_t gsi = platform::kVirtioMmioFirstGsi + static_cast<uint32_t>(i);
     auto dev = std::make_unique<virtio::VirtioMmio>(std::move(blk), irq_sink_.get(), gsi);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "devmodel/virtio/dma_guard.h"
 #include "devmodel/virtio/virtio_mmio.h"
 #include "hypervisor/base/temp_dir.h"
 #include "hypervisor/base/timer_service.h"
@@ -93,6 +94,7 @@ class Machine final {
   std::unique_ptr<LegacyIrqWiring> irq_sink_;
   std::vector<std::unique_ptr<LocalApic>> lapics_;    // indexed by vCPU id; null where the vCPU is remote
   TempDir disk_dir_;  // the storage daemons' sockets and logs; outlives devices_
+  std::unique_ptr<virtio::DmaGuard> dma_guard_;  // coalesced guests' disks: pins in the home's DSM
   std::vector<std::unique_ptr<BusDevice>> devices_;  // the ordered device table, built in BuildDevices()
   std::vector<virtio::VirtioMmio*> virtio_devices_;   // owned by devices_: the disks
   std::vector<AcpiVirtioMmioDevice> acpi_virtio_mmio_;  // their DSDT entries

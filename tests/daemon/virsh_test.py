@@ -83,11 +83,11 @@ def virsh(d, *args, timeout=120):
     return r.returncode, r.stdout, r.stderr
 
 
-def domain_xml(name, kernel, initrd="", cmdline="", vcpus=2, memory_mib=64, extra=""):
+def domain_xml(name, kernel, initrd="", cmdline="", vcpus=2, memory_mib=64, extra="", devices=""):
     os_extra = (f"<initrd>{initrd}</initrd>" if initrd else "") + (f"<cmdline>{cmdline}</cmdline>" if cmdline else "")
     return (f"<domain type='kvm'>\n  <name>{name}</name>\n  <memory unit='MiB'>{memory_mib}</memory>\n"
             f"  <vcpu>{vcpus}</vcpu>\n  <os>\n    <type arch='x86_64'>hvm</type>\n    <kernel>{kernel}</kernel>\n"
-            f"    {os_extra}\n  </os>\n{extra}  <devices><console type='pty'/></devices>\n</domain>\n")
+            f"    {os_extra}\n  </os>\n{extra}  <devices>{devices}<console type='pty'/></devices>\n</domain>\n")
 
 
 def field(out, key):
@@ -253,8 +253,14 @@ def guest_tests(work):
     kernel, initrd = os.path.join(ASSETS, "vmlinuz"), os.path.join(ASSETS, "initramfs.cpio")
     d = Daemon(work)
     d.start()
+    image = os.path.join(work, "linux-disk.raw")
+    with open(image, "wb") as f:
+        f.truncate(64 << 20)
+    disk = (f"<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='{image}'/>"
+            "<target dev='vda' bus='virtio'/></disk>")
     xml = write(os.path.join(work, "linux.xml"),
-                domain_xml("linux", kernel, initrd, "console=ttyS0 loglevel=4", vcpus=2, memory_mib=256))
+                domain_xml("linux", kernel, initrd, "console=ttyS0 loglevel=4 coalesce.modules=1", vcpus=2,
+                           memory_mib=256, devices=disk))
     rc, out, err = virsh(d, "define", xml)
     check("define the Linux guest", rc == 0, out + err)
     rc, out, err = virsh(d, "start", "linux")
@@ -268,7 +274,13 @@ def guest_tests(work):
     con.send("echo virsh-$((6*7))\r")
     check("the console is interactive: a command typed through virsh runs in the guest",
           con.expect("virsh-42", 120), con.buf[-400:].decode(errors="replace"))
+    con.send("echo vda-sectors-$(cat /sys/block/vda/size)\r")
+    check("the <disk> of the definition is the guest's /dev/vda (64 MiB)", con.expect("vda-sectors-131072", 120),
+          con.buf[-400:].decode(errors="replace"))
     check("Ctrl-] leaves the console with exit 0", con.close() == 0)
+    rc, out, err = virsh(d, "dumpxml", "linux")
+    check("dumpxml shows the disk", rc == 0 and f"<source file=\"{image}\"/>" in out and "dev=\"vda\"" in out,
+          out + err)
 
     rc, out, err = virsh(d, "list")
     check("list shows it running with an id", rc == 0 and "linux" in out and "running" in out, out + err)

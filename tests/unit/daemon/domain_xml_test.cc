@@ -30,6 +30,16 @@ const char kFull[] = R"(<domain type='kvm'>
   </metadata>
   <devices>
     <emulator>/usr/bin/coalesce</emulator>
+    <disk type='file' device='disk'>
+      <source file='/var/lib/ro.img'/>
+      <target dev='vdb' bus='virtio'/>
+      <readonly/>
+    </disk>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='/var/lib/a.qcow2'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
     <serial type='pty'><target port='0'/></serial>
     <console type='pty'><target type='serial' port='0'/></console>
   </devices>
@@ -51,6 +61,9 @@ TEST_CASE("a full definition is read") {
   CHECK(d->edges[0].address == "10.0.0.2:7000");
   CHECK(d->edges[0].vcpus == "2-3");
   CHECK(d->data_plane == "10.0.0.1:0");
+  REQUIRE(d->disks.size() == 2);  // in target order
+  CHECK((d->disks[0].file == "/var/lib/a.qcow2" && d->disks[0].format == "qcow2" && !d->disks[0].readonly));
+  CHECK((d->disks[1].file == "/var/lib/ro.img" && d->disks[1].format.empty() && d->disks[1].readonly));
 }
 
 TEST_CASE("the normalized XML reads back to the same definition and the run arguments follow it") {
@@ -64,7 +77,8 @@ TEST_CASE("the normalized XML reads back to the same definition and the run argu
   std::vector<std::string> args = RunArguments(*again);
   CHECK(args == std::vector<std::string>{"run", "--kernel", "/boot/vmlinuz", "--vcpus", "4", "--memory",
                                          "536870912", "--initrd", "/boot/initrd.img", "--append",
-                                         "console=ttyS0 quiet", "--edge", "10.0.0.2:7000=2-3", "--data-plane",
+                                         "console=ttyS0 quiet", "--disk", "/var/lib/a.qcow2,format=qcow2", "--disk",
+                                         "/var/lib/ro.img,readonly=on", "--edge", "10.0.0.2:7000=2-3", "--data-plane",
                                          "10.0.0.1:0"});
 }
 
@@ -98,7 +112,20 @@ TEST_CASE("refusals name the element and its line") {
              Catch::Contains("line 4: <vcpu>"));
   CHECK_THAT(err("<domain type='kvm'><name>a</name><memory>65536</memory>\n<os><type>hvm</type>"
                  "<kernel>/k</kernel></os>\n<devices>\n<disk type='file'/></devices></domain>"),
-             Catch::Contains("line 4: <disk>: unsupported device"));
+             Catch::Contains("line 4: <disk>: missing <source"));
+  const std::string os = "<domain type='kvm'><name>a</name><memory>65536</memory><os><type>hvm</type>"
+                         "<kernel>/k</kernel></os><devices>\n";
+  CHECK_THAT(err(os + "<disk type='block'/></devices></domain>"), Catch::Contains("line 2: <disk>: type 'block'"));
+  CHECK_THAT(err(os + "<disk device='cdrom'/></devices></domain>"), Catch::Contains("device 'cdrom'"));
+  CHECK_THAT(err(os + "<disk><driver type='vmdk'/></disk></devices></domain>"), Catch::Contains("type 'vmdk'"));
+  CHECK_THAT(err(os + "<disk><source file='rel.img'/></disk></devices></domain>"), Catch::Contains("absolute"));
+  CHECK_THAT(err(os + "<disk><source file='/a.img'/><target dev='sda'/></disk></devices></domain>"),
+             Catch::Contains("target dev 'sda'"));
+  CHECK_THAT(err(os + "<disk><source file='/a.img'/><target dev='vdb'/></disk></devices></domain>"),
+             Catch::Contains("'vdb' without 'vda'"));
+  CHECK_THAT(err(os + "<disk><source file='/a'/><target dev='vda'/></disk><disk><source file='/b'/>"
+                      "<target dev='vda'/></disk></devices></domain>"),
+             Catch::Contains("used twice"));
   CHECK_THAT(err("<domain type='xen'><name>a</name></domain>"), Catch::Contains("domain type 'xen'"));
   CHECK_THAT(err("<domain type='kvm'><name>a/b</name></domain>"), Catch::Contains("<name>"));
   CHECK_THAT(err("<domain type='kvm'><name>a</name><memory>65536</memory></domain>"), Catch::Contains("<os>"));

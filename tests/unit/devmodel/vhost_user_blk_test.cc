@@ -47,6 +47,30 @@ std::string ReadFileAt(const std::string& path, size_t offset, size_t len) {
   return out;
 }
 
+// Counts what the shadow rings acquire and release, and which ranges are held now.
+class RecordingGuard final : public virtio::DmaGuard {
+ public:
+  absl::Status Acquire(uint64_t gpa, uint64_t len) override {
+    absl::MutexLock l(&mu_);
+    ++acquired_;
+    held_ += len;
+    (void)gpa;
+    return absl::OkStatus();
+  }
+  void Release(uint64_t, uint64_t len) override {
+    absl::MutexLock l(&mu_);
+    ++released_;
+    held_ -= len;
+  }
+  uint64_t acquired() { absl::MutexLock l(&mu_); return acquired_; }
+  uint64_t released() { absl::MutexLock l(&mu_); return released_; }
+  uint64_t held() { absl::MutexLock l(&mu_); return held_; }
+
+ private:
+  absl::Mutex mu_;
+  uint64_t acquired_ = 0, released_ = 0, held_ = 0;
+};
+
 struct Rig {
   Rig() {
     auto d = TempDir::Create("vhost-user-blk-test-");
@@ -60,17 +84,17 @@ struct Rig {
   VhostUserBlk* blk = nullptr;
   std::unique_ptr<VirtioTestDriver> drv;
 
-  absl::Status Start(const DiskSpec& disk) {
+  absl::Status Start(const DiskSpec& disk, virtio::DmaGuard* guard = nullptr) {
     auto m = GuestMemory::Create(16 << 20);
     if (!m.ok()) return m.status();
     mem = std::make_unique<GuestMemory>(std::move(*m));
     auto daemon = StorageDaemon::Start(disk, dir.path(), 0);
     if (!daemon.ok()) return daemon.status();
-    auto b = VhostUserBlk::Create(std::move(*daemon), mem.get(), "vda");
+    auto b = VhostUserBlk::Create(std::move(*daemon), mem.get(), {.name = "vda", .shadow_guard = guard});
     if (!b.ok()) return b.status();
     blk = b->get();
     dev = std::make_unique<virtio::VirtioMmio>(std::move(*b), &irq, kGsi);
-    drv = std::make_unique<VirtioTestDriver>(dev.get(), mem.get());
+    drv = std::make_unique<VirtioTestDriver>(dev.get(), mem->host_base());
     return absl::OkStatus();
   }
   // One request: header, optional data, status. Returns the status byte (0 OK, 1 IOERR, 2 UNSUPP).
@@ -110,7 +134,8 @@ TEST_CASE("reads and writes through qemu-storage-daemon reach the raw image file
   std::vector<uint8_t> buf(4096);
   REQUIRE(r.Request(kTypeIn, 8, &buf) == 0);  // sectors 8..15 = file bytes 4096..8191
   CHECK(std::string(buf.begin(), buf.end()) == ReadFileAt(image, 4096, 4096));
-  CHECK(r.irq.rising_edges(kGsi) >= 1);
+  // The daemon publishes the used entry before it signals the call eventfd: the interrupt follows shortly.
+  CHECK(RecordingIrqSink::WaitFor([&] { return r.irq.rising_edges(kGsi) >= 1; }, std::chrono::seconds(5)));
 
   std::vector<uint8_t> pattern(1024);
   for (size_t i = 0; i < pattern.size(); ++i) pattern[i] = static_cast<uint8_t>(0xa5 ^ i);
@@ -125,7 +150,7 @@ TEST_CASE("reads and writes through qemu-storage-daemon reach the raw image file
   r.drv->StartQueue0();
   std::vector<uint8_t> again(1024);
   // The driver's ring starts over at index 0 after a reset.
-  r.drv = std::make_unique<VirtioTestDriver>(r.dev.get(), r.mem.get());
+  r.drv = std::make_unique<VirtioTestDriver>(r.dev.get(), r.mem->host_base());
   r.drv->StartQueue0();
   REQUIRE(r.Request(kTypeIn, 100, &again) == 0);
   CHECK(again == pattern);
@@ -171,4 +196,65 @@ TEST_CASE("a wrong format is refused naming the file") {
   absl::Status st = r.Start({.path = image, .format = DiskFormat::kQcow2});
   CHECK(st.code() == absl::StatusCode::kInvalidArgument);
   CHECK(st.message().find("plain.raw") != std::string::npos);
+}
+
+TEST_CASE("shadow rings: requests reach the image, every buffer is held while the daemon has it") {
+  Rig r;
+  RecordingGuard guard;
+  const std::string image = MakeRawImage(r.dir, "shadow.raw", 1 << 20);
+  REQUIRE(r.Start({.path = image, .format = DiskFormat::kRaw}, &guard).ok());
+  CHECK(r.blk->shadow_rings());
+  CHECK((r.blk->features() & (virtio::kFeatureEventIdx | virtio::kFeatureIndirectDesc)) == 0);
+  REQUIRE((r.drv->Negotiate(virtio::kFeatureVersion1 | kBlkFeatureFlush) & virtio::kStatusFeaturesOk) != 0);
+  r.drv->StartQueue0();
+  std::vector<uint8_t> buf(4096);
+  REQUIRE(r.Request(kTypeIn, 8, &buf) == 0);
+  CHECK(std::string(buf.begin(), buf.end()) == ReadFileAt(image, 4096, 4096));
+  std::vector<uint8_t> pattern(2048, 0x3c);
+  REQUIRE(r.Request(kTypeOut, 7, &pattern) == 0);
+  REQUIRE(r.Request(kTypeFlush, 0, nullptr) == 0);
+  CHECK(ReadFileAt(image, 7 * 512, 2048) == std::string(pattern.begin(), pattern.end()));
+  CHECK(guard.acquired() == 3 + 3 + 2);  // header, data, status per request; no data for the flush
+  CHECK(guard.released() == guard.acquired());
+  CHECK(guard.held() == 0);
+}
+
+TEST_CASE("shadow rings: a chain outside guest RAM is refused without reaching the daemon") {
+  Rig r;
+  RecordingGuard guard;
+  const std::string image = MakeRawImage(r.dir, "hostile.raw", 64 << 10);
+  REQUIRE(r.Start({.path = image, .format = DiskFormat::kRaw}, &guard).ok());
+  REQUIRE((r.drv->Negotiate(virtio::kFeatureVersion1) & virtio::kStatusFeaturesOk) != 0);
+  r.drv->StartQueue0();
+  r.drv->Submit({{kHeader, 16, false}, {0x7000'0000'0000ULL, 512, true}, {kStatus, 1, true}});
+  REQUIRE(r.drv->WaitUsed());
+  CHECK(guard.acquired() == 0);
+  std::vector<uint8_t> buf(512);
+  CHECK(r.Request(kTypeIn, 0, &buf) == 0);  // the queue still works
+}
+
+TEST_CASE("shadow rings: when the daemon dies, the request in flight completes with an I/O error") {
+  Rig r;
+  RecordingGuard guard;
+  const std::string image = MakeRawImage(r.dir, "dies.raw", 64 << 10);
+  REQUIRE(r.Start({.path = image, .format = DiskFormat::kRaw}, &guard).ok());
+  REQUIRE((r.drv->Negotiate(virtio::kFeatureVersion1) & virtio::kStatusFeaturesOk) != 0);
+  r.drv->StartQueue0();
+  ::kill(r.blk->daemon_pid(), SIGSTOP);  // the request reaches the daemon but is never served
+  std::vector<uint8_t> buf(512);
+  uint8_t hdr[16] = {};
+  (void)r.mem->Write(kHeader, hdr);
+  r.drv->Submit({{kHeader, 16, false}, {kData, 512, true}, {kStatus, 1, true}});
+  CHECK(RecordingIrqSink::WaitFor([&] { return guard.held() > 0; }, std::chrono::seconds(5)));
+  CHECK(r.drv->UsedIdx() == 0);
+  ::kill(r.blk->daemon_pid(), SIGKILL);
+  REQUIRE(r.drv->WaitUsed());
+  uint8_t st = 0;
+  (void)r.mem->Read(kStatus, std::span<uint8_t>(&st, 1));
+  CHECK(st == 1);  // VIRTIO_BLK_S_IOERR
+  CHECK(guard.held() == 0);
+  CHECK(r.blk->daemon_failed());
+  CHECK(RecordingIrqSink::WaitFor([&] { return r.irq.level(kGsi); }, std::chrono::seconds(5)));
+  // Later requests fail at once.
+  CHECK(r.Request(kTypeIn, 0, &buf) == 1);
 }

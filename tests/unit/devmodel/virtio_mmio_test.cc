@@ -52,8 +52,7 @@ TEST_CASE("identification registers and the feature window") {
   Record rec;
   RecordingIrqSink irq;
   VirtioMmio dev(std::make_unique<FakeDevice>(&rec), &irq, 16);
-  GuestMemory* no_memory = nullptr;
-  testing::VirtioTestDriver drv(&dev, no_memory);
+  testing::VirtioTestDriver drv(&dev, nullptr);
   CHECK(drv.Reg(0x000) == 0x74726976);
   CHECK(drv.Reg(0x004) == 2);
   CHECK(drv.Reg(0x008) == kDeviceIdBlock);

@@ -1,16 +1,17 @@
 // A minimal virtio driver for tests: negotiates through a VirtioMmio's registers as Linux's virtio_mmio does,
-// lays out one split virtqueue in GuestMemory and submits descriptor chains. Independent of the device code:
+// lays out one split virtqueue in guest RAM and submits descriptor chains. Guest RAM is a flat host view where
+// guest physical address = offset (GuestMemory below 3 GiB, or a DSM node's copy of it). Independent of the device code:
 // the register offsets and ring layouts are written out here from the virtio 1.2 specification.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <span>
 #include <thread>
 #include <vector>
 
 #include "devmodel/virtio/virtio_mmio.h"
-#include "hypervisor/memory/guest_memory.h"
 
 namespace coalesce::testing {
 
@@ -19,7 +20,10 @@ class VirtioTestDriver {
   static constexpr uint64_t kDesc = 0x10000, kAvail = 0x11000, kUsed = 0x12000, kBuffers = 0x20000;
   static constexpr uint16_t kQueueSize = 16;
 
-  VirtioTestDriver(virtio::VirtioMmio* dev, GuestMemory* mem) : dev_(dev), mem_(mem) {}
+  VirtioTestDriver(virtio::VirtioMmio* dev, uint8_t* ram) : dev_(dev), ram_(ram) {}
+
+  void Write(uint64_t gpa, std::span<const uint8_t> b) { std::memcpy(ram_ + gpa, b.data(), b.size()); }
+  void Read(uint64_t gpa, std::span<uint8_t> b) { std::memcpy(b.data(), ram_ + gpa, b.size()); }
 
   uint32_t Reg(uint64_t off) {
     uint8_t b[4];
@@ -51,7 +55,7 @@ class VirtioTestDriver {
   // Queue 0 at the fixed addresses, then DRIVER_OK.
   void StartQueue0() {
     std::vector<uint8_t> zero(0x3000, 0);
-    (void)mem_->Write(kDesc, zero);
+    Write(kDesc, zero);
     SetReg(0x30, 0);
     SetReg(0x38, kQueueSize);
     SetReg(0x80, static_cast<uint32_t>(kDesc));
@@ -78,20 +82,20 @@ class VirtioTestDriver {
       uint16_t flags = static_cast<uint16_t>((i + 1 < chain.size() ? 1 : 0) | (chain[i].device_writes ? 2 : 0));
       Put(d, 12, flags, 2);
       Put(d, 14, i + 1, 2);
-      (void)mem_->Write(kDesc + 16 * i, d);
+      Write(kDesc + 16 * i, d);
     }
     uint8_t slot[2] = {0, 0};  // head = descriptor 0
-    (void)mem_->Write(kAvail + 4 + 2 * (avail_idx_ % kQueueSize), slot);
+    Write(kAvail + 4 + 2 * (avail_idx_ % kQueueSize), slot);
     ++avail_idx_;
     uint8_t idx[2] = {uint8_t(avail_idx_), uint8_t(avail_idx_ >> 8)};
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    (void)mem_->Write(kAvail + 2, idx);
+    Write(kAvail + 2, idx);
     SetReg(0x50, 0);
   }
   uint16_t UsedIdx() {
     uint8_t b[2];
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    (void)mem_->Read(kUsed + 2, b);
+    Read(kUsed + 2, b);
     return static_cast<uint16_t>(b[0] | b[1] << 8);
   }
   // Waits (up to `timeout`) for the used ring to reach avail's index.
@@ -110,7 +114,7 @@ class VirtioTestDriver {
     for (int i = 0; i < n; ++i) p[at + i] = static_cast<uint8_t>(v >> (8 * i));
   }
   virtio::VirtioMmio* dev_;
-  GuestMemory* mem_;
+  uint8_t* ram_;
   uint16_t avail_idx_ = 0;
 };
 
