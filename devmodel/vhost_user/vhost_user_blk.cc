@@ -236,6 +236,11 @@ void VhostUserBlk::Notify(uint16_t queue) {
   (void)!::write((shadow_rings() ? guest_kick_fds_ : kick_fds_)[queue].get(), &one, sizeof(one));
 }
 
+int VhostUserBlk::notify_eventfd(uint16_t queue) const {
+  if (queue >= kick_fds_.size()) return -1;
+  return (shadow_rings() ? guest_kick_fds_ : kick_fds_)[queue].get();
+}
+
 void VhostUserBlk::Reset() {
   absl::MutexLock lock(&mu_);
   used_buffer_ = nullptr;

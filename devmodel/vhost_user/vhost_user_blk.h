@@ -76,6 +76,7 @@ class VhostUserBlk final : public virtio::VirtioDevice {
   absl::Status Activate(uint64_t driver_features, const std::vector<virtio::QueueConfig>& queues,
                         std::function<void()> used_buffer) override;
   void Notify(uint16_t queue) override;
+  [[nodiscard]] int notify_eventfd(uint16_t queue) const override;
   void Reset() override;
 
   [[nodiscard]] uint64_t capacity_sectors() const;

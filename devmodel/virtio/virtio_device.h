@@ -59,6 +59,9 @@ class VirtioDevice {
                                 std::function<void()> used_buffer) = 0;
   // The driver notified queue `queue` (QueueNotify).
   virtual void Notify(uint16_t queue) = 0;
+  // An eventfd that does what Notify(queue) does when signalled, so the hypervisor can have KVM signal it on the
+  // guest's QueueNotify write without an exit (KVM_IOEVENTFD); -1 if there is none.
+  [[nodiscard]] virtual int notify_eventfd(uint16_t queue) const { (void)queue; return -1; }
   // The driver reset the device (status 0): stop every queue; no used_buffer call after this returns.
   virtual void Reset() = 0;
 };

@@ -23,6 +23,7 @@ class VirtioMmio final : public BusDevice {
   static constexpr uint64_t kSize = 0x200;  // registers (0x100) + device configuration space
   static constexpr uint32_t kMagic = 0x74726976;  // "virt"
   static constexpr uint32_t kVendorId = 0x4c414f43;  // "COAL"
+  static constexpr uint64_t kQueueNotifyOffset = 0x050;
 
   VirtioMmio(std::unique_ptr<VirtioDevice> device, IrqSink* irq, uint32_t gsi);
   ~VirtioMmio() override;
@@ -30,6 +31,8 @@ class VirtioMmio final : public BusDevice {
   void Read(uint64_t offset, std::span<uint8_t> data) override;
   void Write(uint64_t offset, std::span<const uint8_t> data) override;
   [[nodiscard]] std::string_view name() const override { return name_; }
+
+  [[nodiscard]] const VirtioDevice& device() const { return *device_; }
 
   // Teardown, once the vCPUs are joined: stops the device, so no interrupt is raised after this returns.
   void Quiesce();

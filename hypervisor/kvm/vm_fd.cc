@@ -39,6 +39,17 @@ absl::Status VmFd::SetTssAddr(uint64_t addr) {
   return absl::OkStatus();
 }
 
+absl::Status VmFd::AddMmioEventFd(uint64_t addr, uint32_t len, uint64_t value, int eventfd) {
+  kvm_ioeventfd io{};
+  io.datamatch = value;
+  io.addr = addr;
+  io.len = len;
+  io.fd = eventfd;
+  io.flags = KVM_IOEVENTFD_FLAG_DATAMATCH;
+  if (::ioctl(fd_.get(), KVM_IOEVENTFD, &io) < 0) return ErrnoStatus("KVM_IOEVENTFD");
+  return absl::OkStatus();
+}
+
 absl::Status VmFd::SetIdentityMapAddr(uint64_t addr) {
   if (::ioctl(fd_.get(), KVM_SET_IDENTITY_MAP_ADDR, &addr) < 0) {
     return ErrnoStatus("KVM_SET_IDENTITY_MAP_ADDR");

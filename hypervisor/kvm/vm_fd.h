@@ -21,6 +21,9 @@ class VmFd final {
   [[nodiscard]] absl::StatusOr<VcpuFd> CreateVcpu(uint32_t id);
   // Needed on Intel before the first KVM_RUN; harmless elsewhere.
   absl::Status SetTssAddr(uint64_t addr);
+  // KVM_IOEVENTFD: a guest write of `value` (`len` bytes) to MMIO `addr` signals `eventfd` in the kernel, with no
+  // exit to user space (a virtio queue notify).
+  absl::Status AddMmioEventFd(uint64_t addr, uint32_t len, uint64_t value, int eventfd);
   absl::Status SetIdentityMapAddr(uint64_t addr);
   [[nodiscard]] absl::StatusOr<kvm_clock_data> GetClock() const;
   absl::Status SetClock(const kvm_clock_data& data);

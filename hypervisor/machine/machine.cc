@@ -224,6 +224,15 @@ absl::Status Machine::BuildDisks() {
     const uint32_t gsi = platform::kVirtioMmioFirstGsi + static_cast<uint32_t>(i);
     auto dev = std::make_unique<virtio::VirtioMmio>(std::move(blk), irq_sink_.get(), gsi);
     RETURN_IF_ERROR(mmio_bus_.Register(base, virtio::VirtioMmio::kSize, dev.get()));
+    // Local vCPUs' queue notifies signal the device's eventfd inside KVM, without an exit; a remote vCPU's
+    // notify arrives forwarded and goes through VirtioMmio::Write like an exit would.
+    for (uint16_t q = 0; q < dev->device().num_queues(); ++q) {
+      const int fd = dev->device().notify_eventfd(q);
+      if (fd < 0) continue;
+      if (absl::Status st = vm_->AddMmioEventFd(base + virtio::VirtioMmio::kQueueNotifyOffset, 4, q, fd); !st.ok()) {
+        LOG_INFO("%s: queue %u notifies exit to user space: %s", dev->name(), q, st.ToString());
+      }
+    }
     virtio_devices_.push_back(dev.get());
     acpi_virtio_mmio_.push_back({base, static_cast<uint32_t>(virtio::VirtioMmio::kSize), gsi});
     devices_.push_back(std::move(dev));

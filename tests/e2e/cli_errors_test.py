@@ -55,6 +55,9 @@ with tempfile.TemporaryDirectory() as tmp:
     expect("vCPUs not a number", ["--kernel", GUEST, "--vcpus", "two"], 2, "--vcpus", "two")
     expect("unknown flag", ["--kernel", GUEST, "--frobnicate"], 2, "--frobnicate")
     expect("flag without value", ["--kernel"], 2, "--kernel needs a value")
+    expect("disk with an unknown option", ["--kernel", GUEST, "--disk", "/x.img,cache=none"], 2, "cache=none")
+    expect("disk with an unknown format", ["--kernel", GUEST, "--disk", "/x.img,format=vmdk"], 2, "vmdk")
+    expect("disk that does not exist", ["--kernel", GUEST, "--disk", missing], 2, missing)
     # Linux (bzImage) inputs.
     if ASSETS:
         vmlinuz = os.path.join(ASSETS, "vmlinuz")

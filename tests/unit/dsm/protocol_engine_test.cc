@@ -265,5 +265,33 @@ TEST_CASE("a request that is never answered times out with the page named", "[ds
   REQUIRE(absl::IsDeadlineExceeded(s.engines_[0]->CheckTimeouts(s.now_ + absl::Seconds(2))));
 }
 
+TEST_CASE("a pinned page's requests wait until the last unpin, then are served in order", "[dsm][protocol]") {
+  Sim s(2, 4);
+  s.AddThread(0, {{2, true}});
+  REQUIRE(s.StepThread(0));
+  REQUIRE(s.StepThread(0));
+  REQUIRE(s.engines_[0]->state(2) == PageState::kModified);
+  // Pin needs the page Modified here and managed here; a page it does not hold is refused.
+  CHECK(s.engines_[1]->Pin(2).code() == absl::StatusCode::kFailedPrecondition);
+  REQUIRE(s.engines_[0]->Pin(2).ok());
+  REQUIRE(s.engines_[0]->Pin(2).ok());  // pins nest
+  s.AddThread(1, {{2, true}});
+  s.StepThread(1);  // node 1's write fault -> WRITE_REQ to the home
+  REQUIRE(DeliverFirst(s, MsgType::kWriteReq));
+  CHECK(s.net_.empty());  // held: nothing is sent while the page is pinned
+  CHECK(s.engines_[0]->state(2) == PageState::kModified);
+  std::vector<Message> out;
+  REQUIRE(s.engines_[0]->Unpin(2, absl::Now(), &out).ok());
+  CHECK(out.empty());  // still pinned once
+  REQUIRE(s.engines_[0]->Unpin(2, absl::Now(), &out).ok());
+  REQUIRE(!out.empty());  // the held request now runs
+  for (Message& m : out) s.net_.push_back(std::move(m));
+  s.RunRandom(5);
+  REQUIRE(s.failure_.empty());
+  CHECK(s.engines_[1]->state(2) == PageState::kModified);
+  CHECK(s.engines_[0]->state(2) == PageState::kInvalid);
+  CHECK(s.engines_[0]->Unpin(2, absl::Now(), &out).code() == absl::StatusCode::kInternal);
+}
+
 }  // namespace
 }  // namespace coalesce::dsm
