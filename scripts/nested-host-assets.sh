@@ -12,7 +12,7 @@ NESTED="$OUT/nested-host"
 NESTED_META_PKG=linux-image-amd64
 # kvm_amd: QEMU's TCG emulates AMD SVM with nested paging (and no VMX). 9p over virtio-pci: this machine's root
 # and the checkout. veth: the multi-host tests' network namespaces.
-NESTED_MODULES=(kvm_amd 9p 9pnet_virtio virtio_pci veth)
+NESTED_MODULES=(kvm_amd 9p 9pnet_virtio virtio_pci veth tun)
 
 mkdir -p "$NESTED"
 NPKG="$(resolve_kernel_pkg "$NESTED_META_PKG")"

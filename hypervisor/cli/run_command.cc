@@ -93,6 +93,14 @@ absl::StatusOr<MachineConfig> MergeProfile(RunOptions options) {
     if (!disk.ok()) return disk.status();
     config.disks.push_back(*std::move(disk));
   }
+  const auto& nets = options.nets.empty() ? std::vector<std::string>(profile.guest().nets().begin(),
+                                                                      profile.guest().nets().end())
+                                          : options.nets;
+  for (const std::string& n : nets) {
+    absl::StatusOr<NetSpec> net = ParseNetSpec(n);
+    if (!net.ok()) return net.status();
+    config.nets.push_back(*std::move(net));
+  }
   std::string data_plane = !options.data_plane.empty() ? options.data_plane : profile.home().data_plane_address();
   if (!data_plane.empty()) {
     absl::StatusOr<HostPort> hp = ParseHostPort(data_plane, "--data-plane", /*allow_port_zero=*/true);

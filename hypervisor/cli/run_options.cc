@@ -37,6 +37,8 @@ const char kRunUsage[] =
     "  --disk FILE[,format=qcow2|raw][,readonly=on]\n"
     "                      a virtio block device (/dev/vda, vdb, ...) served by qemu-storage-daemon;\n"
     "                      repeatable, up to 8. Without format= a qcow2 header means qcow2, else raw\n"
+    "  --net tap=NAME[,mac=52:54:00:..]\n"
+    "                      a virtio network device on the existing TAP interface NAME; repeatable\n"
     "  --profile FILE      coalescence profile (protobuf text format or JSON); flags override it\n"
     "  --edge ADDR=LIST    place vCPUs LIST (e.g. 2,3 or 2-3) on the edge agent at ADDR (host:port);\n"
     "                      repeatable\n"
@@ -103,6 +105,10 @@ absl::StatusOr<RunOptions> ParseRunOptions(const std::vector<std::string>& args)
       auto v = take();
       if (!v.ok()) return v.status();
       o.disks.push_back(*v);
+    } else if (flag == "--net") {
+      auto v = take();
+      if (!v.ok()) return v.status();
+      o.nets.push_back(*v);
     } else if (flag == "--edge") {
       auto v = take();
       if (!v.ok()) return v.status();

@@ -23,6 +23,7 @@ struct RunOptions {
   std::string profile;                 // --profile FILE (coalescence profile)
   std::vector<std::string> edges;      // --edge ADDR=LIST, as given (parsed by the profile code)
   std::vector<std::string> disks;      // --disk FILE[,format=..][,readonly=..], as given (ParseDiskSpec)
+  std::vector<std::string> nets;       // --net tap=NAME[,mac=..], as given (ParseNetSpec)
   std::string data_plane;              // --data-plane HOST:PORT (this node's DSM/data-plane address)
   bool print_stats = false;            // --stats: exit and emulation counters at exit
   std::string rip_samples;             // --rip-samples FILE: guest RIP histogram written at exit

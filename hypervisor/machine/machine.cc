@@ -197,7 +197,8 @@ absl::Status Machine::BuildDevices() {
     RETURN_IF_ERROR(s.bus->Register(s.base, s.size, s.device.get()));
     devices_.push_back(std::move(s.device));
   }
-  return BuildDisks();
+  RETURN_IF_ERROR(BuildDisks());
+  return BuildNetworks();
 }
 
 absl::Status Machine::BuildDisks() {
@@ -220,23 +221,45 @@ absl::Status Machine::BuildDisks() {
     ASSIGN_OR_RETURN(std::unique_ptr<VhostUserBlk> blk,
                      VhostUserBlk::Create(std::move(daemon), memory_.get(),
                                           {.name = absl::StrFormat("vd%c", 'a' + i), .shadow_guard = dma_guard_.get()}));
-    const uint64_t base = platform::kVirtioMmioBase + i * platform::kVirtioMmioStride;
-    const uint32_t gsi = platform::kVirtioMmioFirstGsi + static_cast<uint32_t>(i);
-    auto dev = std::make_unique<virtio::VirtioMmio>(std::move(blk), irq_sink_.get(), gsi);
-    RETURN_IF_ERROR(mmio_bus_.Register(base, virtio::VirtioMmio::kSize, dev.get()));
-    // Local vCPUs' queue notifies signal the device's eventfd inside KVM, without an exit; a remote vCPU's
-    // notify arrives forwarded and goes through VirtioMmio::Write like an exit would.
-    for (uint16_t q = 0; q < dev->device().num_queues(); ++q) {
-      const int fd = dev->device().notify_eventfd(q);
-      if (fd < 0) continue;
-      if (absl::Status st = vm_->AddMmioEventFd(base + virtio::VirtioMmio::kQueueNotifyOffset, 4, q, fd); !st.ok()) {
-        LOG_INFO("%s: queue %u notifies exit to user space: %s", dev->name(), q, st.ToString());
-      }
-    }
-    virtio_devices_.push_back(dev.get());
-    acpi_virtio_mmio_.push_back({base, static_cast<uint32_t>(virtio::VirtioMmio::kSize), gsi});
-    devices_.push_back(std::move(dev));
+    RETURN_IF_ERROR(AddVirtioDevice(std::move(blk)));
   }
+  return absl::OkStatus();
+}
+
+absl::Status Machine::BuildNetworks() {
+  if (config_.disks.size() + config_.nets.size() > platform::kMaxVirtioMmio) {
+    return absl::InvalidArgumentError(absl::StrFormat("%u disks and %u networks: at most %u virtio devices",
+                                                      config_.disks.size(), config_.nets.size(),
+                                                      platform::kMaxVirtioMmio));
+  }
+  for (size_t j = 0; j < config_.nets.size(); ++j) {
+    // QEMU's locally administered prefix; the last byte numbers the device.
+    const std::array<uint8_t, 6> mac = {0x52, 0x54, 0x00, 0x12, 0x34, static_cast<uint8_t>(0x56 + j)};
+    ASSIGN_OR_RETURN(std::unique_ptr<VirtioNetTap> net,
+                     VirtioNetTap::Create(config_.nets[j], mac, memory_.get(), absl::StrFormat("net%u", j)));
+    RETURN_IF_ERROR(AddVirtioDevice(std::move(net)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Machine::AddVirtioDevice(std::unique_ptr<virtio::VirtioDevice> device) {
+  const size_t i = virtio_devices_.size();
+  const uint64_t base = platform::kVirtioMmioBase + i * platform::kVirtioMmioStride;
+  const uint32_t gsi = platform::kVirtioMmioFirstGsi + static_cast<uint32_t>(i);
+  auto dev = std::make_unique<virtio::VirtioMmio>(std::move(device), irq_sink_.get(), gsi);
+  RETURN_IF_ERROR(mmio_bus_.Register(base, virtio::VirtioMmio::kSize, dev.get()));
+  // Local vCPUs' queue notifies signal the device's eventfd inside KVM, without an exit; a remote vCPU's
+  // notify arrives forwarded and goes through VirtioMmio::Write like an exit would.
+  for (uint16_t q = 0; q < dev->device().num_queues(); ++q) {
+    const int fd = dev->device().notify_eventfd(q);
+    if (fd < 0) continue;
+    if (absl::Status st = vm_->AddMmioEventFd(base + virtio::VirtioMmio::kQueueNotifyOffset, 4, q, fd); !st.ok()) {
+      LOG_INFO("%s: queue %u notifies exit to user space: %s", dev->name(), q, st.ToString());
+    }
+  }
+  virtio_devices_.push_back(dev.get());
+  acpi_virtio_mmio_.push_back({base, static_cast<uint32_t>(virtio::VirtioMmio::kSize), gsi});
+  devices_.push_back(std::move(dev));
   return absl::OkStatus();
 }
 

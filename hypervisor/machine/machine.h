@@ -62,6 +62,9 @@ class Machine final {
   absl::Status BuildInterruptControllers();
   absl::Status BuildDevices();
   absl::Status BuildDisks();
+  absl::Status BuildNetworks();
+  // Places a virtio device on the next virtio-mmio slot (MMIO window, GSI, DSDT entry, ioeventfds).
+  absl::Status AddVirtioDevice(std::unique_ptr<virtio::VirtioDevice> device);
   absl::Status LoadGuest();
   absl::Status BuildVcpus();
   absl::Status StartCoalescence();
@@ -96,7 +99,7 @@ class Machine final {
   TempDir disk_dir_;  // the storage daemons' sockets and logs; outlives devices_
   std::unique_ptr<virtio::DmaGuard> dma_guard_;  // coalesced guests' disks: pins in the home's DSM
   std::vector<std::unique_ptr<BusDevice>> devices_;  // the ordered device table, built in BuildDevices()
-  std::vector<virtio::VirtioMmio*> virtio_devices_;   // owned by devices_: the disks
+  std::vector<virtio::VirtioMmio*> virtio_devices_;   // owned by devices_: disks, then networks
   std::vector<AcpiVirtioMmioDevice> acpi_virtio_mmio_;  // their DSDT entries
   Uart16550* uart_ = nullptr;                         // owned by devices_
   FwCfg* fw_cfg_ = nullptr;                           // owned by devices_

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "devmodel/vhost_user/disk_spec.h"
+#include "devmodel/virtio/virtio_net_tap.h"
 #include "hypervisor/machine/edge_placement.h"
 #include "hypervisor/vcpu/cpuid.h"
 
@@ -25,6 +26,8 @@ struct MachineConfig {
   bool console_input = true;
   // Virtio block devices (virtio-mmio + vhost-user to qemu-storage-daemon), at most platform::kMaxVirtioMmio.
   std::vector<DiskSpec> disks;
+  // Virtio network devices on TAP interfaces (after the disks on the virtio-mmio window; disks + nets <= 8).
+  std::vector<NetSpec> nets;
   // Coalescence: vCPUs placed on edge agents (empty: every vCPU at home). vCPU 0 always runs at home.
   std::vector<EdgePlacementSpec> edges;
   std::string data_plane_host = "127.0.0.1";  // the address edge nodes use to reach this node's data plane
