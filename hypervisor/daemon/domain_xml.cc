@@ -165,11 +165,41 @@ absl::Status ParseDisk(const xmlNode* disk, DomainDefinition& def) {
   return absl::OkStatus();
 }
 
+absl::Status ParseInterface(const xmlNode* iface, DomainDefinition& def) {
+  if (Attr(iface, "type") != "ethernet") {
+    return ErrorAt(iface, absl::StrCat("type '", Attr(iface, "type"), "' is not supported (only ethernet: a TAP)"));
+  }
+  InterfaceDefinition n;
+  RETURN_IF_ERROR(ForEachElement(iface, [&](const xmlNode* c) -> absl::Status {
+    const std::string name = Name(c);
+    if (name == "target") {
+      n.tap = Attr(c, "dev");
+      if (HasAttr(c, "managed") && Attr(c, "managed") != "no") {
+        return ErrorAt(c, "only managed='no': the TAP interface must exist");
+      }
+    } else if (name == "mac") {
+      n.mac = Attr(c, "address");
+    } else if (name == "model") {
+      if (Attr(c, "type") != "virtio") return ErrorAt(c, absl::StrCat("model '", Attr(c, "type"), "' (only virtio)"));
+    } else {
+      return ErrorAt(c, "unsupported element");
+    }
+    return absl::OkStatus();
+  }));
+  if (n.tap.empty()) return ErrorAt(iface, "missing <target dev='TAP'/>");
+  if (n.tap.find_first_of(",=") != std::string::npos || n.mac.find_first_of(",=") != std::string::npos) {
+    return ErrorAt(iface, "',' and '=' are not allowed in the TAP name or MAC");
+  }
+  def.interfaces.push_back(std::move(n));
+  return absl::OkStatus();
+}
+
 absl::Status ParseDevices(const xmlNode* devices, DomainDefinition& def) {
   RETURN_IF_ERROR(ForEachElement(devices, [&](const xmlNode* c) -> absl::Status {
     const std::string name = Name(c);
     if (name == "emulator") return absl::OkStatus();  // the daemon always runs its own `coalesce`
     if (name == "disk") return ParseDisk(c, def);
+    if (name == "interface") return ParseInterface(c, def);
     if (name == "serial" || name == "console") {
       if (HasAttr(c, "type") && Attr(c, "type") != "pty") {
         return ErrorAt(c, absl::StrCat("type '", Attr(c, "type"), "' is not supported (only pty: COM1)"));
@@ -451,6 +481,15 @@ std::string FormatDomainXml(const DomainDefinition& def, int id) {
     SetAttr(target, "bus", "virtio");
     if (d.readonly) AddChild(disk, "readonly");
   }
+  for (const InterfaceDefinition& n : def.interfaces) {
+    xmlNode* iface = AddChild(devices, "interface");
+    SetAttr(iface, "type", "ethernet");
+    if (!n.mac.empty()) SetAttr(AddChild(iface, "mac"), "address", n.mac);
+    xmlNode* target = AddChild(iface, "target");
+    SetAttr(target, "dev", n.tap);
+    SetAttr(target, "managed", "no");
+    SetAttr(AddChild(iface, "model"), "type", "virtio");
+  }
   xmlNode* serial = AddChild(devices, "serial");
   SetAttr(serial, "type", "pty");
   SetAttr(AddChild(serial, "target"), "port", "0");
@@ -481,6 +520,9 @@ std::vector<std::string> RunArguments(const DomainDefinition& def) {
     if (!d.format.empty()) spec += ",format=" + d.format;
     if (d.readonly) spec += ",readonly=on";
     args.insert(args.end(), {"--disk", spec});
+  }
+  for (const InterfaceDefinition& n : def.interfaces) {
+    args.insert(args.end(), {"--net", "tap=" + n.tap + (n.mac.empty() ? "" : ",mac=" + n.mac)});
   }
   if (!def.profile.empty()) args.insert(args.end(), {"--profile", def.profile});
   for (const EdgePlacement& e : def.edges) args.insert(args.end(), {"--edge", e.address + "=" + e.vcpus});

@@ -40,6 +40,13 @@ struct DiskDefinition {
   std::string target;  // "vda", "vdb", ...
 };
 
+// <interface type='ethernet'>: <target dev='TAP'/> (an existing TAP interface), optional <mac address='..'/>
+// and <model type='virtio'/>. docs/NETWORK.md.
+struct InterfaceDefinition {
+  std::string tap;
+  std::string mac;  // "" = Coalesce's default
+};
+
 struct DomainDefinition {
   std::string name;
   Uuid uuid{};
@@ -50,6 +57,7 @@ struct DomainDefinition {
   std::string cmdline;
   std::string cpu_mode;  // "" (auto), "host-passthrough" -> --cpu host, "custom" baseline -> --cpu baseline
   std::vector<DiskDefinition> disks;  // in target order
+  std::vector<InterfaceDefinition> interfaces;
   std::string profile;
   std::vector<EdgePlacement> edges;
   std::string data_plane;

@@ -40,6 +40,11 @@ const char kFull[] = R"(<domain type='kvm'>
       <source file='/var/lib/a.qcow2'/>
       <target dev='vda' bus='virtio'/>
     </disk>
+    <interface type='ethernet'>
+      <mac address='52:54:00:aa:bb:cc'/>
+      <target dev='ctap0' managed='no'/>
+      <model type='virtio'/>
+    </interface>
     <serial type='pty'><target port='0'/></serial>
     <console type='pty'><target type='serial' port='0'/></console>
   </devices>
@@ -64,6 +69,8 @@ TEST_CASE("a full definition is read") {
   REQUIRE(d->disks.size() == 2);  // in target order
   CHECK((d->disks[0].file == "/var/lib/a.qcow2" && d->disks[0].format == "qcow2" && !d->disks[0].readonly));
   CHECK((d->disks[1].file == "/var/lib/ro.img" && d->disks[1].format.empty() && d->disks[1].readonly));
+  REQUIRE(d->interfaces.size() == 1);
+  CHECK((d->interfaces[0].tap == "ctap0" && d->interfaces[0].mac == "52:54:00:aa:bb:cc"));
 }
 
 TEST_CASE("the normalized XML reads back to the same definition and the run arguments follow it") {
@@ -78,7 +85,8 @@ TEST_CASE("the normalized XML reads back to the same definition and the run argu
   CHECK(args == std::vector<std::string>{"run", "--kernel", "/boot/vmlinuz", "--vcpus", "4", "--memory",
                                          "536870912", "--initrd", "/boot/initrd.img", "--append",
                                          "console=ttyS0 quiet", "--disk", "/var/lib/a.qcow2,format=qcow2", "--disk",
-                                         "/var/lib/ro.img,readonly=on", "--edge", "10.0.0.2:7000=2-3", "--data-plane",
+                                         "/var/lib/ro.img,readonly=on", "--net", "tap=ctap0,mac=52:54:00:aa:bb:cc",
+                                         "--edge", "10.0.0.2:7000=2-3", "--data-plane",
                                          "10.0.0.1:0"});
 }
 
@@ -126,6 +134,11 @@ TEST_CASE("refusals name the element and its line") {
   CHECK_THAT(err(os + "<disk><source file='/a'/><target dev='vda'/></disk><disk><source file='/b'/>"
                       "<target dev='vda'/></disk></devices></domain>"),
              Catch::Contains("used twice"));
+  CHECK_THAT(err(os + "<interface type='bridge'/></devices></domain>"), Catch::Contains("type 'bridge'"));
+  CHECK_THAT(err(os + "<interface type='ethernet'/></devices></domain>"), Catch::Contains("missing <target"));
+  CHECK_THAT(err(os + "<interface type='ethernet'><target dev='t'/><model type='e1000'/></interface></devices>"
+                      "</domain>"),
+             Catch::Contains("model 'e1000'"));
   CHECK_THAT(err("<domain type='xen'><name>a</name></domain>"), Catch::Contains("domain type 'xen'"));
   CHECK_THAT(err("<domain type='kvm'><name>a/b</name></domain>"), Catch::Contains("<name>"));
   CHECK_THAT(err("<domain type='kvm'><name>a</name><memory>65536</memory></domain>"), Catch::Contains("<os>"));
