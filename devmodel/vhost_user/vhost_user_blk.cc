@@ -287,6 +287,8 @@ void VhostUserBlk::OnBackendCall(uint16_t q) {
     return;
   }
   if (*returned > 0 && used_buffer_) used_buffer_();
+  // Chains that waited for shadow descriptors (only a driver reusing descriptors in flight makes them wait).
+  if (*returned > 0) OnGuestKick(q);
 }
 
 void VhostUserBlk::OnDaemonExit() {
