@@ -138,9 +138,9 @@ absl::Status VhostUserBlk::Negotiate() {
     config_[kConfigNumQueuesOffset] = static_cast<uint8_t>(num_queues_);
     config_[kConfigNumQueuesOffset + 1] = static_cast<uint8_t>(num_queues_ >> 8);
   }
-  LOG_INFO("%s: %s (%s%s), %u sectors, %u queue(s), features %#x", name_, daemon_->disk().path,
-           DiskFormatName(daemon_->format()), daemon_->disk().readonly ? ", read-only" : "", capacity_sectors(),
-           num_queues_, guest_features_);
+  LOG_INFO("%s: %s (%s%s), %u sectors, %u queue(s), features %#x (back end %#x, protocol %#x)", name_,
+           daemon_->disk().path, DiskFormatName(daemon_->format()), daemon_->disk().readonly ? ", read-only" : "",
+           capacity_sectors(), num_queues_, guest_features_, backend_features_, offered);
   return absl::OkStatus();
 }
 
