@@ -64,7 +64,7 @@ void guest_main(void) {
   for (uint32_t r = 1; r <= rounds; r++) {
     for (unsigned k = K_BSP_OTHERS; k <= K_BSP_SELF; k++) {
       lapic_send_ipi_or_fail(0, bsp_shorthand[k] | vectors[k]);
-      WAIT_OR_FAIL(reached(k, r), 2000, "%s send %u not delivered everywhere", kind_names[k], r);
+      WAIT_OR_FAIL(reached(k, r), DELIVERY_TIMEOUT_MS, "%s send %u not delivered everywhere", kind_names[k], r);
     }
   }
   delay_us(20000); /* duplicates or strays would have arrived by now */
@@ -74,7 +74,7 @@ void guest_main(void) {
   if (ncpus > 1) {
     for (uint32_t r = 1; r <= rounds; r++) {
       lapic_send_fixed(ap_sender, VEC_AP_GO);
-      WAIT_OR_FAIL(reached(K_AP_OTHERS, r) && reached(K_AP_ALL, r), 2000,
+      WAIT_OR_FAIL(reached(K_AP_OTHERS, r) && reached(K_AP_ALL, r), DELIVERY_TIMEOUT_MS,
                    "round %u: broadcast from CPU %u not delivered everywhere", r, ap_sender);
     }
     delay_us(20000);

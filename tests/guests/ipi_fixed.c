@@ -59,7 +59,7 @@ void guest_main(void) {
 
   for (uint32_t r = 1; r <= rounds; r++) {
     for (unsigned c = 0; c < ncpus; c++) lapic_send_fixed(c, VEC_FIXED);
-    WAIT_OR_FAIL(all_received(r), 2000, "phase 1 round %u: not every CPU got its IPI", r);
+    WAIT_OR_FAIL(all_received(r), DELIVERY_TIMEOUT_MS, "phase 1 round %u: not every CPU got its IPI", r);
   }
   delay_us(20000);
   for (unsigned c = 0; c < ncpus; c++)
@@ -69,7 +69,7 @@ void guest_main(void) {
   for (uint32_t r = 1; r <= rounds; r++) {
     for (unsigned c = 1; c < ncpus; c++) lapic_send_fixed(c, VEC_GO);
     send_to_all_others(0);
-    WAIT_OR_FAIL(all_from(r), 2000, "phase 2 round %u: an all-to-all IPI went missing", r);
+    WAIT_OR_FAIL(all_from(r), DELIVERY_TIMEOUT_MS, "phase 2 round %u: an all-to-all IPI went missing", r);
   }
   delay_us(20000);
   for (unsigned t = 0; t < ncpus; t++)

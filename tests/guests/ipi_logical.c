@@ -41,7 +41,7 @@ static void send_mask(uint8_t mask) {
   for (unsigned c = 0; c < ncpus && c < FLAT_CPUS; c++)
     if (mask & (1u << c)) expected[c]++;
   lapic_send_ipi_or_fail(mask, ICR_FIXED | ICR_LOGICAL | VEC_LOGICAL);
-  WAIT_OR_FAIL(all_delivered(), 2000, "logical mask %#x not delivered to every CPU in it", mask);
+  WAIT_OR_FAIL(all_delivered(), DELIVERY_TIMEOUT_MS, "logical mask %#x not delivered to every CPU in it", mask);
   delay_us(5000); /* give a wrongly targeted CPU time to show up */
   for (unsigned c = 0; c < ncpus; c++)
     CHECK_MSG(received[c] == expected[c], "logical mask %#x: CPU %u received %u, expected %u", mask, c,
@@ -52,7 +52,7 @@ void guest_main(void) {
   irq_set_handler(VEC_LOGICAL, on_logical);
   ncpus = smp_boot_all(ap_main);
   set_flat_id(0);
-  WAIT_OR_FAIL(atomic_load(&configured) == ncpus, 2000, "only %u CPUs set their logical id", configured);
+  WAIT_OR_FAIL(atomic_load(&configured) == ncpus, DELIVERY_TIMEOUT_MS, "only %u CPUs set their logical id", configured);
   irq_enable();
   unsigned flat = ncpus < FLAT_CPUS ? ncpus : FLAT_CPUS;
   uint8_t all = (uint8_t)((1u << flat) - 1);

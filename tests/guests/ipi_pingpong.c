@@ -33,7 +33,7 @@ void guest_main(void) {
     for (uint32_t r = 0; r < rounds; r++) {
       uint32_t want = pongs + 1;
       lapic_send_fixed(cpu, VEC_PING);
-      WAIT_OR_FAIL(pongs == want, 2000, "round %u with CPU %u: no pong (pings seen %u, pongs %u)", r, cpu,
+      WAIT_OR_FAIL(pongs == want, DELIVERY_TIMEOUT_MS, "round %u with CPU %u: no pong (pings seen %u, pongs %u)", r, cpu,
                    pings[cpu], pongs);
     }
     uint64_t cycles = rdtsc() - start;

@@ -72,7 +72,7 @@ static void on_start_oneshot(struct irq_frame *f) {
 static void kick_aps(unsigned n, uint8_t vector) {
   acks = 0;
   for (unsigned c = 1; c < n; c++) lapic_send_fixed(c, vector);
-  WAIT_OR_FAIL(atomic_load(&acks) == n - 1, 2000, "only %u of %u APs acknowledged vector %#x", acks, n - 1,
+  WAIT_OR_FAIL(atomic_load(&acks) == n - 1, DELIVERY_TIMEOUT_MS, "only %u of %u APs acknowledged vector %#x", acks, n - 1,
                vector);
 }
 
@@ -141,7 +141,7 @@ void guest_main(void) {
   kick_aps(n, VEC_START_ONESHOT);
   arm_oneshot();
   for (unsigned c = 0; c < n; c++)
-    WAIT_OR_FAIL(oneshot_fired[c] >= 1, 2000, "CPU %u: one-shot timer never fired", c);
+    WAIT_OR_FAIL(oneshot_fired[c] >= 1, DELIVERY_TIMEOUT_MS, "CPU %u: one-shot timer never fired", c);
   delay_us(3 * ONESHOT_US); /* a second expiry would show now */
   for (unsigned c = 0; c < n; c++) {
     uint64_t us = tsc_to_us(oneshot_fired_at[c] - oneshot_armed_at[c]);

@@ -37,14 +37,14 @@ void guest_main(void) {
 
   for (uint32_t r = 1; r <= rounds; r++) {
     lapic_send_nmi(0);
-    WAIT_OR_FAIL(nmis[0] == r, 2000, "self NMI %u never arrived (IF=0)", r);
+    WAIT_OR_FAIL(nmis[0] == r, DELIVERY_TIMEOUT_MS, "self NMI %u never arrived (IF=0)", r);
   }
   printf("nmi: %u self NMIs with interrupts disabled\n", rounds);
 
   for (unsigned c = 1; c < n; c++) {
     for (uint32_t r = 1; r <= rounds; r++) {
       lapic_send_nmi(c);
-      WAIT_OR_FAIL(nmis[c] == r, 2000, "NMI %u to CPU %u (in cli;hlt) never arrived", r, c);
+      WAIT_OR_FAIL(nmis[c] == r, DELIVERY_TIMEOUT_MS, "NMI %u to CPU %u (in cli;hlt) never arrived", r, c);
     }
   }
   if (n > 1) printf("nmi: %u NMIs to each of %u AP(s) halted with IF=0\n", rounds, n - 1);
@@ -53,12 +53,12 @@ void guest_main(void) {
     uint32_t base = nmis[c];
     hold[c] = 1;
     lapic_send_nmi(c);
-    WAIT_OR_FAIL(nmis[c] == base + 1, 2000, "latch test: first NMI to CPU %u never arrived", c);
+    WAIT_OR_FAIL(nmis[c] == base + 1, DELIVERY_TIMEOUT_MS, "latch test: first NMI to CPU %u never arrived", c);
     lapic_send_nmi(c); /* CPU c is inside its handler: NMIs are blocked until its iretq */
     delay_us(20000);
     CHECK_MSG(nmis[c] == base + 1 && nested[c] == 0, "CPU %u took an NMI while still in its NMI handler", c);
     hold[c] = 0;
-    WAIT_OR_FAIL(nmis[c] == base + 2, 2000,
+    WAIT_OR_FAIL(nmis[c] == base + 2, DELIVERY_TIMEOUT_MS,
                  "latch test: the NMI sent to CPU %u while it was in its NMI handler was lost (counted %u, want %u)",
                  c, nmis[c], base + 2);
   }
@@ -69,7 +69,7 @@ void guest_main(void) {
     for (uint32_t r = 1; r <= rounds; r++) {
       uint32_t want0 = nmis[0] + 1, wantc = nmis[c] + 1;
       lapic_send_nmi(c);
-      WAIT_OR_FAIL(nmis[c] == wantc && nmis[0] == want0, 2000,
+      WAIT_OR_FAIL(nmis[c] == wantc && nmis[0] == want0, DELIVERY_TIMEOUT_MS,
                    "echo %u with CPU %u: CPU %u counted %u NMIs (want %u), CPU 0 counted %u (want %u)", r, c, c,
                    nmis[c], wantc, nmis[0], want0);
     }
