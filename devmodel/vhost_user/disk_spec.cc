@@ -40,6 +40,11 @@ absl::StatusOr<DiskSpec> ParseDiskSpec(std::string_view arg) {
         return absl::InvalidArgumentError(
             absl::StrFormat("--disk %s: format '%s' (qcow2 or raw)", spec.path, kv.second));
       }
+    } else if (kv.first == "shadow") {
+      if (kv.second != "on" && kv.second != "off") {
+        return absl::InvalidArgumentError(absl::StrFormat("--disk %s: shadow '%s' (on or off)", spec.path, kv.second));
+      }
+      spec.shadow = kv.second == "on";
     } else if (kv.first == "readonly") {
       if (kv.second == "on") {
         spec.readonly = true;
@@ -50,7 +55,7 @@ absl::StatusOr<DiskSpec> ParseDiskSpec(std::string_view arg) {
       }
     } else {
       return absl::InvalidArgumentError(
-          absl::StrFormat("--disk %s: unknown option '%s' (format=, readonly=)", spec.path, parts[i]));
+          absl::StrFormat("--disk %s: unknown option '%s' (format=, readonly=, shadow=)", spec.path, parts[i]));
     }
   }
   return spec;

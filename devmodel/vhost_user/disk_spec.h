@@ -1,5 +1,5 @@
-// A disk as the user names it: `FILE[,format=qcow2|raw][,readonly=on|off]` (coalesce run --disk, the
-// profile, <disk> in domain XML). Pure parsing and the image checks made before a storage daemon starts.
+// A disk as the user names it: `FILE[,format=qcow2|raw][,readonly=on|off][,shadow=on|off]` (coalesce run
+// --disk, the profile, <disk> in domain XML). Pure parsing and the image checks made before a storage daemon starts.
 #pragma once
 
 #include <string>
@@ -16,6 +16,10 @@ struct DiskSpec {
   std::string path;
   DiskFormat format = DiskFormat::kAuto;
   bool readonly = false;
+  // Shadow rings on one node too (docs/DISKS.md): every request is tracked, so a dying storage daemon fails them
+  // with an I/O error instead of leaving them unanswered; costs a thread wake-up per request. Always on in a
+  // coalesced guest.
+  bool shadow = false;
 };
 
 // InvalidArgument naming the option for an empty path, an unknown key or a bad value.

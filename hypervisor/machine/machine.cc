@@ -213,6 +213,8 @@ absl::Status Machine::BuildDisks() {
     dma_guard_ = std::make_unique<DsmDmaGuard>(memory_.get(), [this]() -> dsm::DsmNode* {
       return home_ != nullptr ? &home_->dsm() : nullptr;
     });
+  } else {
+    dma_guard_ = std::make_unique<virtio::LocalDmaGuard>();  // for disks that ask for shadow rings
   }
   ASSIGN_OR_RETURN(disk_dir_, TempDir::Create("coalesce-disks-"));
   for (size_t i = 0; i < config_.disks.size(); ++i) {
@@ -220,7 +222,10 @@ absl::Status Machine::BuildDisks() {
                      StorageDaemon::Start(config_.disks[i], disk_dir_.path(), static_cast<int>(i)));
     ASSIGN_OR_RETURN(std::unique_ptr<VhostUserBlk> blk,
                      VhostUserBlk::Create(std::move(daemon), memory_.get(),
-                                          {.name = absl::StrFormat("vd%c", 'a' + i), .shadow_guard = dma_guard_.get()}));
+                                          {.name = absl::StrFormat("vd%c", 'a' + i),
+                                           .shadow_guard = config_.edges.empty() && !config_.disks[i].shadow
+                                                               ? nullptr
+                                                               : dma_guard_.get()}));
     RETURN_IF_ERROR(AddVirtioDevice(std::move(blk)));
   }
   return absl::OkStatus();

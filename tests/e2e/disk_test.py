@@ -6,8 +6,8 @@ Modes:
   qcow2       a fresh qcow2: the guest makes an ext2 filesystem, writes 1 MiB of random data and powers off; a
               second boot reads it back (same SHA-256); qemu-img check finds no errors.
   raw_ro_two  two disks: vda a read-only raw image the host filled (the guest reads the host's bytes; blockdev
-              says read-only; a write fails; the file is unchanged), vdb a writable raw image (a string the guest
-              writes at 1 MiB is in the file at 1 MiB).
+              says read-only; a write fails; the file is unchanged), vdb a writable raw image on shadow rings (a
+              string the guest writes at 1 MiB is in the file at 1 MiB).
   errors      a missing image, format=qcow2 on a raw file, an image another exporter writes: each exit status 2
               naming the problem, before the guest runs.
   coalesced   as qcow2, but the first boot has vCPU 1 on an edge agent (a separate process) and the writing
@@ -105,7 +105,7 @@ elif a.mode == "raw_ro_two":
     with open(rw, "wb") as f:
         f.truncate(8 << 20)
     pattern = "COALESCE-DISK-PATTERN-7f3a"
-    rc, out = boot([f"{ro},format=raw,readonly=on", f"{rw},format=raw"],
+    rc, out = boot([f"{ro},format=raw,readonly=on", f"{rw},format=raw,shadow=on"],
                    "echo RO=$(blockdev --getro /dev/vda),$(blockdev --getro /dev/vdb); "
                    "echo HEAD=$(head -c 65536 /dev/vda | sha256sum); "
                    "dd if=/dev/zero of=/dev/vda bs=512 count=1 conv=fsync 2>/dev/null; echo RO_WRITE=$?; "

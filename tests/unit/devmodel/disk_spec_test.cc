@@ -23,7 +23,10 @@ TEST_CASE("--disk takes a file and optional format= and readonly=") {
   CHECK((d->path == "b.img" && d->format == DiskFormat::kRaw && d->readonly));
   d = ParseDiskSpec("c,readonly=off,format=qcow2");
   REQUIRE(d.ok());
-  CHECK((d->format == DiskFormat::kQcow2 && !d->readonly));
+  CHECK((d->format == DiskFormat::kQcow2 && !d->readonly && !d->shadow));
+  d = ParseDiskSpec("d,shadow=on");
+  REQUIRE(d.ok());
+  CHECK(d->shadow);
 }
 
 TEST_CASE("bad --disk values name what was wrong") {
@@ -31,6 +34,7 @@ TEST_CASE("bad --disk values name what was wrong") {
   CHECK(ParseDiskSpec(",format=raw").status().message().find("no file") != std::string::npos);
   CHECK(ParseDiskSpec("a,format=vmdk").status().message().find("format 'vmdk'") != std::string::npos);
   CHECK(ParseDiskSpec("a,readonly=yes").status().message().find("readonly 'yes'") != std::string::npos);
+  CHECK(ParseDiskSpec("a,shadow=yes").status().message().find("shadow 'yes'") != std::string::npos);
   CHECK(ParseDiskSpec("a,cache=none").status().message().find("unknown option 'cache=none'") != std::string::npos);
 }
 
