@@ -13,11 +13,13 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "devmodel/virtio/dma_guard.h"
 #include "devmodel/virtio/virtio_device.h"
+#include "devmodel/virtio/virtqueue.h"
 #include "hypervisor/memory/guest_memory.h"
 
 namespace coalesce {
@@ -50,7 +52,7 @@ class ShadowVirtqueue final {
   // The guest reset the device (the back end has stopped the ring): release everything, complete nothing.
   void Abandon();
 
-  [[nodiscard]] uint64_t refused_chains() const { return refused_; }
+  [[nodiscard]] uint64_t refused_chains() const { return guest_.refused_chains(); }
   [[nodiscard]] size_t in_flight() const;
 
  private:
@@ -61,33 +63,23 @@ class ShadowVirtqueue final {
     std::vector<std::pair<uint64_t, uint64_t>> buffers;  // acquired (gpa, len)
     uint64_t status_gpa = 0;                             // the last device-writable byte, 0 if none
   };
-  struct GuestDesc {
-    uint64_t addr;
-    uint32_t len;
-    uint16_t flags;
-    uint16_t next;
-  };
-  absl::StatusOr<uint16_t> GuestU16(uint64_t gpa) const;
-  absl::Status PutGuestUsed(uint16_t head, uint32_t len);
-  absl::Status PublishGuestUsed();
-  // Reads a guest chain; an error means the chain is refused (the guest's fault).
-  absl::StatusOr<std::vector<GuestDesc>> ReadChain(uint16_t head) const;
+  // Completes a guest chain without the back end: `status` in its status byte (if it has one).
+  absl::Status CompleteAtOnce(const virtio::Chain& chain, uint8_t status);
   void Release(InFlight& f);
   uint8_t* ShadowDesc(uint16_t i) const;
 
-  const GuestMemory* guest_;
+  const GuestMemory* guest_memory_;
   const virtio::QueueConfig queue_;
+  virtio::Virtqueue guest_;  // the guest's ring, device side (chains checked there)
   uint8_t* const shadow_;
   virtio::DmaGuard* const guard_;
-  uint16_t guest_last_avail_ = 0;
-  uint16_t guest_used_idx_ = 0;
+  std::optional<virtio::Chain> waiting_;  // popped, but the back end holds too many descriptors for it
   uint16_t shadow_avail_idx_ = 0;
   uint16_t shadow_last_used_ = 0;
   std::vector<uint16_t> free_descs_;
   std::vector<InFlight> in_flight_;  // indexed by shadow head
   bool failed_ = false;
   uint8_t fail_status_ = 0;
-  uint64_t refused_ = 0;
 };
 
 }  // namespace coalesce

@@ -5,6 +5,7 @@
 #include "absl/strings/str_format.h"
 #include "hypervisor/base/log.h"
 #include "hypervisor/base/status_macros.h"
+#include "hypervisor/bus/bus_device.h"
 
 namespace coalesce::virtio {
 namespace {
@@ -13,12 +14,7 @@ constexpr uint16_t kDescNext = 1;
 constexpr uint16_t kDescWrite = 2;
 constexpr uint16_t kDescIndirect = 4;
 
-uint16_t Load16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | p[1] << 8); }
-uint32_t Load32(const uint8_t* p) { return Load16(p) | static_cast<uint32_t>(Load16(p + 2)) << 16; }
-uint64_t Load64(const uint8_t* p) { return Load32(p) | static_cast<uint64_t>(Load32(p + 4)) << 32; }
-void Store32(uint8_t* p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
+uint64_t Load(const uint8_t* p, size_t n) { return LoadLe(std::span<const uint8_t>(p, n)); }
 
 }  // namespace
 
@@ -42,16 +38,16 @@ absl::StatusOr<std::vector<Chain::Buffer>> Virtqueue::ReadChain(uint16_t head) c
     if (out.size() >= config_.size) return absl::InvalidArgumentError("descriptor chain loops");
     uint8_t raw[16];
     RETURN_IF_ERROR(memory_->Read(config_.desc + 16ULL * i, raw));
-    const uint64_t addr = Load64(raw);
-    const uint32_t len = Load32(raw + 8);
-    const uint16_t flags = Load16(raw + 12);
+    const uint64_t addr = Load(raw, 8);
+    const uint32_t len = static_cast<uint32_t>(Load(raw + 8, 4));
+    const uint16_t flags = static_cast<uint16_t>(Load(raw + 12, 2));
     if (flags & kDescIndirect) return absl::InvalidArgumentError("indirect descriptor (not offered)");
     if (len == 0 || !memory_->Contains(addr, len)) {
       return absl::InvalidArgumentError(absl::StrFormat("buffer [%#x, +%u) outside guest RAM", addr, len));
     }
     out.push_back({addr, len, (flags & kDescWrite) != 0});
     if (!(flags & kDescNext)) return out;
-    i = Load16(raw + 14);
+    i = static_cast<uint16_t>(Load(raw + 14, 2));
   }
 }
 
@@ -59,13 +55,13 @@ absl::StatusOr<std::optional<Chain>> Virtqueue::Pop() {
   while (true) {
     uint8_t idx[2];
     RETURN_IF_ERROR(memory_->Read(config_.driver + 2, idx));
-    if (Load16(idx) == last_avail_) return std::optional<Chain>();
+    if (Load(idx, 2) == last_avail_) return std::optional<Chain>();
     std::atomic_thread_fence(std::memory_order_acquire);  // the ring entry after the index (2.7.13)
     uint8_t slot[2];
     RETURN_IF_ERROR(memory_->Read(config_.driver + 4 + 2ULL * (last_avail_ % config_.size), slot));
     ++last_avail_;
     Chain chain;
-    chain.head = Load16(slot);
+    chain.head = static_cast<uint16_t>(Load(slot, 2));
     absl::StatusOr<std::vector<Chain::Buffer>> buffers = ReadChain(chain.head);
     if (!buffers.ok()) {
       ++refused_;
@@ -103,8 +99,8 @@ absl::StatusOr<uint32_t> Virtqueue::WriteAll(const Chain& chain, std::span<const
 
 absl::Status Virtqueue::Push(uint16_t head, uint32_t len) {
   uint8_t e[8];
-  Store32(e, head);
-  Store32(e + 4, len);
+  StoreLe(std::span<uint8_t>(e, 4), head);
+  StoreLe(std::span<uint8_t>(e + 4, 4), len);
   RETURN_IF_ERROR(memory_->Write(config_.device + 4 + 8ULL * (used_idx_ % config_.size), e));
   ++used_idx_;
   used_dirty_ = true;
