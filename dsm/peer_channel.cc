@@ -258,13 +258,7 @@ void PeerChannel::ReceiveLoop() {
     WireHeader h;
     why = ReadFull(sock_.get(), &h, sizeof(h), /*message_start=*/true);
     if (!why.ok()) break;
-    why = ValidateHeader(h);
-    if (why.ok() && h.src_node != peer_) {
-      why = absl::DataLossError(absl::StrFormat("header names node %u on node %u's connection", h.src_node, peer_));
-    }
-    if (why.ok() && static_cast<MsgType>(h.type) == MsgType::kHello) {
-      why = absl::DataLossError("HELLO after the handshake");
-    }
+    why = ValidatePeerHeader(h, peer_);
     if (!why.ok()) break;
     Message m;
     m.type = static_cast<MsgType>(h.type);

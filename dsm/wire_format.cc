@@ -60,4 +60,13 @@ absl::Status ValidateHeader(const WireHeader& h) {
   return absl::OkStatus();
 }
 
+absl::Status ValidatePeerHeader(const WireHeader& h, NodeId peer) {
+  if (absl::Status s = ValidateHeader(h); !s.ok()) return s;
+  if (h.src_node != peer) {
+    return absl::DataLossError(absl::StrFormat("header names node %u on node %u's connection", h.src_node, peer));
+  }
+  if (static_cast<MsgType>(h.type) == MsgType::kHello) return absl::DataLossError("HELLO after the handshake");
+  return absl::OkStatus();
+}
+
 }  // namespace coalesce::dsm

@@ -72,6 +72,9 @@ const char* MsgTypeName(MsgType t);
 
 // Checks magic, version, type and the payload length each type allows. Error text is the logged reason.
 absl::Status ValidateHeader(const WireHeader& h);
+// What a node accepts on its connection to `peer` after the handshake: a valid header that names that peer as
+// its source and is not a second HELLO. The receive loop and the DSM frame fuzzer both use this one check.
+absl::Status ValidatePeerHeader(const WireHeader& h, NodeId peer);
 
 inline WireHeader MakeHeader(MsgType type, NodeId src, uint64_t page, uint32_t arg = 0, uint16_t flags = 0,
                              uint32_t payload_len = 0, uint64_t seq = 0) {

@@ -16,6 +16,19 @@ scripts/guest-assets.sh || { echo "guest assets failed"; echo "0 passed, 1 faile
 
 logs=build/meson-logs
 rm -f "$logs"/host.json "$logs"/nested.json "$logs"/nested-coalesced.json "$logs"/nested-qemu.json "$logs"/testlog.json
+rm -f build-fuzz/meson-logs/fuzz.json
+
+# The fuzz targets (tests/fuzz, docs/FUZZING.md): built with clang and sanitizers in build-fuzz/, each run for
+# FUZZ_SECONDS (20 s here). Only when the whole suite runs, not for a selection of meson tests.
+run_fuzz() {
+  (($# == 0)) || return 0
+  scripts/fuzz.sh && return 0
+  if [[ ! -s build-fuzz/meson-logs/fuzz.json ]]; then  # no target ran: the build or set-up failed, say so
+    mkdir -p build-fuzz/meson-logs
+    echo '{"name": "fuzz build (scripts/fuzz.sh)", "result": "FAIL"}' >build-fuzz/meson-logs/fuzz.json
+  fi
+  return 1
+}
 
 # run_nested LOGBASE TCG_THREAD MESON_TEST_ARGS...: the selected KVM tests in one nested KVM VM. When the VM
 # cannot run them at all, each counts as failed and the reason is printed: a KVM test never skips.
@@ -39,6 +52,7 @@ status=0
 common=(--print-errorlogs --num-processes 2)
 if [[ -z "$(nested_kvm_reason)" ]]; then
   meson test -C build "${common[@]}" --logbase host "$@" || status=1
+  run_fuzz "$@" || status=1
 else
   # Host part first (it is fast), then two nested KVM VMs side by side, one host core each, single-threaded
   # TCG: the single-process KVM tests in one, the multi-process coalesced VMs (suite 'coalesced') in the other.
@@ -50,6 +64,7 @@ else
   if meson test -C build --list --no-rebuild --no-suite kvm "$@" 2>/dev/null | grep -q ' / '; then
     meson test -C build "${common[@]}" --logbase host --no-suite kvm "$@" || status=1
   fi
+  run_fuzz "$@" || status=1
   # Debian's kernel over several nodes (linux_coalesced_*) did not finish in 16 minutes under single-threaded
   # nested TCG, and multi-threaded TCG loses the IPIs it needs: those two run only where /dev/kvm exists.
   # They are named here, not silently dropped (docs/NESTED_KVM.md).
@@ -69,7 +84,8 @@ else
     [[ "$(cat "$f" 2>/dev/null)" == 0 ]] || status=1
   done
 fi
-python3 - "$logs"/host.json "$logs"/nested.json "$logs"/nested-coalesced.json "$logs"/nested-qemu.json <<'PY'
+python3 - "$logs"/host.json build-fuzz/meson-logs/fuzz.json "$logs"/nested.json "$logs"/nested-coalesced.json \
+  "$logs"/nested-qemu.json <<'PY'
 import json, os, sys
 passed = failed = 0
 for path in sys.argv[1:]:

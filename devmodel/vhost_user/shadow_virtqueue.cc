@@ -90,7 +90,7 @@ absl::StatusOr<int> ShadowVirtqueue::ForwardAvailable(bool* completed) {
     }
     if (!acquired.ok()) {
       // The page could not be brought home (the DSM failed): the request fails, the guest sees an I/O error.
-      LOG_ERROR("virtqueue %u: request %u: %s", queue_.index, chain->head, acquired.ToString());
+      LOG_ERROR_SAMPLED("virtqueue %u: request %u: %s", queue_.index, chain->head, acquired.ToString());
       Release(f);
       RETURN_IF_ERROR(CompleteAtOnce(*chain, /*VIRTIO_BLK_S_IOERR*/ 1));
       continue;
@@ -137,7 +137,7 @@ absl::StatusOr<int> ShadowVirtqueue::ReturnUsed() {
     const uint32_t len = static_cast<uint32_t>(Load(e + 4, 4));
     ++shadow_last_used_;
     if (id >= in_flight_.size() || !in_flight_[id].busy) {
-      LOG_ERROR("virtqueue %u: the back end used descriptor %u, which it was not given", queue_.index, id);
+      LOG_ERROR_SAMPLED("virtqueue %u: the back end used descriptor %u, which it was not given", queue_.index, id);
       continue;
     }
     InFlight& f = in_flight_[id];

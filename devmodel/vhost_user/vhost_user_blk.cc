@@ -265,7 +265,7 @@ void VhostUserBlk::OnGuestKick(uint16_t q) {
   bool completed = false;
   absl::StatusOr<int> forwarded = shadows_[q]->ForwardAvailable(&completed);
   if (!forwarded.ok()) {
-    LOG_ERROR("%s: queue %u: %s", name_, q, forwarded.status().ToString());
+    LOG_ERROR_SAMPLED("%s: queue %u: %s", name_, q, forwarded.status().ToString());
     return;
   }
   if (*forwarded > 0) {
@@ -283,7 +283,7 @@ void VhostUserBlk::OnBackendCall(uint16_t q) {
   if (q >= shadows_.size() || !shadows_[q]) return;
   absl::StatusOr<int> returned = shadows_[q]->ReturnUsed();
   if (!returned.ok()) {
-    LOG_ERROR("%s: queue %u: %s", name_, q, returned.status().ToString());
+    LOG_ERROR_SAMPLED("%s: queue %u: %s", name_, q, returned.status().ToString());
     return;
   }
   if (*returned > 0 && used_buffer_) used_buffer_();

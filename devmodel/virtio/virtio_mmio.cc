@@ -165,7 +165,7 @@ void VirtioMmio::WriteRegister(uint64_t offset, uint32_t value) {
   switch (offset) {
     case kRegQueueNum:
       if (value == 0 || value > device_->max_queue_size() || (value & (value - 1)) != 0) {
-        LOG_WARN("%s: queue %u size %u refused (a power of two up to %u)", name_, queue_sel_, value,
+        LOG_WARN_SAMPLED("%s: queue %u size %u refused (a power of two up to %u)", name_, queue_sel_, value,
                  device_->max_queue_size());
         return;
       }
@@ -195,7 +195,7 @@ void VirtioMmio::WriteStatus(uint32_t value) {
     // The driver may accept only offered features, and version 1 is required by this (non-legacy) transport.
     const uint64_t offered = device_->features();
     if ((driver_features_ & ~offered) != 0 || (driver_features_ & kFeatureVersion1) == 0) {
-      LOG_WARN("%s: driver features %#x refused (offered %#x)", name_, driver_features_, offered);
+      LOG_WARN_SAMPLED("%s: driver features %#x refused (offered %#x)", name_, driver_features_, offered);
       value &= ~kStatusFeaturesOk;
     }
   }

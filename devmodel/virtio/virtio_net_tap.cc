@@ -157,7 +157,7 @@ void VirtioNetTap::Transmit() {
   while (true) {
     absl::StatusOr<std::optional<virtio::Chain>> chain = tx_->Pop();
     if (!chain.ok()) {
-      LOG_ERROR("%s: transmit queue: %s", name_, chain.status().ToString());
+      LOG_ERROR_SAMPLED("%s: transmit queue: %s", name_, chain.status().ToString());
       break;
     }
     if (!chain->has_value()) break;
@@ -191,7 +191,7 @@ void VirtioNetTap::Receive() {
     }
     absl::StatusOr<std::optional<virtio::Chain>> chain = rx_->Pop();
     if (!chain.ok()) {
-      LOG_ERROR("%s: receive queue: %s", name_, chain.status().ToString());
+      LOG_ERROR_SAMPLED("%s: receive queue: %s", name_, chain.status().ToString());
       break;
     }
     if (!chain->has_value()) {

@@ -55,7 +55,14 @@ absl::StatusOr<std::optional<Chain>> Virtqueue::Pop() {
   while (true) {
     uint8_t idx[2];
     RETURN_IF_ERROR(memory_->Read(config_.driver + 2, idx));
-    if (Load(idx, 2) == last_avail_) return std::optional<Chain>();
+    const uint16_t published = static_cast<uint16_t>(Load(idx, 2));
+    if (published == last_avail_) return std::optional<Chain>();
+    // A driver can never have more chains outstanding than the ring has entries (2.7.13); a larger jump is a
+    // broken or hostile driver, refused here instead of walking up to 65535 stale ring entries.
+    if (const uint16_t ahead = static_cast<uint16_t>(published - last_avail_); ahead > config_.size) {
+      return absl::DataLossError(absl::StrFormat("virtqueue %u: the driver made %u chains available in a ring of %u",
+                                                 config_.index, ahead, config_.size));
+    }
     std::atomic_thread_fence(std::memory_order_acquire);  // the ring entry after the index (2.7.13)
     uint8_t slot[2];
     RETURN_IF_ERROR(memory_->Read(config_.driver + 4 + 2ULL * (last_avail_ % config_.size), slot));
@@ -65,7 +72,7 @@ absl::StatusOr<std::optional<Chain>> Virtqueue::Pop() {
     absl::StatusOr<std::vector<Chain::Buffer>> buffers = ReadChain(chain.head);
     if (!buffers.ok()) {
       ++refused_;
-      LOG_WARN("virtqueue %u: chain at %u refused: %s", config_.index, chain.head, buffers.status().message());
+      LOG_WARN_SAMPLED("virtqueue %u: chain at %u refused: %s", config_.index, chain.head, buffers.status().message());
       RETURN_IF_ERROR(Push(chain.head, 0));
       continue;
     }

@@ -21,6 +21,10 @@ std::atomic<int>& LevelStorage() {
 
 }  // namespace
 
+bool LogThisOccurrence(uint64_t occurrence) {
+  return occurrence <= 8 || (occurrence & (occurrence - 1)) == 0;
+}
+
 void SetLogLevel(LogLevel level) { LevelStorage().store(static_cast<int>(level)); }
 LogLevel GetLogLevel() { return static_cast<LogLevel>(LevelStorage().load()); }
 

@@ -103,7 +103,7 @@ std::string Instruction::OpcodeText() const {
 
 std::string Instruction::BytesText() const {
   std::string out;
-  for (size_t i = 0; i < length; ++i) absl::StrAppendFormat(&out, i == 0 ? "%02x" : " %02x", bytes[i]);
+  for (size_t i = 0; i < length; ++i) absl::StrAppendFormat(&out, "%s%02x", i == 0 ? "" : " ", bytes[i]);
   return out;
 }
 

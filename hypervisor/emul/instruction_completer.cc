@@ -17,7 +17,7 @@ namespace {
 
 std::string Hex(const std::vector<uint8_t>& bytes) {
   std::string out;
-  for (size_t i = 0; i < bytes.size(); ++i) absl::StrAppendFormat(&out, i ? " %02x" : "%02x", bytes[i]);
+  for (size_t i = 0; i < bytes.size(); ++i) absl::StrAppendFormat(&out, "%s%02x", i ? " " : "", bytes[i]);
   return out.empty() ? "(none)" : out;
 }
 

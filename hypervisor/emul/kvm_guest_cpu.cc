@@ -1,22 +1,20 @@
 #include "hypervisor/emul/kvm_guest_cpu.h"
 
-#include <sys/ioctl.h>
-
 #include <algorithm>
 #include <cstring>
 #include <mutex>
 
 #include "absl/strings/str_format.h"
-#include "hypervisor/base/errno_status.h"
 #include "hypervisor/base/status_macros.h"
 #include "hypervisor/emul/host_atomics.h"
+#include "hypervisor/kvm/kvm_abi.h"
 
 namespace coalesce {
 namespace {
 
 constexpr uint32_t kMsrIa32Xss = 0xda0;
 constexpr uint64_t kEferLma = 1ull << 10;
-constexpr size_t kKvmXsaveBytes = sizeof(kvm_xsave::region);  // 4096: the legacy KVM_GET_XSAVE size
+constexpr size_t kKvmXsaveBytes = kvm_abi::kXsaveSize;  // the legacy KVM_GET_XSAVE image
 
 // kvm_regs in ModRM order (rax rcx rdx rbx rsp rbp rsi rdi r8..r15).
 __u64* GprSlot(kvm_regs& r, int index) {
@@ -25,43 +23,14 @@ __u64* GprSlot(kvm_regs& r, int index) {
   return slots[index];
 }
 
-// Three vCPU ioctls are issued here rather than through VcpuFd, until hypervisor/kvm carries them:
-//  - KVM_GET_XCRS has no VcpuFd wrapper;
-//  - KVM_GET/SET_XSAVE and KVM_GET_MSRS, as <linux/kvm.h> spells them, are wrong in C++: the uapi structs
-//    end in __DECLARE_FLEX_ARRAY, which C++ sizes as one extra member (sizeof(kvm_xsave) is 4100, not 4096),
-//    so the size encoded in the ioctl number differs from the kernel's and every call fails with EINVAL.
-//    The numbers below encode the kernel's sizes.
-constexpr unsigned long kKvmGetXsave = _IOC(_IOC_READ, KVMIO, 0xa4, 4096);
-constexpr unsigned long kKvmSetXsave = _IOC(_IOC_WRITE, KVMIO, 0xa5, 4096);
-constexpr unsigned long kKvmGetMsrs = _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x88, 8);
-
-absl::StatusOr<std::vector<uint8_t>> ReadXsave(int vcpu_fd) {
-  std::vector<uint8_t> region(kKvmXsaveBytes, 0);
-  if (::ioctl(vcpu_fd, kKvmGetXsave, region.data()) < 0) return ErrnoStatus("KVM_GET_XSAVE");
-  return region;
-}
-
-absl::Status WriteXsave(int vcpu_fd, std::vector<uint8_t> region) {
-  region.resize(kKvmXsaveBytes, 0);
-  if (::ioctl(vcpu_fd, kKvmSetXsave, region.data()) < 0) return ErrnoStatus("KVM_SET_XSAVE");
-  return absl::OkStatus();
-}
-
 // IA32_XSS, or 0 where KVM does not know the MSR (no XSAVES for the guest).
-uint64_t ReadXss(int vcpu_fd) {
-  struct {
-    uint32_t nmsrs = 1;
-    uint32_t pad = 0;
-    kvm_msr_entry entry{};
-  } msrs;
-  msrs.entry.index = kMsrIa32Xss;
-  if (::ioctl(vcpu_fd, kKvmGetMsrs, &msrs) != 1) return 0;
-  return msrs.entry.data;
+uint64_t ReadXss(const VcpuFd& vcpu) {
+  auto values = vcpu.GetMsrs({kMsrIa32Xss});
+  return values.ok() ? (*values)[0] : 0;
 }
 
-absl::StatusOr<uint64_t> ReadXcr0(int vcpu_fd) {
-  kvm_xcrs xcrs{};
-  if (::ioctl(vcpu_fd, KVM_GET_XCRS, &xcrs) < 0) return ErrnoStatus("KVM_GET_XCRS");
+absl::StatusOr<uint64_t> ReadXcr0(const VcpuFd& vcpu) {
+  ASSIGN_OR_RETURN(kvm_xcrs xcrs, vcpu.GetXcrs());
   for (uint32_t i = 0; i < xcrs.nr_xcrs && i < KVM_MAX_XCRS; ++i) {
     if (xcrs.xcrs[i].xcr == 0) return xcrs.xcrs[i].value;
   }
@@ -114,9 +83,9 @@ absl::Status KvmGuestCpu::SetRegisters(const RegisterState& r) {
 absl::StatusOr<ExtendedState> KvmGuestCpu::GetExtendedState() {
   if (!extended_) {
     ExtendedState st;
-    ASSIGN_OR_RETURN(st.image, ReadXsave(vcpu_.fd()));
-    ASSIGN_OR_RETURN(st.xcr0, ReadXcr0(vcpu_.fd()));
-    st.xss = ReadXss(vcpu_.fd());
+    ASSIGN_OR_RETURN(st.image, vcpu_.GetXsave());
+    ASSIGN_OR_RETURN(st.xcr0, ReadXcr0(vcpu_));
+    st.xss = ReadXss(vcpu_);
     if (layout_.StandardSize(st.xcr0) > kKvmXsaveBytes) {
       return absl::UnimplementedError(absl::StrFormat(
           "guest XCR0 %#x needs %d bytes of XSAVE state, more than KVM_GET_XSAVE carries", st.xcr0,
@@ -237,7 +206,7 @@ absl::Status KvmGuestCpu::InjectException(const Fault& fault) {
 absl::Status KvmGuestCpu::Commit() {
   if (regs_dirty_) RETURN_IF_ERROR(vcpu_.SetRegs(regs_));
   if (extended_dirty_) {
-    RETURN_IF_ERROR(WriteXsave(vcpu_.fd(), extended_->image));
+    RETURN_IF_ERROR(vcpu_.SetXsave(extended_->image));
   }
   if (pending_) {
     if (pending_->vector == kVectorPageFault) {

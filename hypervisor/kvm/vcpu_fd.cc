@@ -2,6 +2,7 @@
 
 #include <sys/ioctl.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -41,11 +42,20 @@ absl::StatusOr<kvm_sregs> VcpuFd::GetSregs() const { return GetStruct<kvm_sregs>
 absl::Status VcpuFd::SetSregs(const kvm_sregs& s) { return SetStruct(fd_.get(), KVM_SET_SREGS, s, "KVM_SET_SREGS"); }
 absl::StatusOr<kvm_fpu> VcpuFd::GetFpu() const { return GetStruct<kvm_fpu>(fd_.get(), KVM_GET_FPU, "KVM_GET_FPU"); }
 absl::Status VcpuFd::SetFpu(const kvm_fpu& f) { return SetStruct(fd_.get(), KVM_SET_FPU, f, "KVM_SET_FPU"); }
-absl::StatusOr<kvm_xsave> VcpuFd::GetXsave() const {
-  return GetStruct<kvm_xsave>(fd_.get(), kvm_abi::kGetXsave, "KVM_GET_XSAVE");
+absl::StatusOr<std::vector<uint8_t>> VcpuFd::GetXsave() const {
+  std::vector<uint8_t> image(kvm_abi::kXsaveSize, 0);
+  if (::ioctl(fd_.get(), kvm_abi::kGetXsave, image.data()) < 0) return ErrnoStatus("KVM_GET_XSAVE");
+  return image;
 }
-absl::Status VcpuFd::SetXsave(const kvm_xsave& x) {
-  return SetStruct(fd_.get(), kvm_abi::kSetXsave, x, "KVM_SET_XSAVE");
+absl::Status VcpuFd::SetXsave(std::span<const uint8_t> image) {
+  if (image.size() > kvm_abi::kXsaveSize) {
+    return absl::InvalidArgumentError(absl::StrFormat("KVM_SET_XSAVE: %u bytes, at most %u", image.size(),
+                                                      kvm_abi::kXsaveSize));
+  }
+  std::vector<uint8_t> padded(kvm_abi::kXsaveSize, 0);
+  std::copy(image.begin(), image.end(), padded.begin());
+  if (::ioctl(fd_.get(), kvm_abi::kSetXsave, padded.data()) < 0) return ErrnoStatus("KVM_SET_XSAVE");
+  return absl::OkStatus();
 }
 absl::StatusOr<kvm_xcrs> VcpuFd::GetXcrs() const { return GetStruct<kvm_xcrs>(fd_.get(), KVM_GET_XCRS, "KVM_GET_XCRS"); }
 absl::Status VcpuFd::SetXcrs(const kvm_xcrs& x) { return SetStruct(fd_.get(), KVM_SET_XCRS, x, "KVM_SET_XCRS"); }

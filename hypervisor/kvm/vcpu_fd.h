@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -28,8 +29,10 @@ class VcpuFd final {
   absl::Status SetSregs(const kvm_sregs& sregs);
   [[nodiscard]] absl::StatusOr<kvm_fpu> GetFpu() const;
   absl::Status SetFpu(const kvm_fpu& fpu);
-  [[nodiscard]] absl::StatusOr<kvm_xsave> GetXsave() const;
-  absl::Status SetXsave(const kvm_xsave& xsave);
+  // The legacy KVM_GET/SET_XSAVE image: kvm_abi::kXsaveSize bytes (kvm_xsave's region[]). A byte vector, not
+  // kvm_xsave, whose trailing flexible array C++ sizes wrongly (kvm_abi.h). SetXsave pads a shorter image with zeros.
+  [[nodiscard]] absl::StatusOr<std::vector<uint8_t>> GetXsave() const;
+  absl::Status SetXsave(std::span<const uint8_t> image);
   [[nodiscard]] absl::StatusOr<kvm_vcpu_events> GetVcpuEvents() const;
   absl::Status SetVcpuEvents(const kvm_vcpu_events& events);
   [[nodiscard]] absl::StatusOr<kvm_xcrs> GetXcrs() const;

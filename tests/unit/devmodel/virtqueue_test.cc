@@ -84,6 +84,15 @@ TEST_CASE("chains are popped in order, gathered, scattered and returned used") {
   CHECK(vq.refused_chains() == 1);
   REQUIRE(vq.Publish().ok());
   CHECK(drv.UsedIdx() == 2);
+
+  // An available index more than a ring ahead of the device is a broken driver: an error, nothing walked.
+  const uint16_t ahead = static_cast<uint16_t>(drv.avail_idx() + 17);  // the ring has 16 entries
+  uint8_t idx[2] = {static_cast<uint8_t>(ahead), static_cast<uint8_t>(ahead >> 8)};
+  drv.Write(VirtioTestDriver::kAvail + 2, idx);
+  auto broken = vq.Pop();
+  REQUIRE_FALSE(broken.ok());
+  CHECK(broken.status().message().find("made 17 chains available in a ring of 16") != std::string::npos);
+  CHECK(vq.refused_chains() == 1);
 }
 
 TEST_CASE("--net takes a TAP name and an optional unicast MAC") {
