@@ -1,5 +1,6 @@
 #include "edge_monitor/edge_agent_client.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include <grpcpp/client_context.h>
@@ -9,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "edge_monitor/host_port.h"
+#include "hypervisor/base/status_macros.h"
 
 namespace coalesce {
 namespace {
@@ -30,6 +32,8 @@ absl::StatusOr<std::unique_ptr<EdgeAgentClient>> EdgeAgentClient::Connect(const 
                                                                           const EdgeAgentClientOptions& options) {
   auto host_port = ParseHostPort(address, "edge agent address");
   if (!host_port.ok()) return host_port.status();
+  const TlsMaterial* tls = options.security.tls.get();
+  RETURN_IF_ERROR(CheckPlaintextAllowed(*host_port, tls != nullptr, options.security.insecure, "edge agent"));
 
   grpc::ChannelArguments args;
   // An edge agent is a direct peer: an http_proxy in the environment must not capture the control plane.
@@ -38,15 +42,19 @@ absl::StatusOr<std::unique_ptr<EdgeAgentClient>> EdgeAgentClient::Connect(const 
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  auto channel = grpc::CreateCustomChannel(host_port->ToString(), grpc::InsecureChannelCredentials(), args);
+  auto channel = grpc::CreateCustomChannel(host_port->ToString(), MakeChannelCredentials(tls), args);
 
   if (!channel->WaitForConnected(DeadlineAfter(options.connect_timeout))) {
     const auto state = channel->GetState(/*try_to_connect=*/false);
+    // gRPC says only "transient failure": a handshake of our own names a TLS reason if there is one.
+    const std::string tls_reason =
+        state == GRPC_CHANNEL_TRANSIENT_FAILURE ? DiagnoseTlsConnect(*host_port, tls, std::min(options.connect_timeout, absl::Seconds(3))) : "";
     return absl::DeadlineExceededError(absl::StrCat(
         "edge agent ", address, ": not reachable within ", absl::FormatDuration(options.connect_timeout),
-        state == GRPC_CHANNEL_TRANSIENT_FAILURE ? " (connection failed: no agent listening there, or the host is "
-                                                  "unreachable)"
-                                                : " (no answer)"));
+        !tls_reason.empty()                          ? absl::StrCat(" (", tls_reason, ")")
+        : state == GRPC_CHANNEL_TRANSIENT_FAILURE ? " (connection failed: no agent listening there, or the host is "
+                                                     "unreachable)"
+                                                   : " (no answer)"));
   }
   return std::unique_ptr<EdgeAgentClient>(new EdgeAgentClient(address, options, std::move(channel)));
 }

@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "coalesce/edge_agent.grpc.pb.h"
+#include "edge_monitor/tls.h"
 
 namespace coalesce {
 
@@ -18,12 +19,14 @@ struct EdgeAgentClientOptions {
   absl::Duration connect_timeout = absl::Seconds(5);
   absl::Duration rpc_timeout = absl::Seconds(10);   // GetCapacity, StopVm (plus its grace), GetVmState
   absl::Duration host_timeout = absl::Seconds(60);  // HostVcpus: includes starting the remote runtime
+  ControlPlaneSecurity security;                    // mutual TLS, or plaintext on loopback (edge_monitor/tls.h)
 };
 
 class EdgeAgentClient final {
  public:
-  // Validates `address` (host:port) and waits up to connect_timeout for a connection. An unreachable agent fails
-  // with DEADLINE_EXCEEDED or UNAVAILABLE naming the address.
+  // Validates `address` (host:port), applies the plaintext rule (tls.h) and waits up to connect_timeout for a
+  // connection. An unreachable agent fails with DEADLINE_EXCEEDED naming the address and, where a TLS probe
+  // finds one, the reason (our certificate refused, the agent's not trusted, TLS on one side only).
   static absl::StatusOr<std::unique_ptr<EdgeAgentClient>> Connect(const std::string& address,
                                                                   const EdgeAgentClientOptions& options = {});
 

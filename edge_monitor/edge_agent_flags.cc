@@ -7,7 +7,7 @@ namespace coalesce {
 
 const char* EdgeAgentUsage() {
   return "usage: coalesce edge --listen HOST:PORT [--capacity vcpus=N,memory=SIZE] [--runtime PATH]\n"
-         "                     [--log-level LEVEL]\n"
+         "                     [--tls-ca FILE --tls-cert FILE --tls-key FILE | --insecure] [--log-level LEVEL]\n"
          "\n"
          "Runs the edge agent: a gRPC service that hosts vCPUs of coalesced VMs for home nodes.\n"
          "\n"
@@ -16,6 +16,11 @@ const char* EdgeAgentUsage() {
          "  --capacity LIST        what this host offers: vcpus=N and/or memory=SIZE (K/M/G/T suffixes);\n"
          "                         default: all online CPUs and all physical memory\n"
          "  --runtime PATH         program started as 'PATH remote-node ...' for each VM (default: this binary)\n"
+         "  --tls-ca FILE          CA certificate(s), PEM: only home nodes with a certificate from it are served\n"
+         "  --tls-cert FILE        this agent's certificate, PEM (names the addresses homes dial it by)\n"
+         "  --tls-key FILE         its private key, PEM (`coalesce pki` makes all three)\n"
+         "  --insecure             serve plaintext on a non-loopback --listen (without TLS only loopback is\n"
+         "                         allowed); see docs/SECURITY.md\n"
          "  --log-level LEVEL      debug, info, warning or error (default: info)\n"
          "  -h, --help             this text\n"
          "\n"
@@ -63,6 +68,14 @@ absl::StatusOr<EdgeAgentFlags> ParseEdgeAgentFlags(const std::vector<std::string
       if (!v.ok()) return v.status();
       if (v->empty()) return absl::InvalidArgumentError("edge: --runtime needs a path");
       flags.runtime_executable = *v;
+    } else if (name == "--tls-ca" || name == "--tls-cert" || name == "--tls-key") {
+      auto v = take_value();
+      if (!v.ok()) return v.status();
+      if (v->empty()) return absl::InvalidArgumentError(absl::StrCat("edge: ", name, " needs a file"));
+      (name == "--tls-ca" ? flags.tls.ca : name == "--tls-cert" ? flags.tls.cert : flags.tls.key) = *v;
+    } else if (name == "--insecure") {
+      if (value) return absl::InvalidArgumentError("edge: --insecure takes no value");
+      flags.insecure = true;
     } else if (name == "--log-level") {
       auto v = take_value();
       if (!v.ok()) return v.status();

@@ -7,6 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "edge_monitor/edge_capacity.h"
+#include "edge_monitor/tls.h"
 #include "hypervisor/base/log.h"
 
 namespace coalesce {
@@ -17,6 +18,8 @@ struct EdgeAgentFlags {
   EdgeCapacity capacity;                // --capacity vcpus=N,memory=SIZE; defaults to HostCapacity()
   std::string runtime_executable;       // --runtime PATH; empty: /proc/self/exe
   std::optional<LogLevel> log_level;    // --log-level debug|info|warning|error
+  TlsFiles tls;                         // --tls-ca, --tls-cert, --tls-key: mutual TLS with home nodes
+  bool insecure = false;                // --insecure: plaintext on a non-loopback --listen
 };
 
 // `args` are the flags only (after "edge"). Accepts "--flag value" and "--flag=value". Errors name the flag.

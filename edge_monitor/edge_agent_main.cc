@@ -28,6 +28,19 @@ int RunEdgeAgentMain(int argc, char** argv) {
     return 0;
   }
   SetLogLevel(flags->log_level.value_or(LogLevel::kInfo));
+  auto tls = LoadTls(flags->tls);
+  if (!tls.ok()) {
+    std::fprintf(stderr, "coalesce: edge: %.*s\n", static_cast<int>(tls.status().message().size()),
+                 tls.status().message().data());
+    return 2;
+  }
+  ControlPlaneSecurity security;
+  if (tls->has_value()) security.tls = std::make_shared<const TlsMaterial>(**tls);
+  security.insecure = flags->insecure;
+  if (flags->insecure && security.tls == nullptr) {
+    std::fprintf(stderr, "coalesce: edge: --insecure: the control plane is plaintext, and any host that reaches "
+                         "--listen may start VMs here\n");
+  }
 
   // Block the shutdown signals before gRPC starts its threads; a sigwait below turns them into an orderly stop.
   sigset_t shutdown_signals;
@@ -41,11 +54,11 @@ int RunEdgeAgentMain(int argc, char** argv) {
   EdgeAgentService::Options service_options;
   service_options.capacity = flags->capacity;
   auto server = EdgeAgentServer::Start(flags->listen, service_options,
-                                       std::make_unique<ProcessVmRuntimeFactory>(runtime_options));
+                                       std::make_unique<ProcessVmRuntimeFactory>(runtime_options), security);
   if (!server.ok()) {
     std::fprintf(stderr, "coalesce: %.*s\n", static_cast<int>(server.status().message().size()),
                  server.status().message().data());
-    return 1;
+    return server.status().code() == absl::StatusCode::kFailedPrecondition ? 2 : 1;
   }
   // Scripts and tests that listen on port 0 read the bound address from here.
   std::printf("edge agent listening on %s capacity %s\n", (*server)->address().c_str(),

@@ -2,7 +2,6 @@
 
 #include <chrono>
 
-#include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
 
 #include "absl/strings/str_cat.h"
@@ -13,9 +12,14 @@ namespace coalesce {
 
 absl::StatusOr<std::unique_ptr<EdgeAgentServer>> EdgeAgentServer::Start(const std::string& listen,
                                                                         EdgeAgentService::Options options,
-                                                                        std::unique_ptr<VmRuntimeFactory> factory) {
+                                                                        std::unique_ptr<VmRuntimeFactory> factory,
+                                                                        const ControlPlaneSecurity& security) {
   auto host_port = ParseHostPort(listen, "--listen", /*allow_port_zero=*/true);
   if (!host_port.ok()) return host_port.status();
+  if (absl::Status st = CheckPlaintextAllowed(*host_port, security.tls != nullptr, security.insecure, "--listen");
+      !st.ok()) {
+    return st;
+  }
 
   std::unique_ptr<EdgeAgentServer> server(new EdgeAgentServer());
   server->service_ = std::make_unique<EdgeAgentService>(std::move(options), std::move(factory));
@@ -25,7 +29,7 @@ absl::StatusOr<std::unique_ptr<EdgeAgentServer>> EdgeAgentServer::Start(const st
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   // Control messages are small; a peer cannot make us buffer more than this.
   builder.SetMaxReceiveMessageSize(1 << 20);
-  builder.AddListeningPort(host_port->ToString(), grpc::InsecureServerCredentials(), &server->port_);
+  builder.AddListeningPort(host_port->ToString(), MakeServerCredentials(security.tls.get()), &server->port_);
   builder.RegisterService(server->service_.get());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
@@ -35,7 +39,13 @@ absl::StatusOr<std::unique_ptr<EdgeAgentServer>> EdgeAgentServer::Start(const st
   HostPort bound = *host_port;
   bound.port = static_cast<uint16_t>(server->port_);
   server->address_ = bound.ToString();
-  LOG_INFO("edge agent listening on %s", server->address_);
+  if (security.tls != nullptr) {
+    LOG_INFO("edge agent listening on %s (mutual TLS as %s, certificate valid until %s)", server->address_,
+             security.tls->subject, absl::FormatTime(security.tls->not_after));
+  } else {
+    LOG_INFO("edge agent listening on %s (plaintext%s)", server->address_,
+             security.insecure ? ", --insecure" : ": loopback only");
+  }
   return server;
 }
 

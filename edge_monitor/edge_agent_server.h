@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "edge_monitor/edge_agent_service.h"
+#include "edge_monitor/tls.h"
 
 namespace coalesce {
 
@@ -16,9 +17,12 @@ class EdgeAgentServer final {
  public:
   // `listen` is host:port; port 0 picks a free port (see port()). Fails with a message naming the address if it
   // cannot be bound (in use, bad host).
+  // `security`: mutual TLS (every client must present a certificate from the CA), or plaintext, which only a
+  // loopback `listen` allows unless security.insecure.
   static absl::StatusOr<std::unique_ptr<EdgeAgentServer>> Start(const std::string& listen,
                                                                 EdgeAgentService::Options options,
-                                                                std::unique_ptr<VmRuntimeFactory> factory);
+                                                                std::unique_ptr<VmRuntimeFactory> factory,
+                                                                const ControlPlaneSecurity& security = {});
 
   // Shutdown().
   ~EdgeAgentServer();

@@ -1,8 +1,5 @@
 #include "edge_monitor/profile_loader.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/text_format.h>
 #include <google/protobuf/util/json_util.h>
@@ -12,8 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "edge_monitor/json_source_map.h"
 #include "edge_monitor/profile_validator.h"
-#include "hypervisor/base/errno_status.h"
-#include "hypervisor/base/unique_fd.h"
+#include "hypervisor/base/small_file.h"
 
 namespace coalesce {
 namespace {
@@ -70,27 +66,6 @@ absl::StatusOr<pb::Profile> ParseJson(std::string_view content, std::string_view
   return absl::InvalidArgumentError(absl::StrCat(std::string(name), ": ", message));
 }
 
-absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return ErrnoStatus(absl::StrCat("profile ", path, ": open"));
-  std::string content;
-  char buffer[16384];
-  while (true) {
-    const ssize_t n = ::read(fd.get(), buffer, sizeof(buffer));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoStatus(absl::StrCat("profile ", path, ": read"));
-    }
-    if (n == 0) break;
-    content.append(buffer, static_cast<size_t>(n));
-    if (content.size() > kMaxProfileBytes) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("profile ", path, ": larger than ", kMaxProfileBytes, " bytes; not a profile"));
-    }
-  }
-  return content;
-}
-
 }  // namespace
 
 absl::StatusOr<ProfileFormat> ProfileFormatForPath(std::string_view path) {
@@ -110,7 +85,7 @@ absl::StatusOr<pb::Profile> ParseProfile(std::string_view content, ProfileFormat
 absl::StatusOr<pb::Profile> LoadProfile(const std::string& path) {
   auto format = ProfileFormatForPath(path);
   if (!format.ok()) return format.status();
-  auto content = ReadSmallFile(path);
+  auto content = ReadSmallFile(path, kMaxProfileBytes, "profile");
   if (!content.ok()) return content.status();
   return ParseProfile(*content, *format, path);
 }

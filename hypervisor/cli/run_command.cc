@@ -21,6 +21,7 @@
 #include "edge_monitor/profile_overrides.h"
 #include "edge_monitor/profile_validator.h"
 #include "edge_monitor/size.h"
+#include "edge_monitor/tls.h"
 #include "hypervisor/machine/machine.h"
 #include "hypervisor/vcpu/exit_status.h"
 
@@ -107,6 +108,33 @@ absl::StatusOr<MachineConfig> MergeProfile(RunOptions options) {
     if (!hp.ok()) return hp.status();
     config.data_plane_host = hp->host;
     config.data_plane_port = hp->port;
+  }
+  // Security: mutual TLS to the edge agents from the flags or the profile; plaintext leaves loopback only with
+  // --insecure. The data plane is never encrypted yet, so a non-loopback one always needs --insecure.
+  const pb::HomeNode& home = profile.home();
+  TlsFiles tls = options.tls.any() ? options.tls : TlsFiles{home.tls_ca(), home.tls_cert(), home.tls_key()};
+  absl::StatusOr<std::optional<TlsMaterial>> material = LoadTls(tls);
+  if (!material.ok()) return material.status();
+  if (material->has_value()) config.control_plane.tls = std::make_shared<const TlsMaterial>(**material);
+  config.control_plane.insecure = options.insecure || home.insecure();
+  if (!config.edges.empty() && !config.control_plane.insecure && !IsLoopbackHost(config.data_plane_host)) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "--data-plane %s is not a loopback address, and the data plane (guest memory pages, forwarded I/O) is not "
+        "encrypted yet: give --insecure to send it in clear (docs/SECURITY.md)",
+        config.data_plane_host));
+  }
+  for (const EdgePlacementSpec& edge : config.edges) {
+    absl::StatusOr<HostPort> hp = ParseHostPort(edge.agent_address, "edge agent address");
+    if (!hp.ok()) return hp.status();
+    if (absl::Status st = CheckPlaintextAllowed(*hp, config.control_plane.tls != nullptr,
+                                                config.control_plane.insecure, "edge agent");
+        !st.ok()) {
+      return st;
+    }
+  }
+  if (config.control_plane.insecure && !config.edges.empty()) {
+    std::fprintf(stderr, "coalesce run: --insecure: the data plane%s is plaintext\n",
+                 config.control_plane.tls != nullptr ? "" : " and the control plane");
   }
   return config;
 }

@@ -17,6 +17,7 @@ const char kTopUsage[] =
     "  run    boot a guest (this node is home); see `coalesce run --help`\n"
     "  edge   run the edge agent that hosts vCPUs for home nodes; see `coalesce edge --help`\n"
     "  daemon serve libvirt's protocol so virsh manages guests; see `coalesce daemon --help`\n"
+    "  pki    create a CA and node certificates for mutual TLS; see `coalesce pki --help`\n"
     "  help   this text\n"
     "\n"
     "exit status of `run`: 0 guest powered off; (V << 1) | 1 guest wrote V to the debug-exit port 0xf4;\n"
@@ -50,6 +51,10 @@ const char kRunUsage[] =
     "  --rip-samples FILE  sample the guest's RIP whenever a vCPU is interrupted and write \"RIP COUNT\"\n"
     "                      lines (hex, decimal) to FILE at exit: a profile of where guest time goes\n"
     "  --stats             print exit, injection and emulation counters when the guest stops\n"
+    "  --tls-ca FILE       CA certificate(s), PEM: edge agents must present a certificate from it\n"
+    "  --tls-cert FILE     this node's certificate, PEM; --tls-key FILE: its key (`coalesce pki`)\n"
+    "  --insecure          allow plaintext to non-loopback addresses: the control plane without TLS, and the\n"
+    "                      data plane, which is not encrypted yet (docs/SECURITY.md)\n"
     "  --log-level LEVEL   debug, info, warning (default) or error; also COALESCE_LOG\n"
     "  --help              this text\n";
 
@@ -118,6 +123,13 @@ absl::StatusOr<RunOptions> ParseRunOptions(const std::vector<std::string>& args)
       auto v = take();
       if (!v.ok()) return v.status();
       o.data_plane = *v;
+    } else if (flag == "--tls-ca" || flag == "--tls-cert" || flag == "--tls-key") {
+      auto v = take();
+      if (!v.ok()) return v.status();
+      if (v->empty()) return absl::InvalidArgumentError(absl::StrCat(flag, " needs a file"));
+      (flag == "--tls-ca" ? o.tls.ca : flag == "--tls-cert" ? o.tls.cert : o.tls.key) = *v;
+    } else if (flag == "--insecure") {
+      o.insecure = true;
     } else if (flag == "--cpu") {
       auto v = take();
       if (!v.ok()) return v.status();

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "edge_monitor/tls.h"
+
 #include "absl/status/statusor.h"
 
 namespace coalesce {
@@ -25,6 +27,8 @@ struct RunOptions {
   std::vector<std::string> disks;      // --disk FILE[,format=..][,readonly=..], as given (ParseDiskSpec)
   std::vector<std::string> nets;       // --net tap=NAME[,mac=..], as given (ParseNetSpec)
   std::string data_plane;              // --data-plane HOST:PORT (this node's DSM/data-plane address)
+  TlsFiles tls;                        // --tls-ca, --tls-cert, --tls-key: mutual TLS with edge agents
+  bool insecure = false;               // --insecure: plaintext to non-loopback addresses
   bool print_stats = false;            // --stats: exit and emulation counters at exit
   std::string rip_samples;             // --rip-samples FILE: guest RIP histogram written at exit
   std::string log_level;               // --log-level

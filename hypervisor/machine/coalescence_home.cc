@@ -29,7 +29,8 @@ absl::StatusOr<std::unique_ptr<CoalescenceHome>> CoalescenceHome::Start(const Co
   dsm::DsmNodeConfig cfg;
   cfg.self = 0;
   cfg.home = 0;
-  cfg.listen_address = "0.0.0.0";
+  // A loopback data plane listens on loopback only; another address (allowed with --insecure) on every interface.
+  cfg.listen_address = IsLoopbackHost(config.data_plane_host) ? config.data_plane_host : "0.0.0.0";
   cfg.listen_port = config.data_plane_port;
   cfg.on_error = [raw](const absl::Status& st) {
     {
@@ -60,7 +61,9 @@ absl::Status CoalescenceHome::HostEdges(GuestMemory& memory) {
   std::string data_plane = absl::StrFormat("%s:%u", config_.data_plane_host, link_->dsm().port());
   for (size_t i = 0; i < config_.edges.size(); ++i) {
     const EdgePlacementSpec& edge = config_.edges[i];
-    ASSIGN_OR_RETURN(auto client, EdgeAgentClient::Connect(edge.agent_address));
+    EdgeAgentClientOptions client_options;
+    client_options.security = config_.control_plane;
+    ASSIGN_OR_RETURN(auto client, EdgeAgentClient::Connect(edge.agent_address, client_options));
     pb::HostVcpusRequest req;
     req.set_vm_id(absl::StrFormat("%s-n%u", vm_id_, i + 1));
     req.set_guest_memory_bytes(memory.size());

@@ -26,6 +26,7 @@ struct CoalescenceConfig {
   uint16_t data_plane_port = 0;               // 0: any free port
   int64_t tsc_offset = 0;                     // host TSC - guest TSC at home
   std::string cpu_model = "baseline";         // sent to every edge, so that all vCPUs show one CPU
+  ControlPlaneSecurity control_plane;
 };
 
 class CoalescenceHome final {

@@ -8,6 +8,7 @@
 
 #include "devmodel/vhost_user/disk_spec.h"
 #include "devmodel/virtio/virtio_net_tap.h"
+#include "edge_monitor/tls.h"
 #include "hypervisor/machine/edge_placement.h"
 #include "hypervisor/vcpu/cpuid.h"
 
@@ -32,6 +33,7 @@ struct MachineConfig {
   std::vector<EdgePlacementSpec> edges;
   std::string data_plane_host = "127.0.0.1";  // the address edge nodes use to reach this node's data plane
   uint16_t data_plane_port = 0;
+  ControlPlaneSecurity control_plane;  // how the home talks to edge agents (mutual TLS or loopback plaintext)
 };
 
 }  // namespace coalesce

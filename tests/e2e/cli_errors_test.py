@@ -58,6 +58,14 @@ with tempfile.TemporaryDirectory() as tmp:
     expect("disk with an unknown option", ["--kernel", GUEST, "--disk", "/x.img,cache=none"], 2, "cache=none")
     expect("disk with an unknown format", ["--kernel", GUEST, "--disk", "/x.img,format=vmdk"], 2, "vmdk")
     expect("disk that does not exist", ["--kernel", GUEST, "--disk", missing], 2, missing)
+    expect("plaintext to a non-loopback edge agent", ["--kernel", GUEST, "--vcpus", "2", "--edge", "192.0.2.1:7001=1"],
+           2, "192.0.2.1:7001 is not a loopback address", "--insecure")
+    expect("a non-loopback data plane without --insecure",
+           ["--kernel", GUEST, "--vcpus", "2", "--edge", "127.0.0.1:7001=1", "--data-plane", "192.0.2.5:0"],
+           2, "not encrypted yet")
+    expect("TLS files given in part", ["--kernel", GUEST, "--tls-ca", missing], 2, "go together")
+    expect("a TLS file that does not exist",
+           ["--kernel", GUEST, "--tls-ca", missing, "--tls-cert", missing, "--tls-key", missing], 2, missing)
     # Linux (bzImage) inputs.
     if ASSETS:
         vmlinuz = os.path.join(ASSETS, "vmlinuz")

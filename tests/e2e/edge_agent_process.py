@@ -1,5 +1,6 @@
 """A `coalesce edge` agent as a child process, for tests and benchmarks: started on a given (or free) loopback
-port, optionally inside `ip netns exec NS`, ready once it accepts TCP connections, stopped with SIGTERM."""
+port, optionally inside `ip netns exec NS`, ready once it accepts TCP connections, stopped with SIGTERM.
+Also the throwaway CA (`coalesce pki`) that tests use for mutual TLS between home and agents."""
 import signal
 import socket
 import subprocess
@@ -12,10 +13,23 @@ def free_port():
         return s.getsockname()[1]
 
 
+def throwaway_pki(coalesce, directory, nodes):
+    """A CA in `directory` and a certificate per node ({name: address}); returns {name: [--tls-* flags]}."""
+    subprocess.run([coalesce, "pki", "ca", directory, "--days", "1"], check=True, stdout=subprocess.DEVNULL)
+    flags = {}
+    for name, address in nodes.items():
+        subprocess.run([coalesce, "pki", "issue", directory, name, "--san", address, "--days", "1"], check=True,
+                       stdout=subprocess.DEVNULL)
+        flags[name] = ["--tls-ca", f"{directory}/ca.pem", "--tls-cert", f"{directory}/{name}.pem",
+                       "--tls-key", f"{directory}/{name}.key"]
+    return flags
+
+
 class EdgeAgent:
-    def __init__(self, coalesce, listen=None, capacity="vcpus=8,memory=4G", netns=None, start_timeout=30):
+    def __init__(self, coalesce, listen=None, capacity="vcpus=8,memory=4G", netns=None, start_timeout=30,
+                 extra_args=()):
         self.listen = listen or f"127.0.0.1:{free_port()}"
-        cmd = [coalesce, "edge", "--listen", self.listen, "--capacity", capacity]
+        cmd = [coalesce, "edge", "--listen", self.listen, "--capacity", capacity] + list(extra_args)
         if netns:
             cmd = ["ip", "netns", "exec", netns] + cmd
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

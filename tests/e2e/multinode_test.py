@@ -5,13 +5,16 @@ network namespace, the home node (`coalesce run --edge ...`), and the project's 
 Usage: multinode_test.py COALESCE GUEST_DIR CASE
 CASE: guests2 | guests3 | netns | agent_killed | bad_setup
 """
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 
-from edge_agent_process import EdgeAgent, free_port
+from edge_agent_process import EdgeAgent, free_port, throwaway_pki
 
 COALESCE, GUEST_DIR, CASE = sys.argv[1], sys.argv[2], sys.argv[3]
 failures = []
@@ -21,8 +24,8 @@ def guest(name):
     return os.path.join(GUEST_DIR, name + ".elf")
 
 
-def Agent(listen, capacity="vcpus=8,memory=4G", netns=None):
-    return EdgeAgent(COALESCE, listen, capacity, netns)
+def Agent(listen, capacity="vcpus=8,memory=4G", netns=None, extra_args=()):
+    return EdgeAgent(COALESCE, listen, capacity, netns, extra_args=extra_args)
 
 
 # In the nested KVM VM the multi-process tests run under single-threaded TCG (docs/NESTED_KVM.md), where a
@@ -102,15 +105,32 @@ try:
         for cmd in (["ip", "addr", "add", f"{edge_ip}/24", "dev", veth_edge], ["ip", "link", "set", veth_edge, "up"],
                     ["ip", "link", "set", "lo", "up"]):
             subprocess.run(["ip", "netns", "exec", ns] + cmd, check=True)
-        a = Agent(f"{edge_ip}:7001", netns=ns)
+        # Off loopback the control plane is mutual TLS (a throwaway CA); the data plane is plaintext, which
+        # needs --insecure (docs/SECURITY.md).
+        pki_dir = tempfile.mkdtemp(prefix="coalesce-pki-")
+        atexit.register(shutil.rmtree, pki_dir, True)
+        tls = throwaway_pki(COALESCE, pki_dir, {"edge": edge_ip, "home": home_ip})
+        plain = subprocess.run(["ip", "netns", "exec", ns, COALESCE, "edge", "--listen", f"{edge_ip}:7002"],
+                               capture_output=True, text=True, timeout=30)
+        check("a plaintext agent off loopback is refused (exit 2, reason)",
+              plain.returncode == 2 and "is not a loopback address" in plain.stderr, plain.stderr)
+        a = Agent(f"{edge_ip}:7001", netns=ns, extra_args=tls["edge"])
         agents.append(a)
+        secure = tls["home"] + ["--insecure", "--data-plane", f"{home_ip}:0"]
+        rc, out, err = run_home(["--kernel", guest("hello"), "--vcpus", "2", "--edge", f"{a.listen}=1",
+                                 "--data-plane", f"{home_ip}:0", "--insecure"], 60)
+        check("home without a certificate is refused by the TLS agent, with the reason",
+              rc not in (0, 1) and "the agent requires mutual TLS" in err, f"exit {rc}\n{err}")
+        rc, out, err = run_home(["--kernel", guest("hello"), "--vcpus", "2", "--edge", f"{a.listen}=1"] +
+                                tls["home"] + ["--data-plane", f"{home_ip}:0"], 60)
+        check("a non-loopback data plane without --insecure is refused (exit 2)",
+              rc == 2 and "not encrypted yet" in err, f"exit {rc}\n{err}")
         for g in ("smp_boot", "ipi_pingpong", "ipi_broadcast"):
-            expect_pass(f"{g}: vCPU 1 on an edge agent in network namespace {ns}",
-                        ["--kernel", guest(g), "--vcpus", "2", "--edge", f"{a.listen}=1",
-                         "--data-plane", f"{home_ip}:0"])
+            expect_pass(f"{g}: vCPU 1 on an edge agent in network namespace {ns}, mutual TLS",
+                        ["--kernel", guest(g), "--vcpus", "2", "--edge", f"{a.listen}=1"] + secure)
         expect_pass("spinlock counter across a veth link",
                     ["--kernel", guest("spinlock"), "--vcpus", "2", "--append", "iterations=300 timeout_s=200",
-                     "--edge", f"{a.listen}=1", "--data-plane", f"{home_ip}:0"])
+                     "--edge", f"{a.listen}=1"] + secure)
     elif CASE == "agent_killed":
         a = Agent(f"127.0.0.1:{free_port()}")
         agents.append(a)

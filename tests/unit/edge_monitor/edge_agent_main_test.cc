@@ -75,12 +75,23 @@ TEST_CASE("coalesce edge serves, hosts a VM, and stops everything on SIGTERM", "
 
 TEST_CASE("coalesce edge exits 1 naming the address when it cannot listen", "[edge_agent_main]") {
   ChildProcess::Options options;
-  options.argv = {EDGE_AGENT_RUNNER, "edge", "--listen", "192.0.2.1:7001"};  // TEST-NET-1: not on this host
+  // TEST-NET-1: not on this host. --insecure: plaintext off loopback is allowed, so the bind is what fails.
+  options.argv = {EDGE_AGENT_RUNNER, "edge", "--listen", "192.0.2.1:7001", "--insecure"};
   auto agent = ChildProcess::Spawn(options);
   REQUIRE(agent.ok());
   auto status = agent->Wait();
   REQUIRE(status.ok());
   CHECK(DescribeWaitStatus(*status) == "exited with status 1");
+}
+
+TEST_CASE("coalesce edge exits 2 on a non-loopback --listen without TLS or --insecure", "[edge_agent_main]") {
+  ChildProcess::Options options;
+  options.argv = {EDGE_AGENT_RUNNER, "edge", "--listen", "0.0.0.0:0"};
+  auto agent = ChildProcess::Spawn(options);
+  REQUIRE(agent.ok());
+  auto status = agent->Wait();
+  REQUIRE(status.ok());
+  CHECK(DescribeWaitStatus(*status) == "exited with status 2");
 }
 
 }  // namespace

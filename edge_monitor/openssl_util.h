@@ -1,0 +1,53 @@
+// RAII handles and small helpers over OpenSSL for tls.cc and pki.cc: owned pointers, PEM to and from memory,
+// and the error queue as text.
+#pragma once
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace coalesce::ossl {
+
+template <auto Free>
+struct Deleter {
+  template <typename T>
+  void operator()(T* p) const {
+    Free(p);
+  }
+};
+using Bio = std::unique_ptr<BIO, Deleter<BIO_free_all>>;
+using X509Ptr = std::unique_ptr<X509, Deleter<X509_free>>;
+using Key = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY_free>>;
+using Store = std::unique_ptr<X509_STORE, Deleter<X509_STORE_free>>;
+using StoreCtx = std::unique_ptr<X509_STORE_CTX, Deleter<X509_STORE_CTX_free>>;
+using Ctx = std::unique_ptr<SSL_CTX, Deleter<SSL_CTX_free>>;
+using Ssl = std::unique_ptr<SSL, Deleter<SSL_free>>;
+
+// Drains OpenSSL's error queue into one line ("" when empty).
+std::string TakeErrors();
+
+// Every certificate in `pem`, in order; InvalidArgument if there is none.
+absl::StatusOr<std::vector<X509Ptr>> ParseCertificates(std::string_view pem, std::string_view what);
+absl::StatusOr<Key> ParsePrivateKey(std::string_view pem, std::string_view what);
+
+absl::StatusOr<std::string> CertificateToPem(X509* cert);
+absl::StatusOr<std::string> PrivateKeyToPem(EVP_PKEY* key);
+
+// The subject as one line ("CN=edge1") and the validity bounds.
+std::string SubjectLine(X509* cert);
+absl::Time NotBefore(X509* cert);
+absl::Time NotAfter(X509* cert);
+
+}  // namespace coalesce::ossl

@@ -1,0 +1,32 @@
+// A small certificate authority for Coalesce's control plane (`coalesce pki`, and the tests' throwaway CAs):
+// an ECDSA P-256 CA, and node certificates it signs for both TLS roles (server and client), naming the node's
+// addresses and host names in subjectAltName so the home can check it dialed the right agent.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace coalesce {
+
+struct PemPair {
+  std::string cert_pem;
+  std::string key_pem;
+};
+
+struct Validity {
+  absl::Time not_before;
+  absl::Time not_after;
+  // From now for `days` (starting an hour ago, so clocks a little behind accept it).
+  static Validity Days(int days);
+};
+
+absl::StatusOr<PemPair> CreateCa(const std::string& common_name, const Validity& validity);
+
+// `names`: IP addresses (v4 or v6) and DNS names, each becomes a subjectAltName entry; at least one.
+absl::StatusOr<PemPair> IssueNodeCertificate(const PemPair& ca, const std::string& common_name,
+                                             const std::vector<std::string>& names, const Validity& validity);
+
+}  // namespace coalesce

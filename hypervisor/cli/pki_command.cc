@@ -1,0 +1,92 @@
+#include "hypervisor/cli/pki_command.h"
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "edge_monitor/pki.h"
+#include "hypervisor/base/small_file.h"
+#include "hypervisor/vcpu/exit_status.h"
+
+namespace coalesce {
+namespace {
+
+constexpr char kPkiUsage[] =
+    "usage: coalesce pki ca DIR [--name NAME] [--days N]\n"
+    "       coalesce pki issue DIR NODE --san ADDR[,ADDR...] [--days N]\n"
+    "\n"
+    "  ca     creates DIR/ca.pem and DIR/ca.key (mode 0600): an ECDSA P-256 CA for one site\n"
+    "  issue  creates DIR/NODE.pem and DIR/NODE.key signed by DIR/ca.*, valid as TLS server and client;\n"
+    "         --san lists the IP addresses and host names the node is reached by (an agent's --listen host)\n"
+    "  --days N  validity (default: 365 for a CA, 90 for a node)\n"
+    "\n"
+    "Use them as --tls-ca DIR/ca.pem --tls-cert DIR/NODE.pem --tls-key DIR/NODE.key on `coalesce run` and\n"
+    "`coalesce edge`. Existing files are never overwritten.\n";
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "coalesce pki: %s\n", message.c_str());
+  return exit_status::kUsage;
+}
+
+absl::Status WritePair(const std::string& dir, const std::string& name, const PemPair& pair) {
+  const std::string cert = absl::StrCat(dir, "/", name, ".pem"), key = absl::StrCat(dir, "/", name, ".key");
+  if (absl::Status st = WriteNewFile(key, pair.key_pem, 0600); !st.ok()) return st;
+  if (absl::Status st = WriteNewFile(cert, pair.cert_pem, 0644); !st.ok()) return st;
+  std::printf("wrote %s and %s\n", cert.c_str(), key.c_str());
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int PkiCommand(const std::vector<std::string>& args) {
+  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
+    std::fputs(kPkiUsage, args.empty() ? stderr : stdout);
+    return args.empty() ? exit_status::kUsage : 0;
+  }
+  const std::string& verb = args[0];
+  std::vector<std::string> positional;
+  std::string name = "Coalesce CA", san;
+  int days = verb == "ca" ? 365 : 90;
+  for (size_t i = 1; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--name" || a == "--san" || a == "--days") {
+      if (i + 1 >= args.size()) return Fail(absl::StrCat(a, " needs a value"));
+      const std::string& v = args[++i];
+      if (a == "--name") name = v;
+      if (a == "--san") san = v;
+      if (a == "--days" && (!absl::SimpleAtoi(v, &days) || days < 1 || days > 36500)) {
+        return Fail(absl::StrCat("--days: '", v, "' is not a number of days (1-36500)"));
+      }
+    } else if (a.rfind("--", 0) == 0) {
+      return Fail(absl::StrCat("unknown flag '", a, "'\n\n", kPkiUsage));
+    } else {
+      positional.push_back(a);
+    }
+  }
+  if (verb == "ca") {
+    if (positional.size() != 1) return Fail(absl::StrCat("ca takes one directory\n\n", kPkiUsage));
+    auto ca = CreateCa(name, Validity::Days(days));
+    if (!ca.ok()) return Fail(std::string(ca.status().message()));
+    if (absl::Status st = WritePair(positional[0], "ca", *ca); !st.ok()) return Fail(std::string(st.message()));
+    return 0;
+  }
+  if (verb == "issue") {
+    if (positional.size() != 2) return Fail(absl::StrCat("issue takes a directory and a node name\n\n", kPkiUsage));
+    if (san.empty()) return Fail("issue needs --san: the addresses or host names the node is reached by");
+    const std::string& dir = positional[0];
+    auto cert = ReadSmallFile(dir + "/ca.pem", 1 << 20, "CA certificate");
+    if (!cert.ok()) return Fail(std::string(cert.status().message()));
+    auto key = ReadSmallFile(dir + "/ca.key", 1 << 20, "CA key");
+    if (!key.ok()) return Fail(std::string(key.status().message()));
+    std::vector<std::string> names = absl::StrSplit(san, ',', absl::SkipEmpty());
+    auto issued = IssueNodeCertificate(PemPair{*cert, *key}, positional[1], names, Validity::Days(days));
+    if (!issued.ok()) return Fail(std::string(issued.status().message()));
+    if (absl::Status st = WritePair(dir, positional[1], *issued); !st.ok()) return Fail(std::string(st.message()));
+    return 0;
+  }
+  return Fail(absl::StrCat("unknown pki command '", verb, "'\n\n", kPkiUsage));
+}
+
+}  // namespace coalesce
