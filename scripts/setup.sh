@@ -12,7 +12,7 @@ PKGS=(
   qemu-system-x86 qemu-system-common qemu-utils e2fsprogs
   iproute2 procps python3
   libvirt-clients libtirpc-dev libxml2-dev
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev libseccomp-dev libssl-dev
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -28,6 +28,7 @@
 #include "vcpu_remote/forwarding_router.h"
 #include "vcpu_remote/node_link.h"
 #include "vcpu_remote/remote_io_handler.h"
+#include "vcpu_remote/runtime_sandbox.h"
 
 namespace coalesce {
 namespace {
@@ -70,6 +71,8 @@ class RemoteNode final {
 
   absl::Status Build();
   int Run();
+  // Guest RAM's mapping in this process (kept out of core dumps by the sandbox).
+  [[nodiscard]] std::pair<void*, size_t> guest_ram() const { return {memory_->host_base(), memory_->size()}; }
   // Asked to stop from outside (the agent's SIGTERM): a normal end for this node.
   void RequestStop(std::string reason) {
     stopped_by_home_ = true;
@@ -273,6 +276,13 @@ int RunRemoteNodeMain(const std::vector<std::string>& argv) {
     std::fprintf(stderr, "coalesce remote-node: %s\n", std::string(st.message()).c_str());
     return exit_status::kHostFailure;
   }
+  // Everything the node needs is open: from here it runs confined (runtime_sandbox.h) before any guest code.
+  if (absl::Status st = ConfineRuntime({.drop_to_nobody = true, .private_memory = {node->guest_ram()}}); !st.ok()) {
+    std::fprintf(stderr, "coalesce remote-node: confinement: %s\n", std::string(st.message()).c_str());
+    return exit_status::kHostFailure;
+  }
+  LOG_INFO("remote node confined: uid %u, no capabilities, seccomp filter of %u system calls", ::getuid(),
+           RuntimeAllowedSyscalls().size() + 3);  // + clone (threads), clone3 (ENOSYS), socket (IP, UNIX)
   char ready = 1;
   if (::write(ready_fd, &ready, 1) != 1) {
     std::fprintf(stderr, "coalesce remote-node: cannot signal readiness on fd %d\n", ready_fd);

@@ -168,7 +168,9 @@ std::string DescribeWaitStatus(int wait_status) {
   if (WIFSIGNALED(wait_status)) {
     const int sig = WTERMSIG(wait_status);
     const char* name = ::strsignal(sig);
-    return absl::StrCat("killed by signal ", sig, " (", name != nullptr ? name : "?", ")");
+    // SIGSYS from a seccomp filter: the child made a system call its sandbox does not allow.
+    return absl::StrCat("killed by signal ", sig, " (", name != nullptr ? name : "?",
+                        sig == SIGSYS ? ": a system call outside its seccomp filter" : "", ")");
   }
   return absl::StrCat("ended with wait status ", wait_status);
 }
