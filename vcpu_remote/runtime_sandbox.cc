@@ -37,6 +37,8 @@ const std::vector<std::string> kAllowed = {
     "futex", "set_robust_list", "rseq", "sched_yield", "sched_getaffinity", "gettid", "getpid", "getppid",
     "getuid", "geteuid", "getgid", "getegid", "tgkill", "tkill", "exit", "exit_group", "nanosleep", "clock_nanosleep", "clock_gettime", "gettimeofday",
     "getrandom", "prlimit64", "getrlimit",
+    // Abseil's Mutex reads the waiting thread's scheduling priority now and then (pthread_getschedparam)
+    "sched_getparam", "sched_getscheduler", "sched_get_priority_max", "sched_get_priority_min",
     // signals (kicks of vCPU threads, the stop signal)
     "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "rt_sigtimedwait", "rt_sigqueueinfo", "sigaltstack",
     "restart_syscall", "kill",

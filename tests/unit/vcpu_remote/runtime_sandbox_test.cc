@@ -62,6 +62,9 @@ TEST_CASE("a confined runtime keeps threads, IP sockets, pipes and time, and los
     ::close(s);
     timespec ts;
     if (::clock_gettime(CLOCK_MONOTONIC, &ts) != 0) return false;
+    int policy = 0;
+    sched_param param{};
+    if (::pthread_getschedparam(::pthread_self(), &policy, &param) != 0) return false;  // absl::Mutex does this
     const bool was_root = ::getuid() == 0;  // the test may run unprivileged: then nothing to drop
     if (was_root && ::geteuid() != 0) return false;
     const std::string cap_eff = StatusLine("CapEff"), cap_bnd = StatusLine("CapBnd"), seccomp = StatusLine("Seccomp");
