@@ -9,6 +9,13 @@ Bio MemoryBio(std::string_view data) {
   return Bio(BIO_new_mem_buf(data.data(), static_cast<int>(data.size())));
 }
 
+// What was written into a memory BIO.
+std::string BioText(BIO* bio) {
+  char* data = nullptr;
+  const long n = BIO_get_mem_data(bio, &data);
+  return std::string(data, static_cast<size_t>(n));
+}
+
 absl::Time AsnTime(const ASN1_TIME* t) {
   struct tm tm {};
   if (t == nullptr || ASN1_TIME_to_tm(t, &tm) != 1) return absl::InfinitePast();
@@ -48,9 +55,7 @@ absl::StatusOr<Key> ParsePrivateKey(std::string_view pem, std::string_view what)
 absl::StatusOr<std::string> CertificateToPem(X509* cert) {
   Bio bio(BIO_new(BIO_s_mem()));
   if (!bio || PEM_write_bio_X509(bio.get(), cert) != 1) return absl::InternalError("PEM_write_bio_X509: " + TakeErrors());
-  char* data = nullptr;
-  const long n = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, static_cast<size_t>(n));
+  return BioText(bio.get());
 }
 
 absl::StatusOr<std::string> PrivateKeyToPem(EVP_PKEY* key) {
@@ -58,17 +63,13 @@ absl::StatusOr<std::string> PrivateKeyToPem(EVP_PKEY* key) {
   if (!bio || PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr) != 1) {
     return absl::InternalError("PEM_write_bio_PrivateKey: " + TakeErrors());
   }
-  char* data = nullptr;
-  const long n = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, static_cast<size_t>(n));
+  return BioText(bio.get());
 }
 
 std::string SubjectLine(X509* cert) {
   Bio bio(BIO_new(BIO_s_mem()));
   X509_NAME_print_ex(bio.get(), X509_get_subject_name(cert), 0, XN_FLAG_ONELINE & ~ASN1_STRFLGS_ESC_MSB);
-  char* data = nullptr;
-  const long n = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, static_cast<size_t>(n));
+  return BioText(bio.get());
 }
 
 absl::Time NotBefore(X509* cert) { return AsnTime(X509_get0_notBefore(cert)); }

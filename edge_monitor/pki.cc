@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "edge_monitor/openssl_util.h"
+#include "hypervisor/base/status_macros.h"
 
 namespace coalesce {
 namespace {
@@ -57,12 +58,10 @@ absl::StatusOr<ossl::Key> NewKey() {
 
 absl::StatusOr<PemPair> ToPem(X509* cert, EVP_PKEY* key) {
   PemPair out;
-  auto c = ossl::CertificateToPem(cert);
-  if (!c.ok()) return c.status();
-  auto k = ossl::PrivateKeyToPem(key);
-  if (!k.ok()) return k.status();
-  out.cert_pem = *std::move(c);
-  out.key_pem = *std::move(k);
+  ASSIGN_OR_RETURN(auto c, ossl::CertificateToPem(cert));
+  ASSIGN_OR_RETURN(auto k, ossl::PrivateKeyToPem(key));
+  out.cert_pem = std::move(c);
+  out.key_pem = std::move(k);
   return out;
 }
 
@@ -74,38 +73,32 @@ Validity Validity::Days(int days) {
 }
 
 absl::StatusOr<PemPair> CreateCa(const std::string& common_name, const Validity& validity) {
-  auto key = NewKey();
-  if (!key.ok()) return key.status();
-  auto cert = NewCertificate(key->get(), common_name, validity);
-  if (!cert.ok()) return cert.status();
-  X509* c = cert->get();
+  ASSIGN_OR_RETURN(auto key, NewKey());
+  ASSIGN_OR_RETURN(auto cert, NewCertificate(key.get(), common_name, validity));
+  X509* c = cert.get();
   X509_set_issuer_name(c, X509_get_subject_name(c));
   for (auto [nid, value] : {std::pair{NID_basic_constraints, "critical,CA:TRUE,pathlen:0"},
                             std::pair{NID_key_usage, "critical,keyCertSign,cRLSign"},
                             std::pair{NID_subject_key_identifier, "hash"}}) {
     if (absl::Status st = AddExtension(c, c, nid, value); !st.ok()) return st;
   }
-  if (X509_sign(c, key->get(), EVP_sha256()) == 0) return Fail("X509_sign");
-  return ToPem(c, key->get());
+  if (X509_sign(c, key.get(), EVP_sha256()) == 0) return Fail("X509_sign");
+  return ToPem(c, key.get());
 }
 
 absl::StatusOr<PemPair> IssueNodeCertificate(const PemPair& ca, const std::string& common_name,
                                              const std::vector<std::string>& names, const Validity& validity) {
   if (names.empty()) return absl::InvalidArgumentError("a node certificate needs at least one address or host name");
-  auto ca_certs = ossl::ParseCertificates(ca.cert_pem, "CA certificate");
-  if (!ca_certs.ok()) return ca_certs.status();
-  auto ca_key = ossl::ParsePrivateKey(ca.key_pem, "CA key");
-  if (!ca_key.ok()) return ca_key.status();
-  X509* issuer = (*ca_certs)[0].get();
-  if (X509_check_private_key(issuer, ca_key->get()) != 1) {
+  ASSIGN_OR_RETURN(auto ca_certs, ossl::ParseCertificates(ca.cert_pem, "CA certificate"));
+  ASSIGN_OR_RETURN(auto ca_key, ossl::ParsePrivateKey(ca.key_pem, "CA key"));
+  X509* issuer = ca_certs[0].get();
+  if (X509_check_private_key(issuer, ca_key.get()) != 1) {
     ERR_clear_error();
     return absl::InvalidArgumentError("the CA key is not the key of the CA certificate");
   }
-  auto key = NewKey();
-  if (!key.ok()) return key.status();
-  auto cert = NewCertificate(key->get(), common_name, validity);
-  if (!cert.ok()) return cert.status();
-  X509* c = cert->get();
+  ASSIGN_OR_RETURN(auto key, NewKey());
+  ASSIGN_OR_RETURN(auto cert, NewCertificate(key.get(), common_name, validity));
+  X509* c = cert.get();
   X509_set_issuer_name(c, X509_get_subject_name(issuer));
   std::vector<std::string> alt;
   for (const std::string& n : names) alt.push_back(absl::StrCat(IsIpAddress(n) ? "IP:" : "DNS:", n));
@@ -116,8 +109,8 @@ absl::StatusOr<PemPair> IssueNodeCertificate(const PemPair& ca, const std::strin
                             std::pair{NID_subject_alt_name, absl::StrJoin(alt, ",")}}) {
     if (absl::Status st = AddExtension(c, issuer, nid, value); !st.ok()) return st;
   }
-  if (X509_sign(c, ca_key->get(), EVP_sha256()) == 0) return Fail("X509_sign");
-  return ToPem(c, key->get());
+  if (X509_sign(c, ca_key.get(), EVP_sha256()) == 0) return Fail("X509_sign");
+  return ToPem(c, key.get());
 }
 
 }  // namespace coalesce

@@ -16,6 +16,7 @@
 #include "absl/strings/str_format.h"
 #include "edge_monitor/openssl_util.h"
 #include "hypervisor/base/small_file.h"
+#include "hypervisor/base/status_macros.h"
 #include "hypervisor/base/unique_fd.h"
 
 namespace coalesce {
@@ -121,14 +122,11 @@ absl::StatusOr<std::optional<TlsMaterial>> LoadTls(const TlsFiles& files) {
   auto key = ReadSmallFile(files.key, kMaxPemBytes, "--tls-key");
   if (!key.ok()) return absl::InvalidArgumentError(key.status().message());
 
-  auto cas = ossl::ParseCertificates(*ca, absl::StrCat("--tls-ca ", files.ca));
-  if (!cas.ok()) return cas.status();
-  auto certs = ossl::ParseCertificates(*cert, absl::StrCat("--tls-cert ", files.cert));
-  if (!certs.ok()) return certs.status();
-  auto pkey = ossl::ParsePrivateKey(*key, absl::StrCat("--tls-key ", files.key));
-  if (!pkey.ok()) return pkey.status();
-  X509* leaf = (*certs)[0].get();
-  if (X509_check_private_key(leaf, pkey->get()) != 1) {
+  ASSIGN_OR_RETURN(auto cas, ossl::ParseCertificates(*ca, absl::StrCat("--tls-ca ", files.ca)));
+  ASSIGN_OR_RETURN(auto certs, ossl::ParseCertificates(*cert, absl::StrCat("--tls-cert ", files.cert)));
+  ASSIGN_OR_RETURN(auto pkey, ossl::ParsePrivateKey(*key, absl::StrCat("--tls-key ", files.key)));
+  X509* leaf = certs[0].get();
+  if (X509_check_private_key(leaf, pkey.get()) != 1) {
     ERR_clear_error();
     return absl::InvalidArgumentError(
         absl::StrCat("--tls-key ", files.key, ": not the key of the certificate in --tls-cert ", files.cert));
@@ -142,7 +140,7 @@ absl::StatusOr<std::optional<TlsMaterial>> LoadTls(const TlsFiles& files) {
     return absl::InvalidArgumentError(
         absl::StrCat("--tls-cert ", files.cert, ": not valid before ", TimeText(ossl::NotBefore(leaf))));
   }
-  if (absl::Status st = VerifyChain(leaf, *cas, files.cert, files.ca); !st.ok()) return st;
+  if (absl::Status st = VerifyChain(leaf, cas, files.cert, files.ca); !st.ok()) return st;
   m.ca_pem = *std::move(ca);
   m.cert_pem = *std::move(cert);
   m.key_pem = *std::move(key);
