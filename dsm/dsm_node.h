@@ -19,6 +19,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -54,6 +55,9 @@ struct DsmNodeConfig {
   // membership: no join or leave).
   std::vector<NodeId> hash_managers;
   LinkEmulation link;  // off by default
+  // Every node of the VM holds the same secret: the data plane is then encrypted and authenticated (AES-256-GCM,
+  // keys per connection, replay protection; dsm/frame_cipher.h). Unset: plaintext, for tests and benchmarks.
+  std::optional<DataPlaneSecret> data_plane_secret;
   absl::Duration request_timeout = absl::Seconds(5);
   absl::Duration peer_timeout = absl::Seconds(3);
   absl::Duration heartbeat_interval = absl::Milliseconds(200);

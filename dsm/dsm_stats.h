@@ -45,6 +45,8 @@ class DsmStats final {
   std::atomic<uint64_t> bytes_received{0};
   std::atomic<uint64_t> requests_queued{0};  // as manager: a request waited behind another on the same page
   std::atomic<uint64_t> bulk_messages_sent{0};
+  // Messages refused as malformed, forged or replayed (each closed its connection).
+  std::atomic<uint64_t> frames_rejected{0};
 
   void CountPageFault(uint64_t page);
   // The n pages with the most faults on this node, hottest first.

@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "absl/strings/str_format.h"
+#include "dsm/frame_io.h"
 #include "hypervisor/base/errno_status.h"
 #include "hypervisor/base/log.h"
 
@@ -18,28 +19,6 @@ namespace coalesce::dsm {
 namespace {
 
 int64_t NowNs() { return absl::ToUnixNanos(absl::Now()); }
-
-// Reads exactly `len` bytes. NotFound-free semantics: Unavailable on orderly EOF before the first byte,
-// DataLoss on EOF in the middle of a message.
-absl::Status ReadFull(int fd, void* buf, size_t len, bool message_start) {
-  auto* p = static_cast<uint8_t*>(buf);
-  size_t done = 0;
-  while (done < len) {
-    ssize_t n = ::recv(fd, p + done, len - done, 0);
-    if (n > 0) {
-      done += static_cast<size_t>(n);
-      continue;
-    }
-    if (n == 0) {
-      if (done == 0 && message_start) return absl::UnavailableError("connection closed by peer");
-      return absl::DataLossError(absl::StrFormat("truncated message: connection closed after %u of %u bytes",
-                                                 done, len));
-    }
-    if (errno == EINTR) continue;
-    return ErrnoStatus("recv");
-  }
-  return absl::OkStatus();
-}
 
 }  // namespace
 
@@ -55,11 +34,13 @@ absl::Status PeerChannel::ConfigureSocket(int fd, absl::Duration send_timeout) {
   return absl::OkStatus();
 }
 
-PeerChannel::PeerChannel(NodeId self, NodeId peer, UniqueFd sock, const LinkEmulation& link, DsmStats* stats,
-                         Callbacks cb)
+PeerChannel::PeerChannel(NodeId self, NodeId peer, UniqueFd sock, ChannelCipher cipher, const LinkEmulation& link,
+                         DsmStats* stats, Callbacks cb)
     : self_(self),
       peer_(peer),
       sock_(std::move(sock)),
+      sealer_(std::move(cipher.send)),
+      opener_(std::move(cipher.receive)),
       wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
       emulate_(link.enabled()),
       stats_(stats),
@@ -110,10 +91,19 @@ absl::Status PeerChannel::WriteMessage(const Message& m) {
 
 absl::Status PeerChannel::WriteLocked(const Message& m) {
   WireHeader h = MakeHeader(m.type, self_, m.page, m.arg, m.flags, static_cast<uint32_t>(m.payload.size()), m.seq);
+  if (closed_) return absl::UnavailableError(absl::StrFormat("connection to node %u is closed", peer_));
   iovec iov[2] = {{&h, sizeof(h)}, {const_cast<uint8_t*>(m.payload.data()), m.payload.size()}};
   int iovcnt = m.payload.empty() ? 1 : 2;
-  const size_t total = sizeof(h) + m.payload.size();
-  if (closed_) return absl::UnavailableError(absl::StrFormat("connection to node %u is closed", peer_));
+  size_t total = sizeof(h) + m.payload.size();
+  if (sealer_ != nullptr) {
+    if (absl::Status s = sealer_->Seal(h, m.payload, &seal_buf_); !s.ok()) {
+      Close(s);
+      return s;
+    }
+    iov[0] = {seal_buf_.data(), seal_buf_.size()};
+    iovcnt = 1;
+    total = seal_buf_.size();
+  }
   size_t done = 0;
   iovec* v = iov;
   while (done < total) {
@@ -254,13 +244,18 @@ void PeerChannel::SendLoop() {
 
 void PeerChannel::ReceiveLoop() {
   absl::Status why;
+  std::vector<uint8_t> scratch;  // sealed frames: the ciphertext
   for (;;) {
     WireHeader h;
-    why = ReadFull(sock_.get(), &h, sizeof(h), /*message_start=*/true);
-    if (!why.ok()) break;
-    why = ValidatePeerHeader(h, peer_);
-    if (!why.ok()) break;
     Message m;
+    why = ReadMessage(sock_.get(), peer_, opener_.get(), &scratch, &h, &m.payload);
+    if (!why.ok()) {
+      if (why.code() == absl::StatusCode::kDataLoss) {
+        stats_->frames_rejected.fetch_add(1, std::memory_order_relaxed);
+        LOG_ERROR("dsm node %u: dropping the connection to node %u: %s", self_, peer_, why.ToString());
+      }
+      break;
+    }
     m.type = static_cast<MsgType>(h.type);
     m.src = peer_;
     m.dst = self_;
@@ -268,11 +263,6 @@ void PeerChannel::ReceiveLoop() {
     m.arg = h.arg;
     m.flags = h.flags;
     m.seq = h.seq;
-    if (h.payload_len > 0) {
-      m.payload.resize(h.payload_len);
-      why = ReadFull(sock_.get(), m.payload.data(), h.payload_len, /*message_start=*/false);
-      if (!why.ok()) break;
-    }
     last_rx_ns_ = NowNs();
     stats_->messages_received.fetch_add(1, std::memory_order_relaxed);
     stats_->bytes_received.fetch_add(sizeof(h) + h.payload_len, std::memory_order_relaxed);

@@ -7,20 +7,26 @@
 // mark, never behind a backlog. With link emulation on, all messages pass the sender thread, which releases each at
 // its emulated time, fault lane first.
 //
-// Threads: a receiver (blocking reads, validates each header, hands messages to on_message) and a sender.
-// Anything malformed closes the connection with the reason; on_closed is called exactly once, on the receiver.
+// With a ChannelCipher (the VM has a data-plane secret) every message travels as one sealed frame
+// (frame_cipher.h): encrypted, authenticated and numbered, so an altered, replayed or reordered frame is refused.
+//
+// Threads: a receiver (blocking reads, opens sealed frames, validates each header, hands messages to on_message)
+// and a sender. Anything malformed or forged closes the connection with the reason (logged, counted in
+// DsmStats::frames_rejected); on_closed is called exactly once, on the receiver.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <thread>
 
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "dsm/dsm_stats.h"
+#include "dsm/frame_cipher.h"
 #include "dsm/link_emulation.h"
 #include "dsm/protocol_engine.h"
 #include "hypervisor/base/unique_fd.h"
@@ -38,7 +44,9 @@ class PeerChannel final {
     std::function<void(NodeId peer, const absl::Status& why)> on_closed;
   };
 
-  PeerChannel(NodeId self, NodeId peer, UniqueFd sock, const LinkEmulation& link, DsmStats* stats, Callbacks cb);
+  // An empty `cipher` (both members null) sends and receives plain messages.
+  PeerChannel(NodeId self, NodeId peer, UniqueFd sock, ChannelCipher cipher, const LinkEmulation& link,
+              DsmStats* stats, Callbacks cb);
   ~PeerChannel();
   PeerChannel(const PeerChannel&) = delete;
   PeerChannel& operator=(const PeerChannel&) = delete;
@@ -78,11 +86,14 @@ class PeerChannel final {
   const NodeId self_;
   const NodeId peer_;
   UniqueFd sock_;
+  const std::unique_ptr<FrameSealer> sealer_;  // used under write_mu_
+  const std::unique_ptr<FrameOpener> opener_;  // used by the receiver thread only
   UniqueFd wake_;  // eventfd: wakes the sender
   const bool emulate_;
   DsmStats* stats_;
   Callbacks cb_;
   absl::Mutex write_mu_;  // one message at a time on the socket; taken before queue_mu_
+  std::vector<uint8_t> seal_buf_ ABSL_GUARDED_BY(write_mu_);
   absl::Mutex queue_mu_;
   std::deque<Queued> fault_q_ ABSL_GUARDED_BY(queue_mu_);  // emulated links only
   std::deque<Message> ordered_q_ ABSL_GUARDED_BY(queue_mu_);  // Enqueue()d, not yet flushed

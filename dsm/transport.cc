@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "absl/strings/str_format.h"
+#include "dsm/frame_io.h"
 #include "hypervisor/base/errno_status.h"
 #include "hypervisor/base/log.h"
 #include "hypervisor/base/status_macros.h"
@@ -30,35 +31,6 @@ absl::Status ParseAddress(const std::string& host, uint16_t port, sockaddr_in* o
   }
   out->sin_addr = reinterpret_cast<sockaddr_in*>(res->ai_addr)->sin_addr;
   ::freeaddrinfo(res);
-  return absl::OkStatus();
-}
-
-absl::Status WriteAll(int fd, const void* buf, size_t len) {
-  const auto* p = static_cast<const uint8_t*>(buf);
-  while (len > 0) {
-    ssize_t n = ::send(fd, p, len, MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoStatus("send HELLO");
-    }
-    p += n;
-    len -= static_cast<size_t>(n);
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ReadAll(int fd, void* buf, size_t len) {
-  auto* p = static_cast<uint8_t*>(buf);
-  while (len > 0) {
-    ssize_t n = ::recv(fd, p, len, 0);
-    if (n == 0) return absl::UnavailableError("connection closed during the handshake");
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoStatus("recv HELLO");
-    }
-    p += n;
-    len -= static_cast<size_t>(n);
-  }
   return absl::OkStatus();
 }
 
@@ -87,16 +59,38 @@ absl::StatusOr<std::unique_ptr<Transport>> Transport::Create(const Options& opti
 
 Transport::~Transport() { Shutdown(); }
 
-absl::Status Transport::Handshake(int fd, NodeId expected_peer, bool initiator, NodeId* peer_out) {
+absl::Status Transport::Handshake(int fd, NodeId expected_peer, bool initiator, NodeId* peer_out,
+                                  ChannelCipher* cipher) {
   timeval tv = absl::ToTimeval(options_.io_timeout);
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  const bool sealed = options_.secret.has_value();
+  HelloNonce my_nonce{};
+  if (sealed) {
+    ASSIGN_OR_RETURN(my_nonce, RandomHelloNonce());
+  }
   const WireHeader mine =
-      MakeHeader(MsgType::kHello, options_.self, 0, static_cast<uint32_t>(options_.num_pages), 0, 0, kPageSize);
-  if (initiator) RETURN_IF_ERROR(WriteAll(fd, &mine, sizeof(mine)));
+      MakeHeader(MsgType::kHello, options_.self, 0, static_cast<uint32_t>(options_.num_pages),
+                 sealed ? kFlagSealedChannel : 0, sealed ? kHelloNonceSize : 0, kPageSize);
+  auto send_hello = [&]() -> absl::Status {
+    RETURN_IF_ERROR(SendAll(fd, &mine, sizeof(mine)));
+    return sealed ? SendAll(fd, my_nonce.data(), my_nonce.size()) : absl::OkStatus();
+  };
+  if (initiator) RETURN_IF_ERROR(send_hello());
   WireHeader theirs;
-  RETURN_IF_ERROR(ReadAll(fd, &theirs, sizeof(theirs)));
+  RETURN_IF_ERROR(ReadFull(fd, &theirs, sizeof(theirs), /*message_start=*/true));
   RETURN_IF_ERROR(ValidateHeader(theirs));
   if (static_cast<MsgType>(theirs.type) != MsgType::kHello) return absl::DataLossError("expected HELLO");
+  HelloNonce their_nonce{};
+  const bool they_seal = (theirs.flags & kFlagSealedChannel) != 0;
+  if (they_seal) RETURN_IF_ERROR(ReadFull(fd, their_nonce.data(), their_nonce.size(), /*message_start=*/false));
+  // The responder answers before judging, so that a refused initiator learns why from the HELLO itself.
+  if (!initiator) RETURN_IF_ERROR(send_hello());
+  if (they_seal != sealed) {
+    return absl::PermissionDeniedError(absl::StrFormat(
+        sealed ? "node %u offers a plaintext data plane; this node's is encrypted with the VM's data-plane key"
+               : "node %u offers an encrypted data plane; this node has no data-plane key",
+        theirs.src_node));
+  }
   if (theirs.arg != options_.num_pages || theirs.seq != kPageSize) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "peer %u has %u pages of %u bytes, this node %u of %u", theirs.src_node, theirs.arg, theirs.seq,
@@ -107,17 +101,40 @@ absl::Status Transport::Handshake(int fd, NodeId expected_peer, bool initiator, 
     return absl::FailedPreconditionError(
         absl::StrFormat("expected node %u, the peer says it is node %u", expected_peer, theirs.src_node));
   }
-  if (!initiator) RETURN_IF_ERROR(WriteAll(fd, &mine, sizeof(mine)));
+  if (sealed) {
+    // Keys for this connection only, then key confirmation: each side's first sealed frame is a HEARTBEAT, and a
+    // peer whose frame does not open does not hold the VM's key (or someone altered the HELLOs).
+    const NodeId initiator_node = initiator ? options_.self : theirs.src_node;
+    const NodeId responder_node = initiator ? theirs.src_node : options_.self;
+    ASSIGN_OR_RETURN(*cipher, DeriveChannelCipher(*options_.secret, initiator, initiator_node, responder_node,
+                                                  initiator ? my_nonce : their_nonce,
+                                                  initiator ? their_nonce : my_nonce));
+    std::vector<uint8_t> frame;
+    RETURN_IF_ERROR(cipher->send->Seal(MakeHeader(MsgType::kHeartbeat, options_.self, 0), {}, &frame));
+    RETURN_IF_ERROR(SendAll(fd, frame.data(), frame.size()));
+    WireHeader confirm;
+    std::vector<uint8_t> payload;
+    if (absl::Status s = ReadMessage(fd, theirs.src_node, cipher->receive.get(), &frame, &confirm, &payload);
+        !s.ok()) {
+      return absl::PermissionDeniedError(
+          absl::StrFormat("node %u failed the data-plane key check: %s", theirs.src_node, s.message()));
+    }
+    if (static_cast<MsgType>(confirm.type) != MsgType::kHeartbeat) {
+      return absl::DataLossError(absl::StrFormat("node %u sent %s as its key confirmation", theirs.src_node,
+                                                 MsgTypeName(static_cast<MsgType>(confirm.type))));
+    }
+  }
   tv = timeval{0, 0};  // from now on silence is detected by heartbeats, not by read timeouts
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   *peer_out = theirs.src_node;
   return absl::OkStatus();
 }
 
-absl::Status Transport::AddChannel(NodeId peer, UniqueFd sock) {
+absl::Status Transport::AddChannel(NodeId peer, UniqueFd sock, ChannelCipher cipher) {
   RETURN_IF_ERROR(PeerChannel::ConfigureSocket(sock.get(), options_.io_timeout));
   PeerChannel::Callbacks cb{cb_.on_message, cb_.on_closed};
-  auto ch = std::make_shared<PeerChannel>(options_.self, peer, std::move(sock), options_.link, stats_, cb);
+  auto ch = std::make_shared<PeerChannel>(options_.self, peer, std::move(sock), std::move(cipher), options_.link,
+                                          stats_, cb);
   {
     absl::MutexLock l(&mu_);
     if (shut_down_) return absl::CancelledError("transport shut down");
@@ -146,8 +163,9 @@ absl::Status Transport::Connect(NodeId peer, const std::string& host, uint16_t p
     UniqueFd sock(fd);
     if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
       NodeId got;
-      RETURN_IF_ERROR(Handshake(fd, peer, /*initiator=*/true, &got));
-      return AddChannel(got, std::move(sock));
+      ChannelCipher cipher;
+      RETURN_IF_ERROR(Handshake(fd, peer, /*initiator=*/true, &got, &cipher));
+      return AddChannel(got, std::move(sock), std::move(cipher));
     }
     const int err = errno;
     if ((err != ECONNREFUSED && err != ENETUNREACH && err != EHOSTUNREACH && err != ETIMEDOUT) ||
@@ -169,8 +187,9 @@ void Transport::AcceptLoop() {
     }
     UniqueFd sock(fd);
     NodeId peer = kNoNode;
-    absl::Status s = Handshake(fd, kNoNode, /*initiator=*/false, &peer);
-    if (s.ok()) s = AddChannel(peer, std::move(sock));
+    ChannelCipher cipher;
+    absl::Status s = Handshake(fd, kNoNode, /*initiator=*/false, &peer, &cipher);
+    if (s.ok()) s = AddChannel(peer, std::move(sock), std::move(cipher));
     if (!s.ok()) LOG_WARN("dsm node %u: refused a connection: %s", options_.self, s.ToString());
   }
 }

@@ -1,12 +1,15 @@
 // The DSM data plane of one node: a TCP listener plus one PeerChannel per peer node (one connection per pair).
 // A connection starts with a HELLO each way (node id, page count, page size, wire version); a peer that does not
-// match is refused with a logged reason.
+// match is refused with a logged reason. With a data-plane secret (Options::secret) each HELLO also carries a
+// random nonce, both ends derive this connection's keys and prove them with one sealed frame each (frame_cipher.h),
+// and every later message is sealed; a peer without the key, or a plaintext one, is refused at the handshake.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -26,6 +29,7 @@ class Transport final {
     uint16_t listen_port = 0;  // 0: any free port (see port())
     LinkEmulation link;
     absl::Duration io_timeout = absl::Seconds(5);  // handshake reads and blocked sends
+    std::optional<DataPlaneSecret> secret;  // set: the data plane is encrypted and authenticated
   };
   struct Callbacks {
     std::function<void(NodeId peer, Message msg)> on_message;
@@ -56,8 +60,8 @@ class Transport final {
   Transport(const Options& options, DsmStats* stats, Callbacks callbacks, UniqueFd listener, uint16_t port)
       : options_(options), stats_(stats), cb_(std::move(callbacks)), listener_(std::move(listener)), port_(port) {}
   void AcceptLoop();
-  absl::Status Handshake(int fd, NodeId expected_peer, bool initiator, NodeId* peer_out);
-  absl::Status AddChannel(NodeId peer, UniqueFd sock);
+  absl::Status Handshake(int fd, NodeId expected_peer, bool initiator, NodeId* peer_out, ChannelCipher* cipher);
+  absl::Status AddChannel(NodeId peer, UniqueFd sock, ChannelCipher cipher);
   std::shared_ptr<PeerChannel> Find(NodeId peer) const;
 
   Options options_;

@@ -38,6 +38,9 @@ absl::Status ValidateHeader(const WireHeader& h) {
   const bool no_data = (h.flags & kFlagNoData) != 0;
   uint32_t allowed_min = 0, allowed_max = 0;
   switch (type) {
+    case MsgType::kHello:
+      allowed_min = allowed_max = (h.flags & kFlagSealedChannel) != 0 ? kHelloNonceSize : 0;
+      break;
     case MsgType::kPageData:
       allowed_min = allowed_max = no_data ? 0 : kPageSize;
       break;

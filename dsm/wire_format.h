@@ -18,7 +18,7 @@ namespace coalesce::dsm {
 static_assert(std::endian::native == std::endian::little, "the DSM wire format is little-endian");
 
 inline constexpr uint16_t kWireMagic = 0xC0A1;
-inline constexpr uint8_t kWireVersion = 1;
+inline constexpr uint8_t kWireVersion = 2;
 inline constexpr size_t kPageSize = 4096;
 // Upper bound for any payload (bulk messages included): a peer announcing more is malformed.
 inline constexpr uint32_t kMaxPayload = 256 * 1024;
@@ -29,7 +29,7 @@ inline constexpr NodeId kMaxNodes = 64;  // copysets are 64-bit masks
 
 // Every message of the protocol. docs/DSM.md has the state machine that uses them.
 enum class MsgType : uint8_t {
-  kHello = 1,       // connection set-up: src, arg = page count, seq = page size
+  kHello = 1,       // connection set-up: src, arg = page count, seq = page size; sealed: a 32-byte nonce
   kReadReq = 2,     // requester -> manager: wants a Shared copy of `page`
   kWriteReq = 3,    // requester -> manager: wants `page` Modified
   kFwdRead = 4,     // manager -> owner: send a Shared copy to node `arg`, downgrade to Shared
@@ -54,6 +54,9 @@ inline constexpr uint16_t kFlagNoData = 1 << 1;         // kPageData/kFwdWrite: 
 // kPageData sent by the manager itself (it was the owner): the operation is complete, send no READ/WRITE_DONE.
 // Safe because the manager's later messages about the page travel the same connection, in order, behind it.
 inline constexpr uint16_t kFlagOpDone = 1 << 2;
+// kHello: this node seals its frames (frame_cipher.h); the HELLO carries its 32-byte nonce.
+inline constexpr uint16_t kFlagSealedChannel = 1 << 3;
+inline constexpr uint32_t kHelloNonceSize = 32;
 
 struct WireHeader {
   uint16_t magic;

@@ -55,6 +55,11 @@ absl::Status ValidateHostRequest(const pb::HostVcpusRequest& request) {
   if (auto hp = ParseHostPort(request.home_data_plane_address(), "home_data_plane_address"); !hp.ok()) {
     return hp.status();
   }
+  // Every VM's data plane is encrypted: no key, no runtime (a plaintext runtime could not talk to home anyway).
+  if (request.data_plane_key().size() != kDataPlaneKeyBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("data_plane_key is ", request.data_plane_key().size(),
+                                                   " bytes; the VM's data-plane key is ", kDataPlaneKeyBytes));
+  }
   return absl::OkStatus();
 }
 

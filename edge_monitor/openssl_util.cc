@@ -24,18 +24,6 @@ absl::Time AsnTime(const ASN1_TIME* t) {
 
 }  // namespace
 
-std::string TakeErrors() {
-  std::string out;
-  while (const unsigned long e = ERR_get_error()) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof(buf));
-    const char* reason = ERR_reason_error_string(e);
-    if (!out.empty()) out += "; ";
-    out += reason != nullptr ? reason : buf;
-  }
-  return out;
-}
-
 absl::StatusOr<std::vector<X509Ptr>> ParseCertificates(std::string_view pem, std::string_view what) {
   Bio bio = MemoryBio(pem);
   std::vector<X509Ptr> certs;

@@ -1,5 +1,5 @@
-// RAII handles and small helpers over OpenSSL for tls.cc and pki.cc: owned pointers, PEM to and from memory,
-// and the error queue as text.
+// RAII handles and small helpers over OpenSSL for tls.cc and pki.cc: owned pointers and PEM to and from memory.
+// The deleter and the error queue as text come from hypervisor/base/openssl_errors.h.
 #pragma once
 
 #include <openssl/bio.h>
@@ -17,16 +17,10 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "hypervisor/base/openssl_errors.h"
 
 namespace coalesce::ossl {
 
-template <auto Free>
-struct Deleter {
-  template <typename T>
-  void operator()(T* p) const {
-    Free(p);
-  }
-};
 using Bio = std::unique_ptr<BIO, Deleter<BIO_free_all>>;
 using X509Ptr = std::unique_ptr<X509, Deleter<X509_free>>;
 using Key = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY_free>>;
@@ -34,9 +28,6 @@ using Store = std::unique_ptr<X509_STORE, Deleter<X509_STORE_free>>;
 using StoreCtx = std::unique_ptr<X509_STORE_CTX, Deleter<X509_STORE_CTX_free>>;
 using Ctx = std::unique_ptr<SSL_CTX, Deleter<SSL_CTX_free>>;
 using Ssl = std::unique_ptr<SSL, Deleter<SSL_free>>;
-
-// Drains OpenSSL's error queue into one line ("" when empty).
-std::string TakeErrors();
 
 // Every certificate in `pem`, in order; InvalidArgument if there is none.
 absl::StatusOr<std::vector<X509Ptr>> ParseCertificates(std::string_view pem, std::string_view what);

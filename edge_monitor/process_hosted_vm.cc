@@ -45,14 +45,16 @@ ReadyResult WaitForReadyByte(int fd, absl::Time deadline) {
 
 absl::StatusOr<std::unique_ptr<ProcessHostedVm>> ProcessHostedVm::Launch(std::string name,
                                                                            std::vector<std::string> argv,
-                                                                           absl::Time ready_deadline) {
+                                                                           absl::Time ready_deadline,
+                                                                           UniqueFd input) {
   int ready_pipe[2];
   if (::pipe2(ready_pipe, O_CLOEXEC) != 0) return ErrnoStatus("runtime ready pipe");
   UniqueFd ready_read(ready_pipe[0]);
 
   std::unique_ptr<ProcessHostedVm> vm(new ProcessHostedVm(std::move(name)));
   // The supervisor owns the write end and closes it right after fork, so EOF here means the child closed its copy.
-  vm->supervisor_ = std::thread(&ProcessHostedVm::Supervise, vm.get(), std::move(argv), ready_pipe[1]);
+  vm->supervisor_ = std::thread(&ProcessHostedVm::Supervise, vm.get(), std::move(argv), ready_pipe[1],
+                               std::move(input));
   absl::Status spawn_status;
   {
     absl::MutexLock lock(&vm->mu_);
@@ -88,12 +90,14 @@ absl::StatusOr<std::unique_ptr<ProcessHostedVm>> ProcessHostedVm::Launch(std::st
   return error;
 }
 
-void ProcessHostedVm::Supervise(std::vector<std::string> argv, int ready_write_fd) {
+void ProcessHostedVm::Supervise(std::vector<std::string> argv, int ready_write_fd, UniqueFd input) {
   ChildProcess::Options options;
   options.argv = std::move(argv);
   options.pass_fd = ready_write_fd;
+  options.input_fd = input.get();
   absl::StatusOr<ChildProcess> child = ChildProcess::Spawn(options);
   ::close(ready_write_fd);
+  input.Reset();
   {
     absl::MutexLock lock(&mu_);
     spawn_done_ = true;

@@ -25,8 +25,9 @@ class ProcessHostedVm final : public HostedVm {
  public:
   // Starts `argv` and waits until the child reports ready. Fails, leaving no process behind, if exec fails, the
   // child exits or closes fd 3 before reporting ready, or `ready_deadline` passes. `name` is used in messages.
+  // `input`, if valid, becomes the child's stdin (the pipe with the VM's data-plane secret).
   static absl::StatusOr<std::unique_ptr<ProcessHostedVm>> Launch(std::string name, std::vector<std::string> argv,
-                                                                 absl::Time ready_deadline);
+                                                                 absl::Time ready_deadline, UniqueFd input = {});
 
   // Stops the child (SIGTERM, then SIGKILL after 2 s) and joins the supervisor.
   ~ProcessHostedVm() override;
@@ -37,7 +38,7 @@ class ProcessHostedVm final : public HostedVm {
  private:
   explicit ProcessHostedVm(std::string name) : name_(std::move(name)) {}
 
-  void Supervise(std::vector<std::string> argv, int ready_write_fd);
+  void Supervise(std::vector<std::string> argv, int ready_write_fd, UniqueFd input);
 
   const std::string name_;
   std::thread supervisor_;

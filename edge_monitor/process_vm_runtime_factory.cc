@@ -1,8 +1,13 @@
 #include "edge_monitor/process_vm_runtime_factory.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include "absl/strings/str_cat.h"
 #include "edge_monitor/process_hosted_vm.h"
 #include "edge_monitor/remote_node_args.h"
+#include "hypervisor/base/errno_status.h"
+#include "hypervisor/base/unique_fd.h"
 
 namespace coalesce {
 
@@ -16,7 +21,8 @@ std::vector<std::string> ProcessVmRuntimeFactory::CommandLine(const pb::HostVcpu
   args.tsc_offset = request.tsc_offset();
   if (request.node_id() != 0) args.node_id = request.node_id();
   if (!request.cpu_model().empty()) args.cpu_model = request.cpu_model();
-  args.ready_fd = 3;  // ChildProcess::Options::pass_fd lands there
+  args.ready_fd = 3;           // ChildProcess::Options::pass_fd lands there
+  args.data_plane_key_fd = 0;  // stdin: the pipe Start() fills with the key
   std::vector<std::string> argv = {options_.executable};
   argv.insert(argv.end(), options_.leading_args.begin(), options_.leading_args.end());
   for (std::string& flag : args.ToArgs()) argv.push_back(std::move(flag));
@@ -25,7 +31,19 @@ std::vector<std::string> ProcessVmRuntimeFactory::CommandLine(const pb::HostVcpu
 
 absl::StatusOr<std::unique_ptr<HostedVm>> ProcessVmRuntimeFactory::Start(const pb::HostVcpusRequest& request,
                                                                           absl::Time deadline) {
-  auto vm = ProcessHostedVm::Launch(absl::StrCat("VM ", request.vm_id()), CommandLine(request), deadline);
+  // The key goes to the runtime through a pipe (its stdin), never on argv where any local user could read it.
+  // 32 bytes fit a pipe's buffer, so the write completes before the child runs.
+  int key_pipe[2];
+  if (::pipe2(key_pipe, O_CLOEXEC) != 0) return ErrnoStatus("data-plane key pipe");
+  UniqueFd key_read(key_pipe[0]);
+  UniqueFd key_write(key_pipe[1]);
+  const std::string& key = request.data_plane_key();
+  if (::write(key_write.get(), key.data(), key.size()) != static_cast<ssize_t>(key.size())) {
+    return ErrnoStatus("writing the data-plane key to the runtime's pipe");
+  }
+  key_write.Reset();
+  auto vm = ProcessHostedVm::Launch(absl::StrCat("VM ", request.vm_id()), CommandLine(request), deadline,
+                                    std::move(key_read));
   if (!vm.ok()) return vm.status();
   return std::unique_ptr<HostedVm>(*std::move(vm));
 }

@@ -19,13 +19,14 @@ std::vector<std::string> RemoteNodeArgs::ToArgs() const {
       absl::StrCat("--node-id=", node_id),
       absl::StrCat("--cpu-model=", cpu_model),
       absl::StrCat("--ready-fd=", ready_fd),
+      absl::StrCat("--data-plane-key-fd=", data_plane_key_fd),
   };
 }
 
 absl::StatusOr<RemoteNodeArgs> RemoteNodeArgs::Parse(const std::vector<std::string>& args) {
   RemoteNodeArgs out;
   bool have_id = false, have_memory = false, have_count = false, have_vcpus = false, have_home = false,
-       have_ready = false;
+       have_ready = false, have_key = false;
   auto bad = [](const std::string& arg, std::string_view why) {
     return absl::InvalidArgumentError(absl::StrCat("remote-node: '", arg, "': ", std::string(why)));
   };
@@ -70,6 +71,11 @@ absl::StatusOr<RemoteNodeArgs> RemoteNodeArgs::Parse(const std::vector<std::stri
     } else if (name == "ready-fd") {
       if (!absl::SimpleAtoi(value, &out.ready_fd) || out.ready_fd < 0) return bad(arg, "not a file descriptor");
       have_ready = true;
+    } else if (name == "data-plane-key-fd") {
+      if (!absl::SimpleAtoi(value, &out.data_plane_key_fd) || out.data_plane_key_fd < 0) {
+        return bad(arg, "not a file descriptor");
+      }
+      have_key = true;
     } else {
       return bad(arg, "unknown flag");
     }
@@ -81,6 +87,7 @@ absl::StatusOr<RemoteNodeArgs> RemoteNodeArgs::Parse(const std::vector<std::stri
   if (!have_vcpus) missing.push_back("--vcpus");
   if (!have_home) missing.push_back("--home");
   if (!have_ready) missing.push_back("--ready-fd");
+  if (!have_key) missing.push_back("--data-plane-key-fd");
   if (!missing.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("remote-node: missing ", absl::StrJoin(missing, ", ")));
   }

@@ -1,10 +1,12 @@
 // The argv contract between the edge agent and the remote vCPU runtime it starts for each VM.
 //
 //   <exe> remote-node --vm-id=ID --memory=BYTES --vcpu-count=N --vcpus=LIST --home=HOST:PORT
-//                     --tsc-offset=CYCLES --node-id=N --cpu-model=M --ready-fd=FD
+//                     --tsc-offset=CYCLES --node-id=N --cpu-model=M --ready-fd=FD --data-plane-key-fd=FD
 //
 // <exe> is the agent's own binary (/proc/self/exe), so the lead's main() dispatches the `remote-node` subcommand to
 // the runtime with the arguments after it. LIST uses the --edge syntax ("2,3", "1,3-5"). The runtime:
+//  - reads the VM's 32-byte data-plane secret from the --data-plane-key-fd pipe (the agent writes it and closes
+//    its end: exactly 32 bytes, then EOF) and closes it; a secret is never put on argv, where ps shows it;
 //  - writes one byte to FD once its vCPUs are created and it is connected to the home node, then closes FD;
 //    the agent answers HostVcpus only then (exiting or closing FD earlier fails the request);
 //  - exits 0 when the VM ends normally (guest power-off), non-zero on any error, with the reason on stderr;
@@ -30,11 +32,13 @@ struct RemoteNodeArgs {
   uint32_t node_id = 1;      // The runtime's node id in the VM (the home is 0); --node-id, default 1.
   std::string cpu_model = "baseline";  // --cpu-model=host|baseline, as the home node decided.
   int ready_fd = -1;
+  int data_plane_key_fd = -1;
 
   // The flags (everything after "remote-node").
   std::vector<std::string> ToArgs() const;
 
-  // Parses the flags after "remote-node". Every flag except --tsc-offset, --node-id and --cpu-model is required; unknown flags are errors.
+  // Parses the flags after "remote-node". Every flag except --tsc-offset, --node-id and --cpu-model is required;
+  // unknown flags are errors.
   static absl::StatusOr<RemoteNodeArgs> Parse(const std::vector<std::string>& args);
 };
 

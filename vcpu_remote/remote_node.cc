@@ -5,15 +5,19 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <openssl/crypto.h>
 #include <x86intrin.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <memory>
 
 #include "absl/strings/str_format.h"
 #include "edge_monitor/host_port.h"
+#include "edge_monitor/host_request_validator.h"
 #include "edge_monitor/remote_node_args.h"
+#include "hypervisor/base/errno_status.h"
 #include "hypervisor/base/log.h"
 #include "hypervisor/base/signal_stopper.h"
 #include "hypervisor/base/status_macros.h"
@@ -54,9 +58,31 @@ std::string LocalAddressToward(const std::string& host) {
   return ::inet_ntop(AF_INET, &self.sin_addr, buf, sizeof(buf)) ? buf : "127.0.0.1";
 }
 
+static_assert(kDataPlaneKeyBytes == dsm::kDataPlaneSecretSize, "the agent's key check and the DSM's key agree");
+
+// The VM's data-plane secret from the agent's pipe: exactly kDataPlaneSecretSize bytes, then EOF.
+absl::StatusOr<dsm::DataPlaneSecret> ReadDataPlaneKey(int fd) {
+  UniqueFd pipe(fd);
+  uint8_t buf[dsm::kDataPlaneSecretSize + 1];
+  size_t got = 0;
+  while (got < sizeof(buf)) {
+    const ssize_t n = ::read(fd, buf + got, sizeof(buf) - got);
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoStatus(absl::StrFormat("reading the data-plane key from fd %d", fd));
+    }
+    got += static_cast<size_t>(n);
+  }
+  auto secret = dsm::DataPlaneSecret::FromBytes(std::span<const uint8_t>(buf, got));
+  OPENSSL_cleanse(buf, sizeof(buf));
+  if (!secret.ok()) return absl::InvalidArgumentError(absl::StrFormat("fd %d: %s", fd, secret.status().message()));
+  return secret;
+}
+
 class RemoteNode final {
  public:
-  explicit RemoteNode(RemoteNodeArgs args) : args_(std::move(args)) {}
+  RemoteNode(RemoteNodeArgs args, dsm::DataPlaneSecret secret) : args_(std::move(args)), secret_(std::move(secret)) {}
   ~RemoteNode() {
     if (link_) link_->CancelWaiters();
     for (auto& v : vcpus_) {
@@ -97,6 +123,7 @@ class RemoteNode final {
   absl::Mutex mesh_mu_;
   std::optional<node_msg::Peers> peers_ ABSL_GUARDED_BY(mesh_mu_);
   std::atomic<bool> stopped_by_home_{false};
+  const dsm::DataPlaneSecret secret_;
 };
 
 absl::Status RemoteNode::Build() {
@@ -127,6 +154,7 @@ absl::Status RemoteNode::Build() {
   cfg.self = static_cast<dsm::NodeId>(args_.node_id);
   cfg.home = 0;
   cfg.listen_address = "0.0.0.0";
+  cfg.data_plane_secret = secret_;
   cfg.on_error = [this](const absl::Status& st) {
     run_control_.Stop(exit_status::kHostFailure, absl::StrFormat("node %u: %s", args_.node_id, st.message()));
   };
@@ -253,6 +281,11 @@ int RunRemoteNodeMain(const std::vector<std::string>& argv) {
       return exit_status::kUsage;
     }
   }
+  absl::StatusOr<dsm::DataPlaneSecret> secret = ReadDataPlaneKey(args->data_plane_key_fd);
+  if (!secret.ok()) {
+    std::fprintf(stderr, "coalesce remote-node: %s\n", std::string(secret.status().message()).c_str());
+    return exit_status::kUsage;
+  }
   int ready_fd = args->ready_fd;
   // SIGTERM from the agent (StopVm) ends the node in order: vCPUs stopped, peers told, exit. The stopper exists
   // before the node is built and outlives it, so a stop is honoured in every phase and never hangs (grace
@@ -271,7 +304,7 @@ int RunRemoteNodeMain(const std::vector<std::string>& argv) {
         node->RequestStop(absl::StrFormat("stopped by signal %d", sig));
       },
       {.grace_ms = 10'000, .forced_exit_status = exit_status::kHostFailure, .who = "coalesce remote-node"});
-  auto node = std::make_unique<RemoteNode>(*args);
+  auto node = std::make_unique<RemoteNode>(*args, *secret);
   if (absl::Status st = node->Build(); !st.ok()) {
     std::fprintf(stderr, "coalesce remote-node: %s\n", std::string(st.message()).c_str());
     return exit_status::kHostFailure;

@@ -38,8 +38,8 @@ int PidfdSendSignal(int pidfd, int signal) {
 }
 
 // Runs in the forked child of a multi-threaded parent: only async-signal-safe calls until exec, no allocation.
-[[noreturn]] void ExecChild(char* const* argv, int pass_fd, int output_fd, int error_fd, bool die_with_parent,
-                            pid_t parent) {
+[[noreturn]] void ExecChild(char* const* argv, int pass_fd, int input_fd, int output_fd, int error_fd,
+                            bool die_with_parent, pid_t parent) {
   if (die_with_parent) {
     if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) FailChild(error_fd);
     if (::getppid() != parent) ::_exit(127);  // The parent died before prctl took effect.
@@ -50,6 +50,7 @@ int PidfdSendSignal(int pidfd, int signal) {
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
   ::signal(SIGPIPE, SIG_DFL);
+  if (input_fd >= 0 && ::dup2(input_fd, STDIN_FILENO) < 0) FailChild(error_fd);
   if (output_fd >= 0) {
     if (::dup2(output_fd, STDOUT_FILENO) < 0 || ::dup2(output_fd, STDERR_FILENO) < 0) FailChild(error_fd);
   }
@@ -114,7 +115,7 @@ absl::StatusOr<ChildProcess> ChildProcess::Spawn(const Options& options) {
   const pid_t pid = ::fork();
   if (pid < 0) return ErrnoStatus("spawn: fork");
   if (pid == 0) {
-    ExecChild(argv.data(), options.pass_fd, options.output_fd, error_write.get(), options.die_with_spawning_thread, parent);
+    ExecChild(argv.data(), options.pass_fd, options.input_fd, options.output_fd, error_write.get(), options.die_with_spawning_thread, parent);
   }
   error_write.Reset();
 

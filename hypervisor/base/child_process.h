@@ -17,6 +17,7 @@ class ChildProcess final {
   struct Options {
     std::vector<std::string> argv;  // argv[0] is the program executed (a path; no PATH search).
     int pass_fd = -1;               // If >= 0, becomes fd 3 in the child. Every other fd above 2 is closed.
+    int input_fd = -1;              // If >= 0, becomes the child's stdin (e.g. a pipe holding a secret).
     int output_fd = -1;             // If >= 0, becomes the child's stdout and stderr (e.g. a log file).
     // The child gets SIGKILL when the thread that spawned it exits (PR_SET_PDEATHSIG is per thread): spawn from a
     // thread that lives as long as the child.

@@ -26,7 +26,10 @@ absl::StatusOr<std::unique_ptr<CoalescenceHome>> CoalescenceHome::Start(const Co
   std::random_device rd;
   home->vm_id_ = absl::StrFormat("coalesce-%d-%08x", ::getpid(), rd());
   CoalescenceHome* raw = home.get();
+  // Fresh per run: the data plane is always sealed (dsm/frame_cipher.h), loopback included.
+  ASSIGN_OR_RETURN(home->secret_, dsm::DataPlaneSecret::Generate());
   dsm::DsmNodeConfig cfg;
+  cfg.data_plane_secret = home->secret_;
   cfg.self = 0;
   cfg.home = 0;
   // A loopback data plane listens on loopback only; another address (allowed with --insecure) on every interface.
@@ -73,6 +76,8 @@ absl::Status CoalescenceHome::HostEdges(GuestMemory& memory) {
     req.set_tsc_offset(config_.tsc_offset);
     req.set_node_id(static_cast<uint32_t>(i + 1));
     req.set_cpu_model(config_.cpu_model);
+    req.set_data_plane_key(std::string(reinterpret_cast<const char*>(secret_->bytes().data()),
+                                       secret_->bytes().size()));
     agents_.push_back(std::move(client));
     ASSIGN_OR_RETURN(pb::VmStatus status, agents_.back()->HostVcpus(req));
     LOG_INFO("edge %s hosts vCPUs %s as node %u (runtime pid %u)", edge.agent_address,

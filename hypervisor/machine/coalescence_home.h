@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -63,6 +64,8 @@ class CoalescenceHome final {
   CoalescenceConfig config_;
   Handlers handlers_;
   std::string vm_id_;
+  // This run's data-plane secret: made at Start, handed to each edge inside HostVcpus.
+  std::optional<dsm::DataPlaneSecret> secret_;
   std::unique_ptr<NodeLink> link_;
   std::atomic<uint64_t> io_served_{0};        // remote vCPUs' accesses served on the bus
   std::atomic<uint64_t> interrupts_relayed_{0};

@@ -164,8 +164,11 @@ TEST_CASE("malformed, truncated and mismatched input closes only that connection
     int fd = RawConnect(port);
     WireHeader hello = MakeHeader(MsgType::kHello, 1, 0, 999, 0, 0, kPageSize);
     RawSend(fd, &hello, sizeof(hello));
+    WireHeader reply;  // the node's own HELLO (so a refused peer can tell why), then the close
+    REQUIRE(::recv(fd, &reply, sizeof(reply), MSG_WAITALL) == sizeof(reply));
+    CHECK(reply.arg == 16);
     char c;
-    REQUIRE(::recv(fd, &c, 1, 0) <= 0);  // closed without a reply
+    REQUIRE(::recv(fd, &c, 1, 0) <= 0);
     ::close(fd);
     fd = RawConnect(port);
     const char junk[32] = "GET / HTTP/1.1\r\n\r\n";
@@ -229,6 +232,132 @@ TEST_CASE("fault messages overtake a bulk backlog on a constrained link", "[dsm]
   REQUIRE(pos <= sent_before + 2);  // overtook everything still queued: at most the message on the wire
   REQUIRE(pos < kBulk / 2);
   REQUIRE(t_fault_seen - t_send < (t_all - t_send) / 4);
+}
+
+DataPlaneSecret Secret(uint8_t fill) {
+  std::vector<uint8_t> bytes(kDataPlaneSecretSize, fill);
+  auto s = DataPlaneSecret::FromBytes(bytes);
+  REQUIRE(s.ok());
+  return *s;
+}
+
+Transport::Options SealedOpts(NodeId self, uint8_t key) {
+  Transport::Options o = Opts(self);
+  o.secret = Secret(key);
+  return o;
+}
+
+TEST_CASE("a sealed data plane carries pages; a peer without the key, or a plaintext one, is refused",
+          "[dsm][transport][cipher]") {
+  DsmStats stats(16);
+  Inbox in0, in1, in_other;
+  auto t0 = Transport::Create(SealedOpts(0, 7), &stats, in0.Callbacks());
+  auto t1 = Transport::Create(SealedOpts(1, 7), &stats, in1.Callbacks());
+  REQUIRE(t0.ok());
+  REQUIRE(t1.ok());
+  REQUIRE((*t1)->Connect(0, "127.0.0.1", (*t0)->port(), absl::Seconds(2)).ok());
+  REQUIRE((*t0)->WaitForPeers({1}, absl::Seconds(2)).ok());
+  Message m;
+  m.type = MsgType::kPageData;
+  m.page = 3;
+  m.payload.assign(kPageSize, 0x5C);
+  REQUIRE((*t0)->Send(1, m).ok());
+  REQUIRE((*t1)->Send(0, m).ok());
+  REQUIRE(in1.WaitFor(1, 0));
+  REQUIRE(in0.WaitFor(1, 0));
+  {
+    absl::MutexLock l(&in1.mu);
+    CHECK(in1.got[0].payload == m.payload);
+    CHECK(in1.got[0].page == 3);
+  }
+
+  SECTION("another VM's key fails the key check") {
+    auto other = Transport::Create(SealedOpts(2, 8), &stats, in_other.Callbacks());
+    REQUIRE(other.ok());
+    absl::Status st = (*other)->Connect(0, "127.0.0.1", (*t0)->port(), absl::Seconds(2));
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.code() == absl::StatusCode::kPermissionDenied);
+    CHECK_THAT(std::string(st.message()), Catch::Contains("node 0 failed the data-plane key check"));
+  }
+  SECTION("a plaintext node is refused by a sealed one, and the other way round") {
+    auto plain = Transport::Create(Opts(2), &stats, in_other.Callbacks());
+    REQUIRE(plain.ok());
+    CHECK_FALSE((*plain)->Connect(0, "127.0.0.1", (*t0)->port(), absl::Seconds(2)).ok());
+    absl::Status st = (*t1)->Connect(2, "127.0.0.1", (*plain)->port(), absl::Seconds(2));
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.code() == absl::StatusCode::kPermissionDenied);
+    CHECK_THAT(std::string(st.message()), Catch::Contains("node 2 offers a plaintext data plane"));
+  }
+  CHECK((*t0)->Peers() == std::vector<NodeId>{1});
+}
+
+// A raw peer that completes a sealed handshake as node `id`, so the test can put any bytes on the wire after it.
+struct SealedRawPeer {
+  int fd = -1;
+  ChannelCipher cipher;
+
+  SealedRawPeer(uint16_t port, NodeId id, uint32_t pages, const DataPlaneSecret& secret) {
+    fd = RawConnect(port);
+    HelloNonce mine;
+    mine.fill(0x42);
+    WireHeader hello = MakeHeader(MsgType::kHello, id, 0, pages, kFlagSealedChannel, kHelloNonceSize, kPageSize);
+    RawSend(fd, &hello, sizeof(hello));
+    RawSend(fd, mine.data(), mine.size());
+    WireHeader reply;
+    HelloNonce theirs;
+    REQUIRE(::recv(fd, &reply, sizeof(reply), MSG_WAITALL) == sizeof(reply));
+    REQUIRE((reply.flags & kFlagSealedChannel) != 0);
+    REQUIRE(::recv(fd, theirs.data(), theirs.size(), MSG_WAITALL) == static_cast<ssize_t>(theirs.size()));
+    auto c = DeriveChannelCipher(secret, /*initiator=*/true, id, reply.src_node, mine, theirs);
+    REQUIRE(c.ok());
+    cipher = *std::move(c);
+    auto confirm = SealFrame(MakeHeader(MsgType::kHeartbeat, id, 0), {});
+    RawSend(fd, confirm.data(), confirm.size());
+    uint8_t len[kFrameLengthSize];
+    REQUIRE(::recv(fd, len, sizeof(len), MSG_WAITALL) == sizeof(len));
+    std::vector<uint8_t> body(kMinSealedLength);
+    REQUIRE(::recv(fd, body.data(), body.size(), MSG_WAITALL) == static_cast<ssize_t>(body.size()));
+    WireHeader h;
+    std::vector<uint8_t> payload;
+    REQUIRE(cipher.receive->Open(kMinSealedLength, body, &h, &payload).ok());
+  }
+  ~SealedRawPeer() { ::close(fd); }
+  std::vector<uint8_t> SealFrame(const WireHeader& h, const std::vector<uint8_t>& payload) {
+    std::vector<uint8_t> out;
+    REQUIRE(cipher.send->Seal(h, payload, &out).ok());
+    return out;
+  }
+};
+
+TEST_CASE("a tampered or replayed sealed frame drops the connection and is reported", "[dsm][transport][cipher]") {
+  DsmStats stats(16);
+  Inbox in;
+  const DataPlaneSecret secret = Secret(9);
+  Transport::Options o = Opts(0);
+  o.secret = secret;
+  auto t = Transport::Create(o, &stats, in.Callbacks());
+  REQUIRE(t.ok());
+  SealedRawPeer peer((*t)->port(), 1, 16, secret);
+  const auto good = peer.SealFrame(MakeHeader(MsgType::kReadReq, 1, 4), {});
+  RawSend(peer.fd, good.data(), good.size());
+  REQUIRE(in.WaitFor(1, 0));  // a well-sealed frame is delivered
+
+  SECTION("replayed") { RawSend(peer.fd, good.data(), good.size()); }
+  SECTION("one bit flipped in the ciphertext") {
+    auto bad = peer.SealFrame(MakeHeader(MsgType::kReadReq, 1, 5), {});
+    bad[kFrameLengthSize + 9] ^= 0x01;
+    RawSend(peer.fd, bad.data(), bad.size());
+  }
+  SECTION("a plaintext header slipped in") {
+    WireHeader plain = MakeHeader(MsgType::kReadReq, 1, 6);
+    RawSend(peer.fd, &plain, sizeof(plain));
+  }
+  REQUIRE(in.WaitFor(1, 1));
+  absl::MutexLock l(&in.mu);
+  CHECK(in.got.size() == 1);  // nothing after the bad frame was delivered
+  CHECK(in.closed[0].first == 1);
+  CHECK(in.closed[0].second.code() == absl::StatusCode::kDataLoss);
+  CHECK(stats.frames_rejected.load() == 1);
 }
 
 }  // namespace

@@ -2,7 +2,6 @@
 
 #include "edge_monitor/edge_agent_flags.h"
 #include "edge_monitor/edge_agent_main.h"
-#include "edge_monitor/host_request_builder.h"
 #include "edge_monitor/host_request_validator.h"
 #include "edge_monitor/profile_loader.h"
 #include "edge_monitor/remote_node_args.h"
@@ -72,6 +71,7 @@ TEST_CASE("remote-node argv round-trips", "[remote_node_args]") {
   args.node_id = 5;
   args.cpu_model = "host";
   args.ready_fd = 3;
+  args.data_plane_key_fd = 0;
   auto parsed = RemoteNodeArgs::Parse(args.ToArgs());
   REQUIRE(parsed.ok());
   CHECK(parsed->vm_id == "vm-1");
@@ -83,6 +83,7 @@ TEST_CASE("remote-node argv round-trips", "[remote_node_args]") {
   CHECK(parsed->node_id == 5);
   CHECK(parsed->cpu_model == "host");
   CHECK(parsed->ready_fd == 3);
+  CHECK(parsed->data_plane_key_fd == 0);
 }
 
 TEST_CASE("remote-node argv errors", "[remote_node_args]") {
@@ -90,45 +91,22 @@ TEST_CASE("remote-node argv errors", "[remote_node_args]") {
   REQUIRE_FALSE(missing.ok());
   CHECK_THAT(std::string(missing.status().message()), Contains("missing --memory, --vcpu-count, --vcpus, --home"));
   auto out_of_range = RemoteNodeArgs::Parse({"--vm-id=a", "--memory=4096", "--vcpu-count=2", "--vcpus=2",
-                                             "--home=h:1", "--ready-fd=3"});
+                                             "--home=h:1", "--ready-fd=3", "--data-plane-key-fd=0"});
   REQUIRE_FALSE(out_of_range.ok());
   CHECK_THAT(std::string(out_of_range.status().message()), Contains("vCPU 2 is not below --vcpu-count=2"));
   CHECK_FALSE(RemoteNodeArgs::Parse({"--bogus=1"}).ok());
+  auto no_key = RemoteNodeArgs::Parse({"--vm-id=a", "--memory=4096", "--vcpu-count=2", "--vcpus=1", "--home=h:1",
+                                       "--ready-fd=3"});
+  REQUIRE_FALSE(no_key.ok());
+  CHECK_THAT(std::string(no_key.status().message()), Contains("missing --data-plane-key-fd"));
+  CHECK_FALSE(RemoteNodeArgs::Parse({"--vm-id=a", "--memory=4096", "--vcpu-count=2", "--vcpus=1", "--home=h:1",
+                                     "--ready-fd=3", "--data-plane-key-fd=-1"})
+                  .ok());
   auto bad_model = RemoteNodeArgs::Parse({"--vm-id=a", "--memory=4096", "--vcpu-count=2", "--vcpus=1",
                                           "--home=h:1", "--ready-fd=3", "--cpu-model=486"});
   REQUIRE_FALSE(bad_model.ok());
   CHECK_THAT(std::string(bad_model.status().message()), Contains("expected host or baseline"));
   CHECK_FALSE(RemoteNodeArgs::Parse({"positional"}).ok());
-}
-
-}  // namespace
-}  // namespace coalesce
-
-namespace coalesce {
-namespace {
-
-TEST_CASE("A profile's edge becomes a valid HostVcpus request", "[host_request]") {
-  auto profile = ParseProfile(
-      "guest { kernel: \"k\" memory: \"1G\" vcpus: 4 }\n home { vcpus: [0, 1] }\n"
-      "edge { address: \"127.0.0.1:7001\" vcpus: [3, 2] }\n",
-      ProfileFormat::kText, "p");
-  REQUIRE(profile.ok());
-  auto request = MakeHostVcpusRequest(*profile, 0, "vm-1", "127.0.0.1:7100");
-  REQUIRE(request.ok());
-  CHECK(request->vm_id() == "vm-1");
-  CHECK(request->guest_memory_bytes() == 1ull << 30);
-  CHECK(request->guest_vcpu_count() == 4);
-  CHECK(std::vector<uint32_t>(request->vcpu_ids().begin(), request->vcpu_ids().end()) ==
-        std::vector<uint32_t>{3, 2});
-  CHECK(request->home_data_plane_address() == "127.0.0.1:7100");
-  CHECK(ValidateHostRequest(*request).ok());
-  CHECK(MakeHostVcpusRequest(*profile, 0, "vm-1", "127.0.0.1:7100", 3)->node_id() == 3);
-
-  CHECK_FALSE(MakeHostVcpusRequest(*profile, 1, "vm-1", "127.0.0.1:7100").ok());
-  auto bad_home = MakeHostVcpusRequest(*profile, 0, "vm-1", "nowhere");
-  REQUIRE_FALSE(bad_home.ok());
-  CHECK_THAT(std::string(bad_home.status().message()),
-             Catch::Contains("request for edge 127.0.0.1:7001: home_data_plane_address: 'nowhere'"));
 }
 
 }  // namespace

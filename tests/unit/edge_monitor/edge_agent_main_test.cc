@@ -58,6 +58,7 @@ TEST_CASE("coalesce edge serves, hosts a VM, and stops everything on SIGTERM", "
   request.set_guest_vcpu_count(2);
   request.add_vcpu_ids(1);
   request.set_home_data_plane_address("127.0.0.1:9000");
+  request.set_data_plane_key(std::string(32, 'k'));
   auto hosted = (*client)->HostVcpus(request);
   REQUIRE(hosted.ok());
   const pid_t runtime = static_cast<pid_t>(hosted->runtime_pid());

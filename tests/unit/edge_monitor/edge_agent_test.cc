@@ -79,6 +79,7 @@ pb::HostVcpusRequest Request(const std::string& vm_id, std::vector<uint32_t> ids
   request.set_guest_vcpu_count(vcpu_count);
   for (uint32_t id : ids) request.add_vcpu_ids(id);
   request.set_home_data_plane_address("127.0.0.1:9000");
+  request.set_data_plane_key(std::string(32, 'k'));
   return request;
 }
 
@@ -129,12 +130,15 @@ TEST_CASE("Two VMs run at once, each in its own runtime process; StopVm and GetV
   CHECK(::kill(static_cast<pid_t>(a->runtime_pid()), 0) == 0);
   CHECK(::kill(static_cast<pid_t>(b->runtime_pid()), 0) == 0);
   const std::vector<std::string> argv = agent.RuntimeArgv("vm-a");
-  REQUIRE(argv.size() >= 11);
+  REQUIRE(argv.size() >= 14);
   CHECK(argv[1] == "remote-node");
-  CHECK(std::vector<std::string>(argv.begin() + 2, argv.begin() + 11) ==
+  CHECK(std::vector<std::string>(argv.begin() + 2, argv.begin() + 12) ==
         std::vector<std::string>{"--vm-id=vm-a", "--memory=268435456", "--vcpu-count=4", "--vcpus=2,3",
                                  "--home=127.0.0.1:9000", "--tsc-offset=0", "--node-id=1",
-                                 "--cpu-model=baseline", "--ready-fd=3"});
+                                 "--cpu-model=baseline", "--ready-fd=3", "--data-plane-key-fd=0"});
+  // The key reached the runtime through its stdin pipe, and it is on no command line.
+  CHECK(argv[12] == "key=" + std::string(32, 'k'));
+  for (size_t i = 0; i < 12; ++i) CHECK(argv[i].find("kkkk") == std::string::npos);
 
   auto capacity = client->GetCapacity();
   REQUIRE(capacity.ok());
@@ -223,6 +227,9 @@ TEST_CASE("Duplicate VM ids and malformed requests are refused", "[edge_agent]")
   pb::HostVcpusRequest bad_node = Request("vm-b", {1});
   bad_node.set_node_id(64);
   CHECK_THAT(refused(bad_node), Contains("node_id 64 is out of range"));
+  pb::HostVcpusRequest no_key = Request("vm-b", {1});
+  no_key.clear_data_plane_key();
+  CHECK_THAT(refused(no_key), Contains("data_plane_key is 0 bytes; the VM's data-plane key is 32"));
   CHECK(client->GetCapacity()->running_vms() == 1);
 }
 

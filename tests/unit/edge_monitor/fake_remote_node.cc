@@ -8,7 +8,8 @@
 //   "crash<N>-..."    reports ready, then exits with status N after 100 ms;
 //   "stubborn-..."    reports ready and ignores SIGTERM;
 //   anything else     reports ready and runs until SIGTERM, then exits 0.
-// If FAKE_REMOTE_NODE_DIR is set, it writes its argv (one per line) and then "pid=<pid>" to
+// It reads the data-plane key from --data-plane-key-fd to EOF, as the real runtime does. If FAKE_REMOTE_NODE_DIR is
+// set, it writes its argv (one per line), "key=<the key's bytes>" and then "pid=<pid>" to
 // $FAKE_REMOTE_NODE_DIR/<vm id>.args first.
 #include <signal.h>
 #include <unistd.h>
@@ -40,9 +41,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "fake_remote_node: %s\n", std::string(args.status().message()).c_str());
     return 65;
   }
+  std::string key;
+  char buf[64];
+  for (ssize_t n; (n = read(args->data_plane_key_fd, buf, sizeof(buf))) > 0;) key.append(buf, static_cast<size_t>(n));
+  close(args->data_plane_key_fd);
   if (const char* dir = std::getenv("FAKE_REMOTE_NODE_DIR")) {
     std::ofstream out(std::string(dir) + "/" + args->vm_id + ".args");
     for (int i = 0; i < argc; ++i) out << argv[i] << "\n";
+    out << "key=" << key << "\n";
     out << "pid=" << getpid() << "\n";
   }
   const std::string& id = args->vm_id;
