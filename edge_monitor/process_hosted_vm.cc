@@ -43,18 +43,15 @@ ReadyResult WaitForReadyByte(int fd, absl::Time deadline) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<ProcessHostedVm>> ProcessHostedVm::Launch(std::string name,
-                                                                           std::vector<std::string> argv,
-                                                                           absl::Time ready_deadline,
-                                                                           UniqueFd input) {
+absl::StatusOr<std::unique_ptr<ProcessHostedVm>> ProcessHostedVm::Launch(std::string name, RuntimeLaunch launch) {
+  const absl::Time ready_deadline = launch.ready_deadline;
   int ready_pipe[2];
   if (::pipe2(ready_pipe, O_CLOEXEC) != 0) return ErrnoStatus("runtime ready pipe");
   UniqueFd ready_read(ready_pipe[0]);
 
   std::unique_ptr<ProcessHostedVm> vm(new ProcessHostedVm(std::move(name)));
   // The supervisor owns the write end and closes it right after fork, so EOF here means the child closed its copy.
-  vm->supervisor_ = std::thread(&ProcessHostedVm::Supervise, vm.get(), std::move(argv), ready_pipe[1],
-                               std::move(input));
+  vm->supervisor_ = std::thread(&ProcessHostedVm::Supervise, vm.get(), std::move(launch), ready_pipe[1]);
   absl::Status spawn_status;
   {
     absl::MutexLock lock(&vm->mu_);
@@ -90,14 +87,18 @@ absl::StatusOr<std::unique_ptr<ProcessHostedVm>> ProcessHostedVm::Launch(std::st
   return error;
 }
 
-void ProcessHostedVm::Supervise(std::vector<std::string> argv, int ready_write_fd, UniqueFd input) {
+void ProcessHostedVm::Supervise(RuntimeLaunch launch, int ready_write_fd) {
   ChildProcess::Options options;
-  options.argv = std::move(argv);
+  options.argv = std::move(launch.argv);
   options.pass_fd = ready_write_fd;
-  options.input_fd = input.get();
+  options.input_fd = launch.input.get();
+  options.new_pid_namespace = launch.new_pid_namespace;
+  options.cgroup_fd = launch.cgroup != nullptr ? launch.cgroup->dir_fd() : -1;
   absl::StatusOr<ChildProcess> child = ChildProcess::Spawn(options);
   ::close(ready_write_fd);
-  input.Reset();
+  launch.input.Reset();
+  // The cgroup lives on this thread's stack until the child is reaped (a cgroup with a process cannot be removed).
+  std::unique_ptr<VmCgroup> cgroup = std::move(launch.cgroup);
   {
     absl::MutexLock lock(&mu_);
     spawn_done_ = true;

@@ -16,18 +16,25 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "hypervisor/base/child_process.h"
 #include "edge_monitor/hosted_vm.h"
+#include "edge_monitor/runtime_cgroup.h"
+#include "hypervisor/base/child_process.h"
 
 namespace coalesce {
 
+struct RuntimeLaunch {
+  std::vector<std::string> argv;
+  absl::Time ready_deadline;
+  UniqueFd input;                    // if valid, becomes the child's stdin (the pipe with the data-plane secret)
+  bool new_pid_namespace = false;    // the child is pid 1 of its own PID namespace
+  std::unique_ptr<VmCgroup> cgroup;  // the child starts in it; removed once the child has been reaped
+};
+
 class ProcessHostedVm final : public HostedVm {
  public:
-  // Starts `argv` and waits until the child reports ready. Fails, leaving no process behind, if exec fails, the
-  // child exits or closes fd 3 before reporting ready, or `ready_deadline` passes. `name` is used in messages.
-  // `input`, if valid, becomes the child's stdin (the pipe with the VM's data-plane secret).
-  static absl::StatusOr<std::unique_ptr<ProcessHostedVm>> Launch(std::string name, std::vector<std::string> argv,
-                                                                 absl::Time ready_deadline, UniqueFd input = {});
+  // Starts `launch.argv` and waits until the child reports ready. Fails, leaving no process behind, if exec fails,
+  // the child exits or closes fd 3 before reporting ready, or the ready deadline passes. `name` is used in messages.
+  static absl::StatusOr<std::unique_ptr<ProcessHostedVm>> Launch(std::string name, RuntimeLaunch launch);
 
   // Stops the child (SIGTERM, then SIGKILL after 2 s) and joins the supervisor.
   ~ProcessHostedVm() override;
@@ -38,7 +45,7 @@ class ProcessHostedVm final : public HostedVm {
  private:
   explicit ProcessHostedVm(std::string name) : name_(std::move(name)) {}
 
-  void Supervise(std::vector<std::string> argv, int ready_write_fd, UniqueFd input);
+  void Supervise(RuntimeLaunch launch, int ready_write_fd);
 
   const std::string name_;
   std::thread supervisor_;

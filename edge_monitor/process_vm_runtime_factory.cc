@@ -7,9 +7,24 @@
 #include "edge_monitor/process_hosted_vm.h"
 #include "edge_monitor/remote_node_args.h"
 #include "hypervisor/base/errno_status.h"
+#include "hypervisor/base/log.h"
+#include "hypervisor/base/status_macros.h"
 #include "hypervisor/base/unique_fd.h"
 
 namespace coalesce {
+
+ProcessVmRuntimeFactory::ProcessVmRuntimeFactory(ProcessVmRuntimeOptions options) : options_(std::move(options)) {
+  if (!options_.confine) return;
+  new_pid_namespace_ = ::geteuid() == 0;
+  if (!new_pid_namespace_) LOG_WARN("edge: not root: runtimes share this agent's PID namespace");
+  absl::StatusOr<std::unique_ptr<RuntimeCgroups>> cgroups = RuntimeCgroups::Open(options_.cgroup_mount);
+  if (cgroups.ok()) {
+    cgroups_ = *std::move(cgroups);
+    LOG_INFO("edge: each runtime in its own cgroup under %s (CPU, memory, no swap)", cgroups_->path());
+  } else {
+    LOG_WARN("edge: runtimes run without cgroup limits: %s", cgroups.status().message());
+  }
+}
 
 std::vector<std::string> ProcessVmRuntimeFactory::CommandLine(const pb::HostVcpusRequest& request) const {
   RemoteNodeArgs args;
@@ -42,8 +57,17 @@ absl::StatusOr<std::unique_ptr<HostedVm>> ProcessVmRuntimeFactory::Start(const p
     return ErrnoStatus("writing the data-plane key to the runtime's pipe");
   }
   key_write.Reset();
-  auto vm = ProcessHostedVm::Launch(absl::StrCat("VM ", request.vm_id()), CommandLine(request), deadline,
-                                    std::move(key_read));
+  RuntimeLaunch launch;
+  launch.argv = CommandLine(request);
+  launch.ready_deadline = deadline;
+  launch.input = std::move(key_read);
+  launch.new_pid_namespace = new_pid_namespace_;
+  if (cgroups_ != nullptr) {
+    ASSIGN_OR_RETURN(launch.cgroup,
+                     cgroups_->Create(request.vm_id(), static_cast<uint32_t>(request.vcpu_ids_size()),
+                                      request.guest_memory_bytes()));
+  }
+  auto vm = ProcessHostedVm::Launch(absl::StrCat("VM ", request.vm_id()), std::move(launch));
   if (!vm.ok()) return vm.status();
   return std::unique_ptr<HostedVm>(*std::move(vm));
 }

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "edge_monitor/runtime_cgroup.h"
 #include "edge_monitor/vm_runtime_factory.h"
 
 namespace coalesce {
@@ -15,11 +16,16 @@ struct ProcessVmRuntimeOptions {
   std::string executable = "/proc/self/exe";
   // Arguments between the executable and the RemoteNodeArgs flags.
   std::vector<std::string> leading_args = {"remote-node"};
+  // Each runtime in its own PID namespace (when the agent runs as root) and its own cgroup v2 with CPU and memory
+  // limits (where the host has cgroup v2 with those controllers: runtime_cgroup.h). What is not available is
+  // said once, at construction.
+  bool confine = true;
+  std::string cgroup_mount = "/sys/fs/cgroup";
 };
 
 class ProcessVmRuntimeFactory final : public VmRuntimeFactory {
  public:
-  explicit ProcessVmRuntimeFactory(ProcessVmRuntimeOptions options = {}) : options_(std::move(options)) {}
+  explicit ProcessVmRuntimeFactory(ProcessVmRuntimeOptions options = {});
 
   absl::StatusOr<std::unique_ptr<HostedVm>> Start(const pb::HostVcpusRequest& request, absl::Time deadline) override;
 
@@ -28,6 +34,8 @@ class ProcessVmRuntimeFactory final : public VmRuntimeFactory {
 
  private:
   const ProcessVmRuntimeOptions options_;
+  bool new_pid_namespace_ = false;
+  std::unique_ptr<RuntimeCgroups> cgroups_;  // null: no cgroup limits on this host
 };
 
 }  // namespace coalesce

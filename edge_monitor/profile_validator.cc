@@ -75,6 +75,11 @@ absl::Status ValidateProfile(const pb::Profile& profile) {
       errors.push_back(std::string(hp.status().message()));
     }
   }
+  if (!profile.home().data_plane_advertise().empty()) {
+    if (auto hp = ParseHostPort(profile.home().data_plane_advertise(), "home.data_plane_advertise"); !hp.ok()) {
+      errors.push_back(std::string(hp.status().message()));
+    }
+  }
 
   absl::flat_hash_map<std::string, int> edge_by_address;
   for (int i = 0; i < profile.edge_size(); ++i) {

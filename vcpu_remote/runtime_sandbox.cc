@@ -44,7 +44,8 @@ const std::vector<std::string> kAllowed = {
     "restart_syscall", "kill",
     // descriptors (KVM, userfaultfd, eventfd, timerfd, sockets; the DSM reads pages with pread and drops them
     // with fallocate(PUNCH_HOLE))
-    "read", "write", "readv", "writev", "pread64", "pwrite64", "fallocate", "close", "ioctl", "fcntl", "dup", "lseek",
+    // (ioctl: by request type only, below)
+    "read", "write", "readv", "writev", "pread64", "pwrite64", "fallocate", "close", "fcntl", "dup", "lseek",
     "fstat", "newfstatat", "statx", "poll", "ppoll", "pselect6", "select", "epoll_create1", "epoll_ctl",
     "epoll_wait", "epoll_pwait", "eventfd2", "timerfd_create", "timerfd_settime", "timerfd_gettime", "pipe2",
     // the data plane (peer connections are made while the node runs)
@@ -105,6 +106,13 @@ absl::Status InstallFilter() {
                                                  SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD)),
                                 "clone"));
   RETURN_IF_ERROR(check(seccomp_rule_add(ctx.get(), SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0), "clone3"));
+  // ioctl: KVM's and userfaultfd's requests (by their type byte, bits 8-15 of the request), and TCGETS, which
+  // stdio's isatty() makes; no terminal injection (TIOCSTI), no network or block-device requests.
+  for (const IoctlAllowance& allowance : RuntimeAllowedIoctls()) {
+    RETURN_IF_ERROR(check(seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+                                           SCMP_A1(SCMP_CMP_MASKED_EQ, allowance.mask, allowance.value)),
+                          "ioctl"));
+  }
   for (int domain : {AF_INET, AF_INET6, AF_UNIX}) {
     RETURN_IF_ERROR(check(seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
                                                    SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(domain))),
@@ -118,6 +126,15 @@ absl::Status InstallFilter() {
 }  // namespace
 
 const std::vector<std::string>& RuntimeAllowedSyscalls() { return kAllowed; }
+
+const std::vector<IoctlAllowance>& RuntimeAllowedIoctls() {
+  static const std::vector<IoctlAllowance> allowed = {
+      {"KVM (type 0xAE)", 0xFF00, 0xAE00},
+      {"userfaultfd (type 0xAA)", 0xFF00, 0xAA00},
+      {"TCGETS (isatty)", 0xFFFFFFFF, 0x5401},
+  };
+  return allowed;
+}
 
 absl::Status ConfineRuntime(const SandboxOptions& options) {
   if (::unshare(CLONE_NEWIPC | CLONE_NEWNS) == 0) {

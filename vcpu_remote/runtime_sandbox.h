@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -29,5 +30,13 @@ absl::Status ConfineRuntime(const SandboxOptions& options);
 
 // The system calls the filter allows, by name (for the docs and the test).
 const std::vector<std::string>& RuntimeAllowedSyscalls();
+
+// The ioctl requests it allows: those with (request & mask) == value.
+struct IoctlAllowance {
+  const char* what;
+  uint64_t mask;
+  uint64_t value;
+};
+const std::vector<IoctlAllowance>& RuntimeAllowedIoctls();
 
 }  // namespace coalesce

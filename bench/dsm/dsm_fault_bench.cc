@@ -12,7 +12,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -21,32 +20,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "bench/dsm/bench_support.h"
 #include "bench/dsm/raw_baseline.h"
 #include "dsm/dsm_node.h"
 
 namespace coalesce::dsm::bench {
 namespace {
-
-uint64_t NowNs() {
-  return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
-          .count());
-}
-
-struct Summary {
-  double median_us = 0, p99_us = 0;
-};
-
-Summary Summarize(std::vector<uint64_t> v) {
-  if (v.empty()) return {};
-  std::sort(v.begin(), v.end());
-  auto at = [&](double q) { return v[std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())))] / 1e3; };
-  return Summary{at(0.5), at(0.99)};
-}
-
-volatile uint64_t* Word(DsmNode& n, uint64_t page) {
-  return reinterpret_cast<volatile uint64_t*>(n.data() + page * kPageSize);
-}
 
 // Page ranges, one fresh page per sample and measurement.
 struct Layout {
@@ -59,32 +38,10 @@ struct Layout {
   uint64_t seq() const { return 7 * n; }
 };
 
-void WriteLine(int fd, const std::string& s) {
-  std::string l = s + "\n";
-  [[maybe_unused]] ssize_t w = ::write(fd, l.data(), l.size());
-}
-std::string ReadLine(int fd) {
-  std::string l;
-  char c;
-  while (::read(fd, &c, 1) == 1 && c != '\n') l.push_back(c);
-  return l;
-}
-
-DsmNodeConfig NodeConfig(NodeId id) {
-  DsmNodeConfig c;
-  c.self = id;
-  c.listen_address = "127.0.0.1";
-  c.on_error = [id](const absl::Status& s) {
-    std::fprintf(stderr, "node %u: DSM error: %s\n", id, s.ToString().c_str());
-    ::_exit(1);
-  };
-  return c;
-}
-
 // Nodes 0 (home), 2 and 3 run in child processes, as on separate hosts: a node's page-table changes (write-protect,
 // punch) then flush only its own process's TLBs, not the measuring process's.
 [[noreturn]] void ChildNode(NodeId id, int in, int out, uint64_t pages, const Layout& L) {
-  auto node_or = DsmNode::CreateWithOwnMemory(NodeConfig(id), pages * kPageSize);
+  auto node_or = DsmNode::CreateWithOwnMemory(BenchNodeConfig(id), pages * kPageSize);
   if (!node_or.ok()) ::_exit(1);
   DsmNode& node = **node_or;
   WriteLine(out, std::to_string(node.port()));
@@ -135,7 +92,7 @@ int Main(int samples, int throughput_pages) {
   }
   std::string ports[4];
   for (NodeId id : {0, 2, 3}) ports[id] = ReadLine(from[id]);
-  auto node_or = DsmNode::CreateWithOwnMemory(NodeConfig(1), pages * kPageSize);
+  auto node_or = DsmNode::CreateWithOwnMemory(BenchNodeConfig(1), pages * kPageSize);
   if (!node_or.ok()) return 1;
   DsmNode& remote = **node_or;
   ports[1] = std::to_string(remote.port());

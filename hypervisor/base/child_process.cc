@@ -1,6 +1,7 @@
 #include "hypervisor/base/child_process.h"
 
 #include <fcntl.h>
+#include <linux/sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -24,6 +25,17 @@ namespace {
 
 constexpr int kPassedFd = 3;
 
+// fork(), or clone3() when the child needs a new PID namespace or a cgroup from its start. Like fork() in a
+// multi-threaded parent, the child runs only async-signal-safe code until exec (ExecChild).
+pid_t ForkChild(const ChildProcess::Options& options) {
+  if (!options.new_pid_namespace && options.cgroup_fd < 0) return ::fork();
+  clone_args args{};
+  args.flags = (options.new_pid_namespace ? CLONE_NEWPID : 0) | (options.cgroup_fd >= 0 ? CLONE_INTO_CGROUP : 0);
+  args.exit_signal = SIGCHLD;
+  if (options.cgroup_fd >= 0) args.cgroup = static_cast<uint64_t>(options.cgroup_fd);
+  return static_cast<pid_t>(::syscall(SYS_clone3, &args, sizeof(args)));
+}
+
 int PidfdOpen(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
 
 int PidfdSendSignal(int pidfd, int signal) {
@@ -42,7 +54,9 @@ int PidfdSendSignal(int pidfd, int signal) {
                             bool die_with_parent, pid_t parent) {
   if (die_with_parent) {
     if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) FailChild(error_fd);
-    if (::getppid() != parent) ::_exit(127);  // The parent died before prctl took effect.
+    // The parent died before prctl took effect. (Pid 1 of a new PID namespace sees its parent as pid 0, always:
+    // there the death signal alone guards it.)
+    if (parent != 0 && ::getppid() != parent) ::_exit(127);
   }
   // The parent may block signals (the agent waits for SIGTERM with sigwait) or ignore SIGPIPE: the runtime starts
   // with the defaults.
@@ -112,10 +126,15 @@ absl::StatusOr<ChildProcess> ChildProcess::Spawn(const Options& options) {
   UniqueFd error_write(error_pipe[1]);
 
   const pid_t parent = ::getpid();
-  const pid_t pid = ::fork();
-  if (pid < 0) return ErrnoStatus("spawn: fork");
+  const pid_t pid = ForkChild(options);
+  if (pid < 0) {
+    return ErrnoStatus(absl::StrCat("spawn: ", options.new_pid_namespace || options.cgroup_fd >= 0
+                                                   ? "clone3 (new PID namespace / into a cgroup)"
+                                                   : "fork"));
+  }
   if (pid == 0) {
-    ExecChild(argv.data(), options.pass_fd, options.input_fd, options.output_fd, error_write.get(), options.die_with_spawning_thread, parent);
+    ExecChild(argv.data(), options.pass_fd, options.input_fd, options.output_fd, error_write.get(),
+              options.die_with_spawning_thread, options.new_pid_namespace ? 0 : parent);
   }
   error_write.Reset();
 

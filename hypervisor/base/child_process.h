@@ -22,6 +22,11 @@ class ChildProcess final {
     // The child gets SIGKILL when the thread that spawned it exits (PR_SET_PDEATHSIG is per thread): spawn from a
     // thread that lives as long as the child.
     bool die_with_spawning_thread = true;
+    // Isolation, both set at creation by clone3 (nothing runs outside them): the child is pid 1 of a new PID
+    // namespace (needs CAP_SYS_ADMIN; it then sees no other process), and/or starts inside the cgroup v2
+    // directory open at `cgroup_fd` (CLONE_INTO_CGROUP: its limits apply from the first instruction).
+    bool new_pid_namespace = false;
+    int cgroup_fd = -1;
   };
 
   ChildProcess() = default;

@@ -109,18 +109,31 @@ absl::StatusOr<MachineConfig> MergeProfile(RunOptions options) {
     config.data_plane_host = hp->host;
     config.data_plane_port = hp->port;
   }
+  const std::string& advertise = !options.data_plane_advertise.empty() ? options.data_plane_advertise
+                                                                       : profile.home().data_plane_advertise();
+  if (!advertise.empty()) {
+    absl::StatusOr<HostPort> hp = ParseHostPort(advertise, "--data-plane-advertise");
+    if (!hp.ok()) return hp.status();
+    if (config.data_plane_port == 0) {
+      return absl::InvalidArgumentError(
+          "--data-plane-advertise needs a fixed --data-plane port (what the advertised address forwards to)");
+    }
+    config.data_plane_advertise = advertise;
+  }
   // Security: mutual TLS to the edge agents from the flags or the profile; plaintext leaves loopback only with
-  // --insecure. The data plane is never encrypted yet, so a non-loopback one always needs --insecure.
+  // --insecure. The data plane is always sealed with a per-run key that home sends inside HostVcpus, so it is as
+  // private as the control plane: off loopback it needs mutual TLS there, or --insecure.
   const pb::HomeNode& home = profile.home();
   TlsFiles tls = options.tls.any() ? options.tls : TlsFiles{home.tls_ca(), home.tls_cert(), home.tls_key()};
   absl::StatusOr<std::optional<TlsMaterial>> material = LoadTls(tls);
   if (!material.ok()) return material.status();
   if (material->has_value()) config.control_plane.tls = std::make_shared<const TlsMaterial>(**material);
   config.control_plane.insecure = options.insecure || home.insecure();
-  if (!config.edges.empty() && !config.control_plane.insecure && !IsLoopbackHost(config.data_plane_host)) {
+  if (!config.edges.empty() && config.control_plane.tls == nullptr && !config.control_plane.insecure &&
+      !IsLoopbackHost(config.data_plane_host)) {
     return absl::FailedPreconditionError(absl::StrFormat(
-        "--data-plane %s is not a loopback address, and the data plane (guest memory pages, forwarded I/O) is not "
-        "encrypted yet: give --insecure to send it in clear (docs/SECURITY.md)",
+        "--data-plane %s is not a loopback address, and without mutual TLS on the control plane the data plane's "
+        "key would travel in clear: give --tls-ca, --tls-cert and --tls-key, or --insecure (docs/SECURITY.md)",
         config.data_plane_host));
   }
   for (const EdgePlacementSpec& edge : config.edges) {
@@ -132,9 +145,9 @@ absl::StatusOr<MachineConfig> MergeProfile(RunOptions options) {
       return st;
     }
   }
-  if (config.control_plane.insecure && !config.edges.empty()) {
-    std::fprintf(stderr, "coalesce run: --insecure: the data plane%s is plaintext\n",
-                 config.control_plane.tls != nullptr ? "" : " and the control plane");
+  if (config.control_plane.insecure && config.control_plane.tls == nullptr && !config.edges.empty()) {
+    std::fprintf(stderr,
+                 "coalesce run: --insecure: the control plane is plaintext, and with it the data plane's key\n");
   }
   return config;
 }

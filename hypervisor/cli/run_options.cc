@@ -46,6 +46,8 @@ const char kRunUsage[] =
     "                      repeatable\n"
     "  --data-plane H:P    address edge nodes use to reach this node's data plane (default\n"
     "                      127.0.0.1:0, any port); set it when edges are on other hosts\n"
+    "  --data-plane-advertise H:P  the address edges dial instead, where it differs from --data-plane\n"
+    "                      (home behind NAT or a port forward); needs a fixed --data-plane port\n"
     "  --cpu MODEL         CPU model the guest sees: host, baseline or auto (default: auto = host\n"
     "                      with hardware virtualization, baseline on software-virtualized KVM)\n"
     "  --rip-samples FILE  sample the guest's RIP whenever a vCPU is interrupted and write \"RIP COUNT\"\n"
@@ -53,8 +55,8 @@ const char kRunUsage[] =
     "  --stats             print exit, injection and emulation counters when the guest stops\n"
     "  --tls-ca FILE       CA certificate(s), PEM: edge agents must present a certificate from it\n"
     "  --tls-cert FILE     this node's certificate, PEM; --tls-key FILE: its key (`coalesce pki`)\n"
-    "  --insecure          allow plaintext to non-loopback addresses: the control plane without TLS, and the\n"
-    "                      data plane, which is not encrypted yet (docs/SECURITY.md)\n"
+    "  --insecure          allow a plaintext control plane to non-loopback addresses (the data plane is\n"
+    "                      always sealed, but its key then travels in clear; docs/SECURITY.md)\n"
     "  --log-level LEVEL   debug, info, warning (default) or error; also COALESCE_LOG\n"
     "  --help              this text\n";
 
@@ -123,6 +125,10 @@ absl::StatusOr<RunOptions> ParseRunOptions(const std::vector<std::string>& args)
       auto v = take();
       if (!v.ok()) return v.status();
       o.data_plane = *v;
+    } else if (flag == "--data-plane-advertise") {
+      auto v = take();
+      if (!v.ok()) return v.status();
+      o.data_plane_advertise = *v;
     } else if (flag == "--tls-ca" || flag == "--tls-cert" || flag == "--tls-key") {
       auto v = take();
       if (!v.ok()) return v.status();

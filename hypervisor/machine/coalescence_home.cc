@@ -61,7 +61,9 @@ CoalescenceHome::~CoalescenceHome() {
 }
 
 absl::Status CoalescenceHome::HostEdges(GuestMemory& memory) {
-  std::string data_plane = absl::StrFormat("%s:%u", config_.data_plane_host, link_->dsm().port());
+  const std::string data_plane = !config_.data_plane_advertise.empty()
+                                     ? config_.data_plane_advertise
+                                     : absl::StrFormat("%s:%u", config_.data_plane_host, link_->dsm().port());
   for (size_t i = 0; i < config_.edges.size(); ++i) {
     const EdgePlacementSpec& edge = config_.edges[i];
     EdgeAgentClientOptions client_options;

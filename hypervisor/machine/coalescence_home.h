@@ -25,6 +25,7 @@ struct CoalescenceConfig {
   uint32_t vcpu_count = 0;
   std::string data_plane_host = "127.0.0.1";  // where remote nodes reach the home's data plane
   uint16_t data_plane_port = 0;               // 0: any free port
+  std::string data_plane_advertise;           // host:port sent to edges instead (NAT, port forward, relay)
   int64_t tsc_offset = 0;                     // host TSC - guest TSC at home
   std::string cpu_model = "baseline";         // sent to every edge, so that all vCPUs show one CPU
   ControlPlaneSecurity control_plane;

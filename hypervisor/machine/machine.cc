@@ -357,6 +357,7 @@ absl::Status Machine::StartCoalescence() {
   cc.vcpu_count = config_.vcpus;
   cc.data_plane_host = config_.data_plane_host;
   cc.data_plane_port = config_.data_plane_port;
+  cc.data_plane_advertise = config_.data_plane_advertise;
   cc.control_plane = config_.control_plane;
   cc.tsc_offset = tsc_offset;
   cc.cpu_model = CpuModelName(config_.cpu_model);

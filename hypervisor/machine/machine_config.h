@@ -33,6 +33,7 @@ struct MachineConfig {
   std::vector<EdgePlacementSpec> edges;
   std::string data_plane_host = "127.0.0.1";  // the address edge nodes use to reach this node's data plane
   uint16_t data_plane_port = 0;
+  std::string data_plane_advertise;  // host:port edges dial instead (NAT, port forward); empty: host:port above
   ControlPlaneSecurity control_plane;  // how the home talks to edge agents (mutual TLS or loopback plaintext)
 };
 

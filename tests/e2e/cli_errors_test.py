@@ -60,9 +60,15 @@ with tempfile.TemporaryDirectory() as tmp:
     expect("disk that does not exist", ["--kernel", GUEST, "--disk", missing], 2, missing)
     expect("plaintext to a non-loopback edge agent", ["--kernel", GUEST, "--vcpus", "2", "--edge", "192.0.2.1:7001=1"],
            2, "192.0.2.1:7001 is not a loopback address", "--insecure")
-    expect("a non-loopback data plane without --insecure",
+    expect("a non-loopback data plane without TLS or --insecure",
            ["--kernel", GUEST, "--vcpus", "2", "--edge", "127.0.0.1:7001=1", "--data-plane", "192.0.2.5:0"],
-           2, "not encrypted yet")
+           2, "key would travel in clear", "--tls-ca")
+    expect("an advertised data plane without a fixed port",
+           ["--kernel", GUEST, "--vcpus", "2", "--edge", "127.0.0.1:7001=1", "--data-plane-advertise", "10.1.1.1:7"],
+           2, "--data-plane-advertise needs a fixed --data-plane port")
+    expect("an advertised data plane that is not host:port",
+           ["--kernel", GUEST, "--vcpus", "2", "--edge", "127.0.0.1:7001=1", "--data-plane", "127.0.0.1:7000",
+            "--data-plane-advertise", "nowhere"], 2, "--data-plane-advertise")
     expect("TLS files given in part", ["--kernel", GUEST, "--tls-ca", missing], 2, "go together")
     expect("a TLS file that does not exist",
            ["--kernel", GUEST, "--tls-ca", missing, "--tls-cert", missing, "--tls-key", missing], 2, missing)

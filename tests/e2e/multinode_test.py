@@ -3,14 +3,16 @@
 network namespace, the home node (`coalesce run --edge ...`), and the project's test guests.
 
 Usage: multinode_test.py COALESCE GUEST_DIR CASE
-CASE: guests2 | guests3 | netns | agent_killed | bad_setup
+CASE: guests2 | guests3 | netns | agent_killed | tampered | bad_setup
 """
 import atexit
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 
@@ -54,6 +56,7 @@ def check(name, ok, detail=""):
         failures.append(name)
         if detail:
             print("---- details ----\n" + detail + "\n-----------------")
+    return ok
 
 
 def expect_pass(name, args):
@@ -70,6 +73,92 @@ def guests_on(placements, vcpus, agents_desc):
                      ("spinlock", ["--append", "iterations=300 timeout_s=200"])]:
         expect_pass(f"{g} with {vcpus} vCPUs, {agents_desc}",
                     ["--kernel", guest(g), "--vcpus", str(vcpus)] + extra + base)
+
+
+def runtime_pids():
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            if len(argv) > 1 and argv[1] == b"remote-node":
+                pids.append(int(entry))
+    return pids
+
+
+def check_runtime_confinement(vcpus_here):
+    """The running edge runtime: pid 1 of its own PID namespace, in its VM's cgroup v2 with a CPU limit of one CPU
+    per vCPU it runs and a memory limit, and no swap (docs/SECURITY.md)."""
+    pids = runtime_pids()
+    if not check("one edge runtime is running", len(pids) == 1, f"runtimes: {pids}"):
+        return
+    pid = pids[0]
+    with open(f"/proc/{pid}/status") as f:
+        nspid = next((line.split()[1:] for line in f if line.startswith("NSpid:")), [])
+    check("the runtime is pid 1 of its own PID namespace", len(nspid) == 2 and nspid[1] == "1", f"NSpid {nspid}")
+    if not os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        print("note: no cgroup v2 on this host; the agent said it runs runtimes without cgroup limits")
+        return
+    with open(f"/proc/{pid}/cgroup") as f:
+        path = next((line.strip().split("::", 1)[1] for line in f if line.startswith("0::")), "")
+    if not check("the runtime is in its VM's cgroup", "/coalesce/agent-" in path and "/vm-" in path, path):
+        return
+
+    def read(name):
+        with open(f"/sys/fs/cgroup{path}/{name}") as f:
+            return f.read().strip()
+    check("cpu.max: one CPU per vCPU here", read("cpu.max") == f"{vcpus_here * 100000} 100000", read("cpu.max"))
+    check("memory.max: a limit", read("memory.max").isdigit(), read("memory.max"))
+    if os.path.exists(f"/sys/fs/cgroup{path}/memory.swap.max"):
+        check("memory.swap.max: 0 (guest pages never swapped)", read("memory.swap.max") == "0", read("memory.swap.max"))
+
+
+class TamperingRelay:
+    """A TCP relay in front of home's data plane (what --data-plane-advertise points edges at) that passes the
+    edge's stream through unchanged until byte `flip_at`, flips one bit there, and passes the rest on."""
+
+    def __init__(self, listen_port, upstream_port, flip_at):
+        self.flip_at, self.flipped, self.forwarded = flip_at, False, 0
+        self.server = socket.create_server(("127.0.0.1", listen_port))
+        self.upstream_port = upstream_port
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        try:
+            client, _ = self.server.accept()
+        except OSError:
+            return
+        upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=10)
+        upstream.settimeout(None)
+        threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+        self._pump(client, upstream, True)
+
+    def _pump(self, src, dst, tamper):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if tamper and not self.flipped and self.forwarded + len(data) > self.flip_at:
+                    buf = bytearray(data)
+                    buf[self.flip_at - self.forwarded] ^= 0x04
+                    data, self.flipped = bytes(buf), True
+                if tamper:
+                    self.forwarded += len(data)
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        self.server.close()
 
 
 agents = []
@@ -105,8 +194,8 @@ try:
         for cmd in (["ip", "addr", "add", f"{edge_ip}/24", "dev", veth_edge], ["ip", "link", "set", veth_edge, "up"],
                     ["ip", "link", "set", "lo", "up"]):
             subprocess.run(["ip", "netns", "exec", ns] + cmd, check=True)
-        # Off loopback the control plane is mutual TLS (a throwaway CA); the data plane is plaintext, which
-        # needs --insecure (docs/SECURITY.md).
+        # Off loopback the control plane is mutual TLS (a throwaway CA), which carries the data plane's key
+        # (docs/SECURITY.md).
         pki_dir = tempfile.mkdtemp(prefix="coalesce-pki-")
         atexit.register(shutil.rmtree, pki_dir, True)
         tls = throwaway_pki(COALESCE, pki_dir, {"edge": edge_ip, "home": home_ip})
@@ -116,15 +205,15 @@ try:
               plain.returncode == 2 and "is not a loopback address" in plain.stderr, plain.stderr)
         a = Agent(f"{edge_ip}:7001", netns=ns, extra_args=tls["edge"])
         agents.append(a)
-        secure = tls["home"] + ["--insecure", "--data-plane", f"{home_ip}:0"]
+        secure = tls["home"] + ["--data-plane", f"{home_ip}:0"]
         rc, out, err = run_home(["--kernel", guest("hello"), "--vcpus", "2", "--edge", f"{a.listen}=1",
                                  "--data-plane", f"{home_ip}:0", "--insecure"], 60)
         check("home without a certificate is refused by the TLS agent, with the reason",
               rc not in (0, 1) and "the agent requires mutual TLS" in err, f"exit {rc}\n{err}")
-        rc, out, err = run_home(["--kernel", guest("hello"), "--vcpus", "2", "--edge", f"{a.listen}=1"] +
-                                tls["home"] + ["--data-plane", f"{home_ip}:0"], 60)
-        check("a non-loopback data plane without --insecure is refused (exit 2)",
-              rc == 2 and "not encrypted yet" in err, f"exit {rc}\n{err}")
+        rc, out, err = run_home(["--kernel", guest("hello"), "--vcpus", "2", "--edge", f"{a.listen}=1",
+                                 "--data-plane", f"{home_ip}:0"], 60)
+        check("a non-loopback data plane without TLS or --insecure is refused (exit 2)",
+              rc == 2 and "key would travel in clear" in err, f"exit {rc}\n{err}")
         for g in ("smp_boot", "ipi_pingpong", "ipi_broadcast"):
             expect_pass(f"{g}: vCPU 1 on an edge agent in network namespace {ns}, mutual TLS",
                         ["--kernel", guest(g), "--vcpus", "2", "--edge", f"{a.listen}=1"] + secure)
@@ -138,6 +227,7 @@ try:
                                  "--append", "iterations=100000000 timeout_s=600", "--edge", f"{a.listen}=1"],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(8)  # the guest is running across both nodes
+        check_runtime_confinement(vcpus_here=1)
         # Kill the agent and every runtime it started (the runtime dies with its agent: PDEATHSIG).
         a.proc.kill()
         a.proc.wait()
@@ -151,6 +241,27 @@ try:
         except subprocess.TimeoutExpired:
             home.kill()
             check("home exits within 60 s after the edge died", False)
+    elif CASE == "tampered":
+        # One bit of the edge's data-plane stream flipped in flight, well after the handshake while the guest runs
+        # on both nodes: home refuses the frame (it fails AES-GCM's tag), drops the link, and the VM stops cleanly
+        # with the reason; the edge's runtime ends and the agent keeps serving.
+        a = Agent(f"127.0.0.1:{free_port()}", capacity="vcpus=2,memory=4G")
+        agents.append(a)
+        home_port, relay_port = free_port(), free_port()
+        relay = TamperingRelay(relay_port, home_port, flip_at=48 * 1024)
+        rc, out, err = run_home(["--kernel", guest("spinlock"), "--vcpus", "2",
+                                 "--append", "iterations=100000000 timeout_s=600", "--edge", f"{a.listen}=1",
+                                 "--data-plane", f"127.0.0.1:{home_port}",
+                                 "--data-plane-advertise", f"127.0.0.1:{relay_port}"], 300)
+        relay.close()
+        check("the relay carried the edge's data plane and flipped one bit",
+              relay.flipped, f"forwarded {relay.forwarded} bytes")
+        check(f"home stops the VM with the host-failure status (exit {rc})", rc == 8, f"exit {rc}\n{err}")
+        check("home names the forged frame", "failed authentication" in err, err)
+        check("home names the lost edge node", "lost an edge node" in err, err)
+        # The agent kept serving and released the VM's capacity (it offers exactly 2 vCPUs here).
+        expect_pass("the same agent then hosts a new VM", ["--kernel", guest("smp_boot"), "--vcpus", "3",
+                                                           "--edge", f"{a.listen}=1,2"])
     elif CASE == "bad_setup":
         port = free_port()  # nothing listens there
         rc, out, err = run_home(["--kernel", guest("hello"), "--vcpus", "2", "--edge", f"127.0.0.1:{port}=1"], 120)

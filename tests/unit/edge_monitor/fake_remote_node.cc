@@ -49,7 +49,12 @@ int main(int argc, char** argv) {
     std::ofstream out(std::string(dir) + "/" + args->vm_id + ".args");
     for (int i = 0; i < argc; ++i) out << argv[i] << "\n";
     out << "key=" << key << "\n";
-    out << "pid=" << getpid() << "\n";
+    // The pid the agent knows: the runtime may be pid 1 of its own PID namespace, while /proc (the agent's)
+    // names it by its pid there.
+    char self[32] = {};
+    const ssize_t n = readlink("/proc/self", self, sizeof(self) - 1);
+    out << "pid=" << (n > 0 ? std::string(self, static_cast<size_t>(n)) : std::to_string(getpid())) << "\n";
+    out << "nspid=" << getpid() << "\n";
   }
   const std::string& id = args->vm_id;
   if (StartsWith(id, "exit")) return NumberAfter(id, 4);

@@ -5,12 +5,14 @@
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/ioctl.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -104,6 +106,29 @@ TEST_CASE("system calls outside the runtime's set kill it with SIGSYS") {
   CHECK(KilledBySigsys(InConfinedChild([] { return ::ptrace(PTRACE_TRACEME, 0, nullptr, nullptr) == 0 || true; })));
   CHECK(KilledBySigsys(InConfinedChild([] { return ::mount("none", "/mnt", "tmpfs", 0, nullptr) == 0 || true; })));
   CHECK(KilledBySigsys(InConfinedChild([] { return ::unshare(CLONE_NEWNET) == 0 || true; })));
+  // ioctl outside KVM's and userfaultfd's: a terminal's window size, a socket's interface list.
+  CHECK(KilledBySigsys(InConfinedChild([] {
+    winsize ws{};
+    return ::ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 || true;
+  })));
+  CHECK(KilledBySigsys(InConfinedChild([] {
+    const int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int n = 0;
+    return ::ioctl(s, FIONREAD, &n) == 0 || true;
+  })));
+}
+
+TEST_CASE("KVM's and userfaultfd's ioctl requests pass the filter (the kernel answers them)") {
+  // On a pipe the kernel refuses them with ENOTTY: what matters is that the filter let them through.
+  const int status = InConfinedChild([] {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) return false;
+    const bool kvm = ::ioctl(fds[0], _IO(0xAE, 0x00)) == -1 && errno == ENOTTY;            // KVM_GET_API_VERSION
+    const bool uffd = ::ioctl(fds[0], _IOWR(0xAA, 0x3F, uint64_t)) == -1 && errno == ENOTTY;  // UFFDIO_API's type
+    return kvm && uffd && ::isatty(fds[0]) == 0;  // isatty: TCGETS
+  });
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
 }
 
 TEST_CASE("the allowed set names only real system calls and leaves out the dangerous ones") {
