@@ -1,5 +1,8 @@
 #include "hypervisor/cli/pki_command.h"
 
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 
@@ -7,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "edge_monitor/pki.h"
+#include "hypervisor/base/errno_status.h"
 #include "hypervisor/base/small_file.h"
 #include "hypervisor/vcpu/exit_status.h"
 
@@ -17,7 +21,8 @@ constexpr char kPkiUsage[] =
     "usage: coalesce pki ca DIR [--name NAME] [--days N]\n"
     "       coalesce pki issue DIR NODE --san ADDR[,ADDR...] [--days N]\n"
     "\n"
-    "  ca     creates DIR/ca.pem and DIR/ca.key (mode 0600): an ECDSA P-256 CA for one site\n"
+    "  ca     creates DIR/ca.pem and DIR/ca.key (mode 0600): an ECDSA P-256 CA for one site (and DIR, mode\n"
+    "         0700, if it does not exist; its parent must)\n"
     "  issue  creates DIR/NODE.pem and DIR/NODE.key signed by DIR/ca.*, valid as TLS server and client;\n"
     "         --san lists the IP addresses and host names the node is reached by (an agent's --listen host)\n"
     "  --days N  validity (default: 365 for a CA, 90 for a node)\n"
@@ -67,6 +72,9 @@ int PkiCommand(const std::vector<std::string>& args) {
   }
   if (verb == "ca") {
     if (positional.size() != 1) return Fail(absl::StrCat("ca takes one directory\n\n", kPkiUsage));
+    if (::mkdir(positional[0].c_str(), 0700) != 0 && errno != EEXIST) {
+      return Fail(std::string(ErrnoStatus(absl::StrCat("cannot create ", positional[0])).message()));
+    }
     auto ca = CreateCa(name, Validity::Days(days));
     if (!ca.ok()) return Fail(std::string(ca.status().message()));
     if (absl::Status st = WritePair(positional[0], "ca", *ca); !st.ok()) return Fail(std::string(st.message()));

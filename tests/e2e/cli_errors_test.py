@@ -72,6 +72,21 @@ with tempfile.TemporaryDirectory() as tmp:
     expect("TLS files given in part", ["--kernel", GUEST, "--tls-ca", missing], 2, "go together")
     expect("a TLS file that does not exist",
            ["--kernel", GUEST, "--tls-ca", missing, "--tls-cert", missing, "--tls-key", missing], 2, missing)
+    # `coalesce pki ca` makes its directory (0700) when the parent exists, and names the one it cannot make.
+    pki_dir = os.path.join(tmp, "pki-new")
+    p = subprocess.run([COALESCE, "pki", "ca", pki_dir, "--days", "1"], capture_output=True, text=True, timeout=60)
+    ok = p.returncode == 0 and os.path.isfile(os.path.join(pki_dir, "ca.pem")) and \
+        (os.stat(pki_dir).st_mode & 0o777) == 0o700
+    print(f"{'ok  ' if ok else 'FAIL'} pki ca creates its directory, mode 0700: exit {p.returncode}")
+    if not ok:
+        failures.append("pki ca creates its directory")
+        print(p.stdout + p.stderr)
+    deep = os.path.join(tmp, "no-such-parent", "pki")
+    p = subprocess.run([COALESCE, "pki", "ca", deep], capture_output=True, text=True, timeout=60)
+    ok = p.returncode == 2 and deep in p.stderr
+    print(f"{'ok  ' if ok else 'FAIL'} pki ca under a missing parent: exit {p.returncode}; {p.stderr.strip()}")
+    if not ok:
+        failures.append("pki ca under a missing parent")
     # Linux (bzImage) inputs.
     if ASSETS:
         vmlinuz = os.path.join(ASSETS, "vmlinuz")
