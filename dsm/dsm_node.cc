@@ -81,6 +81,7 @@ absl::Status DsmNode::Init(int memfd) {
   to.link = config_.link;
   to.io_timeout = config_.request_timeout;
   to.secret = config_.data_plane_secret;
+  to.never_send = config_.never_send;
   Transport::Callbacks cb;
   cb.on_message = [this](NodeId peer, Message m) { OnPeerMessage(peer, std::move(m)); };
   cb.on_closed = [this](NodeId peer, const absl::Status& why) { OnPeerClosed(peer, why); };

@@ -58,6 +58,9 @@ struct DsmNodeConfig {
   // Every node of the VM holds the same secret: the data plane is then encrypted and authenticated (AES-256-GCM,
   // keys per connection, replay protection; dsm/frame_cipher.h). Unset: plaintext, for tests and benchmarks.
   std::optional<DataPlaneSecret> data_plane_secret;
+  // Pages (memfd page indexes, [first, end)) whose contents must never leave this node: the home's view of the
+  // guest's --home-only-memory. Checked on every outgoing message.
+  std::vector<PageSpan> never_send;
   absl::Duration request_timeout = absl::Seconds(5);
   absl::Duration peer_timeout = absl::Seconds(3);
   absl::Duration heartbeat_interval = absl::Milliseconds(200);

@@ -47,6 +47,8 @@ class DsmStats final {
   std::atomic<uint64_t> bulk_messages_sent{0};
   // Messages refused as malformed, forged or replayed (each closed its connection).
   std::atomic<uint64_t> frames_rejected{0};
+  // Page contents of home-only memory this node refused to put on the wire (each a protocol breach: the VM stops).
+  std::atomic<uint64_t> home_only_refusals{0};
 
   void CountPageFault(uint64_t page);
   // The n pages with the most faults on this node, hottest first.

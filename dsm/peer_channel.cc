@@ -35,12 +35,13 @@ absl::Status PeerChannel::ConfigureSocket(int fd, absl::Duration send_timeout) {
 }
 
 PeerChannel::PeerChannel(NodeId self, NodeId peer, UniqueFd sock, ChannelCipher cipher, const LinkEmulation& link,
-                         DsmStats* stats, Callbacks cb)
+                         DsmStats* stats, Callbacks cb, std::vector<PageSpan> never_send)
     : self_(self),
       peer_(peer),
       sock_(std::move(sock)),
       sealer_(std::move(cipher.send)),
       opener_(std::move(cipher.receive)),
+      never_send_(std::move(never_send)),
       wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
       emulate_(link.enabled()),
       stats_(stats),
@@ -92,6 +93,19 @@ absl::Status PeerChannel::WriteMessage(const Message& m) {
 absl::Status PeerChannel::WriteLocked(const Message& m) {
   WireHeader h = MakeHeader(m.type, self_, m.page, m.arg, m.flags, static_cast<uint32_t>(m.payload.size()), m.seq);
   if (closed_) return absl::UnavailableError(absl::StrFormat("connection to node %u is closed", peer_));
+  if (!m.payload.empty() && (m.type == MsgType::kPageData || m.type == MsgType::kEvictReq)) {
+    for (const auto& [first, end] : never_send_) {
+      if (m.page >= first && m.page < end) {
+        stats_->home_only_refusals.fetch_add(1, std::memory_order_relaxed);
+        absl::Status s = absl::PermissionDeniedError(absl::StrFormat(
+            "page %u is home-only memory: its contents never leave this node (refused to send it to node %u)",
+            m.page, peer_));
+        LOG_ERROR("dsm node %u: %s", self_, s.message());
+        Close(s);
+        return s;
+      }
+    }
+  }
   iovec iov[2] = {{&h, sizeof(h)}, {const_cast<uint8_t*>(m.payload.data()), m.payload.size()}};
   int iovcnt = m.payload.empty() ? 1 : 2;
   size_t total = sizeof(h) + m.payload.size();

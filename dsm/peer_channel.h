@@ -19,6 +19,8 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <utility>
+#include <vector>
 #include <memory>
 #include <thread>
 
@@ -34,6 +36,7 @@
 namespace coalesce::dsm {
 
 enum class Lane { kFault, kBulk };
+using PageSpan = std::pair<uint64_t, uint64_t>;  // pages [first, end)
 inline constexpr uint32_t kMaxBulkPayload = 64 * 1024;
 inline constexpr int kNotSentLowWater = 16 * 1024;
 
@@ -44,9 +47,11 @@ class PeerChannel final {
     std::function<void(NodeId peer, const absl::Status& why)> on_closed;
   };
 
-  // An empty `cipher` (both members null) sends and receives plain messages.
+  // An empty `cipher` (both members null) sends and receives plain messages. `never_send` lists page ranges
+  // [first, end) whose contents must never leave this node: a message carrying one is refused at the wire
+  // (counted in DsmStats::home_only_refusals) and the connection closed.
   PeerChannel(NodeId self, NodeId peer, UniqueFd sock, ChannelCipher cipher, const LinkEmulation& link,
-              DsmStats* stats, Callbacks cb);
+              DsmStats* stats, Callbacks cb, std::vector<PageSpan> never_send = {});
   ~PeerChannel();
   PeerChannel(const PeerChannel&) = delete;
   PeerChannel& operator=(const PeerChannel&) = delete;
@@ -88,6 +93,7 @@ class PeerChannel final {
   UniqueFd sock_;
   const std::unique_ptr<FrameSealer> sealer_;  // used under write_mu_
   const std::unique_ptr<FrameOpener> opener_;  // used by the receiver thread only
+  const std::vector<PageSpan> never_send_;
   UniqueFd wake_;  // eventfd: wakes the sender
   const bool emulate_;
   DsmStats* stats_;

@@ -134,7 +134,7 @@ absl::Status Transport::AddChannel(NodeId peer, UniqueFd sock, ChannelCipher cip
   RETURN_IF_ERROR(PeerChannel::ConfigureSocket(sock.get(), options_.io_timeout));
   PeerChannel::Callbacks cb{cb_.on_message, cb_.on_closed};
   auto ch = std::make_shared<PeerChannel>(options_.self, peer, std::move(sock), std::move(cipher), options_.link,
-                                          stats_, cb);
+                                          stats_, cb, options_.never_send);
   {
     absl::MutexLock l(&mu_);
     if (shut_down_) return absl::CancelledError("transport shut down");

@@ -30,6 +30,7 @@ class Transport final {
     LinkEmulation link;
     absl::Duration io_timeout = absl::Seconds(5);  // handshake reads and blocked sends
     std::optional<DataPlaneSecret> secret;  // set: the data plane is encrypted and authenticated
+    std::vector<PageSpan> never_send;       // pages whose contents no message may carry (PeerChannel)
   };
   struct Callbacks {
     std::function<void(NodeId peer, Message msg)> on_message;

@@ -3,13 +3,14 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "edge_monitor/guest_ranges.h"
 #include "edge_monitor/host_port.h"
 #include "edge_monitor/vcpu_list.h"
 
 namespace coalesce {
 
 std::vector<std::string> RemoteNodeArgs::ToArgs() const {
-  return {
+  std::vector<std::string> out = {
       absl::StrCat("--vm-id=", vm_id),
       absl::StrCat("--memory=", guest_memory_bytes),
       absl::StrCat("--vcpu-count=", guest_vcpu_count),
@@ -21,6 +22,8 @@ std::vector<std::string> RemoteNodeArgs::ToArgs() const {
       absl::StrCat("--ready-fd=", ready_fd),
       absl::StrCat("--data-plane-key-fd=", data_plane_key_fd),
   };
+  if (!home_only_memory.empty()) out.push_back(absl::StrCat("--home-only-memory=", home_only_memory));
+  return out;
 }
 
 absl::StatusOr<RemoteNodeArgs> RemoteNodeArgs::Parse(const std::vector<std::string>& args) {
@@ -71,6 +74,9 @@ absl::StatusOr<RemoteNodeArgs> RemoteNodeArgs::Parse(const std::vector<std::stri
     } else if (name == "ready-fd") {
       if (!absl::SimpleAtoi(value, &out.ready_fd) || out.ready_fd < 0) return bad(arg, "not a file descriptor");
       have_ready = true;
+    } else if (name == "home-only-memory") {
+      if (auto r = ParseGuestRanges(value, "--home-only-memory"); !r.ok()) return bad(arg, std::string(r.status().message()));
+      out.home_only_memory = value;
     } else if (name == "data-plane-key-fd") {
       if (!absl::SimpleAtoi(value, &out.data_plane_key_fd) || out.data_plane_key_fd < 0) {
         return bad(arg, "not a file descriptor");

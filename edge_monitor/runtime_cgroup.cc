@@ -81,7 +81,8 @@ absl::StatusOr<std::unique_ptr<VmCgroup>> RuntimeCgroups::Create(const std::stri
   UniqueFd fd(::open(dir.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
   auto cgroup = std::make_unique<VmCgroup>(dir, std::move(fd));  // removes the directory on any error below
   if (cgroup->dir_fd() < 0) return ErrnoStatus(absl::StrCat("open ", dir));
-  if (absl::Status st = WriteControl(dir + "/cpu.max", absl::StrCat(vcpus * kCpuMaxPeriodUs, " ", kCpuMaxPeriodUs));
+  if (absl::Status st =
+          WriteControl(dir + "/cpu.max", absl::StrCat((vcpus + 1) * kCpuMaxPeriodUs, " ", kCpuMaxPeriodUs));
       !st.ok()) {
     return st;
   }

@@ -1,7 +1,8 @@
 // cgroup v2 limits for the remote vCPU runtimes an edge agent starts. Each VM's runtime lives in its own cgroup,
 // <mount>/coalesce/agent-<agent pid>/vm-<vm id>, made before the runtime and entered at its creation
 // (CLONE_INTO_CGROUP, see ChildProcess::Options), so a runtime is never outside its limits:
-//   cpu.max         one host CPU per vCPU the VM runs here (the runtime's other threads share that budget);
+//   cpu.max         one host CPU per vCPU the VM runs here, plus one for the runtime's service threads (the DSM's
+//                   receivers and fault handler, timers), which must not wait behind throttled vCPUs;
 //   memory.max      the guest memory plus kRuntimeMemoryOverhead (page tables, DSM buffers, KVM's own state);
 //   memory.swap.max 0: guest pages are never written to swap.
 // Where the host has no cgroup v2 with the cpu and memory controllers (or the agent may not write it), Open says

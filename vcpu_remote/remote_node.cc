@@ -14,6 +14,7 @@
 #include <memory>
 
 #include "absl/strings/str_format.h"
+#include "edge_monitor/guest_ranges.h"
 #include "edge_monitor/host_port.h"
 #include "edge_monitor/host_request_validator.h"
 #include "edge_monitor/remote_node_args.h"
@@ -133,7 +134,13 @@ absl::Status RemoteNode::Build() {
   vm_ = std::make_unique<VmFd>(std::move(vm));
   ASSIGN_OR_RETURN(GuestMemory mem, GuestMemory::Create(args_.guest_memory_bytes));
   memory_ = std::make_unique<GuestMemory>(std::move(mem));
-  RETURN_IF_ERROR(memory_->RegisterWith(*vm_));
+  // Home-only memory gets no memslot here: this node's vCPUs reach it by forwarded accesses, never by page.
+  std::vector<std::pair<uint64_t, uint64_t>> holes;
+  if (!args_.home_only_memory.empty()) {
+    ASSIGN_OR_RETURN(std::vector<GuestRange> ranges, ParseGuestRanges(args_.home_only_memory, "--home-only-memory"));
+    for (const GuestRange& r : ranges) holes.emplace_back(r.start, r.end());
+  }
+  RETURN_IF_ERROR(memory_->RegisterWith(*vm_, holes));
   timers_ = std::make_unique<TimerService>();
 
   // Placement as this node knows it: its own vCPUs here, every other APIC id "elsewhere". Physical

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 
 #include <cerrno>
@@ -16,6 +17,7 @@
 #include "hypervisor/cli/run_options.h"
 #include "hypervisor/base/signal_stopper.h"
 #include "edge_monitor/edge_flag.h"
+#include "edge_monitor/guest_ranges.h"
 #include "edge_monitor/host_port.h"
 #include "edge_monitor/profile_loader.h"
 #include "edge_monitor/profile_overrides.h"
@@ -23,6 +25,7 @@
 #include "edge_monitor/size.h"
 #include "edge_monitor/tls.h"
 #include "hypervisor/machine/machine.h"
+#include "hypervisor/memory/guest_memory.h"
 #include "hypervisor/vcpu/exit_status.h"
 
 namespace coalesce {
@@ -108,6 +111,24 @@ absl::StatusOr<MachineConfig> MergeProfile(RunOptions options) {
     if (!hp.ok()) return hp.status();
     config.data_plane_host = hp->host;
     config.data_plane_port = hp->port;
+  }
+  const std::string& home_only =
+      !options.home_only_memory.empty() ? options.home_only_memory : profile.home().home_only_memory();
+  if (!home_only.empty()) {
+    absl::StatusOr<std::vector<GuestRange>> ranges = ParseGuestRanges(home_only, "--home-only-memory");
+    if (!ranges.ok()) return ranges.status();
+    const std::vector<MemoryRegion> ram = GuestMemory::Layout(config.memory);
+    for (const GuestRange& r : *ranges) {
+      const bool in_ram = std::any_of(ram.begin(), ram.end(), [&](const MemoryRegion& m) {
+        return r.start >= m.guest_phys && r.end() <= m.guest_phys + m.size;
+      });
+      if (!in_ram) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "--home-only-memory: [%#x, %#x) is not inside the guest's RAM (%s)", r.start, r.end(),
+            FormatSize(config.memory)));
+      }
+    }
+    config.home_only_memory = *std::move(ranges);
   }
   const std::string& advertise = !options.data_plane_advertise.empty() ? options.data_plane_advertise
                                                                        : profile.home().data_plane_advertise();

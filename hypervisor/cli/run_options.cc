@@ -46,6 +46,9 @@ const char kRunUsage[] =
     "                      repeatable\n"
     "  --data-plane H:P    address edge nodes use to reach this node's data plane (default\n"
     "                      127.0.0.1:0, any port); set it when edges are on other hosts\n"
+    "  --home-only-memory R  guest-physical ranges START+SIZE[,...] (e.g. 0x1000000+64K) whose pages never\n"
+    "                      leave home: edge vCPUs reach them by forwarded accesses (data only, no code or\n"
+    "                      page tables there; docs/SECURITY.md)\n"
     "  --data-plane-advertise H:P  the address edges dial instead, where it differs from --data-plane\n"
     "                      (home behind NAT or a port forward); needs a fixed --data-plane port\n"
     "  --cpu MODEL         CPU model the guest sees: host, baseline or auto (default: auto = host\n"
@@ -125,6 +128,10 @@ absl::StatusOr<RunOptions> ParseRunOptions(const std::vector<std::string>& args)
       auto v = take();
       if (!v.ok()) return v.status();
       o.data_plane = *v;
+    } else if (flag == "--home-only-memory") {
+      auto v = take();
+      if (!v.ok()) return v.status();
+      o.home_only_memory = *v;
     } else if (flag == "--data-plane-advertise") {
       auto v = take();
       if (!v.ok()) return v.status();

@@ -30,6 +30,15 @@ absl::StatusOr<std::unique_ptr<CoalescenceHome>> CoalescenceHome::Start(const Co
   ASSIGN_OR_RETURN(home->secret_, dsm::DataPlaneSecret::Generate());
   dsm::DsmNodeConfig cfg;
   cfg.data_plane_secret = home->secret_;
+  // Home-only memory, as DSM pages (memfd offsets): never on the wire, whatever asks for it.
+  for (const GuestRange& r : config.home_only_memory) {
+    for (const MemoryRegion& m : memory.regions()) {
+      if (r.start >= m.guest_phys && r.end() <= m.guest_phys + m.size) {
+        const uint64_t first = (m.file_offset + (r.start - m.guest_phys)) / dsm::kPageSize;
+        cfg.never_send.emplace_back(first, first + r.size / dsm::kPageSize);
+      }
+    }
+  }
   cfg.self = 0;
   cfg.home = 0;
   // A loopback data plane listens on loopback only; another address (allowed with --insecure) on every interface.
@@ -78,6 +87,7 @@ absl::Status CoalescenceHome::HostEdges(GuestMemory& memory) {
     req.set_tsc_offset(config_.tsc_offset);
     req.set_node_id(static_cast<uint32_t>(i + 1));
     req.set_cpu_model(config_.cpu_model);
+    req.set_home_only_memory(FormatGuestRanges(config_.home_only_memory));
     req.set_data_plane_key(std::string(reinterpret_cast<const char*>(secret_->bytes().data()),
                                        secret_->bytes().size()));
     agents_.push_back(std::move(client));

@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "edge_monitor/edge_agent_client.h"
+#include "edge_monitor/guest_ranges.h"
 #include "hypervisor/machine/edge_placement.h"
 #include "hypervisor/memory/guest_memory.h"
 #include "vcpu_remote/node_link.h"
@@ -26,6 +27,7 @@ struct CoalescenceConfig {
   std::string data_plane_host = "127.0.0.1";  // where remote nodes reach the home's data plane
   uint16_t data_plane_port = 0;               // 0: any free port
   std::string data_plane_advertise;           // host:port sent to edges instead (NAT, port forward, relay)
+  std::vector<GuestRange> home_only_memory;   // never sent over the data plane (checked on every frame)
   int64_t tsc_offset = 0;                     // host TSC - guest TSC at home
   std::string cpu_model = "baseline";         // sent to every edge, so that all vCPUs show one CPU
   ControlPlaneSecurity control_plane;

@@ -31,6 +31,7 @@
 #include "hypervisor/vcpu/exit_status.h"
 #include "vcpu_remote/forwarding_router.h"
 #include "devmodel/acpi_pm.h"
+#include "devmodel/home_only_memory.h"
 #include "devmodel/vhost_user/storage_daemon.h"
 #include "devmodel/vhost_user/vhost_user_blk.h"
 #include "devmodel/cmos_rtc.h"
@@ -197,6 +198,12 @@ absl::Status Machine::BuildDevices() {
     RETURN_IF_ERROR(s.bus->Register(s.base, s.size, s.device.get()));
     devices_.push_back(std::move(s.device));
   }
+  // Home-only RAM, for the accesses edge vCPUs forward (their nodes map no memory there).
+  for (const GuestRange& r : config_.home_only_memory) {
+    auto window = std::make_unique<HomeOnlyMemory>(memory_.get(), r.start);
+    RETURN_IF_ERROR(mmio_bus_.Register(r.start, r.size, window.get()));
+    devices_.push_back(std::move(window));
+  }
   RETURN_IF_ERROR(BuildDisks());
   return BuildNetworks();
 }
@@ -358,6 +365,7 @@ absl::Status Machine::StartCoalescence() {
   cc.data_plane_host = config_.data_plane_host;
   cc.data_plane_port = config_.data_plane_port;
   cc.data_plane_advertise = config_.data_plane_advertise;
+  cc.home_only_memory = config_.home_only_memory;
   cc.control_plane = config_.control_plane;
   cc.tsc_offset = tsc_offset;
   cc.cpu_model = CpuModelName(config_.cpu_model);

@@ -8,6 +8,7 @@
 
 #include "devmodel/vhost_user/disk_spec.h"
 #include "devmodel/virtio/virtio_net_tap.h"
+#include "edge_monitor/guest_ranges.h"
 #include "edge_monitor/tls.h"
 #include "hypervisor/machine/edge_placement.h"
 #include "hypervisor/vcpu/cpuid.h"
@@ -34,6 +35,8 @@ struct MachineConfig {
   std::string data_plane_host = "127.0.0.1";  // the address edge nodes use to reach this node's data plane
   uint16_t data_plane_port = 0;
   std::string data_plane_advertise;  // host:port edges dial instead (NAT, port forward); empty: host:port above
+  // Guest-physical ranges whose pages never leave home: no edge maps them, home serves their accesses.
+  std::vector<GuestRange> home_only_memory;
   ControlPlaneSecurity control_plane;  // how the home talks to edge agents (mutual TLS or loopback plaintext)
 };
 

@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_format.h"
@@ -35,9 +36,29 @@ absl::StatusOr<GuestMemory> GuestMemory::Create(uint64_t size) {
   return GuestMemory(std::move(owned), std::move(map), size);
 }
 
-absl::Status GuestMemory::RegisterWith(VmFd& vm) const {
-  for (size_t i = 0; i < regions_.size(); ++i) {
-    const auto& r = regions_[i];
+std::vector<MemoryRegion> GuestMemory::CarveHoles(const std::vector<MemoryRegion>& regions,
+                                                  std::span<const std::pair<uint64_t, uint64_t>> holes) {
+  std::vector<MemoryRegion> out;
+  for (MemoryRegion r : regions) {
+    for (const auto& [start, end] : holes) {
+      const uint64_t r_end = r.guest_phys + r.size;
+      if (end <= r.guest_phys || start >= r_end) continue;
+      if (start > r.guest_phys) out.push_back({r.guest_phys, start - r.guest_phys, r.file_offset});
+      const uint64_t resume = std::min(end, r_end);
+      r.file_offset += resume - r.guest_phys;
+      r.size = r_end - resume;
+      r.guest_phys = resume;
+      if (r.size == 0) break;
+    }
+    if (r.size > 0) out.push_back(r);
+  }
+  return out;
+}
+
+absl::Status GuestMemory::RegisterWith(VmFd& vm, std::span<const std::pair<uint64_t, uint64_t>> holes) const {
+  const std::vector<MemoryRegion> slots = CarveHoles(regions_, holes);
+  for (size_t i = 0; i < slots.size(); ++i) {
+    const auto& r = slots[i];
     RETURN_IF_ERROR(vm.SetUserMemoryRegion(static_cast<uint32_t>(i), r.guest_phys, r.size,
                                            mapping_.data() + r.file_offset));
   }

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -30,8 +31,14 @@ class GuestMemory final {
   // Creates `size` bytes of RAM (a multiple of 4 KiB, at least kMinGuestMemory).
   static absl::StatusOr<GuestMemory> Create(uint64_t size);
 
-  // Registers every region as a KVM memslot (slots 0..n-1).
-  absl::Status RegisterWith(VmFd& vm) const;
+  // Registers every region as a KVM memslot (slots 0..n-1), leaving out `holes` (sorted, page-aligned,
+  // guest-physical [start, end) pairs): guest accesses there exit to the VMM as MMIO. An edge node leaves out
+  // the guest's home-only memory this way.
+  absl::Status RegisterWith(VmFd& vm, std::span<const std::pair<uint64_t, uint64_t>> holes = {}) const;
+
+  // The memslots RegisterWith makes: the regions minus the holes. Pure, exposed for tests.
+  static std::vector<MemoryRegion> CarveHoles(const std::vector<MemoryRegion>& regions,
+                                              std::span<const std::pair<uint64_t, uint64_t>> holes);
 
   // Host view of [gpa, gpa+len), which must lie inside one region. Errors name the address.
   [[nodiscard]] absl::StatusOr<std::span<uint8_t>> HostSpan(uint64_t gpa, uint64_t len) const;

@@ -40,10 +40,10 @@ def rounds(n):
     return ["--append", f"rounds={n}"] if NESTED else []
 
 
-def run_home(args, timeout=HOME_TIMEOUT):
+def run_home(args, timeout=HOME_TIMEOUT, env=None):
     try:
         p = subprocess.run([COALESCE, "run"] + args, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                           timeout=timeout)
+                           timeout=timeout, env=dict(os.environ, **env) if env else None)
     except subprocess.TimeoutExpired as e:
         out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
         return None, out, f"home did not finish within {timeout} s (killed)"
@@ -110,7 +110,8 @@ def check_runtime_confinement(vcpus_here):
     def read(name):
         with open(f"/sys/fs/cgroup{path}/{name}") as f:
             return f.read().strip()
-    check("cpu.max: one CPU per vCPU here", read("cpu.max") == f"{vcpus_here * 100000} 100000", read("cpu.max"))
+    check("cpu.max: one CPU per vCPU here, plus one for the runtime's service threads",
+          read("cpu.max") == f"{(vcpus_here + 1) * 100000} 100000", read("cpu.max"))
     check("memory.max: a limit", read("memory.max").isdigit(), read("memory.max"))
     if os.path.exists(f"/sys/fs/cgroup{path}/memory.swap.max"):
         check("memory.swap.max: 0 (guest pages never swapped)", read("memory.swap.max") == "0", read("memory.swap.max"))
@@ -169,6 +170,12 @@ try:
         agents.append(a)
         guests_on([(a.listen, "1")], 2, "vCPU 1 on an edge agent")
         guests_on([(a.listen, "2,3")], 4, "vCPUs 2-3 on an edge agent")
+        # Home-only memory: the edge vCPU's accesses to the page are forwarded; the page itself never leaves home
+        # (every outgoing DSM message is checked, and the count of refusals printed at exit must be 0).
+        rc, out, err = run_home(["--kernel", guest("home_only"), "--vcpus", "2", "--edge", f"{a.listen}=1",
+                                 "--home-only-memory", "0x1000000+4K"], env={"COALESCE_DSM_STATS": "1"})
+        check("home_only: an edge vCPU writes and reads a home-only page by forwarded accesses: exit 1 and PASS",
+              rc == 1 and "PASS" in out and "home-only refusals 0" in err, f"exit {rc}\n{out}\n{err}")
         # The example profile (2 at home, 2 on an edge), its edge moved to this agent by --edge.
         example = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples",
                                "home2_edge2.textproto")

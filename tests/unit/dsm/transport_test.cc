@@ -360,5 +360,39 @@ TEST_CASE("a tampered or replayed sealed frame drops the connection and is repor
   CHECK(stats.frames_rejected.load() == 1);
 }
 
+TEST_CASE("home-only pages never go on the wire: the message is refused and the link closed",
+          "[dsm][transport][home_only]") {
+  DsmStats stats(16);
+  Inbox in0, in1;
+  Transport::Options o0 = SealedOpts(0, 3);
+  o0.never_send = {{5, 7}};  // pages 5 and 6
+  auto t0 = Transport::Create(o0, &stats, in0.Callbacks());
+  auto t1 = Transport::Create(SealedOpts(1, 3), &stats, in1.Callbacks());
+  REQUIRE(t0.ok());
+  REQUIRE(t1.ok());
+  REQUIRE((*t1)->Connect(0, "127.0.0.1", (*t0)->port(), absl::Seconds(2)).ok());
+  REQUIRE((*t0)->WaitForPeers({1}, absl::Seconds(2)).ok());
+  Message m;
+  m.type = MsgType::kPageData;
+  m.payload.assign(kPageSize, 0x77);
+  m.page = 7;  // next to the range: sent
+  REQUIRE((*t0)->Send(1, m).ok());
+  REQUIRE(in1.WaitFor(1, 0));
+  Message ack;  // a message about a home-only page without its contents is fine
+  ack.type = MsgType::kInvAck;
+  ack.page = 5;
+  REQUIRE((*t0)->Send(1, ack).ok());
+  REQUIRE(in1.WaitFor(2, 0));
+  m.page = 6;
+  absl::Status st = (*t0)->Send(1, m);
+  REQUIRE_FALSE(st.ok());
+  CHECK(st.code() == absl::StatusCode::kPermissionDenied);
+  CHECK_THAT(std::string(st.message()), Catch::Contains("page 6 is home-only memory"));
+  CHECK(stats.home_only_refusals.load() == 1);
+  REQUIRE(in1.WaitFor(2, 1));  // the peer sees the link close; the page never reached it
+  absl::MutexLock l(&in1.mu);
+  CHECK(in1.got.size() == 2);
+}
+
 }  // namespace
 }  // namespace coalesce::dsm
