@@ -86,10 +86,12 @@ absl::Status Transport::Handshake(int fd, NodeId expected_peer, bool initiator, 
   // The responder answers before judging, so that a refused initiator learns why from the HELLO itself.
   if (!initiator) RETURN_IF_ERROR(send_hello());
   if (they_seal != sealed) {
-    return absl::PermissionDeniedError(absl::StrFormat(
-        sealed ? "node %u offers a plaintext data plane; this node's is encrypted with the VM's data-plane key"
-               : "node %u offers an encrypted data plane; this node has no data-plane key",
-        theirs.src_node));
+    return absl::PermissionDeniedError(
+        sealed ? absl::StrFormat("node %u offers a plaintext data plane; this node's is encrypted with the VM's "
+                                 "data-plane key",
+                                 theirs.src_node)
+               : absl::StrFormat("node %u offers an encrypted data plane; this node has no data-plane key",
+                                 theirs.src_node));
   }
   if (theirs.arg != options_.num_pages || theirs.seq != kPageSize) {
     return absl::FailedPreconditionError(absl::StrFormat(

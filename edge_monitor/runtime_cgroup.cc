@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 
 #include "absl/strings/str_cat.h"
@@ -58,7 +59,11 @@ absl::StatusOr<std::unique_ptr<RuntimeCgroups>> RuntimeCgroups::Open(const std::
                                                " controller"));
   }
   const std::string base = mount + "/coalesce";
-  const std::string agent = absl::StrCat(base, "/agent-", ::getpid());
+  // One directory per RuntimeCgroups (an agent has one; a test process may have several at once).
+  static std::atomic<int> instances{0};
+  const int instance = instances.fetch_add(1);
+  const std::string agent = instance == 0 ? absl::StrCat(base, "/agent-", ::getpid())
+                                          : absl::StrCat(base, "/agent-", ::getpid(), "-", instance);
   for (const std::string& step : {mount, base, agent}) {
     if (step != mount) {
       if (absl::Status st = MakeDir(step); !st.ok()) return absl::UnavailableError(st.message());

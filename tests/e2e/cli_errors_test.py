@@ -69,6 +69,10 @@ with tempfile.TemporaryDirectory() as tmp:
     expect("an advertised data plane that is not host:port",
            ["--kernel", GUEST, "--vcpus", "2", "--edge", "127.0.0.1:7001=1", "--data-plane", "127.0.0.1:7000",
             "--data-plane-advertise", "nowhere"], 2, "--data-plane-advertise")
+    expect("home-only memory outside the guest's RAM", ["--kernel", GUEST, "--home-only-memory", "0x40000000+4K"],
+           2, "--home-only-memory: [0x40000000, 0x40001000) is not inside the guest's RAM (256M)")
+    expect("home-only memory not page-aligned", ["--kernel", GUEST, "--home-only-memory", "0x1000800+4K"],
+           2, "'0x1000800+4K'", "multiples of 4 KiB")
     expect("TLS files given in part", ["--kernel", GUEST, "--tls-ca", missing], 2, "go together")
     expect("a TLS file that does not exist",
            ["--kernel", GUEST, "--tls-ca", missing, "--tls-cert", missing, "--tls-key", missing], 2, missing)
