@@ -122,6 +122,7 @@ void CliValues() {
   Write("cli_values", "edge", Prefixed(3, "127.0.0.1:7100,vcpus=2-3"));
   Write("cli_values", "disk", Prefixed(4, "/var/lib/vm.qcow2,format=qcow2,readonly=on,shadow=on"));
   Write("cli_values", "net", Prefixed(5, "tap=tap0,mac=52:54:00:12:34:56"));
+  Write("cli_values", "guest_ranges", Prefixed(6, "0x2000000+2M,0x1000000+64K"));
 }
 
 void Instructions() {
