@@ -64,11 +64,10 @@ absl::StatusOr<std::unique_ptr<RuntimeCgroups>> RuntimeCgroups::Open(const std::
   const int instance = instances.fetch_add(1);
   const std::string agent = instance == 0 ? absl::StrCat(base, "/agent-", ::getpid())
                                           : absl::StrCat(base, "/agent-", ::getpid(), "-", instance);
-  for (const std::string& step : {mount, base, agent}) {
-    if (step != mount) {
-      if (absl::Status st = MakeDir(step); !st.ok()) return absl::UnavailableError(st.message());
-    }
-    if (absl::Status st = DelegateControllers(step); !st.ok()) return absl::UnavailableError(st.message());
+  if (absl::Status st = DelegateControllers(mount); !st.ok()) return absl::UnavailableError(st.message());
+  for (const std::string& dir : {base, agent}) {
+    if (absl::Status st = MakeDir(dir); !st.ok()) return absl::UnavailableError(st.message());
+    if (absl::Status st = DelegateControllers(dir); !st.ok()) return absl::UnavailableError(st.message());
   }
   return std::unique_ptr<RuntimeCgroups>(new RuntimeCgroups(agent));
 }

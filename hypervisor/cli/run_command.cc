@@ -3,7 +3,6 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <atomic>
 
 #include <cerrno>
@@ -119,10 +118,7 @@ absl::StatusOr<MachineConfig> MergeProfile(RunOptions options) {
     if (!ranges.ok()) return ranges.status();
     const std::vector<MemoryRegion> ram = GuestMemory::Layout(config.memory);
     for (const GuestRange& r : *ranges) {
-      const bool in_ram = std::any_of(ram.begin(), ram.end(), [&](const MemoryRegion& m) {
-        return r.start >= m.guest_phys && r.end() <= m.guest_phys + m.size;
-      });
-      if (!in_ram) {
+      if (!GuestMemory::FileOffset(ram, r.start, r.size).ok()) {
         return absl::InvalidArgumentError(absl::StrFormat(
             "--home-only-memory: [%#x, %#x) is not inside the guest's RAM (%s)", r.start, r.end(),
             FormatSize(config.memory)));

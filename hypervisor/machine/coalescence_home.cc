@@ -32,12 +32,8 @@ absl::StatusOr<std::unique_ptr<CoalescenceHome>> CoalescenceHome::Start(const Co
   cfg.data_plane_secret = home->secret_;
   // Home-only memory, as DSM pages (memfd offsets): never on the wire, whatever asks for it.
   for (const GuestRange& r : config.home_only_memory) {
-    for (const MemoryRegion& m : memory.regions()) {
-      if (r.start >= m.guest_phys && r.end() <= m.guest_phys + m.size) {
-        const uint64_t first = (m.file_offset + (r.start - m.guest_phys)) / dsm::kPageSize;
-        cfg.never_send.emplace_back(first, first + r.size / dsm::kPageSize);
-      }
-    }
+    ASSIGN_OR_RETURN(const uint64_t offset, GuestMemory::FileOffset(memory.regions(), r.start, r.size));
+    cfg.never_send.emplace_back(offset / dsm::kPageSize, (offset + r.size) / dsm::kPageSize);
   }
   cfg.self = 0;
   cfg.home = 0;

@@ -65,21 +65,22 @@ absl::Status GuestMemory::RegisterWith(VmFd& vm, std::span<const std::pair<uint6
   return absl::OkStatus();
 }
 
-bool GuestMemory::Contains(uint64_t gpa, uint64_t len) const {
-  for (const auto& r : regions_) {
-    if (gpa >= r.guest_phys && len <= r.size && gpa - r.guest_phys <= r.size - len) return true;
-  }
-  return false;
-}
-
-absl::StatusOr<std::span<uint8_t>> GuestMemory::HostSpan(uint64_t gpa, uint64_t len) const {
-  for (const auto& r : regions_) {
+absl::StatusOr<uint64_t> GuestMemory::FileOffset(const std::vector<MemoryRegion>& regions, uint64_t gpa,
+                                                 uint64_t len) {
+  for (const auto& r : regions) {
     if (gpa >= r.guest_phys && len <= r.size && gpa - r.guest_phys <= r.size - len) {
-      return std::span<uint8_t>(mapping_.data() + r.file_offset + (gpa - r.guest_phys), len);
+      return r.file_offset + (gpa - r.guest_phys);
     }
   }
   return absl::OutOfRangeError(
       absl::StrFormat("guest-physical range [%#x, %#x) is not RAM", gpa, gpa + len));
+}
+
+bool GuestMemory::Contains(uint64_t gpa, uint64_t len) const { return FileOffset(regions_, gpa, len).ok(); }
+
+absl::StatusOr<std::span<uint8_t>> GuestMemory::HostSpan(uint64_t gpa, uint64_t len) const {
+  ASSIGN_OR_RETURN(const uint64_t offset, FileOffset(regions_, gpa, len));
+  return std::span<uint8_t>(mapping_.data() + offset, len);
 }
 
 absl::Status GuestMemory::Read(uint64_t gpa, std::span<uint8_t> out) const {

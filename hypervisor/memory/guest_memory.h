@@ -53,6 +53,10 @@ class GuestMemory final {
 
   // Pure layout computation, exposed for tests: RAM below kPciHoleStart, the rest from 4 GiB up.
   static std::vector<MemoryRegion> Layout(uint64_t size);
+  // Where [gpa, gpa+len) lies in the memfd, if it is inside one of `regions` (OutOfRange naming it otherwise).
+  // The one region lookup: Contains, HostSpan, the CLI's check of --home-only-memory and the DSM's page numbers
+  // of it all use it.
+  static absl::StatusOr<uint64_t> FileOffset(const std::vector<MemoryRegion>& regions, uint64_t gpa, uint64_t len);
 
  private:
   GuestMemory(UniqueFd fd, Mapping mapping, uint64_t size)

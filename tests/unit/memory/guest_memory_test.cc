@@ -41,6 +41,15 @@ TEST_CASE("memslots around holes keep every other byte at its file offset", "[gu
   }
 }
 
+TEST_CASE("a guest-physical range's place in the memfd, or why it has none", "[guest_memory]") {
+  const auto regions = GuestMemory::Layout(4ULL << 30);
+  CHECK(*GuestMemory::FileOffset(regions, 0x1000000, 0x1000) == 0x1000000);
+  CHECK(*GuestMemory::FileOffset(regions, (1ULL << 32) + 0x2000, 0x1000) == kPciHoleStart + 0x2000);
+  auto across = GuestMemory::FileOffset(regions, kPciHoleStart - 0x1000, 0x2000);  // into the PCI hole
+  REQUIRE_FALSE(across.ok());
+  CHECK_THAT(std::string(across.status().message()), Catch::Contains("is not RAM"));
+}
+
 TEST_CASE("home-only memory: forwarded accesses read and write the guest's RAM", "[guest_memory]") {
   auto mem = GuestMemory::Create(64ULL << 20);
   REQUIRE(mem.ok());
