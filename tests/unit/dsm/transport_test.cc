@@ -77,15 +77,25 @@ Transport::Options Opts(NodeId self) {
   return o;
 }
 
-TEST_CASE("two transports exchange page messages with raw payloads", "[dsm][transport]") {
-  DsmStats stats(16);
-  Inbox in0, in1;
-  auto t0 = Transport::Create(Opts(0), &stats, in0.Callbacks());
-  auto t1 = Transport::Create(Opts(1), &stats, in1.Callbacks());
+// Nodes 0 and 1 with these options, node 1 connected to node 0 and both sides up.
+struct ConnectedPair {
+  std::unique_ptr<Transport> t0, t1;
+};
+ConnectedPair Connect(const Transport::Options& o0, const Transport::Options& o1, DsmStats* stats, Inbox& in0,
+                      Inbox& in1) {
+  auto t0 = Transport::Create(o0, stats, in0.Callbacks());
+  auto t1 = Transport::Create(o1, stats, in1.Callbacks());
   REQUIRE(t0.ok());
   REQUIRE(t1.ok());
   REQUIRE((*t1)->Connect(0, "127.0.0.1", (*t0)->port(), absl::Seconds(2)).ok());
   REQUIRE((*t0)->WaitForPeers({1}, absl::Seconds(2)).ok());
+  return {*std::move(t0), *std::move(t1)};
+}
+
+TEST_CASE("two transports exchange page messages with raw payloads", "[dsm][transport]") {
+  DsmStats stats(16);
+  Inbox in0, in1;
+  auto [t0, t1] = Connect(Opts(0), Opts(1), &stats, in0, in1);
   Message m;
   m.type = MsgType::kPageData;
   m.page = 5;
@@ -93,7 +103,7 @@ TEST_CASE("two transports exchange page messages with raw payloads", "[dsm][tran
   m.flags = kFlagGrantModified;
   m.payload.assign(kPageSize, 0xAB);
   m.payload[4095] = 0x11;
-  REQUIRE((*t0)->Send(1, m).ok());
+  REQUIRE(t0->Send(1, m).ok());
   REQUIRE(in1.WaitFor(1, 0));
   {
     absl::MutexLock l(&in1.mu);
@@ -108,12 +118,12 @@ TEST_CASE("two transports exchange page messages with raw payloads", "[dsm][tran
   Message u;
   u.type = MsgType::kUser;
   u.payload.assign(kMaxBulkPayload + 1, 1);
-  REQUIRE_FALSE((*t1)->Send(0, u, Lane::kBulk).ok());
+  REQUIRE_FALSE(t1->Send(0, u, Lane::kBulk).ok());
   u.payload.resize(1000);
-  REQUIRE((*t1)->Send(0, u, Lane::kBulk).ok());
+  REQUIRE(t1->Send(0, u, Lane::kBulk).ok());
   REQUIRE(in0.WaitFor(1, 0));
   // The same id connecting twice is refused.
-  REQUIRE_FALSE((*t1)->Connect(0, "127.0.0.1", (*t0)->port(), absl::Seconds(1)).ok());
+  REQUIRE_FALSE(t1->Connect(0, "127.0.0.1", t0->port(), absl::Seconds(1)).ok());
 }
 
 TEST_CASE("malformed, truncated and mismatched input closes only that connection", "[dsm][transport]") {
@@ -251,18 +261,13 @@ TEST_CASE("a sealed data plane carries pages; a peer without the key, or a plain
           "[dsm][transport][cipher]") {
   DsmStats stats(16);
   Inbox in0, in1, in_other;
-  auto t0 = Transport::Create(SealedOpts(0, 7), &stats, in0.Callbacks());
-  auto t1 = Transport::Create(SealedOpts(1, 7), &stats, in1.Callbacks());
-  REQUIRE(t0.ok());
-  REQUIRE(t1.ok());
-  REQUIRE((*t1)->Connect(0, "127.0.0.1", (*t0)->port(), absl::Seconds(2)).ok());
-  REQUIRE((*t0)->WaitForPeers({1}, absl::Seconds(2)).ok());
+  auto [t0, t1] = Connect(SealedOpts(0, 7), SealedOpts(1, 7), &stats, in0, in1);
   Message m;
   m.type = MsgType::kPageData;
   m.page = 3;
   m.payload.assign(kPageSize, 0x5C);
-  REQUIRE((*t0)->Send(1, m).ok());
-  REQUIRE((*t1)->Send(0, m).ok());
+  REQUIRE(t0->Send(1, m).ok());
+  REQUIRE(t1->Send(0, m).ok());
   REQUIRE(in1.WaitFor(1, 0));
   REQUIRE(in0.WaitFor(1, 0));
   {
@@ -274,7 +279,7 @@ TEST_CASE("a sealed data plane carries pages; a peer without the key, or a plain
   SECTION("another VM's key fails the key check") {
     auto other = Transport::Create(SealedOpts(2, 8), &stats, in_other.Callbacks());
     REQUIRE(other.ok());
-    absl::Status st = (*other)->Connect(0, "127.0.0.1", (*t0)->port(), absl::Seconds(2));
+    absl::Status st = (*other)->Connect(0, "127.0.0.1", t0->port(), absl::Seconds(2));
     REQUIRE_FALSE(st.ok());
     CHECK(st.code() == absl::StatusCode::kPermissionDenied);
     CHECK_THAT(std::string(st.message()), Catch::Contains("node 0 failed the data-plane key check"));
@@ -282,13 +287,13 @@ TEST_CASE("a sealed data plane carries pages; a peer without the key, or a plain
   SECTION("a plaintext node is refused by a sealed one, and the other way round") {
     auto plain = Transport::Create(Opts(2), &stats, in_other.Callbacks());
     REQUIRE(plain.ok());
-    CHECK_FALSE((*plain)->Connect(0, "127.0.0.1", (*t0)->port(), absl::Seconds(2)).ok());
-    absl::Status st = (*t1)->Connect(2, "127.0.0.1", (*plain)->port(), absl::Seconds(2));
+    CHECK_FALSE((*plain)->Connect(0, "127.0.0.1", t0->port(), absl::Seconds(2)).ok());
+    absl::Status st = t1->Connect(2, "127.0.0.1", (*plain)->port(), absl::Seconds(2));
     REQUIRE_FALSE(st.ok());
     CHECK(st.code() == absl::StatusCode::kPermissionDenied);
     CHECK_THAT(std::string(st.message()), Catch::Contains("node 2 offers a plaintext data plane"));
   }
-  CHECK((*t0)->Peers() == std::vector<NodeId>{1});
+  CHECK(t0->Peers() == std::vector<NodeId>{1});
 }
 
 // A raw peer that completes a sealed handshake as node `id`, so the test can put any bytes on the wire after it.
@@ -366,25 +371,20 @@ TEST_CASE("home-only pages never go on the wire: the message is refused and the 
   Inbox in0, in1;
   Transport::Options o0 = SealedOpts(0, 3);
   o0.never_send = {{5, 7}};  // pages 5 and 6
-  auto t0 = Transport::Create(o0, &stats, in0.Callbacks());
-  auto t1 = Transport::Create(SealedOpts(1, 3), &stats, in1.Callbacks());
-  REQUIRE(t0.ok());
-  REQUIRE(t1.ok());
-  REQUIRE((*t1)->Connect(0, "127.0.0.1", (*t0)->port(), absl::Seconds(2)).ok());
-  REQUIRE((*t0)->WaitForPeers({1}, absl::Seconds(2)).ok());
+  auto [t0, t1] = Connect(o0, SealedOpts(1, 3), &stats, in0, in1);
   Message m;
   m.type = MsgType::kPageData;
   m.payload.assign(kPageSize, 0x77);
   m.page = 7;  // next to the range: sent
-  REQUIRE((*t0)->Send(1, m).ok());
+  REQUIRE(t0->Send(1, m).ok());
   REQUIRE(in1.WaitFor(1, 0));
   Message ack;  // a message about a home-only page without its contents is fine
   ack.type = MsgType::kInvAck;
   ack.page = 5;
-  REQUIRE((*t0)->Send(1, ack).ok());
+  REQUIRE(t0->Send(1, ack).ok());
   REQUIRE(in1.WaitFor(2, 0));
   m.page = 6;
-  absl::Status st = (*t0)->Send(1, m);
+  absl::Status st = t0->Send(1, m);
   REQUIRE_FALSE(st.ok());
   CHECK(st.code() == absl::StatusCode::kPermissionDenied);
   CHECK_THAT(std::string(st.message()), Catch::Contains("page 6 is home-only memory"));
