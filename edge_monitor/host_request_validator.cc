@@ -4,6 +4,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "dsm/link_spec.h"
 #include "edge_monitor/guest_ranges.h"
 #include "edge_monitor/host_port.h"
 #include "edge_monitor/vcpu_list.h"
@@ -58,6 +59,9 @@ absl::Status ValidateHostRequest(const pb::HostVcpusRequest& request) {
   }
   if (!request.home_only_memory().empty()) {
     if (auto r = ParseGuestRanges(request.home_only_memory(), "home_only_memory"); !r.ok()) return r.status();
+  }
+  if (!request.link_emulation().empty()) {
+    if (auto l = dsm::ParseLinkSpec(request.link_emulation(), "link_emulation"); !l.ok()) return l.status();
   }
   // Every VM's data plane is encrypted: no key, no runtime (a plaintext runtime could not talk to home anyway).
   if (request.data_plane_key().size() != kDataPlaneKeyBytes) {

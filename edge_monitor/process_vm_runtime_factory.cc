@@ -37,6 +37,7 @@ std::vector<std::string> ProcessVmRuntimeFactory::CommandLine(const pb::HostVcpu
   if (request.node_id() != 0) args.node_id = request.node_id();
   if (!request.cpu_model().empty()) args.cpu_model = request.cpu_model();
   args.home_only_memory = request.home_only_memory();
+  args.link = request.link_emulation();
   args.ready_fd = 3;           // ChildProcess::Options::pass_fd lands there
   args.data_plane_key_fd = 0;  // stdin: the pipe Start() fills with the key
   std::vector<std::string> argv = {options_.executable};

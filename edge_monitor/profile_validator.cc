@@ -7,6 +7,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "dsm/link_spec.h"
 #include "edge_monitor/guest_ranges.h"
 #include "edge_monitor/host_port.h"
 #include "edge_monitor/size.h"
@@ -79,6 +80,11 @@ absl::Status ValidateProfile(const pb::Profile& profile) {
   if (!profile.home().home_only_memory().empty()) {
     if (auto r = ParseGuestRanges(profile.home().home_only_memory(), "home.home_only_memory"); !r.ok()) {
       errors.push_back(std::string(r.status().message()));
+    }
+  }
+  if (!profile.home().link().empty()) {
+    if (auto l = dsm::ParseLinkSpec(profile.home().link(), "home.link"); !l.ok()) {
+      errors.push_back(std::string(l.status().message()));
     }
   }
   if (!profile.home().data_plane_advertise().empty()) {

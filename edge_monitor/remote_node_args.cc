@@ -3,6 +3,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "dsm/link_spec.h"
 #include "edge_monitor/guest_ranges.h"
 #include "edge_monitor/host_port.h"
 #include "edge_monitor/vcpu_list.h"
@@ -23,6 +24,7 @@ std::vector<std::string> RemoteNodeArgs::ToArgs() const {
       absl::StrCat("--data-plane-key-fd=", data_plane_key_fd),
   };
   if (!home_only_memory.empty()) out.push_back(absl::StrCat("--home-only-memory=", home_only_memory));
+  if (!link.empty()) out.push_back(absl::StrCat("--link=", link));
   return out;
 }
 
@@ -77,6 +79,9 @@ absl::StatusOr<RemoteNodeArgs> RemoteNodeArgs::Parse(const std::vector<std::stri
     } else if (name == "home-only-memory") {
       if (auto r = ParseGuestRanges(value, "--home-only-memory"); !r.ok()) return bad(arg, std::string(r.status().message()));
       out.home_only_memory = value;
+    } else if (name == "link") {
+      if (auto l = dsm::ParseLinkSpec(value, "--link"); !l.ok()) return bad(arg, std::string(l.status().message()));
+      out.link = value;
     } else if (name == "data-plane-key-fd") {
       if (!absl::SimpleAtoi(value, &out.data_plane_key_fd) || out.data_plane_key_fd < 0) {
         return bad(arg, "not a file descriptor");

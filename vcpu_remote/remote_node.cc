@@ -14,6 +14,7 @@
 #include <memory>
 
 #include "absl/strings/str_format.h"
+#include "dsm/link_spec.h"
 #include "edge_monitor/guest_ranges.h"
 #include "edge_monitor/host_port.h"
 #include "edge_monitor/host_request_validator.h"
@@ -162,6 +163,9 @@ absl::Status RemoteNode::Build() {
   cfg.home = 0;
   cfg.listen_address = "0.0.0.0";
   cfg.data_plane_secret = secret_;
+  if (!args_.link.empty()) {
+    ASSIGN_OR_RETURN(cfg.link, dsm::ParseLinkSpec(args_.link, "--link"));
+  }
   cfg.on_error = [this](const absl::Status& st) {
     run_control_.Stop(exit_status::kHostFailure, absl::StrFormat("node %u: %s", args_.node_id, st.message()));
   };

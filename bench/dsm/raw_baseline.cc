@@ -12,6 +12,9 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
+#include <sys/prctl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -148,8 +151,20 @@ absl::StatusOr<std::unique_ptr<RawPath>> RawPath::Create(uint64_t pages) {
   if (auto s = TcpPair(&p->client_, &p->server_); !s.ok()) return s;
   if (auto s = TcpPair(&p->handler_client_, &p->handler_server_); !s.ok()) return s;
   p->stop_ = ::eventfd(0, EFD_CLOEXEC);
-  p->server_thread_ = std::thread(PageServer, p->server_);
-  p->handler_server_thread_ = std::thread(PageServer, p->handler_server_);
+  // The page servers run in their own processes, as the DSM's owners do: on one machine a wake-up across
+  // processes switches address spaces, which a server thread in this process would never pay.
+  for (int fd : {p->server_, p->handler_server_}) {
+    const pid_t pid = ::fork();
+    if (pid < 0) return ErrnoStatus("baseline fork");
+    if (pid == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      PageServer(fd);
+      ::_exit(0);
+    }
+    p->server_pids_.push_back(pid);
+    ::close(fd);
+  }
+  p->server_ = p->handler_server_ = -1;
   p->local_handler_ = std::thread(Handler, p->local_->r.uffd, p->stop_, -1);
   p->fetch_handler_ = std::thread(Handler, p->fetched_->r.uffd, p->stop_, p->handler_client_);
   return p;
@@ -163,8 +178,7 @@ RawPath::~RawPath() {
   for (int fd : {client_, handler_client_}) {
     if (fd >= 0) ::shutdown(fd, SHUT_RDWR);
   }
-  if (server_thread_.joinable()) server_thread_.join();
-  if (handler_server_thread_.joinable()) handler_server_thread_.join();
+  for (pid_t pid : server_pids_) ::waitpid(pid, nullptr, 0);
   for (int fd : {client_, server_, handler_client_, handler_server_, stop_}) {
     if (fd >= 0) ::close(fd);
   }

@@ -7,6 +7,9 @@
 #include <cstdint>
 #include <memory>
 #include <thread>
+#include <vector>
+
+#include <sys/types.h>
 
 #include "absl/status/statusor.h"
 
@@ -29,7 +32,8 @@ class RawPath final {
   std::unique_ptr<Region> local_, fetched_;
   int client_ = -1, server_ = -1, handler_client_ = -1, handler_server_ = -1, stop_ = -1;
   uint64_t next_local_ = 0, next_fetched_ = 0, pages_ = 0;
-  std::thread local_handler_, fetch_handler_, server_thread_, handler_server_thread_;
+  std::thread local_handler_, fetch_handler_;
+  std::vector<pid_t> server_pids_;  // the page servers, each in its own process
 };
 
 }  // namespace coalesce::dsm::bench

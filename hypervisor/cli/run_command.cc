@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_format.h"
 
+#include "dsm/link_spec.h"
 #include "hypervisor/base/log.h"
 #include "hypervisor/cli/run_options.h"
 #include "hypervisor/base/signal_stopper.h"
@@ -125,6 +126,12 @@ absl::StatusOr<MachineConfig> MergeProfile(RunOptions options) {
       }
     }
     config.home_only_memory = *std::move(ranges);
+  }
+  const std::string& link = !options.link.empty() ? options.link : profile.home().link();
+  if (!link.empty()) {
+    absl::StatusOr<dsm::LinkEmulation> l = dsm::ParseLinkSpec(link, "--link");
+    if (!l.ok()) return l.status();
+    config.link = *l;
   }
   const std::string& advertise = !options.data_plane_advertise.empty() ? options.data_plane_advertise
                                                                        : profile.home().data_plane_advertise();

@@ -51,6 +51,9 @@ const char kRunUsage[] =
     "                      page tables there; docs/SECURITY.md)\n"
     "  --data-plane-advertise H:P  the address edges dial instead, where it differs from --data-plane\n"
     "                      (home behind NAT or a port forward); needs a fixed --data-plane port\n"
+    "  --link SPEC         emulate a link on every data-plane link, both ways: a class (infiniband, pcie,\n"
+    "                      5g-urllc, wifi6e, 5g, wifi-p90), optionally ,jitter=..,bandwidth=.., or\n"
+    "                      latency=2ms[,jitter=200us][,bandwidth=1Gbit] (docs/BENCHMARKS.md)\n"
     "  --cpu MODEL         CPU model the guest sees: host, baseline or auto (default: auto = host\n"
     "                      with hardware virtualization, baseline on software-virtualized KVM)\n"
     "  --rip-samples FILE  sample the guest's RIP whenever a vCPU is interrupted and write \"RIP COUNT\"\n"
@@ -132,6 +135,10 @@ absl::StatusOr<RunOptions> ParseRunOptions(const std::vector<std::string>& args)
       auto v = take();
       if (!v.ok()) return v.status();
       o.home_only_memory = *v;
+    } else if (flag == "--link") {
+      auto v = take();
+      if (!v.ok()) return v.status();
+      o.link = *v;
     } else if (flag == "--data-plane-advertise") {
       auto v = take();
       if (!v.ok()) return v.status();

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "dsm/link_spec.h"
 #include "hypervisor/base/log.h"
 #include "hypervisor/base/status_macros.h"
 #include "hypervisor/vcpu/exit_status.h"
@@ -30,6 +31,7 @@ absl::StatusOr<std::unique_ptr<CoalescenceHome>> CoalescenceHome::Start(const Co
   ASSIGN_OR_RETURN(home->secret_, dsm::DataPlaneSecret::Generate());
   dsm::DsmNodeConfig cfg;
   cfg.data_plane_secret = home->secret_;
+  cfg.link = config.link;
   // Home-only memory, as DSM pages (memfd offsets): never on the wire, whatever asks for it.
   for (const GuestRange& r : config.home_only_memory) {
     ASSIGN_OR_RETURN(const uint64_t offset, GuestMemory::FileOffset(memory.regions(), r.start, r.size));
@@ -84,6 +86,7 @@ absl::Status CoalescenceHome::HostEdges(GuestMemory& memory) {
     req.set_node_id(static_cast<uint32_t>(i + 1));
     req.set_cpu_model(config_.cpu_model);
     req.set_home_only_memory(FormatGuestRanges(config_.home_only_memory));
+    if (config_.link.enabled()) req.set_link_emulation(dsm::FormatLinkSpec(config_.link));
     req.set_data_plane_key(std::string(reinterpret_cast<const char*>(secret_->bytes().data()),
                                        secret_->bytes().size()));
     agents_.push_back(std::move(client));

@@ -366,6 +366,7 @@ absl::Status Machine::StartCoalescence() {
   cc.data_plane_port = config_.data_plane_port;
   cc.data_plane_advertise = config_.data_plane_advertise;
   cc.home_only_memory = config_.home_only_memory;
+  cc.link = config_.link;
   cc.control_plane = config_.control_plane;
   cc.tsc_offset = tsc_offset;
   cc.cpu_model = CpuModelName(config_.cpu_model);

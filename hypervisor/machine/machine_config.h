@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "devmodel/vhost_user/disk_spec.h"
+#include "dsm/link_emulation.h"
 #include "devmodel/virtio/virtio_net_tap.h"
 #include "edge_monitor/guest_ranges.h"
 #include "edge_monitor/tls.h"
@@ -37,6 +38,8 @@ struct MachineConfig {
   std::string data_plane_advertise;  // host:port edges dial instead (NAT, port forward); empty: host:port above
   // Guest-physical ranges whose pages never leave home: no edge maps them, home serves their accesses.
   std::vector<GuestRange> home_only_memory;
+  // Emulated latency, jitter and bandwidth on every data-plane link of the VM, both ways (--link; off by default).
+  dsm::LinkEmulation link;
   ControlPlaneSecurity control_plane;  // how the home talks to edge agents (mutual TLS or loopback plaintext)
 };
 

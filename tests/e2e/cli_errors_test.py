@@ -73,6 +73,10 @@ with tempfile.TemporaryDirectory() as tmp:
            2, "--home-only-memory: [0x40000000, 0x40001000) is not inside the guest's RAM (256M)")
     expect("home-only memory not page-aligned", ["--kernel", GUEST, "--home-only-memory", "0x1000800+4K"],
            2, "'0x1000800+4K'", "multiples of 4 KiB")
+    expect("an emulated link that is not a class", ["--kernel", GUEST, "--link", "wifi7"], 2,
+           "--link: 'wifi7' is not a link class (infiniband, pcie, 5g-urllc, wifi6e, 5g, wifi-p90, loopback)")
+    expect("an emulated link with a bad setting", ["--kernel", GUEST, "--link", "wifi6e,latency=2"], 2,
+           "--link: 'wifi6e,latency=2': latency '2' is not a duration")
     expect("TLS files given in part", ["--kernel", GUEST, "--tls-ca", missing], 2, "go together")
     expect("a TLS file that does not exist",
            ["--kernel", GUEST, "--tls-ca", missing, "--tls-cert", missing, "--tls-key", missing], 2, missing)

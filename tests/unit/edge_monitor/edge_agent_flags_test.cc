@@ -72,6 +72,7 @@ TEST_CASE("remote-node argv round-trips", "[remote_node_args]") {
   args.cpu_model = "host";
   args.ready_fd = 3;
   args.data_plane_key_fd = 0;
+  args.link = "latency=2000000ns,jitter=500000ns,bandwidth=1200Mbit";
   auto parsed = RemoteNodeArgs::Parse(args.ToArgs());
   REQUIRE(parsed.ok());
   CHECK(parsed->vm_id == "vm-1");
@@ -84,6 +85,9 @@ TEST_CASE("remote-node argv round-trips", "[remote_node_args]") {
   CHECK(parsed->cpu_model == "host");
   CHECK(parsed->ready_fd == 3);
   CHECK(parsed->data_plane_key_fd == 0);
+  CHECK(parsed->link == args.link);
+  args.link.clear();  // no emulation: no flag at all
+  for (const std::string& flag : args.ToArgs()) CHECK(flag.rfind("--link", 0) != 0);
 }
 
 TEST_CASE("remote-node argv errors", "[remote_node_args]") {
@@ -95,6 +99,9 @@ TEST_CASE("remote-node argv errors", "[remote_node_args]") {
   REQUIRE_FALSE(out_of_range.ok());
   CHECK_THAT(std::string(out_of_range.status().message()), Contains("vCPU 2 is not below --vcpu-count=2"));
   CHECK_FALSE(RemoteNodeArgs::Parse({"--bogus=1"}).ok());
+  auto bad_link = RemoteNodeArgs::Parse({"--link=latency=fast"});
+  REQUIRE_FALSE(bad_link.ok());
+  CHECK_THAT(std::string(bad_link.status().message()), Contains("--link: 'latency=fast': latency 'fast' is not a duration"));
   auto no_key = RemoteNodeArgs::Parse({"--vm-id=a", "--memory=4096", "--vcpu-count=2", "--vcpus=1", "--home=h:1",
                                        "--ready-fd=3"});
   REQUIRE_FALSE(no_key.ok());

@@ -230,6 +230,9 @@ TEST_CASE("Duplicate VM ids and malformed requests are refused", "[edge_agent]")
   pb::HostVcpusRequest no_key = Request("vm-b", {1});
   no_key.clear_data_plane_key();
   CHECK_THAT(refused(no_key), Contains("data_plane_key is 0 bytes; the VM's data-plane key is 32"));
+  pb::HostVcpusRequest bad_link = Request("vm-b", {1});
+  bad_link.set_link_emulation("wifi7");
+  CHECK_THAT(refused(bad_link), Contains("link_emulation: 'wifi7' is not a link class"));
   CHECK(client->GetCapacity()->running_vms() == 1);
 }
 

@@ -32,6 +32,12 @@ TEST_CASE("A complete placement validates", "[profile][validate]") {
                  "edge { address: \"[::1]:7003\" vcpus: [3] }\n").empty());
 }
 
+TEST_CASE("An emulated link is a class or settings, and a bad one is named", "[profile][validate]") {
+  CHECK(Problems(std::string(kGuest4) + "home { vcpus: [0, 1, 2, 3] link: \"5g,jitter=1ms\" }\n").empty());
+  CHECK_THAT(Problems(std::string(kGuest4) + "home { vcpus: [0, 1, 2, 3] link: \"bandwidth=lots\" }\n"),
+             Contains("home.link: 'bandwidth=lots': bandwidth 'lots' is not a rate"));
+}
+
 TEST_CASE("Overlapping vCPUs name the vCPU and both nodes", "[profile][validate]") {
   const std::string problems = Problems(std::string(kGuest4) +
                                         "home { vcpus: [0, 1, 2] }\n"
