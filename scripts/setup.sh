@@ -10,7 +10,7 @@ PKGS=(
   acpica-tools
   busybox-static cpio gzip xz-utils
   qemu-system-x86 qemu-system-common qemu-utils e2fsprogs
-  iproute2 procps python3
+  iproute2 procps python3 python3-matplotlib
   libvirt-clients libtirpc-dev libxml2-dev
   clang libclang-rt-14-dev libseccomp-dev libssl-dev
 )

@@ -1,6 +1,7 @@
 /* IPI round-trip benchmark: CPU 0 sends a fixed IPI to CPU 1, whose handler sends one straight back;
  * each round trip is timed with RDTSC from before the ICR write to the moment CPU 0 sees the answer.
- * rounds=<n> timed round trips (default 500) after warmup=<n> untimed ones (default 20).
+ * rounds=<n> timed round trips (default 500) after warmup=<n> untimed ones (default 20); timeout_ms=<n> bounds
+ * each (default 5000).
  * Prints one line: "ipi_bench: rounds=... median=... mean=... min=... p90=... p99=... max=... tsc_khz=..."
  * (cycles), then "ipi_bench: PASS". */
 #include "guest.h"
@@ -45,6 +46,7 @@ static uint64_t percentile(const uint64_t *sorted, uint32_t n, uint32_t pct) {
 
 void guest_main(void) {
   uint32_t rounds = cmdline_uint("rounds", 500), warmup = cmdline_uint("warmup", 20);
+  uint32_t timeout_ms = cmdline_uint("timeout_ms", 5000);  /* per round trip: slow emulated links need more */
   CHECK_MSG(rounds >= 1 && rounds <= MAX_ROUNDS, "rounds=%u outside 1..%u", rounds, MAX_ROUNDS);
   irq_set_handler(VEC_PING, on_ping);
   irq_set_handler(VEC_PONG, on_pong);
@@ -54,7 +56,7 @@ void guest_main(void) {
   for (uint32_t i = 0; i < warmup + rounds; i++) {
     uint64_t t0 = rdtsc();
     lapic_send_fixed(1, VEC_PING);
-    WAIT_OR_FAIL(pongs == i + 1, 5000, "round trip %u: no answer from CPU 1", i);
+    WAIT_OR_FAIL(pongs == i + 1, timeout_ms, "round trip %u: no answer from CPU 1 in %u ms", i, timeout_ms);
     uint64_t t1 = rdtsc();
     if (i >= warmup) samples[i - warmup] = t1 - t0;
   }

@@ -56,7 +56,7 @@ unsigned smp_boot_all(ap_main_fn fn) {
   unsigned n = fw_cfg_cpu_count();
   lapic_enable();
   if (lapic_id() != 0) guest_fail_code(GUEST_EXIT_ENV, "BSP has APIC id %u, expected 0", lapic_id());
-  unsigned up = smp_start_aps(n, fn, 10000);
+  unsigned up = smp_start_aps(n, fn, cmdline_uint("ap_timeout_ms", 10000));
   if (up != n) {
     for (unsigned c = 0; c < n; c++)
       if (!smp_cpu_online(c)) printf("%s: CPU %u did not check in\n", guest_name, c);

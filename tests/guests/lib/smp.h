@@ -9,7 +9,8 @@ typedef void (*ap_main_fn)(unsigned cpu);
  * calls fn(cpu) with interrupts off (fn may return: the AP then idles in sti;hlt, serving interrupts).
  * Waits up to `timeout_ms` for all check-ins; returns the number of CPUs online, BSP included. */
 unsigned smp_start_aps(unsigned ncpus, ap_main_fn fn, uint32_t timeout_ms);
-/* fw_cfg CPU count, start all APs, fail the guest unless every one checked in. Returns the CPU count. */
+/* fw_cfg CPU count, start all APs, fail the guest unless every one checked in within ap_timeout_ms=<ms> of the
+ * command line (default 10 s; slow emulated links between nodes need more). Returns the CPU count. */
 unsigned smp_boot_all(ap_main_fn fn);
 unsigned smp_online_count(void);
 bool smp_cpu_online(unsigned cpu);
