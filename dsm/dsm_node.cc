@@ -350,6 +350,15 @@ void DsmNode::SendLeaveNotices() {
 }
 
 absl::Status DsmNode::Leave(absl::Duration timeout) {
+  {
+    // A request can outlive its access: a read-ahead copy may have resolved the fault before the request's own
+    // answer (without data) arrived. The accessors are stopped, so those answers are all that is left to wait for.
+    absl::MutexLock l(&mu_);
+    if (!mu_.AwaitWithTimeout(
+            absl::Condition(+[](ProtocolEngine* e) { return e->pending_requests() == 0; }, engine_.get()), timeout)) {
+      return absl::DeadlineExceededError("leave: requests still unanswered");
+    }
+  }
   absl::Status begun;
   RunStep(kNoNode, [&begun](ProtocolEngine* e, std::vector<Message>* out) {
     begun = e->BeginLeave(out);

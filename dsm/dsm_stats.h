@@ -39,6 +39,8 @@ class DsmStats final {
   std::atomic<uint64_t> invalidations_sent{0};      // as manager
   std::atomic<uint64_t> invalidations_received{0};  // as sharer: copies dropped
   std::atomic<uint64_t> ownership_transfers{0};     // pages this node gave away
+  std::atomic<uint64_t> pages_read_ahead{0};        // as manager: neighbours pushed to a sequential reader
+  std::atomic<uint64_t> zero_pages_sent{0};         // page transfers sent as a flag, not 4 KiB of zeros
   std::atomic<uint64_t> messages_sent{0};
   std::atomic<uint64_t> messages_received{0};
   std::atomic<uint64_t> bytes_sent{0};

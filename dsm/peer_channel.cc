@@ -259,10 +259,11 @@ void PeerChannel::SendLoop() {
 void PeerChannel::ReceiveLoop() {
   absl::Status why;
   std::vector<uint8_t> scratch;  // sealed frames: the ciphertext
+  MessageSource in(sock_.get(), /*buffered=*/true);
   for (;;) {
     WireHeader h;
     Message m;
-    why = ReadMessage(sock_.get(), peer_, opener_.get(), &scratch, &h, &m.payload);
+    why = ReadMessage(in, peer_, opener_.get(), &scratch, &h, &m.payload);
     if (!why.ok()) {
       if (why.code() == absl::StatusCode::kDataLoss) {
         stats_->frames_rejected.fetch_add(1, std::memory_order_relaxed);

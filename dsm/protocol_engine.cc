@@ -1,5 +1,6 @@
 #include "dsm/protocol_engine.h"
 
+#include <cstring>
 #include <utility>
 
 #include "absl/strings/str_format.h"
@@ -10,6 +11,10 @@ namespace coalesce::dsm {
 namespace {
 
 uint64_t Bit(NodeId n) { return uint64_t{1} << n; }
+
+// The bytes to install from a message that carries a page: nullptr for a zero page (Install writes zeros).
+const uint8_t* PageBytes(const Message& m) { return m.payload.empty() ? nullptr : m.payload.data(); }
+bool CarriesPage(const Message& m) { return !m.payload.empty() || (m.flags & kFlagZeroPage) != 0; }
 
 absl::Status Violation(const Message& m, const std::string& why) {
   return absl::DataLossError(absl::StrFormat("protocol violation by node %u: %s for page %#x: %s", m.src,
@@ -52,6 +57,26 @@ Message ProtocolEngine::Reply(MsgType type, NodeId dst, uint64_t page, uint32_t 
   return m;
 }
 
+// Reads the page into `m`, or marks it kFlagZeroPage when it is all zeros (untouched guest memory mostly is):
+// 32 bytes on the wire instead of 4 KiB, which is what a slow link's bandwidth spends most on.
+absl::Status ProtocolEngine::AttachPage(uint64_t page, Message* m) {
+  m->payload.resize(kPageSize);
+  RETURN_IF_ERROR(mem_->ReadPage(page, m->payload.data()));
+  const uint8_t* b = m->payload.data();
+  uint64_t any = 0;
+  for (size_t i = 0; i < kPageSize; i += sizeof(uint64_t)) {
+    uint64_t w;
+    std::memcpy(&w, b + i, sizeof(w));
+    any |= w;
+  }
+  if (any == 0) {
+    m->payload.clear();
+    m->flags |= kFlagZeroPage;
+    stats_->zero_pages_sent.fetch_add(1, std::memory_order_relaxed);
+  }
+  return absl::OkStatus();
+}
+
 // A page this node holds (Shared/Modified) but that is absent can only be one the home never touched: zeros.
 absl::Status ProtocolEngine::EnsurePresent(uint64_t page, bool writable) {
   absl::Status s = mem_->Install(page, nullptr, writable);
@@ -60,11 +85,21 @@ absl::Status ProtocolEngine::EnsurePresent(uint64_t page, bool writable) {
 }
 
 void ProtocolEngine::SendRequest(uint64_t page, MsgType kind, FaultKind fk, absl::Time now,
-                                 std::vector<Message>* out) {
+                                 std::vector<Message>* out, uint32_t read_ahead) {
   const uint64_t id = next_req_id_++;
   pending_[page] = Pending{kind, id, now, fk};
   stats_->faults[static_cast<int>(fk)].fetch_add(1, std::memory_order_relaxed);
-  out->push_back(Reply(kind, ManagerOf(page), page, 0, 0, id));
+  out->push_back(Reply(kind, ManagerOf(page), page, read_ahead, 0, id));
+}
+
+// A read miss just after the previous one (at most the window past it, since pages read ahead do not fault) is
+// sequential: the window doubles up to kMaxReadAhead. Any other read miss closes it.
+uint32_t ProtocolEngine::ReadAheadFor(uint64_t page) {
+  const bool sequential = last_read_miss_ != kNoPage && page > last_read_miss_ &&
+                          page <= last_read_miss_ + read_ahead_ + 1;
+  read_ahead_ = sequential ? std::min(kMaxReadAhead, std::max<uint32_t>(2, read_ahead_ * 2)) : 0;
+  last_read_miss_ = page;
+  return read_ahead_;
 }
 
 absl::Status ProtocolEngine::OnFault(uint64_t page, bool write, bool wp, absl::Time now,
@@ -95,7 +130,7 @@ absl::Status ProtocolEngine::OnFault(uint64_t page, bool write, bool wp, absl::T
       if (pending_.contains(page)) return absl::OkStatus();
       if (leaving_) return absl::FailedPreconditionError("fault on a node that is leaving");
       SendRequest(page, write ? MsgType::kWriteReq : MsgType::kReadReq,
-                  write ? FaultKind::kWriteMiss : FaultKind::kReadMiss, now, out);
+                  write ? FaultKind::kWriteMiss : FaultKind::kReadMiss, now, out, write ? 0 : ReadAheadFor(page));
       return absl::OkStatus();
   }
   return absl::InternalError("bad page state");
@@ -171,9 +206,11 @@ absl::Status ProtocolEngine::StartOp(uint64_t page, absl::Time now, std::vector<
       }
       if (e.owner == config_.self && r != config_.self) {
         // The manager owns the page: it answers itself and the operation ends here (no READ_DONE round).
+        const uint32_t ahead = std::min(req.arg, kMaxReadAhead);  // `req` goes with the operation
         RETURN_IF_ERROR(SendSharedCopy(page, r, req.seq, kFlagOpDone, out));
         e.copyset |= Bit(r);
-        return FinishOp(page, now, out);
+        RETURN_IF_ERROR(FinishOp(page, now, out));
+        return ReadAhead(page, r, ahead, out);
       }
       out->push_back(Reply(MsgType::kFwdRead, e.owner, page, r, 0, req.seq));
       return absl::OkStatus();
@@ -196,6 +233,25 @@ absl::Status ProtocolEngine::StartOp(uint64_t page, absl::Time now, std::vector<
     default:
       return absl::InternalError("bad queued request");
   }
+}
+
+// After granting `page` to a sequential reader, the manager pushes Shared copies of the pages that follow, as long
+// as each is one it owns, idle (no operation, queue, pin), and not already held by the reader: the same grant as a
+// READ_REQ would get, without the reader's round trip. They travel behind the grant on the same connection; a
+// fault the reader raises meanwhile on one of them is answered without data (it is in the copyset by then).
+absl::Status ProtocolEngine::ReadAhead(uint64_t page, NodeId r, uint32_t count, std::vector<Message>* out) {
+  for (uint64_t p = page + 1; p <= page + count && p < config_.num_pages; ++p) {
+    if (ManagerOf(p) != config_.self || ops_.contains(p) || pins_.contains(p) || held_.contains(p)) break;
+    DirEntry& e = dir_[p];
+    if (e.owner != config_.self || (e.copyset & Bit(r)) ||
+        pages_[p].state == static_cast<uint8_t>(PageState::kInvalid)) {
+      break;
+    }
+    RETURN_IF_ERROR(SendSharedCopy(p, r, 0, kFlagOpDone | kFlagReadAhead, out));
+    e.copyset |= Bit(r);
+    stats_->pages_read_ahead.fetch_add(1, std::memory_order_relaxed);
+  }
+  return absl::OkStatus();
 }
 
 // Every other copy is gone: the owner hands the page over (or the requester, if it is the owner, upgrades).
@@ -249,7 +305,7 @@ absl::Status ProtocolEngine::HandleEvict(const Message& msg, std::vector<Message
   const NodeId x = msg.src;
   const NodeId self = config_.self;
   if (e.owner == x) {
-    if (msg.payload.size() != kPageSize) return Violation(msg, "the owner's eviction carries no page");
+    if (!CarriesPage(msg)) return Violation(msg, "the owner's eviction carries no page");
     e.copyset &= ~Bit(x);
     // The manager takes ownership; it keeps a read-only copy so that the remaining sharers stay valid.
     LocalPage& lp = pages_[msg.page];
@@ -258,7 +314,7 @@ absl::Status ProtocolEngine::HandleEvict(const Message& msg, std::vector<Message
         return absl::InternalError(absl::StrFormat("page %#x: manager holds a copy the directory does not list",
                                                    msg.page));
       }
-      RETURN_IF_ERROR(mem_->Install(msg.page, msg.payload.data(), /*writable=*/false));
+      RETURN_IF_ERROR(mem_->Install(msg.page, PageBytes(msg), /*writable=*/false));
       stats_->pages_received.fetch_add(1, std::memory_order_relaxed);
       lp.state = static_cast<uint8_t>(PageState::kShared);
     }
@@ -329,8 +385,7 @@ absl::Status ProtocolEngine::SendSharedCopy(uint64_t page, NodeId requester, uin
     lp.state = static_cast<uint8_t>(PageState::kShared);
   }
   Message data = Reply(MsgType::kPageData, requester, page, 0, extra_flags, seq);
-  data.payload.resize(kPageSize);
-  RETURN_IF_ERROR(mem_->ReadPage(page, data.payload.data()));
+  RETURN_IF_ERROR(AttachPage(page, &data));
   stats_->pages_sent.fetch_add(1, std::memory_order_relaxed);
   out->push_back(std::move(data));
   return absl::OkStatus();
@@ -362,8 +417,7 @@ absl::Status ProtocolEngine::GiveAway(uint64_t page, NodeId requester, uint16_t 
   if (fwd_flags & kFlagNoData) {
     data.flags |= kFlagNoData;
   } else {
-    data.payload.resize(kPageSize);
-    RETURN_IF_ERROR(mem_->ReadPage(page, data.payload.data()));
+    RETURN_IF_ERROR(AttachPage(page, &data));
     stats_->pages_sent.fetch_add(1, std::memory_order_relaxed);
   }
   // Invalid before the page goes: a local access from now on faults and asks the manager, which is busy with this
@@ -380,6 +434,7 @@ absl::Status ProtocolEngine::GiveAway(uint64_t page, NodeId requester, uint16_t 
 // ---------------------------------------------------------------- requester / sharer side
 
 absl::Status ProtocolEngine::OnPageData(const Message& msg, absl::Time now, std::vector<Message>* out) {
+  if (msg.flags & kFlagReadAhead) return OnReadAhead(msg, out);
   auto it = pending_.find(msg.page);
   if (it == pending_.end() || it->second.req_id != msg.seq) return Violation(msg, "no request awaits this page");
   LocalPage& lp = pages_[msg.page];
@@ -388,9 +443,9 @@ absl::Status ProtocolEngine::OnPageData(const Message& msg, absl::Time now, std:
   // Account before the install: the install wakes the faulting threads, which may read the stats at once.
   stats_->fault_latency[static_cast<int>(it->second.fault_kind)].Record(
       static_cast<uint64_t>(absl::ToInt64Nanoseconds(now - it->second.start)));
-  if (!msg.payload.empty()) {
+  if (CarriesPage(msg)) {
     if (lp.state != static_cast<uint8_t>(PageState::kInvalid)) return Violation(msg, "data for a page held");
-    RETURN_IF_ERROR(mem_->Install(msg.page, msg.payload.data(), grant_m));
+    RETURN_IF_ERROR(mem_->Install(msg.page, PageBytes(msg), grant_m));
     stats_->pages_received.fetch_add(1, std::memory_order_relaxed);
   } else {
     // No data: the manager knows this node still holds a valid Shared copy.
@@ -403,6 +458,27 @@ absl::Status ProtocolEngine::OnPageData(const Message& msg, absl::Time now, std:
   if (!(msg.flags & kFlagOpDone)) {
     out->push_back(Reply(grant_m ? MsgType::kWriteDone : MsgType::kReadDone, ManagerOf(msg.page), msg.page, 0, 0,
                          msg.seq));
+  }
+  return absl::OkStatus();
+}
+
+// A page the manager pushed after a sequential read miss. The directory lists this node from now on, so the copy
+// is installed read-only like any Shared grant; a request of ours already on its way for the page is answered
+// without data. A node that began leaving meanwhile hands the copy straight back.
+absl::Status ProtocolEngine::OnReadAhead(const Message& msg, std::vector<Message>* out) {
+  if (msg.src != ManagerOf(msg.page)) return Violation(msg, "read-ahead not from the manager");
+  if ((msg.flags & (kFlagGrantModified | kFlagNoData)) || !(msg.flags & kFlagOpDone) || msg.seq != 0 ||
+      !CarriesPage(msg)) {
+    return Violation(msg, "read-ahead must be a Shared copy with data, OP_DONE and no request id");
+  }
+  LocalPage& lp = pages_[msg.page];
+  if (lp.state != static_cast<uint8_t>(PageState::kInvalid)) return Violation(msg, "read-ahead of a page held");
+  RETURN_IF_ERROR(mem_->Install(msg.page, PageBytes(msg), /*writable=*/false));
+  stats_->pages_received.fetch_add(1, std::memory_order_relaxed);
+  lp.state = static_cast<uint8_t>(PageState::kShared);
+  if (leaving_) {
+    evicting_[msg.page] = true;
+    out->push_back(Reply(MsgType::kEvictReq, ManagerOf(msg.page), msg.page));
   }
   return absl::OkStatus();
 }
@@ -447,10 +523,7 @@ absl::Status ProtocolEngine::BeginLeave(std::vector<Message>* out) {
       lp.state = static_cast<uint8_t>(PageState::kShared);
     }
     Message m = Reply(MsgType::kEvictReq, ManagerOf(page), page);
-    if (lp.owner) {
-      m.payload.resize(kPageSize);
-      RETURN_IF_ERROR(mem_->ReadPage(page, m.payload.data()));
-    }
+    if (lp.owner) RETURN_IF_ERROR(AttachPage(page, &m));
     evicting_[page] = true;
     out->push_back(std::move(m));
   }

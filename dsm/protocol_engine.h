@@ -119,7 +119,10 @@ class ProtocolEngine final {
   };
 
   absl::Status EnsurePresent(uint64_t page, bool writable);
-  void SendRequest(uint64_t page, MsgType kind, FaultKind fk, absl::Time now, std::vector<Message>* out);
+  absl::Status AttachPage(uint64_t page, Message* m);
+  void SendRequest(uint64_t page, MsgType kind, FaultKind fk, absl::Time now, std::vector<Message>* out,
+                   uint32_t read_ahead = 0);
+  uint32_t ReadAheadFor(uint64_t page);
   Message Reply(MsgType type, NodeId dst, uint64_t page, uint32_t arg = 0, uint16_t flags = 0,
                 uint64_t seq = 0) const;
 
@@ -127,6 +130,7 @@ class ProtocolEngine final {
   absl::Status OnRequest(const Message& msg, absl::Time now, std::vector<Message>* out);
   absl::Status StartOp(uint64_t page, absl::Time now, std::vector<Message>* out);
   absl::Status SendTransfer(uint64_t page, absl::Time now, std::vector<Message>* out);
+  absl::Status ReadAhead(uint64_t page, NodeId r, uint32_t count, std::vector<Message>* out);
   absl::Status HandleEvict(const Message& msg, std::vector<Message>* out);
   absl::Status FinishOp(uint64_t page, absl::Time now, std::vector<Message>* out);
   absl::Status OnInvAck(const Message& msg, absl::Time now, std::vector<Message>* out);
@@ -141,6 +145,7 @@ class ProtocolEngine final {
                         std::vector<Message>* out);
   // Requester / sharer side.
   absl::Status OnPageData(const Message& msg, absl::Time now, std::vector<Message>* out);
+  absl::Status OnReadAhead(const Message& msg, std::vector<Message>* out);
   absl::Status OnInvalidate(const Message& msg, std::vector<Message>* out);
   absl::Status OnEvictAck(const Message& msg, std::vector<Message>* out);
 
@@ -156,6 +161,9 @@ class ProtocolEngine final {
   absl::flat_hash_map<uint64_t, uint32_t> pins_;             // page -> pin count
   absl::flat_hash_map<uint64_t, std::deque<Message>> held_;  // requests waiting for a pinned page
   uint64_t next_req_id_ = 1;
+  static constexpr uint64_t kNoPage = ~uint64_t{0};
+  uint64_t last_read_miss_ = kNoPage;  // read-ahead: the previous read miss and the current window
+  uint32_t read_ahead_ = 0;
   bool leaving_ = false;
 };
 

@@ -116,7 +116,8 @@ absl::Status Transport::Handshake(int fd, NodeId expected_peer, bool initiator, 
     RETURN_IF_ERROR(SendAll(fd, frame.data(), frame.size()));
     WireHeader confirm;
     std::vector<uint8_t> payload;
-    if (absl::Status s = ReadMessage(fd, theirs.src_node, cipher->receive.get(), &frame, &confirm, &payload);
+    MessageSource exact(fd, /*buffered=*/false);  // what follows the confirmation is the channel's
+    if (absl::Status s = ReadMessage(exact, theirs.src_node, cipher->receive.get(), &frame, &confirm, &payload);
         !s.ok()) {
       return absl::PermissionDeniedError(
           absl::StrFormat("node %u failed the data-plane key check: %s", theirs.src_node, s.message()));

@@ -36,20 +36,27 @@ absl::Status ValidateHeader(const WireHeader& h) {
   if (h.src_node >= kMaxNodes) return absl::DataLossError(absl::StrFormat("bad source node %u", h.src_node));
   const auto type = static_cast<MsgType>(h.type);
   const bool no_data = (h.flags & kFlagNoData) != 0;
+  const bool zero = (h.flags & kFlagZeroPage) != 0;
   uint32_t allowed_min = 0, allowed_max = 0;
   switch (type) {
     case MsgType::kHello:
       allowed_min = allowed_max = (h.flags & kFlagSealedChannel) != 0 ? kHelloNonceSize : 0;
       break;
     case MsgType::kPageData:
-      allowed_min = allowed_max = no_data ? 0 : kPageSize;
+      if (no_data && zero) return absl::DataLossError("PAGE_DATA both without data and with a zero page");
+      allowed_min = allowed_max = (no_data || zero) ? 0 : kPageSize;
       break;
     case MsgType::kEvictReq:
-      // Either just the request or the request with the page.
-      if (h.payload_len != 0 && h.payload_len != kPageSize) {
+      // Either just the request or the request with the page (4 KiB, or none for a zero page).
+      if (h.payload_len != 0 && (h.payload_len != kPageSize || zero)) {
         return absl::DataLossError(absl::StrFormat("EVICT_REQ with %u payload bytes", h.payload_len));
       }
       return absl::OkStatus();
+    case MsgType::kReadReq:
+      if (h.arg > kMaxReadAhead) {
+        return absl::DataLossError(absl::StrFormat("READ_REQ asks %u pages ahead (at most %u)", h.arg, kMaxReadAhead));
+      }
+      break;
     case MsgType::kUser:
       allowed_max = kMaxPayload;
       break;

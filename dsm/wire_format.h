@@ -18,7 +18,7 @@ namespace coalesce::dsm {
 static_assert(std::endian::native == std::endian::little, "the DSM wire format is little-endian");
 
 inline constexpr uint16_t kWireMagic = 0xC0A1;
-inline constexpr uint8_t kWireVersion = 2;
+inline constexpr uint8_t kWireVersion = 3;
 inline constexpr size_t kPageSize = 4096;
 // Upper bound for any payload (bulk messages included): a peer announcing more is malformed.
 inline constexpr uint32_t kMaxPayload = 256 * 1024;
@@ -30,7 +30,7 @@ inline constexpr NodeId kMaxNodes = 64;  // copysets are 64-bit masks
 // Every message of the protocol. docs/DSM.md has the state machine that uses them.
 enum class MsgType : uint8_t {
   kHello = 1,       // connection set-up: src, arg = page count, seq = page size; sealed: a 32-byte nonce
-  kReadReq = 2,     // requester -> manager: wants a Shared copy of `page`
+  kReadReq = 2,     // requester -> manager: wants a Shared copy of `page` (arg: read-ahead pages wanted)
   kWriteReq = 3,    // requester -> manager: wants `page` Modified
   kFwdRead = 4,     // manager -> owner: send a Shared copy to node `arg`, downgrade to Shared
   kFwdWrite = 5,    // manager -> owner: hand ownership to node `arg` (with data unless flag kNoData)
@@ -57,6 +57,13 @@ inline constexpr uint16_t kFlagOpDone = 1 << 2;
 // kHello: this node seals its frames (frame_cipher.h); the HELLO carries its 32-byte nonce.
 inline constexpr uint16_t kFlagSealedChannel = 1 << 3;
 inline constexpr uint32_t kHelloNonceSize = 32;
+// kPageData / kEvictReq: the page is all zeros; it travels as this flag, without the 4 KiB payload.
+inline constexpr uint16_t kFlagZeroPage = 1 << 4;
+// kPageData: a Shared copy the requester did not ask for, pushed by the manager (which owns the page) after the
+// grant of a sequential read miss; seq 0, always with kFlagOpDone. A kReadReq's `arg` asks for up to this many
+// following pages (the requester's read-ahead window).
+inline constexpr uint16_t kFlagReadAhead = 1 << 5;
+inline constexpr uint32_t kMaxReadAhead = 16;
 
 struct WireHeader {
   uint16_t magic;

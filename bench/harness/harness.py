@@ -14,14 +14,19 @@ import platform
 import re
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+# matplotlib wants a writable config directory; $HOME may not be one (the nested KVM VM's is read-only).
+if not os.access(os.path.expanduser("~/.config"), os.W_OK):
+    os.environ.setdefault("MPLCONFIGDIR", tempfile.mkdtemp(prefix="harness-mpl-"))
 from edge_agent_process import EdgeAgent  # noqa: E402
 import model  # noqa: E402
+from netns_nodes import NetnsNodes  # noqa: E402
 import report  # noqa: E402
 from workloads import WORKLOADS, guest_paths  # noqa: E402
 
@@ -47,6 +52,8 @@ def parse_args():
     ap.add_argument("--workloads", help="comma-separated: " + ", ".join(WORKLOADS))
     ap.add_argument("--reps", type=int, help="repetitions of each point (medians are reported)")
     ap.add_argument("--timeout", type=float, default=900, help="seconds one guest run may take")
+    ap.add_argument("--netns", action="store_true", help="each edge agent in its own network namespace behind a "
+                    "veth pair, mutual TLS on the control plane (root; default: agents on loopback)")
     a = ap.parse_args()
     base = QUICK if a.quick else FULL
     a.nodes = [int(n) for n in a.nodes.split(",")] if a.nodes else base["nodes"]
@@ -125,7 +132,7 @@ def placement(nodes, k, agents):
     return flags
 
 
-def run_point(a, paths, agents, w, nodes, vcpus, link, rep, home_only):
+def run_point(a, paths, agents, home_flags, w, nodes, vcpus, link, rep, home_only):
     """One guest run. home_only: all `vcpus` at home (the same work on one node)."""
     wl = WORKLOADS[w]
     cmd = [paths["coalesce"], "run", "--kernel", paths[wl.files[0]], "--vcpus", str(vcpus), "--memory", wl.memory,
@@ -133,7 +140,7 @@ def run_point(a, paths, agents, w, nodes, vcpus, link, rep, home_only):
     if len(wl.files) > 1:
         cmd += ["--initrd", paths[wl.files[1]]]
     if not home_only and nodes > 1:
-        cmd += placement(nodes, a.vcpus_per_node, agents)
+        cmd += placement(nodes, a.vcpus_per_node, agents) + home_flags
         if link != "loopback":
             cmd += ["--link", link]
     env = dict(os.environ, COALESCE_DSM_STATS="1")
@@ -189,7 +196,14 @@ def main():
         if key not in seen:
             seen.add(key)
             unique.append(p)
-    agents = [EdgeAgent(paths["coalesce"], capacity="vcpus=16,memory=8G") for _ in range(max(a.nodes) - 1)]
+    netns = None
+    if a.netns:
+        netns = NetnsNodes(paths["coalesce"], max(a.nodes) - 1, "vcpus=16,memory=8G")
+        agents, home_flags = netns.agents, netns.home_flags
+    else:
+        agents = [EdgeAgent(paths["coalesce"], capacity="vcpus=16,memory=8G") for _ in range(max(a.nodes) - 1)]
+        home_flags = []
+    host["edges"] = "network namespaces, veth, mutual TLS" if a.netns else "loopback"
     print(f"harness: {len(unique)} runs ({len(a.workloads)} workloads, nodes {a.nodes}, links {a.links}, "
           f"{a.reps} repetition(s)); host: {host['cpus']} CPUs, {host['kvm']}", flush=True)
     rows, prog = [], Progress(len(unique))
@@ -199,15 +213,18 @@ def main():
             for ag in agents:
                 if ag.proc.poll() is not None:
                     sys.exit(f"\nharness: edge agent {ag.listen} exited (status {ag.proc.returncode})")
-            rows.append(run_point(a, paths, agents, w, n, v, link, rep, home_only))
+            rows.append(run_point(a, paths, agents, home_flags, w, n, v, link, rep, home_only))
             if not rows[-1]["ok"]:
                 print(f"\n  {w} {n} nodes {link}: {rows[-1]['error']}", flush=True)
             prog.step()
         prog.show("done")
         print(flush=True)
     finally:
-        for ag in agents:
-            ag.stop()
+        if netns:
+            netns.stop()
+        else:
+            for ag in agents:
+                ag.stop()
     projection = model.fit_and_project(rows, a.links, max(max(a.nodes), 8), k)
     outputs = report.write_all(a.out, host, vars(a), rows, projection)
     failed = [r for r in rows if not r["ok"]]

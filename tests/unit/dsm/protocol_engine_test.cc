@@ -191,6 +191,74 @@ TEST_CASE("random runs are sequentially consistent (hashed directory)", "[dsm][p
   }
 }
 
+TEST_CASE("sequential readers get pages read ahead; runs with them stay sequentially consistent", "[dsm][protocol]") {
+  uint64_t read_ahead = 0, zero_pages = 0;
+  for (uint64_t seed = 1; seed <= 200; ++seed) {
+    std::mt19937_64 rng(seed);
+    constexpr uint64_t kPages = 24;
+    Sim s(3, kPages);
+    std::vector<sim::Op> sweep;
+    for (uint64_t p = 0; p < kPages; ++p) sweep.push_back({p, false});
+    s.AddThread(1, sweep);                                  // a sequential reader on an edge
+    s.AddThread(2, sim::RandomOps(rng, 20, kPages, 0.6));   // writers and readers across the same pages
+    s.AddThread(0, sim::RandomOps(rng, 20, kPages, 0.6));
+    if (seed % 2 == 0) s.AddThread(2, sweep);               // a second sequential reader
+    s.RunRandom(seed);
+    INFO("seed " << seed << ": " << s.failure_);
+    REQUIRE(s.failure_.empty());
+    REQUIRE(s.quiescent());
+    read_ahead += s.stats_[0]->pages_read_ahead.load();
+    zero_pages += s.stats_[0]->zero_pages_sent.load();
+  }
+  // The runs really exercised both: pushed pages, and untouched (zero) pages sent as a flag.
+  REQUIRE(read_ahead > 200);
+  REQUIRE(zero_pages > 200);
+}
+
+TEST_CASE("read-ahead: an uncontended sweep faults once per window, and only the window's first page", "[dsm][protocol]") {
+  constexpr uint64_t kPages = 64;
+  Sim s(2, kPages);
+  std::vector<sim::Op> sweep;
+  for (uint64_t p = 0; p < kPages; ++p) sweep.push_back({p, false});
+  s.AddThread(1, sweep);
+  s.RunRandom(7);
+  REQUIRE(s.failure_.empty());
+  const uint64_t misses = s.stats_[1]->faults[static_cast<int>(FaultKind::kReadMiss)].load();
+  const uint64_t pushed = s.stats_[0]->pages_read_ahead.load();
+  INFO("read misses " << misses << ", pages read ahead " << pushed);
+  REQUIRE(misses + pushed >= kPages);
+  REQUIRE(misses <= kPages / 4);  // windows of 2, 4, 8, 16, 16, ...
+  REQUIRE(s.stats_[0]->zero_pages_sent.load() == kPages);  // nobody wrote them: every copy went as a flag
+}
+
+TEST_CASE("a node that begins to leave while pages read ahead are in flight hands them back too", "[dsm][protocol]") {
+  Sim s(3, 8);
+  s.AddThread(2, {{0, false}, {1, false}, {2, false}});
+  // Run until node 2's accesses are done but leave whatever is still on the wire.
+  for (int i = 0; i < 10000 && !s.threads_[0].done(); ++i) {
+    if (!s.StepThread(0)) {
+      const auto d = s.Deliverable();
+      REQUIRE_FALSE(d.empty());
+      s.Deliver(d.front());
+    }
+  }
+  REQUIRE(s.threads_[0].done());
+  // Answers to node 2's own requests must arrive first (DsmNode::Leave waits for them); read-ahead may still fly.
+  while (s.engines_[2]->pending_requests() > 0) s.Deliver(s.Deliverable().front());
+  std::vector<Message> out;
+  REQUIRE(s.engines_[2]->BeginLeave(&out).ok());
+  s.Enqueue(std::move(out));
+  s.AddThread(0, {{0, true}, {1, true}, {2, true}, {3, true}, {4, true}});
+  s.RunRandom(3);
+  INFO(s.failure_);
+  REQUIRE(s.failure_.empty());
+  REQUIRE(s.engines_[2]->leave_complete());
+  for (uint64_t p = 0; p < 8; ++p) {
+    REQUIRE(s.engines_[2]->state(p) == PageState::kInvalid);
+    REQUIRE((s.engines_[0]->directory(p).copyset & 0b100) == 0);
+  }
+}
+
 TEST_CASE("a leaving node hands its pages back; the others keep every write", "[dsm][protocol]") {
   for (uint64_t seed = 1; seed <= 60; ++seed) {
     std::mt19937_64 rng(seed);

@@ -35,6 +35,23 @@ TEST_CASE("wire header validation", "[dsm][wire]") {
   page.flags = kFlagNoData;
   page.payload_len = 0;
   REQUIRE(ValidateHeader(page).ok());
+  // A zero page travels as a flag: no payload, and never together with NO_DATA.
+  page.flags = kFlagZeroPage;
+  REQUIRE(ValidateHeader(page).ok());
+  page.payload_len = kPageSize;
+  REQUIRE_FALSE(ValidateHeader(page).ok());
+  page.flags = kFlagZeroPage | kFlagNoData;
+  page.payload_len = 0;
+  REQUIRE_FALSE(ValidateHeader(page).ok());
+  WireHeader evict = MakeHeader(MsgType::kEvictReq, 1, 2, 0, kFlagZeroPage, 0);
+  REQUIRE(ValidateHeader(evict).ok());
+  evict.payload_len = kPageSize;
+  REQUIRE_FALSE(ValidateHeader(evict).ok());
+  // A read request asks for at most kMaxReadAhead pages ahead.
+  WireHeader read = MakeHeader(MsgType::kReadReq, 1, 2, kMaxReadAhead);
+  REQUIRE(ValidateHeader(read).ok());
+  read.arg = kMaxReadAhead + 1;
+  REQUIRE_FALSE(ValidateHeader(read).ok());
   WireHeader user = MakeHeader(MsgType::kUser, 1, 0, 0, 0, kMaxPayload);
   REQUIRE(ValidateHeader(user).ok());
   user.payload_len = kMaxPayload + 1;
