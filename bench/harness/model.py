@@ -13,7 +13,7 @@ For a workload with fixed work per vCPU (compute, sharing, the Linux jobs), on N
   c(L)        what a link adds to one traversal over loopback: one-way latency + mean jitter + the mean message
               size over the bandwidth
   alpha       the share of traversals on the critical path (vCPUs fault in parallel, so alpha < 1), fitted by
-              least squares on the calibration link (the first emulated link measured) and then held fixed: the
+              least squares on the calibration link (the slowest emulated link measured) and then held fixed: the
               error on every other measured point is out of sample
 
 Speedup over one node: S(N, L) = (V_N / V_1) * T1 / T(N, L), work growing with the vCPUs V_N = max(N*k, V_1)
@@ -121,8 +121,11 @@ def fit_and_project(rows, links, max_nodes, k):
                 t = _median([r for r in wr if r["nodes"] == n and r["link"] == l], "work_s")
                 if t is not None:
                     measured[(n, l)] = t
-        # Fit alpha on the calibration link: T(N, L) - T(N, loopback) = alpha * M(N) * c(L).
-        calib = next((l for l in emulated if any((n, l) in measured for n in measured_n)), None)
+        # Fit alpha on the calibration link, T(N, L) - T(N, loopback) = alpha * M(N) * c(L): the slowest emulated link
+        # measured, where the link's own cost dominates; on microsecond links the emulation's per-message cost (a
+        # sender thread, a timer) would be taken for the link's and inflate alpha.
+        with_points = [l for l in emulated if any((n, l) in measured for n in measured_n)]
+        calib = max(with_points, key=lambda l: traversal_cost(l, 4096)) if with_points else None
         num = den = 0.0
         for n in measured_n:
             if calib and (n, calib) in measured and (n, "loopback") in measured and n in msgs:
