@@ -78,11 +78,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           in.Bytes(reinterpret_cast<uint8_t*>(&h), sizeof(h));
         } else {
           const uint8_t type = in.Byte() % (kMaxMsgType + 1);
-          const uint16_t flags = in.Byte() & 7;
+          // GRANT_M, NO_DATA, OP_DONE, ZERO_PAGE, READ_AHEAD: every flag a peer's frame may carry to the engine.
+          const uint16_t flags = in.Byte() & (kFlagGrantModified | kFlagNoData | kFlagOpDone | kFlagZeroPage |
+                                              kFlagReadAhead);
           h = MakeHeader(static_cast<MsgType>(type), peer, in.Byte() % (kPages + 2), in.Byte() % (kNodes + 2),
                          flags, 0, in.Byte());
-          const bool page_payload = (type == static_cast<uint8_t>(MsgType::kPageData) && !(flags & kFlagNoData)) ||
-                                    (type == static_cast<uint8_t>(MsgType::kEvictReq) && (op & 0x80));
+          const bool page_payload =
+              (type == static_cast<uint8_t>(MsgType::kPageData) && !(flags & (kFlagNoData | kFlagZeroPage))) ||
+              (type == static_cast<uint8_t>(MsgType::kEvictReq) && (op & 0x80) && !(flags & kFlagZeroPage));
           h.payload_len = page_payload ? kPageSize : 0;
         }
         if (!ValidatePeerHeader(h, peer).ok()) return 0;  // the connection closes
