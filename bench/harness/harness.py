@@ -151,13 +151,11 @@ def run_point(a, paths, agents, home_flags, w, nodes, vcpus, link, rep, home_onl
     except subprocess.TimeoutExpired as e:
         out, err, rc = (e.stdout or b"").decode(errors="replace"), (e.stderr or b"").decode(errors="replace"), None
     wall = time.time() - t0
-    res = wl.parse(out)
+    res = wl.parse(out, wall)
     row = {"workload": w, "nodes": 1 if home_only else nodes, "vcpus": vcpus, "vcpus_per_node": a.vcpus_per_node,
            "placement": "one node" if home_only or nodes == 1 else f"{nodes} nodes",
            "link": "none" if home_only or nodes == 1 else link, "rep": rep, "metric": wl.metric, "unit": wl.unit,
            "value": None, "work_s": None, "process_s": round(wall, 3), "exit_status": rc, "ok": False}
-    if wl.name == "linux_boot" and "COALESCE-GUEST:" in out:
-        res = res and type(res)(wall, wall)  # boot time: process start to power-off, measured here
     if res is not None:
         row.update(value=round(res.value, 3), work_s=round(res.work_s, 6), ok=True, **res.extra)
     else:

@@ -59,9 +59,15 @@ def traversal_cost(spec, mean_bytes):
     return lat + jit / 2 + (mean_bytes / bw if bw else 0.0)
 
 
-def _median(rows, key):
+def median(rows, key):
+    """The median of `key` over the rows that have it (None if none do)."""
     vals = [r[key] for r in rows if r.get(key) is not None]
     return statistics.median(vals) if vals else None
+
+
+def speedup(n, k, v1, t1, t):
+    """Speedup of n nodes (k vCPUs each, work growing with the vCPUs) taking t over one node's v1 vCPUs taking t1."""
+    return max(n * k, v1) / v1 * t1 / t
 
 
 def _linear(points, n):
@@ -99,26 +105,25 @@ def fit_and_project(rows, links, max_nodes, k):
         if w == "linux_boot" or not one:
             continue
         v1 = min(x["vcpus"] for x in one)
-        t1 = _median([r for r in one if r["vcpus"] == v1], "work_s")
+        t1 = median([r for r in one if r["vcpus"] == v1], "work_s")
         measured_n = sorted({r["nodes"] for r in wr if r["nodes"] > 1})
         local = {}  # N -> T_local(N): the N-node runs' vCPUs, all on one node
         for n in measured_n:
             v = next(r["vcpus"] for r in wr if r["nodes"] == n)
-            t = _median([r for r in one if r["vcpus"] == v], "work_s")
+            t = median([r for r in one if r["vcpus"] == v], "work_s")
             if t is not None:
                 local[n] = t
         msgs, sizes = {}, {}
         for n in measured_n:
             lb = [r for r in wr if r["nodes"] == n and r["link"] == "loopback"]
             if lb:
-                msgs[n] = _median(lb, "messages_received") or 0
-                b, m = _median(lb, "bytes_received") or 0, _median(lb, "messages_received") or 0
-                sizes[n] = b / m if m else 64
+                msgs[n] = median(lb, "messages_received") or 0
+                sizes[n] = (median(lb, "bytes_received") or 0) / msgs[n] if msgs[n] else 64
         emulated = [l for l in links if l != "loopback"]
         measured = {}  # (N, link) -> median work_s
         for n in measured_n:
             for l in links:
-                t = _median([r for r in wr if r["nodes"] == n and r["link"] == l], "work_s")
+                t = median([r for r in wr if r["nodes"] == n and r["link"] == l], "work_s")
                 if t is not None:
                     measured[(n, l)] = t
         # Fit alpha on the calibration link, T(N, L) - T(N, loopback) = alpha * M(N) * c(L): the slowest emulated link
@@ -157,7 +162,7 @@ def fit_and_project(rows, links, max_nodes, k):
                     m = _per_edge(msgs, n)
                     size = statistics.mean(sizes.values()) if sizes else 64
                     t = tl + max(ov, 0.0) + alpha * m * traversal_cost(l, size)
-                    row[n] = float(f"{max(n * k, v1) / v1 * t1 / t:.4g}") if t > 0 else None
+                    row[n] = float(f"{speedup(n, k, v1, t1, t):.4g}") if t > 0 else None
                 proj[l] = row
         out["workloads"][w] = {
             "t1_s": t1, "t_local_s": local, "messages": msgs, "mean_message_bytes": sizes, "alpha": alpha,
@@ -171,12 +176,12 @@ def fit_and_project(rows, links, max_nodes, k):
 
 
 def _ipi(wr, links):
-    base = _median([r for r in wr if r["nodes"] == 1], "value")
+    base = median([r for r in wr if r["nodes"] == 1], "value")
     two = [r for r in wr if r["nodes"] == 2]
-    lb = _median([r for r in two if r["link"] == "loopback"], "value")
+    lb = median([r for r in two if r["link"] == "loopback"], "value")
     checks = []
     for l in links:
-        t = _median([r for r in two if r["link"] == l], "value")
+        t = median([r for r in two if r["link"] == l], "value")
         if t is None or lb is None or l == "loopback":
             continue
         pred = lb + 2 * traversal_cost(l, 64) * 1e6

@@ -3,9 +3,10 @@ SVG plots made with matplotlib (Debian's python3-matplotlib, headless Agg backen
 import csv
 import json
 import os
-import statistics
 
 import matplotlib
+
+from model import median, speedup
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -15,11 +16,6 @@ FIELDS = ["workload", "placement", "nodes", "vcpus", "vcpus_per_node", "link", "
           "bytes_received", "pages_sent", "pages_received", "invalidations_sent", "faults_read_miss",
           "fault_read_miss_p50_us", "fault_read_miss_p90_us", "fault_read_miss_p99_us", "faults_write_miss",
           "fault_write_miss_p50_us", "fault_write_miss_p99_us", "error"]
-
-
-def _median(rows, key):
-    v = [r[key] for r in rows if r.get(key) is not None]
-    return statistics.median(v) if v else None
 
 
 def _save(fig, out, name):
@@ -48,10 +44,10 @@ def plot_speedup(out, rows, projection):
             ax.plot(ns, [line[n] for n in ns], "--", color=color, alpha=0.7, label=f"{link} (model)")
             pts = []
             for n in sorted({r["nodes"] for r in rows if r["workload"] == w and r["link"] == link}):
-                t = _median([r for r in rows if r["ok"] and r["workload"] == w and r["nodes"] == n
+                t = median([r for r in rows if r["ok"] and r["workload"] == w and r["nodes"] == n
                              and r["link"] == link], "work_s")
                 if t:
-                    pts.append((n, max(n * k, v1) / v1 * p["t1_s"] / t))
+                    pts.append((n, speedup(n, k, v1, p["t1_s"], t)))
             if pts:
                 ax.plot([x for x, _ in pts], [y for _, y in pts], "o", color=color, label=f"{link} (measured)")
         ax.plot([1], [1.0], "ks", label="one node")
@@ -75,7 +71,7 @@ def plot_fault_latency(out, rows):
     links = list(data)
     fig, ax = plt.subplots(figsize=(max(5, 1.4 * len(links)), 4))
     for j, q in enumerate(("p50", "p90", "p99")):
-        vals = [_median(data[l], f"fault_read_miss_{q}_us") for l in links]
+        vals = [median(data[l], f"fault_read_miss_{q}_us") for l in links]
         ax.bar([i + (j - 1) * 0.27 for i in range(len(links))], vals, 0.27, label=q)
     ax.set_xticks(range(len(links)), links)
     ax.set_yscale("log")
@@ -94,7 +90,7 @@ def plot_traffic(out, rows):
     vals = []
     for w, l in keys:
         rs = [r for r in rows if r["ok"] and r["workload"] == w and r["link"] == l and r["nodes"] > 1]
-        vals.append(_median(rs, "bytes_sent") + _median(rs, "bytes_received"))
+        vals.append(median(rs, "bytes_sent") + median(rs, "bytes_received"))
     ax.bar(range(len(keys)), [v / 1e6 for v in vals])
     ax.set_xticks(range(len(keys)), [f"{w}\n{l}" for w, l in keys], fontsize=7)
     ax.set_ylabel("MB over the data plane (home, both ways)")
@@ -113,7 +109,7 @@ def headline(rows, projection):
             continue
         two = [r for r in ok if r["workload"] == w and r["nodes"] == multi[0] and r["link"] == "loopback"]
         base = [r for r in ok if r["workload"] == w and r["nodes"] == 1 and r["vcpus"] == two[0]["vcpus"]]
-        value, baseline = _median(two, "value"), _median(base, "value")
+        value, baseline = median(two, "value"), median(base, "value")
         if value is None or not baseline:
             continue
         return {"name": f"harness_{w}_{multi[0]}_nodes_loopback", "value": value, "unit": two[0]["unit"],
@@ -139,12 +135,12 @@ def markdown(host, args, rows, projection, plots):
     keys = sorted({(r["workload"], r["nodes"], r["vcpus"], r["link"]) for r in ok})
     for w, n, v, l in keys:
         rs = [r for r in ok if (r["workload"], r["nodes"], r["vcpus"], r["link"]) == (w, n, v, l)]
-        val = _median(rs, "value")
-        base = _median([r for r in ok if r["workload"] == w and r["nodes"] == 1 and r["vcpus"] == v], "value")
+        val = median(rs, "value")
+        base = median([r for r in ok if r["workload"] == w and r["nodes"] == 1 and r["vcpus"] == v], "value")
         ratio = f"{val / base:.3f}" if base and n > 1 else ""
-        p50, p99 = _median(rs, "fault_read_miss_p50_us"), _median(rs, "fault_read_miss_p99_us")
+        p50, p99 = median(rs, "fault_read_miss_p50_us"), median(rs, "fault_read_miss_p99_us")
         lines.append(f"| {w} | {'one node' if n == 1 else f'{n} nodes'} | {v} | {l} | {val} {rs[0]['unit']} | "
-                     f"{base if n > 1 else ''} | {ratio} | {_median(rs, 'messages_received') or ''} | "
+                     f"{base if n > 1 else ''} | {ratio} | {median(rs, 'messages_received') or ''} | "
                      f"{'' if p50 is None else f'{p50:.0f}/{p99:.0f}'} |")
     lines += ["", "## Scaling projection", "",
               "Model (bench/harness/model.py, docs/BENCHMARKS.md): T(N, L) = T_local(N) + alpha * M(N) * c(L), "

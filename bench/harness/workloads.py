@@ -25,7 +25,7 @@ class Workload:
     higher_is_better: bool
     files: tuple                             # guest_paths() keys: the kernel, and the initrd if any
     append: Callable[[bool, int], str]       # (quick, total vCPUs) -> kernel command line
-    parse: Callable[[str], Optional[Result]]  # guest console -> result, None if absent
+    parse: Callable[[str, float], Optional[Result]]  # (guest console, process seconds) -> result, None if absent
     min_vcpus: int = 1
     linux: bool = False
     memory: str = "256M"
@@ -42,14 +42,14 @@ _LINUX_JOB = re.compile(r"HARNESS-JOB ms=(\d+)")
 _LINUX_EXIT = re.compile(r"COALESCE-CMD-EXIT=(\d+)")
 
 
-def _compute(out):
+def _compute(out, _process_s):
     m = _COMPUTE.search(out)
     if not m:
         return None
     return Result(float(m.group(4)), int(m.group(3)) / 1e6, {"cpus": int(m.group(1))})
 
 
-def _spinlock(out):
+def _spinlock(out, _process_s):
     m = _SPIN.search(out)
     if not m or m.group(3) != m.group(4):  # a wrong count is a failed run, not a figure
         return None
@@ -58,7 +58,7 @@ def _spinlock(out):
     return Result(total / (ms / 1000), ms / 1000, {"increments": total})
 
 
-def _ipi(out):
+def _ipi(out, _process_s):
     m = _IPI.search(out)
     if not m:
         return None
@@ -69,7 +69,7 @@ def _ipi(out):
                   {"p90_us": int(m.group(5)) / khz * 1000, "p99_us": int(m.group(6)) / khz * 1000})
 
 
-def _linux_job(out):
+def _linux_job(out, _process_s):
     m, e = _LINUX_JOB.search(out), _LINUX_EXIT.search(out)
     if not m or not e or e.group(1) != "0":
         return None
@@ -77,9 +77,9 @@ def _linux_job(out):
     return Result(ms / 1000, ms / 1000)
 
 
-def _linux_boot(out):
-    # Timed by the harness from the process start to the /init banner (see harness.py: `stamps`).
-    return Result(0.0, 0.0) if "COALESCE-GUEST:" in out and _LINUX_EXIT.search(out) else None
+def _linux_boot(out, process_s):
+    # Boot is what the process's whole life measures: power-on, /init, power-off.
+    return Result(process_s, process_s) if "COALESCE-GUEST:" in out and _LINUX_EXIT.search(out) else None
 
 
 def _linux_cmd(job):
@@ -125,7 +125,7 @@ WORKLOADS = {
         lambda quick, v: "console=ttyS0 loglevel=4 " + _linux_cmd(_shared_memory_job(quick)), _linux_job,
         min_vcpus=2, linux=True),
     "linux_boot": Workload(
-        "linux_boot", "Debian's kernel: power-on to user space (/init's banner)", "boot_time", "s", False,
+        "linux_boot", "Debian's kernel: power-on through /init to power-off", "boot_time", "s", False,
         ("vmlinuz", "initramfs"),
         lambda quick, v: 'console=ttyS0 loglevel=4 coalesce.cmd="true"', _linux_boot, linux=True),
 }
