@@ -54,6 +54,11 @@ constexpr uint16_t kMpsActiveHigh = 0x1;
 constexpr uint16_t kMpsLevel = 0x3 << 2;
 constexpr uint8_t kAllProcessors = 0xFF;
 
+// SRAT (5.2.16) structure types and flags.
+constexpr uint8_t kSratLocalApicAffinity = 0;
+constexpr uint8_t kSratMemoryAffinity = 1;
+constexpr uint32_t kSratEnabled = 1u << 0;
+
 void Put(Bytes& b, size_t off, uint64_t v, int bytes) {
   for (int i = 0; i < bytes; ++i) b[off + i] = static_cast<uint8_t>(v >> (8 * i));
 }
@@ -198,6 +203,43 @@ Bytes BuildMadt(const AcpiConfig& config) {
   return b;
 }
 
+// Static Resource Affinity Table: the proximity domain of every Local APIC and of every RAM range.
+Bytes BuildSrat(const AcpiConfig& config) {
+  Bytes b = Header("SRAT", 3);
+  Append(b, 1, 4);  // reserved, 1 for compatibility with ACPI 1.0 readers
+  Append(b, 0, 8);
+  for (size_t d = 0; d < config.numa.nodes.size(); ++d) {
+    for (uint32_t apic_id : config.numa.nodes[d].vcpus) {
+      b.insert(b.end(), {kSratLocalApicAffinity, 16, static_cast<uint8_t>(d), static_cast<uint8_t>(apic_id)});
+      Append(b, kSratEnabled, 4);
+      b.push_back(0);         // local SAPIC EID
+      Append(b, d >> 8, 3);   // proximity domain, bits 31:8
+      Append(b, 0, 4);        // clock domain
+    }
+  }
+  for (const NumaMemoryRange& r : NumaMemoryRanges(config.numa, config.ram)) {
+    b.insert(b.end(), {kSratMemoryAffinity, 40});
+    Append(b, r.domain, 4);
+    Append(b, 0, 2);
+    Append(b, r.base, 8);
+    Append(b, r.length, 8);
+    Append(b, 0, 4);
+    Append(b, kSratEnabled, 4);
+    Append(b, 0, 8);
+  }
+  Finish(b);
+  return b;
+}
+
+// System Locality Information Table: the relative distance between every pair of domains.
+Bytes BuildSlit(const AcpiConfig& config) {
+  Bytes b = Header("SLIT", 1);
+  Append(b, config.numa.nodes.size(), 8);
+  b.insert(b.end(), config.numa.distances.begin(), config.numa.distances.end());
+  Finish(b);
+  return b;
+}
+
 Bytes BuildRootTable(const char* signature, const std::vector<uint64_t>& entries, int entry_bytes) {
   Bytes b = Header(signature, 1);
   for (uint64_t e : entries) Append(b, e, entry_bytes);
@@ -250,7 +292,13 @@ absl::StatusOr<AcpiTableSet> BuildAcpiTableSet(const AcpiConfig& config, uint64_
     }
   }
   if (config.virtio_mmio.size() > 256) return absl::InvalidArgumentError("ACPI: more than 256 virtio-mmio devices");
-  // Layout: RSDP, FACS (64-aligned), DSDT, FADT, MADT, XSDT, RSDT, each 16-byte aligned.
+  const bool numa = config.numa.enabled();
+  if (numa) {
+    uint64_t ram = 0;
+    for (const MemoryRegion& r : config.ram) ram += r.size;
+    RETURN_IF_ERROR(ValidateNumaTopology(config.numa, config.vcpu_count, ram));
+  }
+  // Layout: RSDP, FACS (64-aligned), DSDT, FADT, MADT, [SRAT, SLIT,] XSDT, RSDT, each 16-byte aligned.
   AcpiTableSet set;
   const uint64_t rsdp = AlignUp(base, 16);
   const uint64_t facs = AlignUp(rsdp + 36, 64);
@@ -261,19 +309,34 @@ absl::StatusOr<AcpiTableSet> BuildAcpiTableSet(const AcpiConfig& config, uint64_
   Bytes fadt_bytes = BuildFadt(facs, dsdt);
   const uint64_t madt = AlignUp(fadt + fadt_bytes.size(), 16);
   Bytes madt_bytes = BuildMadt(config);
-  const uint64_t xsdt = AlignUp(madt + madt_bytes.size(), 16);
-  Bytes xsdt_bytes = BuildRootTable("XSDT", {fadt, madt}, 8);
+  uint64_t next = AlignUp(madt + madt_bytes.size(), 16);
+  std::vector<uint64_t> roots = {fadt, madt};
+  std::vector<AcpiTable> numa_tables;
+  if (numa) {
+    Bytes srat_bytes = BuildSrat(config);
+    const uint64_t srat = next;
+    const uint64_t slit = AlignUp(srat + srat_bytes.size(), 16);
+    Bytes slit_bytes = BuildSlit(config);
+    next = AlignUp(slit + slit_bytes.size(), 16);
+    roots.insert(roots.end(), {srat, slit});
+    numa_tables.push_back({"SRAT", srat, std::move(srat_bytes)});
+    numa_tables.push_back({"SLIT", slit, std::move(slit_bytes)});
+  }
+  const uint64_t xsdt = next;
+  Bytes xsdt_bytes = BuildRootTable("XSDT", roots, 8);
   const uint64_t rsdt = AlignUp(xsdt + xsdt_bytes.size(), 16);
-  Bytes rsdt_bytes = BuildRootTable("RSDT", {fadt, madt}, 4);
+  Bytes rsdt_bytes = BuildRootTable("RSDT", roots, 4);
   Bytes rsdp_bytes = BuildRsdp(rsdt, xsdt);
   set.rsdp_addr = rsdp;
   set.end = rsdt + rsdt_bytes.size();
   set.tables = {
       {"RSDP", rsdp, std::move(rsdp_bytes)}, {"FACS", facs, std::move(facs_bytes)},
       {"DSDT", dsdt, std::move(dsdt_bytes)}, {"FACP", fadt, std::move(fadt_bytes)},
-      {"APIC", madt, std::move(madt_bytes)}, {"XSDT", xsdt, std::move(xsdt_bytes)},
-      {"RSDT", rsdt, std::move(rsdt_bytes)},
+      {"APIC", madt, std::move(madt_bytes)},
   };
+  for (AcpiTable& t : numa_tables) set.tables.push_back(std::move(t));
+  set.tables.push_back({"XSDT", xsdt, std::move(xsdt_bytes)});
+  set.tables.push_back({"RSDT", rsdt, std::move(rsdt_bytes)});
   return set;
 }
 

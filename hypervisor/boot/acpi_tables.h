@@ -1,4 +1,5 @@
-// The guest's ACPI tables, built in code: RSDP (v2) -> XSDT (and RSDT) -> FADT (rev 6) -> FACS, DSDT; MADT.
+// The guest's ACPI tables, built in code: RSDP (v2) -> XSDT (and RSDT) -> FADT (rev 6) -> FACS, DSDT; MADT;
+// with a NUMA topology (numa_topology.h) also SRAT and SLIT.
 // The DSDT's AML is generated (aml.h), not compiled from ASL, so it can follow the machine's configuration
 // (vCPU count, virtio-mmio devices); docs/BOOT.md explains the choice.
 #pragma once
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "hypervisor/boot/numa_topology.h"
 #include "hypervisor/memory/guest_memory.h"
 
 namespace coalesce {
@@ -26,6 +28,10 @@ struct AcpiConfig {
   uint32_t vcpu_count = 1;  // 1..255: one enabled Local APIC per vCPU, APIC id = vCPU index
   uint8_t ioapic_id = 0;    // must match the IOAPIC device's ID register
   std::vector<AcpiVirtioMmioDevice> virtio_mmio;
+  // Proximity domains (SRAT: each vCPU's and each RAM range's domain; SLIT: distances) when numa.enabled();
+  // `ram` is the guest's RAM layout the domains' memory is cut from (GuestMemory::regions()).
+  NumaTopology numa;
+  std::vector<MemoryRegion> ram;
 };
 
 struct AcpiTable {
@@ -42,7 +48,8 @@ struct AcpiTableSet {
   [[nodiscard]] const AcpiTable* Find(std::string_view signature) const;
 };
 
-// Pure: computes every table. InvalidArgument for a vCPU count outside 1..255.
+// Pure: computes every table. InvalidArgument for a vCPU count outside 1..255 or a NUMA topology that does not
+// fit the vCPUs and RAM (ValidateNumaTopology).
 absl::StatusOr<AcpiTableSet> BuildAcpiTableSet(const AcpiConfig& config, uint64_t base);
 
 // Builds the set at boot_layout::kAcpiTablesAddr (0xE0000, inside the BIOS area the e820 map reserves, where

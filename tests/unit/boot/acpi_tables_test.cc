@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <algorithm>
+#include <tuple>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -24,8 +26,10 @@ T Peek(const std::vector<uint8_t>& b, size_t off) {
   return v;
 }
 
-AcpiTableSet Build(uint32_t vcpus, std::vector<AcpiVirtioMmioDevice> virtio = {}) {
-  auto set = BuildAcpiTableSet({.vcpu_count = vcpus, .ioapic_id = 0, .virtio_mmio = std::move(virtio)},
+AcpiTableSet Build(uint32_t vcpus, std::vector<AcpiVirtioMmioDevice> virtio = {}, NumaTopology numa = {},
+                   uint64_t memory = 256ULL << 20) {
+  auto set = BuildAcpiTableSet({.vcpu_count = vcpus, .ioapic_id = 0, .virtio_mmio = std::move(virtio),
+                                .numa = std::move(numa), .ram = GuestMemory::Layout(memory)},
                                boot_layout::kAcpiTablesAddr);
   REQUIRE(set.ok());
   return *set;
@@ -212,6 +216,63 @@ TEST_CASE("AML encodings") {
   CHECK(aml::Integer(0x100000000ULL).size() == 9);
 }
 
+TEST_CASE("ACPI: SRAT and SLIT describe the NUMA domains, and only when there are several") {
+  CHECK(Build(2).Find("SRAT") == nullptr);
+  NumaTopology one;
+  one.nodes = {{{0, 1}, 256ULL << 20}};
+  one.distances = {10};
+  CHECK(Build(2, {}, one).Find("SLIT") == nullptr);
+
+  NumaTopology numa;
+  numa.nodes = {{{0, 2}, 192ULL << 20}, {{1}, 64ULL << 20}};
+  numa.distances = {10, 27, 27, 10};
+  AcpiTableSet set = Build(3, {}, numa);
+  const AcpiTable& srat = Get(set, "SRAT");
+  CHECK(AcpiChecksum(srat.bytes) == 0);
+  CHECK(srat.bytes[8] == 3);  // revision
+  CHECK(Peek<uint32_t>(srat.bytes, 36) == 1);
+  // Three Local APIC affinity entries in domain order, then one memory range per domain.
+  size_t off = 48;
+  const std::vector<std::pair<uint8_t, uint8_t>> cpus = {{0, 0}, {0, 2}, {1, 1}};  // (domain, APIC id)
+  for (auto [domain, apic] : cpus) {
+    CHECK(srat.bytes[off] == 0);
+    CHECK(srat.bytes[off + 1] == 16);
+    CHECK(srat.bytes[off + 2] == domain);
+    CHECK(srat.bytes[off + 3] == apic);
+    CHECK(Peek<uint32_t>(srat.bytes, off + 4) == 1);  // enabled
+    off += 16;
+  }
+  const std::vector<std::tuple<uint32_t, uint64_t, uint64_t>> ranges = {{0, 0, 192ULL << 20},
+                                                                       {1, 192ULL << 20, 64ULL << 20}};
+  for (auto [domain, base, length] : ranges) {
+    CHECK(srat.bytes[off] == 1);
+    CHECK(srat.bytes[off + 1] == 40);
+    CHECK(Peek<uint32_t>(srat.bytes, off + 2) == domain);
+    CHECK(Peek<uint64_t>(srat.bytes, off + 8) == base);
+    CHECK(Peek<uint64_t>(srat.bytes, off + 16) == length);
+    CHECK(Peek<uint32_t>(srat.bytes, off + 28) == 1);
+    off += 40;
+  }
+  CHECK(off == srat.bytes.size());
+  const AcpiTable& slit = Get(set, "SLIT");
+  CHECK(AcpiChecksum(slit.bytes) == 0);
+  CHECK(Peek<uint64_t>(slit.bytes, 36) == 2);
+  CHECK(std::vector<uint8_t>(slit.bytes.begin() + 44, slit.bytes.end()) == numa.distances);
+  // Both are reachable from the XSDT.
+  const AcpiTable& xsdt = Get(set, "XSDT");
+  std::vector<uint64_t> entries;
+  for (size_t o = 36; o < xsdt.bytes.size(); o += 8) entries.push_back(Peek<uint64_t>(xsdt.bytes, o));
+  CHECK(std::find(entries.begin(), entries.end(), srat.addr) != entries.end());
+  CHECK(std::find(entries.begin(), entries.end(), slit.addr) != entries.end());
+
+  // A topology that does not fit is refused.
+  numa.nodes[1].vcpus = {1, 2};
+  auto bad = BuildAcpiTableSet({.vcpu_count = 3, .numa = numa, .ram = GuestMemory::Layout(256ULL << 20)},
+                               boot_layout::kAcpiTablesAddr);
+  REQUIRE(!bad.ok());
+  CHECK(std::string(bad.status().message()).find("vCPU 2 is in domains 0 and 1") != std::string::npos);
+}
+
 // The DSDT and every other table must survive the reference disassembler, and the disassembled DSDT
 // must compile again: that checks AML encoding, not just our own reading of it.
 TEST_CASE("ACPI: iasl disassembles every table; the DSDT round-trips through the compiler") {
@@ -222,7 +283,14 @@ TEST_CASE("ACPI: iasl disassembles every table; the DSDT round-trips through the
   REQUIRE(vrc == 0);  // acpica-tools must be installed (scripts/setup.sh)
 
   TempDir dir;
-  AcpiTableSet set = Build(3, {{0xd0000000, 0x200, 16}, {0xd0000200, 0x200, 17}});
+  // Three domains: vCPUs 0-1 with 3 GiB below the PCI hole and 1 GiB above it split 3.5 : 0.5, vCPU 2 alone
+  // with no memory (an edge lending CPUs); so SRAT and SLIT are checked too.
+  NumaTopology numa;
+  numa.nodes = {{{0, 1}, 3584ULL << 20}, {{2}, 512ULL << 20}, {{3}, 0}};
+  numa.distances = {10, 27, 56, 27, 10, 56, 56, 56, 10};
+  AcpiTableSet set = Build(4, {{0xd0000000, 0x200, 16}, {0xd0000200, 0x200, 17}}, numa, 4096ULL << 20);
+  REQUIRE(set.Find("SRAT") != nullptr);
+  REQUIRE(set.Find("SLIT") != nullptr);
   for (const AcpiTable& t : set.tables) {
     if (t.signature == "RSDP") continue;  // not a table with a header: iasl -d refuses it (checked above)
     const std::filesystem::path bin = dir.path / (t.signature + ".dat");
@@ -261,6 +329,17 @@ TEST_CASE("ACPI: iasl disassembles every table; the DSDT round-trips through the
     }
     if (t.signature == "FACP") {
       CHECK(dsl.find("Reset Register") != std::string::npos);
+    }
+    if (t.signature == "SRAT") {
+      CHECK(dsl.find("Processor Local APIC/SAPIC Affinity") != std::string::npos);
+      CHECK(dsl.find("Memory Affinity") != std::string::npos);
+      CHECK(dsl.find("Base Address : 0000000100000000") != std::string::npos);  // the range above the hole
+      CHECK(dsl.find("Address Length : 00000000C0000000") != std::string::npos);  // domain 0: all 3 GiB below
+    }
+    if (t.signature == "SLIT") {
+      CHECK(dsl.find("Localities : 0000000000000003") != std::string::npos);
+      CHECK(dsl.find("Locality   0 : 0A 1B 38") != std::string::npos);
+      CHECK(dsl.find("Locality   2 : 38 38 0A") != std::string::npos);
     }
   }
 }

@@ -1,0 +1,140 @@
+#include "hypervisor/boot/numa_topology.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_format.h"
+
+namespace coalesce {
+namespace {
+
+constexpr uint64_t kPage = 4096;
+constexpr uint64_t kMinNodeMemory = 4ULL << 20;  // Linux's NODE_MIN_SIZE on x86
+
+}  // namespace
+
+uint8_t SlitDistanceForRoundTrip(absl::Duration rtt) {
+  const double us = std::max(0.0, absl::ToDoubleMicroseconds(rtt));
+  const double d = std::round(10.0 + 20.0 * std::log10(1.0 + us / 10.0));
+  return static_cast<uint8_t>(std::clamp(d, 11.0, 254.0));
+}
+
+void SetUniformDistances(NumaTopology& topology, uint8_t distance) {
+  const size_t n = topology.nodes.size();
+  topology.distances.assign(n * n, distance);
+  for (size_t i = 0; i < n; ++i) topology.distances[i * n + i] = kSlitLocalDistance;
+}
+
+void SetDistancesFromHomeRoundTrips(NumaTopology& topology, const std::vector<absl::Duration>& rtt_from_home) {
+  const size_t n = topology.nodes.size();
+  SetUniformDistances(topology, kSlitDefaultRemoteDistance);
+  auto rtt = [&](size_t i) { return i < rtt_from_home.size() ? rtt_from_home[i] : absl::ZeroDuration(); };
+  for (size_t i = 0; i < n; ++i) {
+    for (size_t j = 0; j < n; ++j) {
+      if (i == j) continue;
+      // Home to an edge: that link. Edge to edge: the slower of the two links home measured.
+      const absl::Duration r = (i == 0) ? rtt(j) : (j == 0) ? rtt(i) : std::max(rtt(i), rtt(j));
+      topology.distances[i * n + j] = SlitDistanceForRoundTrip(r);
+    }
+  }
+}
+
+NumaTopology TopologyFromPlacement(uint32_t vcpu_count, uint64_t memory,
+                                   const std::vector<std::vector<uint32_t>>& edge_vcpus) {
+  NumaTopology t;
+  t.nodes.resize(1 + edge_vcpus.size());
+  std::vector<bool> remote(vcpu_count, false);
+  for (size_t e = 0; e < edge_vcpus.size(); ++e) {
+    t.nodes[e + 1].vcpus = edge_vcpus[e];
+    for (uint32_t v : edge_vcpus[e]) {
+      if (v < vcpu_count) remote[v] = true;
+    }
+  }
+  for (uint32_t v = 0; v < vcpu_count; ++v) {
+    if (!remote[v]) t.nodes[0].vcpus.push_back(v);
+  }
+  t.nodes[0].memory = memory;
+  SetUniformDistances(t, kSlitDefaultRemoteDistance);
+  return t;
+}
+
+absl::Status ValidateNumaTopology(const NumaTopology& topology, uint32_t vcpu_count, uint64_t memory) {
+  const size_t n = topology.nodes.size();
+  if (n == 0) return absl::InvalidArgumentError("NUMA: no domains");
+  if (n > kMaxNumaNodes) {
+    return absl::InvalidArgumentError(absl::StrFormat("NUMA: %u domains, at most %u", n, kMaxNumaNodes));
+  }
+  std::vector<int> domain_of(vcpu_count, -1);
+  uint64_t total = 0;
+  for (size_t d = 0; d < n; ++d) {
+    const NumaNode& node = topology.nodes[d];
+    for (uint32_t v : node.vcpus) {
+      if (v >= vcpu_count) {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("NUMA domain %u: vCPU %u does not exist (the guest has %u)", d, v, vcpu_count));
+      }
+      if (domain_of[v] >= 0) {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("NUMA: vCPU %u is in domains %d and %u", v, domain_of[v], d));
+      }
+      domain_of[v] = static_cast<int>(d);
+    }
+    if (node.memory % kPage != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("NUMA domain %u: memory %u is not a multiple of 4 KiB", d, node.memory));
+    }
+    if (node.memory != 0 && node.memory < kMinNodeMemory) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "NUMA domain %u: %u bytes of memory; at least 4M (Linux ignores smaller nodes), or 0 for CPUs only", d,
+          node.memory));
+    }
+    if (node.memory == 0 && node.vcpus.empty()) {
+      return absl::InvalidArgumentError(absl::StrFormat("NUMA domain %u has neither vCPUs nor memory", d));
+    }
+    total += node.memory;
+  }
+  for (uint32_t v = 0; v < vcpu_count; ++v) {
+    if (domain_of[v] < 0) return absl::InvalidArgumentError(absl::StrFormat("NUMA: vCPU %u is in no domain", v));
+  }
+  if (total != memory) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("NUMA: the domains hold %u bytes of memory, the guest has %u", total, memory));
+  }
+  if (topology.distances.size() != n * n) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("NUMA: %u distances for %u domains (need %u)", topology.distances.size(), n, n * n));
+  }
+  for (size_t i = 0; i < n; ++i) {
+    for (size_t j = 0; j < n; ++j) {
+      const uint8_t d = topology.distance(i, j);
+      const bool ok = (i == j) ? d == kSlitLocalDistance : (d > kSlitLocalDistance && d < 255);
+      if (!ok) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "NUMA: distance %u from domain %u to %u (10 to itself, 11..254 to another domain)", d, i, j));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::vector<NumaMemoryRange> NumaMemoryRanges(const NumaTopology& topology, const std::vector<MemoryRegion>& ram) {
+  std::vector<NumaMemoryRange> out;
+  size_t region = 0;
+  uint64_t used = 0;  // bytes of ram[region] already given to a domain
+  for (size_t d = 0; d < topology.nodes.size(); ++d) {
+    uint64_t left = topology.nodes[d].memory;
+    while (left > 0 && region < ram.size()) {
+      const uint64_t take = std::min(left, ram[region].size - used);
+      out.push_back({ram[region].guest_phys + used, take, static_cast<uint32_t>(d)});
+      left -= take;
+      used += take;
+      if (used == ram[region].size) {
+        ++region;
+        used = 0;
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace coalesce
