@@ -116,6 +116,12 @@ std::vector<uint8_t> Encode(const NodeMessage& message) {
   } else if (auto* ready = std::get_if<MeshReady>(&message)) {
     w.U8(static_cast<uint8_t>(Type::kMeshReady));
     w.U16(ready->node_id);
+  } else if (auto* echo = std::get_if<Echo>(&message)) {
+    w.U8(static_cast<uint8_t>(Type::kEcho));
+    w.U64(echo->token);
+  } else if (auto* echo_reply = std::get_if<EchoReply>(&message)) {
+    w.U8(static_cast<uint8_t>(Type::kEchoReply));
+    w.U64(echo_reply->token);
   }
   return w.Take();
 }
@@ -205,6 +211,18 @@ absl::StatusOr<NodeMessage> Decode(std::span<const uint8_t> bytes) {
     case Type::kMeshReady: {
       MeshReady m;
       if (!r.U16(&m.node_id)) return bad("truncated");
+      out = m;
+      break;
+    }
+    case Type::kEcho: {
+      Echo m;
+      if (!r.U64(&m.token)) return bad("truncated");
+      out = m;
+      break;
+    }
+    case Type::kEchoReply: {
+      EchoReply m;
+      if (!r.U64(&m.token)) return bad("truncated");
       out = m;
       break;
     }

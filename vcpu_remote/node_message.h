@@ -19,7 +19,7 @@
 
 namespace coalesce::node_msg {
 
-inline constexpr uint8_t kVersion = 1;
+inline constexpr uint8_t kVersion = 2;  // 2: Echo and EchoReply
 
 enum class Type : uint8_t {
   kHello = 1,       // remote -> home: my node id and where my data plane listens
@@ -30,6 +30,8 @@ enum class Type : uint8_t {
   kEoi = 6,         // remote -> home: a level-triggered vector was EOIed (for the IOAPIC)
   kStop = 7,        // any -> any: the VM stops, with the exit status and reason
   kMeshReady = 8,   // remote -> home: connected to every peer named in kPeers; its vCPUs may start
+  kEcho = 9,        // home -> remote: a round-trip probe (the link's latency, for the guest's NUMA distances)
+  kEchoReply = 10,  // remote -> home: the probe's token, sent back at once
 };
 
 enum class IoKind : uint8_t { kPioRead = 0, kPioWrite = 1, kMmioRead = 2, kMmioWrite = 3 };
@@ -74,7 +76,14 @@ struct MeshReady {
   uint16_t node_id;
 };
 
-using NodeMessage = std::variant<Hello, Peers, IoRequest, IoReply, Interrupt, Eoi, Stop, MeshReady>;
+struct Echo {
+  uint64_t token;
+};
+struct EchoReply {
+  uint64_t token;
+};
+
+using NodeMessage = std::variant<Hello, Peers, IoRequest, IoReply, Interrupt, Eoi, Stop, MeshReady, Echo, EchoReply>;
 
 std::vector<uint8_t> Encode(const NodeMessage& message);
 absl::StatusOr<NodeMessage> Decode(std::span<const uint8_t> bytes);

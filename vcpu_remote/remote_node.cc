@@ -221,6 +221,11 @@ void RemoteNode::OnMessage(uint16_t from, node_msg::NodeMessage message) {
   } else if (auto* peers = std::get_if<node_msg::Peers>(&message)) {
     absl::MutexLock lock(&mesh_mu_);
     peers_ = *peers;
+  } else if (auto* echo = std::get_if<node_msg::Echo>(&message)) {
+    // Home's round-trip probe: answered at once, on this receiver thread, so the reply measures the link.
+    if (absl::Status st = link_->Send(from, node_msg::EchoReply{echo->token}); !st.ok()) {
+      LOG_WARN("node %u: answering a probe from node %u: %s", args_.node_id, from, st.ToString());
+    }
   } else {
     LOG_WARN("node %u: unexpected message from node %u", args_.node_id, from);
   }

@@ -14,6 +14,7 @@
 
 #include "dsm/link_spec.h"
 #include "hypervisor/base/log.h"
+#include "hypervisor/cli/numa_option.h"
 #include "hypervisor/cli/run_options.h"
 #include "hypervisor/base/signal_stopper.h"
 #include "edge_monitor/edge_flag.h"
@@ -133,6 +134,16 @@ absl::StatusOr<MachineConfig> MergeProfile(RunOptions options) {
     if (!l.ok()) return l.status();
     config.link = *l;
   }
+  const std::string& numa = !options.numa.empty() ? options.numa : profile.guest().numa();
+  absl::StatusOr<NumaChoice> numa_choice =
+      ParseNumaSpec(numa, !options.numa.empty() ? "--numa" : "guest.numa", config.vcpus, config.memory);
+  if (!numa_choice.ok()) return numa_choice.status();
+  if (numa_choice->mode == NumaMode::kExplicit && !config.edges.empty()) {
+    return absl::InvalidArgumentError(
+        "--numa: explicit domains are for one host; a coalesced VM's domains follow its placement (auto or off)");
+  }
+  config.numa = numa_choice->mode;
+  config.numa_nodes = std::move(numa_choice->nodes);
   const std::string& advertise = !options.data_plane_advertise.empty() ? options.data_plane_advertise
                                                                        : profile.home().data_plane_advertise();
   if (!advertise.empty()) {

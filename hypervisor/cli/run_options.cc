@@ -54,6 +54,9 @@ const char kRunUsage[] =
     "  --link SPEC         emulate a link on every data-plane link, both ways: a class (infiniband, pcie,\n"
     "                      5g-urllc, wifi6e, 5g, wifi-p90), optionally ,jitter=..,bandwidth=.., or\n"
     "                      latency=2ms[,jitter=200us][,bandwidth=1Gbit] (docs/BENCHMARKS.md)\n"
+    "  --numa SPEC         the guest's NUMA domains (ACPI SRAT and SLIT): auto (default: one per node of a\n"
+    "                      coalesced VM, distances from the measured round trips), off, or on one host\n"
+    "                      cpus=0-1[,memory=128M]/cpus=2-3[,memory=128M]/... (docs/NUMA.md)\n"
     "  --cpu MODEL         CPU model the guest sees: host, baseline or auto (default: auto = host\n"
     "                      with hardware virtualization, baseline on software-virtualized KVM)\n"
     "  --rip-samples FILE  sample the guest's RIP whenever a vCPU is interrupted and write \"RIP COUNT\"\n"
@@ -139,6 +142,10 @@ absl::StatusOr<RunOptions> ParseRunOptions(const std::vector<std::string>& args)
       auto v = take();
       if (!v.ok()) return v.status();
       o.link = *v;
+    } else if (flag == "--numa") {
+      auto v = take();
+      if (!v.ok()) return v.status();
+      o.numa = *v;
     } else if (flag == "--data-plane-advertise") {
       auto v = take();
       if (!v.ok()) return v.status();

@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <random>
 
 #include "absl/strings/str_format.h"
@@ -15,6 +17,7 @@ namespace coalesce {
 namespace {
 
 constexpr absl::Duration kNodeStartTimeout = absl::Seconds(30);
+constexpr absl::Duration kProbeTimeout = absl::Seconds(5);
 
 }  // namespace
 
@@ -140,6 +143,10 @@ void CoalescenceHome::OnMessage(uint16_t from, node_msg::NodeMessage message) {
   } else if (std::holds_alternative<node_msg::MeshReady>(message)) {
     absl::MutexLock lock(&mu_);
     mesh_ready_++;
+  } else if (auto* reply = std::get_if<node_msg::EchoReply>(&message)) {
+    absl::MutexLock lock(&mu_);
+    // Only the probe in flight counts; a late answer to one that timed out is dropped.
+    if (reply->token == echo_sent_) echo_answered_ = reply->token;
   } else {
     LOG_WARN("unexpected node message from node %u", from);
   }
@@ -172,6 +179,33 @@ void CoalescenceHome::Shutdown() {
     if (!st.ok()) LOG_INFO("stopping node %u: %s", i + 1, st.status().ToString());
   }
   link_->dsm().Stop();
+}
+
+absl::StatusOr<std::vector<absl::Duration>> CoalescenceHome::MeasureRoundTrips(int probes) {
+  std::vector<absl::Duration> rtt(config_.edges.size() + 1, absl::ZeroDuration());
+  for (uint16_t node = 1; node <= config_.edges.size(); ++node) {
+    std::vector<absl::Duration> samples;
+    for (int p = 0; p < std::max(probes, 1); ++p) {
+      uint64_t token;
+      {
+        absl::MutexLock lock(&mu_);
+        token = ++echo_sent_;
+      }
+      const auto start = std::chrono::steady_clock::now();
+      RETURN_IF_ERROR(link_->Send(node, node_msg::Echo{token}));
+      absl::MutexLock lock(&mu_);
+      auto answered = [this, token]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return echo_answered_ == token; };
+      if (!mu_.AwaitWithTimeout(absl::Condition(&answered), kProbeTimeout)) {
+        return absl::DeadlineExceededError(absl::StrFormat(
+            "node %u (edge %s) did not answer a round-trip probe within %s", node,
+            config_.edges[node - 1].agent_address, absl::FormatDuration(kProbeTimeout)));
+      }
+      samples.push_back(absl::FromChrono(std::chrono::steady_clock::now() - start));
+    }
+    std::sort(samples.begin(), samples.end());
+    rtt[node] = samples[samples.size() / 2];
+  }
+  return rtt;
 }
 
 std::string CoalescenceHome::StatsReport() const {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "edge_monitor/edge_agent_client.h"
 #include "edge_monitor/guest_ranges.h"
 #include "hypervisor/machine/edge_placement.h"
@@ -57,6 +58,10 @@ class CoalescenceHome final {
   // Asks each agent to stop its runtime and closes the data plane. Not from a DSM thread (it joins them).
   void Shutdown();
   [[nodiscard]] std::string StatsReport() const;
+  // The round trip to each remote node over its data-plane connection (link emulation included): the median
+  // of `probes` echo probes, each answered by the node's receiver thread. Entry i is node i; entry 0 (home)
+  // is zero. DeadlineExceeded naming the node if a probe is not answered within 5 s.
+  absl::StatusOr<std::vector<absl::Duration>> MeasureRoundTrips(int probes);
   // The home's DSM node (devices pin request pages in it: DsmDmaGuard).
   [[nodiscard]] dsm::DsmNode& dsm() { return link_->dsm(); }
 
@@ -77,6 +82,8 @@ class CoalescenceHome final {
   absl::Mutex mu_;
   std::vector<node_msg::PeerInfo> hellos_ ABSL_GUARDED_BY(mu_);
   size_t mesh_ready_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t echo_sent_ ABSL_GUARDED_BY(mu_) = 0;      // token of the last probe sent
+  uint64_t echo_answered_ ABSL_GUARDED_BY(mu_) = 0;  // token of the last probe answered
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
 };

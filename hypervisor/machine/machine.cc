@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "hypervisor/base/log.h"
 #include "hypervisor/base/platform.h"
@@ -30,6 +31,7 @@
 #include "hypervisor/vcpu/model_msrs.h"
 #include "hypervisor/vcpu/exit_status.h"
 #include "vcpu_remote/forwarding_router.h"
+#include "edge_monitor/vcpu_list.h"
 #include "devmodel/acpi_pm.h"
 #include "devmodel/home_only_memory.h"
 #include "devmodel/vhost_user/storage_daemon.h"
@@ -283,8 +285,10 @@ absl::Status Machine::LoadGuest() {
   }
   E820Map e820 = E820Map::ForRegions(memory_->regions());
   RETURN_IF_ERROR(fw_cfg_->AddFile("etc/e820", e820.ToBytes()).status());
-  ASSIGN_OR_RETURN(uint64_t rsdp, BuildAcpiTables(
-                                      *memory_, AcpiConfig{.vcpu_count = config_.vcpus, .virtio_mmio = acpi_virtio_mmio_}));
+  acpi_config_ = AcpiConfig{.vcpu_count = config_.vcpus, .virtio_mmio = acpi_virtio_mmio_,
+                            .ram = memory_->regions()};
+  RETURN_IF_ERROR(PlanNumaTopology());
+  ASSIGN_OR_RETURN(uint64_t rsdp, BuildAcpiTables(*memory_, acpi_config_));
 
   switch (DetectKernelFormat(kernel)) {
     case KernelFormat::kLinuxBzImage: {
@@ -347,6 +351,41 @@ absl::Status Machine::BuildVcpus() {
   return absl::OkStatus();
 }
 
+absl::Status Machine::PlanNumaTopology() {
+  NumaTopology t;
+  if (config_.numa == NumaMode::kExplicit) {
+    t.nodes = config_.numa_nodes;
+  } else if (config_.numa == NumaMode::kAuto && !config_.edges.empty()) {
+    std::vector<std::vector<uint32_t>> edge_vcpus;
+    for (const EdgePlacementSpec& e : config_.edges) edge_vcpus.push_back(e.vcpus);
+    t = TopologyFromPlacement(config_.vcpus, config_.memory, edge_vcpus);
+  }
+  if (!t.enabled()) return absl::OkStatus();
+  // Before (or without) a measurement: the emulated link's round trip where --link sets one, else Linux's default.
+  const absl::Duration one_way = config_.link.one_way_latency;
+  SetUniformDistances(t, one_way > absl::ZeroDuration() ? SlitDistanceForRoundTrip(2 * one_way)
+                                                         : kSlitDefaultRemoteDistance);
+  if (absl::Status st = ValidateNumaTopology(t, config_.vcpus, config_.memory); !st.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--numa: ", st.message()));
+  }
+  acpi_config_.numa = std::move(t);
+  return absl::OkStatus();
+}
+
+absl::Status Machine::MeasureNumaDistances() {
+  constexpr int kProbes = 7;
+  ASSIGN_OR_RETURN(std::vector<absl::Duration> rtt, home_->MeasureRoundTrips(kProbes));
+  SetDistancesFromHomeRoundTrips(acpi_config_.numa, rtt);
+  // The same tables with new SLIT bytes: same sizes, same addresses; no vCPU has run, so no node holds a copy.
+  RETURN_IF_ERROR(BuildAcpiTables(*memory_, acpi_config_).status());
+  for (size_t e = 0; e < config_.edges.size(); ++e) {
+    std::fprintf(stderr, "coalesce run: guest NUMA node %zu = edge %s (vCPUs %s): round trip %.3f ms, distance %u\n",
+                 e + 1, config_.edges[e].agent_address.c_str(), FormatVcpuList(config_.edges[e].vcpus).c_str(),
+                 absl::ToDoubleMilliseconds(rtt[e + 1]), acpi_config_.numa.distance(0, e + 1));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Machine::StartCoalescence() {
   if (config_.edges.empty()) return absl::OkStatus();
   // The guest's TSC on every node is host TSC - offset, the offset KVM gave vCPU 0 here: exact where KVM has
@@ -396,6 +435,7 @@ absl::Status Machine::StartCoalescence() {
   h.on_eoi = [this](uint8_t vector) { router_->BroadcastEoi(vector); };
   h.on_stop = [this](int status, std::string reason) { run_control_.Stop(status, std::move(reason)); };
   ASSIGN_OR_RETURN(home_, CoalescenceHome::Start(cc, *memory_, std::move(h)));
+  if (acpi_config_.numa.enabled()) RETURN_IF_ERROR(MeasureNumaDistances());
   return absl::OkStatus();
 }
 

@@ -66,6 +66,10 @@ class Machine final {
   // Places a virtio device on the next virtio-mmio slot (MMIO window, GSI, DSDT entry, ioeventfds).
   absl::Status AddVirtioDevice(std::unique_ptr<virtio::VirtioDevice> device);
   absl::Status LoadGuest();
+  // The guest's NUMA domains into acpi_config_ (docs/NUMA.md); distances estimated until measured.
+  absl::Status PlanNumaTopology();
+  // A coalesced VM's NUMA distances from the measured round trips to its edges; rewrites the ACPI tables.
+  absl::Status MeasureNumaDistances();
   absl::Status BuildVcpus();
   absl::Status StartCoalescence();
   [[nodiscard]] bool IsLocal(uint32_t vcpu) const { return node_of_vcpu_[vcpu] == 0; }
@@ -101,6 +105,7 @@ class Machine final {
   std::vector<std::unique_ptr<BusDevice>> devices_;  // the ordered device table, built in BuildDevices()
   std::vector<virtio::VirtioMmio*> virtio_devices_;   // owned by devices_: disks, then networks
   std::vector<AcpiVirtioMmioDevice> acpi_virtio_mmio_;  // their DSDT entries
+  AcpiConfig acpi_config_;                            // what LoadGuest wrote (rewritten once links are measured)
   Uart16550* uart_ = nullptr;                         // owned by devices_
   FwCfg* fw_cfg_ = nullptr;                           // owned by devices_
   AcpiPm* acpi_pm_ = nullptr;                         // owned by devices_

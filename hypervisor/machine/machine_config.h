@@ -11,6 +11,7 @@
 #include "devmodel/virtio/virtio_net_tap.h"
 #include "edge_monitor/guest_ranges.h"
 #include "edge_monitor/tls.h"
+#include "hypervisor/boot/numa_topology.h"
 #include "hypervisor/machine/edge_placement.h"
 #include "hypervisor/vcpu/cpuid.h"
 
@@ -38,6 +39,10 @@ struct MachineConfig {
   std::string data_plane_advertise;  // host:port edges dial instead (NAT, port forward); empty: host:port above
   // Guest-physical ranges whose pages never leave home: no edge maps them, home serves their accesses.
   std::vector<GuestRange> home_only_memory;
+  // Guest NUMA (ACPI SRAT and SLIT; docs/NUMA.md). kAuto: one domain per node when vCPUs run on edges, with
+  // distances from the measured round trips; kExplicit: `numa_nodes`, on one host.
+  NumaMode numa = NumaMode::kAuto;
+  std::vector<NumaNode> numa_nodes;
   // Emulated latency, jitter and bandwidth on every data-plane link of the VM, both ways (--link; off by default).
   dsm::LinkEmulation link;
   ControlPlaneSecurity control_plane;  // how the home talks to edge agents (mutual TLS or loopback plaintext)

@@ -2,12 +2,16 @@
 """Boots Debian's cloud kernel (guest-assets/, built by scripts/guest-assets.sh) under coalesce and checks what
 the guest sees: nproc, the processor lines of /proc/cpuinfo and MemTotal match the request; a parallel
 workload accounts time on every CPU in /proc/stat; `sleep 1` in the guest takes about a second of host time;
-`poweroff -f` ends coalesce with exit status 0.
+`poweroff -f` ends coalesce with exit status 0. The guest's NUMA nodes (/sys/devices/system/node) match the
+topology Coalesce described in ACPI SRAT/SLIT: one node on one host, one per node of a coalesced VM (home, then
+each agent), or the domains of --numa.
 
 With --agent LIST (repeatable) the VM is coalesced: the test starts one edge agent (`coalesce edge`, a separate
 process) per --agent and places vCPUs LIST there; the rest run at home.
 
-Usage: linux_boot_test.py COALESCE ASSETS_DIR VCPUS [--memory 256M] [--timeout S] [--agent LIST ...]"""
+Usage: linux_boot_test.py COALESCE ASSETS_DIR VCPUS [--memory 256M] [--timeout S] [--agent LIST ...]
+                          [--numa SPEC] [--link SPEC]"""
+import math
 import argparse
 import os
 import re
@@ -20,6 +24,8 @@ ap.add_argument("vcpus", type=int)
 ap.add_argument("--memory", default="256M")
 ap.add_argument("--timeout", type=float, default=2400)
 ap.add_argument("--agent", action="append", default=[], help="vCPU list for one edge agent started here")
+ap.add_argument("--numa", default="", help="passed to coalesce run --numa (explicit domains: cpus=..[,memory=..]/...)")
+ap.add_argument("--link", default="", help="passed to coalesce run --link (with --numa: sets the expected distance)")
 ap.add_argument("--extra-cmdline", default="",
                 help="more kernel parameters, e.g. the documented fallback cryptomgr.notests for slow hosts "
                      "(docs/BOOT.md); the registered tests pass none")
@@ -36,9 +42,15 @@ for f in (kernel, initrd):
 
 # One `yes` per CPU for a few seconds, then the per-CPU counters; then a timed `sleep 1`.
 workload = (f"for i in $(seq {a.vcpus}); do yes > /dev/null & done; sleep 4; killall yes; "
-            "grep ^cpu /proc/stat; echo SLEEP-BEGIN; sleep 1; echo SLEEP-END")
+            "grep ^cpu /proc/stat; echo SLEEP-BEGIN; sleep 1; echo SLEEP-END; "
+            "for n in /sys/devices/system/node/node*; do echo NUMA-NODE ${n##*node} cpus=$(cat $n/cpulist) "
+            "distance=$(cat $n/distance | tr ' ' ,) kb=$(grep MemTotal $n/meminfo | tr -s ' ' | cut -d' ' -f4); done")
 cmd = [a.coalesce, "run", "--kernel", kernel, "--initrd", initrd, "--vcpus", str(a.vcpus), "--memory", a.memory,
        "--stats", "--append", f'console=ttyS0 loglevel=4 {a.extra_cmdline} coalesce.cmd="{workload}"'.replace("  ", " ")]
+if a.numa:
+    cmd += ["--numa", a.numa]
+if a.link:
+    cmd += ["--link", a.link]
 agents = [EdgeAgent(a.coalesce, capacity="vcpus=4,memory=2G") for _ in a.agent]
 for agent, ids in zip(agents, a.agent):
     cmd += ["--edge", f"{agent.listen}={ids}"]
@@ -77,6 +89,43 @@ else:
     check("sleep 1 markers seen", False)
 check("COALESCE-CMD-EXIT=0", "COALESCE-CMD-EXIT=0" in out)
 check(f"poweroff -f ends coalesce with exit 0 (got {rc})", rc == 0)
+
+
+def expand(cpus):
+    out = []
+    for part in cpus.split(","):
+        lo, _, hi = part.partition("-")
+        out += list(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+# The NUMA nodes the guest found, against what Coalesce was asked to describe.
+nodes = {int(m.group(1)): (expand(m.group(2)) if m.group(2) else [], [int(x) for x in m.group(3).split(",")],
+                           int(m.group(4)))
+         for m in re.finditer(r"^NUMA-NODE (\d+) cpus=([\d,-]*) distance=([\d,]+) kb=(\d+)", out, re.M)}
+if a.numa:
+    want_cpus = [expand(d.split(",")[0].removeprefix("cpus=")) for d in a.numa.split("/")]
+elif a.agent:
+    placed = [c for lst in a.agent for c in expand(lst)]
+    want_cpus = [[c for c in range(a.vcpus) if c not in placed]] + [expand(lst) for lst in a.agent]
+else:
+    want_cpus = [list(range(a.vcpus))]
+check(f"guest NUMA nodes {sorted(nodes)} with CPUs {[nodes[n][0] for n in sorted(nodes)]} (want {want_cpus})",
+      sorted(nodes) == list(range(len(want_cpus))) and all(nodes[n][0] == want_cpus[n] for n in nodes))
+if len(want_cpus) > 1 and len(nodes) == len(want_cpus):
+    dist = [nodes[n][1] for n in sorted(nodes)]
+    check(f"NUMA distances {dist}: 10 to itself, more to the others, symmetric",
+          all(dist[i][j] == 10 if i == j else dist[i][j] > 10 and dist[i][j] == dist[j][i]
+              for i in range(len(dist)) for j in range(len(dist))))
+    if a.numa:
+        m = re.fullmatch(r"latency=(\d+)ms", a.link)
+        rtt_us = 2000 * int(m.group(1)) if m else None
+        want = round(10 + 20 * math.log10(1 + rtt_us / 10)) if rtt_us else 20
+        check(f"the distance between the domains is {want} (SLIT from the link's round trip)", dist[0][1] == want)
+        if "memory=" not in a.numa:
+            kb = [nodes[n][2] for n in sorted(nodes)]
+            check(f"the RAM is split between the domains ({kb} kB)", all(k > 0 for k in kb) and
+                  max(kb) < 1.5 * min(kb))
 bad = [l for l in lines if re.search(r"clocksource.*unstable|TSC.*unsynchronized|Marking TSC unstable", l)]
 check("no clocksource or TSC complaints", not bad)
 print(f"{len(failures)} check(s) failed" if failures else "all checks passed")

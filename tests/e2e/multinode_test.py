@@ -6,7 +6,9 @@ Usage: multinode_test.py COALESCE GUEST_DIR CASE
 CASE: guests2 | guests3 | netns | agent_killed | tampered | bad_setup
 """
 import atexit
+import math
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -186,6 +188,17 @@ try:
         a, b = Agent(f"127.0.0.1:{free_port()}"), Agent(f"127.0.0.1:{free_port()}")
         agents += [a, b]
         guests_on([(a.listen, "1"), (b.listen, "2")], 3, "1 vCPU on each of 3 nodes")
+        # Guest NUMA (docs/NUMA.md): home measures the round trip to each edge over the data plane, here through
+        # a 2 ms one-way emulated link, and sets the SLIT distance from it: 10 + 20 log10(1 + rtt / 10 us).
+        rc, out, err = run_home(["--kernel", guest("smp_boot"), "--vcpus", "3", "--edge", f"{a.listen}=1",
+                                 "--edge", f"{b.listen}=2", "--link", "latency=2ms"])
+        found = re.findall(r"guest NUMA node (\d) = edge \S+ \(vCPUs (\d)\): round trip ([\d.]+) ms, distance (\d+)", err)
+        ok = rc == 1 and "PASS" in out and [(n, v) for n, v, _, _ in found] == [("1", "1"), ("2", "2")]
+        for _, _, rtt, dist in found:
+            want = round(10 + 20 * math.log10(1 + float(rtt) * 1000 / 10))
+            ok = ok and float(rtt) >= 4.0 and abs(int(dist) - want) <= 1  # rtt printed rounded
+        check(f"NUMA: round trips through a 2 ms link measured and made distances: {found}", ok,
+              f"exit {rc}\n{err}")
     elif CASE == "netns":
         # The edge host in its own network namespace, linked to this one by a veth pair.
         tag = uuid.uuid4().hex[:6]

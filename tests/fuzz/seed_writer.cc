@@ -63,6 +63,8 @@ void NodeMessages() {
   Write("node_message", "eoi", nm::Encode(nm::Eoi{.vector = 0x21}));
   Write("node_message", "stop", nm::Encode(nm::Stop{.exit_status = 3, .reason = "guest triple fault"}));
   Write("node_message", "mesh_ready", nm::Encode(nm::MeshReady{.node_id = 2}));
+  Write("node_message", "echo", nm::Encode(nm::Echo{.token = 0x1122334455667788ULL}));
+  Write("node_message", "echo_reply", nm::Encode(nm::EchoReply{.token = 9}));
 }
 
 void Libvirt() {
