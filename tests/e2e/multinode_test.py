@@ -190,7 +190,7 @@ try:
         guests_on([(a.listen, "1"), (b.listen, "2")], 3, "1 vCPU on each of 3 nodes")
         # Guest NUMA (docs/NUMA.md): home measures the round trip to each edge over the data plane, here through
         # a 2 ms one-way emulated link, and sets the SLIT distance from it: 10 + 20 log10(1 + rtt / 10 us).
-        rc, out, err = run_home(["--kernel", guest("smp_boot"), "--vcpus", "3", "--edge", f"{a.listen}=1",
+        rc, out, err = run_home(["--kernel", guest("hello"), "--vcpus", "3", "--edge", f"{a.listen}=1",
                                  "--edge", f"{b.listen}=2", "--link", "latency=2ms"])
         found = re.findall(r"guest NUMA node (\d) = edge \S+ \(vCPUs (\d)\): round trip ([\d.]+) ms, distance (\d+)", err)
         ok = rc == 1 and "PASS" in out and [(n, v) for n, v, _, _ in found] == [("1", "1"), ("2", "2")]
