@@ -1,5 +1,7 @@
 #include "edge_monitor/edge_agent_flags.h"
 
+#include <charconv>
+
 #include "absl/strings/str_cat.h"
 #include "edge_monitor/host_port.h"
 
@@ -8,6 +10,7 @@ namespace coalesce {
 const char* EdgeAgentUsage() {
   return "usage: coalesce edge --listen HOST:PORT [--capacity vcpus=N,memory=SIZE] [--runtime PATH]\n"
          "                     [--tls-ca FILE --tls-cert FILE --tls-key FILE | --insecure] [--log-level LEVEL]\n"
+         "                     [--max-load X] [--min-battery PERCENT]\n"
          "\n"
          "Runs the edge agent: a gRPC service that hosts vCPUs of coalesced VMs for home nodes.\n"
          "\n"
@@ -21,6 +24,8 @@ const char* EdgeAgentUsage() {
          "  --tls-key FILE         its private key, PEM (`coalesce pki` makes all three)\n"
          "  --insecure             serve plaintext on a non-loopback --listen (without TLS only loopback is\n"
          "                         allowed); see docs/SECURITY.md\n"
+         "  --max-load X           refuse leases while the 1-minute load average per CPU is above X\n"
+         "  --min-battery PERCENT  refuse leases while running on battery below PERCENT (0..100)\n"
          "  --log-level LEVEL      debug, info, warning or error (default: info)\n"
          "  -h, --help             this text\n"
          "\n"
@@ -76,6 +81,25 @@ absl::StatusOr<EdgeAgentFlags> ParseEdgeAgentFlags(const std::vector<std::string
     } else if (name == "--insecure") {
       if (value) return absl::InvalidArgumentError("edge: --insecure takes no value");
       flags.insecure = true;
+    } else if (name == "--max-load") {
+      auto v = take_value();
+      if (!v.ok()) return v.status();
+      double x = 0;
+      auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), x);
+      if (ec != std::errc() || p != v->data() + v->size() || !(x > 0)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("edge: --max-load '", *v, "' is not a load per CPU larger than 0 (e.g. 0.8)"));
+      }
+      flags.limits.max_load_per_cpu = x;
+    } else if (name == "--min-battery") {
+      auto v = take_value();
+      if (!v.ok()) return v.status();
+      uint32_t percent = 0;
+      auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), percent);
+      if (ec != std::errc() || p != v->data() + v->size() || percent > 100) {
+        return absl::InvalidArgumentError(absl::StrCat("edge: --min-battery '", *v, "' is not a percentage (0..100)"));
+      }
+      flags.limits.min_battery_percent = percent;
     } else if (name == "--log-level") {
       auto v = take_value();
       if (!v.ok()) return v.status();

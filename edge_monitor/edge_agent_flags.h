@@ -7,6 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "edge_monitor/edge_capacity.h"
+#include "edge_monitor/host_conditions.h"
 #include "edge_monitor/tls.h"
 #include "hypervisor/base/log.h"
 
@@ -20,6 +21,7 @@ struct EdgeAgentFlags {
   std::optional<LogLevel> log_level;    // --log-level debug|info|warning|error
   TlsFiles tls;                         // --tls-ca, --tls-cert, --tls-key: mutual TLS with home nodes
   bool insecure = false;                // --insecure: plaintext on a non-loopback --listen
+  HostLimits limits;                    // --max-load X (per CPU), --min-battery PERCENT: when to refuse leases
 };
 
 // `args` are the flags only (after "edge"). Accepts "--flag value" and "--flag=value". Errors name the flag.

@@ -53,6 +53,7 @@ int RunEdgeAgentMain(int argc, char** argv) {
   if (!flags->runtime_executable.empty()) runtime_options.executable = flags->runtime_executable;
   EdgeAgentService::Options service_options;
   service_options.capacity = flags->capacity;
+  service_options.limits = flags->limits;
   auto server = EdgeAgentServer::Start(flags->listen, service_options,
                                        std::make_unique<ProcessVmRuntimeFactory>(runtime_options), security);
   if (!server.ok()) {

@@ -98,6 +98,13 @@ grpc::Status EdgeAgentService::HostVcpus(grpc::ServerContext* context, const pb:
     LOG_WARN("HostVcpus from %s refused: bad request: %s", context->peer(), std::string(st.message()));
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, absl::StrCat("bad request: ", st.message()));
   }
+  // The host's own state against its limits and the user's: checked before anything is reserved.
+  if (absl::Status st = CheckHostConditions(ReadHostConditions(options_.power_supply_dir), options_.limits,
+                                            request->max_edge_load());
+      !st.ok()) {
+    LOG_WARN("HostVcpus VM '%s' from %s refused: %s", request->vm_id(), context->peer(), std::string(st.message()));
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, std::string(st.message()));
+  }
   const std::string& vm_id = request->vm_id();
   const uint32_t want_vcpus = static_cast<uint32_t>(request->vcpu_ids_size());
   const uint64_t want_memory = request->guest_memory_bytes();

@@ -15,6 +15,7 @@
 #include "absl/time/time.h"
 #include "coalesce/edge_agent.grpc.pb.h"
 #include "edge_monitor/edge_capacity.h"
+#include "edge_monitor/host_conditions.h"
 #include "edge_monitor/vm_runtime_factory.h"
 
 namespace coalesce {
@@ -23,6 +24,9 @@ class EdgeAgentService final : public pb::EdgeAgent::Service {
  public:
   struct Options {
     EdgeCapacity capacity;
+    HostLimits limits;  // when this host refuses leases (load, battery)
+    // Where the battery is read (tests point it at a directory of their own).
+    std::string power_supply_dir = "/sys/class/power_supply";
     // Longest a runtime may take to report ready; the caller's RPC deadline shortens it.
     absl::Duration start_timeout = absl::Seconds(30);
     // SIGTERM-to-SIGKILL grace when StopVm does not give one.

@@ -57,6 +57,31 @@ void CheckPolicies(const pb::Policies& policies, std::vector<std::string>* error
   }
 }
 
+// The user's caps on what one edge may be given (the link's bound is checked once it is measured, at start).
+void CheckEdgeAgainstPolicies(const pb::Profile& profile, int i, std::vector<std::string>* errors) {
+  const pb::Policies& policies = profile.policies();
+  const pb::EdgeNode& edge = profile.edge(i);
+  if (policies.memory_only() && edge.vcpus_size() > 0) {
+    errors->push_back(absl::StrCat("policies.memory_only: ", DescribeEdge(edge, i),
+                                   " is given vCPUs; memory-only edges are not implemented yet, so a memory-only "
+                                   "profile can place no edge"));
+  }
+  if (policies.has_max_edge_vcpus() && static_cast<uint32_t>(edge.vcpus_size()) > policies.max_edge_vcpus()) {
+    errors->push_back(absl::StrCat(DescribeEdge(edge, i), ": ", edge.vcpus_size(), " vCPUs, over policies.max_edge_vcpus (",
+                                   policies.max_edge_vcpus(), ")"));
+  }
+  if (policies.has_max_edge_memory() && edge.vcpus_size() > 0) {
+    // An edge maps the whole guest RAM through the DSM: at worst every page ends up there.
+    auto cap = ParseSize(policies.max_edge_memory(), "policies.max_edge_memory");
+    auto guest = ParseSize(profile.guest().memory(), "guest.memory");
+    if (cap.ok() && guest.ok() && *guest > *cap) {
+      errors->push_back(absl::StrCat(DescribeEdge(edge, i), ": it may come to hold all of guest.memory (",
+                                     profile.guest().memory(), "), over policies.max_edge_memory (",
+                                     policies.max_edge_memory(), ")"));
+    }
+  }
+}
+
 }  // namespace
 
 std::string DescribeEdge(const pb::EdgeNode& edge, int index) {
@@ -106,6 +131,7 @@ absl::Status ValidateProfile(const pb::Profile& profile) {
                                     edge.address(), "; list all of that agent's vCPUs in one edge"));
     }
     if (edge.vcpus_size() == 0) errors.push_back(absl::StrCat(DescribeEdge(edge, i), " has no vCPUs"));
+    CheckEdgeAgainstPolicies(profile, i, &errors);
   }
 
   // Placement: every id 0..vcpus-1 exactly once. Node names per id, in profile order (home first).

@@ -142,6 +142,10 @@ absl::StatusOr<MachineConfig> MergeProfile(RunOptions options) {
     return absl::InvalidArgumentError(
         "--numa: explicit domains are for one host; a coalesced VM's domains follow its placement (auto or off)");
   }
+  if (profile.policies().has_latency_bound_us()) {
+    config.latency_bound = absl::Microseconds(profile.policies().latency_bound_us());
+  }
+  if (profile.policies().has_max_edge_load()) config.max_edge_load = profile.policies().max_edge_load();
   config.numa = numa_choice->mode;
   config.numa_nodes = std::move(numa_choice->nodes);
   const std::string& advertise = !options.data_plane_advertise.empty() ? options.data_plane_advertise

@@ -90,6 +90,7 @@ absl::Status CoalescenceHome::HostEdges(GuestMemory& memory) {
     req.set_cpu_model(config_.cpu_model);
     req.set_home_only_memory(FormatGuestRanges(config_.home_only_memory));
     if (config_.link.enabled()) req.set_link_emulation(dsm::FormatLinkSpec(config_.link));
+    req.set_max_edge_load(config_.max_edge_load);
     req.set_data_plane_key(std::string(reinterpret_cast<const char*>(secret_->bytes().data()),
                                        secret_->bytes().size()));
     agents_.push_back(std::move(client));

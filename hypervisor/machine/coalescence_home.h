@@ -29,6 +29,7 @@ struct CoalescenceConfig {
   uint16_t data_plane_port = 0;               // 0: any free port
   std::string data_plane_advertise;           // host:port sent to edges instead (NAT, port forward, relay)
   std::vector<GuestRange> home_only_memory;   // never sent over the data plane (checked on every frame)
+  double max_edge_load = 0;                   // the user's policy, checked by each agent (0: none)
   dsm::LinkEmulation link;                    // emulated on every link, both ways: home shapes what it sends, edges theirs
   int64_t tsc_offset = 0;                     // host TSC - guest TSC at home
   std::string cpu_model = "baseline";         // sent to every edge, so that all vCPUs show one CPU

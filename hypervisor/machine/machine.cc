@@ -372,9 +372,24 @@ absl::Status Machine::PlanNumaTopology() {
   return absl::OkStatus();
 }
 
-absl::Status Machine::MeasureNumaDistances() {
+absl::Status Machine::MeasureLinks() {
   constexpr int kProbes = 7;
   ASSIGN_OR_RETURN(std::vector<absl::Duration> rtt, home_->MeasureRoundTrips(kProbes));
+  for (size_t e = 0; e < config_.edges.size(); ++e) {
+    if (rtt[e + 1] > config_.latency_bound) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "edge %s refused: its round trip, %.3f ms, is over the profile's latency bound (policies.latency_bound_us "
+          "%d); a link too slow for the policy is not used",
+          config_.edges[e].agent_address, absl::ToDoubleMilliseconds(rtt[e + 1]),
+          absl::ToInt64Microseconds(config_.latency_bound)));
+    }
+  }
+  if (!acpi_config_.numa.enabled()) {
+    for (size_t e = 0; e < config_.edges.size(); ++e) {
+      LOG_INFO("edge %s: round trip %.3f ms", config_.edges[e].agent_address, absl::ToDoubleMilliseconds(rtt[e + 1]));
+    }
+    return absl::OkStatus();
+  }
   SetDistancesFromHomeRoundTrips(acpi_config_.numa, rtt);
   // The same tables with new SLIT bytes: same sizes, same addresses; no vCPU has run, so no node holds a copy.
   RETURN_IF_ERROR(BuildAcpiTables(*memory_, acpi_config_).status());
@@ -406,6 +421,7 @@ absl::Status Machine::StartCoalescence() {
   cc.data_plane_advertise = config_.data_plane_advertise;
   cc.home_only_memory = config_.home_only_memory;
   cc.link = config_.link;
+  cc.max_edge_load = config_.max_edge_load;
   cc.control_plane = config_.control_plane;
   cc.tsc_offset = tsc_offset;
   cc.cpu_model = CpuModelName(config_.cpu_model);
@@ -435,7 +451,7 @@ absl::Status Machine::StartCoalescence() {
   h.on_eoi = [this](uint8_t vector) { router_->BroadcastEoi(vector); };
   h.on_stop = [this](int status, std::string reason) { run_control_.Stop(status, std::move(reason)); };
   ASSIGN_OR_RETURN(home_, CoalescenceHome::Start(cc, *memory_, std::move(h)));
-  if (acpi_config_.numa.enabled()) RETURN_IF_ERROR(MeasureNumaDistances());
+  RETURN_IF_ERROR(MeasureLinks());
   return absl::OkStatus();
 }
 

@@ -68,8 +68,9 @@ class Machine final {
   absl::Status LoadGuest();
   // The guest's NUMA domains into acpi_config_ (docs/NUMA.md); distances estimated until measured.
   absl::Status PlanNumaTopology();
-  // A coalesced VM's NUMA distances from the measured round trips to its edges; rewrites the ACPI tables.
-  absl::Status MeasureNumaDistances();
+  // Measures the round trip to each edge: refuses a link over the user's latency bound (FailedPrecondition
+  // naming the edge), sets the guest's NUMA distances from them and rewrites the ACPI tables.
+  absl::Status MeasureLinks();
   absl::Status BuildVcpus();
   absl::Status StartCoalescence();
   [[nodiscard]] bool IsLocal(uint32_t vcpu) const { return node_of_vcpu_[vcpu] == 0; }

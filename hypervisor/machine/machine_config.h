@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/time/time.h"
 #include "devmodel/vhost_user/disk_spec.h"
 #include "dsm/link_emulation.h"
 #include "devmodel/virtio/virtio_net_tap.h"
@@ -43,6 +44,10 @@ struct MachineConfig {
   // distances from the measured round trips; kExplicit: `numa_nodes`, on one host.
   NumaMode numa = NumaMode::kAuto;
   std::vector<NumaNode> numa_nodes;
+  // The user's bound on the round trip to any edge (profile policies.latency_bound_us): home measures each link
+  // before the guest starts and refuses the placement if one is slower. Infinite: no bound.
+  absl::Duration latency_bound = absl::InfiniteDuration();
+  double max_edge_load = 0;  // policies.max_edge_load: each agent refuses above this load per CPU (0: none)
   // Emulated latency, jitter and bandwidth on every data-plane link of the VM, both ways (--link; off by default).
   dsm::LinkEmulation link;
   ControlPlaneSecurity control_plane;  // how the home talks to edge agents (mutual TLS or loopback plaintext)

@@ -199,6 +199,23 @@ try:
             ok = ok and float(rtt) >= 4.0 and abs(int(dist) - want) <= 1  # rtt printed rounded
         check(f"NUMA: round trips through a 2 ms link measured and made distances: {found}", ok,
               f"exit {rc}\n{err}")
+        # The user's latency bound (policies.latency_bound_us): a link over it is refused before the guest runs,
+        # naming the edge and the measured round trip; the same link under a looser bound is used.
+        with tempfile.TemporaryDirectory() as tmp:
+            for bound, want_refused in ((3000, True), (60000, False)):
+                profile = os.path.join(tmp, f"bound{bound}.textproto")
+                with open(profile, "w") as f:
+                    f.write(f'guest {{ kernel: "{guest("hello")}" memory: "64M" vcpus: 2 }}\n'
+                            f'home {{ vcpus: [0] }}\nedge {{ address: "{a.listen}" vcpus: [1] }}\n'
+                            f'policies {{ latency_bound_us: {bound} }}\n')
+                rc, out, err = run_home(["--profile", profile, "--link", "latency=2ms"])
+                if want_refused:
+                    check("policies.latency_bound_us 3000 refuses an edge behind a 2 ms link: exit 2, reason given",
+                          rc == 2 and f"edge {a.listen} refused: its round trip" in err
+                          and "over the profile's latency bound" in err and "Hello" not in out, f"exit {rc}\n{out}\n{err}")
+                else:
+                    check("policies.latency_bound_us 60000 accepts the same edge: exit 1 and PASS",
+                          rc == 1 and "PASS" in out, f"exit {rc}\n{out}\n{err}")
     elif CASE == "netns":
         # The edge host in its own network namespace, linked to this one by a veth pair.
         tag = uuid.uuid4().hex[:6]

@@ -118,3 +118,26 @@ TEST_CASE("remote-node argv errors", "[remote_node_args]") {
 
 }  // namespace
 }  // namespace coalesce
+
+namespace coalesce {
+namespace {
+
+TEST_CASE("edge flags: --max-load and --min-battery", "[edge_flags]") {
+  auto f = ParseEdgeAgentFlags({"--listen", "127.0.0.1:0", "--max-load", "0.75", "--min-battery=25"}, {});
+  REQUIRE(f.ok());
+  CHECK(f->limits.max_load_per_cpu == 0.75);
+  CHECK(f->limits.min_battery_percent == 25u);
+  auto none = ParseEdgeAgentFlags({"--listen", "127.0.0.1:0"}, {});
+  REQUIRE(none.ok());
+  CHECK(!none->limits.max_load_per_cpu.has_value());
+  auto bad_load = ParseEdgeAgentFlags({"--listen", "127.0.0.1:0", "--max-load", "-1"}, {});
+  REQUIRE(!bad_load.ok());
+  CHECK(std::string(bad_load.status().message()).find("--max-load '-1'") != std::string::npos);
+  auto bad_battery = ParseEdgeAgentFlags({"--listen", "127.0.0.1:0", "--min-battery", "101"}, {});
+  REQUIRE(!bad_battery.ok());
+  CHECK(std::string(bad_battery.status().message()).find("--min-battery '101' is not a percentage") !=
+        std::string::npos);
+}
+
+}  // namespace
+}  // namespace coalesce

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -16,6 +17,7 @@
 #include "absl/time/clock.h"
 #include "edge_monitor/edge_agent_client.h"
 #include "edge_monitor/edge_agent_server.h"
+#include "edge_monitor/host_conditions.h"
 #include "edge_monitor/process_vm_runtime_factory.h"
 #include "hypervisor/base/unique_fd.h"
 #include "profile_test_util.h"
@@ -30,12 +32,14 @@ constexpr uint64_t kMiB = 1ull << 20;
 
 class Agent {
  public:
-  explicit Agent(EdgeCapacity capacity) {
+  explicit Agent(EdgeCapacity capacity, HostLimits limits = {}, std::string power_supply_dir = "/sys/class/power_supply") {
     ::setenv("FAKE_REMOTE_NODE_DIR", dir_.path().c_str(), 1);
     ProcessVmRuntimeOptions runtime;
     runtime.executable = FAKE_REMOTE_NODE;
     EdgeAgentService::Options options;
     options.capacity = capacity;
+    options.limits = limits;
+    options.power_supply_dir = power_supply_dir;
     options.start_timeout = absl::Seconds(10);
     options.default_stop_grace = absl::Seconds(2);
     auto server = EdgeAgentServer::Start("127.0.0.1:0", options, std::make_unique<ProcessVmRuntimeFactory>(runtime));
@@ -197,6 +201,62 @@ TEST_CASE("Requests over capacity are refused with the reason", "[edge_agent]") 
   CHECK(capacity->reserved_vcpus() == 3);
   CHECK(capacity->running_vms() == 1);
   CHECK(client->HostVcpus(Request("vm-d", {3})).ok());
+}
+
+// A directory shaped like /sys/class/power_supply with one battery (this host has none to drain).
+void WriteBattery(const std::string& dir, const std::string& capacity, const std::string& status) {
+  std::filesystem::create_directories(dir + "/BAT0");
+  std::filesystem::create_directories(dir + "/AC");
+  std::ofstream(dir + "/AC/type") << "Mains\n";
+  std::ofstream(dir + "/BAT0/type") << "Battery\n";
+  std::ofstream(dir + "/BAT0/capacity") << capacity << "\n";
+  std::ofstream(dir + "/BAT0/status") << status << "\n";
+}
+
+TEST_CASE("Host conditions: the battery is read from the power-supply class", "[edge_agent][conditions]") {
+  TempDir dir;
+  CHECK(!ReadHostConditions(dir.path()).battery.has_value());
+  CHECK(!ReadHostConditions(dir.path() + "/missing").battery.has_value());
+  WriteBattery(dir.path(), "15", "Discharging");
+  HostConditions now = ReadHostConditions(dir.path());
+  REQUIRE(now.battery.has_value());
+  CHECK(now.battery->percent == 15);
+  CHECK(now.battery->discharging);
+  CHECK(now.load_per_cpu >= 0);
+  WriteBattery(dir.path(), "15", "Charging");
+  CHECK(!ReadHostConditions(dir.path()).battery->discharging);
+  WriteBattery(dir.path(), "lots", "Discharging");  // a charge that is not a number decides nothing
+  CHECK(!ReadHostConditions(dir.path()).battery.has_value());
+}
+
+TEST_CASE("Host conditions: load and battery limits refuse with the figure and the limit", "[edge_agent][conditions]") {
+  const HostConditions busy{.load_per_cpu = 1.5, .battery = BatteryState{.percent = 10, .discharging = true}};
+  CHECK(CheckHostConditions(busy, {}, 0).ok());
+  CHECK_THAT(std::string(CheckHostConditions(busy, {.max_load_per_cpu = 1.0}, 0).message()),
+             Contains("load 1.50 per CPU is over this agent's limit 1.00 (--max-load)"));
+  CHECK_THAT(std::string(CheckHostConditions(busy, {}, 0.5).message()),
+             Contains("load 1.50 per CPU is over the home user's limit 0.50 (policies.max_edge_load)"));
+  CHECK(CheckHostConditions(busy, {.max_load_per_cpu = 2.0}, 1.6).ok());
+  const absl::Status low = CheckHostConditions(busy, {.min_battery_percent = 20}, 0);
+  CHECK(low.code() == absl::StatusCode::kFailedPrecondition);
+  CHECK_THAT(std::string(low.message()), Contains("on battery at 10%, under this agent's limit 20% (--min-battery)"));
+  HostConditions charging = busy;
+  charging.battery->discharging = false;
+  CHECK(CheckHostConditions(charging, {.min_battery_percent = 20}, 0).ok());
+}
+
+TEST_CASE("An agent on a low battery refuses leases, and grants them again on mains power", "[edge_agent][conditions]") {
+  TempDir supplies;
+  WriteBattery(supplies.path(), "12", "Discharging");
+  Agent agent({.vcpus = 4, .memory_bytes = 1024 * kMiB}, {.min_battery_percent = 30}, supplies.path());
+  auto client = agent.Client();
+  auto refused = client->HostVcpus(Request("vm-a", {1}));
+  REQUIRE(!refused.ok());
+  CHECK(refused.status().code() == absl::StatusCode::kFailedPrecondition);
+  CHECK_THAT(std::string(refused.status().message()), Contains("on battery at 12%, under this agent's limit 30%"));
+  WriteBattery(supplies.path(), "12", "Charging");
+  auto granted = client->HostVcpus(Request("vm-a", {1}));
+  CHECK(granted.ok());
 }
 
 TEST_CASE("Duplicate VM ids and malformed requests are refused", "[edge_agent]") {

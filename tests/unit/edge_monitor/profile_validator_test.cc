@@ -117,3 +117,25 @@ TEST_CASE("Every problem is reported, one per line", "[profile][validate]") {
 
 }  // namespace
 }  // namespace coalesce
+
+namespace coalesce {
+namespace {
+
+TEST_CASE("The user's caps on one edge refuse a placement over them, naming the edge and the cap",
+          "[profile][validate][policies]") {
+  const std::string placement = "home { vcpus: [0, 1] }\nedge { address: \"127.0.0.1:7001\" vcpus: [2, 3] }\n";
+  CHECK(Problems(std::string(kGuest4) + placement + "policies { max_edge_vcpus: 2 max_edge_memory: \"1G\" }\n")
+            .empty());
+  CHECK_THAT(Problems(std::string(kGuest4) + placement + "policies { max_edge_vcpus: 1 }\n"),
+             Contains("edge 127.0.0.1:7001: 2 vCPUs, over policies.max_edge_vcpus (1)"));
+  CHECK_THAT(Problems(std::string(kGuest4) + placement + "policies { max_edge_memory: \"512M\" }\n"),
+             Contains("edge 127.0.0.1:7001: it may come to hold all of guest.memory (1G), over "
+                      "policies.max_edge_memory (512M)"));
+  CHECK_THAT(Problems(std::string(kGuest4) + placement + "policies { memory_only: true }\n"),
+             Contains("policies.memory_only: edge 127.0.0.1:7001 is given vCPUs"));
+  // Caps say nothing about a VM on one node.
+  CHECK(Problems(std::string(kGuest4) + "home { vcpus: [0, 1, 2, 3] }\npolicies { max_edge_vcpus: 1 }\n").empty());
+}
+
+}  // namespace
+}  // namespace coalesce
