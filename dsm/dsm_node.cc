@@ -120,6 +120,11 @@ PageState DsmNode::page_state(uint64_t page) const {
   return page < engine_->num_pages() ? engine_->state(page) : PageState::kInvalid;
 }
 
+std::vector<uint64_t> DsmNode::OwnedPagesPerNode() const {
+  absl::MutexLock l(&mu_);
+  return engine_->OwnedPagesPerNode();
+}
+
 std::string DsmNode::FormatStats(size_t hot_n) const {
   return absl::StrFormat("dsm node %u statistics:\n%s", config_.self, stats_->Format(hot_n));
 }

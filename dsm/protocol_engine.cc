@@ -549,6 +549,14 @@ absl::Status ProtocolEngine::CheckTimeouts(absl::Time now) const {
   return absl::OkStatus();
 }
 
+std::vector<uint64_t> ProtocolEngine::OwnedPagesPerNode() const {
+  std::vector<uint64_t> owned(kMaxNodes, 0);
+  for (uint64_t page = 0; page < dir_.size(); ++page) {
+    if (ManagerOf(page) == config_.self && dir_[page].owner < kMaxNodes) ++owned[dir_[page].owner];
+  }
+  return owned;
+}
+
 ProtocolEngine::DirectoryView ProtocolEngine::directory(uint64_t page) const {
   if (dir_.empty()) return DirectoryView{kNoNode, 0, false, 0};
   auto it = ops_.find(page);

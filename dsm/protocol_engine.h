@@ -92,6 +92,8 @@ class ProtocolEngine final {
   };
   // For pages this node manages.
   [[nodiscard]] DirectoryView directory(uint64_t page) const;
+  // How many of the pages this node manages each node owns (index = node id; kMaxNodes entries).
+  [[nodiscard]] std::vector<uint64_t> OwnedPagesPerNode() const;
   [[nodiscard]] NodeId ManagerOf(uint64_t page) const { return placement_->ManagerOf(page); }
   [[nodiscard]] uint64_t num_pages() const { return config_.num_pages; }
   [[nodiscard]] NodeId self() const { return config_.self; }

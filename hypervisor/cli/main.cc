@@ -1,5 +1,5 @@
 // The `coalesce` launcher: `coalesce run` boots a guest with this machine as home, `coalesce edge` runs the
-// edge agent, `coalesce daemon` serves virsh, `coalesce pki` makes the control plane's certificates.
+// edge agent, `coalesce ctl` talks to a running VM, `coalesce daemon` serves virsh, `coalesce pki` makes the control plane's certificates.
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -8,6 +8,7 @@
 #include "edge_monitor/edge_agent_main.h"
 #include "hypervisor/daemon/daemon_main.h"
 #include "hypervisor/base/log.h"
+#include "hypervisor/cli/ctl_command.h"
 #include "hypervisor/cli/pki_command.h"
 #include "hypervisor/cli/run_command.h"
 #include "hypervisor/cli/run_options.h"
@@ -30,6 +31,9 @@ int main(int argc, char** argv) {
   }
   if (command == "daemon") {
     return daemon::RunDaemonMain(std::vector<std::string>(argv + 2, argv + argc));
+  }
+  if (command == "ctl") {
+    return CtlCommand(std::vector<std::string>(argv + 2, argv + argc));
   }
   if (command == "pki") {
     return PkiCommand(std::vector<std::string>(argv + 2, argv + argc));

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <map>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
 #include "dsm/link_spec.h"
@@ -25,6 +26,7 @@
 #include "edge_monitor/profile_validator.h"
 #include "edge_monitor/size.h"
 #include "edge_monitor/tls.h"
+#include "hypervisor/machine/control_socket.h"
 #include "hypervisor/machine/machine.h"
 #include "hypervisor/memory/guest_memory.h"
 #include "hypervisor/vcpu/exit_status.h"
@@ -146,6 +148,11 @@ absl::StatusOr<MachineConfig> MergeProfile(RunOptions options) {
     config.latency_bound = absl::Microseconds(profile.policies().latency_bound_us());
   }
   if (profile.policies().has_max_edge_load()) config.max_edge_load = profile.policies().max_edge_load();
+  config.name = !options.name.empty() ? options.name
+                : !profile.name().empty() ? profile.name() : absl::StrFormat("coalesce-%d", ::getpid());
+  if (absl::Status st = ValidateVmName(config.name); !st.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(options.name.empty() ? "name" : "--name", ": ", st.message()));
+  }
   config.numa = numa_choice->mode;
   config.numa_nodes = std::move(numa_choice->nodes);
   const std::string& advertise = !options.data_plane_advertise.empty() ? options.data_plane_advertise

@@ -16,6 +16,7 @@ const char kTopUsage[] =
     "commands:\n"
     "  run    boot a guest (this node is home); see `coalesce run --help`\n"
     "  edge   run the edge agent that hosts vCPUs for home nodes; see `coalesce edge --help`\n"
+    "  ctl    send a running VM a command (status, shutdown); see `coalesce ctl --help`\n"
     "  daemon serve libvirt's protocol so virsh manages guests; see `coalesce daemon --help`\n"
     "  pki    create a CA and node certificates for mutual TLS; see `coalesce pki --help`\n"
     "  help   this text\n"
@@ -54,6 +55,8 @@ const char kRunUsage[] =
     "  --link SPEC         emulate a link on every data-plane link, both ways: a class (infiniband, pcie,\n"
     "                      5g-urllc, wifi6e, 5g, wifi-p90), optionally ,jitter=..,bandwidth=.., or\n"
     "                      latency=2ms[,jitter=200us][,bandwidth=1Gbit] (docs/BENCHMARKS.md)\n"
+    "  --name NAME         the VM's name: `coalesce ctl --vm NAME status|shutdown` reaches it (default:\n"
+    "                      the profile's name, else coalesce-PID)\n"
     "  --numa SPEC         the guest's NUMA domains (ACPI SRAT and SLIT): auto (default: one per node of a\n"
     "                      coalesced VM, distances from the measured round trips), off, or on one host\n"
     "                      cpus=0-1[,memory=128M]/cpus=2-3[,memory=128M]/... (docs/NUMA.md)\n"
@@ -142,6 +145,10 @@ absl::StatusOr<RunOptions> ParseRunOptions(const std::vector<std::string>& args)
       auto v = take();
       if (!v.ok()) return v.status();
       o.link = *v;
+    } else if (flag == "--name") {
+      auto v = take();
+      if (!v.ok()) return v.status();
+      o.name = *v;
     } else if (flag == "--numa") {
       auto v = take();
       if (!v.ok()) return v.status();

@@ -61,6 +61,7 @@ absl::StatusOr<std::unique_ptr<Machine>> Machine::Create(const MachineConfig& co
   RETURN_IF_ERROR(m->LoadGuest());
   RETURN_IF_ERROR(m->BuildVcpus());
   RETURN_IF_ERROR(m->StartCoalescence());
+  RETURN_IF_ERROR(m->StartControl());
   return m;
 }
 
@@ -375,6 +376,7 @@ absl::Status Machine::PlanNumaTopology() {
 absl::Status Machine::MeasureLinks() {
   constexpr int kProbes = 7;
   ASSIGN_OR_RETURN(std::vector<absl::Duration> rtt, home_->MeasureRoundTrips(kProbes));
+  link_rtt_ = rtt;
   for (size_t e = 0; e < config_.edges.size(); ++e) {
     if (rtt[e + 1] > config_.latency_bound) {
       return absl::FailedPreconditionError(absl::StrFormat(
@@ -399,6 +401,54 @@ absl::Status Machine::MeasureLinks() {
                  absl::ToDoubleMilliseconds(rtt[e + 1]), acpi_config_.numa.distance(0, e + 1));
   }
   return absl::OkStatus();
+}
+
+absl::Status Machine::StartControl() {
+  if (config_.name.empty()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(control_, ControlServer::Start(ControlSocketPath(config_.name),
+                                                  [this](std::string_view c) { return ControlCommand(c); }));
+  LOG_INFO("control socket %s (coalesce ctl --vm %s)", control_->path(), config_.name);
+  return absl::OkStatus();
+}
+
+// On the control thread: reads only what is fixed after Create or is thread-safe (the DSM, the power button).
+std::string Machine::ControlCommand(std::string_view command) {
+  if (command == "ping") return "pong";
+  if (command == "status") return StatusReport();
+  if (command == "shutdown") {
+    if (acpi_pm_ == nullptr) return "error: this machine has no ACPI power button";
+    PressPowerButton();
+    return absl::StrFormat("vm %s: ACPI power button pressed", config_.name);
+  }
+  return absl::StrFormat("error: unknown command '%s' (status, shutdown)", std::string(command));
+}
+
+std::string Machine::StatusReport() const {
+  constexpr uint64_t kPage = 4096;
+  const uint64_t pages = config_.memory / kPage;
+  std::vector<uint64_t> owned(1 + config_.edges.size(), 0);
+  if (home_) {
+    const std::vector<uint64_t> per_node = home_->dsm().OwnedPagesPerNode();
+    for (size_t n = 0; n < owned.size() && n < per_node.size(); ++n) owned[n] = per_node[n];
+  } else {
+    owned[0] = pages;
+  }
+  auto mib = [](uint64_t p) { return static_cast<double>(p * kPage) / (1 << 20); };
+  std::vector<uint32_t> home_vcpus;
+  for (uint32_t v = 0; v < config_.vcpus; ++v) {
+    if (IsLocal(v)) home_vcpus.push_back(v);
+  }
+  std::string out = absl::StrFormat("vm %s: running, %u vCPUs, %.0f MiB of RAM (%u pages), %u node(s)\n", config_.name,
+                                    config_.vcpus, mib(pages), pages, owned.size());
+  absl::StrAppendFormat(&out, "node 0 home: vCPUs %s, owns %u pages (%.1f MiB)\n", FormatVcpuList(home_vcpus),
+                        owned[0], mib(owned[0]));
+  for (size_t e = 0; e < config_.edges.size(); ++e) {
+    absl::StrAppendFormat(&out, "node %u edge %s: vCPUs %s, owns %u pages (%.1f MiB), round trip %.3f ms\n", e + 1,
+                          config_.edges[e].agent_address, FormatVcpuList(config_.edges[e].vcpus), owned[e + 1],
+                          mib(owned[e + 1]),
+                          e + 1 < link_rtt_.size() ? absl::ToDoubleMilliseconds(link_rtt_[e + 1]) : 0.0);
+  }
+  return out;
 }
 
 absl::Status Machine::StartCoalescence() {
@@ -497,6 +547,7 @@ void Machine::PressPowerButton() {
 }
 
 void Machine::Shutdown() {
+  control_.reset();  // no `coalesce ctl` command runs while the machine comes apart
   for (auto& v : vcpus_) {
     if (v) v->Kick();
   }

@@ -16,6 +16,7 @@
 #include "hypervisor/base/temp_dir.h"
 #include "hypervisor/base/timer_service.h"
 #include "hypervisor/boot/acpi_tables.h"
+#include "hypervisor/machine/control_socket.h"
 #include "hypervisor/boot/boot_entry.h"
 #include "hypervisor/bus/bus.h"
 #include "hypervisor/kvm/kvm_system.h"
@@ -71,6 +72,10 @@ class Machine final {
   // Measures the round trip to each edge: refuses a link over the user's latency bound (FailedPrecondition
   // naming the edge), sets the guest's NUMA distances from them and rewrites the ACPI tables.
   absl::Status MeasureLinks();
+  // Listens on the VM's control socket (config_.name) for `coalesce ctl`.
+  absl::Status StartControl();
+  std::string ControlCommand(std::string_view command);
+  std::string StatusReport() const;
   absl::Status BuildVcpus();
   absl::Status StartCoalescence();
   [[nodiscard]] bool IsLocal(uint32_t vcpu) const { return node_of_vcpu_[vcpu] == 0; }
@@ -114,6 +119,8 @@ class Machine final {
   std::unique_ptr<ConsoleInput> console_input_;
   std::atomic<bool> console_flush_pending_{false};  // a flush of a partial console line is scheduled
   std::vector<std::unique_ptr<Vcpu>> vcpus_;           // indexed by vCPU id; null where the vCPU is remote
+  std::vector<absl::Duration> link_rtt_;              // measured at start: entry i = node i (0: home)
+  std::unique_ptr<ControlServer> control_;            // the VM's control socket (stopped first in Shutdown)
   std::unique_ptr<CoalescenceHome> home_;             // only when vCPUs run on edge nodes
 };
 

@@ -19,6 +19,8 @@
 namespace coalesce {
 
 struct MachineConfig {
+  // The VM's name; its control socket is ControlSocketPath(name) (`coalesce ctl`). Empty: no control socket.
+  std::string name;
   std::string kernel_path;
   std::string initrd_path;
   std::string cmdline;

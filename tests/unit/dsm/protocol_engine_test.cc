@@ -363,3 +363,25 @@ TEST_CASE("a pinned page's requests wait until the last unpin, then are served i
 
 }  // namespace
 }  // namespace coalesce::dsm
+
+namespace coalesce::dsm {
+namespace {
+
+TEST_CASE("the manager counts the pages each node owns (coalesce ctl status)", "[dsm][protocol]") {
+  Sim s(3, 4);
+  std::vector<uint64_t> owned = s.engines_[0]->OwnedPagesPerNode();
+  REQUIRE(owned.size() == kMaxNodes);
+  CHECK(owned[0] == 4);  // at start the home owns every page
+  s.AddThread(1, {{0, true}, {1, true}});
+  s.AddThread(2, {{2, true}, {3, false}});
+  s.RunRandom(5);
+  REQUIRE(s.failure_.empty());
+  REQUIRE(s.quiescent());
+  owned = s.engines_[0]->OwnedPagesPerNode();
+  CHECK(owned[1] == 2);
+  CHECK(owned[2] == 1);
+  CHECK(owned[0] == 1);  // page 3 was only read: the home still owns it
+}
+
+}  // namespace
+}  // namespace coalesce::dsm

@@ -1,0 +1,86 @@
+#include "hypervisor/cli/ctl_command.h"
+
+#include <cstdio>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "hypervisor/machine/control_socket.h"
+#include "hypervisor/vcpu/exit_status.h"
+
+namespace coalesce {
+namespace {
+
+const char kCtlUsage[] =
+    "usage: coalesce ctl --vm NAME [--timeout SECONDS] COMMAND\n"
+    "\n"
+    "Sends one command to a running VM (`coalesce run --name NAME`) over its control socket\n"
+    "(in $COALESCE_RUN_DIR, /run/coalesce as root, else $XDG_RUNTIME_DIR/coalesce) and prints the reply.\n"
+    "\n"
+    "commands:\n"
+    "  status    the VM's nodes: where each vCPU runs, how many guest pages each node owns, round trips\n"
+    "  shutdown  press the guest's ACPI power button (a Linux guest powers off cleanly)\n"
+    "\n"
+    "exit status: 0 answered; 2 bad usage, no such VM, or the VM refused the command; 8 no answer in time.\n";
+
+}  // namespace
+
+int CtlCommand(const std::vector<std::string>& args) {
+  std::string vm, command;
+  double timeout_s = 10;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto value = [&](const char* flag) -> const std::string* {
+      if (i + 1 >= args.size()) {
+        std::fprintf(stderr, "coalesce ctl: %s needs a value\n", flag);
+        return nullptr;
+      }
+      return &args[++i];
+    };
+    if (a == "--help" || a == "-h") {
+      std::fputs(kCtlUsage, stdout);
+      return 0;
+    } else if (a == "--vm") {
+      const std::string* v = value("--vm");
+      if (v == nullptr) return exit_status::kUsage;
+      vm = *v;
+    } else if (a == "--timeout") {
+      const std::string* v = value("--timeout");
+      if (v == nullptr) return exit_status::kUsage;
+      if (!absl::SimpleAtod(*v, &timeout_s) || !(timeout_s > 0)) {
+        std::fprintf(stderr, "coalesce ctl: --timeout '%s' is not a number of seconds\n", v->c_str());
+        return exit_status::kUsage;
+      }
+    } else if (absl::StartsWith(a, "-")) {
+      std::fprintf(stderr, "coalesce ctl: unknown flag '%s'\n\n%s", a.c_str(), kCtlUsage);
+      return exit_status::kUsage;
+    } else if (command.empty()) {
+      command = a;
+    } else {
+      std::fprintf(stderr, "coalesce ctl: one command at a time ('%s' and '%s')\n", command.c_str(), a.c_str());
+      return exit_status::kUsage;
+    }
+  }
+  if (vm.empty() || command.empty()) {
+    std::fprintf(stderr, "coalesce ctl: give --vm NAME and a command\n\n%s", kCtlUsage);
+    return exit_status::kUsage;
+  }
+  if (absl::Status st = ValidateVmName(vm); !st.ok()) {
+    std::fprintf(stderr, "coalesce ctl: --vm: %s\n", std::string(st.message()).c_str());
+    return exit_status::kUsage;
+  }
+  absl::StatusOr<std::string> reply =
+      CallControl(ControlSocketPath(vm), command, absl::Seconds(timeout_s));
+  if (!reply.ok()) {
+    std::fprintf(stderr, "coalesce ctl: VM '%s': %s\n", vm.c_str(), std::string(reply.status().message()).c_str());
+    return reply.status().code() == absl::StatusCode::kDeadlineExceeded ? exit_status::kHostFailure
+                                                                        : exit_status::kUsage;
+  }
+  if (absl::StartsWith(*reply, "error:")) {
+    std::fprintf(stderr, "coalesce ctl: VM '%s': %s", vm.c_str(), reply->c_str());
+    return exit_status::kUsage;
+  }
+  std::fputs(reply->c_str(), stdout);
+  return 0;
+}
+
+}  // namespace coalesce
