@@ -84,6 +84,10 @@ pb::Capacity EdgeAgentService::CapacitySnapshot() const {
   capacity.set_host_cpus(cpus > 0 ? static_cast<uint32_t>(cpus) : 0);
   double load[1] = {0};
   if (::getloadavg(load, 1) == 1) capacity.set_load_average_1m(load[0]);
+  if (const HostConditions now = ReadHostConditions(options_.power_supply_dir); now.battery) {
+    capacity.set_battery_percent(now.battery->percent);
+    capacity.set_on_battery(now.battery->discharging);
+  }
   return capacity;
 }
 

@@ -12,12 +12,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 
 #include "dsm/link_spec.h"
 #include "hypervisor/base/log.h"
 #include "hypervisor/cli/numa_option.h"
 #include "hypervisor/cli/run_options.h"
 #include "hypervisor/base/signal_stopper.h"
+#include "edge_monitor/discovery.h"
 #include "edge_monitor/edge_flag.h"
 #include "edge_monitor/guest_ranges.h"
 #include "edge_monitor/host_port.h"
@@ -175,6 +177,47 @@ absl::StatusOr<MachineConfig> MergeProfile(RunOptions options) {
   if (!material.ok()) return material.status();
   if (material->has_value()) config.control_plane.tls = std::make_shared<const TlsMaterial>(**material);
   config.control_plane.insecure = options.insecure || home.insecure();
+  if (!options.discover.empty()) {
+    if (config.numa == NumaMode::kExplicit) {
+      return absl::InvalidArgumentError("--numa: explicit domains are for one host, and --discover places vCPUs on edges");
+    }
+    if (!config.edges.empty()) {
+      return absl::InvalidArgumentError("--discover places the vCPUs itself: give --edge (or profile edges) or "
+                                        "--discover, not both");
+    }
+    const uint32_t home_vcpus = options.home_vcpus == 0 ? 1 : options.home_vcpus;
+    if (home_vcpus >= config.vcpus) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "--discover: --home-vcpus %u leaves none of the %u vCPUs to place on an edge", home_vcpus, config.vcpus));
+    }
+    std::vector<std::string> candidates;
+    for (absl::string_view a : absl::StrSplit(options.discover, ',', absl::SkipEmpty())) {
+      absl::StatusOr<HostPort> hp = ParseHostPort(std::string(a), "--discover");
+      if (!hp.ok()) return hp.status();
+      if (absl::Status st = CheckPlaintextAllowed(*hp, config.control_plane.tls != nullptr,
+                                                  config.control_plane.insecure, "edge agent");
+          !st.ok()) {
+        return st;
+      }
+      candidates.emplace_back(a);
+    }
+    DiscoveryPolicy policy;
+    policy.latency_bound = config.latency_bound;
+    policy.max_edge_load = config.max_edge_load;
+    policy.max_edge_vcpus = profile.policies().max_edge_vcpus();
+    policy.guest_memory = config.memory;
+    std::vector<uint32_t> lend;
+    for (uint32_t v = home_vcpus; v < config.vcpus; ++v) lend.push_back(v);
+    EdgeAgentClientOptions client;
+    client.security = config.control_plane;
+    const std::vector<EdgeCandidate> found = QueryCandidates(candidates, client, absl::Seconds(3));
+    absl::StatusOr<std::vector<DiscoveredEdge>> plan = PlanPlacement(found, lend, policy);
+    if (!plan.ok()) return plan.status();
+    std::fprintf(stderr, "coalesce run: discovered:\n%s\n", DescribeCandidates(found, *plan, policy).c_str());
+    for (DiscoveredEdge& e : *plan) {
+      if (!e.vcpus.empty()) config.edges.push_back({e.address, std::move(e.vcpus)});
+    }
+  }
   if (!config.edges.empty() && config.control_plane.tls == nullptr && !config.control_plane.insecure &&
       !IsLoopbackHost(config.data_plane_host)) {
     return absl::FailedPreconditionError(absl::StrFormat(
@@ -225,6 +268,12 @@ int RunCommand(const std::vector<std::string>& args) {
     std::fprintf(stderr, "coalesce run: %s\n", std::string(config.status().message()).c_str());
     return exit_status::kUsage;
   }
+  // A name in use is refused before anything is built (Machine::StartControl checks again, closing the race).
+  if (CallControl(ControlSocketPath(config->name), "ping", absl::Seconds(1)).ok()) {
+    std::fprintf(stderr, "coalesce run: a VM named '%s' is already running (--name; %s)\n", config->name.c_str(),
+                 ControlSocketPath(config->name).c_str());
+    return exit_status::kUsage;
+  }
   // Before any thread exists, so every thread inherits the mask and only the stopper sees them.
   BlockStopSignals();
   // The stopper outlives the machine (declared first, destroyed last), so a stop signal is honoured in every
@@ -258,12 +307,12 @@ int RunCommand(const std::vector<std::string>& args) {
   absl::StatusOr<std::unique_ptr<Machine>> machine = Machine::Create(*config);
   if (!machine.ok()) {
     std::fprintf(stderr, "coalesce run: %s\n", std::string(machine.status().message()).c_str());
-    // Input problems (files, sizes, formats, a kernel or initrd too big for --memory) are usage errors;
+    // Input problems (files, sizes, formats, a kernel or initrd too big for --memory, a VM name in use) are usage errors;
     // anything else is the host's.
     absl::StatusCode c = machine.status().code();
     bool input = c == absl::StatusCode::kInvalidArgument || c == absl::StatusCode::kNotFound ||
                  c == absl::StatusCode::kOutOfRange || c == absl::StatusCode::kFailedPrecondition ||
-                 c == absl::StatusCode::kResourceExhausted;
+                 c == absl::StatusCode::kResourceExhausted || c == absl::StatusCode::kAlreadyExists;
     return input ? exit_status::kUsage : exit_status::kHostFailure;
   }
   Machine& vm = **machine;

@@ -45,6 +45,10 @@ const char kRunUsage[] =
     "  --profile FILE      coalescence profile (protobuf text format or JSON); flags override it\n"
     "  --edge ADDR=LIST    place vCPUs LIST (e.g. 2,3 or 2-3) on the edge agent at ADDR (host:port);\n"
     "                      repeatable\n"
+    "  --discover ADDR,... candidate edge agents (host:port): each is asked for its capacity, load and\n"
+    "                      round trip, and the vCPUs from --home-vcpus up are placed on those the profile's\n"
+    "                      policies accept, nearest first (instead of --edge; docs/COALESCENCE.md)\n"
+    "  --home-vcpus N      with --discover: vCPUs 0..N-1 stay at home (default 1)\n"
     "  --data-plane H:P    address edge nodes use to reach this node's data plane (default\n"
     "                      127.0.0.1:0, any port); set it when edges are on other hosts\n"
     "  --home-only-memory R  guest-physical ranges START+SIZE[,...] (e.g. 0x1000000+64K) whose pages never\n"
@@ -145,6 +149,17 @@ absl::StatusOr<RunOptions> ParseRunOptions(const std::vector<std::string>& args)
       auto v = take();
       if (!v.ok()) return v.status();
       o.link = *v;
+    } else if (flag == "--discover") {
+      auto v = take();
+      if (!v.ok()) return v.status();
+      o.discover = *v;
+    } else if (flag == "--home-vcpus") {
+      auto v = take();
+      if (!v.ok()) return v.status();
+      auto n = ParseUint("--home-vcpus", *v);
+      if (!n.ok()) return n.status();
+      if (*n == 0) return absl::InvalidArgumentError("--home-vcpus: at least 1 (vCPU 0 runs at home)");
+      o.home_vcpus = *n;
     } else if (flag == "--name") {
       auto v = take();
       if (!v.ok()) return v.status();

@@ -30,6 +30,8 @@ struct RunOptions {
   std::string data_plane_advertise;    // --data-plane-advertise HOST:PORT (what edges dial, behind NAT/relay)
   std::string home_only_memory;        // --home-only-memory START+SIZE,... (pages that never leave home)
   std::string link;                    // --link CLASS[,KEY=VALUE...] (emulated data-plane links)
+  std::string discover;                // --discover ADDR,... (candidate edge agents; vCPUs placed on them)
+  uint32_t home_vcpus = 0;             // --home-vcpus N: with --discover, vCPUs 0..N-1 stay home (0: 1)
   std::string name;                    // --name NAME (the VM's name for `coalesce ctl`)
   std::string numa;                    // --numa auto|off|cpus=..[,memory=..]/... (ParseNumaSpec)
   TlsFiles tls;                        // --tls-ca, --tls-cert, --tls-key: mutual TLS with edge agents

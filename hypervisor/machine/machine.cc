@@ -405,8 +405,14 @@ absl::Status Machine::MeasureLinks() {
 
 absl::Status Machine::StartControl() {
   if (config_.name.empty()) return absl::OkStatus();
-  ASSIGN_OR_RETURN(control_, ControlServer::Start(ControlSocketPath(config_.name),
-                                                  [this](std::string_view c) { return ControlCommand(c); }));
+  absl::StatusOr<std::unique_ptr<ControlServer>> server = ControlServer::Start(
+      ControlSocketPath(config_.name), [this](std::string_view c) { return ControlCommand(c); });
+  if (server.status().code() == absl::StatusCode::kAlreadyExists) {
+    return absl::AlreadyExistsError(absl::StrFormat("a VM named '%s' is already running (--name; %s)", config_.name,
+                                                    ControlSocketPath(config_.name)));
+  }
+  if (!server.ok()) return server.status();
+  control_ = *std::move(server);
   LOG_INFO("control socket %s (coalesce ctl --vm %s)", control_->path(), config_.name);
   return absl::OkStatus();
 }

@@ -216,6 +216,19 @@ try:
                 else:
                     check("policies.latency_bound_us 60000 accepts the same edge: exit 1 and PASS",
                           rc == 1 and "PASS" in out, f"exit {rc}\n{out}\n{err}")
+        # Discovery from a static list (docs/COALESCENCE.md): a dead address is passed over with the reason, the
+        # vCPUs go to a live agent; more vCPUs than the candidates offer is refused before anything starts.
+        dead = f"127.0.0.1:{free_port()}"
+        rc, out, err = run_home(["--kernel", guest("hello"), "--vcpus", "3",
+                                 "--discover", f"{dead},{a.listen},{b.listen}"])
+        check("--discover: a dead candidate passed over, vCPUs 1-2 placed on a live agent, the guest runs",
+              rc == 1 and "PASS" in out and f"{dead}: passed over: unreachable" in err
+              and re.search(r"127\.0\.0\.1:\d+: round trip [\d.]+ ms, \d+ of 8 vCPUs free, load [\d.]+ per CPU: vCPUs 1-2",
+                            err) is not None, f"exit {rc}\n{out}\n{err}")
+        rc, out, err = run_home(["--kernel", guest("hello"), "--vcpus", "20", "--home-vcpus", "2",
+                                 "--discover", f"{a.listen},{b.listen}"])
+        check("--discover: 18 vCPUs to lend and 16 offered is refused: exit 2 with each candidate's figures",
+              rc == 2 and "the candidates take 16 of the 18 vCPUs to lend" in err, f"exit {rc}\n{out}\n{err}")
     elif CASE == "netns":
         # The edge host in its own network namespace, linked to this one by a veth pair.
         tag = uuid.uuid4().hex[:6]

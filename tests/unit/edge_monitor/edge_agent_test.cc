@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "edge_monitor/edge_agent_client.h"
+#include "edge_monitor/discovery.h"
 #include "edge_monitor/edge_agent_server.h"
 #include "edge_monitor/host_conditions.h"
 #include "edge_monitor/process_vm_runtime_factory.h"
@@ -462,6 +463,87 @@ TEST_CASE("Connect rejects a malformed address", "[edge_agent]") {
   REQUIRE_FALSE(client.ok());
   CHECK(client.status().code() == absl::StatusCode::kInvalidArgument);
   CHECK_THAT(std::string(client.status().message()), Contains("'no-port' is not host:port"));
+}
+
+}  // namespace
+}  // namespace coalesce
+
+namespace coalesce {
+namespace {
+
+EdgeCandidate Candidate(std::string address, uint32_t free_vcpus, double load_per_cpu, absl::Duration rtt,
+                        uint64_t memory = 4096 * kMiB) {
+  EdgeCandidate c;
+  c.address = std::move(address);
+  c.capacity.set_total_vcpus(free_vcpus + 1);
+  c.capacity.set_reserved_vcpus(1);
+  c.capacity.set_total_memory_bytes(memory);
+  c.capacity.set_host_cpus(4);
+  c.capacity.set_load_average_1m(load_per_cpu * 4);
+  c.rtt = rtt;
+  return c;
+}
+
+TEST_CASE("Discovery: vCPUs go to the acceptable candidates, nearest first, within their free vCPUs and the cap",
+          "[edge_agent][discovery]") {
+  std::vector<EdgeCandidate> found = {
+      Candidate("far:1", 4, 0.1, absl::Milliseconds(5)),
+      Candidate("near:1", 2, 0.1, absl::Microseconds(300)),
+      Candidate("busy:1", 8, 3.0, absl::Microseconds(100)),
+      Candidate("small:1", 8, 0.1, absl::Microseconds(200), 64 * kMiB),
+  };
+  found.push_back(EdgeCandidate{.address = "dead:1", .reachable = absl::UnavailableError("connection refused")});
+  DiscoveryPolicy policy{.max_edge_load = 1.0, .guest_memory = 256 * kMiB};
+  auto plan = PlanPlacement(found, {1, 2, 3}, policy);
+  REQUIRE(plan.ok());
+  REQUIRE(plan->size() == 2);
+  CHECK((*plan)[0].address == "near:1");
+  CHECK((*plan)[0].vcpus == std::vector<uint32_t>{1, 2});
+  CHECK((*plan)[1].address == "far:1");
+  CHECK((*plan)[1].vcpus == std::vector<uint32_t>{3});
+  const std::string described = DescribeCandidates(found, *plan, policy);
+  CHECK_THAT(described, Contains("near:1: round trip 0.300 ms, 2 of 3 vCPUs free, load 0.10 per CPU: vCPUs 1-2"));
+  CHECK_THAT(described, Contains("busy:1: round trip 0.100 ms, 8 of 9 vCPUs free, load 3.00 per CPU: passed over: "
+                                 "load 3.00 per CPU, over policies.max_edge_load 1.00"));
+  CHECK_THAT(described, Contains("small:1"));
+  CHECK_THAT(described, Contains("memory 64M free, the guest needs 256M"));
+  CHECK_THAT(described, Contains("dead:1: passed over: unreachable: connection refused"));
+
+  // The cap per edge spreads them; a latency bound drops the far one, and then they do not fit.
+  policy.max_edge_vcpus = 1;
+  auto capped = PlanPlacement(found, {1, 2}, policy);
+  REQUIRE(capped.ok());
+  CHECK((*capped)[0].vcpus == std::vector<uint32_t>{1});
+  CHECK((*capped)[1].vcpus == std::vector<uint32_t>{2});
+  policy.latency_bound = absl::Milliseconds(1);
+  auto refused = PlanPlacement(found, {1, 2}, policy);
+  REQUIRE(!refused.ok());
+  CHECK(refused.status().code() == absl::StatusCode::kFailedPrecondition);
+  CHECK_THAT(std::string(refused.status().message()), Contains("the candidates take 1 of the 2 vCPUs to lend (1-2)"));
+  CHECK_THAT(std::string(refused.status().message()), Contains("far:1: round trip 5.000 ms"));
+  CHECK_THAT(std::string(refused.status().message()), Contains("over policies.latency_bound_us 1000"));
+}
+
+TEST_CASE("Discovery: real agents answer with their capacity; a dead address is named, not waited for",
+          "[edge_agent][discovery]") {
+  Agent a({.vcpus = 2, .memory_bytes = 1024 * kMiB});
+  Agent b({.vcpus = 3, .memory_bytes = 1024 * kMiB});
+  const std::string dead = "127.0.0.1:1";
+  const auto start = absl::Now();
+  const std::vector<EdgeCandidate> found = QueryCandidates({a.address(), dead, b.address()}, {}, absl::Seconds(2));
+  CHECK(absl::Now() - start < absl::Seconds(10));
+  REQUIRE(found.size() == 3);
+  CHECK(found[0].reachable.ok());
+  CHECK(found[0].capacity.total_vcpus() == 2);
+  CHECK(found[0].rtt > absl::ZeroDuration());
+  CHECK(!found[1].reachable.ok());
+  CHECK(found[2].capacity.total_vcpus() == 3);
+  auto plan = PlanPlacement(found, {1, 2, 3, 4, 5}, {.guest_memory = 256 * kMiB});
+  REQUIRE(plan.ok());
+  size_t placed = 0;
+  for (const DiscoveredEdge& e : *plan) placed += e.vcpus.size();
+  CHECK(placed == 5);
+  CHECK(!PlanPlacement(found, {1, 2, 3, 4, 5, 6}, {.guest_memory = 256 * kMiB}).ok());
 }
 
 }  // namespace
