@@ -429,10 +429,21 @@ std::string Machine::ControlCommand(std::string_view command) {
   return absl::StrFormat("error: unknown command '%s' (status, shutdown)", std::string(command));
 }
 
-std::string Machine::StatusReport() const {
+std::string Machine::StatusReport() {
   constexpr uint64_t kPage = 4096;
   const uint64_t pages = config_.memory / kPage;
   std::vector<uint64_t> owned(1 + config_.edges.size(), 0);
+  // The links now, measured for this answer (3 probes each), beside the figure from the start.
+  std::vector<absl::Duration> now;
+  std::string probe_error;
+  if (home_) {
+    absl::StatusOr<std::vector<absl::Duration>> rtt = home_->MeasureRoundTrips(3);
+    if (rtt.ok()) {
+      now = *std::move(rtt);
+    } else {
+      probe_error = std::string(rtt.status().message());
+    }
+  }
   if (home_) {
     const std::vector<uint64_t> per_node = home_->dsm().OwnedPagesPerNode();
     for (size_t n = 0; n < owned.size() && n < per_node.size(); ++n) owned[n] = per_node[n];
@@ -449,11 +460,17 @@ std::string Machine::StatusReport() const {
   absl::StrAppendFormat(&out, "node 0 home: vCPUs %s, owns %u pages (%.1f MiB)\n", FormatVcpuList(home_vcpus),
                         owned[0], mib(owned[0]));
   for (size_t e = 0; e < config_.edges.size(); ++e) {
-    absl::StrAppendFormat(&out, "node %u edge %s: vCPUs %s, owns %u pages (%.1f MiB), round trip %.3f ms\n", e + 1,
+    absl::StrAppendFormat(&out, "node %u edge %s: vCPUs %s, owns %u pages (%.1f MiB), round trip", e + 1,
                           config_.edges[e].agent_address, FormatVcpuList(config_.edges[e].vcpus), owned[e + 1],
-                          mib(owned[e + 1]),
+                          mib(owned[e + 1]));
+    if (e + 1 < now.size()) {
+      absl::StrAppendFormat(&out, " %.3f ms now,", absl::ToDoubleMilliseconds(now[e + 1]));
+      if (now[e + 1] > config_.latency_bound) out += " OVER policies.latency_bound_us,";
+    }
+    absl::StrAppendFormat(&out, " %.3f ms at start\n",
                           e + 1 < link_rtt_.size() ? absl::ToDoubleMilliseconds(link_rtt_[e + 1]) : 0.0);
   }
+  if (!probe_error.empty()) absl::StrAppendFormat(&out, "links not measured now: %s\n", probe_error);
   return out;
 }
 

@@ -75,7 +75,7 @@ class Machine final {
   // Listens on the VM's control socket (config_.name) for `coalesce ctl`.
   absl::Status StartControl();
   std::string ControlCommand(std::string_view command);
-  std::string StatusReport() const;
+  std::string StatusReport();
   absl::Status BuildVcpus();
   absl::Status StartCoalescence();
   [[nodiscard]] bool IsLocal(uint32_t vcpu) const { return node_of_vcpu_[vcpu] == 0; }
