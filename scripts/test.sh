@@ -79,7 +79,18 @@ else
   { run_nested nested-coalesced single --suite coalesced --no-suite linux "$@"; echo $? >"$logs/nested-coalesced.status"; } 2>&1 |
     sed -u 's/^/[coalesced] /' &
   wait
-  run_nested nested-qemu multi --suite hw-reference "$@" || status=1
+  run_nested nested-qemu multi --suite hw-reference "$@"
+  qemu_status=$?
+  # The nested VM's own kernel panicking under multi-threaded TCG ("corrupted stack end detected inside
+  # scheduler", seen about once in ten CI runs) is a fault of the emulator under the test machine, not a test
+  # result: that one case gets a fresh VM, once, and says so. Any other failure stands.
+  if ((qemu_status == 125)) && grep -q "Kernel panic" "$logs/nested-qemu-dmesg.txt" 2>/dev/null; then
+    echo "the nested KVM VM's kernel panicked under multi-threaded TCG (docs/NESTED_KVM.md): the hw-reference" \
+         "suite runs again in a fresh VM"
+    run_nested nested-qemu multi --suite hw-reference "$@"
+    qemu_status=$?
+  fi
+  ((qemu_status == 0)) || status=1
   for f in "$logs"/nested.status "$logs"/nested-coalesced.status; do
     [[ "$(cat "$f" 2>/dev/null)" == 0 ]] || status=1
   done

@@ -35,6 +35,8 @@ QUICK = {"nodes": [1, 2], "links": ["loopback", "latency=50us", "latency=200us,j
 FULL = {"nodes": [1, 2, 3], "links": ["loopback", "pcie", "5g-urllc", "wifi6e", "5g", "wifi-p90"],
         "workloads": list(WORKLOADS), "reps": 3}
 STATS_LINE = re.compile(r"pages sent (\d+) received (\d+) \| invalidations sent (\d+) received (\d+)")
+# Home's measured round trip to each edge over the data plane (docs/NUMA.md), printed before the guest runs.
+RTT_LINE = re.compile(r"guest NUMA node \d+ = edge \S+ \(vCPUs [^)]*\): round trip ([\d.]+) ms")
 MSG_LINE = re.compile(r"messages sent (\d+) received (\d+) \| bytes sent (\d+) received (\d+)")
 FAULT_LINE = re.compile(r"faults (\w+)\s+(\d+)\s+latency n=\d+ p50=([\d.]+)us p90=([\d.]+)us p99=([\d.]+)us "
                         r"max=([\d.]+)us")
@@ -105,7 +107,8 @@ class Progress:
 
 
 def dsm_stats(stderr):
-    """The home node's DSM counters (COALESCE_DSM_STATS=1): traffic and the fault latency distribution."""
+    """The home node's DSM counters (COALESCE_DSM_STATS=1): traffic and the fault latency distribution; and
+    the slowest link's round trip home measured at start."""
     s = {}
     m = STATS_LINE.search(stderr)
     if m:
@@ -115,6 +118,9 @@ def dsm_stats(stderr):
     if m:
         s.update(messages_sent=int(m.group(1)), messages_received=int(m.group(2)), bytes_sent=int(m.group(3)),
                  bytes_received=int(m.group(4)))
+    rtts = [float(m.group(1)) for m in RTT_LINE.finditer(stderr)]
+    if rtts:
+        s["link_rtt_ms"] = max(rtts)
     for m in FAULT_LINE.finditer(stderr):
         kind = m.group(1)
         s[f"faults_{kind}"] = int(m.group(2))

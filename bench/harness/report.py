@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 FIELDS = ["workload", "placement", "nodes", "vcpus", "vcpus_per_node", "link", "rep", "metric", "unit", "value",
-          "work_s", "process_s", "exit_status", "ok", "messages_sent", "messages_received", "bytes_sent",
+          "work_s", "process_s", "exit_status", "ok", "link_rtt_ms", "messages_sent", "messages_received", "bytes_sent",
           "bytes_received", "pages_sent", "pages_received", "invalidations_sent", "faults_read_miss",
           "fault_read_miss_p50_us", "fault_read_miss_p90_us", "fault_read_miss_p99_us", "faults_write_miss",
           "fault_write_miss_p50_us", "fault_write_miss_p99_us", "error"]

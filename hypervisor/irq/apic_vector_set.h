@@ -27,6 +27,9 @@ class ApicVectorSet final {
   // The 32-bit register view: word `index` (0-7) holds vectors 32*index .. 32*index+31, as the xAPIC
   // page lays out IRR/ISR/TMR at 16-byte strides.
   [[nodiscard]] uint32_t Word(unsigned index) const { return index < kWords ? words_[index] : 0; }
+  void SetWord(unsigned index, uint32_t value) {
+    if (index < kWords) words_[index] = value;
+  }
 
  private:
   static constexpr int kWords = 8;

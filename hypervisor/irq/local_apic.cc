@@ -497,6 +497,90 @@ TimerService::TimerId LocalApic::ResetRegistersLocked() {
   return StopTimerLocked();
 }
 
+LocalApicState LocalApic::SaveState() const {
+  absl::MutexLock lock(&mu_);
+  LocalApicState s{};
+  s.tpr = tpr_;
+  s.ldr = ldr_;
+  s.dfr = dfr_;
+  s.svr = svr_;
+  s.esr = esr_;
+  s.esr_pending = esr_pending_;
+  s.icr_low = icr_low_;
+  s.icr_high = icr_high_;
+  s.lvt_timer = lvt_timer_;
+  s.lvt_thermal = lvt_thermal_;
+  s.lvt_perf = lvt_perf_;
+  s.lvt_lint0 = lvt_lint0_;
+  s.lvt_lint1 = lvt_lint1_;
+  s.lvt_error = lvt_error_;
+  s.timer_initial = timer_initial_;
+  s.timer_divide = timer_divide_;
+  for (unsigned i = 0; i < 8; ++i) {
+    s.irr[i] = irr_.Word(i);
+    s.isr[i] = isr_.Word(i);
+    s.tmr[i] = tmr_.Word(i);
+  }
+  s.timer_running = timer_running_;
+  s.timer_remaining_ns =
+      timer_running_ ? std::max<int64_t>(0, (timer_deadline_ - Clock::now()).count()) : 0;
+  s.lint0_level = lint0_level_;
+  s.lint1_level = lint1_level_;
+  s.extint_message = extint_message_;
+  s.nmi_pending = nmi_pending_;
+  s.init_pending = init_pending_;
+  s.wait_for_sipi = wait_for_sipi_;
+  s.sipi_vector = sipi_vector_ ? *sipi_vector_ : -1;
+  return s;
+}
+
+void LocalApic::LoadState(const LocalApicState& s) {
+  TimerService::TimerId stale = 0;
+  bool kick = false;
+  {
+    absl::MutexLock lock(&mu_);
+    stale = StopTimerLocked();
+    tpr_ = s.tpr;
+    ldr_ = s.ldr;
+    dfr_ = s.dfr;
+    svr_ = s.svr;
+    esr_ = s.esr;
+    esr_pending_ = s.esr_pending;
+    icr_low_ = s.icr_low;
+    icr_high_ = s.icr_high;
+    lvt_timer_ = s.lvt_timer;
+    lvt_thermal_ = s.lvt_thermal;
+    lvt_perf_ = s.lvt_perf;
+    lvt_lint0_ = s.lvt_lint0;
+    lvt_lint1_ = s.lvt_lint1;
+    lvt_error_ = s.lvt_error;
+    timer_initial_ = s.timer_initial;
+    timer_divide_ = s.timer_divide;
+    for (unsigned i = 0; i < 8; ++i) {
+      irr_.SetWord(i, s.irr[i]);
+      isr_.SetWord(i, s.isr[i]);
+      tmr_.SetWord(i, s.tmr[i]);
+    }
+    lint0_level_ = s.lint0_level != 0;
+    lint1_level_ = s.lint1_level != 0;
+    extint_message_ = s.extint_message != 0;
+    nmi_pending_ = s.nmi_pending != 0;
+    init_pending_ = s.init_pending != 0;
+    wait_for_sipi_ = s.wait_for_sipi != 0;
+    sipi_vector_.reset();
+    if (s.sipi_vector >= 0 && s.sipi_vector <= 0xff) sipi_vector_ = static_cast<uint8_t>(s.sipi_vector);
+    if (s.timer_running != 0 && timer_initial_ != 0) {
+      timer_running_ = true;
+      timer_deadline_ = Clock::now() + std::chrono::nanoseconds(std::max<int64_t>(0, s.timer_remaining_ns));
+      ScheduleTimerLocked();
+    }
+    kick = PendingLocked().has_value() || nmi_pending_ || init_pending_ || sipi_vector_.has_value() ||
+           ExtIntPendingLocked();
+  }
+  if (stale != 0) timers_->Cancel(stale);
+  if (kick && kick_) kick_();
+}
+
 uint64_t LocalApic::anomalies() const {
   absl::MutexLock lock(&mu_);
   return anomalies_;

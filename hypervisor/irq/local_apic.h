@@ -37,6 +37,17 @@
 
 namespace coalesce {
 
+// Everything a local APIC holds, for moving its vCPU to another node (hypervisor/vcpu/vcpu_state.h). Plain
+// 32/64-bit fields only (no padding): it travels as bytes between nodes of one VM.
+struct LocalApicState {
+  uint32_t tpr, ldr, dfr, svr, esr, esr_pending, icr_low, icr_high;
+  uint32_t lvt_timer, lvt_thermal, lvt_perf, lvt_lint0, lvt_lint1, lvt_error, timer_initial, timer_divide;
+  uint32_t irr[8], isr[8], tmr[8];
+  uint32_t timer_running, lint0_level, lint1_level, extint_message, nmi_pending, init_pending, wait_for_sipi;
+  int32_t sipi_vector;        // -1: none
+  int64_t timer_remaining_ns;  // the countdown left when saved (the deadline is host-clock relative)
+};
+
 class LocalApic final {
  public:
   // `router` and `timers` are not owned and must outlive this object. `bootstrap` selects the BSP's
@@ -98,6 +109,11 @@ class LocalApic final {
   // Power-on reset: registers to their reset values, pending events and the timer dropped; id kept; an
   // AP waits for a SIPI again.
   void Reset();
+
+  // The whole state, for moving the vCPU elsewhere; LoadState replaces it (the timer restarts with the
+  // countdown it had left). The APIC id is not part of it: the target APIC has the same id.
+  [[nodiscard]] LocalApicState SaveState() const;
+  void LoadState(const LocalApicState& state);
 
   // Guest-caused anomalies (illegal vectors, bad accesses, dropped messages), for counters and tests.
   [[nodiscard]] uint64_t anomalies() const;

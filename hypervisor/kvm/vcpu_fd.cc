@@ -57,6 +57,12 @@ absl::Status VcpuFd::SetXsave(std::span<const uint8_t> image) {
   if (::ioctl(fd_.get(), kvm_abi::kSetXsave, padded.data()) < 0) return ErrnoStatus("KVM_SET_XSAVE");
   return absl::OkStatus();
 }
+absl::StatusOr<kvm_debugregs> VcpuFd::GetDebugRegs() const {
+  return GetStruct<kvm_debugregs>(fd_.get(), KVM_GET_DEBUGREGS, "KVM_GET_DEBUGREGS");
+}
+absl::Status VcpuFd::SetDebugRegs(const kvm_debugregs& d) {
+  return SetStruct(fd_.get(), KVM_SET_DEBUGREGS, d, "KVM_SET_DEBUGREGS");
+}
 absl::StatusOr<kvm_xcrs> VcpuFd::GetXcrs() const { return GetStruct<kvm_xcrs>(fd_.get(), KVM_GET_XCRS, "KVM_GET_XCRS"); }
 absl::Status VcpuFd::SetXcrs(const kvm_xcrs& x) { return SetStruct(fd_.get(), KVM_SET_XCRS, x, "KVM_SET_XCRS"); }
 absl::StatusOr<kvm_vcpu_events> VcpuFd::GetVcpuEvents() const {

@@ -35,6 +35,8 @@ class VcpuFd final {
   absl::Status SetXsave(std::span<const uint8_t> image);
   [[nodiscard]] absl::StatusOr<kvm_vcpu_events> GetVcpuEvents() const;
   absl::Status SetVcpuEvents(const kvm_vcpu_events& events);
+  [[nodiscard]] absl::StatusOr<kvm_debugregs> GetDebugRegs() const;
+  absl::Status SetDebugRegs(const kvm_debugregs& regs);
   [[nodiscard]] absl::StatusOr<kvm_xcrs> GetXcrs() const;
   absl::Status SetXcrs(const kvm_xcrs& xcrs);
   absl::Status SetCpuid(const std::vector<kvm_cpuid_entry2>& entries);

@@ -443,8 +443,6 @@ std::string Machine::StatusReport() {
     } else {
       probe_error = std::string(rtt.status().message());
     }
-  }
-  if (home_) {
     const std::vector<uint64_t> per_node = home_->dsm().OwnedPagesPerNode();
     for (size_t n = 0; n < owned.size() && n < per_node.size(); ++n) owned[n] = per_node[n];
   } else {

@@ -66,12 +66,14 @@ def main():
             check(all(r["ok"] and r["value"] > 0 and r["work_s"] > 0 for r in wr), f"{w}: every figure positive")
             check(all(r.get("messages_received", 0) > 0 for r in wr if r["nodes"] == 2),
                   f"{w}: two-node runs carry data-plane traffic")
-        # The emulated links were really there: the 200 us link's faults take longer than loopback's.
-        lat = {r["link"]: r.get("fault_write_miss_p50_us") or r.get("fault_read_miss_p50_us") for r in runs
-               if r["nodes"] == 2 and r["workload"] == "sharing"}
-        slow = next(l for l in lat if l.startswith("latency=200us"))
-        check(lat[slow] is not None and lat["loopback"] is not None and lat[slow] > lat["loopback"],
-              f"faults over the 200 us link are slower than over loopback ({lat})")
+        # The emulated links were really there: home's measured round trip (docs/NUMA.md) is at least twice the
+        # one-way latency on every two-node run over them. (Fault latencies are not compared: in the nested VM
+        # under TCG a fault takes milliseconds, and 200 us drowns in their spread.)
+        rtt = [(r["link"], r.get("link_rtt_ms")) for r in runs if r["nodes"] == 2]
+        floor = {"latency=200us": 0.4, "latency=50us": 0.1}
+        check(all(v is not None for _, v in rtt) and
+              all(v >= f for l, v in rtt for p, f in floor.items() if l.startswith(p)),
+              f"every two-node run measured its link, the emulated ones at least twice their latency ({rtt})")
         proj = results["projection"]["workloads"]
         for w in ("compute", "sharing"):
             check(proj[w]["alpha"] is not None and proj[w]["fit_error_out_of_sample"] is not None,
