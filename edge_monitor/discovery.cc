@@ -13,17 +13,25 @@
 namespace coalesce {
 namespace {
 
+uint32_t FreeVcpus(const pb::Capacity& cap) {
+  return cap.total_vcpus() - std::min(cap.reserved_vcpus(), cap.total_vcpus());
+}
+
+double LoadPerCpu(const pb::Capacity& cap) {
+  return cap.host_cpus() > 0 ? cap.load_average_1m() / cap.host_cpus() : 0.0;
+}
+
 // Why a reachable candidate cannot take any vCPU under the policy; empty if it can.
 std::string PassedOver(const EdgeCandidate& c, const DiscoveryPolicy& policy) {
   if (!c.reachable.ok()) return absl::StrCat("unreachable: ", c.reachable.message());
   const pb::Capacity& cap = c.capacity;
-  const uint32_t free_vcpus = cap.total_vcpus() - std::min(cap.reserved_vcpus(), cap.total_vcpus());
+  const uint32_t free_vcpus = FreeVcpus(cap);
   const uint64_t free_memory = cap.total_memory_bytes() - std::min(cap.reserved_memory_bytes(), cap.total_memory_bytes());
   if (free_vcpus == 0) return absl::StrCat("no free vCPUs (", cap.total_vcpus(), " offered, all in use)");
   if (free_memory < policy.guest_memory) {
     return absl::StrCat("memory ", FormatSize(free_memory), " free, the guest needs ", FormatSize(policy.guest_memory));
   }
-  const double load = cap.host_cpus() > 0 ? cap.load_average_1m() / cap.host_cpus() : 0;
+  const double load = LoadPerCpu(cap);
   if (policy.max_edge_load > 0 && load > policy.max_edge_load) {
     return absl::StrFormat("load %.2f per CPU, over policies.max_edge_load %.2f", load, policy.max_edge_load);
   }
@@ -32,10 +40,6 @@ std::string PassedOver(const EdgeCandidate& c, const DiscoveryPolicy& policy) {
                            absl::ToDoubleMilliseconds(c.rtt), absl::ToInt64Microseconds(policy.latency_bound));
   }
   return "";
-}
-
-uint32_t FreeVcpus(const pb::Capacity& cap) {
-  return cap.total_vcpus() - std::min(cap.reserved_vcpus(), cap.total_vcpus());
 }
 
 }  // namespace
@@ -106,7 +110,7 @@ std::string DescribeCandidates(const std::vector<EdgeCandidate>& candidates, con
       const pb::Capacity& cap = c.capacity;
       absl::StrAppendFormat(&line, "round trip %.3f ms, %u of %u vCPUs free, load %.2f per CPU",
                             absl::ToDoubleMilliseconds(c.rtt), FreeVcpus(cap), cap.total_vcpus(),
-                            cap.host_cpus() > 0 ? cap.load_average_1m() / cap.host_cpus() : 0.0);
+                            LoadPerCpu(cap));
       if (cap.has_battery_percent()) {
         absl::StrAppendFormat(&line, ", battery %u%%%s", cap.battery_percent(), cap.on_battery() ? " (discharging)" : "");
       }

@@ -16,6 +16,7 @@
 
 #include "dsm/link_spec.h"
 #include "hypervisor/base/log.h"
+#include "hypervisor/base/status_macros.h"
 #include "hypervisor/cli/numa_option.h"
 #include "hypervisor/cli/run_options.h"
 #include "hypervisor/base/signal_stopper.h"
@@ -177,6 +178,14 @@ absl::StatusOr<MachineConfig> MergeProfile(RunOptions options) {
   if (!material.ok()) return material.status();
   if (material->has_value()) config.control_plane.tls = std::make_shared<const TlsMaterial>(**material);
   config.control_plane.insecure = options.insecure || home.insecure();
+  // An agent address (placed with --edge or a candidate of --discover): well formed, and reached in plaintext
+  // only over loopback unless --insecure.
+  auto check_agent_address = [&config](const std::string& address, const char* what) -> absl::Status {
+    absl::StatusOr<HostPort> hp = ParseHostPort(address, what);
+    if (!hp.ok()) return hp.status();
+    return CheckPlaintextAllowed(*hp, config.control_plane.tls != nullptr, config.control_plane.insecure,
+                                 "edge agent");
+  };
   if (!options.discover.empty()) {
     if (config.numa == NumaMode::kExplicit) {
       return absl::InvalidArgumentError("--numa: explicit domains are for one host, and --discover places vCPUs on edges");
@@ -192,14 +201,8 @@ absl::StatusOr<MachineConfig> MergeProfile(RunOptions options) {
     }
     std::vector<std::string> candidates;
     for (absl::string_view a : absl::StrSplit(options.discover, ',', absl::SkipEmpty())) {
-      absl::StatusOr<HostPort> hp = ParseHostPort(std::string(a), "--discover");
-      if (!hp.ok()) return hp.status();
-      if (absl::Status st = CheckPlaintextAllowed(*hp, config.control_plane.tls != nullptr,
-                                                  config.control_plane.insecure, "edge agent");
-          !st.ok()) {
-        return st;
-      }
       candidates.emplace_back(a);
+      RETURN_IF_ERROR(check_agent_address(candidates.back(), "--discover"));
     }
     DiscoveryPolicy policy;
     policy.latency_bound = config.latency_bound;
@@ -226,13 +229,7 @@ absl::StatusOr<MachineConfig> MergeProfile(RunOptions options) {
         config.data_plane_host));
   }
   for (const EdgePlacementSpec& edge : config.edges) {
-    absl::StatusOr<HostPort> hp = ParseHostPort(edge.agent_address, "edge agent address");
-    if (!hp.ok()) return hp.status();
-    if (absl::Status st = CheckPlaintextAllowed(*hp, config.control_plane.tls != nullptr,
-                                                config.control_plane.insecure, "edge agent");
-        !st.ok()) {
-      return st;
-    }
+    RETURN_IF_ERROR(check_agent_address(edge.agent_address, "edge agent address"));
   }
   if (config.control_plane.insecure && config.control_plane.tls == nullptr && !config.edges.empty()) {
     std::fprintf(stderr,

@@ -159,7 +159,7 @@ TimerService::TimerId LocalApic::WriteRegisterLocked(uint32_t reg, uint32_t valu
       if (!timer_running_ || old_divisor == new_divisor) return 0;
       // Keep the remaining tick count; only the tick length changes.
       const auto now = Clock::now();
-      const int64_t remaining_ns = std::max<int64_t>(0, (timer_deadline_ - now).count());
+      const int64_t remaining_ns = TimerLeftNsLocked(now);
       const uint64_t remaining_ticks = static_cast<uint64_t>(remaining_ns) / old_divisor;
       timer_deadline_ = now + std::chrono::nanoseconds(remaining_ticks * new_divisor);
       const TimerService::TimerId stale = timer_id_;
@@ -451,6 +451,10 @@ void LocalApic::AcknowledgeExtInt() {
 
 bool LocalApic::HasWork() const {
   absl::MutexLock lock(&mu_);
+  return HasWorkLocked();
+}
+
+bool LocalApic::HasWorkLocked() const {
   return PendingLocked().has_value() || nmi_pending_ || init_pending_ || sipi_vector_.has_value() ||
          ExtIntPendingLocked();
 }
@@ -522,8 +526,7 @@ LocalApicState LocalApic::SaveState() const {
     s.tmr[i] = tmr_.Word(i);
   }
   s.timer_running = timer_running_;
-  s.timer_remaining_ns =
-      timer_running_ ? std::max<int64_t>(0, (timer_deadline_ - Clock::now()).count()) : 0;
+  s.timer_remaining_ns = timer_running_ ? TimerLeftNsLocked(Clock::now()) : 0;
   s.lint0_level = lint0_level_;
   s.lint1_level = lint1_level_;
   s.extint_message = extint_message_;
@@ -574,8 +577,7 @@ void LocalApic::LoadState(const LocalApicState& s) {
       timer_deadline_ = Clock::now() + std::chrono::nanoseconds(std::max<int64_t>(0, s.timer_remaining_ns));
       ScheduleTimerLocked();
     }
-    kick = PendingLocked().has_value() || nmi_pending_ || init_pending_ || sipi_vector_.has_value() ||
-           ExtIntPendingLocked();
+    kick = HasWorkLocked();
   }
   if (stale != 0) timers_->Cancel(stale);
   if (kick && kick_) kick_();
@@ -607,6 +609,10 @@ uint64_t LocalApic::TimerDivisorLocked() const {
 std::chrono::nanoseconds LocalApic::TimerPeriodicIntervalLocked() const {
   return std::max<std::chrono::nanoseconds>(
       std::chrono::nanoseconds(uint64_t{timer_initial_} * TimerDivisorLocked()), kMinPeriodicInterval);
+}
+
+int64_t LocalApic::TimerLeftNsLocked(Clock::time_point now) const {
+  return std::max<int64_t>(0, (timer_deadline_ - now).count());
 }
 
 uint32_t LocalApic::TimerCurrentCountLocked() const {

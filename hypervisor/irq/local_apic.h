@@ -138,6 +138,7 @@ class LocalApic final {
   bool SoftwareEnabledLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   std::optional<uint8_t> PendingLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   bool ExtIntPendingLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  bool HasWorkLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
   // Sets IRR (and TMR = level) for a locally or externally raised vector. Returns false if refused
   // (illegal vector, which also records a receive error).
@@ -151,6 +152,8 @@ class LocalApic final {
   // --- Timer.
   uint64_t TimerDivisorLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   uint32_t TimerCurrentCountLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Time to the deadline from `now`, never negative (a one-shot past its deadline has none left).
+  int64_t TimerLeftNsLocked(TimerService::Clock::time_point now) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // The reload interval of periodic mode: initial count x divisor, clamped to a floor.
   std::chrono::nanoseconds TimerPeriodicIntervalLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // (Re)starts the countdown from the initial count. Returns the superseded timer id to Cancel().

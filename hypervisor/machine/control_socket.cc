@@ -46,6 +46,19 @@ bool WaitFor(int fd, short events, std::chrono::steady_clock::time_point deadlin
   }
 }
 
+// Writes all of `data` unless the deadline passes or the peer goes; false then.
+bool SendAll(int fd, std::string_view data, std::chrono::steady_clock::time_point deadline) {
+  size_t sent = 0;
+  while (sent < data.size()) {
+    if (!WaitFor(fd, POLLOUT, deadline)) return false;
+    const ssize_t n = ::send(fd, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    sent += static_cast<size_t>(n);
+  }
+  return true;
+}
+
 }  // namespace
 
 absl::Status ValidateVmName(std::string_view name) {
@@ -133,14 +146,7 @@ void ControlServer::Serve(int fd) {
   if (const size_t nl = line.find('\n'); nl != std::string::npos) line.resize(nl);
   std::string reply = handler_(line);
   if (reply.empty() || reply.back() != '\n') reply += '\n';
-  size_t sent = 0;
-  while (sent < reply.size()) {
-    if (!WaitFor(fd, POLLOUT, deadline)) return;
-    const ssize_t n = ::send(fd, reply.data() + sent, reply.size() - sent, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;
-    sent += static_cast<size_t>(n);
-  }
+  (void)SendAll(fd, reply, deadline);  // a client that went away or stalls misses its answer, nothing more
 }
 
 absl::StatusOr<std::string> CallControl(const std::string& path, std::string_view command, absl::Duration timeout) {
@@ -157,12 +163,8 @@ absl::StatusOr<std::string> CallControl(const std::string& path, std::string_vie
   }
   const auto deadline = std::chrono::steady_clock::now() + absl::ToChronoMilliseconds(timeout);
   const std::string request = absl::StrCat(std::string(command), "\n");
-  size_t sent = 0;
-  while (sent < request.size()) {
-    const ssize_t n = ::send(fd.get(), request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return ErrnoStatus(absl::StrCat("writing to ", path), errno);
-    sent += static_cast<size_t>(n);
+  if (!SendAll(fd.get(), request, deadline)) {
+    return absl::UnavailableError(absl::StrCat("the VM at ", path, " did not take the command"));
   }
   std::string reply;
   char buf[4096];
