@@ -10,7 +10,7 @@ namespace coalesce {
 const char* EdgeAgentUsage() {
   return "usage: coalesce edge --listen HOST:PORT [--capacity vcpus=N,memory=SIZE] [--runtime PATH]\n"
          "                     [--tls-ca FILE --tls-cert FILE --tls-key FILE | --insecure] [--log-level LEVEL]\n"
-         "                     [--max-load X] [--min-battery PERCENT]\n"
+         "                     [--max-load X] [--min-battery PERCENT] [--departure-grace SECONDS]\n"
          "\n"
          "Runs the edge agent: a gRPC service that hosts vCPUs of coalesced VMs for home nodes.\n"
          "\n"
@@ -26,10 +26,13 @@ const char* EdgeAgentUsage() {
          "                         allowed); see docs/SECURITY.md\n"
          "  --max-load X           refuse leases while the 1-minute load average per CPU is above X\n"
          "  --min-battery PERCENT  refuse leases while running on battery below PERCENT (0..100)\n"
+         "  --departure-grace S    on SIGTERM, how long each VM's runtime has to hand its vCPUs and pages\n"
+         "                         back to the home before it is killed (default 15; the guest runs on)\n"
          "  --log-level LEVEL      debug, info, warning or error (default: info)\n"
          "  -h, --help             this text\n"
          "\n"
-         "Stops every hosted VM and exits 0 on SIGINT or SIGTERM.\n";
+         "On SIGINT or SIGTERM every hosted VM's vCPUs go back to its home (docs/COALESCENCE.md,\n"
+         "\"Departure\"), then the agent exits 0.\n";
 }
 
 absl::StatusOr<EdgeAgentFlags> ParseEdgeAgentFlags(const std::vector<std::string>& args,
@@ -100,6 +103,16 @@ absl::StatusOr<EdgeAgentFlags> ParseEdgeAgentFlags(const std::vector<std::string
         return absl::InvalidArgumentError(absl::StrCat("edge: --min-battery '", *v, "' is not a percentage (0..100)"));
       }
       flags.limits.min_battery_percent = percent;
+    } else if (name == "--departure-grace") {
+      auto v = take_value();
+      if (!v.ok()) return v.status();
+      uint32_t seconds = 0;
+      auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), seconds);
+      if (ec != std::errc() || p != v->data() + v->size() || seconds < 1 || seconds > 600) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("edge: --departure-grace '", *v, "' is not a number of seconds (1..600)"));
+      }
+      flags.departure_grace = absl::Seconds(seconds);
     } else if (name == "--log-level") {
       auto v = take_value();
       if (!v.ok()) return v.status();

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "edge_monitor/edge_capacity.h"
 #include "edge_monitor/host_conditions.h"
 #include "edge_monitor/tls.h"
@@ -22,6 +23,7 @@ struct EdgeAgentFlags {
   TlsFiles tls;                         // --tls-ca, --tls-cert, --tls-key: mutual TLS with home nodes
   bool insecure = false;                // --insecure: plaintext on a non-loopback --listen
   HostLimits limits;                    // --max-load X (per CPU), --min-battery PERCENT: when to refuse leases
+  absl::Duration departure_grace = absl::Seconds(15);  // --departure-grace S: runtimes' time to leave on SIGTERM
 };
 
 // `args` are the flags only (after "edge"). Accepts "--flag value" and "--flag=value". Errors name the flag.

@@ -54,6 +54,7 @@ int RunEdgeAgentMain(int argc, char** argv) {
   EdgeAgentService::Options service_options;
   service_options.capacity = flags->capacity;
   service_options.limits = flags->limits;
+  service_options.departure_grace = flags->departure_grace;
   auto server = EdgeAgentServer::Start(flags->listen, service_options,
                                        std::make_unique<ProcessVmRuntimeFactory>(runtime_options), security);
   if (!server.ok()) {

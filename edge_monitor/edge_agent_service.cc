@@ -251,7 +251,7 @@ void EdgeAgentService::StopAll() {
   // In parallel: each runtime gets its full grace period, not a share of one.
   std::vector<std::thread> stoppers;
   for (auto& record : to_stop) {
-    stoppers.emplace_back([this, record] { record->runtime->Stop(options_.default_stop_grace); });
+    stoppers.emplace_back([this, record] { record->runtime->Stop(options_.departure_grace); });
   }
   for (auto& t : stoppers) t.join();
   absl::MutexLock lock(&mu_);

@@ -31,6 +31,8 @@ class EdgeAgentService final : public pb::EdgeAgent::Service {
     absl::Duration start_timeout = absl::Seconds(30);
     // SIGTERM-to-SIGKILL grace when StopVm does not give one.
     absl::Duration default_stop_grace = absl::Seconds(2);
+    // SIGTERM-to-SIGKILL grace when the agent itself stops: each runtime leaves (its vCPUs go home) meanwhile.
+    absl::Duration departure_grace = absl::Seconds(15);
   };
 
   EdgeAgentService(Options options, std::unique_ptr<VmRuntimeFactory> factory);

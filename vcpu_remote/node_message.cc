@@ -64,6 +64,32 @@ class Reader {
   size_t pos_ = 0;
 };
 
+void WriteApicMessage(Writer& w, const ApicMessage& a) {
+  w.U8(a.vector);
+  w.U8(static_cast<uint8_t>(a.delivery_mode));
+  w.U8(static_cast<uint8_t>(a.destination_mode));
+  w.U8(a.destination);
+  w.U8(static_cast<uint8_t>(a.shorthand));
+  w.U8(static_cast<uint8_t>((a.level_triggered ? 1 : 0) | (a.level_assert ? 2 : 0)));
+  w.U32(a.source_apic_id);
+}
+
+// False if truncated; `*fields_ok` false if a field holds a value the APIC message has no meaning for.
+bool ReadApicMessage(Reader& r, ApicMessage* a, bool* fields_ok) {
+  uint8_t mode = 0, dest_mode = 0, shorthand = 0, flags = 0;
+  if (!r.U8(&a->vector) || !r.U8(&mode) || !r.U8(&dest_mode) || !r.U8(&a->destination) || !r.U8(&shorthand) ||
+      !r.U8(&flags) || !r.U32(&a->source_apic_id)) {
+    return false;
+  }
+  *fields_ok = !(mode > 7 || mode == 3 || dest_mode > 1 || shorthand > 3);
+  a->delivery_mode = static_cast<DeliveryMode>(mode);
+  a->destination_mode = static_cast<DestinationMode>(dest_mode);
+  a->shorthand = static_cast<DestinationShorthand>(shorthand);
+  a->level_triggered = flags & 1;
+  a->level_assert = flags & 2;
+  return true;
+}
+
 bool ValidSize(uint8_t size) { return size == 1 || size == 2 || size == 4 || size == 8; }
 
 }  // namespace
@@ -98,14 +124,7 @@ std::vector<uint8_t> Encode(const NodeMessage& message) {
     w.Bytes(reply->data);
   } else if (auto* irq = std::get_if<Interrupt>(&message)) {
     w.U8(static_cast<uint8_t>(Type::kInterrupt));
-    const ApicMessage& a = irq->message;
-    w.U8(a.vector);
-    w.U8(static_cast<uint8_t>(a.delivery_mode));
-    w.U8(static_cast<uint8_t>(a.destination_mode));
-    w.U8(a.destination);
-    w.U8(static_cast<uint8_t>(a.shorthand));
-    w.U8(static_cast<uint8_t>((a.level_triggered ? 1 : 0) | (a.level_assert ? 2 : 0)));
-    w.U32(a.source_apic_id);
+    WriteApicMessage(w, irq->message);
   } else if (auto* eoi = std::get_if<Eoi>(&message)) {
     w.U8(static_cast<uint8_t>(Type::kEoi));
     w.U8(eoi->vector);
@@ -122,6 +141,28 @@ std::vector<uint8_t> Encode(const NodeMessage& message) {
   } else if (auto* echo_reply = std::get_if<EchoReply>(&message)) {
     w.U8(static_cast<uint8_t>(Type::kEchoReply));
     w.U64(echo_reply->token);
+  } else if (auto* evict = std::get_if<VcpuEvict>(&message)) {
+    w.U8(static_cast<uint8_t>(Type::kVcpuEvict));
+    w.U32(evict->vcpu_id);
+  } else if (auto* detached = std::get_if<VcpuDetached>(&message)) {
+    w.U8(static_cast<uint8_t>(Type::kVcpuDetached));
+    w.U32(detached->vcpu_id);
+  } else if (auto* migrate = std::get_if<VcpuMigrate>(&message)) {
+    w.U8(static_cast<uint8_t>(Type::kVcpuMigrate));
+    w.U32(migrate->vcpu_id);
+    w.U8(static_cast<uint8_t>(migrate->run_state));
+    w.U8(migrate->halted_with_interrupts ? 1 : 0);
+    w.Bytes(migrate->state);
+  } else if (auto* arrived = std::get_if<VcpuArrived>(&message)) {
+    w.U8(static_cast<uint8_t>(Type::kVcpuArrived));
+    w.U32(arrived->vcpu_id);
+  } else if (auto* directed = std::get_if<DirectedInterrupt>(&message)) {
+    w.U8(static_cast<uint8_t>(Type::kDirectedInterrupt));
+    w.U32(directed->apic_id);
+    WriteApicMessage(w, directed->message);
+  } else if (auto* leaving = std::get_if<Leaving>(&message)) {
+    w.U8(static_cast<uint8_t>(Type::kLeaving));
+    w.Str(leaving->reason);
   }
   return w.Take();
 }
@@ -179,18 +220,9 @@ absl::StatusOr<NodeMessage> Decode(std::span<const uint8_t> bytes) {
     }
     case Type::kInterrupt: {
       Interrupt m;
-      uint8_t mode = 0, dest_mode = 0, shorthand = 0, flags = 0;
-      ApicMessage& a = m.message;
-      if (!r.U8(&a.vector) || !r.U8(&mode) || !r.U8(&dest_mode) || !r.U8(&a.destination) || !r.U8(&shorthand) ||
-          !r.U8(&flags) || !r.U32(&a.source_apic_id)) {
-        return bad("truncated");
-      }
-      if (mode > 7 || mode == 3 || dest_mode > 1 || shorthand > 3) return bad("bad delivery fields");
-      a.delivery_mode = static_cast<DeliveryMode>(mode);
-      a.destination_mode = static_cast<DestinationMode>(dest_mode);
-      a.shorthand = static_cast<DestinationShorthand>(shorthand);
-      a.level_triggered = flags & 1;
-      a.level_assert = flags & 2;
+      bool fields_ok = false;
+      if (!ReadApicMessage(r, &m.message, &fields_ok)) return bad("truncated");
+      if (!fields_ok) return bad("bad delivery fields");
       out = m;
       break;
     }
@@ -224,6 +256,52 @@ absl::StatusOr<NodeMessage> Decode(std::span<const uint8_t> bytes) {
       EchoReply m;
       if (!r.U64(&m.token)) return bad("truncated");
       out = m;
+      break;
+    }
+    case Type::kVcpuEvict: {
+      VcpuEvict m;
+      if (!r.U32(&m.vcpu_id)) return bad("truncated");
+      out = m;
+      break;
+    }
+    case Type::kVcpuDetached: {
+      VcpuDetached m;
+      if (!r.U32(&m.vcpu_id)) return bad("truncated");
+      out = m;
+      break;
+    }
+    case Type::kVcpuMigrate: {
+      VcpuMigrate m;
+      uint8_t run_state = 0, halted_with_interrupts = 0;
+      if (!r.U32(&m.vcpu_id) || !r.U8(&run_state) || !r.U8(&halted_with_interrupts) ||
+          !r.Bytes(&m.state, kMaxVcpuState)) {
+        return bad("truncated or state too large");
+      }
+      if (run_state < 1 || run_state > 3) return bad("bad run state");
+      if (halted_with_interrupts > 1) return bad("bad halt flag");
+      m.run_state = static_cast<VcpuRunState>(run_state);
+      m.halted_with_interrupts = halted_with_interrupts == 1;
+      out = std::move(m);
+      break;
+    }
+    case Type::kVcpuArrived: {
+      VcpuArrived m;
+      if (!r.U32(&m.vcpu_id)) return bad("truncated");
+      out = m;
+      break;
+    }
+    case Type::kDirectedInterrupt: {
+      DirectedInterrupt m;
+      bool fields_ok = false;
+      if (!r.U32(&m.apic_id) || !ReadApicMessage(r, &m.message, &fields_ok)) return bad("truncated");
+      if (!fields_ok) return bad("bad delivery fields");
+      out = m;
+      break;
+    }
+    case Type::kLeaving: {
+      Leaving m;
+      if (!r.Str(&m.reason)) return bad("truncated");
+      out = std::move(m);
       break;
     }
     default:

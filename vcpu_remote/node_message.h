@@ -1,5 +1,5 @@
 // The messages nodes of one coalesced VM exchange besides DSM page traffic: forwarded port/MMIO accesses,
-// interrupt messages, EOIs, peer introductions and stop notices. They travel as DSM user messages (the data
+// interrupt messages, EOIs, peer introductions and stop notices, probes of the link, and vCPUs moving. They travel as DSM user messages (the data
 // plane's connection per node pair) with this fixed little-endian encoding, defined here only.
 //
 //   byte 0: kNodeMessageVersion   byte 1: NodeMessageType   bytes 2..: the type's fields (below)
@@ -19,7 +19,7 @@
 
 namespace coalesce::node_msg {
 
-inline constexpr uint8_t kVersion = 2;  // 2: Echo and EchoReply
+inline constexpr uint8_t kVersion = 3;  // 2: Echo and EchoReply; 3: moving vCPUs
 
 enum class Type : uint8_t {
   kHello = 1,       // remote -> home: my node id and where my data plane listens
@@ -32,6 +32,12 @@ enum class Type : uint8_t {
   kMeshReady = 8,   // remote -> home: connected to every peer named in kPeers; its vCPUs may start
   kEcho = 9,        // home -> remote: a round-trip probe (the link's latency, for the guest's NUMA distances)
   kEchoReply = 10,  // remote -> home: the probe's token, sent back at once
+  kVcpuEvict = 11,  // home -> remote: send this vCPU home (docs/COALESCENCE.md "Moving a vCPU")
+  kVcpuDetached = 12,        // remote -> home: its APIC takes no more interrupts here (the state follows)
+  kVcpuMigrate = 13,         // any -> any: a vCPU's whole state; the receiver runs it from now on
+  kVcpuArrived = 14,         // remote -> home: the vCPU sent here runs here
+  kDirectedInterrupt = 15,   // home -> remote: an ApicMessage for one APIC only (it moved while in flight)
+  kLeaving = 16,             // remote -> home: this node is going away (its agent stops): take its vCPUs
 };
 
 enum class IoKind : uint8_t { kPioRead = 0, kPioWrite = 1, kMmioRead = 2, kMmioWrite = 3 };
@@ -83,7 +89,35 @@ struct EchoReply {
   uint64_t token;
 };
 
-using NodeMessage = std::variant<Hello, Peers, IoRequest, IoReply, Interrupt, Eoi, Stop, MeshReady, Echo, EchoReply>;
+// Where a moving vCPU's thread was (Vcpu::State without the states a thread is never parked in).
+enum class VcpuRunState : uint8_t { kWaitForSipi = 1, kRunning = 2, kHalted = 3 };
+
+struct VcpuEvict {
+  uint32_t vcpu_id;
+};
+struct VcpuDetached {
+  uint32_t vcpu_id;
+};
+struct VcpuMigrate {
+  uint32_t vcpu_id;
+  VcpuRunState run_state;
+  bool halted_with_interrupts;
+  std::vector<uint8_t> state;  // EncodeVcpuState (hypervisor/vcpu/vcpu_state.h); at most kMaxVcpuState bytes
+};
+inline constexpr size_t kMaxVcpuState = 64 * 1024;
+struct VcpuArrived {
+  uint32_t vcpu_id;
+};
+struct DirectedInterrupt {
+  uint32_t apic_id;
+  ApicMessage message;
+};
+struct Leaving {
+  std::string reason;
+};
+
+using NodeMessage = std::variant<Hello, Peers, IoRequest, IoReply, Interrupt, Eoi, Stop, MeshReady, Echo, EchoReply,
+                                 VcpuEvict, VcpuDetached, VcpuMigrate, VcpuArrived, DirectedInterrupt, Leaving>;
 
 std::vector<uint8_t> Encode(const NodeMessage& message);
 absl::StatusOr<NodeMessage> Decode(std::span<const uint8_t> bytes);

@@ -11,7 +11,10 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <chrono>
 #include <memory>
+#include <optional>
+#include <thread>
 
 #include "absl/strings/str_format.h"
 #include "dsm/link_spec.h"
@@ -35,6 +38,7 @@
 #include "vcpu_remote/node_link.h"
 #include "vcpu_remote/remote_io_handler.h"
 #include "vcpu_remote/runtime_sandbox.h"
+#include "vcpu_remote/vcpu_mover.h"
 
 namespace coalesce {
 namespace {
@@ -42,6 +46,8 @@ namespace {
 constexpr uint32_t kMsrIa32Tsc = 0x10;
 constexpr absl::Duration kIoTimeout = absl::Seconds(10);
 constexpr absl::Duration kMeshTimeout = absl::Seconds(15);
+// How long a leaving node waits for the home to take its vCPUs (inside the agent's departure grace).
+constexpr std::chrono::seconds kDepartureTimeout{12};
 
 // The local address this host uses to reach `host` (no packet is sent: a UDP connect only picks a route).
 std::string LocalAddressToward(const std::string& host) {
@@ -90,6 +96,7 @@ class RemoteNode final {
     for (auto& v : vcpus_) {
       if (v) v->Kick();
     }
+    JoinMovers();
     for (auto& v : vcpus_) {
       if (v) v->Join();
     }
@@ -102,7 +109,15 @@ class RemoteNode final {
   // Guest RAM's mapping in this process (kept out of core dumps by the sandbox).
   [[nodiscard]] std::pair<void*, size_t> guest_ram() const { return {memory_->host_base(), memory_->size()}; }
   // Asked to stop from outside (the agent's SIGTERM): a normal end for this node.
+  // Once the node runs, it leaves instead (docs/COALESCENCE.md "Departure"): the home is asked to take its vCPUs
+  // and then tells it to stop; its pages go home as it leaves the DSM. Any thread (the signal thread).
   void RequestStop(std::string reason) {
+    if (running_.load() && !run_control_.stopping() && !leaving_.exchange(true)) {
+      if (absl::Status st = link_->Send(0, node_msg::Leaving{reason}); st.ok()) {
+        LOG_INFO("node %u: leaving (%s): the home takes its vCPUs", args_.node_id, reason);
+        return;
+      }
+    }
     stopped_by_home_ = true;
     run_control_.Stop(0, std::move(reason));
   }
@@ -110,6 +125,15 @@ class RemoteNode final {
  private:
   void OnMessage(uint16_t from, node_msg::NodeMessage message);
   absl::Status JoinMesh(const node_msg::Peers& peers);
+  // Home asked for vCPU `id` back: detached from the router at once (on the receiver thread, so the home
+  // knows which of our interrupts its APIC took here), parked and sent on a mover thread (a vCPU may be
+  // waiting for a forwarded access whose reply this receiver thread must read first).
+  void Evict(uint32_t id);
+  void SendHome(uint32_t id);
+  // A vCPU sent here: state restored, registered with the router, running; the home told.
+  void Arrive(const node_msg::VcpuMigrate& message);
+  [[nodiscard]] bool ValidMovable(uint32_t id) const { return id != 0 && id < vcpus_.size() && vcpus_[id]; }
+  void JoinMovers();
 
   RemoteNodeArgs args_;
   RunControl run_control_;
@@ -120,11 +144,17 @@ class RemoteNode final {
   std::unique_ptr<ForwardingInterruptRouter> router_;
   std::unique_ptr<NodeLink> link_;
   std::unique_ptr<RemoteIoHandler> io_;
+  // Indexed by vCPU id, every vCPU of the guest but the BSP: those placed here run, the others wait idle
+  // for a move (KVM cannot destroy a vCPU, so each id is created once, at start).
   std::vector<std::unique_ptr<LocalApic>> lapics_;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
+  absl::Mutex movers_mu_;
+  std::vector<std::thread> movers_ ABSL_GUARDED_BY(movers_mu_);
   absl::Mutex mesh_mu_;
   std::optional<node_msg::Peers> peers_ ABSL_GUARDED_BY(mesh_mu_);
   std::atomic<bool> stopped_by_home_{false};
+  std::atomic<bool> running_{false};  // vCPUs started: a stop request becomes a departure
+  std::atomic<bool> leaving_{false};
   const dsm::DataPlaneSecret secret_;
 };
 
@@ -176,13 +206,12 @@ absl::Status RemoteNode::Build() {
   io_ = std::make_unique<RemoteIoHandler>(link_.get(), &run_control_, kIoTimeout);
 
   ASSIGN_OR_RETURN(auto supported, kvm_->SupportedCpuid());
-  vcpus_.resize(args_.vcpu_ids.size());
-  for (size_t i = 0; i < args_.vcpu_ids.size(); ++i) {
-    uint32_t id = args_.vcpu_ids[i];
-    lapics_.push_back(std::make_unique<LocalApic>(id, false, router_.get(), timers_.get(), [this, i] {
-      if (vcpus_[i]) vcpus_[i]->Kick();
-    }));
-    RETURN_IF_ERROR(router_->AddApic(lapics_.back().get()));
+  vcpus_.resize(args_.guest_vcpu_count);
+  lapics_.resize(args_.guest_vcpu_count);
+  for (uint32_t id = 1; id < args_.guest_vcpu_count; ++id) {
+    lapics_[id] = std::make_unique<LocalApic>(id, false, router_.get(), timers_.get(), [this, id] {
+      if (vcpus_[id]) vcpus_[id]->Kick();
+    });
     ASSIGN_OR_RETURN(VcpuFd fd, vm_->CreateVcpu(id));
     RETURN_IF_ERROR(fd.SetCpuid(FilterCpuid(supported, {.apic_id = id,
                                                   .vcpu_count = args_.guest_vcpu_count,
@@ -198,15 +227,21 @@ absl::Status RemoteNode::Build() {
       RETURN_IF_ERROR(fd.SetMsrs({{kMsrIa32Tsc, __rdtsc() - static_cast<uint64_t>(args_.tsc_offset)}}));
     }
     Vcpu::Wiring w;
-    w.lapic = lapics_.back().get();
+    w.lapic = lapics_[id].get();
     w.io = io_.get();
     w.run_control = &run_control_;
     w.memory = memory_.get();
-    vcpus_[i] = std::make_unique<Vcpu>(std::move(fd), /*bootstrap=*/false, std::move(w));
+    vcpus_[id] = std::make_unique<Vcpu>(std::move(fd), /*bootstrap=*/false, std::move(w));
+  }
+  for (uint32_t id : args_.vcpu_ids) {
+    if (!ValidMovable(id)) return absl::InvalidArgumentError(absl::StrFormat("vCPU %u cannot run on an edge", id));
+    RETURN_IF_ERROR(router_->AddApic(lapics_[id].get()));
   }
   run_control_.AddStopHook([this] {
     link_->CancelWaiters();
-    for (auto& v : vcpus_) v->Kick();
+    for (auto& v : vcpus_) {
+      if (v) v->Kick();
+    }
   });
   return link_->Send(0, node_msg::Hello{static_cast<uint16_t>(args_.node_id), link_->dsm().port(),
                                         LocalAddressToward(host)});
@@ -214,7 +249,13 @@ absl::Status RemoteNode::Build() {
 
 void RemoteNode::OnMessage(uint16_t from, node_msg::NodeMessage message) {
   if (auto* irq = std::get_if<node_msg::Interrupt>(&message)) {
-    router_->DeliverLocally(irq->message);
+    router_->DeliverFromNode(from, irq->message);
+  } else if (auto* directed = std::get_if<node_msg::DirectedInterrupt>(&message)) {
+    router_->DeliverDirected(directed->apic_id, directed->message);
+  } else if (auto* evict = std::get_if<node_msg::VcpuEvict>(&message); evict && from == 0) {
+    Evict(evict->vcpu_id);
+  } else if (auto* migrate = std::get_if<node_msg::VcpuMigrate>(&message); migrate && from == 0) {
+    Arrive(*migrate);
   } else if (auto* stop = std::get_if<node_msg::Stop>(&message)) {
     stopped_by_home_ = from == 0;
     run_control_.Stop(stop->exit_status, stop->reason);
@@ -229,6 +270,60 @@ void RemoteNode::OnMessage(uint16_t from, node_msg::NodeMessage message) {
   } else {
     LOG_WARN("node %u: unexpected message from node %u", args_.node_id, from);
   }
+}
+
+void RemoteNode::Evict(uint32_t id) {
+  if (!ValidMovable(id) || router_->NodeOf(id) != args_.node_id) {
+    LOG_WARN("node %u: the home asked for vCPU %u, which does not run here", args_.node_id, id);
+    return;
+  }
+  absl::Status st = router_->Detach(id, 0, [&] { return link_->Send(0, node_msg::VcpuDetached{id}); });
+  if (!st.ok()) {
+    run_control_.Stop(exit_status::kHostFailure, absl::StrFormat("node %u: detaching vCPU %u: %s", args_.node_id, id,
+                                                                 st.message()));
+    return;
+  }
+  absl::MutexLock lock(&movers_mu_);
+  movers_.emplace_back([this, id] { SendHome(id); });
+}
+
+void RemoteNode::SendHome(uint32_t id) {
+  absl::StatusOr<ParkedVcpu> parked = ParkAndCapture(*vcpus_[id]);
+  absl::Status st = parked.status();
+  if (st.ok()) st = link_->Send(0, SealMove(*parked, *lapics_[id]));
+  if (!st.ok() && !run_control_.stopping()) {
+    // The vCPU is neither here nor at home: the guest cannot go on.
+    run_control_.Stop(exit_status::kHostFailure,
+                      absl::StrFormat("node %u: sending vCPU %u home: %s", args_.node_id, id, st.message()));
+  }
+}
+
+void RemoteNode::Arrive(const node_msg::VcpuMigrate& message) {
+  const uint32_t id = message.vcpu_id;
+  absl::Status st = ValidMovable(id) ? absl::OkStatus()
+                                     : absl::InvalidArgumentError(absl::StrFormat("no vCPU %u here", id));
+  absl::StatusOr<Vcpu::RunState> run = st.ok() ? UnpackMove(message, *vcpus_[id], *lapics_[id]) : st;
+  if (run.ok()) {
+    st = router_->Attach(lapics_[id].get(), [&] { return link_->Send(0, node_msg::VcpuArrived{id}); });
+  } else {
+    st = run.status();
+  }
+  if (!st.ok()) {
+    run_control_.Stop(exit_status::kHostFailure,
+                      absl::StrFormat("node %u: taking vCPU %u: %s", args_.node_id, id, st.message()));
+    return;
+  }
+  vcpus_[id]->Resume(*run);
+  LOG_INFO("node %u: vCPU %u arrived and runs here", args_.node_id, id);
+}
+
+void RemoteNode::JoinMovers() {
+  std::vector<std::thread> movers;
+  {
+    absl::MutexLock lock(&movers_mu_);
+    movers.swap(movers_);
+  }
+  for (std::thread& t : movers) t.join();
 }
 
 absl::Status RemoteNode::JoinMesh(const node_msg::Peers& peers) {
@@ -259,10 +354,25 @@ int RemoteNode::Run() {
     return exit_status::kHostFailure;
   }
   (void)link_->Send(0, node_msg::MeshReady{static_cast<uint16_t>(args_.node_id)});
-  for (auto& v : vcpus_) v->Start();
-  run_control_.WaitForStop();
-  for (auto& v : vcpus_) v->Kick();
-  for (auto& v : vcpus_) v->Join();
+  for (uint32_t id : args_.vcpu_ids) vcpus_[id]->Start();
+  running_.store(true);
+  // A departure the home does not complete in time ends as a plain stop (the home then loses this node).
+  std::optional<std::chrono::steady_clock::time_point> leave_deadline;
+  while (!run_control_.WaitForStop(absl::Milliseconds(200))) {
+    if (!leaving_.load()) continue;
+    if (!leave_deadline) leave_deadline = std::chrono::steady_clock::now() + kDepartureTimeout;
+    if (std::chrono::steady_clock::now() > *leave_deadline) {
+      // Told to the home below (a Stop): its guest stops cleanly rather than wait for vCPUs that are gone.
+      run_control_.Stop(exit_status::kHostFailure, "leaving: the home did not take this node's vCPUs in time");
+    }
+  }
+  for (auto& v : vcpus_) {
+    if (v) v->Kick();
+  }
+  JoinMovers();
+  for (auto& v : vcpus_) {
+    if (v) v->Join();
+  }
   int status = run_control_.exit_status();
   if (!stopped_by_home_) {
     // Our own failure: the home must know, or its guest would wait forever on our vCPUs.
@@ -273,6 +383,19 @@ int RemoteNode::Run() {
     std::fprintf(stderr, "remote-node %u: I/O accesses forwarded=%lu, malformed messages=%lu\n", args_.node_id,
                  static_cast<unsigned long>(link_->forwarded_io()), static_cast<unsigned long>(link_->malformed()));
     std::fputs(link_->dsm().FormatStats().c_str(), stderr);
+  }
+  bool vcpus_left = false;
+  for (uint32_t id = 1; id < vcpus_.size(); ++id) vcpus_left |= router_->NodeOf(id) == args_.node_id;
+  if (leaving_.load() && stopped_by_home_ && !vcpus_left && status == 0) {
+    // Every page this node holds goes back to the home before it goes: the guest runs on without it.
+    const auto start = std::chrono::steady_clock::now();
+    if (absl::Status st = link_->dsm().Leave(absl::Seconds(5)); !st.ok()) {
+      std::fprintf(stderr, "remote-node %u: handing pages back: %s\n", args_.node_id, std::string(st.message()).c_str());
+      return exit_status::kHostFailure;
+    }
+    LOG_INFO("node %u: left; pages handed back in %.1f ms", args_.node_id,
+             std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+    return 0;
   }
   link_->dsm().Stop();
   // Guest power-off / reset decided at home is a normal end for this node.
@@ -319,7 +442,7 @@ int RunRemoteNodeMain(const std::vector<std::string>& argv) {
         }
         node->RequestStop(absl::StrFormat("stopped by signal %d", sig));
       },
-      {.grace_ms = 10'000, .forced_exit_status = exit_status::kHostFailure, .who = "coalesce remote-node"});
+      {.grace_ms = 20'000, .forced_exit_status = exit_status::kHostFailure, .who = "coalesce remote-node"});
   auto node = std::make_unique<RemoteNode>(*args, *secret);
   if (absl::Status st = node->Build(); !st.ok()) {
     std::fprintf(stderr, "coalesce remote-node: %s\n", std::string(st.message()).c_str());

@@ -11,7 +11,7 @@ namespace coalesce {
 namespace {
 
 const char kCtlUsage[] =
-    "usage: coalesce ctl --vm NAME [--timeout SECONDS] COMMAND\n"
+    "usage: coalesce ctl --vm NAME [--timeout SECONDS] COMMAND [ARGUMENTS]\n"
     "\n"
     "Sends one command to a running VM (`coalesce run --name NAME`) over its control socket\n"
     "(in $COALESCE_RUN_DIR, /run/coalesce as root, else $XDG_RUNTIME_DIR/coalesce) and prints the reply.\n"
@@ -19,6 +19,9 @@ const char kCtlUsage[] =
     "commands:\n"
     "  status    the VM's nodes: where each vCPU runs, how many guest pages each node owns, round trips\n"
     "  shutdown  press the guest's ACPI power button (a Linux guest powers off cleanly)\n"
+    "  move VCPU NODE\n"
+    "            move a running vCPU to NODE (home, a node number from `status`, or an edge agent's\n"
+    "            address); prints how long the vCPU was paused\n"
     "\n"
     "exit status: 0 answered; 2 bad usage, no such VM, or the VM refused the command; 8 no answer in time.\n";
 
@@ -26,7 +29,7 @@ const char kCtlUsage[] =
 
 int CtlCommand(const std::vector<std::string>& args) {
   std::string vm, command;
-  double timeout_s = 10;
+  double timeout_s = 30;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     auto value = [&](const char* flag) -> const std::string* {
@@ -53,11 +56,8 @@ int CtlCommand(const std::vector<std::string>& args) {
     } else if (absl::StartsWith(a, "-")) {
       std::fprintf(stderr, "coalesce ctl: unknown flag '%s'\n\n%s", a.c_str(), kCtlUsage);
       return exit_status::kUsage;
-    } else if (command.empty()) {
-      command = a;
     } else {
-      std::fprintf(stderr, "coalesce ctl: one command at a time ('%s' and '%s')\n", command.c_str(), a.c_str());
-      return exit_status::kUsage;
+      command += command.empty() ? a : " " + a;  // the command and its arguments, one line to the VM
     }
   }
   if (vm.empty() || command.empty()) {

@@ -1,5 +1,7 @@
 #include "hypervisor/irq/local_interrupt_router.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_format.h"
 
 namespace coalesce {
@@ -13,6 +15,44 @@ absl::Status LocalInterruptRouter::AddApic(LocalApic* apic) {
   by_id_[id] = apic;
   apics_.push_back(apic);
   return absl::OkStatus();
+}
+
+absl::Status LocalInterruptRouter::RemoveApic(uint32_t apic_id) {
+  absl::MutexLock lock(&mu_);
+  if (apic_id >= by_id_.size() || by_id_[apic_id] == nullptr) {
+    return absl::NotFoundError(absl::StrFormat("router: APIC id %u is not registered here", apic_id));
+  }
+  LocalApic* apic = by_id_[apic_id];
+  by_id_[apic_id] = nullptr;
+  apics_.erase(std::find(apics_.begin(), apics_.end(), apic));
+  return absl::OkStatus();
+}
+
+bool LocalInterruptRouter::MayAddressApic(const ApicMessage& msg, uint32_t apic_id) {
+  switch (msg.shorthand) {
+    case DestinationShorthand::kSelf: return msg.source_apic_id == apic_id;
+    case DestinationShorthand::kAllIncludingSelf: return true;
+    case DestinationShorthand::kAllExcludingSelf: return msg.source_apic_id != apic_id;
+    case DestinationShorthand::kNone: break;
+  }
+  if (msg.destination_mode == DestinationMode::kLogical) return true;
+  return msg.destination == 0xff || msg.destination == apic_id;
+}
+
+bool LocalInterruptRouter::Addresses(const LocalApic& apic, const ApicMessage& msg) {
+  if (msg.shorthand != DestinationShorthand::kNone) return MayAddressApic(msg, apic.apic_id());
+  return apic.MatchesDestination(msg.destination_mode, msg.destination);
+}
+
+bool LocalInterruptRouter::DeliverToApic(uint32_t apic_id, const ApicMessage& msg) {
+  LocalApic* apic = nullptr;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    if (apic_id < by_id_.size()) apic = by_id_[apic_id];
+  }
+  if (apic == nullptr || !Addresses(*apic, msg)) return false;
+  apic->Accept(msg);
+  return true;
 }
 
 void LocalInterruptRouter::SetIoApic(IoApic* ioapic) {

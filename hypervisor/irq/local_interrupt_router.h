@@ -39,6 +39,8 @@ class LocalInterruptRouter : public InterruptRouter {
   // Registers a vCPU's APIC (not owned; must outlive the router). Ids must be unique and below 0xff
   // (0xff is the xAPIC broadcast address).
   absl::Status AddApic(LocalApic* apic);
+  // Unregisters APIC `apic_id` (its vCPU moved to another node); NotFound if it is not registered.
+  absl::Status RemoveApic(uint32_t apic_id);
   // The IOAPIC that receives EOI broadcasts (not owned), or nullptr.
   void SetIoApic(IoApic* ioapic);
 
@@ -49,6 +51,16 @@ class LocalInterruptRouter : public InterruptRouter {
   // Delivers to the APICs registered here only, never forwarding: the entry point for messages another
   // node forwarded to this one.
   void DeliverLocally(const ApicMessage& msg);
+
+  // Delivers `msg` to APIC `apic_id` only, if it is registered here and `msg` addresses it (an interrupt
+  // that must reach one vCPU that moved while the message was in flight). Returns whether it was accepted.
+  bool DeliverToApic(uint32_t apic_id, const ApicMessage& msg);
+
+  // Whether `msg` may address the APIC with id `apic_id` when that APIC's logical destination is unknown
+  // (pure: logical destinations and the all-* shorthands may).
+  [[nodiscard]] static bool MayAddressApic(const ApicMessage& msg, uint32_t apic_id);
+  // Whether `msg` addresses `apic` (its id, LDR and DFR now).
+  [[nodiscard]] static bool Addresses(const LocalApic& apic, const ApicMessage& msg);
 
   // Messages that addressed no APIC (here or, as far as this router knows, elsewhere).
   [[nodiscard]] uint64_t undeliverable() const { return undeliverable_.load(std::memory_order_relaxed); }

@@ -127,13 +127,7 @@ void CoalescenceHome::OnMessage(uint16_t from, node_msg::NodeMessage message) {
     }
   } else if (auto* irq = std::get_if<node_msg::Interrupt>(&message)) {
     // Remote routers send everything that is not theirs here; deliver ours and relay the rest.
-    handlers_.deliver_locally(irq->message);
-    for (uint16_t node : handlers_.target_nodes(irq->message)) {
-      if (node != from) {
-        SendInterrupt(node, irq->message);
-        interrupts_relayed_.fetch_add(1, std::memory_order_relaxed);
-      }
-    }
+    interrupts_relayed_.fetch_add(handlers_.deliver_from_node(from, irq->message), std::memory_order_relaxed);
   } else if (auto* eoi = std::get_if<node_msg::Eoi>(&message)) {
     handlers_.on_eoi(eoi->vector);
   } else if (auto* stop = std::get_if<node_msg::Stop>(&message)) {
@@ -144,6 +138,10 @@ void CoalescenceHome::OnMessage(uint16_t from, node_msg::NodeMessage message) {
   } else if (std::holds_alternative<node_msg::MeshReady>(message)) {
     absl::MutexLock lock(&mu_);
     mesh_ready_++;
+  } else if (std::holds_alternative<node_msg::VcpuDetached>(message) ||
+             std::holds_alternative<node_msg::VcpuMigrate>(message) ||
+             std::holds_alternative<node_msg::VcpuArrived>(message) || std::holds_alternative<node_msg::Leaving>(message)) {
+    if (handlers_.on_move) handlers_.on_move(from, message);
   } else if (auto* reply = std::get_if<node_msg::EchoReply>(&message)) {
     absl::MutexLock lock(&mu_);
     // Only the probe in flight counts; a late answer to one that timed out is dropped.
@@ -165,8 +163,27 @@ void CoalescenceHome::NotifyStop(int status, const std::string& reason) {
     if (stopped_) return;
     stopped_ = true;
   }
-  for (size_t i = 0; i < agents_.size(); ++i) (void)link_->Send(static_cast<uint16_t>(i + 1), node_msg::Stop{status, reason});
+  for (size_t i = 0; i < agents_.size(); ++i) {
+    if (!Released(static_cast<uint16_t>(i + 1))) {
+      (void)link_->Send(static_cast<uint16_t>(i + 1), node_msg::Stop{status, reason});
+    }
+  }
   link_->CancelWaiters();
+}
+
+bool CoalescenceHome::Released(uint16_t node) {
+  absl::MutexLock lock(&mu_);
+  return node < released_.size() && released_[node];
+}
+
+void CoalescenceHome::ReleaseNode(uint16_t node) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (released_.size() <= node) released_.resize(node + 1, false);
+    if (released_[node]) return;
+    released_[node] = true;
+  }
+  (void)link_->Send(node, node_msg::Stop{0, "its vCPUs moved home: leave"});
 }
 
 void CoalescenceHome::Shutdown() {
@@ -176,6 +193,7 @@ void CoalescenceHome::Shutdown() {
     shut_down_ = true;
   }
   for (size_t i = 0; i < agents_.size(); ++i) {
+    if (Released(static_cast<uint16_t>(i + 1))) continue;
     auto st = agents_[i]->StopVm(absl::StrFormat("%s-n%u", vm_id_, i + 1), absl::Seconds(2));
     if (!st.ok()) LOG_INFO("stopping node %u: %s", i + 1, st.status().ToString());
   }
@@ -185,6 +203,7 @@ void CoalescenceHome::Shutdown() {
 absl::StatusOr<std::vector<absl::Duration>> CoalescenceHome::MeasureRoundTrips(int probes) {
   std::vector<absl::Duration> rtt(config_.edges.size() + 1, absl::ZeroDuration());
   for (uint16_t node = 1; node <= config_.edges.size(); ++node) {
+    if (Released(node)) continue;
     std::vector<absl::Duration> samples;
     for (int p = 0; p < std::max(probes, 1); ++p) {
       uint64_t token;

@@ -41,9 +41,12 @@ class CoalescenceHome final {
   struct Handlers {
     // Serves a remote vCPU's access; fills `data` for reads.
     std::function<void(const node_msg::IoRequest&, std::vector<uint8_t>* data)> on_io;
-    std::function<void(const ApicMessage&)> deliver_locally;
-    std::function<std::vector<uint16_t>(const ApicMessage&)> target_nodes;
+    // An interrupt a remote node forwarded: delivered here and relayed on (ForwardingInterruptRouter::
+    // DeliverFromNode); returns how many nodes it was relayed to.
+    std::function<size_t(uint16_t from, const ApicMessage&)> deliver_from_node;
     std::function<void(uint8_t vector)> on_eoi;
+    // A vCPU moving (VcpuDetached, VcpuMigrate, VcpuArrived) or a node leaving (Leaving); on the receiver thread.
+    std::function<void(uint16_t from, const node_msg::NodeMessage&)> on_move;
     std::function<void(int status, std::string reason)> on_stop;
   };
 
@@ -54,14 +57,20 @@ class CoalescenceHome final {
   ~CoalescenceHome();
 
   void SendInterrupt(uint16_t node, const ApicMessage& msg);
+  absl::Status Send(uint16_t node, const node_msg::NodeMessage& message) { return link_->Send(node, message); }
+  [[nodiscard]] size_t edge_count() const { return config_.edges.size(); }
   // Tells every remote node that the VM stops and wakes forwarded-I/O waiters. Any thread; idempotent.
   void NotifyStop(int status, const std::string& reason);
+  // Node `node` left (its vCPUs moved home): told to stop as a normal end, and left alone from now on (no
+  // stop notice, no StopVm at shutdown).
+  void ReleaseNode(uint16_t node);
+  [[nodiscard]] bool Released(uint16_t node);
   // Asks each agent to stop its runtime and closes the data plane. Not from a DSM thread (it joins them).
   void Shutdown();
   [[nodiscard]] std::string StatsReport() const;
   // The round trip to each remote node over its data-plane connection (link emulation included): the median
   // of `probes` echo probes, each answered by the node's receiver thread. Entry i is node i; entry 0 (home)
-  // is zero. DeadlineExceeded naming the node if a probe is not answered within 5 s.
+  // is zero, and so is a node that left. DeadlineExceeded naming the node if a probe is not answered within 5 s.
   absl::StatusOr<std::vector<absl::Duration>> MeasureRoundTrips(int probes);
   // The home's DSM node (devices pin request pages in it: DsmDmaGuard).
   [[nodiscard]] dsm::DsmNode& dsm() { return link_->dsm(); }
@@ -86,6 +95,7 @@ class CoalescenceHome final {
   uint64_t echo_sent_ ABSL_GUARDED_BY(mu_) = 0;      // token of the last probe sent
   uint64_t echo_answered_ ABSL_GUARDED_BY(mu_) = 0;  // token of the last probe answered
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<bool> released_ ABSL_GUARDED_BY(mu_);  // by node id: left the VM
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
 };
 

@@ -146,7 +146,8 @@ void ControlServer::Serve(int fd) {
   if (const size_t nl = line.find('\n'); nl != std::string::npos) line.resize(nl);
   std::string reply = handler_(line);
   if (reply.empty() || reply.back() != '\n') reply += '\n';
-  (void)SendAll(fd, reply, deadline);  // a client that went away or stalls misses its answer, nothing more
+  // The reply gets its own 5 s: a command may take a while (a vCPU move waits for the nodes).
+  (void)SendAll(fd, reply, std::chrono::steady_clock::now() + std::chrono::milliseconds(kServeTimeoutMs));  // a client that went away or stalls misses its answer, nothing more
 }
 
 absl::StatusOr<std::string> CallControl(const std::string& path, std::string_view command, absl::Duration timeout) {

@@ -8,6 +8,8 @@
 #include <thread>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "hypervisor/base/log.h"
@@ -120,14 +122,15 @@ absl::Status Machine::BuildInterruptControllers() {
   irq_sink_ = std::make_unique<LegacyIrqWiring>(pic_.get(), ioapic_.get());
   vcpus_.resize(config_.vcpus);
   lapics_.resize(config_.vcpus);
+  // Every vCPU has its APIC here, registered where the vCPU runs here (the others take over when a vCPU
+  // moves home: home_vcpu_mover).
   for (uint32_t i = 0; i < config_.vcpus; ++i) {
-    if (!IsLocal(i)) continue;
     // The kick reaches the Vcpu built later in BuildVcpus(); until then there is nothing to wake.
     auto kick = [this, i] {
       if (vcpus_[i]) vcpus_[i]->Kick();
     };
     lapics_[i] = std::make_unique<LocalApic>(i, i == 0, router_.get(), timers_.get(), kick);
-    RETURN_IF_ERROR(router_->AddApic(lapics_[i].get()));
+    if (IsLocal(i)) RETURN_IF_ERROR(router_->AddApic(lapics_[i].get()));
   }
   // The PIC's INTR pin is wired to LINT0 of the bootstrap processor.
   pic_->SetOutputCallback([this](bool level) { lapics_[0]->SetLint0(level); });
@@ -322,8 +325,9 @@ absl::Status Machine::LoadGuest() {
 
 absl::Status Machine::BuildVcpus() {
   ASSIGN_OR_RETURN(auto supported, kvm_->SupportedCpuid());
+  // Every vCPU id exists here (KVM creates a vCPU once per VM); those placed on edges stay idle until one
+  // moves home.
   for (uint32_t i = 0; i < config_.vcpus; ++i) {
-    if (!IsLocal(i)) continue;
     ASSIGN_OR_RETURN(VcpuFd fd, vm_->CreateVcpu(i));
     RETURN_IF_ERROR(fd.SetCpuid(FilterCpuid(supported, {.apic_id = i, .vcpu_count = config_.vcpus, .model = config_.cpu_model})));
     ApplyModelMsrs(fd, i);
@@ -344,6 +348,7 @@ absl::Status Machine::BuildVcpus() {
   }
   RETURN_IF_ERROR(ApplyBootEntry(boot_entry_, vcpus_[0]->fd()));
   run_control_.AddStopHook([this] {
+    if (mover_) mover_->Cancel();
     if (home_) home_->NotifyStop(run_control_.exit_status(), run_control_.reason());
     for (auto& v : vcpus_) {
       if (v) v->Kick();
@@ -425,7 +430,78 @@ std::string Machine::ControlCommand(std::string_view command) {
     PressPowerButton();
     return absl::StrFormat("vm %s: ACPI power button pressed", config_.name);
   }
-  return absl::StrFormat("error: unknown command '%s' (status, shutdown)", std::string(command));
+  if (command.starts_with("move ") || command == "move") return MoveCommand(command.substr(4));
+  return absl::StrFormat("error: unknown command '%s' (status, shutdown, move)", std::string(command));
+}
+
+void Machine::Depart(uint16_t node, const std::string& reason) {
+  if (node == 0 || node > config_.edges.size()) return;
+  const std::string& edge = config_.edges[node - 1].agent_address;
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<uint32_t> moved;
+  for (uint32_t v = 1; v < config_.vcpus; ++v) {
+    if (forwarding_router_->NodeOf(v) != node) continue;
+    absl::StatusOr<HomeVcpuMover::Moved> m = mover_->Move(v, 0, absl::Seconds(5));
+    if (!m.ok()) {
+      run_control_.Stop(exit_status::kHostFailure, absl::StrFormat("edge %s (node %u) leaving: vCPU %u: %s", edge,
+                                                                   node, v, m.status().message()));
+      return;
+    }
+    moved.push_back(v);
+  }
+  const auto vcpus_home = std::chrono::steady_clock::now();
+  forwarding_router_->RemoveNode(node);
+  home_->ReleaseNode(node);
+  // The node hands its pages back as it leaves the DSM; a page still there after that is lost to the guest.
+  constexpr auto kPagesTimeout = std::chrono::seconds(10);
+  uint64_t left = 0;
+  while (true) {
+    const std::vector<uint64_t> owned = home_->dsm().OwnedPagesPerNode();
+    left = node < owned.size() ? owned[node] : 0;
+    if (left == 0 || run_control_.stopping() || std::chrono::steady_clock::now() - vcpus_home > kPagesTimeout) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (left != 0) {
+    if (!run_control_.stopping()) {
+      run_control_.Stop(exit_status::kHostFailure, absl::StrFormat("edge %s (node %u) left with %u guest pages",
+                                                                   edge, node, left));
+    }
+    return;
+  }
+  auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
+  std::fprintf(stderr,
+               "coalesce run: edge %s (node %u) left (%s): vCPUs %s moved home in %.1f ms, its pages in %.1f ms more\n",
+               edge.c_str(), node, reason.c_str(), moved.empty() ? "none" : FormatVcpuList(moved).c_str(),
+               ms(vcpus_home - start), ms(std::chrono::steady_clock::now() - vcpus_home));
+}
+
+std::string Machine::MoveCommand(std::string_view args) {
+  const std::vector<std::string> words =
+      absl::StrSplit(absl::string_view(args.data(), args.size()), ' ', absl::SkipEmpty());
+  if (words.size() != 2) return "error: move takes two arguments: VCPU NODE (home, a node number or an edge address)";
+  if (!mover_) return "error: this VM runs on one node; there is nowhere to move a vCPU (coalesce run --edge)";
+  if (!running_.load()) return "error: the VM is still starting";
+  uint32_t vcpu = 0;
+  if (!absl::SimpleAtoi(words[0], &vcpu)) return absl::StrFormat("error: move: '%s' is not a vCPU number", words[0]);
+  std::optional<uint16_t> node;
+  uint32_t number = 0;
+  if (words[1] == "home") {
+    node = 0;
+  } else if (absl::SimpleAtoi(words[1], &number) && number <= config_.edges.size()) {
+    node = static_cast<uint16_t>(number);
+  } else {
+    for (size_t e = 0; e < config_.edges.size(); ++e) {
+      if (config_.edges[e].agent_address == words[1]) node = static_cast<uint16_t>(e + 1);
+    }
+  }
+  if (!node) {
+    return absl::StrFormat("error: move: no node '%s' (home, 0-%u, or an edge address from `status`)", words[1],
+                           config_.edges.size());
+  }
+  absl::StatusOr<HomeVcpuMover::Moved> moved = mover_->Move(vcpu, *node, absl::Seconds(10));
+  if (!moved.ok()) return absl::StrFormat("error: move: %s", moved.status().message());
+  return absl::StrFormat("vm %s: vCPU %u moved from node %u to node %u; paused %.3f ms", config_.name, vcpu,
+                         moved->from, moved->to, absl::ToDoubleMilliseconds(moved->pause));
 }
 
 std::string Machine::StatusReport() {
@@ -448,17 +524,25 @@ std::string Machine::StatusReport() {
     owned[0] = pages;
   }
   auto mib = [](uint64_t p) { return static_cast<double>(p * kPage) / (1 << 20); };
-  std::vector<uint32_t> home_vcpus;
+  // Where each vCPU runs now (moves change it), and those on their way home.
+  std::vector<std::vector<uint32_t>> vcpus_on(owned.size());
+  std::vector<uint32_t> moving;
   for (uint32_t v = 0; v < config_.vcpus; ++v) {
-    if (IsLocal(v)) home_vcpus.push_back(v);
+    const uint16_t node = forwarding_router_ ? forwarding_router_->NodeOf(v) : 0;
+    if (node < vcpus_on.size()) {
+      vcpus_on[node].push_back(v);
+    } else {
+      moving.push_back(v);
+    }
   }
+  auto list = [](const std::vector<uint32_t>& v) { return v.empty() ? std::string("none") : FormatVcpuList(v); };
   std::string out = absl::StrFormat("vm %s: running, %u vCPUs, %.0f MiB of RAM (%u pages), %u node(s)\n", config_.name,
                                     config_.vcpus, mib(pages), pages, owned.size());
-  absl::StrAppendFormat(&out, "node 0 home: vCPUs %s, owns %u pages (%.1f MiB)\n", FormatVcpuList(home_vcpus),
-                        owned[0], mib(owned[0]));
+  absl::StrAppendFormat(&out, "node 0 home: vCPUs %s, owns %u pages (%.1f MiB)\n", list(vcpus_on[0]), owned[0],
+                        mib(owned[0]));
   for (size_t e = 0; e < config_.edges.size(); ++e) {
     absl::StrAppendFormat(&out, "node %u edge %s: vCPUs %s, owns %u pages (%.1f MiB), round trip", e + 1,
-                          config_.edges[e].agent_address, FormatVcpuList(config_.edges[e].vcpus), owned[e + 1],
+                          config_.edges[e].agent_address, list(vcpus_on[e + 1]), owned[e + 1],
                           mib(owned[e + 1]));
     if (e + 1 < now.size()) {
       absl::StrAppendFormat(&out, " %.3f ms now,", absl::ToDoubleMilliseconds(now[e + 1]));
@@ -467,6 +551,7 @@ std::string Machine::StatusReport() {
     absl::StrAppendFormat(&out, " %.3f ms at start\n",
                           e + 1 < link_rtt_.size() ? absl::ToDoubleMilliseconds(link_rtt_[e + 1]) : 0.0);
   }
+  if (!moving.empty()) absl::StrAppendFormat(&out, "moving: vCPUs %s\n", FormatVcpuList(moving));
   if (!probe_error.empty()) absl::StrAppendFormat(&out, "links not measured now: %s\n", probe_error);
   return out;
 }
@@ -516,10 +601,26 @@ absl::Status Machine::StartCoalescence() {
         break;
     }
   };
-  h.deliver_locally = [this](const ApicMessage& msg) { router_->DeliverLocally(msg); };
-  h.target_nodes = [this](const ApicMessage& msg) { return forwarding_router_->TargetNodes(msg); };
+  h.deliver_from_node = [this](uint16_t from, const ApicMessage& msg) {
+    return forwarding_router_->DeliverFromNode(from, msg);
+  };
   h.on_eoi = [this](uint8_t vector) { router_->BroadcastEoi(vector); };
+  h.on_move = [this](uint16_t from, const node_msg::NodeMessage& message) {
+    if (auto* leaving = std::get_if<node_msg::Leaving>(&message)) {
+      // Not on this receiver thread: the moves wait for messages it must read.
+      absl::MutexLock lock(&departures_mu_);
+      departures_.emplace_back([this, from, reason = leaving->reason] { Depart(from, reason); });
+    } else if (mover_) {
+      mover_->OnMessage(from, message);
+    }
+  };
   h.on_stop = [this](int status, std::string reason) { run_control_.Stop(status, std::move(reason)); };
+  // The mover exists before the edges start: their messages may name it as soon as they run.
+  mover_ = std::make_unique<HomeVcpuMover>(vcpus_, lapics_, *forwarding_router_, run_control_,
+                                           config_.edges.size() + 1,
+                                           [this](uint16_t node, const node_msg::NodeMessage& message) {
+                                             return home_->Send(node, message);
+                                           });
   ASSIGN_OR_RETURN(home_, CoalescenceHome::Start(cc, *memory_, std::move(h)));
   RETURN_IF_ERROR(MeasureLinks());
   return absl::OkStatus();
@@ -531,9 +632,10 @@ int Machine::Run() {
         [this](std::span<const uint8_t> bytes) { uart_->ReceiveBytes(bytes); },
         [this] { run_control_.Stop(exit_status::kPowerOff, "stopped from the console (Ctrl-A x)"); });
   }
-  for (auto& v : vcpus_) {
-    if (v) v->Start();
+  for (uint32_t i = 0; i < config_.vcpus; ++i) {
+    if (IsLocal(i)) vcpus_[i]->Start();
   }
+  running_.store(true);
   std::thread sampler;
   if (config_.sample_rip) sampler = std::thread([this] { SampleRips(); });
   run_control_.WaitForStop();
@@ -568,6 +670,15 @@ void Machine::PressPowerButton() {
 
 void Machine::Shutdown() {
   control_.reset();  // no `coalesce ctl` command runs while the machine comes apart
+  {
+    // A departure still moving vCPUs was woken by the stop (the mover is cancelled).
+    std::vector<std::thread> departures;
+    {
+      absl::MutexLock lock(&departures_mu_);
+      departures.swap(departures_);
+    }
+    for (std::thread& t : departures) t.join();
+  }
   for (auto& v : vcpus_) {
     if (v) v->Kick();
   }

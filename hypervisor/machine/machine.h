@@ -17,6 +17,7 @@
 #include "hypervisor/base/timer_service.h"
 #include "hypervisor/boot/acpi_tables.h"
 #include "hypervisor/machine/control_socket.h"
+#include "hypervisor/machine/home_vcpu_mover.h"
 #include "hypervisor/boot/boot_entry.h"
 #include "hypervisor/bus/bus.h"
 #include "hypervisor/kvm/kvm_system.h"
@@ -78,7 +79,13 @@ class Machine final {
   std::string StatusReport();
   absl::Status BuildVcpus();
   absl::Status StartCoalescence();
+  // Placed here at start (vCPUs may move later: forwarding_router_->NodeOf is where they are now).
   [[nodiscard]] bool IsLocal(uint32_t vcpu) const { return node_of_vcpu_[vcpu] == 0; }
+  // Edge node `node` leaves (its agent stops): its vCPUs move home and its pages follow as it leaves the DSM;
+  // the guest runs on. A step that fails stops the VM with the reason. On a thread of its own.
+  void Depart(uint16_t node, const std::string& reason);
+  // `coalesce ctl ... move VCPU NODE`.
+  std::string MoveCommand(std::string_view args);
   void Shutdown();
   void SampleRips();
 
@@ -105,7 +112,7 @@ class Machine final {
   std::unique_ptr<IoApic> ioapic_;
   std::unique_ptr<Pic8259Pair> pic_;
   std::unique_ptr<LegacyIrqWiring> irq_sink_;
-  std::vector<std::unique_ptr<LocalApic>> lapics_;    // indexed by vCPU id; null where the vCPU is remote
+  std::vector<std::unique_ptr<LocalApic>> lapics_;    // indexed by vCPU id; registered where the vCPU runs here
   TempDir disk_dir_;  // the storage daemons' sockets and logs; outlives devices_
   std::unique_ptr<virtio::DmaGuard> dma_guard_;  // coalesced guests' disks: pins in the home's DSM
   std::vector<std::unique_ptr<BusDevice>> devices_;  // the ordered device table, built in BuildDevices()
@@ -118,10 +125,14 @@ class Machine final {
   BootEntry boot_entry_;
   std::unique_ptr<ConsoleInput> console_input_;
   std::atomic<bool> console_flush_pending_{false};  // a flush of a partial console line is scheduled
-  std::vector<std::unique_ptr<Vcpu>> vcpus_;           // indexed by vCPU id; null where the vCPU is remote
+  std::vector<std::unique_ptr<Vcpu>> vcpus_;           // indexed by vCPU id; idle where the vCPU runs elsewhere
   std::vector<absl::Duration> link_rtt_;              // measured at start: entry i = node i (0: home)
   std::unique_ptr<ControlServer> control_;            // the VM's control socket (stopped first in Shutdown)
+  std::unique_ptr<HomeVcpuMover> mover_;              // moves vCPUs (coalesced VMs); before home_, which calls it
   std::unique_ptr<CoalescenceHome> home_;             // only when vCPUs run on edge nodes
+  std::atomic<bool> running_{false};                  // vCPUs started: moves may begin
+  absl::Mutex departures_mu_;
+  std::vector<std::thread> departures_ ABSL_GUARDED_BY(departures_mu_);  // Depart(), joined in Shutdown
 };
 
 }  // namespace coalesce

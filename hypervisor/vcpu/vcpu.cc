@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <chrono>
 #include <cstdio>
 #include <mutex>
 
@@ -56,8 +57,26 @@ Vcpu::Vcpu(VcpuFd fd, bool bootstrap, Wiring wiring)
 
 Vcpu::~Vcpu() { Join(); }
 
-void Vcpu::Start() {
-  state_.store(bootstrap_ ? State::kRunning : State::kWaitForSipi, std::memory_order_release);
+void Vcpu::Start() { Resume({bootstrap_ ? State::kRunning : State::kWaitForSipi, true}); }
+
+Vcpu::RunState Vcpu::Park() {
+  park_requested_.store(true, std::memory_order_release);
+  // A kick that lands between the thread's check and its entry into KVM_RUN can be missed until the next
+  // exit; a guest computing without exits would then not park. Kick until the thread is out.
+  while (thread_.joinable() && !thread_exited_.load(std::memory_order_acquire)) {
+    Kick();
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  Join();
+  park_requested_.store(false, std::memory_order_release);
+  return {state(), halted_with_interrupts_};
+}
+
+void Vcpu::Resume(RunState run) {
+  Join();
+  halted_with_interrupts_ = run.halted_with_interrupts;
+  state_.store(run.state, std::memory_order_release);
+  thread_exited_.store(false, std::memory_order_release);
   thread_ = std::thread([this] { ThreadMain(); });
   std::string name = absl::StrFormat("vcpu%u", id());
   pthread_setname_np(thread_.native_handle(), name.c_str());
@@ -99,7 +118,13 @@ void Vcpu::RequestRegisterDump() {
 }
 
 void Vcpu::ThreadMain() {
+  ThreadBody();
+  thread_exited_.store(true, std::memory_order_release);
+}
+
+void Vcpu::ThreadBody() {
   while (!wiring_.run_control->stopping()) {
+    if (park_requested_.load(std::memory_order_acquire)) return;  // state kept for Resume() or a move
     State s = state();
     if (s == State::kWaitForSipi || s == State::kHalted) {
       WaitForWork(s);
@@ -126,7 +151,7 @@ bool Vcpu::HandleStartupSignals() {
 
 void Vcpu::WaitForWork(State waiting_in) {
   LocalApic* apic = wiring_.lapic;
-  while (!wiring_.run_control->stopping()) {
+  while (!wiring_.run_control->stopping() && !park_requested_.load(std::memory_order_acquire)) {
     {
       absl::MutexLock lock(&wake_mu_);
       woken_ = false;

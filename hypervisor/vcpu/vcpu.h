@@ -6,6 +6,10 @@
 //   kRunning --INIT--> kWaitForSipi
 //   any --RunControl::Stop--> kStopped
 //
+// Parking (vCPU migration, issue 12): Park() ends the thread at an exit boundary without changing the state
+// (kRunning, kHalted or kWaitForSipi); the KVM vCPU is then idle and its state can be captured. Resume()
+// starts a thread again in a given state, here or, after the state was restored, on the node it moved to.
+//
 // Interrupts come from the vCPU's LocalApic (and, through LINT0 in ExtINT mode, the PIC); the loop injects
 // them with KVM_INTERRUPT when kvm_run says the guest can take one, else asks for an interrupt window.
 // Other threads wake the vCPU with Kick(): immediate_exit + a signal makes KVM_RUN return at once.
@@ -49,6 +53,17 @@ class Vcpu final {
   Vcpu& operator=(const Vcpu&) = delete;
 
   void Start();
+  // Where the vCPU was when it parked: what Resume() needs to go on (here or on another node).
+  struct RunState {
+    State state = State::kWaitForSipi;
+    bool halted_with_interrupts = true;  // RFLAGS.IF at the HLT (kHalted only)
+  };
+  // Stops the thread at its next exit boundary and waits for it (a forwarded I/O access in flight completes
+  // first). Not from the vCPU's own thread. Returns where it was; a stopped vCPU says kStopped.
+  RunState Park();
+  // Starts a thread for a parked (or never started) vCPU in `state`.
+  void Resume(RunState state);
+  [[nodiscard]] bool running_thread() const { return thread_.joinable(); }
   // Makes the vCPU thread re-examine its state soon: leaves KVM_RUN or a halt/SIPI wait. Any thread.
   void Kick();
   // Records where the guest is now (--rip-samples): kicks a running vCPU and samples RIP at the exit; a
@@ -68,6 +83,7 @@ class Vcpu final {
 
  private:
   void ThreadMain();
+  void ThreadBody();
   // One trip through KVM_RUN with interrupt injection before it. Returns false when the vCPU must stop.
   bool RunOnce();
   void InjectPendingInterrupts();
@@ -84,6 +100,8 @@ class Vcpu final {
   std::atomic<bool> register_dump_requested_{false};
   std::atomic<State> state_{State::kCreated};
   std::atomic<bool> in_guest_{false};
+  std::atomic<bool> park_requested_{false};
+  std::atomic<bool> thread_exited_{false};
   bool halted_with_interrupts_ = true;  // RFLAGS.IF at the last HLT (vCPU thread only)
   std::thread thread_;
 

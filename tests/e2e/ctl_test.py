@@ -21,37 +21,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from edge_agent_process import EdgeAgent  # noqa: E402
 from kvm_required import kvm_problem  # noqa: E402
+import test_checks  # noqa: E402
+from test_checks import check, wait_for  # noqa: E402
 
 COALESCE, ASSETS, GUESTS, CASE = sys.argv[1:5]
 NESTED = os.environ.get("COALESCE_NESTED_KVM") == "1"
-failures = []
-
-
-def check(name, ok, detail=""):
-    print(f"{'ok  ' if ok else 'FAIL'} {name}", flush=True)
-    if not ok:
-        failures.append(name)
-        if detail:
-            print("---- details ----\n" + detail + "\n-----------------", flush=True)
-    return ok
-
-
 def ctl(*args):
-    p = subprocess.run([COALESCE, "ctl"] + list(args), capture_output=True, text=True, timeout=60)
-    return p.returncode, p.stdout, p.stderr
-
-
-def wait_for(path, pattern, timeout):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with open(path) as f:
-                if re.search(pattern, f.read()):
-                    return True
-        except FileNotFoundError:
-            pass
-        time.sleep(0.2)
-    return False
+    return test_checks.ctl(COALESCE, *args)
 
 
 problem = kvm_problem()
@@ -130,5 +106,4 @@ else:
     print(f"unknown case {CASE}")
     sys.exit(2)
 
-print(f"{len(failures)} check(s) failed" if failures else "all checks passed")
-sys.exit(1 if failures else 0)
+test_checks.finish()

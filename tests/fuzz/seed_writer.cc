@@ -65,6 +65,14 @@ void NodeMessages() {
   Write("node_message", "mesh_ready", nm::Encode(nm::MeshReady{.node_id = 2}));
   Write("node_message", "echo", nm::Encode(nm::Echo{.token = 0x1122334455667788ULL}));
   Write("node_message", "echo_reply", nm::Encode(nm::EchoReply{.token = 9}));
+  Write("node_message", "vcpu_evict", nm::Encode(nm::VcpuEvict{.vcpu_id = 1}));
+  Write("node_message", "vcpu_detached", nm::Encode(nm::VcpuDetached{.vcpu_id = 1}));
+  Write("node_message", "vcpu_migrate",
+        nm::Encode(nm::VcpuMigrate{.vcpu_id = 1, .run_state = nm::VcpuRunState::kHalted,
+                                   .halted_with_interrupts = true, .state = {1, 0, 0, 0, 2}}));
+  Write("node_message", "vcpu_arrived", nm::Encode(nm::VcpuArrived{.vcpu_id = 1}));
+  Write("node_message", "directed_interrupt", nm::Encode(nm::DirectedInterrupt{.apic_id = 1, .message = ipi}));
+  Write("node_message", "leaving", nm::Encode(nm::Leaving{.reason = "agent stopping"}));
 }
 
 void Libvirt() {

@@ -139,5 +139,19 @@ TEST_CASE("edge flags: --max-load and --min-battery", "[edge_flags]") {
         std::string::npos);
 }
 
+TEST_CASE("edge flags: --departure-grace", "[edge_flags]") {
+  auto f = ParseEdgeAgentFlags({"--listen", "127.0.0.1:0", "--departure-grace", "40"}, {});
+  REQUIRE(f.ok());
+  CHECK(f->departure_grace == absl::Seconds(40));
+  auto none = ParseEdgeAgentFlags({"--listen", "127.0.0.1:0"}, {});
+  REQUIRE(none.ok());
+  CHECK(none->departure_grace == absl::Seconds(15));
+  for (const char* bad : {"0", "601", "5s", ""}) {
+    auto b = ParseEdgeAgentFlags({"--listen", "127.0.0.1:0", "--departure-grace", bad}, {});
+    REQUIRE(!b.ok());
+    CHECK(std::string(b.status().message()).find("is not a number of seconds (1..600)") != std::string::npos);
+  }
+}
+
 }  // namespace
 }  // namespace coalesce

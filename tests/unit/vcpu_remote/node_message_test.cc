@@ -23,6 +23,13 @@ std::vector<NodeMessage> OneOfEach() {
       MeshReady{.node_id = 2},
       Echo{.token = 0x1122334455667788ULL},
       EchoReply{.token = 9},
+      VcpuEvict{.vcpu_id = 3},
+      VcpuDetached{.vcpu_id = 3},
+      VcpuMigrate{.vcpu_id = 3, .run_state = VcpuRunState::kHalted, .halted_with_interrupts = true,
+                  .state = {1, 2, 3}},
+      VcpuArrived{.vcpu_id = 3},
+      DirectedInterrupt{.apic_id = 3, .message = ipi},
+      Leaving{.reason = "agent stopping"},
   };
 }
 
@@ -43,6 +50,18 @@ TEST_CASE("node messages: every type round-trips") {
   auto reply = Decode(Encode(EchoReply{.token = 43}));
   REQUIRE(reply.ok());
   CHECK(std::get<EchoReply>(*reply).token == 43);
+  auto migrate = Decode(Encode(VcpuMigrate{.vcpu_id = 2, .run_state = VcpuRunState::kWaitForSipi,
+                                           .halted_with_interrupts = false, .state = {9, 8}}));
+  REQUIRE(migrate.ok());
+  const auto& m = std::get<VcpuMigrate>(*migrate);
+  CHECK(m.vcpu_id == 2);
+  CHECK(m.run_state == VcpuRunState::kWaitForSipi);
+  CHECK(!m.halted_with_interrupts);
+  CHECK(m.state == std::vector<uint8_t>{9, 8});
+  auto directed = Decode(Encode(DirectedInterrupt{.apic_id = 5, .message = {.vector = 0x31, .destination = 5}}));
+  REQUIRE(directed.ok());
+  CHECK(std::get<DirectedInterrupt>(*directed).apic_id == 5);
+  CHECK(std::get<DirectedInterrupt>(*directed).message.vector == 0x31);
 }
 
 TEST_CASE("node messages: malformed input is refused with the reason") {
@@ -51,7 +70,7 @@ TEST_CASE("node messages: malformed input is refused with the reason") {
     return m.ok() ? std::string("accepted") : std::string(m.status().message());
   };
   CHECK_THAT(message({}), Catch::Contains("truncated header"));
-  CHECK_THAT(message({1, 9, 0, 0, 0, 0, 0, 0, 0, 0}), Catch::Contains("version 1, expected 2"));
+  CHECK_THAT(message({1, 9, 0, 0, 0, 0, 0, 0, 0, 0}), Catch::Contains("version 1, expected 3"));
   CHECK_THAT(message({kVersion, 200}), Catch::Contains("unknown type"));
   std::vector<uint8_t> echo = Encode(Echo{.token = 1});
   echo.pop_back();
@@ -65,6 +84,18 @@ TEST_CASE("node messages: malformed input is refused with the reason") {
   io = Encode(IoRequest{.request_id = 1, .kind = IoKind::kPioRead, .address = 0x60, .size = 1});
   io[2 + 8 + 4] = 9;  // the kind byte
   CHECK_THAT(message(io), Catch::Contains("bad access kind"));
+  std::vector<uint8_t> migrate = Encode(VcpuMigrate{.vcpu_id = 1, .run_state = VcpuRunState::kRunning, .state = {}});
+  migrate[2 + 4] = 4;  // the run state: 4 is none
+  CHECK_THAT(message(migrate), Catch::Contains("bad run state"));
+  migrate = Encode(VcpuMigrate{.vcpu_id = 1, .run_state = VcpuRunState::kRunning, .state = {}});
+  migrate[2 + 4 + 1] = 2;  // the halt flag
+  CHECK_THAT(message(migrate), Catch::Contains("bad halt flag"));
+  migrate = Encode(VcpuMigrate{.vcpu_id = 1, .run_state = VcpuRunState::kRunning, .state = {}});
+  migrate[2 + 4 + 2 + 2] = 0x10;  // a state length of 1 MiB: over kMaxVcpuState
+  CHECK_THAT(message(migrate), Catch::Contains("state too large"));
+  std::vector<uint8_t> directed = Encode(DirectedInterrupt{.apic_id = 1, .message = {.vector = 0x30}});
+  directed[2 + 4 + 1] = 3;  // delivery mode 3 is reserved
+  CHECK_THAT(message(directed), Catch::Contains("bad delivery fields"));
 }
 
 }  // namespace

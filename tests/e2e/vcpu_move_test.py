@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Moving vCPUs of a running coalesced VM between nodes (docs/COALESCENCE.md, "Moving a vCPU").
+
+The vcpu_move guest (tests/guests/vcpu_move.c) runs on 3 vCPUs: vCPU 0 at home, vCPU 1 on edge agent A
+(node 1), vCPU 2 on edge agent B (node 2). While it computes, pings and ticks, `coalesce ctl move` moves
+vCPU 1 home, then to B (an edge-to-edge move, through the home), vCPU 2 home and back to B, vCPU 1 back to A;
+`ctl status` shows each placement. The guest then checks, after every move: a register-held LCG that must
+match its replay, an exact spinlock counter, every ping answered exactly once (physical, logical and
+all-but-self IPIs), its LAPIC timers still ticking and its TSC never going backwards; it prints the largest
+TSC gap each vCPU saw (the guest-visible pause of its moves). Refused moves (the BSP, no such vCPU or node, a
+vCPU already there) exit 2 with the reason, and the guest runs on.
+
+CASE departure: the same guest; edge agent B gets SIGTERM while the guest runs: its runtime asks the home to
+take vCPU 2, hands its pages back as it leaves the DSM, and exits; the home reports the departure (vCPUs and
+pages, each timed), `ctl status` shows vCPU 2 at home, agent B exits 0, and the guest finishes its checks
+and passes (no page lost: its counter and every register-held result check out).
+
+Usage: vcpu_move_test.py COALESCE GUEST_DIR CASE (moves | departure)"""
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from edge_agent_process import EdgeAgent  # noqa: E402
+from kvm_required import kvm_problem  # noqa: E402
+import test_checks  # noqa: E402
+from test_checks import check, wait_for  # noqa: E402
+
+COALESCE, GUESTS, CASE = sys.argv[1:4]
+NESTED = os.environ.get("COALESCE_NESTED_KVM") == "1"
+def ctl(*args):
+    return test_checks.ctl(COALESCE, *args)
+
+
+problem = kvm_problem()
+if problem:
+    print(f"FAIL needs KVM: {problem}")
+    sys.exit(1)
+
+run_dir = tempfile.mkdtemp(prefix="coalesce-move-")
+os.environ["COALESCE_RUN_DIR"] = run_dir
+name = "movetest"
+seconds = 150 if NESTED else 25
+out_path = os.path.join(run_dir, "vm.out")
+pauses = []
+
+with EdgeAgent(COALESCE) as a, EdgeAgent(COALESCE) as b:
+    cmd = [COALESCE, "run", "--name", name, "--kernel", os.path.join(GUESTS, "vcpu_move.elf"), "--vcpus", "3",
+           "--memory", "64M", "--edge", f"{a.listen}=1", "--edge", f"{b.listen}=2",
+           "--append", f"seconds={seconds}"]
+    with open(out_path, "w") as out:
+        vm = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    started = wait_for(out_path, r"vcpu_move: running", 600 if NESTED else 60, vm)
+    check("the guest runs on three nodes", started, open(out_path).read()[-3000:])
+
+    def move(vcpu, node, want_from, want_to):
+        rc, reply, err = ctl("--vm", name, "move", str(vcpu), node)
+        m = re.search(rf"vCPU {vcpu} moved from node {want_from} to node {want_to}; paused ([\d.]+) ms", reply)
+        check(f"move vCPU {vcpu} {node}: node {want_from} -> node {want_to}", rc == 0 and m,
+              f"exit {rc}\n{reply}\n{err}")
+        if m:
+            pauses.append(float(m.group(1)))
+
+    def placement(want):
+        rc, status, err = ctl("--vm", name, "status")
+        got = {int(n): v for n, v in re.findall(r"^node (\d) \S+(?: \S+)?: vCPUs ([\d,\-]+|none),", status, re.M)}
+        check(f"status shows {want}", rc == 0 and got == want, f"exit {rc}\n{status}\n{err}")
+
+    if started and CASE == "departure":
+        time.sleep(2)  # let vCPU 2 own pages on B
+        b.proc.send_signal(signal.SIGTERM)
+        try:
+            b_rc = b.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            b_rc = None
+        check(f"agent B exits 0 after SIGTERM (got {b_rc})", b_rc == 0)
+        left = wait_for(out_path, r"left \(stopped by signal", 30, vm)
+        m = re.search(r"coalesce run: edge \S+ \(node 2\) left \(stopped by signal 15\): vCPUs 2 moved home in "
+                      r"([\d.]+) ms, its pages in ([\d.]+) ms more", open(out_path).read())
+        check("the home reports the departure: vCPU 2 home, then its pages, each timed", left and m,
+              open(out_path).read()[-3000:])
+        if m:
+            print(f"departure: vCPUs home in {m.group(1)} ms, pages in {m.group(2)} ms more")
+        placement({0: "0,2", 1: "1", 2: "none"})
+        late_before_done = "late phase" in open(out_path).read()
+        check("the departure finished before the guest's late phase (its timers are checked after it)",
+              not late_before_done)
+    elif started:
+        placement({0: "0", 1: "1", 2: "2"})
+        move(1, "home", 1, 0)
+        placement({0: "0-1", 1: "none", 2: "2"})
+        move(1, b.listen, 0, 2)
+        placement({0: "0", 1: "none", 2: "1-2"})
+        move(2, "0", 2, 0)
+        move(2, "2", 0, 2)
+        move(1, "1", 2, 1)
+        placement({0: "0", 1: "1", 2: "2"})
+        for args, why in [(["0", "home"], "stays home"), (["7", "home"], "does not exist"),
+                          (["1", "9"], "no node '9'"), (["1", "1"], "already runs on node 1"),
+                          (["1"], "two arguments")]:
+            rc, reply, err = ctl("--vm", name, "move", *args)
+            check(f"move {' '.join(args)} refused: exit 2, '{why}'", rc == 2 and why in err, f"exit {rc}\n{reply}\n{err}")
+        # Moves in a row, as fast as the control socket takes them.
+        for i in range(4):
+            move(1, "home", 1, 0)
+            move(1, "1", 0, 1)
+        late_before_done = "late phase" in open(out_path).read()
+        check("every move finished before the guest's late phase (its timers are checked after them)",
+              not late_before_done)
+    try:
+        vm_rc = vm.wait(seconds * 4 + (600 if NESTED else 60))
+    except subprocess.TimeoutExpired:
+        vm.kill()
+        vm_rc = None
+    output = open(out_path).read()
+    # The guest ends through the debug-exit port: PASS writes 0, which `coalesce run` exits as (0 << 1) | 1.
+    check(f"the guest checked its work after the moves and passed: exit 1 (got {vm_rc})",
+          vm_rc == 1 and "vcpu_move: PASS" in output, output[-4000:])
+    gaps = [int(g) for g in re.findall(r"largest TSC gap (\d+) us", output)]
+    if pauses:
+        print(f"move pauses (ms, home's view): {' '.join(f'{p:.2f}' for p in pauses)}")
+    if gaps:
+        print(f"largest TSC gap per AP (us, guest's view): {gaps}")
+
+test_checks.finish()
