@@ -110,6 +110,13 @@ absl::Status DsmNode::WaitForPeers(const std::vector<NodeId>& nodes, absl::Durat
 
 std::vector<NodeId> DsmNode::connected_peers() const { return transport_->Peers(); }
 
+absl::Status DsmNode::SetLinkEmulation(NodeId peer, const LinkEmulation& link) {
+  for (const auto& ch : transport_->Channels()) {
+    if (ch->peer() == peer && !ch->closed()) return ch->SetLinkEmulation(link);
+  }
+  return absl::NotFoundError(absl::StrFormat("no connection to node %u", peer));
+}
+
 absl::Status DsmNode::health() const {
   absl::MutexLock l(&state_mu_);
   return failure_;

@@ -113,6 +113,10 @@ class DsmNode final {
   absl::Status PinPage(uint64_t page);
   void UnpinPage(uint64_t page);
 
+  // Changes the emulated link for what this node sends to `peer` from now on (tests of a degrading link, `coalesce
+  // ctl link`). NotFound without a connection to `peer`; FailedPrecondition when emulation was off at start.
+  absl::Status SetLinkEmulation(NodeId peer, const LinkEmulation& link);
+
   // OK while healthy, else the first fatal error.
   [[nodiscard]] absl::Status health() const;
   [[nodiscard]] const DsmStats& stats() const { return *stats_; }

@@ -26,6 +26,8 @@ class LinkShaper final {
   explicit LinkShaper(const LinkEmulation& link, uint64_t seed = 1) : link_(link), rng_(seed) {}
   // `now` is when the message was handed to the link; returns when it may be written to the socket.
   absl::Time ReleaseTime(absl::Time now, uint64_t bytes);
+  // A new link from now on (the link changes while the VM runs: `coalesce ctl link`); what is on the wire stays.
+  void SetLink(const LinkEmulation& link) { link_ = link; }
   // When the emulated wire is free for the next message (the sender picks it then, fault lane first).
   [[nodiscard]] absl::Time wire_free() const { return wire_free_; }
 

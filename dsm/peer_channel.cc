@@ -50,6 +50,19 @@ PeerChannel::PeerChannel(NodeId self, NodeId peer, UniqueFd sock, ChannelCipher 
       last_rx_ns_(NowNs()),
       last_tx_ns_(NowNs()) {}
 
+absl::Status PeerChannel::SetLinkEmulation(const LinkEmulation& link) {
+  if (!emulate_) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("the link to node %u was started without emulation (start the VM with --link)", peer_));
+  }
+  {
+    absl::MutexLock lock(&queue_mu_);
+    shaper_.SetLink(link);
+  }
+  Kick();
+  return absl::OkStatus();
+}
+
 PeerChannel::~PeerChannel() { CloseAndJoin(absl::CancelledError("channel destroyed")); }
 
 void PeerChannel::CloseAndJoin(const absl::Status& why) {

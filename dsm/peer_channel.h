@@ -64,6 +64,9 @@ class PeerChannel final {
   // Messages reach the socket in Enqueue order whichever thread flushes.
   absl::Status Enqueue(Message m);
   absl::Status Flush();
+  // Changes the emulated link of what this node sends from now on. FailedPrecondition on a link started without
+  // emulation (its messages take the direct path, which has no shaper).
+  absl::Status SetLinkEmulation(const LinkEmulation& link);
   // Closes the connection; the receiver then reports `why` (the first reason given) through on_closed.
   void Close(const absl::Status& why);
   // Close() and wait for both threads. Never called from this channel's own threads.

@@ -37,7 +37,8 @@ enum class Type : uint8_t {
   kVcpuMigrate = 13,         // any -> any: a vCPU's whole state; the receiver runs it from now on
   kVcpuArrived = 14,         // remote -> home: the vCPU sent here runs here
   kDirectedInterrupt = 15,   // home -> remote: an ApicMessage for one APIC only (it moved while in flight)
-  kLeaving = 16,             // remote -> home: this node is going away (its agent stops): take its vCPUs
+  kLeaving = 16,             // remote -> home: this node goes (its agent stops), take its vCPUs;
+                             // home -> remote: you have no vCPUs left, hand your pages back and go
 };
 
 enum class IoKind : uint8_t { kPioRead = 0, kPioWrite = 1, kMmioRead = 2, kMmioWrite = 3 };

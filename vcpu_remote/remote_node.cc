@@ -256,6 +256,11 @@ void RemoteNode::OnMessage(uint16_t from, node_msg::NodeMessage message) {
     Evict(evict->vcpu_id);
   } else if (auto* migrate = std::get_if<node_msg::VcpuMigrate>(&message); migrate && from == 0) {
     Arrive(*migrate);
+  } else if (std::holds_alternative<node_msg::Leaving>(message) && from == 0) {
+    // The home took every vCPU of this node (this node asked, or the home decided: a degraded link): leave.
+    leaving_ = true;
+    stopped_by_home_ = true;
+    run_control_.Stop(0, std::get<node_msg::Leaving>(message).reason);
   } else if (auto* stop = std::get_if<node_msg::Stop>(&message)) {
     stopped_by_home_ = from == 0;
     run_control_.Stop(stop->exit_status, stop->reason);

@@ -22,6 +22,9 @@ const char kCtlUsage[] =
     "  move VCPU NODE\n"
     "            move a running vCPU to NODE (home, a node number from `status`, or an edge agent's\n"
     "            address); prints how long the vCPU was paused\n"
+    "  link NODE SPEC\n"
+    "            change the emulated link from the home to edge NODE while the guest runs (SPEC as\n"
+    "            `coalesce run --link`, e.g. latency=20ms; the VM must have started with --link)\n"
     "\n"
     "exit status: 0 answered; 2 bad usage, no such VM, or the VM refused the command; 8 no answer in time.\n";
 

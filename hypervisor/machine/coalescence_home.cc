@@ -183,7 +183,8 @@ void CoalescenceHome::ReleaseNode(uint16_t node) {
     if (released_[node]) return;
     released_[node] = true;
   }
-  (void)link_->Send(node, node_msg::Stop{0, "its vCPUs moved home: leave"});
+  // It hands its pages back as it leaves the DSM, then exits (a Stop would drop them).
+  (void)link_->Send(node, node_msg::Leaving{"its vCPUs moved home"});
 }
 
 void CoalescenceHome::Shutdown() {
@@ -201,6 +202,7 @@ void CoalescenceHome::Shutdown() {
 }
 
 absl::StatusOr<std::vector<absl::Duration>> CoalescenceHome::MeasureRoundTrips(int probes) {
+  absl::MutexLock probing(&probe_mu_);
   std::vector<absl::Duration> rtt(config_.edges.size() + 1, absl::ZeroDuration());
   for (uint16_t node = 1; node <= config_.edges.size(); ++node) {
     if (Released(node)) continue;

@@ -61,8 +61,8 @@ class CoalescenceHome final {
   [[nodiscard]] size_t edge_count() const { return config_.edges.size(); }
   // Tells every remote node that the VM stops and wakes forwarded-I/O waiters. Any thread; idempotent.
   void NotifyStop(int status, const std::string& reason);
-  // Node `node` left (its vCPUs moved home): told to stop as a normal end, and left alone from now on (no
-  // stop notice, no StopVm at shutdown).
+  // Node `node` has no vCPUs any more: told to leave (`Leaving`: it hands its pages back and exits), and left
+  // alone from now on (no stop notice, no StopVm at shutdown).
   void ReleaseNode(uint16_t node);
   [[nodiscard]] bool Released(uint16_t node);
   // Asks each agent to stop its runtime and closes the data plane. Not from a DSM thread (it joins them).
@@ -72,6 +72,8 @@ class CoalescenceHome final {
   // of `probes` echo probes, each answered by the node's receiver thread. Entry i is node i; entry 0 (home)
   // is zero, and so is a node that left. DeadlineExceeded naming the node if a probe is not answered within 5 s.
   absl::StatusOr<std::vector<absl::Duration>> MeasureRoundTrips(int probes);
+  // The emulated link for what the home sends to `node` from now on (`coalesce ctl link`).
+  absl::Status SetLink(uint16_t node, const dsm::LinkEmulation& link) { return link_->dsm().SetLinkEmulation(node, link); }
   // The home's DSM node (devices pin request pages in it: DsmDmaGuard).
   [[nodiscard]] dsm::DsmNode& dsm() { return link_->dsm(); }
 
@@ -89,6 +91,7 @@ class CoalescenceHome final {
   std::atomic<uint64_t> io_served_{0};        // remote vCPUs' accesses served on the bus
   std::atomic<uint64_t> interrupts_relayed_{0};
   std::vector<std::unique_ptr<EdgeAgentClient>> agents_;
+  absl::Mutex probe_mu_;  // one round-trip measurement at a time (the link monitor and `ctl status`)
   absl::Mutex mu_;
   std::vector<node_msg::PeerInfo> hellos_ ABSL_GUARDED_BY(mu_);
   size_t mesh_ready_ ABSL_GUARDED_BY(mu_) = 0;

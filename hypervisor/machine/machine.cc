@@ -12,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "dsm/link_spec.h"
 #include "hypervisor/base/log.h"
 #include "hypervisor/base/platform.h"
 #include "hypervisor/base/status_macros.h"
@@ -431,7 +432,62 @@ std::string Machine::ControlCommand(std::string_view command) {
     return absl::StrFormat("vm %s: ACPI power button pressed", config_.name);
   }
   if (command.starts_with("move ") || command == "move") return MoveCommand(command.substr(4));
-  return absl::StrFormat("error: unknown command '%s' (status, shutdown, move)", std::string(command));
+  if (command.starts_with("link ") || command == "link") return LinkCommand(command.substr(4));
+  return absl::StrFormat("error: unknown command '%s' (status, shutdown, move, link)", std::string(command));
+}
+
+void Machine::MonitorLinks() {
+  constexpr absl::Duration kInterval = absl::Seconds(1);
+  constexpr int kStrikes = 3;  // rounds in a row over the bound: one slow probe is no degradation
+  const size_t nodes = config_.edges.size() + 1;
+  std::vector<int> strikes(nodes, 0);
+  std::vector<std::chrono::steady_clock::time_point> first_over(nodes);
+  std::vector<bool> sent_home(nodes, false);
+  while (!run_control_.WaitForStop(kInterval)) {
+    absl::StatusOr<std::vector<absl::Duration>> rtt = home_->MeasureRoundTrips(3);
+    if (!rtt.ok()) {
+      LOG_WARN("link monitor: %s", rtt.status().ToString());
+      continue;
+    }
+    for (uint16_t node = 1; node < nodes && node < rtt->size(); ++node) {
+      if (sent_home[node] || home_->Released(node)) continue;
+      if ((*rtt)[node] <= config_.latency_bound) {
+        strikes[node] = 0;
+        continue;
+      }
+      if (strikes[node]++ == 0) first_over[node] = std::chrono::steady_clock::now();
+      LOG_INFO("link monitor: node %u round trip %s over the bound %s (%d of %d)", node,
+               absl::FormatDuration((*rtt)[node]), absl::FormatDuration(config_.latency_bound), strikes[node],
+               kStrikes);
+      if (strikes[node] < kStrikes) continue;
+      sent_home[node] = true;
+      const double detect_ms =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - first_over[node]).count();
+      std::string reason = absl::StrFormat(
+          "link degraded: round trip %.3f ms over policies.latency_bound_us %d %d times in a row, over %.0f ms",
+          absl::ToDoubleMilliseconds((*rtt)[node]), absl::ToInt64Microseconds(config_.latency_bound), kStrikes,
+          detect_ms);
+      absl::MutexLock lock(&departures_mu_);
+      departures_.emplace_back([this, node, reason] { Depart(node, reason); });
+    }
+  }
+}
+
+std::string Machine::LinkCommand(std::string_view args) {
+  const std::vector<std::string> words =
+      absl::StrSplit(absl::string_view(args.data(), args.size()), ' ', absl::SkipEmpty());
+  if (words.size() != 2) return "error: link takes two arguments: NODE SPEC (e.g. 1 latency=20ms, as --link)";
+  if (!home_) return "error: this VM runs on one node; it has no links";
+  uint32_t node = 0;
+  if (!absl::SimpleAtoi(words[0], &node) || node == 0 || node > config_.edges.size()) {
+    return absl::StrFormat("error: link: no edge node '%s' (1-%u)", words[0], config_.edges.size());
+  }
+  absl::StatusOr<dsm::LinkEmulation> link = dsm::ParseLinkSpec(words[1], "link");
+  if (!link.ok()) return absl::StrFormat("error: %s", link.status().message());
+  if (absl::Status st = home_->SetLink(static_cast<uint16_t>(node), *link); !st.ok()) {
+    return absl::StrFormat("error: link: %s", st.message());
+  }
+  return absl::StrFormat("vm %s: the home's link to node %u is now %s", config_.name, node, dsm::FormatLinkSpec(*link));
 }
 
 void Machine::Depart(uint16_t node, const std::string& reason) {
@@ -638,8 +694,11 @@ int Machine::Run() {
   running_.store(true);
   std::thread sampler;
   if (config_.sample_rip) sampler = std::thread([this] { SampleRips(); });
+  std::thread link_monitor;
+  if (home_ && config_.latency_bound < absl::InfiniteDuration()) link_monitor = std::thread([this] { MonitorLinks(); });
   run_control_.WaitForStop();
   if (sampler.joinable()) sampler.join();  // it polls stopping() between samples
+  if (link_monitor.joinable()) link_monitor.join();  // likewise, between rounds of probes
   Shutdown();
   std::fflush(stdout);
   return run_control_.exit_status();

@@ -86,6 +86,11 @@ class Machine final {
   void Depart(uint16_t node, const std::string& reason);
   // `coalesce ctl ... move VCPU NODE`.
   std::string MoveCommand(std::string_view args);
+  // `coalesce ctl ... link NODE SPEC`: the emulated link from the home to an edge, changed while the guest runs.
+  std::string LinkCommand(std::string_view args);
+  // With a latency bound (policies.latency_bound_us): probes every edge's round trip each second while the guest
+  // runs; an edge over the bound 3 rounds in a row is sent home (Depart). On a thread of its own.
+  void MonitorLinks();
   void Shutdown();
   void SampleRips();
 

@@ -15,7 +15,12 @@ take vCPU 2, hands its pages back as it leaves the DSM, and exits; the home repo
 pages, each timed), `ctl status` shows vCPU 2 at home, agent B exits 0, and the guest finishes its checks
 and passes (no page lost: its counter and every register-held result check out).
 
-Usage: vcpu_move_test.py COALESCE GUEST_DIR CASE (moves | departure)"""
+CASE degraded: the same guest from a profile with policies.latency_bound_us, every link emulated; `ctl link 2
+latency=...` degrades the home's link to B while the guest runs; the home's link monitor sees the round trip
+over the bound three rounds in a row and sends vCPU 2 home, B's runtime leaves (pages handed back) while agent
+B keeps serving, and the guest passes. Bad `ctl link` arguments are refused.
+
+Usage: vcpu_move_test.py COALESCE GUEST_DIR CASE (moves | departure | degraded)"""
 import os
 import re
 import signal
@@ -53,6 +58,15 @@ with EdgeAgent(COALESCE) as a, EdgeAgent(COALESCE) as b:
     cmd = [COALESCE, "run", "--name", name, "--kernel", os.path.join(GUESTS, "vcpu_move.elf"), "--vcpus", "3",
            "--memory", "64M", "--edge", f"{a.listen}=1", "--edge", f"{b.listen}=2",
            "--append", f"seconds={seconds}"]
+    bound_us, degraded = (50000, "200ms") if NESTED else (5000, "50ms")
+    if CASE == "degraded":
+        profile = os.path.join(run_dir, "bound.textproto")
+        with open(profile, "w") as f:
+            f.write(f'guest {{ kernel: "{os.path.join(GUESTS, "vcpu_move.elf")}" memory: "64M" vcpus: 3 }}\n'
+                    f'home {{ vcpus: [0] }}\nedge {{ address: "{a.listen}" vcpus: [1] }}\n'
+                    f'edge {{ address: "{b.listen}" vcpus: [2] }}\npolicies {{ latency_bound_us: {bound_us} }}\n')
+        cmd = [COALESCE, "run", "--name", name, "--profile", profile, "--link", "latency=100us",
+               "--append", f"seconds={seconds}"]
     with open(out_path, "w") as out:
         vm = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
     started = wait_for(out_path, r"vcpu_move: running", 600 if NESTED else 60, vm)
@@ -87,6 +101,30 @@ with EdgeAgent(COALESCE) as a, EdgeAgent(COALESCE) as b:
         if m:
             print(f"departure: vCPUs home in {m.group(1)} ms, pages in {m.group(2)} ms more")
         placement({0: "0,2", 1: "1", 2: "none"})
+        late_before_done = "late phase" in open(out_path).read()
+        check("the departure finished before the guest's late phase (its timers are checked after it)",
+              not late_before_done)
+    elif started and CASE == "degraded":
+        for args, why in [(["9", "latency=1ms"], "no edge node '9'"), (["1", "latency=fast"], "latency"),
+                          (["1"], "two arguments")]:
+            rc, reply, err = ctl("--vm", name, "link", *args)
+            check(f"link {' '.join(args)} refused: exit 2, '{why}'", rc == 2 and why in err, f"exit {rc}\n{reply}\n{err}")
+        placement({0: "0", 1: "1", 2: "2"})
+        t0 = time.time()
+        rc, reply, err = ctl("--vm", name, "link", "2", f"latency={degraded}")
+        check(f"ctl link 2 latency={degraded}", rc == 0 and "link to node 2 is now" in reply, f"exit {rc}\n{reply}\n{err}")
+        left = wait_for(out_path, r"\(node 2\) left \(link degraded", 120 if NESTED else 30, vm)
+        took = time.time() - t0
+        m = re.search(r"coalesce run: edge \S+ \(node 2\) left \(link degraded: round trip ([\d.]+) ms over "
+                      rf"policies.latency_bound_us {bound_us} 3 times in a row, over ([\d.]+) ms\): vCPUs 2 moved home in "
+                      r"([\d.]+) ms, its pages in ([\d.]+) ms more", open(out_path).read())
+        check("the link monitor sends vCPU 2 home after 3 rounds over the bound; its pages follow",
+              left and m, open(out_path).read()[-3000:])
+        if m:
+            print(f"degradation: detected over {m.group(2)} ms (round trip {m.group(1)} ms), vCPU home in "
+                  f"{m.group(3)} ms, pages in {m.group(4)} ms; {took:.1f} s from ctl link to the departure line")
+        placement({0: "0,2", 1: "1", 2: "none"})
+        check("agent B keeps serving after its runtime left", b.proc.poll() is None)
         late_before_done = "late phase" in open(out_path).read()
         check("the departure finished before the guest's late phase (its timers are checked after it)",
               not late_before_done)
