@@ -25,6 +25,7 @@ std::vector<std::string> RemoteNodeArgs::ToArgs() const {
   };
   if (!home_only_memory.empty()) out.push_back(absl::StrCat("--home-only-memory=", home_only_memory));
   if (!link.empty()) out.push_back(absl::StrCat("--link=", link));
+  if (vcpus_arrive) out.push_back("--vcpus-arrive=1");
   return out;
 }
 
@@ -82,6 +83,9 @@ absl::StatusOr<RemoteNodeArgs> RemoteNodeArgs::Parse(const std::vector<std::stri
     } else if (name == "link") {
       if (auto l = dsm::ParseLinkSpec(value, "--link"); !l.ok()) return bad(arg, std::string(l.status().message()));
       out.link = value;
+    } else if (name == "vcpus-arrive") {
+      if (value != "0" && value != "1") return bad(arg, "expected 0 or 1");
+      out.vcpus_arrive = value == "1";
     } else if (name == "data-plane-key-fd") {
       if (!absl::SimpleAtoi(value, &out.data_plane_key_fd) || out.data_plane_key_fd < 0) {
         return bad(arg, "not a file descriptor");

@@ -2,7 +2,7 @@
 //
 //   <exe> remote-node --vm-id=ID --memory=BYTES --vcpu-count=N --vcpus=LIST --home=HOST:PORT
 //                     --tsc-offset=CYCLES --node-id=N --cpu-model=M --ready-fd=FD --data-plane-key-fd=FD
-//                     [--home-only-memory=RANGES] [--link=SPEC]
+//                     [--home-only-memory=RANGES] [--link=SPEC] [--vcpus-arrive=1]
 //
 // <exe> is the agent's own binary (/proc/self/exe), so the lead's main() dispatches the `remote-node` subcommand to
 // the runtime with the arguments after it. LIST uses the --edge syntax ("2,3", "1,3-5"). The runtime:
@@ -36,6 +36,7 @@ struct RemoteNodeArgs {
   int data_plane_key_fd = -1;
   std::string home_only_memory;  // --home-only-memory=RANGES (optional): no memslot there, accesses forwarded
   std::string link;              // --link=SPEC (optional): emulated latency/jitter/bandwidth on its data-plane links
+  bool vcpus_arrive = false;     // --vcpus-arrive=1: the vCPUs run elsewhere now and are moved here (ctl attach)
 
   // The flags (everything after "remote-node").
   std::vector<std::string> ToArgs() const;

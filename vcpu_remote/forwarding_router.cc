@@ -38,6 +38,15 @@ std::vector<uint16_t> ForwardingInterruptRouter::TargetNodes(const ApicMessage& 
   return other_nodes_;
 }
 
+void ForwardingInterruptRouter::AddNode(uint16_t node) {
+  absl::MutexLock lock(&move_mu_);
+  absl::MutexLock map(&map_mu_);
+  if (node != self_ && std::find(other_nodes_.begin(), other_nodes_.end(), node) == other_nodes_.end()) {
+    other_nodes_.push_back(node);
+    std::sort(other_nodes_.begin(), other_nodes_.end());
+  }
+}
+
 void ForwardingInterruptRouter::RemoveNode(uint16_t node) {
   absl::MutexLock lock(&move_mu_);
   absl::MutexLock map(&map_mu_);

@@ -69,6 +69,8 @@ class ForwardingInterruptRouter final : public LocalInterruptRouter {
   void SourceDetached(uint32_t apic_id);
   // Home: the node the vCPU moved to runs it; its own messages reach it there from now on.
   void ArrivalConfirmed(uint32_t apic_id);
+  // Home: node `node` joined the VM (an edge attached while the guest runs); broadcasts reach it from now on.
+  void AddNode(uint16_t node);
   // Home: node `node` left the VM (no vCPU runs there); nothing is sent to it any more.
   void RemoveNode(uint16_t node);
   // Interrupts queued for vCPUs in transit and sent back to nodes they had just reached (for tests).

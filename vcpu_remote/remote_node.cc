@@ -6,7 +6,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include <openssl/crypto.h>
-#include <x86intrin.h>
 
 #include <atomic>
 #include <cerrno>
@@ -31,8 +30,8 @@
 #include "hypervisor/kvm/kvm_system.h"
 #include "hypervisor/memory/guest_memory.h"
 #include "hypervisor/vcpu/cpuid.h"
-#include "hypervisor/vcpu/model_msrs.h"
 #include "hypervisor/vcpu/exit_status.h"
+#include "hypervisor/vcpu/node_vcpus.h"
 #include "hypervisor/vcpu/vcpu.h"
 #include "vcpu_remote/forwarding_router.h"
 #include "vcpu_remote/node_link.h"
@@ -43,7 +42,6 @@
 namespace coalesce {
 namespace {
 
-constexpr uint32_t kMsrIa32Tsc = 0x10;
 constexpr absl::Duration kIoTimeout = absl::Seconds(10);
 constexpr absl::Duration kMeshTimeout = absl::Seconds(15);
 // How long a leaving node waits for the home to take its vCPUs (inside the agent's departure grace).
@@ -176,8 +174,11 @@ absl::Status RemoteNode::Build() {
 
   // Placement as this node knows it: its own vCPUs here, every other APIC id "elsewhere". Physical
   // destinations it does not hold go to the home node, which forwards them on (it knows the whole map).
+  // vCPUs that arrive later (ctl attach) are at home until they do.
   std::vector<uint16_t> node_of_apic(args_.guest_vcpu_count, 0);
-  for (uint32_t id : args_.vcpu_ids) node_of_apic[id] = static_cast<uint16_t>(args_.node_id);
+  if (!args_.vcpus_arrive) {
+    for (uint32_t id : args_.vcpu_ids) node_of_apic[id] = static_cast<uint16_t>(args_.node_id);
+  }
   router_ = std::make_unique<ForwardingInterruptRouter>(
       static_cast<uint16_t>(args_.node_id), node_of_apic,
       [this](uint16_t node, const ApicMessage& msg) {
@@ -205,37 +206,22 @@ absl::Status RemoteNode::Build() {
   RETURN_IF_ERROR(link_->dsm().WaitForPeers({0}, absl::Seconds(10)));
   io_ = std::make_unique<RemoteIoHandler>(link_.get(), &run_control_, kIoTimeout);
 
-  ASSIGN_OR_RETURN(auto supported, kvm_->SupportedCpuid());
+  NodeVcpusSpec spec;
+  spec.vcpu_count = args_.guest_vcpu_count;
+  spec.first_id = 1;
+  spec.model = args_.cpu_model == "host" ? CpuModel::kHost : CpuModel::kBaseline;
+  spec.tsc_offset = args_.tsc_offset;
+  spec.wiring.io = io_.get();
+  spec.wiring.run_control = &run_control_;
+  spec.wiring.memory = memory_.get();
   vcpus_.resize(args_.guest_vcpu_count);
-  lapics_.resize(args_.guest_vcpu_count);
-  for (uint32_t id = 1; id < args_.guest_vcpu_count; ++id) {
-    lapics_[id] = std::make_unique<LocalApic>(id, false, router_.get(), timers_.get(), [this, id] {
-      if (vcpus_[id]) vcpus_[id]->Kick();
-    });
-    ASSIGN_OR_RETURN(VcpuFd fd, vm_->CreateVcpu(id));
-    RETURN_IF_ERROR(fd.SetCpuid(FilterCpuid(supported, {.apic_id = id,
-                                                  .vcpu_count = args_.guest_vcpu_count,
-                                                  .model = args_.cpu_model == "host" ? CpuModel::kHost
-                                                                                     : CpuModel::kBaseline})));
-    // The guest's TSC must agree with the home node's: guest TSC = host TSC - tsc_offset. Set as KVM's offset
-    // where KVM has the attribute: a write of IA32_TSC within a second of what KVM expects from this VM's
-    // creation is taken as "synchronizing" and replaced by the VM's own offset, so an edge started within a
-    // second of home kept its own TSC (warps of ~0.4 s between nodes, measured by the tsc_sync guest).
-    ApplyModelMsrs(fd, id);
-    if (absl::Status st = fd.SetTscOffset(-args_.tsc_offset); !st.ok()) {
-      LOG_DEBUG("vcpu%u: %s; writing IA32_TSC instead", id, st.ToString());
-      RETURN_IF_ERROR(fd.SetMsrs({{kMsrIa32Tsc, __rdtsc() - static_cast<uint64_t>(args_.tsc_offset)}}));
-    }
-    Vcpu::Wiring w;
-    w.lapic = lapics_[id].get();
-    w.io = io_.get();
-    w.run_control = &run_control_;
-    w.memory = memory_.get();
-    vcpus_[id] = std::make_unique<Vcpu>(std::move(fd), /*bootstrap=*/false, std::move(w));
-  }
+  CreateNodeApics(spec, router_.get(), timers_.get(), [this](uint32_t id) {
+    if (vcpus_[id]) vcpus_[id]->Kick();
+  }, &lapics_);
+  RETURN_IF_ERROR(CreateNodeVcpus(spec, *kvm_, *vm_, lapics_, &vcpus_));
   for (uint32_t id : args_.vcpu_ids) {
     if (!ValidMovable(id)) return absl::InvalidArgumentError(absl::StrFormat("vCPU %u cannot run on an edge", id));
-    RETURN_IF_ERROR(router_->AddApic(lapics_[id].get()));
+    if (!args_.vcpus_arrive) RETURN_IF_ERROR(router_->AddApic(lapics_[id].get()));
   }
   run_control_.AddStopHook([this] {
     link_->CancelWaiters();
@@ -359,7 +345,9 @@ int RemoteNode::Run() {
     return exit_status::kHostFailure;
   }
   (void)link_->Send(0, node_msg::MeshReady{static_cast<uint16_t>(args_.node_id)});
-  for (uint32_t id : args_.vcpu_ids) vcpus_[id]->Start();
+  if (!args_.vcpus_arrive) {
+    for (uint32_t id : args_.vcpu_ids) vcpus_[id]->Start();
+  }
   running_.store(true);
   // A departure the home does not complete in time ends as a plain stop (the home then loses this node).
   std::optional<std::chrono::steady_clock::time_point> leave_deadline;

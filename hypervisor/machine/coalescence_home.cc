@@ -58,7 +58,8 @@ absl::StatusOr<std::unique_ptr<CoalescenceHome>> CoalescenceHome::Start(const Co
                                                  [raw](uint16_t from, node_msg::NodeMessage m) {
                                                    raw->OnMessage(from, std::move(m));
                                                  }));
-  if (absl::Status st = home->HostEdges(memory); !st.ok()) {
+  home->memory_bytes_ = memory.size();
+  if (absl::Status st = home->HostEdges(); !st.ok()) {
     home->NotifyStop(exit_status::kHostFailure, std::string(st.message()));
     home->Shutdown();
     return st;
@@ -70,51 +71,117 @@ CoalescenceHome::~CoalescenceHome() {
   if (link_) link_->CancelWaiters();
 }
 
-absl::Status CoalescenceHome::HostEdges(GuestMemory& memory) {
+absl::Status CoalescenceHome::StartRuntime(const EdgePlacementSpec& edge, uint16_t node, bool vcpus_arrive) {
   const std::string data_plane = !config_.data_plane_advertise.empty()
                                      ? config_.data_plane_advertise
                                      : absl::StrFormat("%s:%u", config_.data_plane_host, link_->dsm().port());
-  for (size_t i = 0; i < config_.edges.size(); ++i) {
-    const EdgePlacementSpec& edge = config_.edges[i];
-    EdgeAgentClientOptions client_options;
-    client_options.security = config_.control_plane;
-    ASSIGN_OR_RETURN(auto client, EdgeAgentClient::Connect(edge.agent_address, client_options));
-    pb::HostVcpusRequest req;
-    req.set_vm_id(absl::StrFormat("%s-n%u", vm_id_, i + 1));
-    req.set_guest_memory_bytes(memory.size());
-    req.set_guest_vcpu_count(config_.vcpu_count);
-    for (uint32_t v : edge.vcpus) req.add_vcpu_ids(v);
-    req.set_home_data_plane_address(data_plane);
-    req.set_tsc_offset(config_.tsc_offset);
-    req.set_node_id(static_cast<uint32_t>(i + 1));
-    req.set_cpu_model(config_.cpu_model);
-    req.set_home_only_memory(FormatGuestRanges(config_.home_only_memory));
-    if (config_.link.enabled()) req.set_link_emulation(dsm::FormatLinkSpec(config_.link));
-    req.set_max_edge_load(config_.max_edge_load);
-    req.set_data_plane_key(std::string(reinterpret_cast<const char*>(secret_->bytes().data()),
-                                       secret_->bytes().size()));
+  EdgeAgentClientOptions client_options;
+  client_options.security = config_.control_plane;
+  ASSIGN_OR_RETURN(auto client, EdgeAgentClient::Connect(edge.agent_address, client_options));
+  pb::HostVcpusRequest req;
+  req.set_vm_id(absl::StrFormat("%s-n%u", vm_id_, node));
+  req.set_guest_memory_bytes(memory_bytes_);
+  req.set_guest_vcpu_count(config_.vcpu_count);
+  for (uint32_t v : edge.vcpus) req.add_vcpu_ids(v);
+  req.set_home_data_plane_address(data_plane);
+  req.set_tsc_offset(config_.tsc_offset);
+  req.set_node_id(node);
+  req.set_cpu_model(config_.cpu_model);
+  req.set_home_only_memory(FormatGuestRanges(config_.home_only_memory));
+  if (config_.link.enabled()) req.set_link_emulation(dsm::FormatLinkSpec(config_.link));
+  req.set_max_edge_load(config_.max_edge_load);
+  req.set_vcpus_arrive(vcpus_arrive);
+  req.set_data_plane_key(std::string(reinterpret_cast<const char*>(secret_->bytes().data()),
+                                     secret_->bytes().size()));
+  EdgeAgentClient* agent = client.get();
+  {
+    absl::MutexLock lock(&nodes_mu_);
     agents_.push_back(std::move(client));
-    ASSIGN_OR_RETURN(pb::VmStatus status, agents_.back()->HostVcpus(req));
-    LOG_INFO("edge %s hosts vCPUs %s as node %u (runtime pid %u)", edge.agent_address,
-             absl::StrJoin(edge.vcpus, ","), i + 1, status.runtime_pid());
+    edges_.push_back(edge);
   }
-  // Every runtime said hello (it is connected to us); introduce them to each other and wait for the mesh.
+  ASSIGN_OR_RETURN(pb::VmStatus status, agent->HostVcpus(req));
+  LOG_INFO("edge %s hosts vCPUs %s as node %u (runtime pid %u)", edge.agent_address, absl::StrJoin(edge.vcpus, ","),
+           node, status.runtime_pid());
+  return absl::OkStatus();
+}
+
+absl::Status CoalescenceHome::JoinNodes(uint16_t first, uint16_t last) {
+  // Every new runtime says hello once it is connected to us; each gets the nodes to connect to (those before it
+  // that are still in the VM; the one with the larger id connects) and the mesh is awaited.
   node_msg::Peers peers;
   {
     absl::MutexLock lock(&mu_);
-    auto all_hello = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return hellos_.size() == config_.edges.size(); };
-    if (!mu_.AwaitWithTimeout(absl::Condition(&all_hello), kNodeStartTimeout)) {
+    auto all_hello = [this, first, last]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      size_t n = 0;
+      for (const node_msg::PeerInfo& p : hellos_) n += p.node_id >= first && p.node_id <= last;
+      return n == static_cast<size_t>(last - first + 1) || stopped_;
+    };
+    if (!mu_.AwaitWithTimeout(absl::Condition(&all_hello), kNodeStartTimeout) || stopped_) {
       return absl::DeadlineExceededError("edge nodes did not introduce themselves on the data plane in time");
     }
-    peers.peers = hellos_;
+    for (const node_msg::PeerInfo& p : hellos_) {
+      if (p.node_id >= released_.size() || !released_[p.node_id]) peers.peers.push_back(p);
+    }
   }
-  for (size_t i = 0; i < config_.edges.size(); ++i) RETURN_IF_ERROR(link_->Send(static_cast<uint16_t>(i + 1), peers));
+  for (uint16_t node = first; node <= last; ++node) RETURN_IF_ERROR(link_->Send(node, peers));
   absl::MutexLock lock(&mu_);
-  auto all_ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return mesh_ready_ == config_.edges.size(); };
-  if (!mu_.AwaitWithTimeout(absl::Condition(&all_ready), kNodeStartTimeout)) {
+  auto all_ready = [this, first, last]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    size_t n = 0;
+    for (uint16_t node : mesh_ready_) n += node >= first && node <= last;
+    return n == static_cast<size_t>(last - first + 1) || stopped_;
+  };
+  if (!mu_.AwaitWithTimeout(absl::Condition(&all_ready), kNodeStartTimeout) || stopped_) {
     return absl::DeadlineExceededError("edge nodes did not connect to each other in time");
   }
   return absl::OkStatus();
+}
+
+absl::Status CoalescenceHome::HostEdges() {
+  for (size_t i = 0; i < config_.edges.size(); ++i) {
+    RETURN_IF_ERROR(StartRuntime(config_.edges[i], static_cast<uint16_t>(i + 1), /*vcpus_arrive=*/false));
+  }
+  return JoinNodes(1, static_cast<uint16_t>(config_.edges.size()));
+}
+
+absl::StatusOr<uint16_t> CoalescenceHome::AttachEdge(const EdgePlacementSpec& edge) {
+  absl::MutexLock attaching(&attach_mu_);
+  const uint16_t node = static_cast<uint16_t>(edge_count() + 1);
+  if (node >= dsm::kMaxNodes) return absl::ResourceExhaustedError(absl::StrFormat("at most %d nodes", dsm::kMaxNodes));
+  absl::Status st = StartRuntime(edge, node, /*vcpus_arrive=*/true);
+  if (st.ok()) st = JoinNodes(node, node);
+  if (!st.ok()) {
+    if (edge_count() < node) return st;  // refused before it was a node (unreachable agent): its id stays free
+    // The node never joined: nothing is sent to it, and its runtime (if it started) is stopped.
+    {
+      absl::MutexLock lock(&mu_);
+      if (released_.size() <= node) released_.resize(node + 1, false);
+      released_[node] = true;
+    }
+    if (EdgeAgentClient* agent = Agents().size() >= node ? Agents()[node - 1] : nullptr) {
+      (void)agent->StopVm(absl::StrFormat("%s-n%u", vm_id_, node), absl::Seconds(2));
+    }
+    return st;
+  }
+  return node;
+}
+
+size_t CoalescenceHome::edge_count() const {
+  absl::MutexLock lock(&nodes_mu_);
+  return edges_.size();
+}
+
+std::vector<std::string> CoalescenceHome::EdgeAddresses() const {
+  absl::MutexLock lock(&nodes_mu_);
+  std::vector<std::string> out;
+  for (const EdgePlacementSpec& e : edges_) out.push_back(e.agent_address);
+  return out;
+}
+
+std::vector<EdgeAgentClient*> CoalescenceHome::Agents() const {
+  absl::MutexLock lock(&nodes_mu_);
+  std::vector<EdgeAgentClient*> out;
+  for (const auto& a : agents_) out.push_back(a.get());
+  return out;
 }
 
 void CoalescenceHome::OnMessage(uint16_t from, node_msg::NodeMessage message) {
@@ -137,7 +204,7 @@ void CoalescenceHome::OnMessage(uint16_t from, node_msg::NodeMessage message) {
     hellos_.push_back({hello->node_id, hello->dsm_port, hello->host});
   } else if (std::holds_alternative<node_msg::MeshReady>(message)) {
     absl::MutexLock lock(&mu_);
-    mesh_ready_++;
+    mesh_ready_.push_back(from);  // the connection says who it is, not the message
   } else if (std::holds_alternative<node_msg::VcpuDetached>(message) ||
              std::holds_alternative<node_msg::VcpuMigrate>(message) ||
              std::holds_alternative<node_msg::VcpuArrived>(message) || std::holds_alternative<node_msg::Leaving>(message)) {
@@ -163,10 +230,8 @@ void CoalescenceHome::NotifyStop(int status, const std::string& reason) {
     if (stopped_) return;
     stopped_ = true;
   }
-  for (size_t i = 0; i < agents_.size(); ++i) {
-    if (!Released(static_cast<uint16_t>(i + 1))) {
-      (void)link_->Send(static_cast<uint16_t>(i + 1), node_msg::Stop{status, reason});
-    }
+  for (uint16_t node = 1; node <= edge_count(); ++node) {
+    if (!Released(node)) (void)link_->Send(node, node_msg::Stop{status, reason});
   }
   link_->CancelWaiters();
 }
@@ -193,9 +258,10 @@ void CoalescenceHome::Shutdown() {
     if (shut_down_) return;
     shut_down_ = true;
   }
-  for (size_t i = 0; i < agents_.size(); ++i) {
+  const std::vector<EdgeAgentClient*> agents = Agents();
+  for (size_t i = 0; i < agents.size(); ++i) {
     if (Released(static_cast<uint16_t>(i + 1))) continue;
-    auto st = agents_[i]->StopVm(absl::StrFormat("%s-n%u", vm_id_, i + 1), absl::Seconds(2));
+    auto st = agents[i]->StopVm(absl::StrFormat("%s-n%u", vm_id_, i + 1), absl::Seconds(2));
     if (!st.ok()) LOG_INFO("stopping node %u: %s", i + 1, st.status().ToString());
   }
   link_->dsm().Stop();
@@ -203,8 +269,9 @@ void CoalescenceHome::Shutdown() {
 
 absl::StatusOr<std::vector<absl::Duration>> CoalescenceHome::MeasureRoundTrips(int probes) {
   absl::MutexLock probing(&probe_mu_);
-  std::vector<absl::Duration> rtt(config_.edges.size() + 1, absl::ZeroDuration());
-  for (uint16_t node = 1; node <= config_.edges.size(); ++node) {
+  const std::vector<std::string> edges = EdgeAddresses();
+  std::vector<absl::Duration> rtt(edges.size() + 1, absl::ZeroDuration());
+  for (uint16_t node = 1; node <= edges.size(); ++node) {
     if (Released(node)) continue;
     std::vector<absl::Duration> samples;
     for (int p = 0; p < std::max(probes, 1); ++p) {
@@ -220,7 +287,7 @@ absl::StatusOr<std::vector<absl::Duration>> CoalescenceHome::MeasureRoundTrips(i
       if (!mu_.AwaitWithTimeout(absl::Condition(&answered), kProbeTimeout)) {
         return absl::DeadlineExceededError(absl::StrFormat(
             "node %u (edge %s) did not answer a round-trip probe within %s", node,
-            config_.edges[node - 1].agent_address, absl::FormatDuration(kProbeTimeout)));
+            edges[node - 1], absl::FormatDuration(kProbeTimeout)));
       }
       samples.push_back(absl::FromChrono(std::chrono::steady_clock::now() - start));
     }

@@ -58,7 +58,13 @@ class CoalescenceHome final {
 
   void SendInterrupt(uint16_t node, const ApicMessage& msg);
   absl::Status Send(uint16_t node, const node_msg::NodeMessage& message) { return link_->Send(node, message); }
-  [[nodiscard]] size_t edge_count() const { return config_.edges.size(); }
+  // Edge nodes started so far (node k is edge k-1 of EdgeAddresses; those that left included).
+  [[nodiscard]] size_t edge_count() const;
+  [[nodiscard]] std::vector<std::string> EdgeAddresses() const;
+  // Leases `edge.vcpus`, which run elsewhere now, on a new edge while the guest runs (`coalesce ctl attach`): its
+  // agent starts a runtime as the next node, which joins the mesh with them idle. Returns the node id; the caller
+  // moves the vCPUs there. Errors name the edge (unreachable, refused, never joined).
+  absl::StatusOr<uint16_t> AttachEdge(const EdgePlacementSpec& edge);
   // Tells every remote node that the VM stops and wakes forwarded-I/O waiters. Any thread; idempotent.
   void NotifyStop(int status, const std::string& reason);
   // Node `node` has no vCPUs any more: told to leave (`Leaving`: it hands its pages back and exits), and left
@@ -79,7 +85,12 @@ class CoalescenceHome final {
 
  private:
   CoalescenceHome(const CoalescenceConfig& config, Handlers handlers) : config_(config), handlers_(std::move(handlers)) {}
-  absl::Status HostEdges(GuestMemory& memory);
+  absl::Status HostEdges();
+  // Asks `edge`'s agent for a runtime as node `node` (vCPUs idle until moved there if `vcpus_arrive`).
+  absl::Status StartRuntime(const EdgePlacementSpec& edge, uint16_t node, bool vcpus_arrive);
+  // Waits for nodes first..last to say hello, introduces them to the nodes in the VM and waits for the mesh.
+  absl::Status JoinNodes(uint16_t first, uint16_t last);
+  std::vector<EdgeAgentClient*> Agents() const;
   void OnMessage(uint16_t from, node_msg::NodeMessage message);
 
   CoalescenceConfig config_;
@@ -90,11 +101,15 @@ class CoalescenceHome final {
   std::unique_ptr<NodeLink> link_;
   std::atomic<uint64_t> io_served_{0};        // remote vCPUs' accesses served on the bus
   std::atomic<uint64_t> interrupts_relayed_{0};
-  std::vector<std::unique_ptr<EdgeAgentClient>> agents_;
+  uint64_t memory_bytes_ = 0;
+  absl::Mutex attach_mu_;  // one attach at a time
+  mutable absl::Mutex nodes_mu_;  // a leaf
+  std::vector<std::unique_ptr<EdgeAgentClient>> agents_ ABSL_GUARDED_BY(nodes_mu_);  // node k: agents_[k-1]
+  std::vector<EdgePlacementSpec> edges_ ABSL_GUARDED_BY(nodes_mu_);
   absl::Mutex probe_mu_;  // one round-trip measurement at a time (the link monitor and `ctl status`)
   absl::Mutex mu_;
   std::vector<node_msg::PeerInfo> hellos_ ABSL_GUARDED_BY(mu_);
-  size_t mesh_ready_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<uint16_t> mesh_ready_ ABSL_GUARDED_BY(mu_);  // nodes connected to every peer named to them
   uint64_t echo_sent_ ABSL_GUARDED_BY(mu_) = 0;      // token of the last probe sent
   uint64_t echo_answered_ ABSL_GUARDED_BY(mu_) = 0;  // token of the last probe answered
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;

@@ -10,8 +10,8 @@ namespace coalesce {
 
 HomeVcpuMover::HomeVcpuMover(std::vector<std::unique_ptr<Vcpu>>& vcpus,
                              std::vector<std::unique_ptr<LocalApic>>& lapics, ForwardingInterruptRouter& router,
-                             RunControl& run_control, size_t nodes, Send send)
-    : vcpus_(vcpus), lapics_(lapics), router_(router), run_control_(run_control), nodes_(nodes),
+                             RunControl& run_control, std::function<size_t()> nodes, Send send)
+    : vcpus_(vcpus), lapics_(lapics), router_(router), run_control_(run_control), nodes_(std::move(nodes)),
       send_(std::move(send)) {}
 
 absl::StatusOr<HomeVcpuMover::Moved> HomeVcpuMover::Move(uint32_t id, uint16_t to, absl::Duration timeout) {
@@ -19,8 +19,8 @@ absl::StatusOr<HomeVcpuMover::Moved> HomeVcpuMover::Move(uint32_t id, uint16_t t
     return absl::InvalidArgumentError(absl::StrFormat("vCPU %u does not exist (the guest has %u)", id, vcpus_.size()));
   }
   if (id == 0) return absl::InvalidArgumentError("vCPU 0 (the bootstrap processor, wired to the PIC) stays home");
-  if (to >= nodes_) {
-    return absl::InvalidArgumentError(absl::StrFormat("node %u does not exist (nodes 0-%u)", to, nodes_ - 1));
+  if (const size_t nodes = nodes_(); to >= nodes) {
+    return absl::InvalidArgumentError(absl::StrFormat("node %u does not exist (nodes 0-%u)", to, nodes - 1));
   }
   absl::MutexLock lock(&move_mu_);
   if (run_control_.stopping()) return absl::FailedPreconditionError("the VM is stopping");

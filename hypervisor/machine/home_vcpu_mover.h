@@ -33,9 +33,10 @@ class HomeVcpuMover final {
   using Send = std::function<absl::Status(uint16_t node, const node_msg::NodeMessage& message)>;
 
   // `vcpus` and `lapics` hold every vCPU of the guest, indexed by id (those elsewhere idle here); none of
-  // them is owned and all must outlive the mover. `nodes` counts the home and the edges.
+  // them is owned and all must outlive the mover. `nodes` counts the home and the edges now (edges attach).
   HomeVcpuMover(std::vector<std::unique_ptr<Vcpu>>& vcpus, std::vector<std::unique_ptr<LocalApic>>& lapics,
-                ForwardingInterruptRouter& router, RunControl& run_control, size_t nodes, Send send);
+                ForwardingInterruptRouter& router, RunControl& run_control, std::function<size_t()> nodes,
+                Send send);
 
   struct Moved {
     uint16_t from = 0;
@@ -64,7 +65,7 @@ class HomeVcpuMover final {
   std::vector<std::unique_ptr<LocalApic>>& lapics_;
   ForwardingInterruptRouter& router_;
   RunControl& run_control_;
-  const size_t nodes_;
+  const std::function<size_t()> nodes_;
   Send send_;
 
   absl::Mutex move_mu_;

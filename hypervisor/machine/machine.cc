@@ -12,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "dsm/link_spec.h"
 #include "hypervisor/base/log.h"
 #include "hypervisor/base/platform.h"
@@ -31,9 +32,11 @@
 #include "hypervisor/machine/dsm_dma_guard.h"
 #include "hypervisor/irq/legacy_irq_wiring.h"
 #include "hypervisor/vcpu/cpuid.h"
+#include "hypervisor/vcpu/node_vcpus.h"
 #include "hypervisor/vcpu/model_msrs.h"
 #include "hypervisor/vcpu/exit_status.h"
 #include "vcpu_remote/forwarding_router.h"
+#include "edge_monitor/host_port.h"
 #include "edge_monitor/vcpu_list.h"
 #include "devmodel/acpi_pm.h"
 #include "devmodel/home_only_memory.h"
@@ -121,16 +124,13 @@ absl::Status Machine::BuildInterruptControllers() {
   router_->SetIoApic(ioapic_.get());
   pic_ = std::make_unique<Pic8259Pair>();
   irq_sink_ = std::make_unique<LegacyIrqWiring>(pic_.get(), ioapic_.get());
+  // Every vCPU has its APIC here (hypervisor/vcpu/node_vcpus), registered where the vCPU runs here (the others
+  // take over when a vCPU moves home: home_vcpu_mover). The kick reaches the Vcpu built in BuildVcpus().
   vcpus_.resize(config_.vcpus);
-  lapics_.resize(config_.vcpus);
-  // Every vCPU has its APIC here, registered where the vCPU runs here (the others take over when a vCPU
-  // moves home: home_vcpu_mover).
+  CreateNodeApics(VcpusSpec(), router_.get(), timers_.get(), [this](uint32_t id) {
+    if (vcpus_[id]) vcpus_[id]->Kick();
+  }, &lapics_);
   for (uint32_t i = 0; i < config_.vcpus; ++i) {
-    // The kick reaches the Vcpu built later in BuildVcpus(); until then there is nothing to wake.
-    auto kick = [this, i] {
-      if (vcpus_[i]) vcpus_[i]->Kick();
-    };
-    lapics_[i] = std::make_unique<LocalApic>(i, i == 0, router_.get(), timers_.get(), kick);
     if (IsLocal(i)) RETURN_IF_ERROR(router_->AddApic(lapics_[i].get()));
   }
   // The PIC's INTR pin is wired to LINT0 of the bootstrap processor.
@@ -324,29 +324,26 @@ absl::Status Machine::LoadGuest() {
       config_.kernel_path));
 }
 
+NodeVcpusSpec Machine::VcpusSpec() {
+  NodeVcpusSpec spec;
+  spec.vcpu_count = config_.vcpus;
+  spec.model = config_.cpu_model;
+  spec.wiring.io = io_handler_.get();
+  spec.wiring.run_control = &run_control_;
+  spec.wiring.memory = memory_.get();
+  spec.wiring.sample_rip = config_.sample_rip;
+  spec.bsp_ext_int_ack = [this] {
+    uint8_t vector = pic_->Acknowledge();
+    lapics_[0]->AcknowledgeExtInt();
+    return vector;
+  };
+  return spec;
+}
+
 absl::Status Machine::BuildVcpus() {
-  ASSIGN_OR_RETURN(auto supported, kvm_->SupportedCpuid());
   // Every vCPU id exists here (KVM creates a vCPU once per VM); those placed on edges stay idle until one
   // moves home.
-  for (uint32_t i = 0; i < config_.vcpus; ++i) {
-    ASSIGN_OR_RETURN(VcpuFd fd, vm_->CreateVcpu(i));
-    RETURN_IF_ERROR(fd.SetCpuid(FilterCpuid(supported, {.apic_id = i, .vcpu_count = config_.vcpus, .model = config_.cpu_model})));
-    ApplyModelMsrs(fd, i);
-    Vcpu::Wiring w;
-    w.lapic = lapics_[i].get();
-    w.io = io_handler_.get();
-    w.run_control = &run_control_;
-    w.memory = memory_.get();
-    w.sample_rip = config_.sample_rip;
-    if (i == 0) {
-      w.ext_int_ack = [this] {
-        uint8_t vector = pic_->Acknowledge();
-        lapics_[0]->AcknowledgeExtInt();
-        return vector;
-      };
-    }
-    vcpus_[i] = std::make_unique<Vcpu>(std::move(fd), i == 0, std::move(w));
-  }
+  RETURN_IF_ERROR(CreateNodeVcpus(VcpusSpec(), *kvm_, *vm_, lapics_, &vcpus_));
   RETURN_IF_ERROR(ApplyBootEntry(boot_entry_, vcpus_[0]->fd()));
   run_control_.AddStopHook([this] {
     if (mover_) mover_->Cancel();
@@ -433,17 +430,23 @@ std::string Machine::ControlCommand(std::string_view command) {
   }
   if (command.starts_with("move ") || command == "move") return MoveCommand(command.substr(4));
   if (command.starts_with("link ") || command == "link") return LinkCommand(command.substr(4));
-  return absl::StrFormat("error: unknown command '%s' (status, shutdown, move, link)", std::string(command));
+  if (command.starts_with("attach ") || command == "attach") return AttachCommand(command.substr(6));
+  if (command.starts_with("detach ") || command == "detach") return DetachCommand(command.substr(6));
+  return absl::StrFormat("error: unknown command '%s' (status, shutdown, move, link, attach, detach)",
+                         std::string(command));
 }
 
 void Machine::MonitorLinks() {
   constexpr absl::Duration kInterval = absl::Seconds(1);
   constexpr int kStrikes = 3;  // rounds in a row over the bound: one slow probe is no degradation
-  const size_t nodes = config_.edges.size() + 1;
-  std::vector<int> strikes(nodes, 0);
-  std::vector<std::chrono::steady_clock::time_point> first_over(nodes);
-  std::vector<bool> sent_home(nodes, false);
+  std::vector<int> strikes;
+  std::vector<std::chrono::steady_clock::time_point> first_over;
+  std::vector<bool> sent_home;
   while (!run_control_.WaitForStop(kInterval)) {
+    const size_t nodes = home_->edge_count() + 1;  // edges attached meanwhile are watched too
+    strikes.resize(nodes, 0);
+    first_over.resize(nodes);
+    sent_home.resize(nodes, false);
     absl::StatusOr<std::vector<absl::Duration>> rtt = home_->MeasureRoundTrips(3);
     if (!rtt.ok()) {
       LOG_WARN("link monitor: %s", rtt.status().ToString());
@@ -479,8 +482,9 @@ std::string Machine::LinkCommand(std::string_view args) {
   if (words.size() != 2) return "error: link takes two arguments: NODE SPEC (e.g. 1 latency=20ms, as --link)";
   if (!home_) return "error: this VM runs on one node; it has no links";
   uint32_t node = 0;
-  if (!absl::SimpleAtoi(words[0], &node) || node == 0 || node > config_.edges.size()) {
-    return absl::StrFormat("error: link: no edge node '%s' (1-%u)", words[0], config_.edges.size());
+  const size_t edges = home_->edge_count();
+  if (!absl::SimpleAtoi(words[0], &node) || node == 0 || node > edges) {
+    return absl::StrFormat("error: link: no edge node '%s' (1-%u)", words[0], edges);
   }
   absl::StatusOr<dsm::LinkEmulation> link = dsm::ParseLinkSpec(words[1], "link");
   if (!link.ok()) return absl::StrFormat("error: %s", link.status().message());
@@ -491,8 +495,10 @@ std::string Machine::LinkCommand(std::string_view args) {
 }
 
 void Machine::Depart(uint16_t node, const std::string& reason) {
-  if (node == 0 || node > config_.edges.size()) return;
-  const std::string& edge = config_.edges[node - 1].agent_address;
+  absl::MutexLock departing(&depart_mu_);  // one at a time: a ctl detach and the link monitor may race
+  const std::vector<std::string> edges = home_->EdgeAddresses();
+  if (node == 0 || node > edges.size() || home_->Released(node)) return;
+  const std::string& edge = edges[node - 1];
   const auto start = std::chrono::steady_clock::now();
   std::vector<uint32_t> moved;
   for (uint32_t v = 1; v < config_.vcpus; ++v) {
@@ -531,6 +537,77 @@ void Machine::Depart(uint16_t node, const std::string& reason) {
                ms(vcpus_home - start), ms(std::chrono::steady_clock::now() - vcpus_home));
 }
 
+std::optional<uint16_t> Machine::NodeByName(const std::string& name) const {
+  if (name == "home") return 0;
+  const std::vector<std::string> edges = home_ ? home_->EdgeAddresses() : std::vector<std::string>{};
+  uint32_t number = 0;
+  if (absl::SimpleAtoi(name, &number)) {
+    if (number <= edges.size()) return static_cast<uint16_t>(number);
+    return std::nullopt;
+  }
+  // An address: the node it serves now (an agent that left and was attached again has a newer node).
+  for (size_t e = edges.size(); e > 0; --e) {
+    if (edges[e - 1] == name && !home_->Released(static_cast<uint16_t>(e))) return static_cast<uint16_t>(e);
+  }
+  return std::nullopt;
+}
+
+std::string Machine::AttachCommand(std::string_view args) {
+  const std::vector<std::string> words =
+      absl::StrSplit(absl::string_view(args.data(), args.size()), ' ', absl::SkipEmpty());
+  if (words.size() != 2 || !absl::StartsWith(words[1], "vcpus=")) {
+    return "error: attach takes two arguments: ADDR vcpus=LIST (e.g. 127.0.0.1:7001 vcpus=2-3)";
+  }
+  if (!mover_) return "error: only a coalesced VM (coalesce run --edge) can attach edges";
+  if (!running_.load()) return "error: the VM is still starting";
+  if (absl::StatusOr<HostPort> hp = ParseHostPort(words[0], "attach"); !hp.ok()) {
+    return absl::StrFormat("error: %s", hp.status().message());
+  }
+  absl::StatusOr<std::vector<uint32_t>> vcpus = ParseVcpuList(words[1].substr(6));
+  if (!vcpus.ok()) return absl::StrFormat("error: attach: vcpus: %s", vcpus.status().message());
+  for (uint32_t v : *vcpus) {
+    if (v == 0 || v >= config_.vcpus) {
+      return absl::StrFormat("error: attach: vCPU %u cannot move to an edge (vCPUs 1-%u)", v, config_.vcpus - 1);
+    }
+  }
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<uint16_t> node = home_->AttachEdge(EdgePlacementSpec{.agent_address = words[0], .vcpus = *vcpus});
+  if (!node.ok()) return absl::StrFormat("error: attach %s: %s", words[0], node.status().message());
+  forwarding_router_->AddNode(*node);
+  const auto joined = std::chrono::steady_clock::now();
+  std::vector<std::string> pauses;
+  for (uint32_t v : *vcpus) {
+    absl::StatusOr<HomeVcpuMover::Moved> moved = mover_->Move(v, *node, absl::Seconds(10));
+    if (!moved.ok()) {
+      return absl::StrFormat("error: attach %s: node %u joined, but moving vCPU %u there: %s", words[0], *node, v,
+                             moved.status().message());
+    }
+    pauses.push_back(absl::StrFormat("%.3f", absl::ToDoubleMilliseconds(moved->pause)));
+  }
+  auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
+  return absl::StrFormat(
+      "vm %s: edge %s attached as node %u in %.1f ms (lease and runtime %.1f ms, vCPUs %s moved there: paused %s ms)",
+      config_.name, words[0], *node, ms(std::chrono::steady_clock::now() - start), ms(joined - start),
+      FormatVcpuList(*vcpus), absl::StrJoin(pauses, ", "));
+}
+
+std::string Machine::DetachCommand(std::string_view args) {
+  const std::vector<std::string> words =
+      absl::StrSplit(absl::string_view(args.data(), args.size()), ' ', absl::SkipEmpty());
+  if (words.size() != 1) return "error: detach takes one argument: ADDR or a node number";
+  if (!mover_) return "error: this VM runs on one node; there is nothing to detach";
+  if (!running_.load()) return "error: the VM is still starting";
+  const std::optional<uint16_t> node = NodeByName(words[0]);
+  if (!node || *node == 0) return absl::StrFormat("error: detach: no edge node '%s' in this VM", words[0]);
+  if (home_->Released(*node)) return absl::StrFormat("error: detach: node %u has left already", *node);
+  const auto start = std::chrono::steady_clock::now();
+  Depart(*node, "detached by coalesce ctl");
+  if (run_control_.stopping()) return absl::StrFormat("error: detach: the VM stopped: %s", run_control_.reason());
+  return absl::StrFormat("vm %s: node %u detached in %.1f ms: its vCPUs run at home, its pages are home",
+                         config_.name, *node,
+                         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+}
+
 std::string Machine::MoveCommand(std::string_view args) {
   const std::vector<std::string> words =
       absl::StrSplit(absl::string_view(args.data(), args.size()), ' ', absl::SkipEmpty());
@@ -539,21 +616,12 @@ std::string Machine::MoveCommand(std::string_view args) {
   if (!running_.load()) return "error: the VM is still starting";
   uint32_t vcpu = 0;
   if (!absl::SimpleAtoi(words[0], &vcpu)) return absl::StrFormat("error: move: '%s' is not a vCPU number", words[0]);
-  std::optional<uint16_t> node;
-  uint32_t number = 0;
-  if (words[1] == "home") {
-    node = 0;
-  } else if (absl::SimpleAtoi(words[1], &number) && number <= config_.edges.size()) {
-    node = static_cast<uint16_t>(number);
-  } else {
-    for (size_t e = 0; e < config_.edges.size(); ++e) {
-      if (config_.edges[e].agent_address == words[1]) node = static_cast<uint16_t>(e + 1);
-    }
-  }
+  const std::optional<uint16_t> node = NodeByName(words[1]);
   if (!node) {
     return absl::StrFormat("error: move: no node '%s' (home, 0-%u, or an edge address from `status`)", words[1],
-                           config_.edges.size());
+                           home_ ? home_->edge_count() : 0);
   }
+  if (*node != 0 && home_->Released(*node)) return absl::StrFormat("error: move: node %u has left the VM", *node);
   absl::StatusOr<HomeVcpuMover::Moved> moved = mover_->Move(vcpu, *node, absl::Seconds(10));
   if (!moved.ok()) return absl::StrFormat("error: move: %s", moved.status().message());
   return absl::StrFormat("vm %s: vCPU %u moved from node %u to node %u; paused %.3f ms", config_.name, vcpu,
@@ -563,7 +631,8 @@ std::string Machine::MoveCommand(std::string_view args) {
 std::string Machine::StatusReport() {
   constexpr uint64_t kPage = 4096;
   const uint64_t pages = config_.memory / kPage;
-  std::vector<uint64_t> owned(1 + config_.edges.size(), 0);
+  const std::vector<std::string> edges = home_ ? home_->EdgeAddresses() : std::vector<std::string>{};
+  std::vector<uint64_t> owned(1 + edges.size(), 0);
   // The links now, measured for this answer (3 probes each), beside the figure from the start.
   std::vector<absl::Duration> now;
   std::string probe_error;
@@ -596,9 +665,9 @@ std::string Machine::StatusReport() {
                                     config_.vcpus, mib(pages), pages, owned.size());
   absl::StrAppendFormat(&out, "node 0 home: vCPUs %s, owns %u pages (%.1f MiB)\n", list(vcpus_on[0]), owned[0],
                         mib(owned[0]));
-  for (size_t e = 0; e < config_.edges.size(); ++e) {
+  for (size_t e = 0; e < edges.size(); ++e) {
     absl::StrAppendFormat(&out, "node %u edge %s: vCPUs %s, owns %u pages (%.1f MiB), round trip", e + 1,
-                          config_.edges[e].agent_address, list(vcpus_on[e + 1]), owned[e + 1],
+                          edges[e], list(vcpus_on[e + 1]), owned[e + 1],
                           mib(owned[e + 1]));
     if (e + 1 < now.size()) {
       absl::StrAppendFormat(&out, " %.3f ms now,", absl::ToDoubleMilliseconds(now[e + 1]));
@@ -673,7 +742,7 @@ absl::Status Machine::StartCoalescence() {
   h.on_stop = [this](int status, std::string reason) { run_control_.Stop(status, std::move(reason)); };
   // The mover exists before the edges start: their messages may name it as soon as they run.
   mover_ = std::make_unique<HomeVcpuMover>(vcpus_, lapics_, *forwarding_router_, run_control_,
-                                           config_.edges.size() + 1,
+                                           [this] { return home_ ? home_->edge_count() + 1 : 1; },
                                            [this](uint16_t node, const node_msg::NodeMessage& message) {
                                              return home_->Send(node, message);
                                            });

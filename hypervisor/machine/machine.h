@@ -25,6 +25,7 @@
 #include "hypervisor/memory/guest_memory.h"
 #include "hypervisor/vcpu/bus_io_handler.h"
 #include "hypervisor/vcpu/run_control.h"
+#include "hypervisor/vcpu/node_vcpus.h"
 #include "hypervisor/vcpu/vcpu.h"
 
 namespace coalesce {
@@ -78,6 +79,8 @@ class Machine final {
   std::string ControlCommand(std::string_view command);
   std::string StatusReport();
   absl::Status BuildVcpus();
+  // What every vCPU of this node is built from (node_vcpus: the home's and the edges' one way).
+  NodeVcpusSpec VcpusSpec();
   absl::Status StartCoalescence();
   // Placed here at start (vCPUs may move later: forwarding_router_->NodeOf is where they are now).
   [[nodiscard]] bool IsLocal(uint32_t vcpu) const { return node_of_vcpu_[vcpu] == 0; }
@@ -86,6 +89,12 @@ class Machine final {
   void Depart(uint16_t node, const std::string& reason);
   // `coalesce ctl ... move VCPU NODE`.
   std::string MoveCommand(std::string_view args);
+  // "home", a node number or an edge agent's address (the node it serves now) -> node id.
+  std::optional<uint16_t> NodeByName(const std::string& name) const;
+  // `coalesce ctl ... attach ADDR vcpus=LIST`: a new edge leased while the guest runs; the vCPUs move there.
+  std::string AttachCommand(std::string_view args);
+  // `coalesce ctl ... detach ADDR|NODE`: the edge's vCPUs move home and it leaves (as on its agent's SIGTERM).
+  std::string DetachCommand(std::string_view args);
   // `coalesce ctl ... link NODE SPEC`: the emulated link from the home to an edge, changed while the guest runs.
   std::string LinkCommand(std::string_view args);
   // With a latency bound (policies.latency_bound_us): probes every edge's round trip each second while the guest
@@ -136,6 +145,7 @@ class Machine final {
   std::unique_ptr<HomeVcpuMover> mover_;              // moves vCPUs (coalesced VMs); before home_, which calls it
   std::unique_ptr<CoalescenceHome> home_;             // only when vCPUs run on edge nodes
   std::atomic<bool> running_{false};                  // vCPUs started: moves may begin
+  absl::Mutex depart_mu_;  // Depart() runs one at a time
   absl::Mutex departures_mu_;
   std::vector<std::thread> departures_ ABSL_GUARDED_BY(departures_mu_);  // Depart(), joined in Shutdown
 };

@@ -15,12 +15,17 @@ take vCPU 2, hands its pages back as it leaves the DSM, and exits; the home repo
 pages, each timed), `ctl status` shows vCPU 2 at home, agent B exits 0, and the guest finishes its checks
 and passes (no page lost: its counter and every register-held result check out).
 
-CASE degraded: the same guest from a profile with policies.latency_bound_us, every link emulated; `ctl link 2
-latency=...` degrades the home's link to B while the guest runs; the home's link monitor sees the round trip
-over the bound three rounds in a row and sends vCPU 2 home, B's runtime leaves (pages handed back) while agent
-B keeps serving, and the guest passes. Bad `ctl link` arguments are refused.
+CASE degraded: the guest on 2 vCPUs from a profile with policies.latency_bound_us, vCPU 1 on B, the link
+emulated (1 us); `ctl link 1 latency=...` degrades the home's link to B while the guest runs; the home's link
+monitor sees the round trip over the bound three rounds in a row and sends vCPU 1 home, B's runtime leaves
+(pages handed back) while agent B keeps serving, and the guest passes. Bad `ctl link` arguments are refused.
 
-Usage: vcpu_move_test.py COALESCE GUEST_DIR CASE (moves | departure | degraded)"""
+CASE attach: the same guest starts with vCPUs 0 and 2 at home and vCPU 1 on A; `ctl attach B vcpus=2` leases
+vCPU 2 on agent B while the guest runs (a new node joins the mesh and vCPU 2 moves there); `ctl detach B`
+sends it home again (the node leaves with its pages) and a second attach makes B a new node; bad attach and
+detach requests are refused; the guest passes.
+
+Usage: vcpu_move_test.py COALESCE GUEST_DIR CASE (moves | departure | degraded | attach)"""
 import os
 import re
 import signal
@@ -31,7 +36,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from edge_agent_process import EdgeAgent  # noqa: E402
+from edge_agent_process import EdgeAgent, free_port  # noqa: E402
 from kvm_required import kvm_problem  # noqa: E402
 import test_checks  # noqa: E402
 from test_checks import check, wait_for  # noqa: E402
@@ -58,19 +63,24 @@ with EdgeAgent(COALESCE) as a, EdgeAgent(COALESCE) as b:
     cmd = [COALESCE, "run", "--name", name, "--kernel", os.path.join(GUESTS, "vcpu_move.elf"), "--vcpus", "3",
            "--memory", "64M", "--edge", f"{a.listen}=1", "--edge", f"{b.listen}=2",
            "--append", f"seconds={seconds}"]
+    if CASE == "attach":
+        cmd = [COALESCE, "run", "--name", name, "--kernel", os.path.join(GUESTS, "vcpu_move.elf"), "--vcpus", "3",
+               "--memory", "64M", "--edge", f"{a.listen}=1", "--append", f"seconds={seconds}"]
     bound_us, degraded = (50000, "200ms") if NESTED else (5000, "50ms")
     if CASE == "degraded":
         profile = os.path.join(run_dir, "bound.textproto")
+        # Two nodes and a 1 us emulated link (emulation must be on from the start for `ctl link` to change it;
+        # three nodes behind emulated links start slowly under the nested VM's TCG).
         with open(profile, "w") as f:
-            f.write(f'guest {{ kernel: "{os.path.join(GUESTS, "vcpu_move.elf")}" memory: "64M" vcpus: 3 }}\n'
-                    f'home {{ vcpus: [0] }}\nedge {{ address: "{a.listen}" vcpus: [1] }}\n'
-                    f'edge {{ address: "{b.listen}" vcpus: [2] }}\npolicies {{ latency_bound_us: {bound_us} }}\n')
-        cmd = [COALESCE, "run", "--name", name, "--profile", profile, "--link", "latency=100us",
+            f.write(f'guest {{ kernel: "{os.path.join(GUESTS, "vcpu_move.elf")}" memory: "64M" vcpus: 2 }}\n'
+                    f'home {{ vcpus: [0] }}\nedge {{ address: "{b.listen}" vcpus: [1] }}\n'
+                    f'policies {{ latency_bound_us: {bound_us} }}\n')
+        cmd = [COALESCE, "run", "--name", name, "--profile", profile, "--link", "latency=1us",
                "--append", f"seconds={seconds}"]
     with open(out_path, "w") as out:
         vm = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
     started = wait_for(out_path, r"vcpu_move: running", 600 if NESTED else 60, vm)
-    check("the guest runs on three nodes", started, open(out_path).read()[-3000:])
+    check("the guest runs on its nodes", started, open(out_path).read()[-3000:])
 
     def move(vcpu, node, want_from, want_to):
         rc, reply, err = ctl("--vm", name, "move", str(vcpu), node)
@@ -104,26 +114,53 @@ with EdgeAgent(COALESCE) as a, EdgeAgent(COALESCE) as b:
         late_before_done = "late phase" in open(out_path).read()
         check("the departure finished before the guest's late phase (its timers are checked after it)",
               not late_before_done)
+    elif started and CASE == "attach":
+        placement({0: "0,2", 1: "1"})
+        for args, why in [([b.listen, "vcpus=0"], "cannot move to an edge"), ([b.listen], "two arguments"),
+                          ([f"127.0.0.1:{free_port()}", "vcpus=2"], "attach 127.0.0.1:")]:
+            rc, reply, err = ctl("--vm", name, "attach", *args)
+            check(f"attach {' '.join(args)} refused: exit 2, '{why}'", rc == 2 and why in err, f"exit {rc}\n{reply}\n{err}")
+        rc, reply, err = ctl("--vm", name, "detach", "127.0.0.1:1")
+        check("detach of an address not in the VM refused", rc == 2 and "no edge node" in err, err)
+        placement({0: "0,2", 1: "1"})
+        for round_, node in ((1, 2), (2, 3)):
+            rc, reply, err = ctl("--vm", name, "attach", b.listen, "vcpus=2")
+            m = re.search(rf"edge {re.escape(b.listen)} attached as node {node} in ([\d.]+) ms \(lease and runtime "
+                          r"([\d.]+) ms, vCPUs 2 moved there: paused ([\d.]+) ms\)", reply)
+            check(f"attach B (round {round_}): node {node} joins and vCPU 2 moves there", rc == 0 and m,
+                  f"exit {rc}\n{reply}\n{err}")
+            if m:
+                print(f"attach: {m.group(1)} ms in all, lease and runtime {m.group(2)} ms, vCPU pause {m.group(3)} ms")
+            want = {0: "0", 1: "1", 2: "2"} if node == 2 else {0: "0", 1: "1", 2: "none", 3: "2"}
+            placement(want)
+            rc, reply, err = ctl("--vm", name, "detach", b.listen)
+            m = re.search(rf"node {node} detached in ([\d.]+) ms", reply)
+            check(f"detach B (round {round_}): vCPU 2 home, node {node} gone", rc == 0 and m, f"exit {rc}\n{reply}\n{err}")
+            want = {0: "0,2", 1: "1", 2: "none"} if node == 2 else {0: "0,2", 1: "1", 2: "none", 3: "none"}
+            placement(want)
+        check("agent B serves on after its runtimes left", b.proc.poll() is None)
+        late_before_done = "late phase" in open(out_path).read()
+        check("attach and detach finished before the guest's late phase", not late_before_done)
     elif started and CASE == "degraded":
         for args, why in [(["9", "latency=1ms"], "no edge node '9'"), (["1", "latency=fast"], "latency"),
                           (["1"], "two arguments")]:
             rc, reply, err = ctl("--vm", name, "link", *args)
             check(f"link {' '.join(args)} refused: exit 2, '{why}'", rc == 2 and why in err, f"exit {rc}\n{reply}\n{err}")
-        placement({0: "0", 1: "1", 2: "2"})
+        placement({0: "0", 1: "1"})
         t0 = time.time()
-        rc, reply, err = ctl("--vm", name, "link", "2", f"latency={degraded}")
-        check(f"ctl link 2 latency={degraded}", rc == 0 and "link to node 2 is now" in reply, f"exit {rc}\n{reply}\n{err}")
-        left = wait_for(out_path, r"\(node 2\) left \(link degraded", 120 if NESTED else 30, vm)
+        rc, reply, err = ctl("--vm", name, "link", "1", f"latency={degraded}")
+        check(f"ctl link 1 latency={degraded}", rc == 0 and "link to node 1 is now" in reply, f"exit {rc}\n{reply}\n{err}")
+        left = wait_for(out_path, r"\(node 1\) left \(link degraded", 120 if NESTED else 30, vm)
         took = time.time() - t0
-        m = re.search(r"coalesce run: edge \S+ \(node 2\) left \(link degraded: round trip ([\d.]+) ms over "
-                      rf"policies.latency_bound_us {bound_us} 3 times in a row, over ([\d.]+) ms\): vCPUs 2 moved home in "
+        m = re.search(r"coalesce run: edge \S+ \(node 1\) left \(link degraded: round trip ([\d.]+) ms over "
+                      rf"policies.latency_bound_us {bound_us} 3 times in a row, over ([\d.]+) ms\): vCPUs 1 moved home in "
                       r"([\d.]+) ms, its pages in ([\d.]+) ms more", open(out_path).read())
-        check("the link monitor sends vCPU 2 home after 3 rounds over the bound; its pages follow",
+        check("the link monitor sends vCPU 1 home after 3 rounds over the bound; its pages follow",
               left and m, open(out_path).read()[-3000:])
         if m:
             print(f"degradation: detected over {m.group(2)} ms (round trip {m.group(1)} ms), vCPU home in "
                   f"{m.group(3)} ms, pages in {m.group(4)} ms; {took:.1f} s from ctl link to the departure line")
-        placement({0: "0,2", 1: "1", 2: "none"})
+        placement({0: "0-1", 1: "none"})
         check("agent B keeps serving after its runtime left", b.proc.poll() is None)
         late_before_done = "late phase" in open(out_path).read()
         check("the departure finished before the guest's late phase (its timers are checked after it)",
