@@ -25,7 +25,11 @@ vCPU 2 on agent B while the guest runs (a new node joins the mesh and vCPU 2 mov
 sends it home again (the node leaves with its pages) and a second attach makes B a new node; bad attach and
 detach requests are refused; the guest passes.
 
-Usage: vcpu_move_test.py COALESCE GUEST_DIR CASE (moves | departure | degraded | attach)"""
+CASE linux: Debian's kernel with vCPU 1 on agent A; at its shell command a process pinned to each CPU sums
+1..i for a while and checks the sum against i(i+1)/2; `ctl move` sends vCPU 1 home and back twice meanwhile;
+both sums check out, the command exits 0 and the kernel powers off (exit 0).
+
+Usage: vcpu_move_test.py COALESCE GUEST_DIR CASE [ASSETS_DIR] (CASE: moves | departure | degraded | attach | linux)"""
 import os
 import re
 import signal
@@ -42,6 +46,7 @@ import test_checks  # noqa: E402
 from test_checks import check, wait_for  # noqa: E402
 
 COALESCE, GUESTS, CASE = sys.argv[1:4]
+ASSETS = sys.argv[4] if len(sys.argv) > 4 else ""
 NESTED = os.environ.get("COALESCE_NESTED_KVM") == "1"
 def ctl(*args):
     return test_checks.ctl(COALESCE, *args)
@@ -66,6 +71,17 @@ with EdgeAgent(COALESCE) as a, EdgeAgent(COALESCE) as b:
     if CASE == "attach":
         cmd = [COALESCE, "run", "--name", name, "--kernel", os.path.join(GUESTS, "vcpu_move.elf"), "--vcpus", "3",
                "--memory", "64M", "--edge", f"{a.listen}=1", "--append", f"seconds={seconds}"]
+    if CASE == "linux":
+        seconds_busy = 150 if NESTED else 25
+        # Each CPU's process: sums 1..i until the time is up (checking the clock every 200 steps), then checks
+        # the sum against i(i+1)/2. No double quote may appear (the command line carries it in one).
+        work = ("i=0; s=0; end=$(($(date +%s)+" + str(seconds_busy) + ")); while [ $(date +%s) -lt $end ]; do "
+                "j=0; while [ $j -lt 200 ]; do j=$((j+1)); i=$((i+1)); s=$((s+i)); done; done; "
+                "if [ $s -eq $((i*(i+1)/2)) ]; then echo CPU$0-SUM-OK i=$i; else echo CPU$0-SUM-BAD i=$i s=$s; fi")
+        guest_cmd = f"echo MOVE-WORK-START; for c in 0 1; do taskset -c $c sh -c '{work}' $c & done; wait"
+        cmd = [COALESCE, "run", "--name", name, "--kernel", os.path.join(ASSETS, "vmlinuz"), "--initrd",
+               os.path.join(ASSETS, "initramfs.cpio"), "--vcpus", "2", "--memory", "256M",
+               "--edge", f"{a.listen}=1", "--append", f'console=ttyS0 loglevel=4 coalesce.cmd="{guest_cmd}"']
     bound_us, degraded = (50000, "200ms") if NESTED else (5000, "50ms")
     if CASE == "degraded":
         profile = os.path.join(run_dir, "bound.textproto")
@@ -79,7 +95,7 @@ with EdgeAgent(COALESCE) as a, EdgeAgent(COALESCE) as b:
                "--append", f"seconds={seconds}"]
     with open(out_path, "w") as out:
         vm = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-    started = wait_for(out_path, r"vcpu_move: running", 600 if NESTED else 60, vm)
+    started = wait_for(out_path, r"vcpu_move: running|MOVE-WORK-START", 1200 if NESTED else 120, vm)
     check("the guest runs on its nodes", started, open(out_path).read()[-3000:])
 
     def move(vcpu, node, want_from, want_to):
@@ -114,6 +130,24 @@ with EdgeAgent(COALESCE) as a, EdgeAgent(COALESCE) as b:
         late_before_done = "late phase" in open(out_path).read()
         check("the departure finished before the guest's late phase (its timers are checked after it)",
               not late_before_done)
+    elif started and CASE == "linux":
+        time.sleep(10 if NESTED else 3)  # both processes at work
+        for node, want_from, want_to in (("home", 1, 0), ("1", 0, 1), ("home", 1, 0), ("1", 0, 1)):
+            move(1, node, want_from, want_to)
+        placement({0: "0", 1: "1"})
+        try:
+            vm_rc = vm.wait(seconds_busy * 6 + (900 if NESTED else 120))
+        except subprocess.TimeoutExpired:
+            vm.kill()
+            vm_rc = None
+        output = open(out_path).read()
+        check("both CPUs' sums check out after the moves", "CPU0-SUM-OK" in output and "CPU1-SUM-OK" in output,
+              output[-3000:])
+        check(f"the command exits 0 and the kernel powers off: exit 0 (got {vm_rc})",
+              vm_rc == 0 and "COALESCE-CMD-EXIT=0" in output, output[-3000:])
+        if pauses:
+            print(f"move pauses under Linux (ms, home's view): {' '.join(f'{p:.2f}' for p in pauses)}")
+        test_checks.finish()
     elif started and CASE == "attach":
         placement({0: "0,2", 1: "1"})
         for args, why in [([b.listen, "vcpus=0"], "cannot move to an edge"), ([b.listen], "two arguments"),
