@@ -208,6 +208,10 @@ void CoalescenceHome::OnMessage(uint16_t from, node_msg::NodeMessage message) {
   } else if (std::holds_alternative<node_msg::VcpuDetached>(message) ||
              std::holds_alternative<node_msg::VcpuMigrate>(message) ||
              std::holds_alternative<node_msg::VcpuArrived>(message) || std::holds_alternative<node_msg::Leaving>(message)) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopped_) return;  // the VM stops: nothing moves, nobody leaves
+    }
     if (handlers_.on_move) handlers_.on_move(from, message);
   } else if (auto* reply = std::get_if<node_msg::EchoReply>(&message)) {
     absl::MutexLock lock(&mu_);
@@ -258,6 +262,9 @@ void CoalescenceHome::Shutdown() {
     if (shut_down_) return;
     shut_down_ = true;
   }
+  // The nodes hear that the VM stops before their agents signal them: a runtime signalled first would take the
+  // signal for its agent leaving and ask to hand its vCPUs home (a VM refused at start never said Stop).
+  NotifyStop(0, "the VM stopped");
   const std::vector<EdgeAgentClient*> agents = Agents();
   for (size_t i = 0; i < agents.size(); ++i) {
     if (Released(static_cast<uint16_t>(i + 1))) continue;

@@ -23,7 +23,12 @@ absl::StatusOr<HomeVcpuMover::Moved> HomeVcpuMover::Move(uint32_t id, uint16_t t
     return absl::InvalidArgumentError(absl::StrFormat("node %u does not exist (nodes 0-%u)", to, nodes - 1));
   }
   absl::MutexLock lock(&move_mu_);
-  if (run_control_.stopping()) return absl::FailedPreconditionError("the VM is stopping");
+  bool cancelled;
+  {
+    absl::MutexLock l(&mu_);
+    cancelled = cancelled_;
+  }
+  if (cancelled || run_control_.stopping()) return absl::FailedPreconditionError("the VM is stopping");
   const uint16_t from = router_.NodeOf(id);
   if (from == to) return absl::InvalidArgumentError(absl::StrFormat("vCPU %u already runs on node %u", id, to));
   Moved moved{.from = from, .to = to, .pause = absl::ZeroDuration()};

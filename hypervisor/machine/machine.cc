@@ -494,6 +494,15 @@ std::string Machine::LinkCommand(std::string_view args) {
   return absl::StrFormat("vm %s: the home's link to node %u is now %s", config_.name, node, dsm::FormatLinkSpec(*link));
 }
 
+void Machine::JoinDepartures() {
+  std::vector<std::thread> departures;
+  {
+    absl::MutexLock lock(&departures_mu_);
+    departures.swap(departures_);
+  }
+  for (std::thread& t : departures) t.join();
+}
+
 void Machine::Depart(uint16_t node, const std::string& reason) {
   absl::MutexLock departing(&depart_mu_);  // one at a time: a ctl detach and the link monitor may race
   const std::vector<std::string> edges = home_->EdgeAddresses();
@@ -798,21 +807,17 @@ void Machine::PressPowerButton() {
 
 void Machine::Shutdown() {
   control_.reset();  // no `coalesce ctl` command runs while the machine comes apart
-  {
-    // A departure still moving vCPUs was woken by the stop (the mover is cancelled).
-    std::vector<std::thread> departures;
-    {
-      absl::MutexLock lock(&departures_mu_);
-      departures.swap(departures_);
-    }
-    for (std::thread& t : departures) t.join();
-  }
+  // No vCPU moves any more: a departure still moving one returns at once (also when the VM never ran, e.g. an
+  // edge refused at start, whose runtime may ask to leave as its agent stops it).
+  if (mover_) mover_->Cancel();
+  JoinDepartures();
   for (auto& v : vcpus_) {
     if (v) v->Kick();
   }
   // The data plane goes first: a vCPU thread may be blocked in a page fault on a page that a stopped (or
   // dead) edge node held; stopping the DSM releases it, so the join below cannot hang.
   if (home_) home_->Shutdown();
+  JoinDepartures();  // one started by a message that arrived while the data plane was stopping
   for (auto& v : vcpus_) {
     if (v) v->Join();
   }

@@ -87,6 +87,7 @@ class Machine final {
   // Edge node `node` leaves (its agent stops): its vCPUs move home and its pages follow as it leaves the DSM;
   // the guest runs on. A step that fails stops the VM with the reason. On a thread of its own.
   void Depart(uint16_t node, const std::string& reason);
+  void JoinDepartures();
   // `coalesce ctl ... move VCPU NODE`.
   std::string MoveCommand(std::string_view args);
   // "home", a node number or an edge agent's address (the node it serves now) -> node id.
