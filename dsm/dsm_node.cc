@@ -394,7 +394,12 @@ absl::Status DsmNode::Leave(absl::Duration timeout) {
 
 void DsmNode::Stop() {
   if (stopped_.exchange(true)) return;
-  if (health().ok()) SendLeaveNotices();
+  if (health().ok()) {
+    SendLeaveNotices();
+    // On an emulated link the notice waits in the sender's queue for its emulated time: let it out before
+    // the connections close, or the peer sees a lost node instead of one that left.
+    for (const auto& ch : transport_->Channels()) (void)ch->Drain(absl::Seconds(1));
+  }
   {
     absl::MutexLock l(&liveness_mu_);  // wakes the liveness thread's wait
     stopping_ = true;

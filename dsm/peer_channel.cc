@@ -50,6 +50,14 @@ PeerChannel::PeerChannel(NodeId self, NodeId peer, UniqueFd sock, ChannelCipher 
       last_rx_ns_(NowNs()),
       last_tx_ns_(NowNs()) {}
 
+bool PeerChannel::Drain(absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (unsent_.load(std::memory_order_acquire) > 0 && !closed_ && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  return unsent_.load(std::memory_order_acquire) == 0;
+}
+
 absl::Status PeerChannel::SetLinkEmulation(const LinkEmulation& link) {
   if (!emulate_) {
     return absl::FailedPreconditionError(
@@ -205,6 +213,7 @@ absl::Status PeerChannel::Send(const Message& m, Lane lane) {
     absl::MutexLock l(&queue_mu_);
     (lane == Lane::kFault ? fault_q_ : bulk_q_).push_back(Queued{m, absl::InfinitePast()});
   }
+  unsent_.fetch_add(1, std::memory_order_acq_rel);
   if (lane == Lane::kBulk) stats_->bulk_messages_sent.fetch_add(1, std::memory_order_relaxed);
   Kick();
   return absl::OkStatus();
@@ -241,7 +250,9 @@ void PeerChannel::SendLoop() {
       }
     }
     if (to_send) {
-      if (!WriteMessage(*to_send).ok()) return;
+      const bool ok = WriteMessage(*to_send).ok();
+      unsent_.fetch_sub(1, std::memory_order_acq_rel);
+      if (!ok) return;
       continue;
     }
     // Wait for a kick, the next emulated event, or (a bulk message is ready) room under the low-water mark.
@@ -264,7 +275,9 @@ void PeerChannel::SendLoop() {
         to_send = std::move(bulk_q_.front().msg);
         bulk_q_.pop_front();
       }
-      if (!WriteMessage(*to_send).ok()) return;
+      const bool ok = WriteMessage(*to_send).ok();
+      unsent_.fetch_sub(1, std::memory_order_acq_rel);
+      if (!ok) return;
     }
   }
 }

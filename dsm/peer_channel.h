@@ -64,6 +64,10 @@ class PeerChannel final {
   // Messages reach the socket in Enqueue order whichever thread flushes.
   absl::Status Enqueue(Message m);
   absl::Status Flush();
+  // Waits until every message queued for the sender thread is on the socket (an emulated link holds messages
+  // for their emulated time): a node that leaves must not close before its LEAVE notice is written. False on
+  // timeout or a closed connection.
+  bool Drain(absl::Duration timeout);
   // Changes the emulated link of what this node sends from now on. FailedPrecondition on a link started without
   // emulation (its messages take the direct path, which has no shaper).
   absl::Status SetLinkEmulation(const LinkEmulation& link);
@@ -111,6 +115,7 @@ class PeerChannel final {
   absl::Mutex close_mu_;
   absl::Status close_reason_ ABSL_GUARDED_BY(close_mu_);
   std::atomic<bool> closed_{false};
+  std::atomic<int64_t> unsent_{0};  // queued for the sender thread (emulated links, bulk lane), not yet written
   std::atomic<bool> stop_{false};
   std::atomic<int64_t> last_rx_ns_;
   std::atomic<int64_t> last_tx_ns_;
