@@ -428,10 +428,15 @@ std::string Machine::ControlCommand(std::string_view command) {
     PressPowerButton();
     return absl::StrFormat("vm %s: ACPI power button pressed", config_.name);
   }
-  if (command.starts_with("move ") || command == "move") return MoveCommand(command.substr(4));
-  if (command.starts_with("link ") || command == "link") return LinkCommand(command.substr(4));
-  if (command.starts_with("attach ") || command == "attach") return AttachCommand(command.substr(6));
-  if (command.starts_with("detach ") || command == "detach") return DetachCommand(command.substr(6));
+  // The commands with arguments: a verb and its words.
+  std::vector<std::string> args =
+      absl::StrSplit(absl::string_view(command.data(), command.size()), ' ', absl::SkipEmpty());
+  const std::string verb = args.empty() ? "" : args.front();
+  if (!args.empty()) args.erase(args.begin());
+  if (verb == "move") return MoveCommand(args);
+  if (verb == "link") return LinkCommand(args);
+  if (verb == "attach") return AttachCommand(args);
+  if (verb == "detach") return DetachCommand(args);
   return absl::StrFormat("error: unknown command '%s' (status, shutdown, move, link, attach, detach)",
                          std::string(command));
 }
@@ -476,9 +481,7 @@ void Machine::MonitorLinks() {
   }
 }
 
-std::string Machine::LinkCommand(std::string_view args) {
-  const std::vector<std::string> words =
-      absl::StrSplit(absl::string_view(args.data(), args.size()), ' ', absl::SkipEmpty());
+std::string Machine::LinkCommand(const std::vector<std::string>& words) {
   if (words.size() != 2) return "error: link takes two arguments: NODE SPEC (e.g. 1 latency=20ms, as --link)";
   if (!home_) return "error: this VM runs on one node; it has no links";
   uint32_t node = 0;
@@ -561,9 +564,7 @@ std::optional<uint16_t> Machine::NodeByName(const std::string& name) const {
   return std::nullopt;
 }
 
-std::string Machine::AttachCommand(std::string_view args) {
-  const std::vector<std::string> words =
-      absl::StrSplit(absl::string_view(args.data(), args.size()), ' ', absl::SkipEmpty());
+std::string Machine::AttachCommand(const std::vector<std::string>& words) {
   if (words.size() != 2 || !absl::StartsWith(words[1], "vcpus=")) {
     return "error: attach takes two arguments: ADDR vcpus=LIST (e.g. 127.0.0.1:7001 vcpus=2-3)";
   }
@@ -600,9 +601,7 @@ std::string Machine::AttachCommand(std::string_view args) {
       FormatVcpuList(*vcpus), absl::StrJoin(pauses, ", "));
 }
 
-std::string Machine::DetachCommand(std::string_view args) {
-  const std::vector<std::string> words =
-      absl::StrSplit(absl::string_view(args.data(), args.size()), ' ', absl::SkipEmpty());
+std::string Machine::DetachCommand(const std::vector<std::string>& words) {
   if (words.size() != 1) return "error: detach takes one argument: ADDR or a node number";
   if (!mover_) return "error: this VM runs on one node; there is nothing to detach";
   if (!running_.load()) return "error: the VM is still starting";
@@ -617,9 +616,7 @@ std::string Machine::DetachCommand(std::string_view args) {
                          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
 }
 
-std::string Machine::MoveCommand(std::string_view args) {
-  const std::vector<std::string> words =
-      absl::StrSplit(absl::string_view(args.data(), args.size()), ' ', absl::SkipEmpty());
+std::string Machine::MoveCommand(const std::vector<std::string>& words) {
   if (words.size() != 2) return "error: move takes two arguments: VCPU NODE (home, a node number or an edge address)";
   if (!mover_) return "error: this VM runs on one node; there is nowhere to move a vCPU (coalesce run --edge)";
   if (!running_.load()) return "error: the VM is still starting";

@@ -89,15 +89,15 @@ class Machine final {
   void Depart(uint16_t node, const std::string& reason);
   void JoinDepartures();
   // `coalesce ctl ... move VCPU NODE`.
-  std::string MoveCommand(std::string_view args);
+  std::string MoveCommand(const std::vector<std::string>& words);
   // "home", a node number or an edge agent's address (the node it serves now) -> node id.
   std::optional<uint16_t> NodeByName(const std::string& name) const;
   // `coalesce ctl ... attach ADDR vcpus=LIST`: a new edge leased while the guest runs; the vCPUs move there.
-  std::string AttachCommand(std::string_view args);
+  std::string AttachCommand(const std::vector<std::string>& words);
   // `coalesce ctl ... detach ADDR|NODE`: the edge's vCPUs move home and it leaves (as on its agent's SIGTERM).
-  std::string DetachCommand(std::string_view args);
+  std::string DetachCommand(const std::vector<std::string>& words);
   // `coalesce ctl ... link NODE SPEC`: the emulated link from the home to an edge, changed while the guest runs.
-  std::string LinkCommand(std::string_view args);
+  std::string LinkCommand(const std::vector<std::string>& words);
   // With a latency bound (policies.latency_bound_us): probes every edge's round trip each second while the guest
   // runs; an edge over the bound 3 rounds in a row is sent home (Depart). On a thread of its own.
   void MonitorLinks();
