@@ -1,9 +1,12 @@
 """A `coalesce edge` agent as a child process, for tests and benchmarks: started on a given (or free) loopback
-port, optionally inside `ip netns exec NS`, ready once it accepts TCP connections, stopped with SIGTERM.
+port, optionally inside `ip netns exec NS`, ready once it accepts TCP connections, stopped with SIGTERM. Its
+output (and its runtimes', which inherit it) goes to a file, never to a pipe nobody reads: a runtime that filled
+such a pipe would block in its next log line. `log_tail()` reads it for a failure's details.
 Also the throwaway CA (`coalesce pki`) that tests use for mutual TLS between home and agents."""
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 
 
@@ -32,8 +35,8 @@ class EdgeAgent:
         cmd = [coalesce, "edge", "--listen", self.listen, "--capacity", capacity] + list(extra_args)
         if netns:
             cmd = ["ip", "netns", "exec", netns] + cmd
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True)
+        self.log = tempfile.NamedTemporaryFile(prefix="coalesce-edge-", suffix=".log")
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
         host, port = self.listen.rsplit(":", 1)
         deadline = time.time() + start_timeout
         while time.time() < deadline:
@@ -42,7 +45,7 @@ class EdgeAgent:
                     return
             except OSError:
                 if self.proc.poll() is not None:
-                    raise SystemExit(f"edge agent {self.listen} exited: {self.proc.stdout.read()}")
+                    raise SystemExit(f"edge agent {self.listen} exited: {self.log_tail()}")
                 time.sleep(0.2)
         self.stop()
         raise SystemExit(f"edge agent {self.listen} did not start within {start_timeout}s")
@@ -55,6 +58,12 @@ class EdgeAgent:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.log.close()
+
+    def log_tail(self, limit=3000):
+        """The last `limit` characters the agent and its runtimes wrote."""
+        with open(self.log.name, errors="replace") as f:
+            return f.read()[-limit:]
 
     def __enter__(self):
         return self

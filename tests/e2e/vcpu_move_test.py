@@ -61,16 +61,19 @@ run_dir = tempfile.mkdtemp(prefix="coalesce-move-")
 os.environ["COALESCE_RUN_DIR"] = run_dir
 name = "movetest"
 seconds = 150 if NESTED else 25
+# Under the nested VM a second test runs beside this one on the same emulated core: an edge's vCPU went unscheduled
+# for seconds at a time, so a ping's answer gets 120 s there (a lost one still fails).
+guest_args = f"seconds={seconds} ping_timeout_s={120 if NESTED else 30}"
 out_path = os.path.join(run_dir, "vm.out")
 pauses = []
 
 with EdgeAgent(COALESCE) as a, EdgeAgent(COALESCE) as b:
     cmd = [COALESCE, "run", "--name", name, "--kernel", os.path.join(GUESTS, "vcpu_move.elf"), "--vcpus", "3",
            "--memory", "64M", "--edge", f"{a.listen}=1", "--edge", f"{b.listen}=2",
-           "--append", f"seconds={seconds}"]
+           "--append", guest_args]
     if CASE == "attach":
         cmd = [COALESCE, "run", "--name", name, "--kernel", os.path.join(GUESTS, "vcpu_move.elf"), "--vcpus", "3",
-               "--memory", "64M", "--edge", f"{a.listen}=1", "--append", f"seconds={seconds}"]
+               "--memory", "64M", "--edge", f"{a.listen}=1", "--append", guest_args]
     if CASE == "linux":
         seconds_busy = 150 if NESTED else 25
         # Each CPU's process: sums 1..i until the time is up (checking the clock every 200 steps), then checks
@@ -92,7 +95,7 @@ with EdgeAgent(COALESCE) as a, EdgeAgent(COALESCE) as b:
                     f'home {{ vcpus: [0] }}\nedge {{ address: "{b.listen}" vcpus: [1] }}\n'
                     f'policies {{ latency_bound_us: {bound_us} }}\n')
         cmd = [COALESCE, "run", "--name", name, "--profile", profile, "--link", "latency=1us",
-               "--append", f"seconds={seconds}"]
+               "--append", guest_args]
     with open(out_path, "w") as out:
         vm = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
     started = wait_for(out_path, r"vcpu_move: running|MOVE-WORK-START", 1200 if NESTED else 120, vm)
@@ -229,7 +232,8 @@ with EdgeAgent(COALESCE) as a, EdgeAgent(COALESCE) as b:
     output = open(out_path).read()
     # The guest ends through the debug-exit port: PASS writes 0, which `coalesce run` exits as (0 << 1) | 1.
     check(f"the guest checked its work after the moves and passed: exit 1 (got {vm_rc})",
-          vm_rc == 1 and "vcpu_move: PASS" in output, output[-4000:])
+          vm_rc == 1 and "vcpu_move: PASS" in output,
+          f"{output[-4000:]}\n-- agent A and its runtimes --\n{a.log_tail()}\n-- agent B and its runtimes --\n{b.log_tail()}")
     gaps = [int(g) for g in re.findall(r"largest TSC gap (\d+) us", output)]
     if pauses:
         print(f"move pauses (ms, home's view): {' '.join(f'{p:.2f}' for p in pauses)}")
