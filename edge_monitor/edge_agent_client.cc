@@ -115,4 +115,16 @@ absl::StatusOr<pb::VmStatus> EdgeAgentClient::GetVmState(const std::string& vm_i
   return reply;
 }
 
+absl::StatusOr<pb::VmStatus> EdgeAgentClient::RenewLease(const std::string& vm_id, uint32_t lease_seconds) {
+  grpc::ClientContext context;
+  context.set_deadline(DeadlineAfter(options_.rpc_timeout));
+  pb::RenewLeaseRequest request;
+  request.set_vm_id(vm_id);
+  request.set_lease_seconds(lease_seconds);
+  pb::VmStatus reply;
+  const grpc::Status status = stub_->RenewLease(&context, request, &reply);
+  if (!status.ok()) return ToStatus(status, "RenewLease", options_.rpc_timeout);
+  return reply;
+}
+
 }  // namespace coalesce

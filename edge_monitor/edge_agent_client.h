@@ -35,6 +35,9 @@ class EdgeAgentClient final {
   // grace: SIGTERM-to-SIGKILL time on the agent; zero: the agent's default.
   absl::StatusOr<pb::VmStatus> StopVm(const std::string& vm_id, absl::Duration grace = absl::ZeroDuration());
   absl::StatusOr<pb::VmStatus> GetVmState(const std::string& vm_id);
+  // Extends the VM's lease from now (lease_seconds 0: the agent's longest); the reply's lease_ms_left is what the
+  // agent granted. FAILED_PRECONDITION once the lease has ended.
+  absl::StatusOr<pb::VmStatus> RenewLease(const std::string& vm_id, uint32_t lease_seconds);
 
   const std::string& address() const { return address_; }
 

@@ -11,6 +11,7 @@ const char* EdgeAgentUsage() {
   return "usage: coalesce edge --listen HOST:PORT [--capacity vcpus=N,memory=SIZE] [--runtime PATH]\n"
          "                     [--tls-ca FILE --tls-cert FILE --tls-key FILE | --insecure] [--log-level LEVEL]\n"
          "                     [--max-load X] [--min-battery PERCENT] [--departure-grace SECONDS]\n"
+         "                     [--max-lease SECONDS] [--control PATH]\n"
          "\n"
          "Runs the edge agent: a gRPC service that hosts vCPUs of coalesced VMs for home nodes.\n"
          "\n"
@@ -28,12 +29,33 @@ const char* EdgeAgentUsage() {
          "  --min-battery PERCENT  refuse leases while running on battery below PERCENT (0..100)\n"
          "  --departure-grace S    on SIGTERM, how long each VM's runtime has to hand its vCPUs and pages\n"
          "                         back to the home before it is killed (default 15; the guest runs on)\n"
+         "  --max-lease S          the longest lease granted (default 300): a home renews its lease well\n"
+         "                         before it ends; one not renewed in time sends the VM's vCPUs home\n"
+         "  --control PATH         the operator's control socket (default: edge-PORT.sock in\n"
+         "                         $COALESCE_RUN_DIR, /run/coalesce as root, else $XDG_RUNTIME_DIR/coalesce);\n"
+         "                         `coalesce ctl --socket PATH leases|revoke VM_ID`\n"
          "  --log-level LEVEL      debug, info, warning or error (default: info)\n"
          "  -h, --help             this text\n"
          "\n"
          "On SIGINT or SIGTERM every hosted VM's vCPUs go back to its home (docs/COALESCENCE.md,\n"
-         "\"Departure\"), then the agent exits 0.\n";
+         "\"Departure\"), then the agent exits 0. A lease that ends (expired or revoked) does the same for\n"
+         "its VM alone (\"Leases\").\n";
 }
+
+namespace {
+
+// A whole number of seconds, 1..max.
+absl::StatusOr<absl::Duration> ParseSeconds(const std::string& flag, const std::string& v, uint32_t max) {
+  uint32_t seconds = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), seconds);
+  if (ec != std::errc() || p != v.data() + v.size() || seconds < 1 || seconds > max) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("edge: ", flag, " '", v, "' is not a number of seconds (1..", max, ")"));
+  }
+  return absl::Seconds(seconds);
+}
+
+}  // namespace
 
 absl::StatusOr<EdgeAgentFlags> ParseEdgeAgentFlags(const std::vector<std::string>& args,
                                                    const EdgeCapacity& default_capacity) {
@@ -103,16 +125,18 @@ absl::StatusOr<EdgeAgentFlags> ParseEdgeAgentFlags(const std::vector<std::string
         return absl::InvalidArgumentError(absl::StrCat("edge: --min-battery '", *v, "' is not a percentage (0..100)"));
       }
       flags.limits.min_battery_percent = percent;
-    } else if (name == "--departure-grace") {
+    } else if (name == "--departure-grace" || name == "--max-lease") {
       auto v = take_value();
       if (!v.ok()) return v.status();
-      uint32_t seconds = 0;
-      auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), seconds);
-      if (ec != std::errc() || p != v->data() + v->size() || seconds < 1 || seconds > 600) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("edge: --departure-grace '", *v, "' is not a number of seconds (1..600)"));
-      }
-      flags.departure_grace = absl::Seconds(seconds);
+      const bool grace = name == "--departure-grace";
+      auto seconds = ParseSeconds(name, *v, grace ? 600 : 86400);
+      if (!seconds.ok()) return seconds.status();
+      (grace ? flags.departure_grace : flags.max_lease) = *seconds;
+    } else if (name == "--control") {
+      auto v = take_value();
+      if (!v.ok()) return v.status();
+      if (v->empty()) return absl::InvalidArgumentError("edge: --control needs a path");
+      flags.control = *v;
     } else if (name == "--log-level") {
       auto v = take_value();
       if (!v.ok()) return v.status();

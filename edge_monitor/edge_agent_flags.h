@@ -24,6 +24,8 @@ struct EdgeAgentFlags {
   bool insecure = false;                // --insecure: plaintext on a non-loopback --listen
   HostLimits limits;                    // --max-load X (per CPU), --min-battery PERCENT: when to refuse leases
   absl::Duration departure_grace = absl::Seconds(15);  // --departure-grace S: runtimes' time to leave on SIGTERM
+  absl::Duration max_lease = absl::Seconds(300);       // --max-lease S: the longest lease granted
+  std::string control;  // --control PATH: the operator's control socket; empty: edge-PORT in the control directory
 };
 
 // `args` are the flags only (after "edge"). Accepts "--flag value" and "--flag=value". Errors name the flag.

@@ -2,12 +2,14 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "edge_monitor/host_request_validator.h"
 #include "edge_monitor/size.h"
@@ -28,10 +30,13 @@ std::vector<uint32_t> IdsOf(const pb::HostVcpusRequest& request) {
 }  // namespace
 
 EdgeAgentService::EdgeAgentService(Options options, std::unique_ptr<VmRuntimeFactory> factory)
-    : options_(std::move(options)), factory_(std::move(factory)) {}
+    : options_(std::move(options)), factory_(std::move(factory)) {
+  lease_thread_ = std::thread([this] { LeaseLoop(); });
+}
 
 EdgeAgentService::~EdgeAgentService() {
-  StopAll();
+  StopAll();  // also ends the lease thread
+  if (lease_thread_.joinable()) lease_thread_.join();
   absl::flat_hash_map<std::string, std::shared_ptr<VmRecord>> records;
   {
     absl::MutexLock lock(&mu_);
@@ -45,21 +50,26 @@ bool EdgeAgentService::HoldsResources(const VmRecord& record) {
   return record.runtime != nullptr && record.runtime->Status().running;
 }
 
-pb::VmStatus EdgeAgentService::StatusOf(const VmRecord& record) {
+pb::VmStatus EdgeAgentService::StatusOf(const VmRecord& record, absl::Time now) {
   pb::VmStatus status;
   status.set_vm_id(record.request.vm_id());
   *status.mutable_vcpu_ids() = record.request.vcpu_ids();
   status.set_guest_memory_bytes(record.request.guest_memory_bytes());
+  const auto lease_left = [&] {
+    return static_cast<uint32_t>(std::max<int64_t>(0, absl::ToInt64Milliseconds(record.lease_end - now)));
+  };
   if (record.starting) {
     status.set_state(pb::VM_STATE_STARTING);
     status.set_detail("starting");
+    status.set_lease_ms_left(lease_left());
     return status;
   }
   const HostedVmStatus runtime = record.runtime->Status();
   status.set_runtime_pid(runtime.pid);
-  status.set_detail(runtime.detail);
+  status.set_detail(record.lease_ended.empty() ? runtime.detail : absl::StrCat(record.lease_ended, ": ", runtime.detail));
   if (runtime.running) {
     status.set_state(record.stopping ? pb::VM_STATE_STOPPING : pb::VM_STATE_RUNNING);
+    if (!record.stopping) status.set_lease_ms_left(lease_left());
   } else {
     status.set_state(runtime.stopped ? pb::VM_STATE_STOPPED : pb::VM_STATE_EXITED);
     status.set_exit_code(runtime.exit_code);
@@ -114,6 +124,7 @@ grpc::Status EdgeAgentService::HostVcpus(grpc::ServerContext* context, const pb:
   const uint64_t want_memory = request->guest_memory_bytes();
   auto record = std::make_shared<VmRecord>();
   record->request = *request;
+  record->lease_end = absl::Now() + options_.start_timeout + Granted(request->lease_seconds());
   std::shared_ptr<VmRecord> replaced;  // an exited record with the same id, destroyed outside the lock
   {
     absl::MutexLock lock(&mu_);
@@ -154,8 +165,9 @@ grpc::Status EdgeAgentService::HostVcpus(grpc::ServerContext* context, const pb:
   }
   replaced.reset();
 
-  LOG_INFO("VM '%s': hosting vCPUs %s, %s of guest memory, home %s", vm_id, FormatVcpuList(IdsOf(*request)),
-           FormatSize(want_memory), request->home_data_plane_address());
+  LOG_INFO("VM '%s': hosting vCPUs %s, %s of guest memory, home %s, lease %s", vm_id,
+           FormatVcpuList(IdsOf(*request)), FormatSize(want_memory), request->home_data_plane_address(),
+           absl::FormatDuration(Granted(request->lease_seconds())));
   absl::Time deadline = absl::Now() + options_.start_timeout;
   if (context->deadline() != std::chrono::system_clock::time_point::max()) {
     deadline = std::min(deadline, absl::FromChrono(context->deadline()));
@@ -181,6 +193,7 @@ grpc::Status EdgeAgentService::HostVcpus(grpc::ServerContext* context, const pb:
     } else {
       record->runtime = *std::move(runtime);
       record->starting = false;
+      record->lease_end = absl::Now() + Granted(request->lease_seconds());  // from the home's answer on
       *reply = StatusOf(*record);
     }
   }
@@ -243,7 +256,7 @@ void EdgeAgentService::StopAll() {
     absl::MutexLock lock(&mu_);
     shutting_down_ = true;
     for (auto& [id, record] : vms_) {
-      if (record->starting || record->stopping) continue;
+      if (record->starting || record->stopping || !record->lease_ended.empty()) continue;
       record->stopping = true;
       to_stop.push_back(record);
     }
@@ -259,6 +272,112 @@ void EdgeAgentService::StopAll() {
     record->stopping = false;
     if (auto it = vms_.find(record->request.vm_id()); it != vms_.end() && it->second == record) vms_.erase(it);
   }
+}
+
+absl::Duration EdgeAgentService::Granted(uint32_t lease_seconds) const {
+  if (lease_seconds == 0) return options_.max_lease;
+  return std::min(absl::Seconds(lease_seconds), options_.max_lease);
+}
+
+grpc::Status EdgeAgentService::RenewLease(grpc::ServerContext*, const pb::RenewLeaseRequest* request,
+                                          pb::VmStatus* reply) {
+  if (absl::Status st = ValidateVmId(request->vm_id()); !st.ok()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, absl::StrCat("bad request: ", st.message()));
+  }
+  absl::MutexLock lock(&mu_);
+  auto it = vms_.find(request->vm_id());
+  if (it == vms_.end()) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("VM '", request->vm_id(), "' is not hosted here"));
+  }
+  VmRecord& record = *it->second;
+  std::string refused;
+  if (!record.lease_ended.empty()) {
+    refused = record.lease_ended;
+  } else if (record.starting) {
+    refused = "it is still starting";
+  } else if (record.stopping) {
+    refused = "it is being stopped";
+  } else if (!record.runtime->Status().running) {
+    refused = "its runtime has ended";
+  }
+  if (!refused.empty()) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        absl::StrCat("VM '", request->vm_id(), "': no lease to renew: ", refused));
+  }
+  record.lease_end = absl::Now() + Granted(request->lease_seconds());
+  *reply = StatusOf(record);
+  return grpc::Status::OK;
+}
+
+void EdgeAgentService::EndLease(const std::shared_ptr<VmRecord>& record) {
+  LOG_WARN("VM '%s': %s: its runtime leaves (vCPUs and pages go home)", record->request.vm_id(), record->lease_ended);
+  record->runtime->Stop(options_.departure_grace);
+  absl::MutexLock lock(&mu_);
+  record->stopping = false;
+}
+
+absl::StatusOr<pb::VmStatus> EdgeAgentService::Revoke(const std::string& vm_id) {
+  std::shared_ptr<VmRecord> record;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = vms_.find(vm_id);
+    if (it == vms_.end()) return absl::NotFoundError(absl::StrCat("VM '", vm_id, "' is not hosted here"));
+    record = it->second;
+    if (!record->lease_ended.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat("VM '", vm_id, "': its lease has ended already (",
+                                                        record->lease_ended, ")"));
+    }
+    if (record->starting || record->stopping || !record->runtime->Status().running) {
+      return absl::FailedPreconditionError(absl::StrCat("VM '", vm_id, "' is not running (",
+                                                        pb::VmState_Name(StatusOf(*record).state()), ")"));
+    }
+    record->stopping = true;
+    record->lease_ended = "lease revoked by the edge's operator";
+  }
+  EndLease(record);
+  absl::MutexLock lock(&mu_);
+  return StatusOf(*record);
+}
+
+void EdgeAgentService::LeaseLoop() {
+  while (true) {
+    std::vector<std::shared_ptr<VmRecord>> expired;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.AwaitWithTimeout(absl::Condition(&shutting_down_), options_.lease_check_interval);
+      if (shutting_down_) return;  // StopAll sends every runtime away
+      const absl::Time now = absl::Now();
+      for (auto& [id, record] : vms_) {
+        if (record->starting || record->stopping || !record->lease_ended.empty() || now < record->lease_end) continue;
+        if (!record->runtime->Status().running) continue;  // ended on its own: nothing to send away
+        record->stopping = true;
+        record->lease_ended = "lease expired (not renewed in time)";
+        expired.push_back(record);
+      }
+    }
+    // In parallel, as StopAll: each runtime gets its whole departure grace.
+    std::vector<std::thread> enders;
+    for (auto& record : expired) enders.emplace_back([this, record] { EndLease(record); });
+    for (auto& t : enders) t.join();
+  }
+}
+
+std::string EdgeAgentService::LeasesReport() const {
+  absl::MutexLock lock(&mu_);
+  if (vms_.empty()) return "no VMs hosted";
+  std::vector<std::string> lines;
+  const absl::Time now = absl::Now();
+  for (const auto& [id, record] : vms_) {
+    const pb::VmStatus st = StatusOf(*record, now);
+    std::string lease = st.lease_ms_left() > 0 ? absl::StrFormat("lease %.1f s left", st.lease_ms_left() / 1000.0)
+                        : !record->lease_ended.empty() ? record->lease_ended
+                                                        : std::string("no lease");
+    lines.push_back(absl::StrFormat("VM %s: %s, vCPUs %s, %s, %s (%s)", id, pb::VmState_Name(st.state()),
+                                    FormatVcpuList(IdsOf(record->request)), FormatSize(st.guest_memory_bytes()),
+                                    lease, st.detail()));
+  }
+  std::sort(lines.begin(), lines.end());
+  return absl::StrJoin(lines, "\n");
 }
 
 }  // namespace coalesce

@@ -47,6 +47,9 @@ void CheckPolicies(const pb::Policies& policies, std::vector<std::string>* error
   if (policies.has_max_edge_load() && !(policies.max_edge_load() > 0)) {
     errors->push_back("policies.max_edge_load: must be larger than 0");
   }
+  if (policies.has_lease_seconds() && policies.lease_seconds() == 0) {
+    errors->push_back("policies.lease_seconds: must be at least 1");
+  }
   if (policies.has_max_edge_vcpus() && policies.max_edge_vcpus() == 0) {
     errors->push_back("policies.max_edge_vcpus: must be at least 1");
   }

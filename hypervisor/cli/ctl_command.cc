@@ -4,7 +4,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
-#include "hypervisor/machine/control_socket.h"
+#include "hypervisor/base/control_socket.h"
 #include "hypervisor/vcpu/exit_status.h"
 
 namespace coalesce {
@@ -12,11 +12,13 @@ namespace {
 
 const char kCtlUsage[] =
     "usage: coalesce ctl --vm NAME [--timeout SECONDS] COMMAND [ARGUMENTS]\n"
+    "       coalesce ctl --socket PATH [--timeout SECONDS] COMMAND [ARGUMENTS]\n"
     "\n"
     "Sends one command to a running VM (`coalesce run --name NAME`) over its control socket\n"
     "(in $COALESCE_RUN_DIR, /run/coalesce as root, else $XDG_RUNTIME_DIR/coalesce) and prints the reply.\n"
+    "--socket PATH names the socket itself: a VM's, or an edge agent's (`coalesce edge --control`).\n"
     "\n"
-    "commands:\n"
+    "commands to a VM:\n"
     "  status    the VM's nodes: where each vCPU runs, how many guest pages each node owns, round trips\n"
     "  shutdown  press the guest's ACPI power button (a Linux guest powers off cleanly)\n"
     "  move VCPU NODE\n"
@@ -30,13 +32,17 @@ const char kCtlUsage[] =
     "  link NODE SPEC\n"
     "            change the emulated link from the home to edge NODE while the guest runs (SPEC as\n"
     "            `coalesce run --link`, e.g. latency=20ms; the VM must have started with --link)\n"
+    "commands to an edge agent (its operator's):\n"
+    "  leases    every VM hosted there: state, vCPUs, memory, how long its lease runs\n"
+    "  revoke VM_ID\n"
+    "            end that VM's lease now: its vCPUs and pages go home, the guest runs on\n"
     "\n"
     "exit status: 0 answered; 2 bad usage, no such VM, or the VM refused the command; 8 no answer in time.\n";
 
 }  // namespace
 
 int CtlCommand(const std::vector<std::string>& args) {
-  std::string vm, command;
+  std::string vm, socket, command;
   double timeout_s = 30;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -54,6 +60,10 @@ int CtlCommand(const std::vector<std::string>& args) {
       const std::string* v = value("--vm");
       if (v == nullptr) return exit_status::kUsage;
       vm = *v;
+    } else if (a == "--socket") {
+      const std::string* v = value("--socket");
+      if (v == nullptr) return exit_status::kUsage;
+      socket = *v;
     } else if (a == "--timeout") {
       const std::string* v = value("--timeout");
       if (v == nullptr) return exit_status::kUsage;
@@ -68,23 +78,26 @@ int CtlCommand(const std::vector<std::string>& args) {
       command += command.empty() ? a : " " + a;  // the command and its arguments, one line to the VM
     }
   }
-  if (vm.empty() || command.empty()) {
-    std::fprintf(stderr, "coalesce ctl: give --vm NAME and a command\n\n%s", kCtlUsage);
+  if (vm.empty() == socket.empty() || command.empty()) {
+    std::fprintf(stderr, "coalesce ctl: give --vm NAME or --socket PATH, and a command\n\n%s", kCtlUsage);
     return exit_status::kUsage;
   }
-  if (absl::Status st = ValidateVmName(vm); !st.ok()) {
-    std::fprintf(stderr, "coalesce ctl: --vm: %s\n", std::string(st.message()).c_str());
-    return exit_status::kUsage;
+  if (!vm.empty()) {
+    if (absl::Status st = ValidateVmName(vm); !st.ok()) {
+      std::fprintf(stderr, "coalesce ctl: --vm: %s\n", std::string(st.message()).c_str());
+      return exit_status::kUsage;
+    }
   }
+  const std::string who = vm.empty() ? socket : "VM '" + vm + "'";
   absl::StatusOr<std::string> reply =
-      CallControl(ControlSocketPath(vm), command, absl::Seconds(timeout_s));
+      CallControl(vm.empty() ? socket : ControlSocketPath(vm), command, absl::Seconds(timeout_s));
   if (!reply.ok()) {
-    std::fprintf(stderr, "coalesce ctl: VM '%s': %s\n", vm.c_str(), std::string(reply.status().message()).c_str());
+    std::fprintf(stderr, "coalesce ctl: %s: %s\n", who.c_str(), std::string(reply.status().message()).c_str());
     return reply.status().code() == absl::StatusCode::kDeadlineExceeded ? exit_status::kHostFailure
                                                                         : exit_status::kUsage;
   }
   if (absl::StartsWith(*reply, "error:")) {
-    std::fprintf(stderr, "coalesce ctl: VM '%s': %s", vm.c_str(), reply->c_str());
+    std::fprintf(stderr, "coalesce ctl: %s: %s", who.c_str(), reply->c_str());
     return exit_status::kUsage;
   }
   std::fputs(reply->c_str(), stdout);

@@ -29,7 +29,7 @@
 #include "edge_monitor/profile_validator.h"
 #include "edge_monitor/size.h"
 #include "edge_monitor/tls.h"
-#include "hypervisor/machine/control_socket.h"
+#include "hypervisor/base/control_socket.h"
 #include "hypervisor/machine/machine.h"
 #include "hypervisor/memory/guest_memory.h"
 #include "hypervisor/vcpu/exit_status.h"
@@ -151,6 +151,7 @@ absl::StatusOr<MachineConfig> MergeProfile(RunOptions options) {
     config.latency_bound = absl::Microseconds(profile.policies().latency_bound_us());
   }
   if (profile.policies().has_max_edge_load()) config.max_edge_load = profile.policies().max_edge_load();
+  if (profile.policies().has_lease_seconds()) config.lease_seconds = profile.policies().lease_seconds();
   config.name = !options.name.empty() ? options.name
                 : !profile.name().empty() ? profile.name() : absl::StrFormat("coalesce-%d", ::getpid());
   if (absl::Status st = ValidateVmName(config.name); !st.ok()) {

@@ -30,6 +30,7 @@ absl::StatusOr<std::unique_ptr<CoalescenceHome>> CoalescenceHome::Start(const Co
   std::random_device rd;
   home->vm_id_ = absl::StrFormat("coalesce-%d-%08x", ::getpid(), rd());
   CoalescenceHome* raw = home.get();
+  home->renewer_ = std::make_unique<LeaseRenewer>(config.lease_seconds);
   // Fresh per run: the data plane is always sealed (dsm/frame_cipher.h), loopback included.
   ASSIGN_OR_RETURN(home->secret_, dsm::DataPlaneSecret::Generate());
   dsm::DsmNodeConfig cfg;
@@ -91,6 +92,7 @@ absl::Status CoalescenceHome::StartRuntime(const EdgePlacementSpec& edge, uint16
   if (config_.link.enabled()) req.set_link_emulation(dsm::FormatLinkSpec(config_.link));
   req.set_max_edge_load(config_.max_edge_load);
   req.set_vcpus_arrive(vcpus_arrive);
+  req.set_lease_seconds(config_.lease_seconds);
   req.set_data_plane_key(std::string(reinterpret_cast<const char*>(secret_->bytes().data()),
                                      secret_->bytes().size()));
   EdgeAgentClient* agent = client.get();
@@ -100,8 +102,12 @@ absl::Status CoalescenceHome::StartRuntime(const EdgePlacementSpec& edge, uint16
     edges_.push_back(edge);
   }
   ASSIGN_OR_RETURN(pb::VmStatus status, agent->HostVcpus(req));
-  LOG_INFO("edge %s hosts vCPUs %s as node %u (runtime pid %u)", edge.agent_address, absl::StrJoin(edge.vcpus, ","),
-           node, status.runtime_pid());
+  LOG_INFO("edge %s hosts vCPUs %s as node %u (runtime pid %u, lease %.1f s)", edge.agent_address,
+           absl::StrJoin(edge.vcpus, ","), node, status.runtime_pid(), status.lease_ms_left() / 1000.0);
+  // An agent that grants no lease (an older one) is not renewed.
+  if (status.lease_ms_left() > 0) {
+    renewer_->Add(node, agent, req.vm_id(), absl::Milliseconds(status.lease_ms_left()));
+  }
   return absl::OkStatus();
 }
 
@@ -157,6 +163,7 @@ absl::StatusOr<uint16_t> CoalescenceHome::AttachEdge(const EdgePlacementSpec& ed
       if (released_.size() <= node) released_.resize(node + 1, false);
       released_[node] = true;
     }
+    renewer_->Remove(node);
     if (EdgeAgentClient* agent = Agents().size() >= node ? Agents()[node - 1] : nullptr) {
       (void)agent->StopVm(absl::StrFormat("%s-n%u", vm_id_, node), absl::Seconds(2));
     }
@@ -252,6 +259,7 @@ void CoalescenceHome::ReleaseNode(uint16_t node) {
     if (released_[node]) return;
     released_[node] = true;
   }
+  renewer_->Remove(node);
   // It hands its pages back as it leaves the DSM, then exits (a Stop would drop them).
   (void)link_->Send(node, node_msg::Leaving{"its vCPUs moved home"});
 }
@@ -265,6 +273,7 @@ void CoalescenceHome::Shutdown() {
   // The nodes hear that the VM stops before their agents signal them: a runtime signalled first would take the
   // signal for its agent leaving and ask to hand its vCPUs home (a VM refused at start never said Stop).
   NotifyStop(0, "the VM stopped");
+  renewer_->Stop();
   const std::vector<EdgeAgentClient*> agents = Agents();
   for (size_t i = 0; i < agents.size(); ++i) {
     if (Released(static_cast<uint16_t>(i + 1))) continue;

@@ -17,6 +17,7 @@
 #include "edge_monitor/edge_agent_client.h"
 #include "edge_monitor/guest_ranges.h"
 #include "hypervisor/machine/edge_placement.h"
+#include "hypervisor/machine/lease_renewer.h"
 #include "hypervisor/memory/guest_memory.h"
 #include "vcpu_remote/node_link.h"
 
@@ -30,6 +31,7 @@ struct CoalescenceConfig {
   std::string data_plane_advertise;           // host:port sent to edges instead (NAT, port forward, relay)
   std::vector<GuestRange> home_only_memory;   // never sent over the data plane (checked on every frame)
   double max_edge_load = 0;                   // the user's policy, checked by each agent (0: none)
+  uint32_t lease_seconds = 0;                 // the lease asked of each agent (0: its longest); renewed by the home
   dsm::LinkEmulation link;                    // emulated on every link, both ways: home shapes what it sends, edges theirs
   int64_t tsc_offset = 0;                     // host TSC - guest TSC at home
   std::string cpu_model = "baseline";         // sent to every edge, so that all vCPUs show one CPU
@@ -74,6 +76,7 @@ class CoalescenceHome final {
   // Asks each agent to stop its runtime and closes the data plane. Not from a DSM thread (it joins them).
   void Shutdown();
   [[nodiscard]] std::string StatsReport() const;
+  [[nodiscard]] uint64_t lease_renewals() const { return renewer_ ? renewer_->renewals() : 0; }
   // The round trip to each remote node over its data-plane connection (link emulation included): the median
   // of `probes` echo probes, each answered by the node's receiver thread. Entry i is node i; entry 0 (home)
   // is zero, and so is a node that left. DeadlineExceeded naming the node if a probe is not answered within 5 s.
@@ -106,6 +109,8 @@ class CoalescenceHome final {
   mutable absl::Mutex nodes_mu_;  // a leaf
   std::vector<std::unique_ptr<EdgeAgentClient>> agents_ ABSL_GUARDED_BY(nodes_mu_);  // node k: agents_[k-1]
   std::vector<EdgePlacementSpec> edges_ ABSL_GUARDED_BY(nodes_mu_);
+  // Declared after agents_: destroyed (its thread joined) before the clients it calls.
+  std::unique_ptr<LeaseRenewer> renewer_;
   absl::Mutex probe_mu_;  // one round-trip measurement at a time (the link monitor and `ctl status`)
   absl::Mutex mu_;
   std::vector<node_msg::PeerInfo> hellos_ ABSL_GUARDED_BY(mu_);

@@ -683,6 +683,7 @@ std::string Machine::StatusReport() {
                           e + 1 < link_rtt_.size() ? absl::ToDoubleMilliseconds(link_rtt_[e + 1]) : 0.0);
   }
   if (!moving.empty()) absl::StrAppendFormat(&out, "moving: vCPUs %s\n", FormatVcpuList(moving));
+  if (home_) absl::StrAppendFormat(&out, "leases renewed: %u\n", home_->lease_renewals());
   if (!probe_error.empty()) absl::StrAppendFormat(&out, "links not measured now: %s\n", probe_error);
   return out;
 }
@@ -708,6 +709,7 @@ absl::Status Machine::StartCoalescence() {
   cc.home_only_memory = config_.home_only_memory;
   cc.link = config_.link;
   cc.max_edge_load = config_.max_edge_load;
+  cc.lease_seconds = config_.lease_seconds;
   cc.control_plane = config_.control_plane;
   cc.tsc_offset = tsc_offset;
   cc.cpu_model = CpuModelName(config_.cpu_model);

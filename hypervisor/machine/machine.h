@@ -16,7 +16,7 @@
 #include "hypervisor/base/temp_dir.h"
 #include "hypervisor/base/timer_service.h"
 #include "hypervisor/boot/acpi_tables.h"
-#include "hypervisor/machine/control_socket.h"
+#include "hypervisor/base/control_socket.h"
 #include "hypervisor/machine/home_vcpu_mover.h"
 #include "hypervisor/boot/boot_entry.h"
 #include "hypervisor/bus/bus.h"

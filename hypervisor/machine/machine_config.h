@@ -50,6 +50,7 @@ struct MachineConfig {
   // before the guest starts and refuses the placement if one is slower. Infinite: no bound.
   absl::Duration latency_bound = absl::InfiniteDuration();
   double max_edge_load = 0;  // policies.max_edge_load: each agent refuses above this load per CPU (0: none)
+  uint32_t lease_seconds = 0;  // policies.lease_seconds: the lease asked of each agent (0: its longest)
   // Emulated latency, jitter and bandwidth on every data-plane link of the VM, both ways (--link; off by default).
   dsm::LinkEmulation link;
   ControlPlaneSecurity control_plane;  // how the home talks to edge agents (mutual TLS or loopback plaintext)

@@ -25,11 +25,16 @@ vCPU 2 on agent B while the guest runs (a new node joins the mesh and vCPU 2 mov
 sends it home again (the node leaves with its pages) and a second attach makes B a new node; bad attach and
 detach requests are refused; the guest passes.
 
+CASE lease: the moves placement, agent B granting at most 3 s leases: the home renews them (`ctl status` counts
+renewals) and vCPU 2 stays on B for several lease lengths; then B's operator lists its leases and revokes the VM's
+over the agent's control socket (`ctl --socket PATH leases|revoke VM_ID`): the runtime leaves, vCPU 2 and its pages
+go home, agent B serves on, and the guest passes. Bad revokes are refused.
+
 CASE linux: Debian's kernel with vCPU 1 on agent A; at its shell command a process pinned to each CPU sums
 1..i for a while and checks the sum against i(i+1)/2; `ctl move` sends vCPU 1 home and back twice meanwhile;
 both sums check out, the command exits 0 and the kernel powers off (exit 0).
 
-Usage: vcpu_move_test.py COALESCE GUEST_DIR CASE [ASSETS_DIR] (CASE: moves | departure | degraded | attach | linux)"""
+Usage: vcpu_move_test.py COALESCE GUEST_DIR CASE [ASSETS_DIR] (CASE: moves | departure | degraded | attach | lease | linux)"""
 import os
 import re
 import signal
@@ -67,7 +72,9 @@ guest_args = f"seconds={seconds} ping_timeout_s={120 if NESTED else 30}"
 out_path = os.path.join(run_dir, "vm.out")
 pauses = []
 
-with EdgeAgent(COALESCE) as a, EdgeAgent(COALESCE) as b:
+b_control = os.path.join(run_dir, "agent-b.sock")
+b_args = ["--control", b_control] + (["--max-lease", "3"] if CASE == "lease" else [])
+with EdgeAgent(COALESCE) as a, EdgeAgent(COALESCE, extra_args=b_args) as b:
     cmd = [COALESCE, "run", "--name", name, "--kernel", os.path.join(GUESTS, "vcpu_move.elf"), "--vcpus", "3",
            "--memory", "64M", "--edge", f"{a.listen}=1", "--edge", f"{b.listen}=2",
            "--append", guest_args]
@@ -178,6 +185,36 @@ with EdgeAgent(COALESCE) as a, EdgeAgent(COALESCE) as b:
         check("agent B serves on after its runtimes left", b.proc.poll() is None)
         late_before_done = "late phase" in open(out_path).read()
         check("attach and detach finished before the guest's late phase", not late_before_done)
+    elif started and CASE == "lease":
+        time.sleep(15 if NESTED else 10)  # five lease lengths and more: only renewals keep vCPU 2 on B
+        rc, status, err = ctl("--vm", name, "status")
+        m = re.search(r"^leases renewed: (\d+)$", status, re.M)
+        check("the home renewed B's and A's leases (3 s at most on B) while the guest ran",
+              rc == 0 and m and int(m.group(1)) >= 4, f"exit {rc}\n{status}\n{err}")
+        placement({0: "0", 1: "1", 2: "2"})
+        rc, leases, err = test_checks.ctl(COALESCE, "--socket", b_control, "leases")
+        m = re.search(r"^VM (\S+): VM_STATE_RUNNING, vCPUs 2, 64M, lease ([\d.]+) s left", leases, re.M)
+        check("B's operator sees the VM's lease, under 3 s left", rc == 0 and m and float(m.group(2)) <= 3.0,
+              f"exit {rc}\n{leases}\n{err}")
+        for args, why in [(["revoke", "nobody"], "is not hosted here"), (["revoke"], "takes one argument"),
+                          (["evict", "x"], "unknown command")]:
+            rc, reply, err = test_checks.ctl(COALESCE, "--socket", b_control, *args)
+            check(f"agent B refuses '{' '.join(args)}': exit 2, '{why}'", rc == 2 and why in err, f"exit {rc}\n{reply}\n{err}")
+        if m:
+            vm_id = m.group(1)
+            rc, reply, err = test_checks.ctl(COALESCE, "--socket", b_control, "revoke", vm_id)
+            r = re.search(r"lease revoked; its runtime left in ([\d.]+) ms", reply)
+            check("B's operator revokes the lease: the runtime leaves", rc == 0 and r, f"exit {rc}\n{reply}\n{err}")
+            if r:
+                print(f"revoke: the runtime left in {r.group(1)} ms (vCPU home and pages with it)")
+            left = wait_for(out_path, r"\(node 2\) left", 60 if NESTED else 20, vm)
+            check("the home took vCPU 2 and its pages back", left, open(out_path).read()[-3000:])
+            placement({0: "0,2", 1: "1", 2: "none"})
+            rc, reply, err = test_checks.ctl(COALESCE, "--socket", b_control, "revoke", vm_id)
+            check("a second revoke is refused: its lease has ended", rc == 2 and "has ended already" in err,
+                  f"exit {rc}\n{reply}\n{err}")
+        check("agent B serves on after the revoke", b.proc.poll() is None)
+        check("the revoke finished before the guest's late phase", "late phase" not in open(out_path).read())
     elif started and CASE == "degraded":
         for args, why in [(["9", "latency=1ms"], "no edge node '9'"), (["1", "latency=fast"], "latency"),
                           (["1"], "two arguments")]:

@@ -1,5 +1,5 @@
-// The VM's control socket (hypervisor/machine/control_socket.h): real UNIX sockets in a temporary directory.
-#include "hypervisor/machine/control_socket.h"
+// The VM's control socket (hypervisor/base/control_socket.h): real UNIX sockets in a temporary directory.
+#include "hypervisor/base/control_socket.h"
 
 #include <sys/socket.h>
 #include <sys/stat.h>

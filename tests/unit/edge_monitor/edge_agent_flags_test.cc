@@ -153,5 +153,24 @@ TEST_CASE("edge flags: --departure-grace", "[edge_flags]") {
   }
 }
 
+TEST_CASE("edge flags: --max-lease and --control", "[edge_flags]") {
+  auto f = ParseEdgeAgentFlags({"--listen", "127.0.0.1:0", "--max-lease", "30", "--control=/tmp/x.sock"}, {});
+  REQUIRE(f.ok());
+  CHECK(f->max_lease == absl::Seconds(30));
+  CHECK(f->control == "/tmp/x.sock");
+  auto none = ParseEdgeAgentFlags({"--listen", "127.0.0.1:0"}, {});
+  REQUIRE(none.ok());
+  CHECK(none->max_lease == absl::Seconds(300));
+  CHECK(none->control.empty());
+  for (const char* bad : {"0", "86401", "1m", ""}) {
+    auto b = ParseEdgeAgentFlags({"--listen", "127.0.0.1:0", "--max-lease", bad}, {});
+    REQUIRE(!b.ok());
+    CHECK(std::string(b.status().message()).find("is not a number of seconds (1..86400)") != std::string::npos);
+  }
+  auto empty = ParseEdgeAgentFlags({"--listen", "127.0.0.1:0", "--control", ""}, {});
+  REQUIRE(!empty.ok());
+  CHECK(std::string(empty.status().message()) == "edge: --control needs a path");
+}
+
 }  // namespace
 }  // namespace coalesce

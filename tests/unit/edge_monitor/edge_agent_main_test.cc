@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "hypervisor/base/child_process.h"
+#include "hypervisor/base/control_socket.h"
 #include "edge_monitor/edge_agent_client.h"
 #include "profile_test_util.h"
 
@@ -44,7 +45,11 @@ TEST_CASE("coalesce edge serves, hosts a VM, and stops everything on SIGTERM", "
   const std::string prefix = "edge agent listening on ";
   REQUIRE(banner.rfind(prefix, 0) == 0);
   const std::string address = banner.substr(prefix.size(), banner.find(' ', prefix.size()) - prefix.size());
-  CHECK_THAT(banner, Catch::EndsWith("capacity vcpus=2,memory=1G"));
+  const std::string control_marker = " control ";
+  REQUIRE(banner.find(control_marker) != std::string::npos);
+  const std::string control = banner.substr(banner.find(control_marker) + control_marker.size());
+  CHECK_THAT(banner, Catch::Contains("capacity vcpus=2,memory=1G control "));
+  CHECK_THAT(control, Catch::EndsWith(absl::StrCat("/edge-", address.substr(address.rfind(':') + 1), ".sock")));
 
   auto client = EdgeAgentClient::Connect(address);
   REQUIRE(client.ok());
@@ -64,6 +69,10 @@ TEST_CASE("coalesce edge serves, hosts a VM, and stops everything on SIGTERM", "
   const pid_t runtime = static_cast<pid_t>(hosted->runtime_pid());
   REQUIRE(runtime > 0);
   CHECK(::kill(runtime, 0) == 0);
+  // The operator's control socket answers (edge_control.h).
+  auto leases = CallControl(control, "leases", absl::Seconds(5));
+  REQUIRE(leases.ok());
+  CHECK_THAT(*leases, Catch::StartsWith("VM vm-main: VM_STATE_RUNNING, vCPUs 1, 512M, lease "));
 
   REQUIRE(agent->Signal(SIGTERM).ok());
   auto status = agent->Wait();

@@ -18,6 +18,7 @@
 #include "edge_monitor/edge_agent_client.h"
 #include "edge_monitor/discovery.h"
 #include "edge_monitor/edge_agent_server.h"
+#include "edge_monitor/edge_control.h"
 #include "edge_monitor/host_conditions.h"
 #include "edge_monitor/process_vm_runtime_factory.h"
 #include "hypervisor/base/unique_fd.h"
@@ -33,7 +34,8 @@ constexpr uint64_t kMiB = 1ull << 20;
 
 class Agent {
  public:
-  explicit Agent(EdgeCapacity capacity, HostLimits limits = {}, std::string power_supply_dir = "/sys/class/power_supply") {
+  explicit Agent(EdgeCapacity capacity, HostLimits limits = {}, std::string power_supply_dir = "/sys/class/power_supply",
+                 absl::Duration max_lease = absl::Seconds(300)) {
     ::setenv("FAKE_REMOTE_NODE_DIR", dir_.path().c_str(), 1);
     ProcessVmRuntimeOptions runtime;
     runtime.executable = FAKE_REMOTE_NODE;
@@ -43,6 +45,9 @@ class Agent {
     options.power_supply_dir = power_supply_dir;
     options.start_timeout = absl::Seconds(10);
     options.default_stop_grace = absl::Seconds(2);
+    options.departure_grace = absl::Seconds(2);
+    options.max_lease = max_lease;
+    options.lease_check_interval = absl::Milliseconds(20);
     auto server = EdgeAgentServer::Start("127.0.0.1:0", options, std::make_unique<ProcessVmRuntimeFactory>(runtime));
     REQUIRE(server.ok());
     server_ = *std::move(server);
@@ -177,6 +182,84 @@ TEST_CASE("Two VMs run at once, each in its own runtime process; StopVm and GetV
   auto again = client->StopVm("vm-a");
   REQUIRE_FALSE(again.ok());
   CHECK(again.status().code() == absl::StatusCode::kNotFound);
+}
+
+TEST_CASE("Leases: granted up to the agent's longest, renewed, and a lease not renewed sends the runtime away",
+          "[edge_agent][lease]") {
+  Agent agent({4, 1024 * kMiB}, {}, "/sys/class/power_supply", absl::Milliseconds(1500));
+  auto client = agent.Client();
+  pb::HostVcpusRequest asks_long = Request("long-vm", {1});
+  asks_long.set_lease_seconds(3600);
+  auto granted = client->HostVcpus(asks_long);
+  REQUIRE(granted.ok());
+  CHECK(granted->lease_ms_left() > 1000);
+  CHECK(granted->lease_ms_left() <= 1500);  // capped at --max-lease
+  // Renewed twice past the first grant's end: still running.
+  for (int i = 0; i < 3; ++i) {
+    absl::SleepFor(absl::Milliseconds(700));
+    auto renewed = client->RenewLease("long-vm", 3600);
+    REQUIRE(renewed.ok());
+    CHECK(renewed->state() == pb::VM_STATE_RUNNING);
+    CHECK(renewed->lease_ms_left() > 1000);
+  }
+  CHECK(ProcessGone(static_cast<pid_t>(granted->runtime_pid())) == false);
+  // Left alone, it ends: the runtime gets SIGTERM (it leaves and exits 0) and the record says why.
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  absl::StatusOr<pb::VmStatus> ended = client->GetVmState("long-vm");
+  while (ended.ok() && ended->state() == pb::VM_STATE_RUNNING && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(50));
+    ended = client->GetVmState("long-vm");
+  }
+  REQUIRE(ended.ok());
+  CHECK(ended->state() == pb::VM_STATE_STOPPED);
+  CHECK(ended->exit_code() == 0);
+  CHECK(ended->detail() == "lease expired (not renewed in time): exited with status 0");
+  CHECK(ended->lease_ms_left() == 0);
+  CHECK(ProcessGone(static_cast<pid_t>(granted->runtime_pid())));
+  CHECK(client->GetCapacity()->reserved_vcpus() == 0);
+  auto late = client->RenewLease("long-vm", 0);
+  REQUIRE_FALSE(late.ok());
+  CHECK(late.status().code() == absl::StatusCode::kFailedPrecondition);
+  CHECK_THAT(std::string(late.status().message()), Contains("no lease to renew: lease expired"));
+  auto unknown = client->RenewLease("nobody", 0);
+  CHECK(unknown.status().code() == absl::StatusCode::kNotFound);
+  CHECK(client->RenewLease("bad id!", 0).status().code() == absl::StatusCode::kInvalidArgument);
+  // The id is free again; a request for no particular lease gets the longest.
+  auto again = client->HostVcpus(Request("long-vm", {1}));
+  REQUIRE(again.ok());
+  CHECK(again->lease_ms_left() > 1000);
+}
+
+TEST_CASE("Leases: the operator lists and revokes them over the agent's control commands", "[edge_agent][lease]") {
+  Agent agent({4, 1024 * kMiB});
+  auto client = agent.Client();
+  auto a = client->HostVcpus(Request("vm-a", {1, 2}));
+  auto b = client->HostVcpus(Request("vm-b", {3}, 128 * kMiB));
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  EdgeAgentService& service = agent.server().service();
+  const std::string leases = EdgeControlCommand(service, "leases");
+  CHECK_THAT(leases, Contains("VM vm-a: VM_STATE_RUNNING, vCPUs 1-2, 256M, lease ") &&
+                         Contains("VM vm-b: VM_STATE_RUNNING, vCPUs 3, 128M, lease "));
+  const std::string revoked = EdgeControlCommand(service, "revoke vm-a");
+  CHECK_THAT(revoked, StartsWith("VM vm-a: lease revoked; its runtime left in ") &&
+                          Contains("(lease revoked by the edge's operator: exited with status 0)"));
+  CHECK(ProcessGone(static_cast<pid_t>(a->runtime_pid())));
+  CHECK(client->GetVmState("vm-b")->state() == pb::VM_STATE_RUNNING);
+  CHECK(client->GetCapacity()->reserved_vcpus() == 1);
+  auto renew = client->RenewLease("vm-a", 0);
+  CHECK(renew.status().code() == absl::StatusCode::kFailedPrecondition);
+  CHECK_THAT(std::string(renew.status().message()), Contains("lease revoked by the edge's operator"));
+  CHECK_THAT(EdgeControlCommand(service, "revoke vm-a"), StartsWith("error: revoke: VM 'vm-a': its lease has ended"));
+  CHECK_THAT(EdgeControlCommand(service, "revoke nobody"), StartsWith("error: revoke: VM 'nobody' is not hosted here"));
+  CHECK_THAT(EdgeControlCommand(service, "revoke"), StartsWith("error: revoke takes one argument"));
+  CHECK_THAT(EdgeControlCommand(service, "evict vm-b"), StartsWith("error: unknown command 'evict'"));
+  CHECK_THAT(EdgeControlCommand(service, ""), StartsWith("error: empty command"));
+  CHECK_THAT(EdgeControlCommand(service, "leases"), Contains("VM vm-a: VM_STATE_STOPPED") &&
+                                                         Contains("lease revoked by the edge's operator"));
+  // StopVm still clears the ended record.
+  CHECK(client->StopVm("vm-a").ok());
+  CHECK(client->GetVmState("vm-a").status().code() == absl::StatusCode::kNotFound);
 }
 
 TEST_CASE("Requests over capacity are refused with the reason", "[edge_agent]") {

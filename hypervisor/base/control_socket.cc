@@ -1,4 +1,4 @@
-#include "hypervisor/machine/control_socket.h"
+#include "hypervisor/base/control_socket.h"
 
 #include <poll.h>
 #include <sys/socket.h>
@@ -96,7 +96,7 @@ absl::StatusOr<std::unique_ptr<ControlServer>> ControlServer::Start(const std::s
   if (!addr.ok()) return addr.status();
   // A socket already there: a live VM answers a connection (refuse), a stale one from a VM that died does not.
   if (absl::StatusOr<std::string> live = CallControl(path, "ping", absl::Seconds(1)); live.ok()) {
-    return absl::AlreadyExistsError(absl::StrCat("a VM named after ", path, " is already running"));
+    return absl::AlreadyExistsError(absl::StrCat(path, " is in use: a VM or edge agent already listens there"));
   }
   ::unlink(path.c_str());
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
