@@ -158,7 +158,7 @@ absl::StatusOr<std::string> CallControl(const std::string& path, std::string_vie
   if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof(*addr)) != 0) {
     const int e = errno;
     if (e == ENOENT || e == ECONNREFUSED) {
-      return absl::NotFoundError(absl::StrCat("no running VM listens on ", path));
+      return absl::NotFoundError(absl::StrCat("nothing listens on ", path, " (no VM or edge agent runs there)"));
     }
     return ErrnoStatus(absl::StrCat("connecting to ", path), e);
   }

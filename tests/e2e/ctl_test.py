@@ -41,11 +41,15 @@ out_path = os.path.join(run_dir, "console.txt")
 
 # Bad usage first: no VM by that name, unknown flags, a bad name.
 rc, _, err = ctl("--vm", "no-such-vm", "status")
-check("ctl on a VM that does not run: exit 2 naming the socket", rc == 2 and "no running VM listens on" in err, err)
+check("ctl on a VM that does not run: exit 2 naming the socket", rc == 2 and "nothing listens on" in err, err)
 rc, _, err = ctl("--vm", "a/b", "status")
 check("ctl with a bad name: exit 2", rc == 2 and "VM name 'a/b'" in err, err)
 rc, _, err = ctl("status")
 check("ctl without --vm: exit 2 with usage", rc == 2 and "usage: coalesce ctl" in err, err)
+rc, _, err = ctl("--vm", "x", "--socket", os.path.join(run_dir, "x.sock"), "status")
+check("ctl with both --vm and --socket: exit 2 with usage", rc == 2 and "--vm NAME or --socket PATH" in err, err)
+rc, _, err = ctl("--socket", os.path.join(run_dir, "none.sock"), "leases")
+check("ctl --socket with nothing there: exit 2 naming the socket", rc == 2 and "none.sock" in err, err)
 
 if CASE == "linux":
     kernel, initrd = os.path.join(ASSETS, "vmlinuz"), os.path.join(ASSETS, "initramfs.cpio")

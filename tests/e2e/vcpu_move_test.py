@@ -191,6 +191,8 @@ with EdgeAgent(COALESCE) as a, EdgeAgent(COALESCE, extra_args=b_args) as b:
         m = re.search(r"^leases renewed: (\d+)$", status, re.M)
         check("the home renewed B's and A's leases (3 s at most on B) while the guest ran",
               rc == 0 and m and int(m.group(1)) >= 4, f"exit {rc}\n{status}\n{err}")
+        if m:
+            print(f"lease: {m.group(1)} renewals in the first {15 if NESTED else 10} s of the guest's run")
         placement({0: "0", 1: "1", 2: "2"})
         rc, leases, err = test_checks.ctl(COALESCE, "--socket", b_control, "leases")
         m = re.search(r"^VM (\S+): VM_STATE_RUNNING, vCPUs 2, 64M, lease ([\d.]+) s left", leases, re.M)
@@ -209,6 +211,10 @@ with EdgeAgent(COALESCE) as a, EdgeAgent(COALESCE, extra_args=b_args) as b:
                 print(f"revoke: the runtime left in {r.group(1)} ms (vCPU home and pages with it)")
             left = wait_for(out_path, r"\(node 2\) left", 60 if NESTED else 20, vm)
             check("the home took vCPU 2 and its pages back", left, open(out_path).read()[-3000:])
+            d = re.search(r"\(node 2\) left \(([^)]*)\): vCPUs 2 moved home in ([\d.]+) ms, its pages in ([\d.]+) ms more",
+                          open(out_path).read())
+            if d:
+                print(f"revoke: the home reports '{d.group(1)}': vCPU home in {d.group(2)} ms, pages {d.group(3)} ms more")
             placement({0: "0,2", 1: "1", 2: "none"})
             rc, reply, err = test_checks.ctl(COALESCE, "--socket", b_control, "revoke", vm_id)
             check("a second revoke is refused: its lease has ended", rc == 2 and "has ended already" in err,
