@@ -274,6 +274,10 @@ void EdgeAgentService::StopAll() {
   }
 }
 
+bool EdgeAgentService::LeaseLive(const VmRecord& record) {
+  return !record.starting && !record.stopping && record.lease_ended.empty() && record.runtime->Status().running;
+}
+
 absl::Duration EdgeAgentService::Granted(uint32_t lease_seconds) const {
   if (lease_seconds == 0) return options_.max_lease;
   return std::min(absl::Seconds(lease_seconds), options_.max_lease);
@@ -327,7 +331,7 @@ absl::StatusOr<pb::VmStatus> EdgeAgentService::Revoke(const std::string& vm_id) 
       return absl::FailedPreconditionError(absl::StrCat("VM '", vm_id, "': its lease has ended already (",
                                                         record->lease_ended, ")"));
     }
-    if (record->starting || record->stopping || !record->runtime->Status().running) {
+    if (!LeaseLive(*record)) {
       return absl::FailedPreconditionError(absl::StrCat("VM '", vm_id, "' is not running (",
                                                         pb::VmState_Name(StatusOf(*record).state()), ")"));
     }
@@ -348,8 +352,8 @@ void EdgeAgentService::LeaseLoop() {
       if (shutting_down_) return;  // StopAll sends every runtime away
       const absl::Time now = absl::Now();
       for (auto& [id, record] : vms_) {
-        if (record->starting || record->stopping || !record->lease_ended.empty() || now < record->lease_end) continue;
-        if (!record->runtime->Status().running) continue;  // ended on its own: nothing to send away
+        // A runtime that ended on its own, or is already on its way out, has nothing to send away.
+        if (!LeaseLive(*record) || now < record->lease_end) continue;
         record->stopping = true;
         record->lease_ended = "lease expired (not renewed in time)";
         expired.push_back(record);
@@ -369,9 +373,9 @@ std::string EdgeAgentService::LeasesReport() const {
   const absl::Time now = absl::Now();
   for (const auto& [id, record] : vms_) {
     const pb::VmStatus st = StatusOf(*record, now);
-    std::string lease = st.lease_ms_left() > 0 ? absl::StrFormat("lease %.1f s left", st.lease_ms_left() / 1000.0)
-                        : !record->lease_ended.empty() ? record->lease_ended
-                                                        : std::string("no lease");
+    // Why a lease ended is in the detail already.
+    const std::string lease =
+        st.lease_ms_left() > 0 ? absl::StrFormat("lease %.1f s left", st.lease_ms_left() / 1000.0) : "no lease";
     lines.push_back(absl::StrFormat("VM %s: %s, vCPUs %s, %s, %s (%s)", id, pb::VmState_Name(st.state()),
                                     FormatVcpuList(IdsOf(record->request)), FormatSize(st.guest_memory_bytes()),
                                     lease, st.detail()));

@@ -83,6 +83,8 @@ class EdgeAgentService final : public pb::EdgeAgent::Service {
 
   static bool HoldsResources(const VmRecord& record);
   static pb::VmStatus StatusOf(const VmRecord& record, absl::Time now = absl::Now());
+  // Running on a lease that has not ended and is not ending: what expiry and revoke may end.
+  static bool LeaseLive(const VmRecord& record);
   absl::Duration Granted(uint32_t lease_seconds) const;
   // Sends the runtime away (SIGTERM, departure grace): its vCPUs go home. The record stays, with the reason.
   void EndLease(const std::shared_ptr<VmRecord>& record);

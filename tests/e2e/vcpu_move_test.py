@@ -57,6 +57,11 @@ def ctl(*args):
     return test_checks.ctl(COALESCE, *args)
 
 
+def b_ctl(*args):
+    """`coalesce ctl` on agent B's control socket (its operator's commands)."""
+    return test_checks.ctl(COALESCE, "--socket", b_control, *args)
+
+
 problem = kvm_problem()
 if problem:
     print(f"FAIL needs KVM: {problem}")
@@ -194,17 +199,17 @@ with EdgeAgent(COALESCE) as a, EdgeAgent(COALESCE, extra_args=b_args) as b:
         if m:
             print(f"lease: {m.group(1)} renewals in the first {15 if NESTED else 10} s of the guest's run")
         placement({0: "0", 1: "1", 2: "2"})
-        rc, leases, err = test_checks.ctl(COALESCE, "--socket", b_control, "leases")
+        rc, leases, err = b_ctl("leases")
         m = re.search(r"^VM (\S+): VM_STATE_RUNNING, vCPUs 2, 64M, lease ([\d.]+) s left", leases, re.M)
         check("B's operator sees the VM's lease, under 3 s left", rc == 0 and m and float(m.group(2)) <= 3.0,
               f"exit {rc}\n{leases}\n{err}")
         for args, why in [(["revoke", "nobody"], "is not hosted here"), (["revoke"], "takes one argument"),
                           (["evict", "x"], "unknown command")]:
-            rc, reply, err = test_checks.ctl(COALESCE, "--socket", b_control, *args)
+            rc, reply, err = b_ctl(*args)
             check(f"agent B refuses '{' '.join(args)}': exit 2, '{why}'", rc == 2 and why in err, f"exit {rc}\n{reply}\n{err}")
         if m:
             vm_id = m.group(1)
-            rc, reply, err = test_checks.ctl(COALESCE, "--socket", b_control, "revoke", vm_id)
+            rc, reply, err = b_ctl("revoke", vm_id)
             r = re.search(r"lease revoked; its runtime left in ([\d.]+) ms", reply)
             check("B's operator revokes the lease: the runtime leaves", rc == 0 and r, f"exit {rc}\n{reply}\n{err}")
             if r:
@@ -216,7 +221,7 @@ with EdgeAgent(COALESCE) as a, EdgeAgent(COALESCE, extra_args=b_args) as b:
             if d:
                 print(f"revoke: the home reports '{d.group(1)}': vCPU home in {d.group(2)} ms, pages {d.group(3)} ms more")
             placement({0: "0,2", 1: "1", 2: "none"})
-            rc, reply, err = test_checks.ctl(COALESCE, "--socket", b_control, "revoke", vm_id)
+            rc, reply, err = b_ctl("revoke", vm_id)
             check("a second revoke is refused: its lease has ended", rc == 2 and "has ended already" in err,
                   f"exit {rc}\n{reply}\n{err}")
         check("agent B serves on after the revoke", b.proc.poll() is None)
