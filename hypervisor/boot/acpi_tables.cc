@@ -1,5 +1,6 @@
 #include "hypervisor/boot/acpi_tables.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_format.h"
@@ -95,6 +96,77 @@ void PutGas(Bytes& b, size_t off, uint8_t space, uint8_t bit_width, uint8_t acce
 }
 
 std::string CpuName(uint32_t i) { return absl::StrFormat("C%03X", i); }
+// Field units of the hotplug controller's bitmaps: P (present), I (insert pending), R (remove requested).
+std::string BitName(char bitmap, uint32_t i) { return absl::StrFormat("%c%03X", bitmap, i); }
+
+uint32_t Possible(const AcpiConfig& config) { return std::max(config.possible_vcpus, config.vcpu_count); }
+bool Hotplug(const AcpiConfig& config) { return Possible(config) > config.vcpu_count; }
+
+// MADT Local APIC structure (5.2.12.2) for vCPU `i`, the same in the MADT and a processor's _MAT.
+Bytes LocalApicEntry(uint32_t i, bool enabled) {
+  Bytes b{kMadtLocalApic, 8, static_cast<uint8_t>(i), static_cast<uint8_t>(i)};
+  Append(b, enabled ? kLocalApicEnabled : 0, 4);
+  return b;
+}
+
+// The CPU hotplug AML (docs/HOTPLUG.md): the controller's registers as field units, a processor device per
+// possible CPU whose _STA reads its present bit, the scan method that turns pending bits into Notify, and the
+// Generic Event Device whose interrupt runs it. Linux's acpi_processor driver does the rest: it adds a CPU on
+// a device check (1), and on an eject request (3) offlines it and calls _EJ0.
+void AppendCpuHotplug(const AcpiConfig& config, std::vector<aml::Bytes>& sb) {
+  namespace a = aml;
+  namespace p = platform;
+  const uint32_t n = Possible(config);
+  std::vector<a::FieldUnit> units;
+  std::vector<std::string> names;  // FieldUnit holds views: keep the strings alive
+  names.reserve(3 * n);
+  // Each bitmap is 256 bits long (32 bytes), one after the other, then the id registers: n named bits and
+  // the rest unnamed.
+  static_assert(p::kCpuHotplugInsertOffset == p::kCpuHotplugPresentOffset + p::kCpuHotplugMaxCpus / 8 &&
+                p::kCpuHotplugRemoveOffset == p::kCpuHotplugInsertOffset + p::kCpuHotplugMaxCpus / 8 &&
+                p::kCpuHotplugAckInsertOffset == p::kCpuHotplugRemoveOffset + p::kCpuHotplugMaxCpus / 8 &&
+                p::kCpuHotplugAckRemoveOffset == p::kCpuHotplugAckInsertOffset + 1 &&
+                p::kCpuHotplugEjectOffset == p::kCpuHotplugAckRemoveOffset + 1 && p::kCpuHotplugPresentOffset == 0);
+  for (char letter : {'P', 'I', 'R'}) {
+    for (uint32_t i = 0; i < n; ++i) {
+      names.push_back(BitName(letter, i));
+      units.push_back({names.back(), 1});
+    }
+    if (n < p::kCpuHotplugMaxCpus) units.push_back({"", p::kCpuHotplugMaxCpus - n});
+  }
+  units.push_back({"CINS", 8});
+  units.push_back({"CREM", 8});
+  units.push_back({"CEJ0", 8});
+  sb.push_back(a::SystemIoRegion("CPHR", p::kCpuHotplugPort, p::kCpuHotplugSize));
+  sb.push_back(a::ByteField("CPHR", units));
+
+  std::vector<a::Bytes> scan;
+  for (uint32_t i = 1; i < n; ++i) {
+    sb.push_back(a::Device(
+        CpuName(i),
+        {
+            a::Name("_HID", a::String("ACPI0007")),
+            a::Name("_UID", a::Integer(i)),
+            a::Method("_STA", 0, false,
+                      {a::If(a::Ref(BitName('P', i)), {a::Return(a::Integer(0x0F))}), a::Return(a::Integer(0))}),
+            // Enabled whenever _STA says present: Linux maps a hot-added CPU's APIC id from here, since the
+            // MADT's entry for it is disabled.
+            a::Name("_MAT", a::Buffer(LocalApicEntry(i, true))),
+            a::Method("_EJ0", 1, false, {a::Store(a::Integer(i), "CEJ0")}),
+        }));
+    scan.push_back(a::If(a::Ref(BitName('I', i)), {a::Store(a::Integer(i), "CINS"), a::Notify(CpuName(i), a::Integer(1))}));
+    scan.push_back(a::If(a::Ref(BitName('R', i)), {a::Store(a::Integer(i), "CREM"), a::Notify(CpuName(i), a::Integer(3))}));
+  }
+  sb.push_back(a::Method("CSCN", 0, true, scan));
+  sb.push_back(a::Device("GED0", {
+                                     a::Name("_HID", a::String("ACPI0013")),
+                                     a::Name("_UID", a::Integer(0)),
+                                     a::Name("_CRS", a::ResourceTemplate()
+                                                         .Interrupt(p::kCpuHotplugIrq, /*level_triggered=*/false)
+                                                         .ToBuffer()),
+                                     a::Method("_EVT", 1, false, {a::Ref("CSCN")}),
+                                 }));
+}
 
 Bytes BuildDsdt(const AcpiConfig& config) {
   namespace a = aml;
@@ -107,10 +179,12 @@ Bytes BuildDsdt(const AcpiConfig& config) {
                                                          .IrqNoFlags(platform::kCom1Irq)
                                                          .ToBuffer()),
                                  }));
-  // Processor devices, matched to the MADT's Local APIC entries by _UID = ACPI processor UID.
-  for (uint32_t i = 0; i < config.vcpu_count; ++i) {
+  // Processor devices, matched to the MADT's Local APIC entries by _UID = ACPI processor UID. With hotplug,
+  // every CPU but the bootstrap processor is described by AppendCpuHotplug instead.
+  for (uint32_t i = 0; i < (Hotplug(config) ? 1 : config.vcpu_count); ++i) {
     sb.push_back(a::Device(CpuName(i), {a::Name("_HID", a::String("ACPI0007")), a::Name("_UID", a::Integer(i))}));
   }
+  if (Hotplug(config)) AppendCpuHotplug(config, sb);
   for (size_t i = 0; i < config.virtio_mmio.size(); ++i) {
     const AcpiVirtioMmioDevice& d = config.virtio_mmio[i];
     sb.push_back(a::Device(absl::StrFormat("VR%02X", i),
@@ -181,9 +255,10 @@ Bytes BuildMadt(const AcpiConfig& config) {
   Bytes b = Header("APIC", 4);
   Append(b, platform::kLapicBase, 4);
   Append(b, kMadtPcatCompat, 4);
-  for (uint32_t i = 0; i < config.vcpu_count; ++i) {
-    b.insert(b.end(), {kMadtLocalApic, 8, static_cast<uint8_t>(i), static_cast<uint8_t>(i)});
-    Append(b, kLocalApicEnabled, 4);
+  // A CPU that may be hot-added later is a disabled entry: Linux counts it as possible ("hotplug CPUs").
+  for (uint32_t i = 0; i < Possible(config); ++i) {
+    const Bytes entry = LocalApicEntry(i, i < config.vcpu_count);
+    b.insert(b.end(), entry.begin(), entry.end());
   }
   b.insert(b.end(), {kMadtIoApic, 12, config.ioapic_id, 0});
   Append(b, platform::kIoapicBase, 4);
@@ -282,6 +357,11 @@ absl::StatusOr<AcpiTableSet> BuildAcpiTableSet(const AcpiConfig& config, uint64_
     return absl::InvalidArgumentError(
         absl::StrFormat("ACPI: %u vCPUs; the MADT's xAPIC entries describe 1 to %u", config.vcpu_count, kMaxVcpus));
   }
+  if (config.possible_vcpus != 0 && (config.possible_vcpus < config.vcpu_count || config.possible_vcpus > kMaxVcpus)) {
+    return absl::InvalidArgumentError(absl::StrFormat("ACPI: %u possible vCPUs; %u to %u with %u at boot",
+                                                      config.possible_vcpus, config.vcpu_count, kMaxVcpus,
+                                                      config.vcpu_count));
+  }
   for (const AcpiVirtioMmioDevice& d : config.virtio_mmio) {
     if (d.base > UINT32_MAX || d.size > UINT32_MAX - d.base) {
       return absl::InvalidArgumentError(absl::StrFormat("ACPI: virtio-mmio window %#x is above 4 GiB", d.base));
@@ -296,7 +376,7 @@ absl::StatusOr<AcpiTableSet> BuildAcpiTableSet(const AcpiConfig& config, uint64_
   if (numa) {
     uint64_t ram = 0;
     for (const MemoryRegion& r : config.ram) ram += r.size;
-    RETURN_IF_ERROR(ValidateNumaTopology(config.numa, config.vcpu_count, ram));
+    RETURN_IF_ERROR(ValidateNumaTopology(config.numa, Possible(config), ram));
   }
   // Layout: RSDP, FACS (64-aligned), DSDT, FADT, MADT, [SRAT, SLIT,] XSDT, RSDT, each 16-byte aligned.
   AcpiTableSet set;

@@ -26,6 +26,11 @@ struct AcpiVirtioMmioDevice {
 
 struct AcpiConfig {
   uint32_t vcpu_count = 1;  // 1..255: one enabled Local APIC per vCPU, APIC id = vCPU index
+  // CPUs the guest may gain while it runs (ACPI CPU hotplug, devmodel/cpu_hotplug.h): when more than
+  // vcpu_count, vCPUs vcpu_count..possible_vcpus-1 are disabled MADT entries, every CPU but 0 gets _STA, _MAT
+  // and _EJ0 from the hotplug controller, and a Generic Event Device on platform::kCpuHotplugIrq runs the
+  // scan. 0: vcpu_count (no hotplug; the tables are as before).
+  uint32_t possible_vcpus = 0;
   uint8_t ioapic_id = 0;    // must match the IOAPIC device's ID register
   std::vector<AcpiVirtioMmioDevice> virtio_mmio;
   // Proximity domains (SRAT: each vCPU's and each RAM range's domain; SLIT: distances) when numa.enabled();
@@ -48,8 +53,9 @@ struct AcpiTableSet {
   [[nodiscard]] const AcpiTable* Find(std::string_view signature) const;
 };
 
-// Pure: computes every table. InvalidArgument for a vCPU count outside 1..255 or a NUMA topology that does not
-// fit the vCPUs and RAM (ValidateNumaTopology).
+// Pure: computes every table. InvalidArgument for a vCPU count outside 1..255, possible_vcpus under
+// vcpu_count or over 255, or a NUMA topology that does not fit the possible vCPUs and RAM
+// (ValidateNumaTopology).
 absl::StatusOr<AcpiTableSet> BuildAcpiTableSet(const AcpiConfig& config, uint64_t base);
 
 // Builds the set at boot_layout::kAcpiTablesAddr (0xE0000, inside the BIOS area the e820 map reserves, where

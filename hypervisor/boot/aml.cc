@@ -18,6 +18,16 @@ constexpr uint8_t kBufferOp = 0x11;
 constexpr uint8_t kPackageOp = 0x12;
 constexpr uint8_t kExtOpPrefix = 0x5B;
 constexpr uint8_t kDeviceOp = 0x82;
+constexpr uint8_t kMethodOp = 0x14;
+constexpr uint8_t kIfOp = 0xA0;
+constexpr uint8_t kReturnOp = 0xA4;
+constexpr uint8_t kNotifyOp = 0x86;
+constexpr uint8_t kStoreOp = 0x70;
+constexpr uint8_t kArg0Op = 0x68;
+constexpr uint8_t kOpRegionOp = 0x80;  // after kExtOpPrefix
+constexpr uint8_t kFieldOp = 0x81;     // after kExtOpPrefix
+constexpr uint8_t kSystemIoSpace = 0x01;
+constexpr uint8_t kFieldByteAccess = 0x01;  // AccessType ByteAcc; LockRule NoLock, UpdateRule Preserve (0)
 constexpr uint8_t kRootChar = '\\';
 constexpr uint8_t kDualNamePrefix = 0x2E;
 constexpr uint8_t kMultiNamePrefix = 0x2F;
@@ -162,6 +172,72 @@ Bytes Device(std::string_view name, const std::vector<Bytes>& terms) {
   Bytes body = NameString(name);
   Append(body, Concat(terms));
   return WithPkgLength({kExtOpPrefix, kDeviceOp}, body);
+}
+
+Bytes Method(std::string_view name, uint8_t arg_count, bool serialized, const std::vector<Bytes>& terms) {
+  Bytes body = NameString(name);
+  body.push_back(static_cast<uint8_t>((arg_count & 0x7) | (serialized ? 0x08 : 0)));
+  Append(body, Concat(terms));
+  return WithPkgLength({kMethodOp}, body);
+}
+
+Bytes If(const Bytes& predicate, const std::vector<Bytes>& terms) {
+  Bytes body = predicate;
+  Append(body, Concat(terms));
+  return WithPkgLength({kIfOp}, body);
+}
+
+Bytes Return(const Bytes& value) {
+  Bytes out{kReturnOp};
+  Append(out, value);
+  return out;
+}
+
+Bytes Notify(std::string_view object, const Bytes& value) {
+  Bytes out{kNotifyOp};
+  Append(out, NameString(object));
+  Append(out, value);
+  return out;
+}
+
+Bytes Store(const Bytes& value, std::string_view target) {
+  Bytes out{kStoreOp};
+  Append(out, value);
+  Append(out, NameString(target));
+  return out;
+}
+
+Bytes Ref(std::string_view name) { return NameString(name); }
+
+Bytes Arg(uint8_t n) { return {static_cast<uint8_t>(kArg0Op + (n & 0x7))}; }
+
+Bytes SystemIoRegion(std::string_view name, uint16_t base, uint16_t length) {
+  Bytes out{kExtOpPrefix, kOpRegionOp};
+  Append(out, NameString(name));
+  out.push_back(kSystemIoSpace);
+  Append(out, Integer(base));
+  Append(out, Integer(length));
+  return out;
+}
+
+Bytes ByteField(std::string_view region, const std::vector<FieldUnit>& units) {
+  Bytes body = NameString(region);
+  body.push_back(kFieldByteAccess);
+  for (const FieldUnit& u : units) {
+    // A field's width is a PkgLength-style number that counts bits, not itself (20.2.5.2).
+    if (u.name.empty()) {
+      body.push_back(0x00);  // ReservedField
+    } else {
+      Append(body, NameString(u.name));
+    }
+    if (u.bits <= 0x3F) {
+      body.push_back(static_cast<uint8_t>(u.bits));
+    } else {
+      body.push_back(static_cast<uint8_t>(0x40 | (u.bits & 0xF)));
+      body.push_back(static_cast<uint8_t>(u.bits >> 4));  // up to 4095 bits
+    }
+  }
+  return WithPkgLength({kExtOpPrefix, kFieldOp}, body);
 }
 
 ResourceTemplate& ResourceTemplate::Io(uint16_t base, uint8_t len) {

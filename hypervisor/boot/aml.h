@@ -26,6 +26,30 @@ Bytes Buffer(const Bytes& data);
 Bytes Scope(std::string_view name, const std::vector<Bytes>& terms);
 Bytes Device(std::string_view name, const std::vector<Bytes>& terms);
 
+// Control methods and the statements the DSDT's CPU hotplug methods use (ACPI 6.5, 19.6 and 20.2.5).
+// Method(name, args, Serialized|NotSerialized) { terms }
+Bytes Method(std::string_view name, uint8_t arg_count, bool serialized, const std::vector<Bytes>& terms);
+Bytes If(const Bytes& predicate, const std::vector<Bytes>& terms);
+Bytes Return(const Bytes& value);
+// Notify(object, value): 1 = device check (a device appeared), 3 = eject request.
+Bytes Notify(std::string_view object, const Bytes& value);
+// Store(value, target): `target` a name (a field unit, say).
+Bytes Store(const Bytes& value, std::string_view target);
+// A reference to a named object as an operand (a field unit read as a predicate, say), or a call of a method
+// with no arguments.
+Bytes Ref(std::string_view name);
+Bytes Arg(uint8_t n);  // Arg0..Arg6
+
+// OperationRegion(name, SystemIO, base, length)
+Bytes SystemIoRegion(std::string_view name, uint16_t base, uint16_t length);
+// Field(region, ByteAcc, NoLock, Preserve) { units }: each unit `bits` wide, in order; an empty name
+// leaves its bits unnamed (Offset-style padding).
+struct FieldUnit {
+  std::string_view name;
+  uint32_t bits;
+};
+Bytes ByteField(std::string_view region, const std::vector<FieldUnit>& units);
+
 // A resource template (the _CRS buffer): descriptors appended in order, closed by an End Tag.
 class ResourceTemplate final {
  public:

@@ -169,6 +169,85 @@ TEST_CASE("ACPI: MADT has one enabled Local APIC per vCPU, the IOAPIC, overrides
   }
 }
 
+// Local APIC entries of a MADT: (APIC id, enabled).
+std::vector<std::pair<uint8_t, bool>> MadtLocalApics(const std::vector<uint8_t>& m) {
+  std::vector<std::pair<uint8_t, bool>> out;
+  for (size_t off = 44; off + 2 <= m.size() && m[off + 1] >= 2; off += m[off + 1]) {
+    if (m[off] == 0) out.push_back({m[off + 3], (Peek<uint32_t>(m, off + 4) & 1) != 0});
+  }
+  return out;
+}
+
+TEST_CASE("ACPI: CPU hotplug: CPUs absent at boot are disabled MADT entries, every other table as before") {
+  auto set = BuildAcpiTableSet({.vcpu_count = 2, .possible_vcpus = 4}, boot_layout::kAcpiTablesAddr);
+  REQUIRE(set.ok());
+  CHECK(MadtLocalApics(Get(*set, "APIC").bytes) ==
+        std::vector<std::pair<uint8_t, bool>>{{0, true}, {1, true}, {2, false}, {3, false}});
+  // possible == vcpu_count (or 0) is the machine without hotplug: no Generic Event Device.
+  auto plain = BuildAcpiTableSet({.vcpu_count = 2, .possible_vcpus = 2}, boot_layout::kAcpiTablesAddr);
+  REQUIRE(plain.ok());
+  CHECK(Get(*plain, "DSDT").bytes == Get(Build(2), "DSDT").bytes);
+  CHECK(Get(*set, "DSDT").bytes.size() > Get(*plain, "DSDT").bytes.size());
+  CHECK(!BuildAcpiTableSet({.vcpu_count = 2, .possible_vcpus = 1}, boot_layout::kAcpiTablesAddr).ok());
+  CHECK(!BuildAcpiTableSet({.vcpu_count = 2, .possible_vcpus = 256}, boot_layout::kAcpiTablesAddr).ok());
+  CHECK(BuildAcpiTableSet({.vcpu_count = 1, .possible_vcpus = 255}, boot_layout::kAcpiTablesAddr).ok());
+  // NUMA domains must cover the possible CPUs, not only those present at boot.
+  NumaTopology numa;
+  numa.nodes = {{{0, 1}, 0}, {{2}, 0}};
+  numa.distances = {10, 20, 20, 10};
+  CHECK(!BuildAcpiTableSet({.vcpu_count = 2, .possible_vcpus = 4, .numa = numa, .ram = GuestMemory::Layout(256 << 20)},
+                           boot_layout::kAcpiTablesAddr)
+             .ok());
+}
+
+TEST_CASE("ACPI: CPU hotplug AML disassembles and recompiles with iasl, registers where the device has them") {
+  const char* iasl_env = std::getenv("IASL");
+  const std::string iasl = iasl_env && *iasl_env ? iasl_env : "iasl";
+  auto set = BuildAcpiTableSet({.vcpu_count = 1, .possible_vcpus = 3}, boot_layout::kAcpiTablesAddr);
+  REQUIRE(set.ok());
+  TempDir dir;
+  const AcpiTable& dsdt = Get(*set, "DSDT");
+  {
+    std::ofstream out(dir.path / "DSDT.dat", std::ios::binary);
+    out.write(reinterpret_cast<const char*>(dsdt.bytes.data()), static_cast<std::streamsize>(dsdt.bytes.size()));
+  }
+  auto [rc, out] = Run("cd " + dir.path.string() + " && " + iasl + " -d DSDT.dat");
+  INFO(out);
+  REQUIRE(rc == 0);
+  const std::string dsl = ReadText(dir.path / "DSDT.dsl");
+  INFO(dsl);
+  CHECK(dsl.find("**** ") == std::string::npos);
+  CHECK(dsl.find("OperationRegion (CPHR, SystemIO, 0x0620, 0x63)") != std::string::npos);
+  // The bitmaps at 0x00, 0x20 and 0x40, the id registers at 0x60..0x62 (platform.h).
+  const size_t field = dsl.find("Field (CPHR, ByteAcc, NoLock, Preserve)");
+  REQUIRE(field != std::string::npos);
+  const size_t p2 = dsl.find("P002,   1", field);
+  const size_t i0 = dsl.find("Offset (0x20)", field);
+  const size_t r0 = dsl.find("Offset (0x40)", field);
+  const size_t acks = dsl.find("Offset (0x60)", field);
+  CHECK(p2 != std::string::npos);
+  CHECK(i0 != std::string::npos);
+  CHECK(r0 != std::string::npos);
+  CHECK(acks != std::string::npos);
+  CHECK((p2 < i0 && i0 < r0 && r0 < acks));
+  CHECK(dsl.find("CINS,   8", acks) != std::string::npos);
+  CHECK(dsl.find("CEJ0,   8", acks) != std::string::npos);
+  CHECK(dsl.find("Device (C002)") != std::string::npos);
+  CHECK(dsl.find("Method (_STA, 0, NotSerialized)") != std::string::npos);
+  CHECK(dsl.find("If (P002)") != std::string::npos);
+  CHECK(dsl.find("Method (_EJ0, 1, NotSerialized)") != std::string::npos);
+  CHECK(dsl.find("CEJ0 = 0x02") != std::string::npos);
+  CHECK(dsl.find("Method (CSCN, 0, Serialized)") != std::string::npos);
+  CHECK(dsl.find("Notify (C002, One)") != std::string::npos);
+  CHECK(dsl.find("Notify (C002, 0x03)") != std::string::npos);
+  CHECK(dsl.find("ACPI0013") != std::string::npos);
+  CHECK(dsl.find("Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, )") != std::string::npos);
+  CHECK(dsl.find("Method (_EVT, 1, NotSerialized)") != std::string::npos);
+  auto [crc, cout] = Run("cd " + dir.path.string() + " && " + iasl + " -p recompiled DSDT.dsl");
+  INFO(cout);
+  CHECK(crc == 0);
+}
+
 TEST_CASE("ACPI: configuration limits") {
   CHECK(!BuildAcpiTableSet({.vcpu_count = 0}, boot_layout::kAcpiTablesAddr).ok());
   CHECK(!BuildAcpiTableSet({.vcpu_count = 256}, boot_layout::kAcpiTablesAddr).ok());
@@ -200,6 +279,16 @@ TEST_CASE("ACPI: written into guest memory where the kernel's RSDP scan finds it
 }
 
 TEST_CASE("AML encodings") {
+  CHECK(aml::Method("_STA", 0, false, {aml::Return(aml::Integer(0x0F))}) ==
+        aml::Bytes{0x14, 0x09, '_', 'S', 'T', 'A', 0x00, 0xA4, 0x0A, 0x0F});
+  CHECK(aml::Method("CSCN", 0, true, {}) == aml::Bytes{0x14, 0x06, 'C', 'S', 'C', 'N', 0x08});
+  CHECK(aml::Notify("C002", aml::Integer(3)) == aml::Bytes{0x86, 'C', '0', '0', '2', 0x0A, 0x03});
+  CHECK(aml::Store(aml::Integer(2), "CEJ0") == aml::Bytes{0x70, 0x0A, 0x02, 'C', 'E', 'J', '0'});
+  CHECK(aml::SystemIoRegion("CPHR", 0x620, 0x63) ==
+        aml::Bytes{0x5B, 0x80, 'C', 'P', 'H', 'R', 0x01, 0x0B, 0x20, 0x06, 0x0A, 0x63});
+  // Field widths count bits: 1 in one byte, 252 in two (0x40 | low nibble, then the rest).
+  CHECK(aml::ByteField("CPHR", {{"P000", 1}, {"", 252}}) ==
+        aml::Bytes{0x5B, 0x81, 0x0E, 'C', 'P', 'H', 'R', 0x01, 'P', '0', '0', '0', 0x01, 0x00, 0x4C, 0x0F});
   CHECK(aml::EisaIdValue("PNP0501") == 0x0105D041);
   CHECK(aml::EisaIdValue("PNP0A03") == 0x030AD041);
   CHECK(aml::PkgLength(10) == aml::Bytes{11});

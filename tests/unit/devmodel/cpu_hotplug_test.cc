@@ -1,0 +1,95 @@
+// The CPU hotplug controller driven the way the DSDT's AML drives it (hypervisor/boot/acpi_tables.cc): byte
+// reads of the bitmaps, id writes to the acknowledge and eject registers.
+#include "devmodel/cpu_hotplug.h"
+
+#include <catch2/catch.hpp>
+#include <thread>
+
+#include "tests/unit/devmodel/recording_irq_sink.h"
+
+namespace coalesce {
+namespace {
+
+namespace p = platform;
+constexpr uint32_t kGsi = p::kCpuHotplugIrq;
+
+bool Bit(CpuHotplug& dev, uint16_t bitmap, uint32_t cpu) { return (Inb(dev, bitmap + cpu / 8) >> (cpu % 8)) & 1; }
+
+TEST_CASE("CPU hotplug: the CPUs present at boot, and nothing pending") {
+  RecordingIrqSink irq;
+  CpuHotplug dev(&irq, kGsi, 12, 2);
+  CHECK(Inb(dev, p::kCpuHotplugPresentOffset) == 0x03);
+  for (uint16_t off = 1; off < 0x60; ++off) CHECK(Inb(dev, off) == 0);
+  CHECK(dev.PresentCpus() == std::vector<uint32_t>{0, 1});
+  CHECK(irq.events().empty());
+}
+
+TEST_CASE("CPU hotplug: plug sets present and insert pending, pulses the line; the guest acknowledges") {
+  RecordingIrqSink irq;
+  CpuHotplug dev(&irq, kGsi, 12, 2);
+  REQUIRE(dev.Plug(9).ok());
+  CHECK(Bit(dev, p::kCpuHotplugPresentOffset, 9));
+  CHECK(Bit(dev, p::kCpuHotplugInsertOffset, 9));
+  CHECK(irq.rising_edges(kGsi) == 1);
+  CHECK(!irq.level(kGsi));  // an edge: high then low
+  Outb(dev, p::kCpuHotplugAckInsertOffset, 9);
+  CHECK(!Bit(dev, p::kCpuHotplugInsertOffset, 9));
+  CHECK(Bit(dev, p::kCpuHotplugPresentOffset, 9));
+  CHECK(dev.Present(9));
+  CHECK(dev.Plug(9).code() == absl::StatusCode::kFailedPrecondition);
+  CHECK(dev.Plug(0).code() == absl::StatusCode::kInvalidArgument);
+  CHECK(dev.Plug(12).code() == absl::StatusCode::kInvalidArgument);
+  CHECK(irq.rising_edges(kGsi) == 1);  // refused plugs tell the guest nothing
+}
+
+TEST_CASE("CPU hotplug: unplug is a request the guest answers by ejecting") {
+  RecordingIrqSink irq;
+  CpuHotplug dev(&irq, kGsi, 4, 4);
+  CHECK(dev.RequestUnplug(2).ok());
+  CHECK(Bit(dev, p::kCpuHotplugRemoveOffset, 2));
+  CHECK(irq.rising_edges(kGsi) == 1);
+  CHECK(dev.AwaitEjected(2, absl::Milliseconds(20)).code() == absl::StatusCode::kDeadlineExceeded);
+  Outb(dev, p::kCpuHotplugAckRemoveOffset, 2);
+  CHECK(!Bit(dev, p::kCpuHotplugRemoveOffset, 2));
+  CHECK(dev.Present(2));  // acknowledged, not yet offline in the guest
+  std::thread guest([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    Outb(dev, p::kCpuHotplugEjectOffset, 2);  // _EJ0
+  });
+  CHECK(dev.AwaitEjected(2, absl::Seconds(10)).ok());
+  guest.join();
+  CHECK(!dev.Present(2));
+  CHECK(Inb(dev, p::kCpuHotplugPresentOffset) == 0x0B);
+  CHECK(dev.RequestUnplug(2).code() == absl::StatusCode::kFailedPrecondition);
+  // And back: the same CPU plugged again.
+  CHECK(dev.Plug(2).ok());
+  CHECK(Inb(dev, p::kCpuHotplugPresentOffset) == 0x0F);
+}
+
+TEST_CASE("CPU hotplug: what a guest may write wrong is ignored and counted") {
+  RecordingIrqSink irq;
+  CpuHotplug dev(&irq, kGsi, 4, 2);
+  Outb(dev, p::kCpuHotplugEjectOffset, 0);   // the bootstrap processor never goes
+  Outb(dev, p::kCpuHotplugEjectOffset, 3);   // not present
+  Outb(dev, p::kCpuHotplugEjectOffset, 200); // not possible
+  Outb(dev, p::kCpuHotplugAckInsertOffset, 77);
+  Outb(dev, 0x05, 0xFF);                     // a read-only bitmap
+  CHECK(dev.ignored_writes() == 5);
+  CHECK(dev.PresentCpus() == std::vector<uint32_t>{0, 1});
+  // A wide access spans the registers byte by byte, as the bus hands it over.
+  uint8_t wide[4] = {};
+  dev.Read(p::kCpuHotplugPresentOffset, wide);
+  CHECK(wide[0] == 0x03);
+  CHECK(dev.Present(0));
+}
+
+TEST_CASE("CPU hotplug: at most 256 CPUs, however many are asked for") {
+  RecordingIrqSink irq;
+  CpuHotplug dev(&irq, kGsi, 1000, 1);
+  CHECK(dev.possible() == p::kCpuHotplugMaxCpus);
+  CHECK(dev.Plug(255).ok());
+  CHECK(Bit(dev, p::kCpuHotplugPresentOffset, 255));
+}
+
+}  // namespace
+}  // namespace coalesce
