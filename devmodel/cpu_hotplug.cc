@@ -54,6 +54,19 @@ absl::Status CpuHotplug::RequestUnplug(uint32_t id) {
   return absl::OkStatus();
 }
 
+absl::Status CpuHotplug::AwaitInsertTaken(uint32_t id, absl::Duration timeout) {
+  if (absl::Status st = CheckId(id); !st.ok()) return st;
+  absl::MutexLock lock(&mu_);
+  auto taken = [this, id]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !insert_pending_[id]; };
+  if (!mu_.AwaitWithTimeout(absl::Condition(&taken), timeout)) {
+    return absl::DeadlineExceededError(absl::StrFormat(
+        "the guest did not take CPU %u within %s (does it handle ACPI CPU hotplug? Linux needs "
+        "CONFIG_ACPI_HOTPLUG_CPU)",
+        id, absl::FormatDuration(timeout)));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CpuHotplug::AwaitEjected(uint32_t id, absl::Duration timeout) {
   if (absl::Status st = CheckId(id); !st.ok()) return st;
   absl::MutexLock lock(&mu_);

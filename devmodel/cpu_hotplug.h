@@ -46,6 +46,9 @@ class CpuHotplug final : public BusDevice {
   // Asks the guest to give CPU `id` up (it offlines it, then ejects it). The same errors, and
   // FailedPrecondition if it is not present.
   absl::Status RequestUnplug(uint32_t id);
+  // Waits until the guest took the insert event of CPU `id` (its scan acknowledged it): DeadlineExceeded after
+  // `timeout` (a guest without ACPI hotplug support never does).
+  absl::Status AwaitInsertTaken(uint32_t id, absl::Duration timeout);
   // Waits until the guest ejected CPU `id`: DeadlineExceeded after `timeout` (the guest may refuse, e.g.
   // when the CPU is the last one of a task it cannot move, or never run ACPI at all).
   absl::Status AwaitEjected(uint32_t id, absl::Duration timeout);

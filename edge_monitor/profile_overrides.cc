@@ -54,13 +54,23 @@ absl::Status ApplyOverrides(const ProfileOverrides& overrides, pb::Profile* prof
   if (overrides.cmdline) guest->set_cmdline(*overrides.cmdline);
   if (overrides.memory) guest->set_memory(*overrides.memory);
 
+  if (overrides.max_vcpus) guest->set_max_vcpus(*overrides.max_vcpus);
   if (overrides.vcpus) {
     const uint32_t old_count = guest->vcpus();
     const uint32_t new_count = *overrides.vcpus;
     guest->set_vcpus(new_count);
-    for (uint32_t id = old_count; id < new_count; ++id) profile->mutable_home()->add_vcpus(id);
-    if (new_count < old_count) {
-      auto too_big = [new_count](uint32_t id) { return id >= new_count; };
+    for (uint32_t id = old_count; id < new_count; ++id) {
+      // An id absent at boot that the profile placed (on an edge) keeps its place.
+      const auto& home = profile->home().vcpus();
+      bool placed = std::find(home.begin(), home.end(), id) != home.end();
+      for (const pb::EdgeNode& edge : profile->edge()) {
+        placed |= std::find(edge.vcpus().begin(), edge.vcpus().end(), id) != edge.vcpus().end();
+      }
+      if (!placed) profile->mutable_home()->add_vcpus(id);
+    }
+    const uint32_t possible = std::max(new_count, guest->max_vcpus());
+    if (possible < old_count) {
+      auto too_big = [possible](uint32_t id) { return id >= possible; };
       RemoveIds(profile->mutable_home()->mutable_vcpus(), too_big);
       for (pb::EdgeNode& edge : *profile->mutable_edge()) RemoveIds(edge.mutable_vcpus(), too_big);
     }

@@ -1,5 +1,6 @@
 #include "edge_monitor/profile_validator.h"
 
+#include <algorithm>
 #include <map>
 #include <string>
 #include <vector>
@@ -137,13 +138,21 @@ absl::Status ValidateProfile(const pb::Profile& profile) {
     CheckEdgeAgainstPolicies(profile, i, &errors);
   }
 
-  // Placement: every id 0..vcpus-1 exactly once. Node names per id, in profile order (home first).
+  // Placement: every id 0..vcpus-1 exactly once; ids up to max_vcpus-1 (absent at boot) at most once.
+  // Node names per id, in profile order (home first).
   const uint32_t vcpus = profile.guest().vcpus();
+  const uint32_t max_vcpus = profile.guest().max_vcpus();
+  if (max_vcpus != 0 && vcpus != 0 && (max_vcpus < vcpus || max_vcpus > kMaxVcpuCount)) {
+    errors.push_back(absl::StrCat("guest.max_vcpus: ", max_vcpus, " is out of range (guest.vcpus ", vcpus, "..",
+                                  kMaxVcpuCount, ")"));
+  }
+  const uint32_t possible = std::max(vcpus, std::min(max_vcpus, kMaxVcpuCount));
   std::map<uint32_t, std::vector<std::string>> placed;  // ordered: messages list ids ascending
   auto place = [&](uint32_t id, const std::string& node) {
-    if (vcpus != 0 && id >= vcpus) {
-      errors.push_back(absl::StrCat(node, ": vCPU ", id, " does not exist (guest.vcpus is ", vcpus,
-                                    ", ids are 0..", vcpus - 1, ")"));
+    if (vcpus != 0 && id >= possible) {
+      errors.push_back(absl::StrCat(node, ": vCPU ", id, " does not exist (guest.",
+                                    possible > vcpus ? "max_vcpus" : "vcpus", " is ", possible, ", ids are 0..",
+                                    possible - 1, ")"));
       return;
     }
     placed[id].push_back(node);

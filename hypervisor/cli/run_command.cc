@@ -59,6 +59,7 @@ absl::StatusOr<MachineConfig> MergeProfile(RunOptions options) {
   if (!options.append.empty()) ov.cmdline = options.append;
   if (options.memory_set) ov.memory = FormatSize(options.memory);
   if (options.vcpus_set || options.profile.empty()) ov.vcpus = options.vcpus;
+  if (options.max_vcpus != 0) ov.max_vcpus = options.max_vcpus;
   for (const std::string& e : options.edges) {
     absl::StatusOr<EdgePlacement> placement = ParseEdgeFlag(e);
     if (!placement.ok()) return placement.status();
@@ -68,6 +69,7 @@ absl::StatusOr<MachineConfig> MergeProfile(RunOptions options) {
   RunOptions merged = options;
   merged.kernel = ov.kernel.value_or(profile.guest().kernel());
   merged.vcpus = ov.vcpus.value_or(profile.guest().vcpus());
+  merged.max_vcpus = ov.max_vcpus.value_or(profile.guest().max_vcpus());
   if (!ov.memory && !profile.guest().memory().empty()) {
     absl::StatusOr<uint64_t> m = ParseSize(profile.guest().memory(), "memory");
     if (!m.ok()) return m.status();
@@ -85,6 +87,7 @@ absl::StatusOr<MachineConfig> MergeProfile(RunOptions options) {
   config.initrd_path = profile.guest().initrd();
   config.cmdline = profile.guest().cmdline();
   config.vcpus = profile.guest().vcpus();
+  config.max_vcpus = profile.guest().max_vcpus();
   config.memory = merged.memory;
   config.sample_rip = !options.rip_samples.empty();
   absl::StatusOr<CpuModel> model =
@@ -141,7 +144,7 @@ absl::StatusOr<MachineConfig> MergeProfile(RunOptions options) {
   }
   const std::string& numa = !options.numa.empty() ? options.numa : profile.guest().numa();
   absl::StatusOr<NumaChoice> numa_choice =
-      ParseNumaSpec(numa, !options.numa.empty() ? "--numa" : "guest.numa", config.vcpus, config.memory);
+      ParseNumaSpec(numa, !options.numa.empty() ? "--numa" : "guest.numa", config.vcpu_ids(), config.memory);
   if (!numa_choice.ok()) return numa_choice.status();
   if (numa_choice->mode == NumaMode::kExplicit && !config.edges.empty()) {
     return absl::InvalidArgumentError(

@@ -35,6 +35,9 @@ const char kRunUsage[] =
     "  --initrd FILE       initial ramdisk (Linux) or first Multiboot module\n"
     "  --append STRING     kernel command line\n"
     "  --vcpus N           number of vCPUs, 1-255 (default 1)\n"
+    "  --max-vcpus N       the most vCPUs the running guest may have: vCPUs --vcpus..N-1 are absent at boot\n"
+    "                      and `coalesce ctl setvcpus` or `attach` plugs them in by ACPI hotplug\n"
+    "                      (docs/HOTPLUG.md; default --vcpus: no hotplug)\n"
     "  --memory SIZE       guest RAM, e.g. 512M, 2G, or bytes (default 256M, at least 16M)\n"
     "  --disk FILE[,format=qcow2|raw][,readonly=on][,shadow=on]\n"
     "                      a virtio block device (/dev/vda, vdb, ...) served by qemu-storage-daemon;\n"
@@ -201,6 +204,15 @@ absl::StatusOr<RunOptions> ParseRunOptions(const std::vector<std::string>& args)
       if (!n.ok()) return n.status();
       o.vcpus = *n;
       o.vcpus_set = true;
+    } else if (flag == "--max-vcpus") {
+      auto v = take();
+      if (!v.ok()) return v.status();
+      auto n = ParseUint("--max-vcpus", *v);
+      if (!n.ok()) return n.status();
+      if (*n == 0 || *n > kMaxVcpus) {
+        return absl::InvalidArgumentError(absl::StrCat("--max-vcpus: ", *n, " is out of range: between 1 and ", kMaxVcpus));
+      }
+      o.max_vcpus = *n;
     } else if (flag == "--memory") {
       auto v = take();
       if (!v.ok()) return v.status();
@@ -220,6 +232,10 @@ absl::Status ValidateRunOptions(const RunOptions& o) {
   if (o.vcpus == 0 || o.vcpus > kMaxVcpus) {
     return absl::InvalidArgumentError(
         absl::StrCat("--vcpus: ", o.vcpus, " is out of range: between 1 and ", kMaxVcpus));
+  }
+  if (o.max_vcpus != 0 && o.max_vcpus < o.vcpus) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max-vcpus: ", o.max_vcpus, " is fewer than the ", o.vcpus, " vCPUs the guest boots with"));
   }
   if (o.memory < (16ULL << 20)) {
     return absl::InvalidArgumentError(absl::StrCat("--memory: ", o.memory, " bytes is too small: at least 16M"));

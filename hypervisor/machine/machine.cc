@@ -39,6 +39,7 @@
 #include "edge_monitor/host_port.h"
 #include "edge_monitor/vcpu_list.h"
 #include "devmodel/acpi_pm.h"
+#include "devmodel/cpu_hotplug.h"
 #include "devmodel/home_only_memory.h"
 #include "devmodel/vhost_user/storage_daemon.h"
 #include "devmodel/vhost_user/vhost_user_blk.h"
@@ -79,9 +80,10 @@ absl::Status Machine::BuildCore() {
   ASSIGN_OR_RETURN(KvmSystem kvm, KvmSystem::Open());
   kvm_ = std::make_unique<KvmSystem>(std::move(kvm));
   int max_vcpus = kvm_->CheckExtension(KVM_CAP_MAX_VCPUS);
-  if (max_vcpus > 0 && config_.vcpus > static_cast<uint32_t>(max_vcpus)) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("--vcpus: %u is more than this host's KVM allows (%d)", config_.vcpus, max_vcpus));
+  if (max_vcpus > 0 && config_.vcpu_ids() > static_cast<uint32_t>(max_vcpus)) {
+    return absl::InvalidArgumentError(absl::StrFormat("%s: %u is more than this host's KVM allows (%d)",
+                                                      config_.max_vcpus > config_.vcpus ? "--max-vcpus" : "--vcpus",
+                                                      config_.vcpu_ids(), max_vcpus));
   }
   ASSIGN_OR_RETURN(VmFd vm, kvm_->CreateVm());
   vm_ = std::make_unique<VmFd>(std::move(vm));
@@ -97,12 +99,12 @@ absl::Status Machine::BuildCore() {
 }
 
 absl::Status Machine::BuildInterruptControllers() {
-  node_of_vcpu_.assign(config_.vcpus, 0);
+  node_of_vcpu_.assign(config_.vcpu_ids(), 0);
   for (size_t e = 0; e < config_.edges.size(); ++e) {
     for (uint32_t v : config_.edges[e].vcpus) {
-      if (v >= config_.vcpus) {
-        return absl::InvalidArgumentError(absl::StrFormat("edge %s: vCPU %u does not exist (--vcpus %u)",
-                                                          config_.edges[e].agent_address, v, config_.vcpus));
+      if (v >= config_.vcpu_ids()) {
+        return absl::InvalidArgumentError(absl::StrFormat("edge %s: vCPU %u does not exist (ids 0-%u)",
+                                                          config_.edges[e].agent_address, v, config_.vcpu_ids() - 1));
       }
       if (v == 0) return absl::InvalidArgumentError("vCPU 0 (the bootstrap processor) must run at home");
       node_of_vcpu_[v] = static_cast<uint16_t>(e + 1);
@@ -126,11 +128,11 @@ absl::Status Machine::BuildInterruptControllers() {
   irq_sink_ = std::make_unique<LegacyIrqWiring>(pic_.get(), ioapic_.get());
   // Every vCPU has its APIC here (hypervisor/vcpu/node_vcpus), registered where the vCPU runs here (the others
   // take over when a vCPU moves home: home_vcpu_mover). The kick reaches the Vcpu built in BuildVcpus().
-  vcpus_.resize(config_.vcpus);
+  vcpus_.resize(config_.vcpu_ids());
   CreateNodeApics(VcpusSpec(), router_.get(), timers_.get(), [this](uint32_t id) {
     if (vcpus_[id]) vcpus_[id]->Kick();
   }, &lapics_);
-  for (uint32_t i = 0; i < config_.vcpus; ++i) {
+  for (uint32_t i = 0; i < config_.vcpu_ids(); ++i) {
     if (IsLocal(i)) RETURN_IF_ERROR(router_->AddApic(lapics_[i].get()));
   }
   // The PIC's INTR pin is wired to LINT0 of the bootstrap processor.
@@ -168,7 +170,7 @@ absl::Status Machine::BuildDevices() {
                       absl::StrFormat("guest wrote %u to the debug-exit port", status >> 1));
   });
   auto fw_cfg = std::make_unique<FwCfg>();
-  fw_cfg->SetCpuCount(static_cast<uint16_t>(config_.vcpus), static_cast<uint16_t>(config_.vcpus));
+  fw_cfg->SetCpuCount(static_cast<uint16_t>(config_.vcpus), static_cast<uint16_t>(config_.vcpu_ids()));
   fw_cfg->SetRamSize(config_.memory);
   fw_cfg_ = fw_cfg.get();
   auto pit = std::make_unique<Pit8254>(irq_sink_.get(), platform::kPitIrq, timers_.get());
@@ -201,6 +203,15 @@ absl::Status Machine::BuildDevices() {
       {&pio_bus_, platform::kAcpiPm1aEventPort, AcpiPm::kSize, std::move(acpi_pm)},
       {&pio_bus_, platform::kResetControlPort, 1, std::move(reset)},
   };
+  // CPU hotplug only where the guest may gain CPUs: a machine without it has the tables it always had.
+  std::unique_ptr<CpuHotplug> cpu_hotplug;
+  if (config_.vcpu_ids() > config_.vcpus) {
+    cpu_hotplug = std::make_unique<CpuHotplug>(irq_sink_.get(), platform::kCpuHotplugIrq, config_.vcpu_ids(),
+                                               config_.vcpus);
+    cpu_hotplug_ = cpu_hotplug.get();
+    RETURN_IF_ERROR(pio_bus_.Register(platform::kCpuHotplugPort, platform::kCpuHotplugSize, cpu_hotplug.get()));
+    devices_.push_back(std::move(cpu_hotplug));
+  }
   for (Slot& s : table) {
     RETURN_IF_ERROR(s.bus->Register(s.base, s.size, s.device.get()));
     devices_.push_back(std::move(s.device));
@@ -290,8 +301,8 @@ absl::Status Machine::LoadGuest() {
   }
   E820Map e820 = E820Map::ForRegions(memory_->regions());
   RETURN_IF_ERROR(fw_cfg_->AddFile("etc/e820", e820.ToBytes()).status());
-  acpi_config_ = AcpiConfig{.vcpu_count = config_.vcpus, .virtio_mmio = acpi_virtio_mmio_,
-                            .ram = memory_->regions()};
+  acpi_config_ = AcpiConfig{.vcpu_count = config_.vcpus, .possible_vcpus = config_.vcpu_ids(),
+                            .virtio_mmio = acpi_virtio_mmio_, .ram = memory_->regions()};
   PlanNumaTopology();
   ASSIGN_OR_RETURN(uint64_t rsdp, BuildAcpiTables(*memory_, acpi_config_));
 
@@ -326,7 +337,7 @@ absl::Status Machine::LoadGuest() {
 
 NodeVcpusSpec Machine::VcpusSpec() {
   NodeVcpusSpec spec;
-  spec.vcpu_count = config_.vcpus;
+  spec.vcpu_count = config_.vcpu_ids();
   spec.model = config_.cpu_model;
   spec.wiring.io = io_handler_.get();
   spec.wiring.run_control = &run_control_;
@@ -362,7 +373,7 @@ void Machine::PlanNumaTopology() {
   } else if (config_.numa == NumaMode::kAuto && !config_.edges.empty()) {
     std::vector<std::vector<uint32_t>> edge_vcpus;
     for (const EdgePlacementSpec& e : config_.edges) edge_vcpus.push_back(e.vcpus);
-    t = TopologyFromPlacement(config_.vcpus, config_.memory, edge_vcpus);
+    t = TopologyFromPlacement(config_.vcpu_ids(), config_.memory, edge_vcpus);
   }
   if (!t.enabled()) return;
   // Before (or without) a measurement: the emulated link's round trip where --link sets one, else Linux's default.
@@ -437,7 +448,8 @@ std::string Machine::ControlCommand(std::string_view command) {
   if (verb == "link") return LinkCommand(args);
   if (verb == "attach") return AttachCommand(args);
   if (verb == "detach") return DetachCommand(args);
-  return absl::StrFormat("error: unknown command '%s' (status, shutdown, move, link, attach, detach)",
+  if (verb == "setvcpus") return SetVcpusCommand(args);
+  return absl::StrFormat("error: unknown command '%s' (status, shutdown, move, link, attach, detach, setvcpus)",
                          std::string(command));
 }
 
@@ -513,7 +525,7 @@ void Machine::Depart(uint16_t node, const std::string& reason) {
   const std::string& edge = edges[node - 1];
   const auto start = std::chrono::steady_clock::now();
   std::vector<uint32_t> moved;
-  for (uint32_t v = 1; v < config_.vcpus; ++v) {
+  for (uint32_t v = 1; v < config_.vcpu_ids(); ++v) {
     if (forwarding_router_->NodeOf(v) != node) continue;
     absl::StatusOr<HomeVcpuMover::Moved> m = mover_->Move(v, 0, absl::Seconds(5));
     if (!m.ok()) {
@@ -576,8 +588,8 @@ std::string Machine::AttachCommand(const std::vector<std::string>& words) {
   absl::StatusOr<std::vector<uint32_t>> vcpus = ParseVcpuList(words[1].substr(6));
   if (!vcpus.ok()) return absl::StrFormat("error: attach: vcpus: %s", vcpus.status().message());
   for (uint32_t v : *vcpus) {
-    if (v == 0 || v >= config_.vcpus) {
-      return absl::StrFormat("error: attach: vCPU %u cannot move to an edge (vCPUs 1-%u)", v, config_.vcpus - 1);
+    if (v == 0 || v >= config_.vcpu_ids()) {
+      return absl::StrFormat("error: attach: vCPU %u cannot move to an edge (vCPUs 1-%u)", v, config_.vcpu_ids() - 1);
     }
   }
   const auto start = std::chrono::steady_clock::now();
@@ -595,10 +607,24 @@ std::string Machine::AttachCommand(const std::vector<std::string>& words) {
     pauses.push_back(absl::StrFormat("%.3f", absl::ToDoubleMilliseconds(moved->pause)));
   }
   auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
+  // vCPUs the guest has not seen yet are plugged in now that they wait there (the guest onlines them).
+  std::string plugged_note;
+  if (cpu_hotplug_ != nullptr) {
+    const auto moved_all = std::chrono::steady_clock::now();
+    absl::StatusOr<std::vector<uint32_t>> plugged = PlugVcpus(*vcpus);
+    if (!plugged.ok()) {
+      return absl::StrFormat("error: attach %s: node %u runs vCPUs %s, but plugging them into the guest: %s", words[0],
+                             *node, FormatVcpuList(*vcpus), plugged.status().message());
+    }
+    if (!plugged->empty()) {
+      plugged_note = absl::StrFormat("; vCPUs %s plugged in, the guest took them in %.1f ms",
+                                     FormatVcpuList(*plugged), ms(std::chrono::steady_clock::now() - moved_all));
+    }
+  }
   return absl::StrFormat(
-      "vm %s: edge %s attached as node %u in %.1f ms (lease and runtime %.1f ms, vCPUs %s moved there: paused %s ms)",
+      "vm %s: edge %s attached as node %u in %.1f ms (lease and runtime %.1f ms, vCPUs %s moved there: paused %s ms)%s",
       config_.name, words[0], *node, ms(std::chrono::steady_clock::now() - start), ms(joined - start),
-      FormatVcpuList(*vcpus), absl::StrJoin(pauses, ", "));
+      FormatVcpuList(*vcpus), absl::StrJoin(pauses, ", "), plugged_note);
 }
 
 std::string Machine::DetachCommand(const std::vector<std::string>& words) {
@@ -658,7 +684,12 @@ std::string Machine::StatusReport() {
   // Where each vCPU runs now (moves change it), and those on their way home.
   std::vector<std::vector<uint32_t>> vcpus_on(owned.size());
   std::vector<uint32_t> moving;
-  for (uint32_t v = 0; v < config_.vcpus; ++v) {
+  std::vector<uint32_t> absent;  // possible, not plugged in (ACPI hotplug)
+  for (uint32_t v = 0; v < config_.vcpu_ids(); ++v) {
+    if (cpu_hotplug_ != nullptr && !cpu_hotplug_->Present(v)) {
+      absent.push_back(v);
+      continue;
+    }
     const uint16_t node = forwarding_router_ ? forwarding_router_->NodeOf(v) : 0;
     if (node < vcpus_on.size()) {
       vcpus_on[node].push_back(v);
@@ -668,7 +699,7 @@ std::string Machine::StatusReport() {
   }
   auto list = [](const std::vector<uint32_t>& v) { return v.empty() ? std::string("none") : FormatVcpuList(v); };
   std::string out = absl::StrFormat("vm %s: running, %u vCPUs, %.0f MiB of RAM (%u pages), %u node(s)\n", config_.name,
-                                    config_.vcpus, mib(pages), pages, owned.size());
+                                    config_.vcpu_ids() - absent.size(), mib(pages), pages, owned.size());
   absl::StrAppendFormat(&out, "node 0 home: vCPUs %s, owns %u pages (%.1f MiB)\n", list(vcpus_on[0]), owned[0],
                         mib(owned[0]));
   for (size_t e = 0; e < edges.size(); ++e) {
@@ -683,6 +714,10 @@ std::string Machine::StatusReport() {
                           e + 1 < link_rtt_.size() ? absl::ToDoubleMilliseconds(link_rtt_[e + 1]) : 0.0);
   }
   if (!moving.empty()) absl::StrAppendFormat(&out, "moving: vCPUs %s\n", FormatVcpuList(moving));
+  if (cpu_hotplug_ != nullptr) {
+    absl::StrAppendFormat(&out, "hotplug: vCPUs %s absent, at most %u (setvcpus)\n", list(absent),
+                          config_.vcpu_ids());
+  }
   if (home_) absl::StrAppendFormat(&out, "leases renewed: %u\n", home_->lease_renewals());
   if (!probe_error.empty()) absl::StrAppendFormat(&out, "links not measured now: %s\n", probe_error);
   return out;
@@ -702,7 +737,7 @@ absl::Status Machine::StartCoalescence() {
   }
   CoalescenceConfig cc;
   cc.edges = config_.edges;
-  cc.vcpu_count = config_.vcpus;
+  cc.vcpu_count = config_.vcpu_ids();
   cc.data_plane_host = config_.data_plane_host;
   cc.data_plane_port = config_.data_plane_port;
   cc.data_plane_advertise = config_.data_plane_advertise;
@@ -765,7 +800,8 @@ int Machine::Run() {
         [this](std::span<const uint8_t> bytes) { uart_->ReceiveBytes(bytes); },
         [this] { run_control_.Stop(exit_status::kPowerOff, "stopped from the console (Ctrl-A x)"); });
   }
-  for (uint32_t i = 0; i < config_.vcpus; ++i) {
+  // The vCPUs absent at boot start too: they wait for a SIPI the guest sends only once they are plugged.
+  for (uint32_t i = 0; i < config_.vcpu_ids(); ++i) {
     if (IsLocal(i)) vcpus_[i]->Start();
   }
   running_.store(true);

@@ -41,6 +41,7 @@ class FwCfg;
 class Uart16550;
 class ConsoleInput;
 class AcpiPm;
+class CpuHotplug;
 
 class Machine final {
  public:
@@ -96,6 +97,12 @@ class Machine final {
   std::string AttachCommand(const std::vector<std::string>& words);
   // `coalesce ctl ... detach ADDR|NODE`: the edge's vCPUs move home and it leaves (as on its agent's SIGTERM).
   std::string DetachCommand(const std::vector<std::string>& words);
+  // `coalesce ctl ... setvcpus N` (machine_hotplug.cc): plugs absent vCPUs (lowest ids first) or asks the
+  // guest to give up present ones (highest first) until N are present; waits for the guest's answer.
+  std::string SetVcpusCommand(const std::vector<std::string>& words);
+  // Plugs `vcpus` (absent ones; present ones are left alone) and waits until the guest took each event.
+  // Returns what was plugged, or an error naming the vCPU.
+  absl::StatusOr<std::vector<uint32_t>> PlugVcpus(const std::vector<uint32_t>& vcpus);
   // `coalesce ctl ... link NODE SPEC`: the emulated link from the home to an edge, changed while the guest runs.
   std::string LinkCommand(const std::vector<std::string>& words);
   // With a latency bound (policies.latency_bound_us): probes every edge's round trip each second while the guest
@@ -137,6 +144,7 @@ class Machine final {
   Uart16550* uart_ = nullptr;                         // owned by devices_
   FwCfg* fw_cfg_ = nullptr;                           // owned by devices_
   AcpiPm* acpi_pm_ = nullptr;                         // owned by devices_
+  CpuHotplug* cpu_hotplug_ = nullptr;                 // owned by devices_; null without --max-vcpus
   BootEntry boot_entry_;
   std::unique_ptr<ConsoleInput> console_input_;
   std::atomic<bool> console_flush_pending_{false};  // a flush of a partial console line is scheduled

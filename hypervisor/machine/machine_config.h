@@ -24,7 +24,12 @@ struct MachineConfig {
   std::string kernel_path;
   std::string initrd_path;
   std::string cmdline;
-  uint32_t vcpus = 1;
+  uint32_t vcpus = 1;  // present at boot
+  // The most vCPUs the guest may have (ACPI CPU hotplug, docs/HOTPLUG.md): ids vcpus..max_vcpus-1 exist from
+  // the start (idle) but the guest sees them only once plugged. 0: vcpus.
+  uint32_t max_vcpus = 0;
+  // Every vCPU id: 0..vcpu_ids()-1.
+  [[nodiscard]] uint32_t vcpu_ids() const { return max_vcpus > vcpus ? max_vcpus : vcpus; }
   uint64_t memory = 256ULL << 20;
   CpuModel cpu_model = CpuModel::kBaseline;
   bool sample_rip = false;  // profile guest RIPs (see Machine::RipSamples)  // what CPUID shows on every node (see hypervisor/vcpu/cpuid.h)

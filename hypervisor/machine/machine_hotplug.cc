@@ -1,0 +1,85 @@
+// The machine's side of ACPI CPU hotplug (docs/HOTPLUG.md): `coalesce ctl setvcpus N`, and the plugging that
+// `attach` does for vCPUs the guest has not seen. The guest's view lives in the CpuHotplug device; the vCPUs
+// themselves exist from the start (every id has a KVM vCPU and a thread waiting for a SIPI where it is placed),
+// so plugging one in is a word to the guest, which onlines it with INIT and SIPI like a CPU at boot.
+#include <algorithm>
+#include <chrono>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_format.h"
+#include "devmodel/cpu_hotplug.h"
+#include "edge_monitor/vcpu_list.h"
+#include "hypervisor/machine/machine.h"
+
+namespace coalesce {
+namespace {
+
+// How long the guest gets to take a plug event (its ACPI scan runs at once on an idle guest) and to offline
+// and eject a CPU (it migrates that CPU's tasks and timers first).
+constexpr absl::Duration kInsertTimeout = absl::Seconds(10);
+constexpr absl::Duration kEjectTimeout = absl::Seconds(30);
+
+double MsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<uint32_t>> Machine::PlugVcpus(const std::vector<uint32_t>& vcpus) {
+  std::vector<uint32_t> plugged;
+  for (uint32_t v : vcpus) {
+    if (cpu_hotplug_->Present(v)) continue;
+    if (absl::Status st = cpu_hotplug_->Plug(v); !st.ok()) return st;
+    plugged.push_back(v);
+  }
+  for (uint32_t v : plugged) {
+    if (absl::Status st = cpu_hotplug_->AwaitInsertTaken(v, kInsertTimeout); !st.ok()) return st;
+  }
+  return plugged;
+}
+
+std::string Machine::SetVcpusCommand(const std::vector<std::string>& words) {
+  if (words.size() != 1) return "error: setvcpus takes one argument: the number of vCPUs the guest should have";
+  if (cpu_hotplug_ == nullptr) {
+    return absl::StrFormat("error: setvcpus: this guest cannot gain or lose CPUs (its %u vCPUs are all it may have: "
+                           "start it with --max-vcpus N, docs/HOTPLUG.md)",
+                           config_.vcpus);
+  }
+  if (!running_.load()) return "error: the VM is still starting";
+  uint32_t want = 0;
+  if (!absl::SimpleAtoi(words[0], &want) || want == 0 || want > config_.vcpu_ids()) {
+    return absl::StrFormat("error: setvcpus: '%s' is not a vCPU count between 1 and %u (--max-vcpus)", words[0],
+                           config_.vcpu_ids());
+  }
+  const std::vector<uint32_t> present = cpu_hotplug_->PresentCpus();
+  const auto start = std::chrono::steady_clock::now();
+  if (want == present.size()) return absl::StrFormat("vm %s: %u vCPUs present already", config_.name, want);
+  if (want > present.size()) {
+    std::vector<uint32_t> to_plug;
+    for (uint32_t v = 1; v < config_.vcpu_ids() && present.size() + to_plug.size() < want; ++v) {
+      if (!std::binary_search(present.begin(), present.end(), v)) to_plug.push_back(v);
+    }
+    absl::StatusOr<std::vector<uint32_t>> plugged = PlugVcpus(to_plug);
+    if (!plugged.ok()) return absl::StrFormat("error: setvcpus: %s", plugged.status().message());
+    return absl::StrFormat(
+        "vm %s: vCPUs %s plugged in; the guest took them in %.1f ms (a Linux guest adds them offline: "
+        "echo 1 > /sys/devices/system/cpu/cpuN/online); %u vCPUs present",
+        config_.name, FormatVcpuList(*plugged), MsSince(start), want);
+  }
+  // Fewer: the highest ids go, never vCPU 0. The guest is asked for all of them at once, then waited for.
+  std::vector<uint32_t> to_remove(present.end() - static_cast<ptrdiff_t>(present.size() - want), present.end());
+  for (uint32_t v : to_remove) {
+    if (absl::Status st = cpu_hotplug_->RequestUnplug(v); !st.ok()) {
+      return absl::StrFormat("error: setvcpus: %s", st.message());
+    }
+  }
+  for (uint32_t v : to_remove) {
+    if (absl::Status st = cpu_hotplug_->AwaitEjected(v, kEjectTimeout); !st.ok()) {
+      return absl::StrFormat("error: setvcpus: %s", st.message());
+    }
+  }
+  return absl::StrFormat("vm %s: vCPUs %s unplugged: the guest offlined and ejected them in %.1f ms; %u vCPUs present",
+                         config_.name, FormatVcpuList(to_remove), MsSince(start), want);
+}
+
+}  // namespace coalesce
