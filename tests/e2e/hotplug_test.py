@@ -1,26 +1,34 @@
 #!/usr/bin/env python3
 """ACPI CPU hotplug with Debian's kernel (docs/HOTPLUG.md), driven from the guest's console and `coalesce ctl`.
 
-The guest boots with 1 vCPU of at most 3 (--max-vcpus 3) and sees CPUs 1-2 as possible, not present.
+CASE local: the guest boots with 1 vCPU of at most 3 (--max-vcpus 3) and sees CPUs 1-2 as possible, not present.
 `ctl setvcpus 3` plugs them in: the guest's ACPI scan adds them, its shell onlines them and runs a busy loop
 pinned to each, and /proc/stat shows the time each spent. `ctl setvcpus 2` asks for CPU 2 back: the guest
 offlines and ejects it, and it is gone from the guest's present CPUs; plugged in again it comes back online.
 Wrong counts are refused with the range; the guest powers off with exit 0 at the end.
 
-Usage: hotplug_test.py COALESCE ASSETS_DIR"""
+CASE coalesced: CPUs plugged in on edge hosts. The guest boots with 1 vCPU of 3 and absent vCPU 2 placed on
+edge agent A (it waits there, idle). `ctl attach B vcpus=1` leases agent B, moves absent vCPU 1 there and plugs
+it in; `ctl setvcpus 3` plugs in vCPU 2 on A. The guest onlines both remote CPUs and runs a busy loop on each
+(/proc/stat); `setvcpus 1` takes both back (the guest offlines and ejects them), B is detached, and the guest
+powers off with exit 0. It prints the attach latency: the lease asked for to the CPU online in the guest.
+
+Usage: hotplug_test.py COALESCE ASSETS_DIR CASE"""
 import os
 import re
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from edge_agent_process import EdgeAgent  # noqa: E402
 from kvm_required import kvm_problem  # noqa: E402
 import test_checks  # noqa: E402
 from test_checks import check, wait_for  # noqa: E402
 
-COALESCE, ASSETS = sys.argv[1:3]
+COALESCE, ASSETS, CASE = sys.argv[1:4]
 NESTED = os.environ.get("COALESCE_NESTED_KVM") == "1"
 SLOW = 5 if NESTED else 1  # the nested VM runs the guest under TCG: everything takes longer
 
@@ -38,9 +46,14 @@ def ctl(*args):
     return test_checks.ctl(COALESCE, "--vm", name, *args)
 
 
+agents = []
+if CASE == "coalesced":
+    agents = [EdgeAgent(COALESCE), EdgeAgent(COALESCE)]
 cmd = [COALESCE, "run", "--name", name, "--kernel", os.path.join(ASSETS, "vmlinuz"), "--initrd",
        os.path.join(ASSETS, "initramfs.cpio"), "--vcpus", "1", "--max-vcpus", "3", "--memory", "256M",
        "--append", "console=ttyS0 loglevel=4"]
+if CASE == "coalesced":
+    cmd += ["--edge", f"{agents[0].listen}=2"]
 with open(out_path, "w") as out:
     vm = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT)
 steps = 0
@@ -60,7 +73,9 @@ def guest(command, timeout=60):
     with open(out_path, errors="replace") as f:
         f.seek(start)
         text = f.read()
-    body = text[text.find("\n") + 1:text.rfind(f"@@{mark}@@")]  # after the echoed command line
+    # The command line's last echo: the tty echoes input typed before the shell starts, and the shell again.
+    echoed = text.rfind(f"@@$(({mark - 1}+1))@@")
+    body = text[text.find("\n", max(echoed, 0)) + 1:text.rfind(f"@@{mark}@@")]
     return body.replace("\r", "")
 
 
@@ -76,33 +91,66 @@ def cpus(path):
     return (guest(f"cat /sys/devices/system/cpu/{path}") or "?").strip()
 
 
-try:
+
+def console_tail():
+    return open(out_path, errors="replace").read()[-3000:]
+
+
+def online(cpu_list):
+    """Onlines the guest's CPUs `cpu_list`; returns the guest's online CPUs afterwards (its
+    /sys/devices/system/cpu/online) and the seconds it took."""
+    start = time.time()
+    cmd = "; ".join(f"echo 1 > /sys/devices/system/cpu/cpu{c}/online" for c in cpu_list)
+    text = guest(f"{cmd}; cat /sys/devices/system/cpu/online", timeout=300)
+    lines = (text or "").strip().splitlines()
+    return (lines[-1] if lines else "?"), time.time() - start
+
+
+def busy_ticks(cpu_list, seconds=3):
+    """Runs a busy loop pinned to each CPU of `cpu_list` for `seconds`; {cpu: /proc/stat ticks it gained}."""
+    before = cpu_ticks(guest("cat /proc/stat"))
+    loops = " ".join(str(c) for c in cpu_list)
+    guest(f"for c in {loops}; do taskset -c $c sh -c 'e=$(($(date +%s)+{seconds})); "
+          "while [ $(date +%s) -lt $e ]; do :; done' & done; wait", timeout=300)
+    after = cpu_ticks(guest("cat /proc/stat"))
+    return {c: after.get(c, 0) - before.get(c, 0) for c in cpu_list}
+
+
+def boot():
     ready = wait_for(out_path, r"no coalesce.cmd, starting a shell", 900 if NESTED else 120, vm)
-    check("the guest reached its shell", ready, open(out_path).read()[-3000:])
-    check("the guest sees CPUs 0-2 as possible, CPU 0 present", cpus("possible") == "0-2" and cpus("present") == "0")
+    check("the guest reached its shell", ready, console_tail())
+    possible, present = cpus("possible"), cpus("present")
+    check("the guest sees CPUs 0-2 as possible, CPU 0 present", possible == "0-2" and present == "0",
+          f"possible {possible!r}, present {present!r}")
     rc, status, err = ctl("status")
     check("ctl status: 1 vCPU running, 1-2 absent", rc == 0 and "running, 1 vCPUs" in status
           and "hotplug: vCPUs 1-2 absent, at most 3" in status, status + err)
+
+
+def power_off():
+    rc, _, err = ctl("shutdown")
+    check("ctl shutdown: the power button is pressed", rc == 0, err)
+    try:
+        vm_rc = vm.wait(300 if NESTED else 60)
+    except subprocess.TimeoutExpired:
+        vm_rc = None
+    check(f"the guest powered off: exit 0 (got {vm_rc})", vm_rc == 0, console_tail())
+
+
+def local_case():
     for bad in ("4", "0", "x"):
         rc, _, err = ctl("setvcpus", bad)
         check(f"setvcpus {bad}: refused with the range", rc == 2 and "between 1 and 3" in err, err)
-
     rc, reply, err = ctl("setvcpus", "3")
     check("setvcpus 3: vCPUs 1-2 plugged in, the guest took them", rc == 0 and "vCPUs 1-2 plugged in" in reply,
           reply + err)
     print(f"  {reply.strip()}")
-    check("the guest's present CPUs: 0-2", cpus("present") == "0-2", open(out_path).read()[-3000:])
-    online = guest("echo 1 > /sys/devices/system/cpu/cpu1/online; echo 1 > /sys/devices/system/cpu/cpu2/online; "
-                   "cat /sys/devices/system/cpu/online", timeout=120)
-    check("the guest onlined them: CPUs 0-2 online", online is not None and online.strip().endswith("0-2"),
-          open(out_path).read()[-3000:])
-    before = cpu_ticks(guest("cat /proc/stat"))
-    guest("for c in 1 2; do taskset -c $c sh -c 'e=$(($(date +%s)+3)); while [ $(date +%s) -lt $e ]; do :; done' & "
-          "done; wait", timeout=120)
-    after = cpu_ticks(guest("cat /proc/stat"))
-    busy = {c: after.get(c, 0) - before.get(c, 0) for c in (1, 2)}
+    check("the guest's present CPUs: 0-2", cpus("present") == "0-2", console_tail())
+    now_online, took = online([1, 2])
+    check(f"the guest onlined them in {took:.1f} s: CPUs 0-2 online", now_online == "0-2", console_tail())
+    busy = busy_ticks([1, 2])
     check(f"a busy loop pinned to each plugged CPU ran there (/proc/stat ticks: {busy})",
-          all(busy[c] >= 50 for c in (1, 2)), f"before {before}\nafter {after}")
+          all(busy[c] >= 50 for c in (1, 2)))
 
     rc, reply, err = ctl("setvcpus", "2")
     check("setvcpus 2: the guest offlined and ejected vCPU 2", rc == 0 and "vCPUs 2 unplugged" in reply, reply + err)
@@ -115,21 +163,57 @@ try:
 
     rc, reply, err = ctl("setvcpus", "3")
     check("setvcpus 3 again: vCPU 2 comes back", rc == 0 and "vCPUs 2 plugged in" in reply, reply + err)
-    online = guest("echo 1 > /sys/devices/system/cpu/cpu2/online; cat /sys/devices/system/cpu/online", timeout=120)
-    check("the guest onlined it again: CPUs 0-2 online", online is not None and online.strip().endswith("0-2"),
-          open(out_path).read()[-3000:])
+    now_online, _ = online([2])
+    check("the guest onlined it again: CPUs 0-2 online", now_online == "0-2", console_tail())
     rc, reply, err = ctl("setvcpus", "3")
     check("setvcpus 3 once more: nothing to do", rc == 0 and "3 vCPUs present already" in reply, reply + err)
 
-    rc, reply, err = ctl("shutdown")
-    check("ctl shutdown: the power button is pressed", rc == 0, err)
-    try:
-        vm_rc = vm.wait(300 if NESTED else 60)
-    except subprocess.TimeoutExpired:
-        vm_rc = None
-    check(f"the guest powered off: exit 0 (got {vm_rc})", vm_rc == 0, open(out_path).read()[-3000:])
+
+def coalesced_case():
+    a, b = agents
+    start = time.time()
+    rc, reply, err = ctl("attach", b.listen, "vcpus=1")
+    check("attach B vcpus=1: absent vCPU 1 moves to B and is plugged in",
+          rc == 0 and "attached as node 2" in reply and "vCPUs 1 plugged in" in reply, reply + err + b.log_tail())
+    print(f"  {reply.strip()}")
+    now_online, took = online([1])
+    attach_latency = time.time() - start
+    check(f"the guest onlined CPU 1 on edge B: {took:.1f} s to online, {attach_latency:.1f} s from the attach",
+          now_online == "0-1", console_tail())
+    rc, reply, err = ctl("setvcpus", "3")
+    check("setvcpus 3: vCPU 2, waiting on edge A, is plugged in", rc == 0 and "vCPUs 2 plugged in" in reply,
+          reply + err)
+    now_online, took = online([2])
+    check(f"the guest onlined CPU 2 on edge A in {took:.1f} s: CPUs 0-2 online", now_online == "0-2", console_tail())
+    rc, status, err = ctl("status")
+    check("ctl status: vCPU 2 on A, vCPU 1 on B, none absent",
+          rc == 0 and re.search(r"node 1 edge \S+: vCPUs 2,", status) and re.search(r"node 2 edge \S+: vCPUs 1,", status)
+          and "hotplug: vCPUs none absent" in status, status + err)
+    busy = busy_ticks([1, 2])
+    check(f"a busy loop pinned to each edge CPU ran there (/proc/stat ticks: {busy})",
+          all(busy[c] >= 20 for c in (1, 2)))
+    rc, reply, err = ctl("setvcpus", "1")
+    check("setvcpus 1: the guest offlined and ejected both edge CPUs", rc == 0 and "vCPUs 1-2 unplugged" in reply,
+          reply + err)
+    print(f"  {reply.strip()}")
+    check("the guest's present CPUs: 0", cpus("present") == "0")
+    rc, reply, err = ctl("detach", b.listen)
+    check("detach B: its (absent) vCPU goes home", rc == 0 and "detached" in reply, reply + err)
+
+
+try:
+    boot()
+    if CASE == "local":
+        local_case()
+    else:
+        coalesced_case()
+    power_off()
 finally:
     if vm.poll() is None:
         vm.kill()
         vm.wait()
+    for agent in agents:
+        if test_checks.failures:
+            print(f"---- agent {agent.listen} ----\n{agent.log_tail()}")
+        agent.stop()
 test_checks.finish()
