@@ -97,6 +97,10 @@ int RunDaemonMain(const std::vector<std::string>& args) {
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
+  // Guests' control sockets live in the state directory (run/VM.sock), apart from VMs users start by hand:
+  // `coalesce run` children inherit this, and the daemon reaches them there (`virsh setvcpus --live`).
+  // Set before any thread exists.
+  ::setenv("COALESCE_RUN_DIR", (state_dir + "/run").c_str(), 1);
   absl::StatusOr<std::unique_ptr<DomainManager>> domains = DomainManager::Create(state_dir, self);
   if (!domains.ok()) {
     std::fprintf(stderr, "coalesce daemon: state directory %s: %s\n", state_dir.c_str(),

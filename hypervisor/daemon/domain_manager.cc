@@ -9,10 +9,12 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "edge_monitor/vcpu_list.h"
+#include "hypervisor/base/control_socket.h"
 #include "hypervisor/base/errno_status.h"
 #include "hypervisor/base/log.h"
 #include "hypervisor/vcpu/exit_status.h"
@@ -412,6 +414,50 @@ absl::Status DomainManager::Resume(const std::string& name) {
   if (absl::Status st = (*d)->guest->Signal(SIGCONT); !st.ok()) return st;
   (*d)->state = kStateRunning;
   (*d)->reason = kRunningUnpaused;
+  return absl::OkStatus();
+}
+
+absl::Status DomainManager::SetVcpus(const std::string& name, uint32_t count, bool live, bool config) {
+  Reap();
+  std::string vm_name;
+  int id = -1;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::StatusOr<Domain*> d = FindLocked(name);
+    if (!d.ok()) return d.status();
+    const DomainDefinition& running = (*d)->live ? *(*d)->live : (*d)->def;
+    if (count == 0 || count > running.vcpus || (config && count > (*d)->def.vcpus)) {
+      return absl::InvalidArgumentError(absl::StrCat("requested vcpus (", count, ") is not between 1 and the maximum (",
+                                                     running.vcpus, ", the definition's <vcpu>)"));
+    }
+    if (live && !(*d)->guest) return absl::FailedPreconditionError("domain is not running");
+    if (config) {
+      DomainDefinition next = (*d)->def;
+      next.current_vcpus = count < next.vcpus ? count : 0;
+      if (absl::Status st = WriteFileAtomically(DefinitionPath(name), FormatDomainXml(next)); !st.ok()) return st;
+      (*d)->def = std::move(next);
+    }
+    if (!live) return absl::OkStatus();
+    vm_name = VmNameOf(running);
+    id = (*d)->id;
+  }
+  // Not under mu_: the guest may take seconds to offline a CPU, and other clients are served meanwhile.
+  absl::StatusOr<std::string> reply =
+      CallControl(ControlSocketPath(vm_name), absl::StrCat("setvcpus ", count), absl::Seconds(90));
+  if (!reply.ok()) return reply.status();
+  if (absl::StartsWith(*reply, "error: ")) return absl::FailedPreconditionError(reply->substr(7));
+  LOG_INFO("daemon: domain '%s': %s", name.c_str(), reply->c_str());
+  absl::MutexLock lock(&mu_);
+  auto it = domains_.find(name);
+  if (it != domains_.end() && it->second.id == id && it->second.live) {
+    it->second.live->current_vcpus = count < it->second.live->vcpus ? count : 0;
+    // The run record's copy too, so a restarted daemon reports the count the guest has now.
+    if (absl::Status st = WriteFileAtomically(absl::StrCat(state_dir_, "/run/", name, ".xml"),
+                                              FormatDomainXml(*it->second.live));
+        !st.ok()) {
+      LOG_WARN("daemon: domain '%s': %s", name.c_str(), std::string(st.message()).c_str());
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -97,6 +97,10 @@ class DomainManager final {
   absl::Status Suspend(const std::string& name);
   absl::Status Resume(const std::string& name);
   absl::StatusOr<std::vector<VcpuView>> Vcpus(const std::string& name);
+  // virDomainSetVcpusFlags: `live` plugs CPUs into the running guest or asks it to give some up (`coalesce ctl
+  // setvcpus`, ACPI hotplug: docs/HOTPLUG.md), waiting for the guest's answer; `config` changes how many the
+  // next start boots with. Neither above the definition's maximum.
+  absl::Status SetVcpus(const std::string& name, uint32_t count, bool live, bool config);
   // Where `virsh console` reads and writes: output not yet read by any console client is delivered first,
   // as a pty would.
   absl::StatusOr<ConsoleSource> OpenConsole(const std::string& name);

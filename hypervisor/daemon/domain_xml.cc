@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "hypervisor/base/status_macros.h"
 #include "edge_monitor/vcpu_list.h"
+#include "hypervisor/base/control_socket.h"
 
 namespace coalesce::daemon {
 namespace {
@@ -302,10 +303,15 @@ absl::Status ParseDomain(const xmlNode* root, DomainDefinition& def, bool genera
       auto n = ParseU64(c, Text(c));
       if (!n.ok()) return n.status();
       if (*n < 1 || *n > kMaxVcpuCount) return ErrorAt(c, absl::StrCat("'", *n, "' is not a vCPU count of 1-255"));
-      if (HasAttr(c, "current") && Attr(c, "current") != Text(c)) {
-        return ErrorAt(c, "a current vCPU count below the maximum is not supported");
-      }
       def.vcpus = static_cast<uint32_t>(*n);
+      if (HasAttr(c, "current")) {
+        auto current = ParseU64(c, Attr(c, "current"));
+        if (!current.ok()) return current.status();
+        if (*current < 1 || *current > *n) {
+          return ErrorAt(c, absl::StrCat("current='", *current, "' is not a vCPU count of 1-", *n, " (the maximum)"));
+        }
+        def.current_vcpus = *current < *n ? static_cast<uint32_t>(*current) : 0;
+      }
     } else if (name == "os") {
       if (absl::Status s = ParseOs(c, def); !s.ok()) return s;
       have_os = true;
@@ -450,6 +456,7 @@ std::string FormatDomainXml(const DomainDefinition& def, int id) {
   xmlNode* vcpu = xmlNewTextChild(root, nullptr, reinterpret_cast<const xmlChar*>("vcpu"),
                                   reinterpret_cast<const xmlChar*>(std::to_string(def.vcpus).c_str()));
   SetAttr(vcpu, "placement", "static");
+  if (BootVcpus(def) < def.vcpus) SetAttr(vcpu, "current", std::to_string(BootVcpus(def)));
   xmlNode* os = AddChild(root, "os");
   xmlNode* type = xmlNewTextChild(os, nullptr, reinterpret_cast<const xmlChar*>("type"),
                                   reinterpret_cast<const xmlChar*>("hvm"));
@@ -509,9 +516,15 @@ std::string FormatDomainXml(const DomainDefinition& def, int id) {
   return text;
 }
 
+std::string VmNameOf(const DomainDefinition& def) {
+  return ValidateVmName(def.name).ok() ? def.name : "domain-" + FormatUuid(def.uuid);
+}
+
 std::vector<std::string> RunArguments(const DomainDefinition& def) {
-  std::vector<std::string> args = {"run",      "--kernel", def.kernel, "--vcpus", std::to_string(def.vcpus),
+  std::vector<std::string> args = {"run",      "--name",   VmNameOf(def), "--kernel", def.kernel,
+                                   "--vcpus",  std::to_string(BootVcpus(def)),
                                    "--memory", std::to_string(def.memory_kib * 1024)};
+  if (BootVcpus(def) < def.vcpus) args.insert(args.end(), {"--max-vcpus", std::to_string(def.vcpus)});
   if (!def.initrd.empty()) args.insert(args.end(), {"--initrd", def.initrd});
   if (!def.cmdline.empty()) args.insert(args.end(), {"--append", def.cmdline});
   if (!def.cpu_mode.empty()) args.insert(args.end(), {"--cpu", def.cpu_mode});

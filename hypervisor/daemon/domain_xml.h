@@ -51,7 +51,8 @@ struct DomainDefinition {
   std::string name;
   Uuid uuid{};
   uint64_t memory_kib = 0;
-  uint32_t vcpus = 1;
+  uint32_t vcpus = 1;          // <vcpu>: the most the guest may have
+  uint32_t current_vcpus = 0;  // <vcpu current='N'>: present at boot, the rest plugged in later (0: vcpus)
   std::string kernel;
   std::string initrd;
   std::string cmdline;
@@ -76,6 +77,14 @@ absl::StatusOr<Uuid> ParseUuid(const std::string& text);
 Uuid RandomUuid();
 // A name usable as a file name in the state directory and as a virsh argument.
 absl::Status ValidateDomainName(const std::string& name);
+
+// vCPUs present when the guest starts.
+inline uint32_t BootVcpus(const DomainDefinition& def) {
+  return def.current_vcpus != 0 && def.current_vcpus < def.vcpus ? def.current_vcpus : def.vcpus;
+}
+// The name its `coalesce run` gets (--name; its control socket, through which the daemon runs `setvcpus`):
+// the domain's own where it is a valid VM name, else "domain-UUID".
+std::string VmNameOf(const DomainDefinition& def);
 
 // The arguments after `coalesce` that run this definition (starting with "run").
 std::vector<std::string> RunArguments(const DomainDefinition& def);

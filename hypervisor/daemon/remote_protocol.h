@@ -55,6 +55,7 @@ enum Proc : int32_t {
   kProcConnectGetLibVersion = 157,
   kProcDomainHasManagedSaveImage = 183,
   kProcDomainCreateWithFlags = 196,
+  kProcDomainSetVcpusFlags = 199,
   kProcDomainGetVcpusFlags = 200,
   kProcDomainOpenConsole = 201,
   kProcDomainIsUpdated = 202,
@@ -65,6 +66,15 @@ enum Proc : int32_t {
   kProcDomainShutdownFlags = 258,
   kProcConnectListAllDomains = 273,
   kProcDomainDefineXmlFlags = 350,
+};
+
+// virDomainModificationImpact and virDomainVcpuFlags bits (SET/GET_VCPUS_FLAGS).
+enum : uint32_t {
+  kAffectLive = 1u << 0,
+  kAffectConfig = 1u << 1,
+  kVcpuMaximum = 1u << 2,
+  kVcpuGuest = 1u << 3,
+  kVcpuHotpluggable = 1u << 4,
 };
 
 // CONNECT_LIST_ALL_DOMAINS filter bits (virConnectListAllDomainsFlags).

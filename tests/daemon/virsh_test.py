@@ -19,6 +19,7 @@ UNIX socket, a real state directory.
 """
 import os
 import pty
+import re
 import select
 import signal
 import socket
@@ -83,10 +84,10 @@ def virsh(d, *args, timeout=120):
     return r.returncode, r.stdout, r.stderr
 
 
-def domain_xml(name, kernel, initrd="", cmdline="", vcpus=2, memory_mib=64, extra="", devices=""):
+def domain_xml(name, kernel, initrd="", cmdline="", vcpus=2, memory_mib=64, extra="", devices="", current=None):
     os_extra = (f"<initrd>{initrd}</initrd>" if initrd else "") + (f"<cmdline>{cmdline}</cmdline>" if cmdline else "")
     return (f"<domain type='kvm'>\n  <name>{name}</name>\n  <memory unit='MiB'>{memory_mib}</memory>\n"
-            f"  <vcpu>{vcpus}</vcpu>\n  <os>\n    <type arch='x86_64'>hvm</type>\n    <kernel>{kernel}</kernel>\n"
+            f"  <vcpu{'' if current is None else f' current={current!r}'}>{vcpus}</vcpu>\n  <os>\n    <type arch='x86_64'>hvm</type>\n    <kernel>{kernel}</kernel>\n"
             f"    {os_extra}\n  </os>\n{extra}  <devices>{devices}<console type='pty'/></devices>\n</domain>\n")
 
 
@@ -260,7 +261,7 @@ def guest_tests(work):
             "<target dev='vda' bus='virtio'/></disk>")
     xml = write(os.path.join(work, "linux.xml"),
                 domain_xml("linux", kernel, initrd, "console=ttyS0 loglevel=4 coalesce.modules=1", vcpus=2,
-                           memory_mib=256, devices=disk))
+                           memory_mib=256, devices=disk, current="1"))
     rc, out, err = virsh(d, "define", xml)
     check("define the Linux guest", rc == 0, out + err)
     rc, out, err = virsh(d, "start", "linux")
@@ -277,6 +278,24 @@ def guest_tests(work):
     con.send("echo vda-sectors-$(cat /sys/block/vda/size)\r")
     check("the <disk> of the definition is the guest's /dev/vda (64 MiB)", con.expect("vda-sectors-131072", 120),
           con.buf[-400:].decode(errors="replace"))
+    # <vcpu current='1'>2</vcpu>: one CPU at boot, the second plugged in live (ACPI hotplug, docs/HOTPLUG.md).
+    rc, out, err = virsh(d, "vcpucount", "linux")
+    check("vcpucount: maximum 2, current 1 (config and live)",
+          rc == 0 and re.search(r"maximum\s+config\s+2", out) and re.search(r"current\s+live\s+1", out), out + err)
+    rc, out, err = virsh(d, "setvcpus", "linux", "3", "--live")
+    check("setvcpus 3 --live: refused above the maximum", rc != 0 and "maximum (2" in err, out + err)
+    rc, out, err = virsh(d, "setvcpus", "linux", "2", "--live")
+    check("setvcpus 2 --live: CPU 1 plugged into the running guest", rc == 0, out + err)
+    con.send("echo present-$(cat /sys/devices/system/cpu/present)-x\r")
+    check("the guest sees CPUs 0-1 present", con.expect("present-0-1-x", 120), con.buf[-400:].decode(errors="replace"))
+    rc, out, err = virsh(d, "dominfo", "linux")
+    check("dominfo: 2 CPUs now", rc == 0 and field(out, "CPU(s)") == "2", out + err)
+    rc, out, err = virsh(d, "setvcpus", "linux", "1", "--live")
+    check("setvcpus 1 --live: the guest offlines and ejects CPU 1", rc == 0, out + err)
+    con.send("echo present-$(cat /sys/devices/system/cpu/present)-y\r")
+    check("the guest sees CPU 0 alone present", con.expect("present-0-y", 120), con.buf[-400:].decode(errors="replace"))
+    rc, out, err = virsh(d, "vcpucount", "linux", "--live")
+    check("vcpucount --live: current 1 again", rc == 0 and re.search(r"current\s+live\s+1", out), out + err)
     check("Ctrl-] leaves the console with exit 0", con.close() == 0)
     rc, out, err = virsh(d, "dumpxml", "linux")
     check("dumpxml shows the disk", rc == 0 and f"<source file=\"{image}\"/>" in out and "dev=\"vda\"" in out,

@@ -13,7 +13,12 @@ it in; `ctl setvcpus 3` plugs in vCPU 2 on A. The guest onlines both remote CPUs
 (/proc/stat); `setvcpus 1` takes both back (the guest offlines and ejects them), B is detached, and the guest
 powers off with exit 0. It prints the attach latency: the lease asked for to the CPU online in the guest.
 
-Usage: hotplug_test.py COALESCE ASSETS_DIR CASE"""
+CASE guest: the VMM's half on several nodes, with the project's cpu_hotplug guest (tests/guests/cpu_hotplug.c),
+which drives the hotplug controller itself, fast enough for the nested KVM VM: absent vCPU 2 parked on agent
+A, `attach B vcpus=1` plugs vCPU 1 in on B, the guest starts it there (it runs), `setvcpus 1` returns once
+the guest has parked and ejected it, B is detached (the absent vCPU goes home), the guest passes.
+
+Usage: hotplug_test.py COALESCE ASSETS_DIR CASE   (CASE guest: GUESTS_DIR instead of ASSETS_DIR)"""
 import os
 import re
 import subprocess
@@ -24,6 +29,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from edge_agent_process import EdgeAgent  # noqa: E402
+from guest_shell import GuestShell  # noqa: E402
 from kvm_required import kvm_problem  # noqa: E402
 import test_checks  # noqa: E402
 from test_checks import check, wait_for  # noqa: E402
@@ -46,6 +52,49 @@ def ctl(*args):
     return test_checks.ctl(COALESCE, "--vm", name, *args)
 
 
+def guest_case():
+    """The cpu_hotplug guest over home and two agents (ASSETS is the guests' build directory here)."""
+    out_path = os.path.join(run_dir, "guest.txt")
+    with EdgeAgent(COALESCE) as a, EdgeAgent(COALESCE) as b:
+        cmd = [COALESCE, "run", "--name", name, "--kernel", os.path.join(ASSETS, "cpu_hotplug.elf"), "--vcpus", "1",
+               "--max-vcpus", "3", "--edge", f"{a.listen}=2", "--append", f"wait_ms={120000 * SLOW}"]
+        with open(out_path, "w") as out:
+            vm = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            check("the guest waits for CPU 1", wait_for(out_path, "waiting for CPU 1", 60 * SLOW, vm),
+                  open(out_path).read())
+            rc, reply, err = ctl("attach", b.listen, "vcpus=1")
+            check("attach B vcpus=1: absent vCPU 1 moves to B and is plugged in",
+                  rc == 0 and "attached as node 2" in reply and "vCPUs 1 plugged in" in reply, reply + err)
+            print(f"  {reply.strip()}")
+            check("the guest started CPU 1 on B and it ran", wait_for(out_path, "CPU 1 plugged in and ran", 60 * SLOW, vm)
+                  and "CPU 1 runs (APIC id 1)" in open(out_path).read(), open(out_path).read())
+            rc, status, err = ctl("status")
+            check("ctl status: vCPU 1 on node 2, vCPU 2 absent", rc == 0 and re.search(r"node 2 edge \S+: vCPUs 1,", status)
+                  and "hotplug: vCPUs 2 absent" in status, status + err)
+            rc, reply, err = ctl("setvcpus", "1")
+            check("setvcpus 1: returns once the guest ejected CPU 1", rc == 0 and "vCPUs 1 unplugged" in reply,
+                  reply + err + open(out_path).read())
+            print(f"  {reply.strip()}")
+            rc, reply, err = ctl("detach", b.listen)
+            check("detach B: its (absent, parked) vCPU goes home", rc == 0 and "detached" in reply, reply + err)
+            try:
+                vm_rc = vm.wait(60 * SLOW)
+            except subprocess.TimeoutExpired:
+                vm_rc = None
+            check(f"the guest passed: exit 1 (got {vm_rc})", vm_rc == 1, open(out_path).read()[-3000:])
+        finally:
+            if vm.poll() is None:
+                vm.kill()
+                vm.wait()
+            if test_checks.failures:
+                print(f"---- agent A ----\n{a.log_tail()}\n---- agent B ----\n{b.log_tail()}")
+
+
+if CASE == "guest":
+    guest_case()
+    test_checks.finish()
+
 agents = []
 if CASE == "coalesced":
     agents = [EdgeAgent(COALESCE), EdgeAgent(COALESCE)]
@@ -56,27 +105,11 @@ if CASE == "coalesced":
     cmd += ["--edge", f"{agents[0].listen}=2"]
 with open(out_path, "w") as out:
     vm = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT)
-steps = 0
+shell = GuestShell(vm, out_path, SLOW)
 
 
 def guest(command, timeout=60):
-    """Runs `command` in the guest's shell; returns what it printed (None on timeout). The end marker is
-    computed by the shell, so the echo of the command line itself never matches it."""
-    global steps
-    steps += 1
-    mark = 1000 + steps
-    start = os.path.getsize(out_path)
-    vm.stdin.write(f"{command}; echo @@$(({mark - 1}+1))@@\n".encode())
-    vm.stdin.flush()
-    if not wait_for(out_path, rf"@@{mark}@@", timeout * SLOW, vm):
-        return None
-    with open(out_path, errors="replace") as f:
-        f.seek(start)
-        text = f.read()
-    # The command line's last echo: the tty echoes input typed before the shell starts, and the shell again.
-    echoed = text.rfind(f"@@$(({mark - 1}+1))@@")
-    body = text[text.find("\n", max(echoed, 0)) + 1:text.rfind(f"@@{mark}@@")]
-    return body.replace("\r", "")
+    return shell.run(command, timeout)
 
 
 def cpu_ticks(stat):
@@ -93,7 +126,7 @@ def cpus(path):
 
 
 def console_tail():
-    return open(out_path, errors="replace").read()[-3000:]
+    return shell.tail()
 
 
 def online(cpu_list):
@@ -117,7 +150,7 @@ def busy_ticks(cpu_list, seconds=3):
 
 
 def boot():
-    ready = wait_for(out_path, r"no coalesce.cmd, starting a shell", 900 if NESTED else 120, vm)
+    ready = shell.wait_ready(900 if NESTED else 120)
     check("the guest reached its shell", ready, console_tail())
     possible, present = cpus("possible"), cpus("present")
     check("the guest sees CPUs 0-2 as possible, CPU 0 present", possible == "0-2" and present == "0",

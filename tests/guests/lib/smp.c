@@ -29,27 +29,41 @@ void rt_ap_entry(void) {
   cpu_idle_forever();
 }
 
-unsigned smp_start_aps(unsigned ncpus, ap_main_fn fn, uint32_t timeout_ms) {
+/* Copies the trampoline and sets what APs run. */
+static void prepare_aps(ap_main_fn fn) {
   online[0] = 1;
   reported_id[0] = lapic_id();
   ap_main = fn;
-  if (ncpus <= 1) return smp_online_count();
   size_t size = (size_t)(ap_trampoline_end - ap_trampoline_start);
   memcpy((void *)GUEST_TRAMPOLINE_ADDR, ap_trampoline_start, size);
   compiler_barrier();
   tsc_hz(); /* calibrate before any AP could ask */
+}
 
-  /* INIT assert, then INIT de-assert (as Linux does), to every AP; 10 ms; SIPI; 200 us; SIPI. */
-  for (unsigned id = 1; id < ncpus; id++) lapic_send_ipi_or_fail(id, ICR_INIT | ICR_LEVEL | ICR_ASSERT);
-  for (unsigned id = 1; id < ncpus; id++) lapic_send_ipi_or_fail(id, ICR_INIT | ICR_LEVEL);
+/* INIT assert, then INIT de-assert (as Linux does), to APs first..last; 10 ms; SIPI; 200 us; SIPI. */
+static void init_sipi_sipi(unsigned first, unsigned last) {
+  for (unsigned id = first; id <= last; id++) lapic_send_ipi_or_fail(id, ICR_INIT | ICR_LEVEL | ICR_ASSERT);
+  for (unsigned id = first; id <= last; id++) lapic_send_ipi_or_fail(id, ICR_INIT | ICR_LEVEL);
   pit_wait_us(10000);
   for (int round = 0; round < 2; round++) {
-    for (unsigned id = 1; id < ncpus; id++)
+    for (unsigned id = first; id <= last; id++)
       lapic_send_ipi_or_fail(id, ICR_STARTUP | (GUEST_TRAMPOLINE_ADDR >> 12));
     delay_us(200);
   }
+}
+
+unsigned smp_start_aps(unsigned ncpus, ap_main_fn fn, uint32_t timeout_ms) {
+  prepare_aps(fn);
+  if (ncpus <= 1) return smp_online_count();
+  init_sipi_sipi(1, ncpus - 1);
   WAIT_UNTIL(smp_online_count() >= ncpus, timeout_ms);
   return smp_online_count();
+}
+
+bool smp_start_one(unsigned id, ap_main_fn fn, uint32_t timeout_ms) {
+  prepare_aps(fn);
+  init_sipi_sipi(id, id);
+  return WAIT_UNTIL(smp_cpu_online(id), timeout_ms);
 }
 
 unsigned smp_boot_all(ap_main_fn fn) {

@@ -12,6 +12,9 @@ unsigned smp_start_aps(unsigned ncpus, ap_main_fn fn, uint32_t timeout_ms);
 /* fw_cfg CPU count, start all APs, fail the guest unless every one checked in within ap_timeout_ms=<ms> of the
  * command line (default 10 s; slow emulated links between nodes need more). Returns the CPU count. */
 unsigned smp_boot_all(ap_main_fn fn);
+/* Starts the one AP `id` (INIT-SIPI-SIPI), e.g. a CPU plugged in while the guest runs; returns whether it
+ * checked in within `timeout_ms`. */
+bool smp_start_one(unsigned id, ap_main_fn fn, uint32_t timeout_ms);
 unsigned smp_online_count(void);
 bool smp_cpu_online(unsigned cpu);
 unsigned smp_reported_apic_id(unsigned cpu); /* what the AP read from its own LAPIC ID register */

@@ -3,6 +3,7 @@
 #include "hypervisor/daemon/domain_xml.h"
 
 #include <catch2/catch.hpp>
+#include <algorithm>
 
 using namespace coalesce::daemon;
 
@@ -82,12 +83,46 @@ TEST_CASE("the normalized XML reads back to the same definition and the run argu
   REQUIRE(again.ok());
   CHECK(FormatDomainXml(*again) == xml);
   std::vector<std::string> args = RunArguments(*again);
-  CHECK(args == std::vector<std::string>{"run", "--kernel", "/boot/vmlinuz", "--vcpus", "4", "--memory",
+  CHECK(args == std::vector<std::string>{"run", "--name", "demo", "--kernel", "/boot/vmlinuz", "--vcpus", "4", "--memory",
                                          "536870912", "--initrd", "/boot/initrd.img", "--append",
                                          "console=ttyS0 quiet", "--disk", "/var/lib/a.qcow2,format=qcow2", "--disk",
                                          "/var/lib/ro.img,readonly=on", "--net", "tap=ctap0,mac=52:54:00:aa:bb:cc",
                                          "--edge", "10.0.0.2:7000=2-3", "--data-plane",
                                          "10.0.0.1:0"});
+}
+
+TEST_CASE("<vcpu current='N'>: N at boot, the rest hot-pluggable (--max-vcpus)") {
+  const std::string head = "<domain type='kvm'><name>hp</name><memory>65536</memory>";
+  const std::string os = "<os><type>hvm</type><kernel>/k</kernel></os></domain>";
+  auto d = ParseDomainXml(head + "<vcpu current='1'>3</vcpu>" + os);
+  REQUIRE(d.ok());
+  CHECK(d->vcpus == 3);
+  CHECK(BootVcpus(*d) == 1);
+  const std::vector<std::string> args = RunArguments(*d);
+  auto value_of = [](const std::vector<std::string>& a, const std::string& flag) {
+    auto it = std::find(a.begin(), a.end(), flag);
+    return it != a.end() && it + 1 != a.end() ? *(it + 1) : std::string("(none)");
+  };
+  CHECK(value_of(args, "--vcpus") == "1");
+  CHECK(value_of(args, "--max-vcpus") == "3");
+  const std::string xml = FormatDomainXml(*d);
+  CHECK_THAT(xml, Catch::Contains("<vcpu placement=\"static\" current=\"1\">3</vcpu>"));
+  auto again = ParseDomainXml(xml, /*generate_uuid=*/false);
+  REQUIRE(again.ok());
+  CHECK(BootVcpus(*again) == 1);
+  // current equal to the maximum is the plain form; out of range is refused naming it.
+  auto full = ParseDomainXml(head + "<vcpu current='3'>3</vcpu>" + os);
+  REQUIRE(full.ok());
+  CHECK(BootVcpus(*full) == 3);
+  CHECK(value_of(RunArguments(*full), "--max-vcpus") == "(none)");
+  CHECK_THAT(std::string(ParseDomainXml(head + "<vcpu current='4'>3</vcpu>" + os).status().message()),
+             Catch::Contains("current='4'"));
+  CHECK(!ParseDomainXml(head + "<vcpu current='0'>3</vcpu>" + os).ok());
+  // A domain name that is not a VM name runs under one made from its UUID.
+  auto plus = ParseDomainXml("<domain type='kvm'><name>a+b</name><memory>65536</memory><vcpu>1</vcpu>" + os);
+  REQUIRE(plus.ok());
+  CHECK(VmNameOf(*plus) == "domain-" + FormatUuid(plus->uuid));
+  CHECK(VmNameOf(*d) == "hp");
 }
 
 TEST_CASE("memory units follow libvirt; the default is KiB") {

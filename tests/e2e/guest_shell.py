@@ -1,0 +1,53 @@
+"""The Linux test guest's shell driven over its console (COM1 on the VMM's stdin and an output file): the
+initramfs's /init starts a shell when the command line has no coalesce.cmd (scripts/guest-assets.sh). For
+tests and benchmarks that act on a running guest from the host between guest commands (hotplug, moves)."""
+import os
+import time
+
+from test_checks import wait_for
+
+
+class GuestShell:
+    def __init__(self, proc, out_path, slow=1):
+        """`proc` a VMM started with stdin=PIPE and its console going to `out_path`; `slow` multiplies timeouts
+        (the nested KVM VM runs guests under TCG)."""
+        self.proc, self.out_path, self.slow = proc, out_path, slow
+        self.steps = 0
+
+    def wait_ready(self, timeout):
+        return wait_for(self.out_path, r"no coalesce.cmd, starting a shell", timeout, self.proc)
+
+    def send(self, command):
+        """Types `command` and returns the marker its completion prints (for wait_marker)."""
+        self.steps += 1
+        mark = 1000 + self.steps
+        # The marker is computed by the shell, so the echo of the command line itself never matches it.
+        self.proc.stdin.write(f"{command}; echo @@$(({mark - 1}+1))@@\n".encode())
+        self.proc.stdin.flush()
+        return mark
+
+    def wait_marker(self, mark, timeout):
+        """Seconds until `mark` showed (None if it did not within `timeout`)."""
+        start = time.time()
+        if not wait_for(self.out_path, rf"@@{mark}@@", timeout * self.slow, self.proc):
+            return None
+        return time.time() - start
+
+    def run(self, command, timeout=60):
+        """Runs `command`; returns what it printed (None on timeout)."""
+        start = os.path.getsize(self.out_path)
+        mark = self.send(command)
+        if self.wait_marker(mark, timeout) is None:
+            return None
+        with open(self.out_path, errors="replace") as f:
+            f.seek(start)
+            text = f.read()
+        # After the command line's last echo: the tty echoes input typed before the shell starts, and the
+        # shell again.
+        echoed = text.rfind(f"@@$(({mark - 1}+1))@@")
+        body = text[text.find("\n", max(echoed, 0)) + 1:text.rfind(f"@@{mark}@@")]
+        return body.replace("\r", "")
+
+    def tail(self, limit=3000):
+        with open(self.out_path, errors="replace") as f:
+            return f.read()[-limit:]
