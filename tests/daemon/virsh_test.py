@@ -295,7 +295,7 @@ def guest_tests(work):
     con.send("echo present-$(cat /sys/devices/system/cpu/present)-y\r")
     check("the guest sees CPU 0 alone present", con.expect("present-0-y", 120), con.buf[-400:].decode(errors="replace"))
     rc, out, err = virsh(d, "vcpucount", "linux", "--live")
-    check("vcpucount --live: current 1 again", rc == 0 and re.search(r"current\s+live\s+1", out), out + err)
+    check("vcpucount --live: current 1 again", rc == 0 and out.strip() == "1", out + err)
     check("Ctrl-] leaves the console with exit 0", con.close() == 0)
     rc, out, err = virsh(d, "dumpxml", "linux")
     check("dumpxml shows the disk", rc == 0 and f"<source file=\"{image}\"/>" in out and "dev=\"vda\"" in out,
@@ -308,8 +308,8 @@ def guest_tests(work):
           field(out, "Id") not in (None, "-") and (field(out, "CPU time") or "").endswith("s"), out + err)
     rc, out, err = virsh(d, "vcpuinfo", "linux")
     vcpus = [l for l in out.splitlines() if l.startswith("VCPU:")]
-    check("vcpuinfo: one entry per vCPU, on this host's CPUs", rc == 0 and len(vcpus) == 2 and "running" in out,
-          out + err)
+    check("vcpuinfo: one entry per present vCPU (1 since setvcpus 1), on this host's CPUs",
+          rc == 0 and len(vcpus) == 1 and "running" in out, out + err)
     rc, out, err = virsh(d, "suspend", "linux")
     rc2, state, _ = virsh(d, "domstate", "linux", "--reason")
     check("suspend pauses it", rc == 0 and state.strip() == "paused (user)", out + err + state)

@@ -15,8 +15,8 @@ powers off with exit 0. It prints the attach latency: the lease asked for to the
 
 CASE guest: the VMM's half on several nodes, with the project's cpu_hotplug guest (tests/guests/cpu_hotplug.c),
 which drives the hotplug controller itself, fast enough for the nested KVM VM: absent vCPU 2 parked on agent
-A, `attach B vcpus=1` plugs vCPU 1 in on B, the guest starts it there (it runs), `setvcpus 1` returns once
-the guest has parked and ejected it, B is detached (the absent vCPU goes home), the guest passes.
+A, `attach B vcpus=1` plugs vCPU 1 in on B, the guest starts it there (it runs), B is detached (vCPU 1 goes
+home and stays present), `setvcpus 1` returns once the guest has parked and ejected it, the guest passes.
 
 Usage: hotplug_test.py COALESCE ASSETS_DIR CASE   (CASE guest: GUESTS_DIR instead of ASSETS_DIR)"""
 import os
@@ -72,12 +72,15 @@ def guest_case():
             rc, status, err = ctl("status")
             check("ctl status: vCPU 1 on node 2, vCPU 2 absent", rc == 0 and re.search(r"node 2 edge \S+: vCPUs 1,", status)
                   and "hotplug: vCPUs 2 absent" in status, status + err)
+            rc, reply, err = ctl("detach", b.listen)
+            check("detach B: the plugged-in vCPU 1 goes home, still present", rc == 0 and "detached" in reply,
+                  reply + err)
+            rc, status, err = ctl("status")
+            check("ctl status: vCPUs 0-1 at home", rc == 0 and "node 0 home: vCPUs 0-1," in status, status + err)
             rc, reply, err = ctl("setvcpus", "1")
             check("setvcpus 1: returns once the guest ejected CPU 1", rc == 0 and "vCPUs 1 unplugged" in reply,
                   reply + err + open(out_path).read())
             print(f"  {reply.strip()}")
-            rc, reply, err = ctl("detach", b.listen)
-            check("detach B: its (absent, parked) vCPU goes home", rc == 0 and "detached" in reply, reply + err)
             try:
                 vm_rc = vm.wait(60 * SLOW)
             except subprocess.TimeoutExpired:
