@@ -53,6 +53,11 @@ with tempfile.TemporaryDirectory() as tmp:
     expect("zero vCPUs", ["--kernel", GUEST, "--vcpus", "0"], 2, "--vcpus", "out of range")
     expect("too many vCPUs", ["--kernel", GUEST, "--vcpus", "300"], 2, "--vcpus", "300")
     expect("vCPUs not a number", ["--kernel", GUEST, "--vcpus", "two"], 2, "--vcpus", "two")
+    expect("zero hot-pluggable maximum", ["--kernel", GUEST, "--max-vcpus", "0"], 2, "--max-vcpus", "out of range")
+    expect("a maximum under the boot count", ["--kernel", GUEST, "--vcpus", "2", "--max-vcpus", "1"], 2,
+           "--max-vcpus", "fewer than the 2 vCPUs")
+    expect("an edge vCPU past the maximum", ["--kernel", GUEST, "--vcpus", "1", "--max-vcpus", "2", "--edge",
+                                            "127.0.0.1:7001=2"], 2, "vCPU 2 does not exist", "max_vcpus is 2")
     expect("unknown flag", ["--kernel", GUEST, "--frobnicate"], 2, "--frobnicate")
     expect("flag without value", ["--kernel"], 2, "--kernel needs a value")
     expect("disk with an unknown option", ["--kernel", GUEST, "--disk", "/x.img,cache=none"], 2, "cache=none")

@@ -38,6 +38,29 @@ TEST_CASE("Flags alone build a profile: --vcpus 4 --edge ADDR=2,3", "[profile][o
   CHECK(ValidateProfile(profile).ok());
 }
 
+TEST_CASE("--max-vcpus: absent ids placed on an edge keep their place", "[profile][overrides]") {
+  pb::Profile profile;
+  ProfileOverrides overrides;
+  overrides.kernel = "bzImage";
+  overrides.memory = "1G";
+  overrides.vcpus = 1;
+  overrides.max_vcpus = 3;
+  overrides.edges.push_back(Edge("127.0.0.1:7001=2"));
+  REQUIRE(ApplyOverrides(overrides, &profile).ok());
+  CHECK(profile.guest().max_vcpus() == 3);
+  CHECK(HomeIds(profile) == Ids{0});
+  REQUIRE(profile.edge_size() == 1);
+  CHECK(EdgeIds(profile, 0) == Ids{2});
+  CHECK(ValidateProfile(profile).ok());
+  // Growing --vcpus over an id an edge holds leaves it there instead of adding it at home too.
+  ProfileOverrides grow;
+  grow.vcpus = 3;
+  REQUIRE(ApplyOverrides(grow, &profile).ok());
+  CHECK(HomeIds(profile) == Ids{0, 1});
+  CHECK(EdgeIds(profile, 0) == Ids{2});
+  CHECK(ValidateProfile(profile).ok());
+}
+
 TEST_CASE("--edge moves vCPUs from home and other edges", "[profile][overrides]") {
   auto profile = ParseProfile(
       "guest { kernel: \"k\" memory: \"1G\" vcpus: 4 }\n home { vcpus: [0, 1] }\n"

@@ -68,6 +68,18 @@ TEST_CASE("vCPUs beyond the count are named with their node", "[profile][validat
              Contains("edge 127.0.0.1:7001: vCPU 4 does not exist (guest.vcpus is 4, ids are 0..3)"));
 }
 
+TEST_CASE("max_vcpus: absent ids may be placed once, need not be, and bound the ids", "[profile][validate]") {
+  const std::string guest = "guest { kernel: \"k\" memory: \"1G\" vcpus: 2 max_vcpus: 4 }\n";
+  CHECK(Problems(guest + "home { vcpus: [0, 1] }\n").empty());
+  CHECK(Problems(guest + "home { vcpus: [0, 1] }\nedge { address: \"127.0.0.1:7001\" vcpus: [3] }\n").empty());
+  CHECK_THAT(Problems(guest + "home { vcpus: [0, 1] }\nedge { address: \"127.0.0.1:7001\" vcpus: [4] }\n"),
+             Contains("vCPU 4 does not exist (guest.max_vcpus is 4, ids are 0..3)"));
+  CHECK_THAT(Problems(guest + "home { vcpus: [0, 1, 3] }\nedge { address: \"127.0.0.1:7001\" vcpus: [3] }\n"),
+             Contains("vCPU 3 is placed more than once"));
+  CHECK_THAT(Problems("guest { kernel: \"k\" memory: \"1G\" vcpus: 2 max_vcpus: 1 } home { vcpus: [0, 1] }"),
+             Contains("guest.max_vcpus: 1 is out of range (guest.vcpus 2..255)"));
+}
+
 TEST_CASE("The boot vCPU stays at home", "[profile][validate]") {
   CHECK_THAT(Problems(std::string(kGuest4) + "home { vcpus: [1, 2, 3] }\n"
                       "edge { address: \"127.0.0.1:7001\" vcpus: [0] }\n"),
