@@ -40,6 +40,7 @@ ap.add_argument("assets")
 ap.add_argument("--rounds", type=int, default=5)
 ap.add_argument("--no-qemu", action="store_true")
 ap.add_argument("--no-attach", action="store_true")
+ap.add_argument("--only-qemu", action="store_true", help="the QEMU baseline alone (to debug it)")
 ap.add_argument("--attach-in-nested", action="store_true",
                 help="run the attach rounds in the nested KVM VM too (a remote CPU took minutes to online there)")
 a = ap.parse_args()
@@ -54,14 +55,20 @@ WAIT_AND_ONLINE = ("while [ ! -e /sys/devices/system/cpu/cpu1/online ]; do :; do
                    "echo 1 > /sys/devices/system/cpu/cpu1/online")
 
 
-def start_guest(cmd, tag):
+class BenchError(Exception):
+    pass
+
+
+def start_guest(cmd, tag, timeout):
     out_path = os.path.join(work, f"{tag}.console")
     with open(out_path, "w") as out:
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT)
     shell = GuestShell(proc, out_path, SLOW)
-    if not shell.wait_ready(900 if NESTED else 120):
+    if not shell.wait_ready(timeout):
         proc.kill()
-        raise SystemExit(f"{tag}: the guest did not reach its shell:\n{shell.tail()}")
+        proc.wait()
+        raise BenchError(f"{tag}: the guest did not reach its shell in {timeout} s: "
+                         f"{' | '.join(shell.tail(600).splitlines()[-4:])}")
     return proc, shell
 
 
@@ -96,7 +103,7 @@ def coalesce_local():
     name = f"bench-hotplug-{os.getpid()}"
     proc, shell = start_guest([a.coalesce, "run", "--name", name, "--kernel", kernel, "--initrd", initrd,
                                "--vcpus", "1", "--max-vcpus", "2", "--memory", "256M", "--append",
-                               "console=ttyS0 loglevel=4"], "coalesce")
+                               "console=ttyS0 loglevel=4"], "coalesce", 900 if NESTED else 120)
     times = []
     try:
         for i in range(a.rounds):
@@ -117,7 +124,8 @@ def coalesce_attach():
         # vCPU 2 never runs: placing it on an agent makes the VM a coalesced one, so edges can be attached.
         proc, shell = start_guest([a.coalesce, "run", "--name", name, "--kernel", kernel, "--initrd", initrd,
                                    "--vcpus", "1", "--max-vcpus", "3", "--memory", "256M", "--edge",
-                                   f"{parked.listen}=2", "--append", "console=ttyS0 loglevel=4"], "attach")
+                                   f"{parked.listen}=2", "--append", "console=ttyS0 loglevel=4"], "attach",
+                                  900 if NESTED else 120)
         try:
             for i in range(a.rounds):
                 ms = round_trip(shell, lambda: ctl(name, "attach", edge.listen, "vcpus=1"),
@@ -182,7 +190,8 @@ def qemu():
     qmp_path = os.path.join(work, "qmp.sock")
     proc, shell = start_guest([binary, "-accel", "kvm", "-cpu", "host", "-smp", "1,maxcpus=2", "-m", "256M",
                                "-nographic", "-no-reboot", "-kernel", kernel, "-initrd", initrd, "-append",
-                               "console=ttyS0 loglevel=4", "-qmp", f"unix:{qmp_path},server=on,wait=off"], "qemu")
+                               "console=ttyS0 loglevel=4", "-qmp", f"unix:{qmp_path},server=on,wait=off"], "qemu",
+                               180 if NESTED else 60)
     times = []
     try:
         qmp = Qmp(qmp_path)
@@ -206,21 +215,28 @@ def qemu():
     return times, None
 
 
-local = coalesce_local()
+local = [] if a.only_qemu else coalesce_local()
 # Debian onlining a CPU on another node under the nested VM's TCG took 260 s (docs/NESTED_KVM.md): not a figure.
 skip_attach = "--no-attach" if a.no_attach else (
     "nested KVM VM: Debian over several nodes is too slow under TCG (docs/NESTED_KVM.md)"
     if NESTED and not a.attach_in_nested else None)
 attach = [] if skip_attach else coalesce_attach()
-q, why = (None, "--no-qemu") if a.no_qemu else qemu()
-value = statistics.median(local)
+if a.no_qemu:
+    q, why = None, "--no-qemu"
+else:
+    try:
+        q, why = qemu()
+    except (BenchError, SystemExit, OSError) as e:  # the baseline failing is reported, not fatal
+        q, why = None, f"QEMU's run failed: {e}"
+        print(why, flush=True)
+value = statistics.median(local) if local else None
 baseline = statistics.median(q) if q else None
 result = {
     "name": "cpu_hotplug_to_online",
-    "value": round(value, 1),
+    "value": round(value, 1) if value else None,
     "unit": "ms",
     "baseline": round(baseline, 1) if baseline else None,
-    "ratio": round(value / baseline, 2) if baseline else None,
+    "ratio": round(value / baseline, 2) if baseline and value else None,
     "baseline_kind": "qemu-system-x86_64 -accel kvm -smp 1,maxcpus=2, QMP device_add, same guest, same run"
                      if q else f"none: {why}",
     "coalesce_rounds_ms": [round(t, 1) for t in local],
