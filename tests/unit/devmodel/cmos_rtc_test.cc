@@ -151,9 +151,11 @@ TEST_CASE("rtc: register C flags and IRQ 8 for update-ended and periodic interru
   WriteCmos(rtc, 0x0b, 0x02);  // UIE off
   const uint8_t c_again = ReadCmos(rtc, 0x0c);
   // Unless this thread stalled into the next update (~1 s away), the read cleared the flags and the line.
+  // PF (0x40) is left out: it sets at register A's periodic rate (~1 ms) whatever PIE says, so a loaded host
+  // sees it again between the two reads (CI did: 0x40); IRQF stays clear since PIE is off.
   if (ReadCmos(rtc, 0x00) == second_before) {
     CHECK(dropped);
-    CHECK(c_again == 0);
+    CHECK((c_again & 0xBF) == 0);
   }
 
   WriteCmos(rtc, 0x0b, 0x42);  // PIE only, 1024 Hz (register A's default rate)
