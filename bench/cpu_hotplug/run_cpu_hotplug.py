@@ -46,8 +46,9 @@ ap.add_argument("--attach-in-nested", action="store_true",
 a = ap.parse_args()
 NESTED = os.environ.get("COALESCE_NESTED_KVM") == "1"
 SLOW = 5 if NESTED else 1
-kernel = os.path.join(a.assets, "vmlinuz")
-initrd = os.path.join(a.assets, "initramfs.cpio")
+# Absolute: QEMU's guest never reached its shell when given ../guest-assets paths (seen in the nested VM).
+kernel = os.path.abspath(os.path.join(a.assets, "vmlinuz"))
+initrd = os.path.abspath(os.path.join(a.assets, "initramfs.cpio"))
 work = tempfile.mkdtemp(prefix="coalesce-bench-hotplug-")
 os.environ["COALESCE_RUN_DIR"] = work
 # The guest's half of a round: wait for CPU 1, online it, say so.
