@@ -216,12 +216,8 @@ def qemu():
     return times, None
 
 
-local = [] if a.only_qemu else coalesce_local()
-# Debian onlining a CPU on another node under the nested VM's TCG took 260 s (docs/NESTED_KVM.md): not a figure.
-skip_attach = "--no-attach" if a.no_attach else (
-    "nested KVM VM: Debian over several nodes is too slow under TCG (docs/NESTED_KVM.md)"
-    if NESTED and not a.attach_in_nested else None)
-attach = [] if skip_attach else coalesce_attach()
+# QEMU first: started after a Coalesce VM of this run it stalled after "Probing EDD" in the nested VM, every
+# time (cause not found); first, or alone, it boots in seconds.
 if a.no_qemu:
     q, why = None, "--no-qemu"
 else:
@@ -230,6 +226,12 @@ else:
     except (BenchError, SystemExit, OSError) as e:  # the baseline failing is reported, not fatal
         q, why = None, f"QEMU's run failed: {e}"
         print(why, flush=True)
+local = [] if a.only_qemu else coalesce_local()
+# Debian onlining a CPU on another node under the nested VM's TCG took 260 s (docs/NESTED_KVM.md): not a figure.
+skip_attach = "--no-attach" if a.no_attach else (
+    "nested KVM VM: Debian over several nodes is too slow under TCG (docs/NESTED_KVM.md)"
+    if NESTED and not a.attach_in_nested else None)
+attach = [] if skip_attach else coalesce_attach()
 value = statistics.median(local) if local else None
 baseline = statistics.median(q) if q else None
 result = {
