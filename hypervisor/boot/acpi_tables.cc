@@ -118,8 +118,6 @@ void AppendCpuHotplug(const AcpiConfig& config, std::vector<aml::Bytes>& sb) {
   namespace p = platform;
   const uint32_t n = Possible(config);
   std::vector<a::FieldUnit> units;
-  std::vector<std::string> names;  // FieldUnit holds views: keep the strings alive
-  names.reserve(3 * n);
   // Each bitmap is 256 bits long (32 bytes), one after the other, then the id registers: n named bits and
   // the rest unnamed.
   static_assert(p::kCpuHotplugInsertOffset == p::kCpuHotplugPresentOffset + p::kCpuHotplugMaxCpus / 8 &&
@@ -128,10 +126,7 @@ void AppendCpuHotplug(const AcpiConfig& config, std::vector<aml::Bytes>& sb) {
                 p::kCpuHotplugAckRemoveOffset == p::kCpuHotplugAckInsertOffset + 1 &&
                 p::kCpuHotplugEjectOffset == p::kCpuHotplugAckRemoveOffset + 1 && p::kCpuHotplugPresentOffset == 0);
   for (char letter : {'P', 'I', 'R'}) {
-    for (uint32_t i = 0; i < n; ++i) {
-      names.push_back(BitName(letter, i));
-      units.push_back({names.back(), 1});
-    }
+    for (uint32_t i = 0; i < n; ++i) units.push_back({BitName(letter, i), 1});
     if (n < p::kCpuHotplugMaxCpus) units.push_back({"", p::kCpuHotplugMaxCpus - n});
   }
   units.push_back({"CINS", 8});

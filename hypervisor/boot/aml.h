@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -45,7 +46,7 @@ Bytes SystemIoRegion(std::string_view name, uint16_t base, uint16_t length);
 // Field(region, ByteAcc, NoLock, Preserve) { units }: each unit `bits` wide, in order; an empty name
 // leaves its bits unnamed (Offset-style padding).
 struct FieldUnit {
-  std::string_view name;
+  std::string name;
   uint32_t bits;
 };
 Bytes ByteField(std::string_view region, const std::vector<FieldUnit>& units);

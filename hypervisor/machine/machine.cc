@@ -3,6 +3,7 @@
 #include <unistd.h>
 #include <x86intrin.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <thread>
@@ -685,8 +686,9 @@ std::string Machine::StatusReport() {
   std::vector<std::vector<uint32_t>> vcpus_on(owned.size());
   std::vector<uint32_t> moving;
   std::vector<uint32_t> absent;  // possible, not plugged in (ACPI hotplug)
+  const std::vector<uint32_t> present = cpu_hotplug_ ? cpu_hotplug_->PresentCpus() : std::vector<uint32_t>{};
   for (uint32_t v = 0; v < config_.vcpu_ids(); ++v) {
-    if (cpu_hotplug_ != nullptr && !cpu_hotplug_->Present(v)) {
+    if (cpu_hotplug_ != nullptr && !std::binary_search(present.begin(), present.end(), v)) {
       absent.push_back(v);
       continue;
     }
