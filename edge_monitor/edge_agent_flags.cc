@@ -11,7 +11,7 @@ const char* EdgeAgentUsage() {
   return "usage: coalesce edge --listen HOST:PORT [--capacity vcpus=N,memory=SIZE] [--runtime PATH]\n"
          "                     [--tls-ca FILE --tls-cert FILE --tls-key FILE | --insecure] [--log-level LEVEL]\n"
          "                     [--max-load X] [--min-battery PERCENT] [--departure-grace SECONDS]\n"
-         "                     [--max-lease SECONDS] [--control PATH]\n"
+         "                     [--max-lease SECONDS] [--control PATH] [--announce[=NAME]]\n"
          "\n"
          "Runs the edge agent: a gRPC service that hosts vCPUs of coalesced VMs for home nodes.\n"
          "\n"
@@ -34,6 +34,10 @@ const char* EdgeAgentUsage() {
          "  --control PATH         the operator's control socket (default: edge-PORT.sock in\n"
          "                         $COALESCE_RUN_DIR, /run/coalesce as root, else $XDG_RUNTIME_DIR/coalesce);\n"
          "                         `coalesce ctl --socket PATH leases|revoke VM_ID`\n"
+         "  --announce[=NAME]      announce this agent on the local network by DNS-SD (mDNS, service type\n"
+         "                         _coalesce._tcp) as NAME (default: HOSTNAME port PORT), with TXT records\n"
+         "                         for free vCPUs and memory, load and battery, refreshed every 5 s;\n"
+         "                         homes find it with `coalesce run --discover dns-sd` or `coalesce discover`\n"
          "  --log-level LEVEL      debug, info, warning or error (default: info)\n"
          "  -h, --help             this text\n"
          "\n"
@@ -137,6 +141,15 @@ absl::StatusOr<EdgeAgentFlags> ParseEdgeAgentFlags(const std::vector<std::string
       if (!v.ok()) return v.status();
       if (v->empty()) return absl::InvalidArgumentError("edge: --control needs a path");
       flags.control = *v;
+    } else if (name == "--announce") {
+      // The value is optional (--announce alone announces under the default name), so only "=NAME" gives one.
+      flags.announce = true;
+      if (value) {
+        if (value->empty() || value->size() > 63) {
+          return absl::InvalidArgumentError(absl::StrCat("edge: --announce name '", *value, "': 1 to 63 bytes"));
+        }
+        flags.announce_name = *value;
+      }
     } else if (name == "--log-level") {
       auto v = take_value();
       if (!v.ok()) return v.status();

@@ -26,6 +26,8 @@ struct EdgeAgentFlags {
   absl::Duration departure_grace = absl::Seconds(15);  // --departure-grace S: runtimes' time to leave on SIGTERM
   absl::Duration max_lease = absl::Seconds(300);       // --max-lease S: the longest lease granted
   std::string control;  // --control PATH: the operator's control socket; empty: edge-PORT in the control directory
+  bool announce = false;      // --announce[=NAME]: DNS-SD on the local network (edge_monitor/dns_sd.h)
+  std::string announce_name;  // empty: "HOSTNAME port PORT"
 };
 
 // `args` are the flags only (after "edge"). Accepts "--flag value" and "--flag=value". Errors name the flag.

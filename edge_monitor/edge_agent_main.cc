@@ -9,7 +9,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "edge_monitor/dns_sd.h"
 #include "edge_monitor/edge_agent_flags.h"
+#include "edge_monitor/edge_announcement.h"
 #include "edge_monitor/edge_agent_server.h"
 #include "edge_monitor/edge_control.h"
 #include "edge_monitor/process_vm_runtime_factory.h"
@@ -17,6 +20,18 @@
 #include "hypervisor/base/log.h"
 
 namespace coalesce {
+namespace {
+
+// How often the announced TXT record follows the agent's capacity, load and battery.
+constexpr int kAnnounceRefreshSeconds = 5;
+
+std::string DefaultAnnounceName(int port) {
+  char host[64] = {};
+  ::gethostname(host, sizeof(host) - 1);
+  return absl::StrFormat("%s port %d", host, port).substr(0, 63);
+}
+
+}  // namespace
 
 int RunEdgeAgentMain(int argc, char** argv) {
   std::vector<std::string> args;
@@ -89,10 +104,38 @@ int RunEdgeAgentMain(int argc, char** argv) {
               flags->capacity.ToString().c_str(), control_path.c_str());
   std::fflush(stdout);
 
-  int signal_number = 0;
-  while (sigwait(&shutdown_signals, &signal_number) != 0) {
+  std::unique_ptr<DnsSdAnnouncer> announcer;
+  if (flags->announce) {
+    const std::string name =
+        flags->announce_name.empty() ? DefaultAnnounceName((*server)->port()) : flags->announce_name;
+    auto started = DnsSdAnnouncer::Start(name, static_cast<uint16_t>((*server)->port()),
+                                         AnnouncementTxt(service.CapacitySnapshot(), security.tls != nullptr));
+    if (!started.ok()) {
+      std::fprintf(stderr, "coalesce: edge: --announce: %.*s\n", static_cast<int>(started.status().message().size()),
+                   started.status().message().data());
+      control->reset();
+      (*server)->Shutdown();
+      return 2;
+    }
+    announcer = *std::move(started);
+    std::printf("edge agent announcing '%s' (%s) on the local network\n", name.c_str(), kDnsSdServiceType);
+    std::fflush(stdout);
+  }
+
+  // Waits for a shutdown signal; meanwhile the announcement follows the agent's state.
+  int signal_number = -1;
+  const timespec refresh{.tv_sec = kAnnounceRefreshSeconds, .tv_nsec = 0};
+  while (signal_number < 0) {
+    signal_number = sigtimedwait(&shutdown_signals, nullptr, &refresh);
+    if (signal_number < 0 && announcer) {
+      if (absl::Status st = announcer->UpdateTxt(AnnouncementTxt(service.CapacitySnapshot(), security.tls != nullptr));
+          !st.ok()) {
+        LOG_WARN("edge agent: %s", st.ToString());
+      }
+    }
   }
   LOG_INFO("edge agent: signal %d, stopping every hosted VM", signal_number);
+  announcer.reset();  // withdrawn first: no home should pick an agent that is going away
   control->reset();  // no revoke races the shutdown
   (*server)->Shutdown();
   return 0;

@@ -13,6 +13,7 @@ PKGS=(
   iproute2 procps python3 python3-matplotlib
   libvirt-clients libtirpc-dev libxml2-dev
   clang libclang-rt-14-dev libseccomp-dev libssl-dev
+  libavahi-core-dev
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -163,6 +163,16 @@ std::vector<uint8_t> Encode(const NodeMessage& message) {
   } else if (auto* leaving = std::get_if<Leaving>(&message)) {
     w.U8(static_cast<uint8_t>(Type::kLeaving));
     w.Str(leaving->reason);
+  } else if (auto* pause = std::get_if<Pause>(&message)) {
+    w.U8(static_cast<uint8_t>(Type::kPause));
+    w.U64(pause->token);
+    w.U8(pause->paused ? 1 : 0);
+  } else if (auto* done = std::get_if<PauseDone>(&message)) {
+    w.U8(static_cast<uint8_t>(Type::kPauseDone));
+    w.U64(done->token);
+    w.U8(done->paused ? 1 : 0);
+    w.U32(done->vcpus);
+    w.Str(done->error);
   }
   return w.Take();
 }
@@ -301,6 +311,24 @@ absl::StatusOr<NodeMessage> Decode(std::span<const uint8_t> bytes) {
     case Type::kLeaving: {
       Leaving m;
       if (!r.Str(&m.reason)) return bad("truncated");
+      out = std::move(m);
+      break;
+    }
+    case Type::kPause: {
+      Pause m;
+      uint8_t paused = 0;
+      if (!r.U64(&m.token) || !r.U8(&paused)) return bad("truncated");
+      if (paused > 1) return bad("bad pause flag");
+      m.paused = paused == 1;
+      out = m;
+      break;
+    }
+    case Type::kPauseDone: {
+      PauseDone m;
+      uint8_t paused = 0;
+      if (!r.U64(&m.token) || !r.U8(&paused) || !r.U32(&m.vcpus) || !r.Str(&m.error)) return bad("truncated");
+      if (paused > 1) return bad("bad pause flag");
+      m.paused = paused == 1;
       out = std::move(m);
       break;
     }

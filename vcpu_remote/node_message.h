@@ -19,7 +19,7 @@
 
 namespace coalesce::node_msg {
 
-inline constexpr uint8_t kVersion = 3;  // 2: Echo and EchoReply; 3: moving vCPUs
+inline constexpr uint8_t kVersion = 4;  // 2: Echo and EchoReply; 3: moving vCPUs; 4: pausing the VM
 
 enum class Type : uint8_t {
   kHello = 1,       // remote -> home: my node id and where my data plane listens
@@ -39,6 +39,8 @@ enum class Type : uint8_t {
   kDirectedInterrupt = 15,   // home -> remote: an ApicMessage for one APIC only (it moved while in flight)
   kLeaving = 16,             // remote -> home: this node goes (its agent stops), take its vCPUs;
                              // home -> remote: you have no vCPUs left, hand your pages back and go
+  kPause = 17,               // home -> remote: hold (or release) every vCPU running here at its pause gate
+  kPauseDone = 18,           // remote -> home: the answer to kPause
 };
 
 enum class IoKind : uint8_t { kPioRead = 0, kPioWrite = 1, kMmioRead = 2, kMmioWrite = 3 };
@@ -116,9 +118,21 @@ struct DirectedInterrupt {
 struct Leaving {
   std::string reason;
 };
+// The guest is paused (`coalesce ctl suspend`, virsh suspend) or resumed: docs/COALESCENCE.md "Pausing the guest".
+struct Pause {
+  uint64_t token;  // echoed in the answer
+  bool paused;     // true: hold every vCPU here; false: let them run again
+};
+struct PauseDone {
+  uint64_t token;
+  bool paused;        // the state the node is in now
+  uint32_t vcpus;     // vCPUs held (pause) or released (resume)
+  std::string error;  // empty when done; else why not (a vCPU that did not reach its gate in time)
+};
 
 using NodeMessage = std::variant<Hello, Peers, IoRequest, IoReply, Interrupt, Eoi, Stop, MeshReady, Echo, EchoReply,
-                                 VcpuEvict, VcpuDetached, VcpuMigrate, VcpuArrived, DirectedInterrupt, Leaving>;
+                                 VcpuEvict, VcpuDetached, VcpuMigrate, VcpuArrived, DirectedInterrupt, Leaving,
+                                 Pause, PauseDone>;
 
 std::vector<uint8_t> Encode(const NodeMessage& message);
 absl::StatusOr<NodeMessage> Decode(std::span<const uint8_t> bytes);

@@ -32,6 +32,7 @@
 #include "hypervisor/vcpu/cpuid.h"
 #include "hypervisor/vcpu/exit_status.h"
 #include "hypervisor/vcpu/node_vcpus.h"
+#include "hypervisor/vcpu/pause_gate.h"
 #include "hypervisor/vcpu/vcpu.h"
 #include "vcpu_remote/forwarding_router.h"
 #include "vcpu_remote/node_link.h"
@@ -44,6 +45,8 @@ namespace {
 
 constexpr absl::Duration kIoTimeout = absl::Seconds(10);
 constexpr absl::Duration kMeshTimeout = absl::Seconds(15);
+// How long this node's vCPUs get to reach their pause gates (the home waits longer for the answer).
+constexpr absl::Duration kPauseTimeout = absl::Seconds(5);
 // How long a leaving node waits for the home to take its vCPUs (inside the agent's departure grace).
 constexpr std::chrono::seconds kDepartureTimeout{12};
 
@@ -130,6 +133,10 @@ class RemoteNode final {
   void SendHome(uint32_t id);
   // A vCPU sent here: state restored, registered with the router, running; the home told.
   void Arrive(const node_msg::VcpuMigrate& message);
+  // The home pauses or resumes the guest: this node's vCPUs held at their gates (on a helper thread: a vCPU may
+  // be waiting for a forwarded access whose reply this receiver thread must read first) or released; answered
+  // with PauseDone.
+  void OnPause(const node_msg::Pause& pause);
   [[nodiscard]] bool ValidMovable(uint32_t id) const { return id != 0 && id < vcpus_.size() && vcpus_[id]; }
   void JoinMovers();
 
@@ -147,7 +154,7 @@ class RemoteNode final {
   std::vector<std::unique_ptr<LocalApic>> lapics_;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
   absl::Mutex movers_mu_;
-  std::vector<std::thread> movers_ ABSL_GUARDED_BY(movers_mu_);
+  std::vector<std::thread> movers_ ABSL_GUARDED_BY(movers_mu_);  // threads that wait for vCPUs: moves, pauses
   absl::Mutex mesh_mu_;
   std::optional<node_msg::Peers> peers_ ABSL_GUARDED_BY(mesh_mu_);
   std::atomic<bool> stopped_by_home_{false};
@@ -242,6 +249,8 @@ void RemoteNode::OnMessage(uint16_t from, node_msg::NodeMessage message) {
     Evict(evict->vcpu_id);
   } else if (auto* migrate = std::get_if<node_msg::VcpuMigrate>(&message); migrate && from == 0) {
     Arrive(*migrate);
+  } else if (auto* pause = std::get_if<node_msg::Pause>(&message); pause && from == 0) {
+    OnPause(*pause);
   } else if (std::holds_alternative<node_msg::Leaving>(message) && from == 0) {
     // The home took every vCPU of this node (this node asked, or the home decided: a degraded link): leave.
     leaving_ = true;
@@ -306,6 +315,27 @@ void RemoteNode::Arrive(const node_msg::VcpuMigrate& message) {
   }
   vcpus_[id]->Resume(*run);
   LOG_INFO("node %u: vCPU %u arrived and runs here", args_.node_id, id);
+}
+
+void RemoteNode::OnPause(const node_msg::Pause& pause) {
+  auto answer = [this](node_msg::PauseDone done) {
+    if (absl::Status st = link_->Send(0, done); !st.ok()) {
+      LOG_WARN("node %u: answering a pause: %s", args_.node_id, st.ToString());
+    }
+  };
+  if (!pause.paused) {
+    const uint32_t released = ReleaseVcpus(run_control_, vcpus_);
+    LOG_INFO("node %u: resumed, %u vCPUs run again", args_.node_id, released);
+    answer({.token = pause.token, .paused = false, .vcpus = released, .error = ""});
+    return;
+  }
+  absl::MutexLock lock(&movers_mu_);
+  movers_.emplace_back([this, token = pause.token, answer] {
+    absl::StatusOr<uint32_t> held = HoldVcpus(run_control_, vcpus_, kPauseTimeout);
+    if (held.ok()) LOG_INFO("node %u: paused, %u vCPUs held", args_.node_id, *held);
+    answer({.token = token, .paused = held.ok(), .vcpus = held.value_or(0),
+            .error = held.ok() ? "" : std::string(held.status().message())});
+  });
 }
 
 void RemoteNode::JoinMovers() {

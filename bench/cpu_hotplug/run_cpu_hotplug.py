@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "e2e"))
 from edge_agent_process import EdgeAgent  # noqa: E402
+from qmp_client import Qmp  # noqa: E402
 from guest_shell import GuestShell  # noqa: E402
 import test_checks  # noqa: E402
 
@@ -138,50 +138,6 @@ def coalesce_attach():
             proc.kill()
             proc.wait()
     return times
-
-
-class Qmp:
-    def __init__(self, path):
-        deadline = time.time() + 30
-        while True:
-            try:
-                self.sock = socket.socket(socket.AF_UNIX)
-                self.sock.connect(path)
-                break
-            except OSError:
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.1)
-        self.sock.settimeout(60)
-        self.buf = b""
-        self.read()  # greeting
-        self.call("qmp_capabilities")
-
-    def read(self):
-        while b"\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise SystemExit("QMP closed")
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        return json.loads(line)
-
-    def call(self, command, **arguments):
-        self.sock.sendall(json.dumps({"execute": command, "arguments": arguments}).encode() + b"\n")
-        while True:
-            msg = self.read()
-            if "return" in msg or "error" in msg:
-                if "error" in msg:
-                    raise SystemExit(f"QMP {command}: {msg['error']}")
-                return msg["return"]
-
-    def wait_event(self, name, timeout=60):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            msg = self.read()
-            if msg.get("event") == name:
-                return msg
-        raise SystemExit(f"no QMP event {name}")
 
 
 def qemu():

@@ -33,6 +33,8 @@ const char kCtlUsage[] =
     "  setvcpus N\n"
     "            plug in absent vCPUs or ask the guest to give up present ones until N are present\n"
     "            (ACPI CPU hotplug; the VM must have started with --max-vcpus; docs/HOTPLUG.md)\n"
+    "  suspend   pause the guest: every vCPU on every node stops where it is until `resume`\n"
+    "  resume    let a paused guest run again\n"
     "  link NODE SPEC\n"
     "            change the emulated link from the home to edge NODE while the guest runs (SPEC as\n"
     "            `coalesce run --link`, e.g. latency=20ms; the VM must have started with --link)\n"

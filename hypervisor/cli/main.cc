@@ -1,5 +1,6 @@
 // The `coalesce` launcher: `coalesce run` boots a guest with this machine as home, `coalesce edge` runs the
-// edge agent, `coalesce ctl` talks to a running VM, `coalesce daemon` serves virsh, `coalesce pki` makes the control plane's certificates.
+// edge agent, `coalesce ctl` talks to a running VM, `coalesce daemon` serves virsh, `coalesce pki` makes the
+// control plane's certificates, `coalesce discover` lists the edge agents announced on the local network.
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -9,6 +10,7 @@
 #include "hypervisor/daemon/daemon_main.h"
 #include "hypervisor/base/log.h"
 #include "hypervisor/cli/ctl_command.h"
+#include "hypervisor/cli/discover_command.h"
 #include "hypervisor/cli/pki_command.h"
 #include "hypervisor/cli/run_command.h"
 #include "hypervisor/cli/run_options.h"
@@ -34,6 +36,9 @@ int main(int argc, char** argv) {
   }
   if (command == "ctl") {
     return CtlCommand(std::vector<std::string>(argv + 2, argv + argc));
+  }
+  if (command == "discover") {
+    return DiscoverCommand(std::vector<std::string>(argv + 2, argv + argc));
   }
   if (command == "pki") {
     return PkiCommand(std::vector<std::string>(argv + 2, argv + argc));

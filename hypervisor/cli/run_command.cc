@@ -3,8 +3,8 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
-
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 
 #include "dsm/link_spec.h"
@@ -21,6 +22,7 @@
 #include "hypervisor/cli/run_options.h"
 #include "hypervisor/base/signal_stopper.h"
 #include "edge_monitor/discovery.h"
+#include "edge_monitor/dns_sd.h"
 #include "edge_monitor/edge_flag.h"
 #include "edge_monitor/guest_ranges.h"
 #include "edge_monitor/host_port.h"
@@ -36,6 +38,9 @@
 
 namespace coalesce {
 namespace {
+
+// How long `--discover dns-sd` listens for announcements: mDNS answers a query within about a second.
+constexpr absl::Duration kDnsSdBrowseWindow = absl::Seconds(3);
 
 absl::Status WriteRipSamples(const std::string& path, const std::map<uint64_t, uint64_t>& samples) {
   std::FILE* f = std::fopen(path.c_str(), "w");
@@ -205,8 +210,27 @@ absl::StatusOr<MachineConfig> MergeProfile(RunOptions options) {
     }
     std::vector<std::string> candidates;
     for (absl::string_view a : absl::StrSplit(options.discover, ',', absl::SkipEmpty())) {
+      if (a == "dns-sd") {
+        // Every agent announced on the local network (`coalesce edge --announce`) is a candidate.
+        absl::StatusOr<std::vector<DnsSdService>> announced = BrowseDnsSd(kDnsSdBrowseWindow);
+        if (!announced.ok()) return announced.status();
+        std::vector<std::string> found;
+        for (const DnsSdService& s : *announced) found.push_back(absl::StrCat(s.instance, " at ", s.agent_address()));
+        std::fprintf(stderr, "coalesce run: DNS-SD: %zu edge agent(s) announced on the local network%s%s\n",
+                     found.size(), found.empty() ? "" : ": ", absl::StrJoin(found, ", ").c_str());
+        for (const DnsSdService& s : *announced) {
+          if (std::find(candidates.begin(), candidates.end(), s.agent_address()) == candidates.end()) {
+            candidates.push_back(s.agent_address());
+            RETURN_IF_ERROR(check_agent_address(candidates.back(), "--discover dns-sd"));
+          }
+        }
+        continue;
+      }
       candidates.emplace_back(a);
       RETURN_IF_ERROR(check_agent_address(candidates.back(), "--discover"));
+    }
+    if (candidates.empty()) {
+      return absl::FailedPreconditionError("--discover: no candidate edge agents (none announced by DNS-SD)");
     }
     DiscoveryPolicy policy;
     policy.latency_bound = config.latency_bound;

@@ -162,8 +162,12 @@ absl::Status DomainManager::Load() {
     if (::stat(PathsOf(name).console.c_str(), &console_stat) == 0) {
       d.console_consumed = static_cast<uint64_t>(console_stat.st_size);
     }
-    for (const VcpuThread& t : ReadVcpuThreads(d.guest->pid())) {
-      if (t.state == 'T') d.state = kStatePaused, d.reason = kPausedUser;
+    // A guest paused by an earlier daemon says so in its status (its vCPU threads wait at their pause gates).
+    const std::string vm_name = VmNameOf(*live_def);
+    if (absl::StatusOr<std::string> status = CallControl(ControlSocketPath(vm_name), "status", absl::Seconds(5));
+        status.ok() && absl::StartsWith(*status, absl::StrCat("vm ", vm_name, ": paused"))) {
+      d.state = kStatePaused;
+      d.reason = kPausedUser;
     }
     if (id >= next_id_) next_id_ = id + 1;
     LOG_INFO("daemon: domain '%s' is running (process %d, id %d), found again", name.c_str(), d.guest->pid(), id);
@@ -393,27 +397,35 @@ absl::Status DomainManager::PressPowerButton(const std::string& name, bool reboo
   return (*d)->guest->Signal(SIGPWR);
 }
 
-absl::Status DomainManager::Suspend(const std::string& name) {
-  Reap();
-  absl::MutexLock lock(&mu_);
-  absl::StatusOr<Domain*> d = FindRunningLocked(name);
-  if (!d.ok()) return d.status();
-  if ((*d)->state == kStatePaused) return absl::OkStatus();
-  if (absl::Status st = (*d)->guest->Signal(SIGSTOP); !st.ok()) return st;
-  (*d)->state = kStatePaused;
-  (*d)->reason = kPausedUser;
-  return absl::OkStatus();
-}
+absl::Status DomainManager::Suspend(const std::string& name) { return SetPaused(name, true); }
 
-absl::Status DomainManager::Resume(const std::string& name) {
+absl::Status DomainManager::Resume(const std::string& name) { return SetPaused(name, false); }
+
+absl::Status DomainManager::SetPaused(const std::string& name, bool pause) {
   Reap();
+  std::string vm_name;
+  int id = -1;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::StatusOr<Domain*> d = FindRunningLocked(name);
+    if (!d.ok()) return d.status();
+    if (pause && (*d)->state == kStatePaused) return absl::OkStatus();
+    if (!pause && (*d)->state != kStatePaused) return absl::FailedPreconditionError("domain is not paused");
+    vm_name = VmNameOf((*d)->live ? *(*d)->live : (*d)->def);
+    id = (*d)->id;
+  }
+  // Not under mu_: the guest's vCPUs are held (or released) on every node, and edges answer over the network.
+  absl::StatusOr<std::string> reply =
+      CallControl(ControlSocketPath(vm_name), pause ? "suspend" : "resume", absl::Seconds(30));
+  if (!reply.ok()) return reply.status();
+  if (absl::StartsWith(*reply, "error: ")) return absl::FailedPreconditionError(reply->substr(7));
+  LOG_INFO("daemon: domain '%s': %s", name.c_str(), reply->c_str());
   absl::MutexLock lock(&mu_);
-  absl::StatusOr<Domain*> d = FindRunningLocked(name);
-  if (!d.ok()) return d.status();
-  if ((*d)->state != kStatePaused) return absl::FailedPreconditionError("domain is not paused");
-  if (absl::Status st = (*d)->guest->Signal(SIGCONT); !st.ok()) return st;
-  (*d)->state = kStateRunning;
-  (*d)->reason = kRunningUnpaused;
+  auto it = domains_.find(name);
+  if (it != domains_.end() && it->second.id == id && it->second.guest) {
+    it->second.state = pause ? kStatePaused : kStateRunning;
+    it->second.reason = pause ? kPausedUser : kRunningUnpaused;
+  }
   return absl::OkStatus();
 }
 

@@ -94,6 +94,8 @@ class DomainManager final {
   absl::Status Destroy(const std::string& name);
   absl::Status Shutdown(const std::string& name);  // ACPI power button
   absl::Status Reboot(const std::string& name);    // power button, then a fresh start once it powers off
+  // Every vCPU on every node held at its pause gate, or released (`coalesce ctl suspend` / `resume` on the
+  // guest's control socket; docs/COALESCENCE.md "Pausing the guest").
   absl::Status Suspend(const std::string& name);
   absl::Status Resume(const std::string& name);
   absl::StatusOr<std::vector<VcpuView>> Vcpus(const std::string& name);
@@ -124,6 +126,7 @@ class DomainManager final {
     uint64_t console_consumed = 0;
     std::string last_end;
   };
+  absl::Status SetPaused(const std::string& name, bool pause);
 
   DomainManager(std::string state_dir, std::string coalesce_binary);
   absl::Status Load();

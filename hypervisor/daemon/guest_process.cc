@@ -169,7 +169,9 @@ absl::Status GuestProcess::Signal(int sig) {
 }
 
 absl::Status GuestProcess::Terminate(int grace_ms) {
-  (void)Signal(SIGCONT);  // a paused guest must run to stop in order
+  // A paused guest stops in order as it is (its vCPUs leave their pause gates when the VM stops); SIGCONT only
+  // for a process someone stopped from outside.
+  (void)Signal(SIGCONT);
   (void)Signal(SIGTERM);
   auto wait_until = [this](std::chrono::steady_clock::time_point deadline) {
     while (!ended_.load() && std::chrono::steady_clock::now() < deadline) {

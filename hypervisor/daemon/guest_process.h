@@ -49,8 +49,8 @@ class GuestProcess final {
   [[nodiscard]] pid_t pid() const { return pid_; }
   [[nodiscard]] uint64_t start_time() const { return start_time_; }
   [[nodiscard]] bool ended() const { return ended_.load(); }
-  // Sends a signal to the guest process (SIGTERM: orderly stop; SIGKILL; SIGPWR: power button;
-  // SIGSTOP/SIGCONT: pause). Fails once it has ended.
+  // Sends a signal to the guest process (SIGTERM: orderly stop; SIGKILL; SIGPWR: power button). Fails once it
+  // has ended. (Pausing goes through the guest's control socket: a signal would stop the home only.)
   absl::Status Signal(int sig);
   // Sends SIGTERM, then SIGKILL if it has not ended within `grace_ms`, and waits up to 30 s more for it to
   // end (a process stuck in the kernel may outlast SIGKILL): DeadlineExceeded if it has not.

@@ -3,6 +3,7 @@
 #include <sys/ioctl.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <vector>
 
@@ -147,6 +148,12 @@ absl::Status VcpuFd::SetGuestDebug(const kvm_guest_debug& dbg) {
 
 absl::Status VcpuFd::SetTscKhz(uint32_t khz) {
   if (::ioctl(fd_.get(), KVM_SET_TSC_KHZ, static_cast<unsigned long>(khz)) < 0) return ErrnoStatus("KVM_SET_TSC_KHZ");
+  return absl::OkStatus();
+}
+
+absl::Status VcpuFd::NotifyGuestPaused() {
+  // EINVAL: the guest set up no kvmclock page on this vCPU (a non-Linux test guest, or a CPU never started).
+  if (::ioctl(fd_.get(), KVM_KVMCLOCK_CTRL, 0) < 0 && errno != EINVAL) return ErrnoStatus("KVM_KVMCLOCK_CTRL");
   return absl::OkStatus();
 }
 

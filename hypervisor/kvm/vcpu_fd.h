@@ -50,6 +50,9 @@ class VcpuFd final {
   [[nodiscard]] absl::StatusOr<kvm_translation> Translate(uint64_t gva) const;
   absl::Status SetGuestDebug(const kvm_guest_debug& dbg);
   absl::Status SetTscKhz(uint32_t khz);
+  // KVM_KVMCLOCK_CTRL: tells a guest that uses kvmclock that this vCPU was stopped by its host (its soft-lockup
+  // watchdog then does not report the pause). Not while the vCPU runs. A guest without kvmclock: nothing to tell.
+  absl::Status NotifyGuestPaused();
   [[nodiscard]] absl::StatusOr<uint32_t> GetTscKhz() const;
   // The vCPU's TSC offset (guest TSC = host TSC + offset) through the KVM_VCPU_TSC_OFFSET attribute (Linux
   // 5.16+). Unlike a write of MSR IA32_TSC, setting it is exact: KVM's TSC-synchronization heuristic, which

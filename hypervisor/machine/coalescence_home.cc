@@ -220,6 +220,8 @@ void CoalescenceHome::OnMessage(uint16_t from, node_msg::NodeMessage message) {
       if (stopped_) return;  // the VM stops: nothing moves, nobody leaves
     }
     if (handlers_.on_move) handlers_.on_move(from, message);
+  } else if (auto* done = std::get_if<node_msg::PauseDone>(&message)) {
+    if (handlers_.on_pause_done) handlers_.on_pause_done(from, *done);
   } else if (auto* reply = std::get_if<node_msg::EchoReply>(&message)) {
     absl::MutexLock lock(&mu_);
     // Only the probe in flight counts; a late answer to one that timed out is dropped.

@@ -50,6 +50,8 @@ class CoalescenceHome final {
     // A vCPU moving (VcpuDetached, VcpuMigrate, VcpuArrived) or a node leaving (Leaving); on the receiver thread.
     std::function<void(uint16_t from, const node_msg::NodeMessage&)> on_move;
     std::function<void(int status, std::string reason)> on_stop;
+    // An edge's answer to a pause or resume (VmPause::OnAnswer); on the receiver thread.
+    std::function<void(uint16_t from, const node_msg::PauseDone&)> on_pause_done;
   };
 
   // Starts the data plane and hosts every edge's vCPUs; returns once all remote nodes are connected to each

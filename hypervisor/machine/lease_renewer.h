@@ -4,10 +4,14 @@
 // A lease that has ended (the agent says so: expired or revoked) is renewed no more: the agent sends that node's
 // runtime away, and the runtime's departure brings its vCPUs home (docs/COALESCENCE.md, "Leases").
 //
-// Threads: one renewal thread; Add/Remove/Stop from any thread. Lock: mu_ (a leaf; no call is made under it).
+// Threads: one scheduling thread, and one short-lived thread per renewal call in flight, so that a slow or
+// unreachable agent (its call waits up to the client's RPC timeout) delays no other edge's renewal. Add/Remove/
+// Stop from any thread. Lock: mu_ (a leaf; no call is made under it).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -44,14 +48,26 @@ class LeaseRenewer final {
     std::string vm_id;
     absl::Duration period;  // a third of the last grant
     absl::Time next;
+    bool in_flight = false;  // a renewal call is under way
+  };
+  struct Call {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
   };
   void Loop();
+  // One renewal call and what it decides; on a call thread of its own.
+  void Renew(const Lease& lease);
+  // Joins the call threads that have finished (all of them with `all`).
+  void ReapCalls(bool all);
+  bool StoppingOrCallEnded() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || call_ended_; }
 
   const uint32_t lease_seconds_;
   mutable absl::Mutex mu_;
   std::vector<Lease> leases_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool call_ended_ ABSL_GUARDED_BY(mu_) = false;  // a renewal call finished since the loop last looked
   uint64_t renewals_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<Call> calls_;  // the scheduling thread's alone (and Stop's, after joining it)
   std::thread thread_;
 };
 

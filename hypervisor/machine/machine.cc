@@ -357,7 +357,12 @@ absl::Status Machine::BuildVcpus() {
   // moves home.
   RETURN_IF_ERROR(CreateNodeVcpus(VcpusSpec(), *kvm_, *vm_, lapics_, &vcpus_));
   RETURN_IF_ERROR(ApplyBootEntry(boot_entry_, vcpus_[0]->fd()));
+  pause_ = std::make_unique<VmPause>(vcpus_, run_control_, [this] { return LiveEdges(); },
+                                     [this](uint16_t node, const node_msg::NodeMessage& message) {
+                                       return home_->Send(node, message);
+                                     });
   run_control_.AddStopHook([this] {
+    pause_->Cancel();
     if (mover_) mover_->Cancel();
     if (home_) home_->NotifyStop(run_control_.exit_status(), run_control_.reason());
     for (auto& v : vcpus_) {
@@ -450,8 +455,11 @@ std::string Machine::ControlCommand(std::string_view command) {
   if (verb == "attach") return AttachCommand(args);
   if (verb == "detach") return DetachCommand(args);
   if (verb == "setvcpus") return SetVcpusCommand(args);
-  return absl::StrFormat("error: unknown command '%s' (status, shutdown, move, link, attach, detach, setvcpus)",
-                         std::string(command));
+  if (verb == "suspend") return SuspendCommand(args);
+  if (verb == "resume") return ResumeCommand(args);
+  return absl::StrFormat(
+      "error: unknown command '%s' (status, shutdown, move, link, attach, detach, setvcpus, suspend, resume)",
+      std::string(command));
 }
 
 void Machine::MonitorLinks() {
@@ -583,6 +591,8 @@ std::string Machine::AttachCommand(const std::vector<std::string>& words) {
   }
   if (!mover_) return "error: only a coalesced VM (coalesce run --edge) can attach edges";
   if (!running_.load()) return "error: the VM is still starting";
+  // The new node's vCPUs would run: its runtime starts unpaused.
+  if (std::string refused = RefuseWhilePaused("attach"); !refused.empty()) return refused;
   if (absl::StatusOr<HostPort> hp = ParseHostPort(words[0], "attach"); !hp.ok()) {
     return absl::StrFormat("error: %s", hp.status().message());
   }
@@ -700,8 +710,9 @@ std::string Machine::StatusReport() {
     }
   }
   auto list = [](const std::vector<uint32_t>& v) { return v.empty() ? std::string("none") : FormatVcpuList(v); };
-  std::string out = absl::StrFormat("vm %s: running, %u vCPUs, %.0f MiB of RAM (%u pages), %u node(s)\n", config_.name,
-                                    config_.vcpu_ids() - absent.size(), mib(pages), pages, owned.size());
+  std::string out = absl::StrFormat("vm %s: %s, %u vCPUs, %.0f MiB of RAM (%u pages), %u node(s)\n", config_.name,
+                                    pause_->paused() ? "paused" : "running", config_.vcpu_ids() - absent.size(),
+                                    mib(pages), pages, owned.size());
   absl::StrAppendFormat(&out, "node 0 home: vCPUs %s, owns %u pages (%.1f MiB)\n", list(vcpus_on[0]), owned[0],
                         mib(owned[0]));
   for (size_t e = 0; e < edges.size(); ++e) {
@@ -785,6 +796,7 @@ absl::Status Machine::StartCoalescence() {
     }
   };
   h.on_stop = [this](int status, std::string reason) { run_control_.Stop(status, std::move(reason)); };
+  h.on_pause_done = [this](uint16_t from, const node_msg::PauseDone& done) { pause_->OnAnswer(from, done); };
   // The mover exists before the edges start: their messages may name it as soon as they run.
   mover_ = std::make_unique<HomeVcpuMover>(vcpus_, lapics_, *forwarding_router_, run_control_,
                                            [this] { return home_ ? home_->edge_count() + 1 : 1; },

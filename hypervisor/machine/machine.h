@@ -22,6 +22,7 @@
 #include "hypervisor/bus/bus.h"
 #include "hypervisor/kvm/kvm_system.h"
 #include "hypervisor/machine/machine_config.h"
+#include "hypervisor/machine/vm_pause.h"
 #include "hypervisor/memory/guest_memory.h"
 #include "hypervisor/vcpu/bus_io_handler.h"
 #include "hypervisor/vcpu/run_control.h"
@@ -103,6 +104,14 @@ class Machine final {
   // Plugs `vcpus` (absent ones; present ones are left alone) and waits until the guest took each event.
   // Returns what was plugged, or an error naming the vCPU.
   absl::StatusOr<std::vector<uint32_t>> PlugVcpus(const std::vector<uint32_t>& vcpus);
+  // `coalesce ctl ... suspend` / `resume` (machine_pause.cc): every vCPU on every node held at its pause gate,
+  // or released.
+  std::string SuspendCommand(const std::vector<std::string>& words);
+  std::string ResumeCommand(const std::vector<std::string>& words);
+  // Refusal of a command that needs the guest running ("" when it runs).
+  std::string RefuseWhilePaused(const char* verb) const;
+  // The edge nodes in the VM now (none that left).
+  std::vector<uint16_t> LiveEdges() const;
   // `coalesce ctl ... link NODE SPEC`: the emulated link from the home to an edge, changed while the guest runs.
   std::string LinkCommand(const std::vector<std::string>& words);
   // With a latency bound (policies.latency_bound_us): probes every edge's round trip each second while the guest
@@ -153,6 +162,7 @@ class Machine final {
   std::unique_ptr<ControlServer> control_;            // the VM's control socket (stopped first in Shutdown)
   std::unique_ptr<HomeVcpuMover> mover_;              // moves vCPUs (coalesced VMs); before home_, which calls it
   std::unique_ptr<CoalescenceHome> home_;             // only when vCPUs run on edge nodes
+  std::unique_ptr<VmPause> pause_;                    // suspend/resume on every node; after home_, which it calls
   std::atomic<bool> running_{false};                  // vCPUs started: moves may begin
   absl::Mutex depart_mu_;  // Depart() runs one at a time
   absl::Mutex departures_mu_;

@@ -46,6 +46,8 @@ std::string Machine::SetVcpusCommand(const std::vector<std::string>& words) {
                            config_.vcpus);
   }
   if (!running_.load()) return "error: the VM is still starting";
+  // The guest answers a plug or an eject request: it must run.
+  if (std::string refused = RefuseWhilePaused("setvcpus"); !refused.empty()) return refused;
   uint32_t want = 0;
   if (!absl::SimpleAtoi(words[0], &want) || want == 0 || want > config_.vcpu_ids()) {
     return absl::StrFormat("error: setvcpus: '%s' is not a vCPU count between 1 and %u (--max-vcpus)", words[0],

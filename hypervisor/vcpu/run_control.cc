@@ -40,4 +40,15 @@ void RunControl::AddStopHook(std::function<void()> hook) {
   hooks_.push_back(std::move(hook));
 }
 
+void RunControl::SetPaused(bool paused) {
+  absl::MutexLock lock(&mu_);
+  paused_ = paused;
+  paused_fast_.store(paused, std::memory_order_release);
+}
+
+void RunControl::WaitWhilePaused(absl::Duration timeout) const {
+  absl::MutexLock lock(&mu_);
+  mu_.AwaitWithTimeout(absl::Condition(this, &RunControl::NotPausedOrStopping), timeout);
+}
+
 }  // namespace coalesce

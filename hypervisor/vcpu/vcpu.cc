@@ -125,6 +125,10 @@ void Vcpu::ThreadMain() {
 void Vcpu::ThreadBody() {
   while (!wiring_.run_control->stopping()) {
     if (park_requested_.load(std::memory_order_acquire)) return;  // state kept for Resume() or a move
+    if (wiring_.run_control->paused()) {
+      WaitAtPauseGate();
+      continue;
+    }
     State s = state();
     if (s == State::kWaitForSipi || s == State::kHalted) {
       WaitForWork(s);
@@ -151,7 +155,8 @@ bool Vcpu::HandleStartupSignals() {
 
 void Vcpu::WaitForWork(State waiting_in) {
   LocalApic* apic = wiring_.lapic;
-  while (!wiring_.run_control->stopping() && !park_requested_.load(std::memory_order_acquire)) {
+  while (!wiring_.run_control->stopping() && !park_requested_.load(std::memory_order_acquire) &&
+         !wiring_.run_control->paused()) {
     {
       absl::MutexLock lock(&wake_mu_);
       woken_ = false;
@@ -176,6 +181,16 @@ void Vcpu::WaitForWork(State waiting_in) {
     // The timeout only bounds the damage of a lost wake-up; wake-ups come from Kick().
     wake_mu_.AwaitWithTimeout(absl::Condition(&woken_), absl::Milliseconds(100));
   }
+}
+
+void Vcpu::WaitAtPauseGate() {
+  at_pause_gate_.store(true, std::memory_order_release);
+  // Bounded waits: a park (a move while paused) is seen within one of them.
+  while (wiring_.run_control->paused() && !wiring_.run_control->stopping() &&
+         !park_requested_.load(std::memory_order_acquire)) {
+    wiring_.run_control->WaitWhilePaused(absl::Milliseconds(50));
+  }
+  at_pause_gate_.store(false, std::memory_order_release);
 }
 
 void Vcpu::InjectPendingInterrupts() {

@@ -6,6 +6,10 @@
 //   kRunning --INIT--> kWaitForSipi
 //   any --RunControl::Stop--> kStopped
 //
+// Pausing (virsh suspend): while the node's RunControl is paused, the thread waits at its pause gate at the
+// next exit boundary, state unchanged and kept in KVM, and goes on where it was once the flag clears
+// (pause_gate.h holds and releases a node's vCPUs).
+//
 // Parking (vCPU migration, issue 12): Park() ends the thread at an exit boundary without changing the state
 // (kRunning, kHalted or kWaitForSipi); the KVM vCPU is then idle and its state can be captured. Resume()
 // starts a thread again in a given state, here or, after the state was restored, on the node it moved to.
@@ -64,6 +68,11 @@ class Vcpu final {
   // Starts a thread for a parked (or never started) vCPU in `state`.
   void Resume(RunState state);
   [[nodiscard]] bool running_thread() const { return thread_.joinable(); }
+  // The thread waits at its pause gate now.
+  [[nodiscard]] bool at_pause_gate() const { return at_pause_gate_.load(std::memory_order_acquire); }
+  // Runs no guest code now and will not before the node resumes: at its pause gate, or without a thread
+  // (never started, parked, stopped).
+  [[nodiscard]] bool held() const { return at_pause_gate() || thread_exited_.load(std::memory_order_acquire); }
   // Makes the vCPU thread re-examine its state soon: leaves KVM_RUN or a halt/SIPI wait. Any thread.
   void Kick();
   // Records where the guest is now (--rip-samples): kicks a running vCPU and samples RIP at the exit; a
@@ -89,6 +98,7 @@ class Vcpu final {
   void InjectPendingInterrupts();
   bool HandleExit(const VcpuExit& exit);
   void WaitForWork(State waiting_in);
+  void WaitAtPauseGate();
   bool HandleStartupSignals();  // INIT/SIPI; true if the state changed
   void Fail(int status, const std::string& what);
 
@@ -101,7 +111,8 @@ class Vcpu final {
   std::atomic<State> state_{State::kCreated};
   std::atomic<bool> in_guest_{false};
   std::atomic<bool> park_requested_{false};
-  std::atomic<bool> thread_exited_{false};
+  std::atomic<bool> thread_exited_{true};  // no thread runs (none started yet, or it ended)
+  std::atomic<bool> at_pause_gate_{false};
   bool halted_with_interrupts_ = true;  // RFLAGS.IF at the last HLT (vCPU thread only)
   std::thread thread_;
 

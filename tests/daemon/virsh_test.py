@@ -9,13 +9,15 @@ UNIX socket, a real state directory.
   virsh_test.py COALESCE ASSETS_DIR guests     KVM: Debian's kernel with a shell on COM1 started by virsh;
                                                list, dominfo, vcpuinfo, the interactive console, suspend and
                                                resume, destroy, a guest killed from outside (shut off, crashed),
-                                               a daemon restart while the guest runs (found again), reboot and
+                                               a daemon restart while the guest is paused (found again, paused;
+                                               then resumed), reboot and
                                                shutdown through the ACPI power button
   virsh_test.py COALESCE ASSETS_DIR edge GUESTS_DIR
                                                KVM: a coalesced guest (the spinlock test guest, vCPU 1 on an
                                                edge agent process) defined with the placement in <metadata>:
                                                start, list, vcpuinfo naming where each vCPU runs, dumpxml,
-                                               destroy
+                                               suspend (the home's and the edge runtime's CPU use stop) and
+                                               resume, destroy
 """
 import os
 import pty
@@ -32,8 +34,10 @@ import time
 
 COALESCE, ASSETS, MODE = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2]), sys.argv[3]
 GUESTS = os.path.abspath(sys.argv[4]) if len(sys.argv) > 4 else ""
+NESTED = os.environ.get("COALESCE_NESTED_KVM") == "1"
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
 from edge_agent_process import EdgeAgent  # noqa: E402
+from proc_usage import cpu_used, runtime_pids  # noqa: E402
 failures = []
 
 
@@ -313,17 +317,17 @@ def guest_tests(work):
     rc, out, err = virsh(d, "suspend", "linux")
     rc2, state, _ = virsh(d, "domstate", "linux", "--reason")
     check("suspend pauses it", rc == 0 and state.strip() == "paused (user)", out + err + state)
+
+    # The daemon restarts while the guest is paused, then resumes it: the guest keeps running and is found again.
+    pid_before = open(os.path.join(d.state, "run", "linux.pid")).read().split()[0]
+    check("the daemon stops while a guest is paused", d.stop() == 0)
+    check("the guest outlived the daemon", os.path.exists(f"/proc/{pid_before}"))
+    d.start()
+    rc, state, err = virsh(d, "domstate", "linux", "--reason")
+    check("a restarted daemon finds the guest paused", rc == 0 and state.strip() == "paused (user)", state + err)
     rc, out, err = virsh(d, "resume", "linux")
     rc2, state, _ = virsh(d, "domstate", "linux", "--reason")
     check("resume runs it again", rc == 0 and state.strip() == "running (unpaused)", out + err + state)
-
-    # The daemon restarts while the guest runs: the guest keeps running and is found again.
-    pid_before = open(os.path.join(d.state, "run", "linux.pid")).read().split()[0]
-    check("the daemon stops while a guest runs", d.stop() == 0)
-    check("the guest outlived the daemon", os.path.exists(f"/proc/{pid_before}"))
-    d.start()
-    rc, state, err = virsh(d, "domstate", "linux")
-    check("a restarted daemon finds the running guest again", rc == 0 and state.strip() == "running", state + err)
     con = Console(d, "linux")
     # virsh puts the terminal in raw mode after "Escape character", discarding what was typed before it.
     con.expect("Escape character", 60)
@@ -378,6 +382,11 @@ def guest_tests(work):
     check("the daemon stops cleanly", d.stop() == 0)
 
 
+def guest_pid(d, name):
+    """The pid of domain `name`'s `coalesce run` (its run record)."""
+    return int(open(os.path.join(d.state, "run", f"{name}.pid")).read().split()[0])
+
+
 def wait_for_file_text(path, text, timeout):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -430,6 +439,24 @@ def edge_tests(work):
         rc, state, err = virsh(d, "domstate", "coalesced")
         check("it keeps running across both nodes", state.strip() == "running",
               state + err + open(os.path.join(d.state, "run", "coalesced.log")).read()[-1500:])
+        # suspend pauses the vCPUs on both nodes: the home's and the edge runtime's CPU use stop.
+        pids = [guest_pid(d, "coalesced")] + runtime_pids()
+        window = 4 if NESTED else 2
+        running_use = cpu_used(pids, window)
+        rc, out, err = virsh(d, "suspend", "coalesced")
+        rc2, state, _ = virsh(d, "domstate", "coalesced", "--reason")
+        check("suspend: paused (user)", rc == 0 and state.strip() == "paused (user)", out + err + state)
+        paused_use = cpu_used(pids, window)
+        print(f"CPU seconds over {window} s (home, edge runtime), running: {running_use}; paused: {paused_use}")
+        check("while suspended neither the home nor the edge runtime uses CPU time (< 15% of the window each)",
+              len(pids) == 2 and all(v < 0.15 * window for v in paused_use.values())
+              and sum(running_use.values()) > 4 * sum(paused_use.values()) + 0.2 * window,
+              f"processes {pids}: running {running_use}, paused {paused_use}")
+        rc, out, err = virsh(d, "resume", "coalesced")
+        rc2, state, _ = virsh(d, "domstate", "coalesced", "--reason")
+        check("resume: running (unpaused)", rc == 0 and state.strip() == "running (unpaused)", out + err + state)
+        resumed_use = cpu_used(pids, window)
+        check("after resume both run again", all(v > 0.05 * window for v in resumed_use.values()), f"{resumed_use}")
         rc, out, err = virsh(d, "destroy", "coalesced")
         rc2, state, _ = virsh(d, "domstate", "coalesced", "--reason")
         check("destroy", rc == 0 and state.strip() == "shut off (destroyed)", out + err + state)

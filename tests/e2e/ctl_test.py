@@ -2,8 +2,10 @@
 """`coalesce ctl` against running VMs (docs/COALESCENCE.md, "Controlling a running VM").
 
 CASE linux: Debian's kernel on one node, named with --name, waits at its shell; `ctl status` shows the node
-  and its vCPUs; a second VM of the same name is refused; `ctl shutdown` presses the ACPI power button and the
-  guest powers off (exit 0); the socket is gone afterwards and `ctl` says so.
+  and its vCPUs; a second VM of the same name is refused; with a busy loop running in the guest, `ctl suspend`
+  pauses it (status says paused, the vCPU threads use no CPU time, against the same window running) and `ctl
+  resume` runs it again (the shell answers); `ctl shutdown` presses the ACPI power button and the guest powers off
+  (exit 0); the socket is gone afterwards and `ctl` says so.
 CASE coalesced: the spinlock guest over home and an edge agent; `ctl status` while it runs shows each node's
   vCPUs, the guest pages each owns (the edge owns some: the DSM moved them) and the round trip, measured for
   the answer and at start.
@@ -21,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from edge_agent_process import EdgeAgent  # noqa: E402
 from kvm_required import kvm_problem  # noqa: E402
+from proc_usage import cpu_used  # noqa: E402
 import test_checks  # noqa: E402
 from test_checks import check, wait_for  # noqa: E402
 
@@ -67,6 +70,28 @@ if CASE == "linux":
     twin = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
     check("a second VM with the same name is refused: exit 2", twin.returncode == 2 and "already running" in twin.stderr,
           f"exit {twin.returncode}\n{twin.stderr}")
+    # A busy loop in the guest (bounded: it ends by itself), so that its vCPUs use CPU time while it runs.
+    busy_s = 120 if NESTED else 20
+    vm.stdin.write(f"(end=$(($(date +%s)+{busy_s})); while [ $(date +%s) -lt $end ]; do :; done) &\n".encode())
+    vm.stdin.flush()
+    window = 4 if NESTED else 2
+    time.sleep(1)
+    running_use = cpu_used([vm.pid], window, threads_named="vcpu")[vm.pid]
+    rc, reply, err = ctl("--vm", name, "suspend")
+    check("ctl suspend: both vCPUs held", rc == 0 and re.search(r"paused: 2 vCPUs at home, 0 on 0 edge node", reply),
+          f"exit {rc}\n{reply}\n{err}")
+    rc, status, err = ctl("--vm", name, "status")
+    check("ctl status says paused", rc == 0 and status.startswith(f"vm {name}: paused, 2 vCPUs"), status + err)
+    paused_use = cpu_used([vm.pid], window, threads_named="vcpu")[vm.pid]
+    print(f"vCPU threads' CPU seconds over {window} s, running: {running_use:.2f}; paused: {paused_use:.2f}")
+    check("while paused the vCPU threads use no CPU time, against the same window running",
+          paused_use < 0.05 * window and running_use > 0.3 * window, f"running {running_use}, paused {paused_use}")
+    rc, reply, err = ctl("--vm", name, "resume")
+    check("ctl resume", rc == 0 and "running again after" in reply, f"exit {rc}\n{reply}\n{err}")
+    vm.stdin.write(b"echo RESUMED-$((40+2))\n")
+    vm.stdin.flush()
+    check("the guest's shell answers after the resume", wait_for(out_path, r"RESUMED-42", 300 if NESTED else 30),
+          open(out_path).read()[-2000:])
     rc, _, err = ctl("--vm", name, "reboot-please")
     check("an unknown command: exit 2 naming it", rc == 2 and "unknown command 'reboot-please'" in err, err)
     rc, reply, err = ctl("--vm", name, "shutdown")

@@ -4,6 +4,7 @@ network namespace, the home node (`coalesce run --edge ...`), and the project's 
 
 Usage: multinode_test.py COALESCE GUEST_DIR CASE
 CASE: guests2 | guests3 | netns | agent_killed | tampered | bad_setup
+(netns also finds its agent by DNS-SD: `coalesce edge --announce`, `coalesce run --discover dns-sd`)
 """
 import atexit
 import math
@@ -19,6 +20,7 @@ import time
 import uuid
 
 from edge_agent_process import EdgeAgent, free_port, throwaway_pki
+from proc_usage import runtime_pids
 
 COALESCE, GUEST_DIR, CASE = sys.argv[1], sys.argv[2], sys.argv[3]
 failures = []
@@ -75,20 +77,6 @@ def guests_on(placements, vcpus, agents_desc):
                      ("spinlock", ["--append", "iterations=300 timeout_s=200"])]:
         expect_pass(f"{g} with {vcpus} vCPUs, {agents_desc}",
                     ["--kernel", guest(g), "--vcpus", str(vcpus)] + extra + base)
-
-
-def runtime_pids():
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    argv = f.read().split(b"\0")
-            except OSError:
-                continue
-            if len(argv) > 1 and argv[1] == b"remote-node":
-                pids.append(int(entry))
-    return pids
 
 
 def check_runtime_confinement(vcpus_here):
@@ -253,7 +241,7 @@ try:
                                capture_output=True, text=True, timeout=30)
         check("a plaintext agent off loopback is refused (exit 2, reason)",
               plain.returncode == 2 and "is not a loopback address" in plain.stderr, plain.stderr)
-        a = Agent(f"{edge_ip}:7001", netns=ns, extra_args=tls["edge"])
+        a = Agent(f"{edge_ip}:7001", netns=ns, extra_args=tls["edge"] + ["--announce"])
         agents.append(a)
         secure = tls["home"] + ["--data-plane", f"{home_ip}:0"]
         rc, out, err = run_home(["--kernel", guest("hello"), "--vcpus", "2", "--edge", f"{a.listen}=1",
@@ -267,6 +255,13 @@ try:
         for g in ("smp_boot", "ipi_pingpong", "ipi_broadcast"):
             expect_pass(f"{g}: vCPU 1 on an edge agent in network namespace {ns}, mutual TLS",
                         ["--kernel", guest(g), "--vcpus", "2", "--edge", f"{a.listen}=1"] + secure)
+        # The agent announces itself by DNS-SD on the veth link; `--discover dns-sd` finds it there and leases
+        # vCPU 1 from it (docs/COALESCENCE.md "Discovery").
+        rc, out, err = run_home(["--kernel", guest("hello"), "--vcpus", "2", "--discover", "dns-sd"] + secure)
+        check("--discover dns-sd: the agent announced on the veth link is found and hosts vCPU 1",
+              rc == 1 and "PASS" in out and f"at {edge_ip}:7001" in err
+              and re.search(rf"{re.escape(edge_ip)}:7001: round trip [\d.]+ ms, .*: vCPUs 1", err) is not None,
+              f"exit {rc}\n{out}\n{err}")
         expect_pass("spinlock counter across a veth link",
                     ["--kernel", guest("spinlock"), "--vcpus", "2", "--append", "iterations=300 timeout_s=200",
                      "--edge", f"{a.listen}=1"] + secure)

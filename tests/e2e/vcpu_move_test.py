@@ -30,11 +30,18 @@ renewals) and vCPU 2 stays on B for several lease lengths; then B's operator lis
 over the agent's control socket (`ctl --socket PATH leases|revoke VM_ID`): the runtime leaves, vCPU 2 and its pages
 go home, agent B serves on, and the guest passes. Bad revokes are refused.
 
+CASE suspend: the moves placement; `ctl suspend` pauses the guest on every node (the reply counts the vCPUs held
+at home and on the edges) and `ctl status` says paused; while paused the home and both runtimes use next to no CPU
+time (against the same window while running), vCPU 1 still moves home and back (it waits at its gate wherever it
+is), attach and a second suspend are refused; `ctl resume` runs it again. The guest passes, and each AP's largest
+TSC gap covers the pause: the edges' vCPUs, not only the home's, stood still.
+
 CASE linux: Debian's kernel with vCPU 1 on agent A; at its shell command a process pinned to each CPU sums
 1..i for a while and checks the sum against i(i+1)/2; `ctl move` sends vCPU 1 home and back twice meanwhile;
 both sums check out, the command exits 0 and the kernel powers off (exit 0).
 
-Usage: vcpu_move_test.py COALESCE GUEST_DIR CASE [ASSETS_DIR] (CASE: moves | departure | degraded | attach | lease | linux)"""
+Usage: vcpu_move_test.py COALESCE GUEST_DIR CASE [ASSETS_DIR]
+(CASE: moves | departure | degraded | attach | lease | suspend | linux)"""
 import os
 import re
 import signal
@@ -47,6 +54,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from edge_agent_process import EdgeAgent, free_port  # noqa: E402
 from kvm_required import kvm_problem  # noqa: E402
+from proc_usage import cpu_used, runtime_pids  # noqa: E402
 import test_checks  # noqa: E402
 from test_checks import check, wait_for  # noqa: E402
 
@@ -76,6 +84,7 @@ seconds = 150 if NESTED else 25
 guest_args = f"seconds={seconds} ping_timeout_s={120 if NESTED else 30}"
 out_path = os.path.join(run_dir, "vm.out")
 pauses = []
+paused_s = 0  # CASE suspend: how long the home says the guest was paused
 
 b_control = os.path.join(run_dir, "agent-b.sock")
 b_args = ["--control", b_control] + (["--max-lease", "3"] if CASE == "lease" else [])
@@ -250,6 +259,39 @@ with EdgeAgent(COALESCE) as a, EdgeAgent(COALESCE, extra_args=b_args) as b:
         late_before_done = "late phase" in open(out_path).read()
         check("the departure finished before the guest's late phase (its timers are checked after it)",
               not late_before_done)
+    elif started and CASE == "suspend":
+        placement({0: "0", 1: "1", 2: "2"})
+        pids = [vm.pid] + runtime_pids()
+        check("the home and two edge runtimes run", len(pids) == 3, f"processes: {pids}")
+        window = 4 if NESTED else 2
+        running_use = cpu_used(pids, window)
+        rc, reply, err = ctl("--vm", name, "suspend")
+        m = re.search(r"paused: 1 vCPUs at home, 2 on 2 edge node\(s\), in ([\d.]+) ms", reply)
+        check("suspend holds vCPU 0 at home and one vCPU on each edge", rc == 0 and m, f"exit {rc}\n{reply}\n{err}")
+        if m:
+            print(f"suspend took {m.group(1)} ms")
+        rc, status, err = ctl("--vm", name, "status")
+        check("status says paused", rc == 0 and status.startswith(f"vm {name}: paused,"), status + err)
+        for args, why in [(["suspend"], "paused already"), (["attach", b.listen, "vcpus=2"], "the guest is paused")]:
+            rc, reply, err = ctl("--vm", name, *args)
+            check(f"{args[0]} refused while paused: exit 2, '{why}'", rc == 2 and why in err, f"exit {rc}\n{reply}\n{err}")
+        # A vCPU moved while paused waits at its gate where it arrives.
+        move(1, "home", 1, 0)
+        move(1, "1", 0, 1)
+        paused_use = cpu_used(pids, window)
+        print(f"CPU seconds over {window} s, running: {running_use}; paused: {paused_use}")
+        check("while paused the home and both runtimes use next to no CPU time (< 15% of the window each)",
+              all(v < 0.15 * window for v in paused_use.values()), f"{paused_use}")
+        check("... against what they used while running (the measurement can tell)",
+              sum(running_use.values()) > 4 * sum(paused_use.values()) + 0.2 * window,
+              f"running {running_use}, paused {paused_use}")
+        rc, reply, err = ctl("--vm", name, "resume")
+        m = re.search(r"running again after ([\d.]+) s paused: 1 vCPUs at home, 2 on 2 edge node\(s\)", reply)
+        check("resume releases them all", rc == 0 and m, f"exit {rc}\n{reply}\n{err}")
+        paused_s = float(m.group(1)) if m else 0
+        rc, reply, err = ctl("--vm", name, "resume")
+        check("a second resume is refused: exit 2, 'not paused'", rc == 2 and "not paused" in err, f"{reply}{err}")
+        placement({0: "0", 1: "1", 2: "2"})
     elif started:
         placement({0: "0", 1: "1", 2: "2"})
         move(1, "home", 1, 0)
@@ -287,5 +329,8 @@ with EdgeAgent(COALESCE) as a, EdgeAgent(COALESCE, extra_args=b_args) as b:
         print(f"move pauses (ms, home's view): {' '.join(f'{p:.2f}' for p in pauses)}")
     if gaps:
         print(f"largest TSC gap per AP (us, guest's view): {gaps}")
+    if CASE == "suspend":
+        check(f"each AP's largest TSC gap covers the {paused_s:.1f} s pause (its vCPU stood still): {gaps} us",
+              len(gaps) == 2 and paused_s > 0 and all(g >= 0.8 * paused_s * 1e6 for g in gaps))
 
 test_checks.finish()

@@ -73,6 +73,11 @@ void NodeMessages() {
   Write("node_message", "vcpu_arrived", nm::Encode(nm::VcpuArrived{.vcpu_id = 1}));
   Write("node_message", "directed_interrupt", nm::Encode(nm::DirectedInterrupt{.apic_id = 1, .message = ipi}));
   Write("node_message", "leaving", nm::Encode(nm::Leaving{.reason = "agent stopping"}));
+  Write("node_message", "pause", nm::Encode(nm::Pause{.token = 5, .paused = true}));
+  Write("node_message", "pause_done",
+        nm::Encode(nm::PauseDone{.token = 5, .paused = true, .vcpus = 2, .error = ""}));
+  Write("node_message", "pause_done_error",
+        nm::Encode(nm::PauseDone{.token = 6, .paused = false, .vcpus = 0, .error = "vCPU 3 did not stop in 5 s"}));
 }
 
 void Libvirt() {

@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include "edge_monitor/edge_agent_flags.h"
+#include "edge_monitor/edge_announcement.h"
 #include "edge_monitor/edge_agent_main.h"
 #include "edge_monitor/host_request_validator.h"
 #include "edge_monitor/profile_loader.h"
@@ -170,6 +171,49 @@ TEST_CASE("edge flags: --max-lease and --control", "[edge_flags]") {
   auto empty = ParseEdgeAgentFlags({"--listen", "127.0.0.1:0", "--control", ""}, {});
   REQUIRE(!empty.ok());
   CHECK(std::string(empty.status().message()) == "edge: --control needs a path");
+}
+
+TEST_CASE("edge flags: --announce with and without a name", "[edge_flags]") {
+  auto plain = ParseEdgeAgentFlags({"--listen", "127.0.0.1:0", "--announce"}, {});
+  REQUIRE(plain.ok());
+  CHECK(plain->announce);
+  CHECK(plain->announce_name.empty());
+  auto named = ParseEdgeAgentFlags({"--listen", "127.0.0.1:0", "--announce=lab edge 3"}, {});
+  REQUIRE(named.ok());
+  CHECK(named->announce);
+  CHECK(named->announce_name == "lab edge 3");
+  auto none = ParseEdgeAgentFlags({"--listen", "127.0.0.1:0"}, {});
+  REQUIRE(none.ok());
+  CHECK_FALSE(none->announce);
+  for (const std::string& bad : {std::string("--announce="), "--announce=" + std::string(64, 'x')}) {
+    auto b = ParseEdgeAgentFlags({"--listen", "127.0.0.1:0", bad}, {});
+    REQUIRE(!b.ok());
+    CHECK(std::string(b.status().message()).find("1 to 63 bytes") != std::string::npos);
+  }
+}
+
+TEST_CASE("the announced TXT record follows the capacity snapshot", "[edge_announcement]") {
+  pb::Capacity c;
+  c.set_total_vcpus(8);
+  c.set_reserved_vcpus(3);
+  c.set_total_memory_bytes(4ull << 30);
+  c.set_reserved_memory_bytes(1ull << 30);
+  c.set_running_vms(2);
+  c.set_host_cpus(4);
+  c.set_load_average_1m(1.0);
+  CHECK(AnnouncementTxt(c, false) == std::vector<std::string>{"txtvers=1", "vcpus=5/8", "memory=3072/4096",
+                                                                "load=0.25", "battery=none", "vms=2", "tls=0"});
+  c.set_battery_percent(42);
+  c.set_on_battery(true);
+  const std::vector<std::string> txt = AnnouncementTxt(c, true);
+  CHECK(txt[4] == "battery=42,discharging");
+  CHECK(txt[6] == "tls=1");
+  c.set_on_battery(false);
+  CHECK(AnnouncementTxt(c, true)[4] == "battery=42,charging");
+  // More reserved than offered (a capacity lowered under running VMs) reads as none free, never a wrap.
+  c.set_reserved_vcpus(9);
+  CHECK(AnnouncementTxt(c, true)[1] == "vcpus=0/8");
+  for (const std::string& t : AnnouncementTxt(c, true)) CHECK(t.size() <= 255);
 }
 
 }  // namespace

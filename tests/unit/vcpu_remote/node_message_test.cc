@@ -30,6 +30,9 @@ std::vector<NodeMessage> OneOfEach() {
       VcpuArrived{.vcpu_id = 3},
       DirectedInterrupt{.apic_id = 3, .message = ipi},
       Leaving{.reason = "agent stopping"},
+      Pause{.token = 11, .paused = true},
+      PauseDone{.token = 11, .paused = true, .vcpus = 2, .error = ""},
+      PauseDone{.token = 12, .paused = false, .vcpus = 0, .error = "vCPU 3 did not stop in 5 s"},
   };
 }
 
@@ -62,6 +65,17 @@ TEST_CASE("node messages: every type round-trips") {
   REQUIRE(directed.ok());
   CHECK(std::get<DirectedInterrupt>(*directed).apic_id == 5);
   CHECK(std::get<DirectedInterrupt>(*directed).message.vector == 0x31);
+  auto pause = Decode(Encode(Pause{.token = 77, .paused = false}));
+  REQUIRE(pause.ok());
+  CHECK(std::get<Pause>(*pause).token == 77);
+  CHECK(!std::get<Pause>(*pause).paused);
+  auto done = Decode(Encode(PauseDone{.token = 78, .paused = true, .vcpus = 3, .error = "late"}));
+  REQUIRE(done.ok());
+  const auto& d = std::get<PauseDone>(*done);
+  CHECK(d.token == 78);
+  CHECK(d.paused);
+  CHECK(d.vcpus == 3);
+  CHECK(d.error == "late");
 }
 
 TEST_CASE("node messages: malformed input is refused with the reason") {
@@ -70,7 +84,7 @@ TEST_CASE("node messages: malformed input is refused with the reason") {
     return m.ok() ? std::string("accepted") : std::string(m.status().message());
   };
   CHECK_THAT(message({}), Catch::Contains("truncated header"));
-  CHECK_THAT(message({1, 9, 0, 0, 0, 0, 0, 0, 0, 0}), Catch::Contains("version 1, expected 3"));
+  CHECK_THAT(message({1, 9, 0, 0, 0, 0, 0, 0, 0, 0}), Catch::Contains("version 1, expected 4"));
   CHECK_THAT(message({kVersion, 200}), Catch::Contains("unknown type"));
   std::vector<uint8_t> echo = Encode(Echo{.token = 1});
   echo.pop_back();
@@ -96,6 +110,15 @@ TEST_CASE("node messages: malformed input is refused with the reason") {
   std::vector<uint8_t> directed = Encode(DirectedInterrupt{.apic_id = 1, .message = {.vector = 0x30}});
   directed[2 + 4 + 1] = 3;  // delivery mode 3 is reserved
   CHECK_THAT(message(directed), Catch::Contains("bad delivery fields"));
+  std::vector<uint8_t> pause = Encode(Pause{.token = 1, .paused = true});
+  pause[2 + 8] = 2;  // the pause flag
+  CHECK_THAT(message(pause), Catch::Contains("bad pause flag"));
+  std::vector<uint8_t> done = Encode(PauseDone{.token = 1, .paused = true, .vcpus = 1, .error = "x"});
+  done[2 + 8] = 7;
+  CHECK_THAT(message(done), Catch::Contains("bad pause flag"));
+  done = Encode(PauseDone{.token = 1, .paused = true, .vcpus = 1, .error = "x"});
+  done.pop_back();  // the error string is one byte short of its length
+  CHECK_THAT(message(done), Catch::Contains("truncated"));
 }
 
 }  // namespace
