@@ -57,8 +57,10 @@ absl::Status CpuHotplug::RequestUnplug(uint32_t id) {
 absl::Status CpuHotplug::AwaitInsertTaken(uint32_t id, absl::Duration timeout) {
   if (absl::Status st = CheckId(id); !st.ok()) return st;
   absl::MutexLock lock(&mu_);
-  auto taken = [this, id]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !insert_pending_[id]; };
-  if (!mu_.AwaitWithTimeout(absl::Condition(&taken), timeout)) {
+  auto taken = [this, id]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !insert_pending_[id] || cancelled_; };
+  const bool done = mu_.AwaitWithTimeout(absl::Condition(&taken), timeout);
+  if (cancelled_) return absl::FailedPreconditionError("the VM is stopping");
+  if (!done) {
     return absl::DeadlineExceededError(absl::StrFormat(
         "the guest did not take CPU %u within %s (does it handle ACPI CPU hotplug? Linux needs "
         "CONFIG_ACPI_HOTPLUG_CPU)",
@@ -70,13 +72,20 @@ absl::Status CpuHotplug::AwaitInsertTaken(uint32_t id, absl::Duration timeout) {
 absl::Status CpuHotplug::AwaitEjected(uint32_t id, absl::Duration timeout) {
   if (absl::Status st = CheckId(id); !st.ok()) return st;
   absl::MutexLock lock(&mu_);
-  auto gone = [this, id]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !present_[id]; };
-  if (!mu_.AwaitWithTimeout(absl::Condition(&gone), timeout)) {
+  auto gone = [this, id]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !present_[id] || cancelled_; };
+  const bool done = mu_.AwaitWithTimeout(absl::Condition(&gone), timeout);
+  if (cancelled_) return absl::FailedPreconditionError("the VM is stopping");
+  if (!done) {
     return absl::DeadlineExceededError(absl::StrFormat(
         "the guest did not eject CPU %u within %s (it may refuse to offline it, or not handle ACPI hotplug)",
         id, absl::FormatDuration(timeout)));
   }
   return absl::OkStatus();
+}
+
+void CpuHotplug::CancelWaits() {
+  absl::MutexLock lock(&mu_);
+  cancelled_ = true;
 }
 
 bool CpuHotplug::Present(uint32_t id) const {

@@ -52,6 +52,8 @@ class CpuHotplug final : public BusDevice {
   // Waits until the guest ejected CPU `id`: DeadlineExceeded after `timeout` (the guest may refuse, e.g.
   // when the CPU is the last one of a task it cannot move, or never run ACPI at all).
   absl::Status AwaitEjected(uint32_t id, absl::Duration timeout);
+  // The VM stops: every wait above returns at once (FailedPrecondition), and so does any later one.
+  void CancelWaits();
 
   [[nodiscard]] bool Present(uint32_t id) const;
   [[nodiscard]] std::vector<uint32_t> PresentCpus() const;
@@ -73,6 +75,7 @@ class CpuHotplug final : public BusDevice {
   Bits insert_pending_ ABSL_GUARDED_BY(mu_);
   Bits remove_pending_ ABSL_GUARDED_BY(mu_);
   uint64_t ignored_writes_ ABSL_GUARDED_BY(mu_) = 0;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace coalesce

@@ -363,6 +363,7 @@ absl::Status Machine::BuildVcpus() {
                                      });
   run_control_.AddStopHook([this] {
     pause_->Cancel();
+    if (cpu_hotplug_ != nullptr) cpu_hotplug_->CancelWaits();
     if (mover_) mover_->Cancel();
     if (home_) home_->NotifyStop(run_control_.exit_status(), run_control_.reason());
     for (auto& v : vcpus_) {
@@ -527,10 +528,10 @@ void Machine::JoinDepartures() {
   for (std::thread& t : departures) t.join();
 }
 
-void Machine::Depart(uint16_t node, const std::string& reason) {
+std::string Machine::Depart(uint16_t node, const std::string& reason) {
   absl::MutexLock departing(&depart_mu_);  // one at a time: a ctl detach and the link monitor may race
   const std::vector<std::string> edges = home_->EdgeAddresses();
-  if (node == 0 || node > edges.size() || home_->Released(node)) return;
+  if (node == 0 || node > edges.size() || home_->Released(node)) return "";
   const std::string& edge = edges[node - 1];
   const auto start = std::chrono::steady_clock::now();
   std::vector<uint32_t> moved;
@@ -540,7 +541,7 @@ void Machine::Depart(uint16_t node, const std::string& reason) {
     if (!m.ok()) {
       run_control_.Stop(exit_status::kHostFailure, absl::StrFormat("edge %s (node %u) leaving: vCPU %u: %s", edge,
                                                                    node, v, m.status().message()));
-      return;
+      return "";
     }
     moved.push_back(v);
   }
@@ -561,13 +562,17 @@ void Machine::Depart(uint16_t node, const std::string& reason) {
       run_control_.Stop(exit_status::kHostFailure, absl::StrFormat("edge %s (node %u) left with %u guest pages",
                                                                    edge, node, left));
     }
-    return;
+    return "";
   }
   auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
-  std::fprintf(stderr,
-               "coalesce run: edge %s (node %u) left (%s): vCPUs %s moved home in %.1f ms, its pages in %.1f ms more\n",
-               edge.c_str(), node, reason.c_str(), moved.empty() ? "none" : FormatVcpuList(moved).c_str(),
-               ms(vcpus_home - start), ms(std::chrono::steady_clock::now() - vcpus_home));
+  const auto pages_home = std::chrono::steady_clock::now();
+  const std::string given_back = GiveBackLentCpus(moved);
+  const std::string report =
+      absl::StrFormat("edge %s (node %u) left (%s): vCPUs %s moved home in %.1f ms, its pages in %.1f ms more%s", edge,
+                      node, reason, moved.empty() ? "none" : FormatVcpuList(moved), ms(vcpus_home - start),
+                      ms(pages_home - vcpus_home), given_back);
+  std::fprintf(stderr, "coalesce run: %s\n", report.c_str());
+  return report;
 }
 
 std::optional<uint16_t> Machine::NodeByName(const std::string& name) const {
@@ -628,6 +633,10 @@ std::string Machine::AttachCommand(const std::vector<std::string>& words) {
                              *node, FormatVcpuList(*vcpus), plugged.status().message());
     }
     if (!plugged->empty()) {
+      absl::MutexLock lock(&lent_mu_);
+      lent_vcpus_.insert(lent_vcpus_.end(), plugged->begin(), plugged->end());
+    }
+    if (!plugged->empty()) {
       plugged_note = absl::StrFormat("; vCPUs %s plugged in, the guest took them in %.1f ms",
                                      FormatVcpuList(*plugged), ms(std::chrono::steady_clock::now() - moved_all));
     }
@@ -646,11 +655,12 @@ std::string Machine::DetachCommand(const std::vector<std::string>& words) {
   if (!node || *node == 0) return absl::StrFormat("error: detach: no edge node '%s' in this VM", words[0]);
   if (home_->Released(*node)) return absl::StrFormat("error: detach: node %u has left already", *node);
   const auto start = std::chrono::steady_clock::now();
-  Depart(*node, "detached by coalesce ctl");
+  const std::string report = Depart(*node, "detached by coalesce ctl");
   if (run_control_.stopping()) return absl::StrFormat("error: detach: the VM stopped: %s", run_control_.reason());
-  return absl::StrFormat("vm %s: node %u detached in %.1f ms: its vCPUs run at home, its pages are home",
+  return absl::StrFormat("vm %s: node %u detached in %.1f ms: its vCPUs run at home, its pages are home (%s)",
                          config_.name, *node,
-                         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+                         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count(),
+                         report);
 }
 
 std::string Machine::MoveCommand(const std::vector<std::string>& words) {

@@ -87,8 +87,10 @@ class Machine final {
   // Placed here at start (vCPUs may move later: forwarding_router_->NodeOf is where they are now).
   [[nodiscard]] bool IsLocal(uint32_t vcpu) const { return node_of_vcpu_[vcpu] == 0; }
   // Edge node `node` leaves (its agent stops): its vCPUs move home and its pages follow as it leaves the DSM;
-  // the guest runs on. A step that fails stops the VM with the reason. On a thread of its own.
-  void Depart(uint16_t node, const std::string& reason);
+  // the guest runs on; CPUs that edge lent through `attach` are then given back (GiveBackLentCpus). A step that
+  // fails stops the VM with the reason. On a thread of its own, or the control thread (`detach`). Returns what
+  // happened, as printed.
+  std::string Depart(uint16_t node, const std::string& reason);
   void JoinDepartures();
   // `coalesce ctl ... move VCPU NODE`.
   std::string MoveCommand(const std::vector<std::string>& words);
@@ -104,6 +106,11 @@ class Machine final {
   // Plugs `vcpus` (absent ones; present ones are left alone) and waits until the guest took each event.
   // Returns what was plugged, or an error naming the vCPU.
   absl::StatusOr<std::vector<uint32_t>> PlugVcpus(const std::vector<uint32_t>& vcpus);
+  // Asks the guest to give up `vcpus` (present ones; others are left alone) and waits until it ejected each.
+  absl::StatusOr<std::vector<uint32_t>> UnplugVcpus(const std::vector<uint32_t>& vcpus);
+  // Of `vcpus` (an edge's, just moved home as it left), those `attach` plugged in are the CPUs that edge lent:
+  // the guest gives them back (ACPI eject). Returns a note for the departure's report ("" when none).
+  std::string GiveBackLentCpus(const std::vector<uint32_t>& vcpus);
   // `coalesce ctl ... suspend` / `resume` (machine_pause.cc): every vCPU on every node held at its pause gate,
   // or released.
   std::string SuspendCommand(const std::vector<std::string>& words);
@@ -165,6 +172,8 @@ class Machine final {
   std::unique_ptr<VmPause> pause_;                    // suspend/resume on every node; after home_, which it calls
   std::atomic<bool> running_{false};                  // vCPUs started: moves may begin
   absl::Mutex depart_mu_;  // Depart() runs one at a time
+  absl::Mutex lent_mu_;    // a leaf
+  std::vector<uint32_t> lent_vcpus_ ABSL_GUARDED_BY(lent_mu_);  // plugged in by `attach`: given back on departure
   absl::Mutex departures_mu_;
   std::vector<std::thread> departures_ ABSL_GUARDED_BY(departures_mu_);  // Depart(), joined in Shutdown
 };

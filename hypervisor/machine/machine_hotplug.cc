@@ -38,6 +38,45 @@ absl::StatusOr<std::vector<uint32_t>> Machine::PlugVcpus(const std::vector<uint3
   return plugged;
 }
 
+absl::StatusOr<std::vector<uint32_t>> Machine::UnplugVcpus(const std::vector<uint32_t>& vcpus) {
+  std::vector<uint32_t> asked;
+  // The guest is asked for all of them at once, then waited for.
+  for (uint32_t v : vcpus) {
+    if (!cpu_hotplug_->Present(v)) continue;
+    if (absl::Status st = cpu_hotplug_->RequestUnplug(v); !st.ok()) return st;
+    asked.push_back(v);
+  }
+  for (uint32_t v : asked) {
+    if (absl::Status st = cpu_hotplug_->AwaitEjected(v, kEjectTimeout); !st.ok()) return st;
+  }
+  absl::MutexLock lock(&lent_mu_);
+  std::erase_if(lent_vcpus_, [&asked](uint32_t v) { return std::find(asked.begin(), asked.end(), v) != asked.end(); });
+  return asked;
+}
+
+std::string Machine::GiveBackLentCpus(const std::vector<uint32_t>& vcpus) {
+  if (cpu_hotplug_ == nullptr) return "";
+  std::vector<uint32_t> lent;
+  {
+    absl::MutexLock lock(&lent_mu_);
+    for (uint32_t v : vcpus) {
+      if (std::find(lent_vcpus_.begin(), lent_vcpus_.end(), v) != lent_vcpus_.end()) lent.push_back(v);
+    }
+  }
+  if (lent.empty()) return "";
+  if (pause_->paused()) {
+    return absl::StrFormat("; vCPUs %s, which it lent, stay present: the guest is paused (setvcpus gives them back)",
+                           FormatVcpuList(lent));
+  }
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<std::vector<uint32_t>> gone = UnplugVcpus(lent);
+  if (!gone.ok()) {
+    return absl::StrFormat("; vCPUs %s, which it lent, stay present: %s", FormatVcpuList(lent), gone.status().message());
+  }
+  return absl::StrFormat("; vCPUs %s, which it lent, given back: the guest ejected them in %.1f ms", FormatVcpuList(lent),
+                         MsSince(start));
+}
+
 std::string Machine::SetVcpusCommand(const std::vector<std::string>& words) {
   if (words.size() != 1) return "error: setvcpus takes one argument: the number of vCPUs the guest should have";
   if (cpu_hotplug_ == nullptr) {
@@ -68,17 +107,10 @@ std::string Machine::SetVcpusCommand(const std::vector<std::string>& words) {
         "echo 1 > /sys/devices/system/cpu/cpuN/online); %u vCPUs present",
         config_.name, FormatVcpuList(*plugged), MsSince(start), want);
   }
-  // Fewer: the highest ids go, never vCPU 0. The guest is asked for all of them at once, then waited for.
+  // Fewer: the highest ids go, never vCPU 0.
   std::vector<uint32_t> to_remove(present.end() - static_cast<ptrdiff_t>(present.size() - want), present.end());
-  for (uint32_t v : to_remove) {
-    if (absl::Status st = cpu_hotplug_->RequestUnplug(v); !st.ok()) {
-      return absl::StrFormat("error: setvcpus: %s", st.message());
-    }
-  }
-  for (uint32_t v : to_remove) {
-    if (absl::Status st = cpu_hotplug_->AwaitEjected(v, kEjectTimeout); !st.ok()) {
-      return absl::StrFormat("error: setvcpus: %s", st.message());
-    }
+  if (absl::StatusOr<std::vector<uint32_t>> gone = UnplugVcpus(to_remove); !gone.ok()) {
+    return absl::StrFormat("error: setvcpus: %s", gone.status().message());
   }
   return absl::StrFormat("vm %s: vCPUs %s unplugged: the guest offlined and ejected them in %.1f ms; %u vCPUs present",
                          config_.name, FormatVcpuList(to_remove), MsSince(start), want);

@@ -66,6 +66,23 @@ TEST_CASE("CPU hotplug: unplug is a request the guest answers by ejecting") {
   CHECK(Inb(dev, p::kCpuHotplugPresentOffset) == 0x0F);
 }
 
+TEST_CASE("CPU hotplug: a stopping VM ends every wait for the guest") {
+  RecordingIrqSink irq;
+  CpuHotplug dev(&irq, kGsi, 4, 2);
+  REQUIRE(dev.RequestUnplug(1).ok());
+  REQUIRE(dev.Plug(3).ok());
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    dev.CancelWaits();
+  });
+  const absl::Time start = absl::Now();
+  absl::Status ejected = dev.AwaitEjected(1, absl::Seconds(30));  // the guest never ejects it
+  stopper.join();
+  CHECK(ejected.code() == absl::StatusCode::kFailedPrecondition);
+  CHECK(absl::Now() - start < absl::Seconds(20));
+  CHECK(dev.AwaitInsertTaken(3, absl::Seconds(30)).code() == absl::StatusCode::kFailedPrecondition);
+}
+
 TEST_CASE("CPU hotplug: what a guest may write wrong is ignored and counted") {
   RecordingIrqSink irq;
   CpuHotplug dev(&irq, kGsi, 4, 2);
