@@ -324,14 +324,14 @@ void RemoteNode::OnPause(const node_msg::Pause& pause) {
     }
   };
   if (!pause.paused) {
-    const uint32_t released = ReleaseVcpus(run_control_, vcpus_);
+    const uint32_t released = ReleaseVcpus(run_control_, vcpus_, timers_.get());
     LOG_INFO("node %u: resumed, %u vCPUs run again", args_.node_id, released);
     answer({.token = pause.token, .paused = false, .vcpus = released, .error = ""});
     return;
   }
   absl::MutexLock lock(&movers_mu_);
   movers_.emplace_back([this, token = pause.token, answer] {
-    absl::StatusOr<uint32_t> held = HoldVcpus(run_control_, vcpus_, kPauseTimeout);
+    absl::StatusOr<uint32_t> held = HoldVcpus(run_control_, vcpus_, timers_.get(), kPauseTimeout);
     if (held.ok()) LOG_INFO("node %u: paused, %u vCPUs held", args_.node_id, *held);
     answer({.token = token, .paused = held.ok(), .vcpus = held.value_or(0),
             .error = held.ok() ? "" : std::string(held.status().message())});

@@ -45,9 +45,24 @@ void TimerService::Cancel(TimerId id) {
   mu_.Await(absl::Condition(&not_running));
 }
 
+void TimerService::Freeze() {
+  absl::MutexLock lock(&mu_);
+  frozen_ = true;
+}
+
+void TimerService::Thaw() {
+  absl::MutexLock lock(&mu_);
+  frozen_ = false;
+}
+
 void TimerService::Loop() {
   absl::MutexLock lock(&mu_);
   while (!stop_) {
+    if (frozen_) {
+      auto thawed = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ || !frozen_; };
+      mu_.Await(absl::Condition(&thawed));
+      continue;
+    }
     if (queue_.empty()) {
       auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ || !queue_.empty(); };
       mu_.Await(absl::Condition(&wake));

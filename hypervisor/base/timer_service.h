@@ -36,6 +36,12 @@ class TimerService final {
   // Cancels a timer if it has not started running. Safe to call with a stale id. When it returns, the
   // callback is either cancelled or has finished (unless called from inside that very callback).
   void Cancel(TimerId id);
+  // Holds every callback until Thaw(): a paused guest's timers do not tick (as QEMU stops its virtual clock),
+  // and a node with paused vCPUs does no timer work. A callback already running completes. Deadlines are kept:
+  // those that passed meanwhile run once at Thaw(), and the devices skip the periods they missed, as after a
+  // host stall. Schedule() and Cancel() work as usual meanwhile.
+  void Freeze();
+  void Thaw();
 
  private:
   void Loop();
@@ -47,6 +53,7 @@ class TimerService final {
   TimerId next_id_ ABSL_GUARDED_BY(mu_) = 1;
   TimerId running_ ABSL_GUARDED_BY(mu_) = 0;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool frozen_ ABSL_GUARDED_BY(mu_) = false;
   std::thread::id thread_id_;
   std::thread thread_;
 };

@@ -357,7 +357,7 @@ absl::Status Machine::BuildVcpus() {
   // moves home.
   RETURN_IF_ERROR(CreateNodeVcpus(VcpusSpec(), *kvm_, *vm_, lapics_, &vcpus_));
   RETURN_IF_ERROR(ApplyBootEntry(boot_entry_, vcpus_[0]->fd()));
-  pause_ = std::make_unique<VmPause>(vcpus_, run_control_, [this] { return LiveEdges(); },
+  pause_ = std::make_unique<VmPause>(vcpus_, run_control_, timers_.get(), [this] { return LiveEdges(); },
                                      [this](uint16_t node, const node_msg::NodeMessage& message) {
                                        return home_->Send(node, message);
                                      });
@@ -738,8 +738,10 @@ std::string Machine::StatusReport() {
   }
   if (!moving.empty()) absl::StrAppendFormat(&out, "moving: vCPUs %s\n", FormatVcpuList(moving));
   if (cpu_hotplug_ != nullptr) {
-    absl::StrAppendFormat(&out, "hotplug: vCPUs %s absent, at most %u (setvcpus)\n", list(absent),
-                          config_.vcpu_ids());
+    // Writes the guest made that the controller ignored (an eject of CPU 0, an id out of range): a guest's AML
+    // or driver at odds with the controller shows here.
+    absl::StrAppendFormat(&out, "hotplug: vCPUs %s absent, at most %u (setvcpus); guest writes ignored: %u\n",
+                          list(absent), config_.vcpu_ids(), cpu_hotplug_->ignored_writes());
   }
   if (home_) absl::StrAppendFormat(&out, "leases renewed: %u\n", home_->lease_renewals());
   if (!probe_error.empty()) absl::StrAppendFormat(&out, "links not measured now: %s\n", probe_error);

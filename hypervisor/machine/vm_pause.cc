@@ -8,9 +8,9 @@
 
 namespace coalesce {
 
-VmPause::VmPause(const std::vector<std::unique_ptr<Vcpu>>& vcpus, RunControl& run_control,
+VmPause::VmPause(const std::vector<std::unique_ptr<Vcpu>>& vcpus, RunControl& run_control, TimerService* timers,
                  std::function<std::vector<uint16_t>()> edges, Send send)
-    : vcpus_(vcpus), run_control_(run_control), edges_(std::move(edges)), send_(std::move(send)) {}
+    : vcpus_(vcpus), run_control_(run_control), timers_(timers), edges_(std::move(edges)), send_(std::move(send)) {}
 
 absl::StatusOr<VmPause::Result> VmPause::Pause(absl::Duration timeout) {
   absl::MutexLock op(&op_mu_);
@@ -59,11 +59,11 @@ absl::StatusOr<VmPause::Result> VmPause::Change(bool paused, const std::vector<u
   }
   Result result;
   if (paused) {
-    absl::StatusOr<uint32_t> held = HoldVcpus(run_control_, vcpus_, timeout);
+    absl::StatusOr<uint32_t> held = HoldVcpus(run_control_, vcpus_, timers_, timeout);
     if (!held.ok()) return absl::Status(held.status().code(), absl::StrFormat("home: %s", held.status().message()));
     result.vcpus_home = *held;
   } else {
-    result.vcpus_home = ReleaseVcpus(run_control_, vcpus_);
+    result.vcpus_home = ReleaseVcpus(run_control_, vcpus_, timers_);
   }
   if (!sent.ok()) return sent;
   auto all_answered = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {

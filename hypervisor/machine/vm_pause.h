@@ -19,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "hypervisor/base/timer_service.h"
 #include "hypervisor/vcpu/run_control.h"
 #include "hypervisor/vcpu/vcpu.h"
 #include "vcpu_remote/node_message.h"
@@ -29,9 +30,9 @@ class VmPause final {
  public:
   using Send = std::function<absl::Status(uint16_t node, const node_msg::NodeMessage& message)>;
 
-  // `vcpus`: the home's, indexed by id (not owned; outlive this). `edges()`: the edge nodes in the VM now (none
-  // for a guest on one node).
-  VmPause(const std::vector<std::unique_ptr<Vcpu>>& vcpus, RunControl& run_control,
+  // `vcpus`: the home's, indexed by id, and `timers`, the home's device timers (may be null); not owned, they
+  // outlive this. `edges()`: the edge nodes in the VM now (none for a guest on one node).
+  VmPause(const std::vector<std::unique_ptr<Vcpu>>& vcpus, RunControl& run_control, TimerService* timers,
           std::function<std::vector<uint16_t>()> edges, Send send);
 
   struct Result {
@@ -60,6 +61,7 @@ class VmPause final {
 
   const std::vector<std::unique_ptr<Vcpu>>& vcpus_;
   RunControl& run_control_;
+  TimerService* const timers_;
   const std::function<std::vector<uint16_t>()> edges_;
   const Send send_;
 

@@ -8,7 +8,7 @@
 namespace coalesce {
 
 absl::StatusOr<uint32_t> HoldVcpus(RunControl& run_control, const std::vector<std::unique_ptr<Vcpu>>& vcpus,
-                                   absl::Duration timeout) {
+                                   TimerService* timers, absl::Duration timeout) {
   run_control.SetPaused(true);
   const absl::Time deadline = absl::Now() + timeout;
   for (;;) {
@@ -34,10 +34,12 @@ absl::StatusOr<uint32_t> HoldVcpus(RunControl& run_control, const std::vector<st
     ++held;
     if (absl::Status st = v->fd().NotifyGuestPaused(); !st.ok()) LOG_WARN("vcpu%u: %s", v->id(), st.ToString());
   }
+  if (timers != nullptr) timers->Freeze();
   return held;
 }
 
-uint32_t ReleaseVcpus(RunControl& run_control, const std::vector<std::unique_ptr<Vcpu>>& vcpus) {
+uint32_t ReleaseVcpus(RunControl& run_control, const std::vector<std::unique_ptr<Vcpu>>& vcpus, TimerService* timers) {
+  if (timers != nullptr) timers->Thaw();
   uint32_t held = 0;
   for (const auto& v : vcpus) held += v && v->at_pause_gate() ? 1 : 0;
   run_control.SetPaused(false);

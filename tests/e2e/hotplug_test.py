@@ -80,11 +80,7 @@ def guest_case():
                                                                 r"ejected them in [\d.]+ ms", reply),
                   reply + err + open(out_path).read())
             print(f"  {reply.strip()}")
-            rc, status, err = ctl("status")
-            check("ctl status: vCPU 0 at home, vCPUs 1-2 absent", rc == 0 and "node 0 home: vCPUs 0," in status
-                  and "hotplug: vCPUs 1-2 absent" in status, status + err)
-            rc, reply, err = ctl("setvcpus", "1")
-            check("setvcpus 1: one present already", rc == 0 and "1 vCPUs present already" in reply, reply + err)
+            # The guest's last step was that eject: it checks the controller's bitmaps and ends.
             try:
                 vm_rc = vm.wait(60 * SLOW)
             except subprocess.TimeoutExpired:
@@ -163,8 +159,9 @@ def boot():
     check("the guest sees CPUs 0-2 as possible, CPU 0 present", possible == "0-2" and present == "0",
           f"possible {possible!r}, present {present!r}")
     rc, status, err = ctl("status")
-    check("ctl status: 1 vCPU running, 1-2 absent", rc == 0 and "running, 1 vCPUs" in status
-          and "hotplug: vCPUs 1-2 absent, at most 3" in status, status + err)
+    check("ctl status: 1 vCPU running, 1-2 absent, no guest write ignored by the controller",
+          rc == 0 and "running, 1 vCPUs" in status
+          and "hotplug: vCPUs 1-2 absent, at most 3 (setvcpus); guest writes ignored: 0" in status, status + err)
 
 
 def power_off():
@@ -198,8 +195,9 @@ def local_case():
     check("the guest's present CPUs: 0-1", cpus("present") == "0-1")
     check("its online CPUs: 0-1", cpus("online") == "0-1")
     rc, status, err = ctl("status")
-    check("ctl status: 2 vCPUs, 2 absent", rc == 0 and "running, 2 vCPUs" in status
-          and "hotplug: vCPUs 2 absent" in status, status + err)
+    check("ctl status: 2 vCPUs, 2 absent; Linux's scan, acknowledgements and eject wrote nothing the controller "
+          "ignored", rc == 0 and "running, 2 vCPUs" in status
+          and "hotplug: vCPUs 2 absent" in status and "guest writes ignored: 0" in status, status + err)
 
     rc, reply, err = ctl("setvcpus", "3")
     check("setvcpus 3 again: vCPU 2 comes back", rc == 0 and "vCPUs 2 plugged in" in reply, reply + err)

@@ -7,6 +7,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <vector>
@@ -22,6 +23,7 @@ struct Sent {
 struct Fixture {
   std::vector<std::unique_ptr<Vcpu>> vcpus;  // none at home: the flag and the edges are what is checked
   RunControl run_control;
+  TimerService timers;
   std::vector<uint16_t> edges = {1, 2};
   std::vector<Sent> sent;
   // How each node answers a Pause: by default at once, holding one vCPU.
@@ -33,7 +35,7 @@ struct Fixture {
 
   Fixture() {
     pause = std::make_unique<VmPause>(
-        vcpus, run_control, [this] { return edges; },
+        vcpus, run_control, &timers, [this] { return edges; },
         [this](uint16_t node, const node_msg::NodeMessage& message) {
           const auto& m = std::get<node_msg::Pause>(message);
           sent.push_back({node, m});
@@ -56,6 +58,11 @@ TEST_CASE("pause asks every edge, waits for each answer, and resume undoes it") 
   CHECK(f.sent[0].node == 1);
   CHECK(f.sent[1].node == 2);
   CHECK(f.sent[0].pause.paused);
+  // The home's device timers stand still while paused: one due now runs only after the resume.
+  std::atomic<int> ticked{0};
+  f.timers.Schedule(TimerService::Clock::now(), [&] { ticked++; });
+  absl::SleepFor(absl::Milliseconds(50));
+  CHECK(ticked.load() == 0);
 
   absl::StatusOr<VmPause::Result> again = f.pause->Pause(absl::Seconds(5));
   CHECK(again.status().code() == absl::StatusCode::kFailedPrecondition);
@@ -69,6 +76,9 @@ TEST_CASE("pause asks every edge, waits for each answer, and resume undoes it") 
   REQUIRE(f.sent.size() == 4);
   CHECK_FALSE(f.sent[3].pause.paused);
   CHECK(f.pause->unexpected() == 0);
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (ticked.load() == 0 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
+  CHECK(ticked.load() == 1);
 
   CHECK_THAT(std::string(f.pause->Resume(absl::Seconds(5)).status().message()), Catch::Contains("not paused"));
 }
