@@ -20,6 +20,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <random>
 #include <thread>
 
 #include "absl/strings/ascii.h"
@@ -124,11 +125,14 @@ class ResponderLock {
   Responder& r_;
 };
 
-// A name for this responder on the link: unique per process (two agents may share a host).
+// A name for this responder on the link: unique per process (two agents may share a host) and, with a random
+// part, across hosts that share a host name and pid (cloned images, containers), where a collision on the
+// address record would otherwise rename the service again and again.
 std::string ResponderHostName(const char* role) {
   char host[64] = {};
   ::gethostname(host, sizeof(host) - 1);
-  std::string name = absl::StrFormat("coalesce-%s-%d-%s", role, ::getpid(), host);
+  std::random_device random;
+  std::string name = absl::StrFormat("coalesce-%s-%d-%04x-%s", role, ::getpid(), random() & 0xffff, host);
   for (char& c : name) {
     if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '-') c = '-';
   }

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <chrono>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -97,6 +98,7 @@ class RemoteNode final {
     for (auto& v : vcpus_) {
       if (v) v->Kick();
     }
+    StopPauser();
     JoinMovers();
     for (auto& v : vcpus_) {
       if (v) v->Join();
@@ -133,10 +135,14 @@ class RemoteNode final {
   void SendHome(uint32_t id);
   // A vCPU sent here: state restored, registered with the router, running; the home told.
   void Arrive(const node_msg::VcpuMigrate& message);
-  // The home pauses or resumes the guest: this node's vCPUs held at their gates (on a helper thread: a vCPU may
-  // be waiting for a forwarded access whose reply this receiver thread must read first) or released; answered
-  // with PauseDone.
+  // The home pauses or resumes the guest: queued for the pauser thread, which handles the requests in order
+  // (a hold waits for the vCPUs to reach their gates, and a release must never overtake it, or the node would
+  // stay paused) and off this receiver thread (a vCPU may be waiting for a forwarded access whose reply this
+  // thread must read first).
   void OnPause(const node_msg::Pause& pause);
+  // The pauser thread: holds or releases this node's vCPUs, one request at a time, and answers with PauseDone.
+  void PauserLoop();
+  void StopPauser();
   [[nodiscard]] bool ValidMovable(uint32_t id) const { return id != 0 && id < vcpus_.size() && vcpus_[id]; }
   void JoinMovers();
 
@@ -154,7 +160,11 @@ class RemoteNode final {
   std::vector<std::unique_ptr<LocalApic>> lapics_;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
   absl::Mutex movers_mu_;
-  std::vector<std::thread> movers_ ABSL_GUARDED_BY(movers_mu_);  // threads that wait for vCPUs: moves, pauses
+  std::vector<std::thread> movers_ ABSL_GUARDED_BY(movers_mu_);  // one per move home: each waits for its vCPU
+  absl::Mutex pause_mu_;
+  std::deque<node_msg::Pause> pause_requests_ ABSL_GUARDED_BY(pause_mu_);
+  bool pauser_stopping_ ABSL_GUARDED_BY(pause_mu_) = false;
+  std::thread pauser_;
   absl::Mutex mesh_mu_;
   std::optional<node_msg::Peers> peers_ ABSL_GUARDED_BY(mesh_mu_);
   std::atomic<bool> stopped_by_home_{false};
@@ -236,6 +246,7 @@ absl::Status RemoteNode::Build() {
       if (v) v->Kick();
     }
   });
+  pauser_ = std::thread([this] { PauserLoop(); });
   return link_->Send(0, node_msg::Hello{static_cast<uint16_t>(args_.node_id), link_->dsm().port(),
                                         LocalAddressToward(host)});
 }
@@ -318,24 +329,49 @@ void RemoteNode::Arrive(const node_msg::VcpuMigrate& message) {
 }
 
 void RemoteNode::OnPause(const node_msg::Pause& pause) {
-  auto answer = [this](node_msg::PauseDone done) {
+  absl::MutexLock lock(&pause_mu_);
+  pause_requests_.push_back(pause);
+}
+
+void RemoteNode::PauserLoop() {
+  while (true) {
+    node_msg::Pause request;
+    {
+      absl::MutexLock lock(&pause_mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(pause_mu_) {
+        return pauser_stopping_ || !pause_requests_.empty();
+      };
+      pause_mu_.Await(absl::Condition(&ready));
+      if (pauser_stopping_) return;
+      request = pause_requests_.front();
+      pause_requests_.pop_front();
+    }
+    node_msg::PauseDone done{.token = request.token, .paused = false, .vcpus = 0, .error = ""};
+    if (request.paused) {
+      absl::StatusOr<uint32_t> held = HoldVcpus(run_control_, vcpus_, timers_.get(), kPauseTimeout);
+      done.paused = held.ok();
+      done.vcpus = held.value_or(0);
+      if (held.ok()) {
+        LOG_INFO("node %u: paused, %u vCPUs held", args_.node_id, *held);
+      } else {
+        done.error = std::string(held.status().message());
+      }
+    } else {
+      done.vcpus = ReleaseVcpus(run_control_, vcpus_, timers_.get());
+      LOG_INFO("node %u: resumed, %u vCPUs run again", args_.node_id, done.vcpus);
+    }
     if (absl::Status st = link_->Send(0, done); !st.ok()) {
       LOG_WARN("node %u: answering a pause: %s", args_.node_id, st.ToString());
     }
-  };
-  if (!pause.paused) {
-    const uint32_t released = ReleaseVcpus(run_control_, vcpus_, timers_.get());
-    LOG_INFO("node %u: resumed, %u vCPUs run again", args_.node_id, released);
-    answer({.token = pause.token, .paused = false, .vcpus = released, .error = ""});
-    return;
   }
-  absl::MutexLock lock(&movers_mu_);
-  movers_.emplace_back([this, token = pause.token, answer] {
-    absl::StatusOr<uint32_t> held = HoldVcpus(run_control_, vcpus_, timers_.get(), kPauseTimeout);
-    if (held.ok()) LOG_INFO("node %u: paused, %u vCPUs held", args_.node_id, *held);
-    answer({.token = token, .paused = held.ok(), .vcpus = held.value_or(0),
-            .error = held.ok() ? "" : std::string(held.status().message())});
-  });
+}
+
+void RemoteNode::StopPauser() {
+  {
+    absl::MutexLock lock(&pause_mu_);
+    pauser_stopping_ = true;
+  }
+  if (pauser_.joinable()) pauser_.join();
 }
 
 void RemoteNode::JoinMovers() {
@@ -392,6 +428,7 @@ int RemoteNode::Run() {
   for (auto& v : vcpus_) {
     if (v) v->Kick();
   }
+  StopPauser();
   JoinMovers();
   for (auto& v : vcpus_) {
     if (v) v->Join();

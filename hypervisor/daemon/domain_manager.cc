@@ -405,12 +405,14 @@ absl::Status DomainManager::SetPaused(const std::string& name, bool pause) {
   Reap();
   std::string vm_name;
   int id = -1;
+  bool recorded_paused = false;
   {
     absl::MutexLock lock(&mu_);
     absl::StatusOr<Domain*> d = FindRunningLocked(name);
     if (!d.ok()) return d.status();
-    if (pause && (*d)->state == kStatePaused) return absl::OkStatus();
-    if (!pause && (*d)->state != kStatePaused) return absl::FailedPreconditionError("domain is not paused");
+    recorded_paused = (*d)->state == kStatePaused;
+    if (pause && recorded_paused) return absl::OkStatus();
+    // A resume is not refused on this record alone: the guest may have been paused from its control socket.
     vm_name = VmNameOf((*d)->live ? *(*d)->live : (*d)->def);
     id = (*d)->id;
   }
@@ -418,7 +420,11 @@ absl::Status DomainManager::SetPaused(const std::string& name, bool pause) {
   absl::StatusOr<std::string> reply =
       CallControl(ControlSocketPath(vm_name), pause ? "suspend" : "resume", absl::Seconds(30));
   if (!reply.ok()) return reply.status();
-  if (absl::StartsWith(*reply, "error: ")) return absl::FailedPreconditionError(reply->substr(7));
+  // The guest is in the state asked for already (paused by `coalesce ctl`, or this daemon's record was stale):
+  // the record follows the guest rather than refuse.
+  const bool already = absl::StrContains(*reply, pause ? "paused already" : "is not paused");
+  if (absl::StartsWith(*reply, "error: ") && !already) return absl::FailedPreconditionError(reply->substr(7));
+  if (!pause && already && !recorded_paused) return absl::FailedPreconditionError("domain is not paused");
   LOG_INFO("daemon: domain '%s': %s", name.c_str(), reply->c_str());
   absl::MutexLock lock(&mu_);
   auto it = domains_.find(name);

@@ -172,6 +172,9 @@ class Machine final {
   std::unique_ptr<VmPause> pause_;                    // suspend/resume on every node; after home_, which it calls
   std::atomic<bool> running_{false};                  // vCPUs started: moves may begin
   absl::Mutex depart_mu_;  // Depart() runs one at a time
+  // Held by a departure while it gives lent CPUs back (the guest must run to eject them) and tried by
+  // `suspend`, which is refused meanwhile rather than leave the departure waiting for a paused guest.
+  absl::Mutex give_back_mu_;
   absl::Mutex lent_mu_;    // a leaf
   std::vector<uint32_t> lent_vcpus_ ABSL_GUARDED_BY(lent_mu_);  // plugged in by `attach`: given back on departure
   absl::Mutex departures_mu_;

@@ -64,12 +64,18 @@ std::string Machine::GiveBackLentCpus(const std::vector<uint32_t>& vcpus) {
     }
   }
   if (lent.empty()) return "";
+  absl::MutexLock giving_back(&give_back_mu_);  // a suspend under way finishes first; a later one is refused
   if (pause_->paused()) {
     return absl::StrFormat("; vCPUs %s, which it lent, stay present: the guest is paused (setvcpus gives them back)",
                            FormatVcpuList(lent));
   }
   const auto start = std::chrono::steady_clock::now();
   absl::StatusOr<std::vector<uint32_t>> gone = UnplugVcpus(lent);
+  {
+    // They are home now whatever the guest did: no edge lends them any more.
+    absl::MutexLock lock(&lent_mu_);
+    std::erase_if(lent_vcpus_, [&lent](uint32_t v) { return std::find(lent.begin(), lent.end(), v) != lent.end(); });
+  }
   if (!gone.ok()) {
     return absl::StrFormat("; vCPUs %s, which it lent, stay present: %s", FormatVcpuList(lent), gone.status().message());
   }

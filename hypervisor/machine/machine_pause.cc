@@ -35,7 +35,12 @@ std::string Machine::RefuseWhilePaused(const char* verb) const {
 std::string Machine::SuspendCommand(const std::vector<std::string>& words) {
   if (!words.empty()) return "error: suspend takes no arguments";
   if (!running_.load()) return "error: the VM is still starting";
+  // A departing edge's CPUs being given back need the guest running to eject them.
+  if (!give_back_mu_.TryLock()) {
+    return "error: suspend: an edge is leaving and the guest is giving back the CPUs it lent; try again shortly";
+  }
   absl::StatusOr<VmPause::Result> done = pause_->Pause(kPauseTimeout);
+  give_back_mu_.Unlock();
   if (!done.ok()) return absl::StrFormat("error: suspend: %s", done.status().message());
   return absl::StrFormat("vm %s: paused: %s", config_.name, Figures(*done));
 }

@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "hypervisor/base/log.h"
 #include "hypervisor/vcpu/pause_gate.h"
@@ -23,6 +24,7 @@ absl::StatusOr<VmPause::Result> VmPause::Pause(absl::Duration timeout) {
     return done.status();
   }
   paused_ = true;
+  resume_unconfirmed_ = false;
   absl::MutexLock lock(&mu_);
   paused_view_ = true;
   paused_since_ = absl::Now();
@@ -31,14 +33,21 @@ absl::StatusOr<VmPause::Result> VmPause::Pause(absl::Duration timeout) {
 
 absl::StatusOr<VmPause::Result> VmPause::Resume(absl::Duration timeout) {
   absl::MutexLock op(&op_mu_);
-  if (!paused_) return absl::FailedPreconditionError("the guest is not paused");
+  // A resume that an edge did not confirm may be asked for again: every node is told to run once more.
+  if (!paused_ && !resume_unconfirmed_) return absl::FailedPreconditionError("the guest is not paused");
   // The home runs again whatever an edge answers: a node that does not answer is reported, not waited for.
   paused_ = false;
   {
     absl::MutexLock lock(&mu_);
     paused_view_ = false;
   }
-  return Change(false, edges_(), timeout);
+  absl::StatusOr<Result> done = Change(false, edges_(), timeout);
+  resume_unconfirmed_ = !done.ok();
+  if (!done.ok()) {
+    return absl::Status(done.status().code(),
+                        absl::StrCat(done.status().message(), " (the home runs; `resume` again asks every node once more)"));
+  }
+  return done;
 }
 
 absl::StatusOr<VmPause::Result> VmPause::Change(bool paused, const std::vector<uint16_t>& nodes,

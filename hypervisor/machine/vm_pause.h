@@ -42,7 +42,9 @@ class VmPause final {
     absl::Duration took;       // from the request to the last answer
   };
   // FailedPrecondition if the guest is paused already (Pause) or not paused (Resume); DeadlineExceeded or the
-  // edge's own error, naming the node, if a node did not do it within `timeout`.
+  // edge's own error, naming the node, if a node did not do it within `timeout`. A failed pause is undone (the
+  // undo waits for the edges too: at most twice `timeout` in all); after a failed resume the home runs, and
+  // Resume may be called again to tell every node once more.
   absl::StatusOr<Result> Pause(absl::Duration timeout);
   absl::StatusOr<Result> Resume(absl::Duration timeout);
   [[nodiscard]] bool paused() const;
@@ -67,6 +69,7 @@ class VmPause final {
 
   absl::Mutex op_mu_;
   bool paused_ ABSL_GUARDED_BY(op_mu_) = false;
+  bool resume_unconfirmed_ ABSL_GUARDED_BY(op_mu_) = false;  // the last resume missed an edge's answer
   mutable absl::Mutex mu_;
   bool paused_view_ ABSL_GUARDED_BY(mu_) = false;  // paused_, for readers that must not wait for a pause
   absl::Time paused_since_ ABSL_GUARDED_BY(mu_);

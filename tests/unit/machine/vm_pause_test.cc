@@ -100,6 +100,27 @@ TEST_CASE("a node that does not answer is named, and the pause is undone everywh
   CHECK_FALSE(f.sent[3].pause.paused);
 }
 
+TEST_CASE("a resume an edge did not confirm may be asked for again") {
+  Fixture f;
+  REQUIRE(f.pause->Pause(absl::Seconds(5)).ok());
+  bool node2_answers_resume = false;
+  f.answer = [&node2_answers_resume](VmPause& p, uint16_t node, const node_msg::Pause& m) {
+    if (node == 2 && !m.paused && !node2_answers_resume) return;
+    p.OnAnswer(node, {.token = m.token, .paused = m.paused, .vcpus = 1, .error = ""});
+  };
+  absl::StatusOr<VmPause::Result> resumed = f.pause->Resume(absl::Milliseconds(200));
+  CHECK_THAT(std::string(resumed.status().message()), Catch::Contains("node 2 did not answer"));
+  CHECK_THAT(std::string(resumed.status().message()), Catch::Contains("resume` again"));
+  CHECK_FALSE(f.pause->paused());  // the home runs
+  CHECK_FALSE(f.run_control.paused());
+  node2_answers_resume = true;
+  absl::StatusOr<VmPause::Result> again = f.pause->Resume(absl::Seconds(5));
+  REQUIRE(again.ok());
+  CHECK(again->edges == 2);
+  // Confirmed now: one more resume is refused.
+  CHECK_THAT(std::string(f.pause->Resume(absl::Seconds(5)).status().message()), Catch::Contains("not paused"));
+}
+
 TEST_CASE("a node's own refusal is reported with its reason") {
   Fixture f;
   f.answer = [](VmPause& p, uint16_t node, const node_msg::Pause& m) {
