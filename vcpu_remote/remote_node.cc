@@ -142,7 +142,9 @@ class RemoteNode final {
   void OnPause(const node_msg::Pause& pause);
   // The pauser thread: holds or releases this node's vCPUs, one request at a time, and answers with PauseDone.
   void PauserLoop();
+  // Ends the pauser once it answered what was queued; later requests are answered at once (OnPause).
   void StopPauser();
+  void AnswerPause(const node_msg::PauseDone& done);
   [[nodiscard]] bool ValidMovable(uint32_t id) const { return id != 0 && id < vcpus_.size() && vcpus_[id]; }
   void JoinMovers();
 
@@ -164,6 +166,7 @@ class RemoteNode final {
   absl::Mutex pause_mu_;
   std::deque<node_msg::Pause> pause_requests_ ABSL_GUARDED_BY(pause_mu_);
   bool pauser_stopping_ ABSL_GUARDED_BY(pause_mu_) = false;
+  bool pauser_gone_ ABSL_GUARDED_BY(pause_mu_) = false;  // joined: OnPause answers itself
   std::thread pauser_;
   absl::Mutex mesh_mu_;
   std::optional<node_msg::Peers> peers_ ABSL_GUARDED_BY(mesh_mu_);
@@ -329,8 +332,21 @@ void RemoteNode::Arrive(const node_msg::VcpuMigrate& message) {
 }
 
 void RemoteNode::OnPause(const node_msg::Pause& pause) {
-  absl::MutexLock lock(&pause_mu_);
-  pause_requests_.push_back(pause);
+  {
+    absl::MutexLock lock(&pause_mu_);
+    if (!pauser_gone_) {
+      pause_requests_.push_back(pause);
+      return;
+    }
+  }
+  // The node stops and its pauser is gone: its vCPU threads have ended, so it holds them all (none) already.
+  AnswerPause({.token = pause.token, .paused = pause.paused, .vcpus = 0, .error = ""});
+}
+
+void RemoteNode::AnswerPause(const node_msg::PauseDone& done) {
+  if (absl::Status st = link_->Send(0, done); !st.ok()) {
+    LOG_WARN("node %u: answering a pause: %s", args_.node_id, st.ToString());
+  }
 }
 
 void RemoteNode::PauserLoop() {
@@ -342,7 +358,9 @@ void RemoteNode::PauserLoop() {
         return pauser_stopping_ || !pause_requests_.empty();
       };
       pause_mu_.Await(absl::Condition(&ready));
-      if (pauser_stopping_) return;
+      // Stopping: what is queued is still answered (quickly: the vCPU threads have ended), so the home never
+      // waits out its timeout for this node.
+      if (pause_requests_.empty()) return;
       request = pause_requests_.front();
       pause_requests_.pop_front();
     }
@@ -360,9 +378,7 @@ void RemoteNode::PauserLoop() {
       done.vcpus = ReleaseVcpus(run_control_, vcpus_, timers_.get());
       LOG_INFO("node %u: resumed, %u vCPUs run again", args_.node_id, done.vcpus);
     }
-    if (absl::Status st = link_->Send(0, done); !st.ok()) {
-      LOG_WARN("node %u: answering a pause: %s", args_.node_id, st.ToString());
-    }
+    AnswerPause(done);
   }
 }
 
@@ -372,6 +388,14 @@ void RemoteNode::StopPauser() {
     pauser_stopping_ = true;
   }
   if (pauser_.joinable()) pauser_.join();
+  absl::MutexLock lock(&pause_mu_);
+  pauser_gone_ = true;
+  // Anything queued between the last look of the pauser and here is answered now.
+  while (!pause_requests_.empty()) {
+    const node_msg::Pause p = pause_requests_.front();
+    pause_requests_.pop_front();
+    AnswerPause({.token = p.token, .paused = p.paused, .vcpus = 0, .error = ""});
+  }
 }
 
 void RemoteNode::JoinMovers() {

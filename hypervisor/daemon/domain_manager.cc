@@ -411,8 +411,8 @@ absl::Status DomainManager::SetPaused(const std::string& name, bool pause) {
     absl::StatusOr<Domain*> d = FindRunningLocked(name);
     if (!d.ok()) return d.status();
     recorded_paused = (*d)->state == kStatePaused;
-    if (pause && recorded_paused) return absl::OkStatus();
-    // A resume is not refused on this record alone: the guest may have been paused from its control socket.
+    // Not decided on this record alone: the guest may have been paused or resumed from its control socket, or a
+    // resume an edge did not confirm left the home running. The guest's answer decides.
     vm_name = VmNameOf((*d)->live ? *(*d)->live : (*d)->def);
     id = (*d)->id;
   }
@@ -423,15 +423,21 @@ absl::Status DomainManager::SetPaused(const std::string& name, bool pause) {
   // The guest is in the state asked for already (paused by `coalesce ctl`, or this daemon's record was stale):
   // the record follows the guest rather than refuse.
   const bool already = absl::StrContains(*reply, pause ? "paused already" : "is not paused");
-  if (absl::StartsWith(*reply, "error: ") && !already) return absl::FailedPreconditionError(reply->substr(7));
-  if (!pause && already && !recorded_paused) return absl::FailedPreconditionError("domain is not paused");
+  const bool failed = absl::StartsWith(*reply, "error: ") && !already;
+  // A failed resume still leaves the home running ("the home runs"): the record says so, and the error is
+  // returned (a resume may be asked again).
+  const bool now_paused = pause ? !failed : (failed && !absl::StrContains(*reply, "the home runs"));
   LOG_INFO("daemon: domain '%s': %s", name.c_str(), reply->c_str());
-  absl::MutexLock lock(&mu_);
-  auto it = domains_.find(name);
-  if (it != domains_.end() && it->second.id == id && it->second.guest) {
-    it->second.state = pause ? kStatePaused : kStateRunning;
-    it->second.reason = pause ? kPausedUser : kRunningUnpaused;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = domains_.find(name);
+    if (it != domains_.end() && it->second.id == id && it->second.guest) {
+      it->second.state = now_paused ? kStatePaused : kStateRunning;
+      it->second.reason = now_paused ? kPausedUser : kRunningUnpaused;
+    }
   }
+  if (failed) return absl::FailedPreconditionError(reply->substr(7));
+  if (!pause && already && !recorded_paused) return absl::FailedPreconditionError("domain is not paused");
   return absl::OkStatus();
 }
 

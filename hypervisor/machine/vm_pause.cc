@@ -19,8 +19,9 @@ absl::StatusOr<VmPause::Result> VmPause::Pause(absl::Duration timeout) {
   const std::vector<uint16_t> nodes = edges_();
   absl::StatusOr<Result> done = Change(true, nodes, timeout);
   if (!done.ok()) {
-    // Not paused everywhere: every node runs again, so the guest is as it was.
-    (void)Change(false, nodes, timeout);
+    // Not paused everywhere: every node runs again, so the guest is as it was. An edge that does not confirm
+    // that may be told again with `resume`.
+    resume_unconfirmed_ = !Change(false, nodes, timeout).ok();
     return done.status();
   }
   paused_ = true;
