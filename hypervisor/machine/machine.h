@@ -111,6 +111,8 @@ class Machine final {
   // Of `vcpus` (an edge's, just moved home as it left), those `attach` plugged in are the CPUs that edge lent:
   // the guest gives them back (ACPI eject). Returns a note for the departure's report ("" when none).
   std::string GiveBackLentCpus(const std::vector<uint32_t>& vcpus);
+  // `vcpus` are no longer CPUs an edge lent (unplugged, or home for good).
+  void ForgetLent(const std::vector<uint32_t>& vcpus);
   // `coalesce ctl ... suspend` / `resume` (machine_pause.cc): every vCPU on every node held at its pause gate,
   // or released.
   std::string SuspendCommand(const std::vector<std::string>& words);

@@ -49,9 +49,13 @@ absl::StatusOr<std::vector<uint32_t>> Machine::UnplugVcpus(const std::vector<uin
   for (uint32_t v : asked) {
     if (absl::Status st = cpu_hotplug_->AwaitEjected(v, kEjectTimeout); !st.ok()) return st;
   }
-  absl::MutexLock lock(&lent_mu_);
-  std::erase_if(lent_vcpus_, [&asked](uint32_t v) { return std::find(asked.begin(), asked.end(), v) != asked.end(); });
+  ForgetLent(asked);
   return asked;
+}
+
+void Machine::ForgetLent(const std::vector<uint32_t>& vcpus) {
+  absl::MutexLock lock(&lent_mu_);
+  std::erase_if(lent_vcpus_, [&vcpus](uint32_t v) { return std::find(vcpus.begin(), vcpus.end(), v) != vcpus.end(); });
 }
 
 std::string Machine::GiveBackLentCpus(const std::vector<uint32_t>& vcpus) {
@@ -71,11 +75,7 @@ std::string Machine::GiveBackLentCpus(const std::vector<uint32_t>& vcpus) {
   }
   const auto start = std::chrono::steady_clock::now();
   absl::StatusOr<std::vector<uint32_t>> gone = UnplugVcpus(lent);
-  {
-    // They are home now whatever the guest did: no edge lends them any more.
-    absl::MutexLock lock(&lent_mu_);
-    std::erase_if(lent_vcpus_, [&lent](uint32_t v) { return std::find(lent.begin(), lent.end(), v) != lent.end(); });
-  }
+  ForgetLent(lent);  // they are home now whatever the guest did: no edge lends them any more
   if (!gone.ok()) {
     return absl::StrFormat("; vCPUs %s, which it lent, stay present: %s", FormatVcpuList(lent), gone.status().message());
   }
