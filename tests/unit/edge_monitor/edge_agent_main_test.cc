@@ -11,40 +11,19 @@
 #include "hypervisor/base/child_process.h"
 #include "hypervisor/base/control_socket.h"
 #include "edge_monitor/edge_agent_client.h"
+#include "agent_runner_process.h"
 #include "profile_test_util.h"
 
 namespace coalesce {
 namespace {
 
-// Reads one line from `fd` (blocking; the agent prints it right after binding).
-std::string ReadLine(int fd) {
-  std::string line;
-  char c;
-  while (::read(fd, &c, 1) == 1 && c != '\n') line.push_back(c);
-  return line;
-}
-
 TEST_CASE("coalesce edge serves, hosts a VM, and stops everything on SIGTERM", "[edge_agent_main]") {
   TempDir dir;
   ::setenv("FAKE_REMOTE_NODE_DIR", dir.path().c_str(), 1);
-  int out[2];
-  REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
-  ChildProcess::Options options;
-  // The agent's stdout goes to the pipe (fd 3 in the shell), which the shell hands over with exec.
-  options.argv = {"/bin/sh", "-c",
-                  "exec \"$0\" edge --listen 127.0.0.1:0 --capacity vcpus=2,memory=1G --runtime \"$1\" "
-                  "--log-level warning >&3",
-                  EDGE_AGENT_RUNNER, FAKE_REMOTE_NODE};
-  options.pass_fd = out[1];
-  auto agent = ChildProcess::Spawn(options);
-  ::close(out[1]);
-  REQUIRE(agent.ok());
-
-  const std::string banner = ReadLine(out[0]);
-  ::close(out[0]);
-  const std::string prefix = "edge agent listening on ";
-  REQUIRE(banner.rfind(prefix, 0) == 0);
-  const std::string address = banner.substr(prefix.size(), banner.find(' ', prefix.size()) - prefix.size());
+  AgentRunnerProcess started = StartAgentRunner("--capacity vcpus=2,memory=1G --log-level warning");
+  ChildProcess* agent = &started.process;
+  const std::string& banner = started.banner;
+  const std::string& address = started.address;
   const std::string control_marker = " control ";
   REQUIRE(banner.find(control_marker) != std::string::npos);
   const std::string control = banner.substr(banner.find(control_marker) + control_marker.size());

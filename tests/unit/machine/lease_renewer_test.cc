@@ -2,9 +2,7 @@
 // hosting a VM through the fake runtime): leases of one second are renewed every third of a second, and an agent
 // that stops answering (SIGSTOP: its calls hang until the client's RPC timeout) holds back no other agent's
 // renewals. With one renewal at a time, the first call to the stopped agent would block every renewal for 10 s.
-#include <fcntl.h>
 #include <signal.h>
-#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <memory>
@@ -13,36 +11,14 @@
 #include "hypervisor/base/child_process.h"
 #include "hypervisor/base/temp_dir.h"
 #include "hypervisor/machine/lease_renewer.h"
+#include "tests/unit/edge_monitor/agent_runner_process.h"
 
 namespace coalesce {
 namespace {
 
-struct RunningAgent {
-  ChildProcess process;
-  std::string address;
-};
-
-// `coalesce edge` (the test runner) on a free loopback port granting leases of at most 1 s; returns once it
-// printed its address.
-RunningAgent StartAgent() {
-  int out[2];
-  REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
-  ChildProcess::Options options;
-  options.argv = {"/bin/sh", "-c",
-                  "exec \"$0\" edge --listen 127.0.0.1:0 --capacity vcpus=2,memory=1G --runtime \"$1\" "
-                  "--max-lease 1 --log-level error >&3",
-                  EDGE_AGENT_RUNNER, FAKE_REMOTE_NODE};
-  options.pass_fd = out[1];
-  auto agent = ChildProcess::Spawn(options);
-  ::close(out[1]);
-  REQUIRE(agent.ok());
-  std::string line;
-  char c;
-  while (::read(out[0], &c, 1) == 1 && c != '\n') line.push_back(c);
-  ::close(out[0]);
-  const std::string prefix = "edge agent listening on ";
-  REQUIRE(line.rfind(prefix, 0) == 0);
-  return {*std::move(agent), line.substr(prefix.size(), line.find(' ', prefix.size()) - prefix.size())};
+// `coalesce edge` granting leases of at most 1 s.
+AgentRunnerProcess StartAgent() {
+  return StartAgentRunner("--capacity vcpus=2,memory=1G --max-lease 1 --log-level error");
 }
 
 pb::HostVcpusRequest Request(const std::string& vm_id) {
@@ -60,8 +36,8 @@ TEST_CASE("leases are renewed at a third of the grant, and a stalled agent holds
   auto dir = TempDir::Create("coalesce-renewer-test-");
   REQUIRE(dir.ok());
   ::setenv("FAKE_REMOTE_NODE_DIR", dir->path().c_str(), 1);
-  RunningAgent a = StartAgent();
-  RunningAgent b = StartAgent();
+  AgentRunnerProcess a = StartAgent();
+  AgentRunnerProcess b = StartAgent();
   auto client_a = EdgeAgentClient::Connect(a.address);
   auto client_b = EdgeAgentClient::Connect(b.address);
   REQUIRE(client_a.ok());
