@@ -60,7 +60,8 @@ absl::Status DsmNode::Init(int memfd) {
     placement_ = MakeHashPlacement(config_.hash_managers);
   }
   ASSIGN_OR_RETURN(memory_, UffdPageMemory::Create(memfd, base_, size_));
-  if (config_.self != config_.home) RETURN_IF_ERROR(memory_->DropAll());
+  const bool home = config_.self == config_.home;
+  if (!home) RETURN_IF_ERROR(memory_->DropAll());
   {
     absl::MutexLock l(&mu_);
     EngineConfig ec;
@@ -68,7 +69,19 @@ absl::Status DsmNode::Init(int memfd) {
     ec.home = config_.home;
     ec.num_pages = size_ / kPageSize;
     ec.request_timeout = config_.request_timeout;
-    engine_ = std::make_unique<ProtocolEngine>(ec, placement_.get(), memory_.get(), stats_.get());
+    PageMemory* engine_memory = memory_.get();
+    if (home) {
+      // The home counts what is present, for its memory allowance: what was loaded before now (firmware, the
+      // kernel) and, through the engine, every page installed or dropped from here on.
+      resident_ = std::make_unique<ResidentPages>(memory_.get(), size_ / kPageSize);
+      std::vector<unsigned char> in_core(size_ / kPageSize);
+      if (::mincore(base_, size_, in_core.data()) != 0) return ErrnoStatus("mincore on the DSM memory");
+      for (uint64_t page = 0; page < in_core.size(); ++page) {
+        if (in_core[page] & 1) resident_->NotePresent(page);
+      }
+      engine_memory = resident_.get();
+    }
+    engine_ = std::make_unique<ProtocolEngine>(ec, placement_.get(), engine_memory, stats_.get());
   }
   wake_.Reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!wake_.valid()) return ErrnoStatus("eventfd");
@@ -92,6 +105,7 @@ absl::Status DsmNode::Init(int memfd) {
   ASSIGN_OR_RETURN(transport_, Transport::Create(to, stats_.get(), std::move(cb)));
   fault_thread_ = std::thread([this] { FaultLoop(); });
   liveness_thread_ = std::thread([this] { LivenessLoop(); });
+  if (home) spill_thread_ = std::thread([this] { SpillLoop(); });
   LOG_DEBUG("dsm node %u: serving %u pages, listening on port %u", config_.self, size_ / kPageSize, port());
   return absl::OkStatus();
 }
@@ -115,6 +129,68 @@ absl::Status DsmNode::SetLinkEmulation(NodeId peer, const LinkEmulation& link) {
     if (ch->peer() == peer && !ch->closed()) return ch->SetLinkEmulation(link);
   }
   return absl::NotFoundError(absl::StrFormat("no connection to node %u", peer));
+}
+
+void DsmNode::SetMemoryAllowance(uint64_t pages) {
+  {
+    absl::MutexLock l(&mu_);
+    allowance_.SetAllowance(pages);
+  }
+  absl::MutexLock l(&spill_mu_);
+  spill_kick_ = true;
+}
+
+void DsmNode::SetMemoryNode(NodeId node, uint64_t capacity) {
+  {
+    absl::MutexLock l(&mu_);
+    allowance_.SetTarget(node, capacity);
+  }
+  absl::MutexLock l(&spill_mu_);
+  spill_kick_ = true;
+}
+
+void DsmNode::RemoveMemoryNode(NodeId node) {
+  absl::MutexLock l(&mu_);
+  allowance_.RemoveTarget(node);
+}
+
+uint64_t DsmNode::resident_pages() const {
+  absl::MutexLock l(&mu_);
+  return resident_ ? resident_->count() : 0;
+}
+
+uint64_t DsmNode::peak_resident_pages() const {
+  absl::MutexLock l(&mu_);
+  return resident_ ? resident_->peak() : 0;
+}
+
+// The home's spill thread: every 2 ms (or when kicked) it checks the allowance and, while home is over it, moves
+// pages out in batches, each one engine step, so faults interleave with the spilling instead of waiting for all
+// of it.
+void DsmNode::SpillLoop() {
+  constexpr size_t kBatch = 64;
+  bool more = false;
+  while (!stopping_.load()) {
+    if (!more) {
+      absl::MutexLock l(&spill_mu_);
+      spill_mu_.AwaitWithTimeout(absl::Condition(+[](bool* kick) { return *kick; }, &spill_kick_),
+                                 absl::Milliseconds(2));
+      spill_kick_ = false;
+    }
+    if (stopping_.load() || !health().ok()) return;
+    bool full = false;
+    RunStep(kNoNode, [this, &more, &full](ProtocolEngine* e, std::vector<Message>* out) {
+      mu_.AssertHeld();
+      ASSIGN_OR_RETURN(const MemoryAllowance::Round round,
+                       allowance_.Step(e, resident_.get(), config_.never_send, kBatch, out));
+      more = round.more;
+      full = round.full;
+      return absl::OkStatus();
+    });
+    if (full && !full_reported_.exchange(true)) {
+      LOG_WARN("dsm node %u: over its memory allowance and every memory node is full", config_.self);
+    }
+  }
 }
 
 absl::Status DsmNode::health() const {
@@ -408,6 +484,11 @@ void DsmNode::Stop() {
   [[maybe_unused]] ssize_t w = ::write(wake_.get(), &one, sizeof(one));
   if (fault_thread_.joinable()) fault_thread_.join();
   if (liveness_thread_.joinable()) liveness_thread_.join();
+  {
+    absl::MutexLock l(&spill_mu_);
+    spill_kick_ = true;
+  }
+  if (spill_thread_.joinable()) spill_thread_.join();
   transport_->Shutdown();
   // Threads still blocked on a fault of this mapping are released; their memory is no longer coherent.
   memory_->Unregister();

@@ -31,7 +31,9 @@
 #include "dsm/dsm_stats.h"
 #include "dsm/peer_channel.h"
 #include "dsm/link_emulation.h"
+#include "dsm/memory_allowance.h"
 #include "dsm/protocol_engine.h"
+#include "dsm/resident_pages.h"
 #include "hypervisor/base/mapping.h"
 #include "hypervisor/base/unique_fd.h"
 
@@ -117,6 +119,16 @@ class DsmNode final {
   // ctl link`). NotFound without a connection to `peer`; FailedPrecondition when emulation was off at start.
   absl::Status SetLinkEmulation(NodeId peer, const LinkEmulation& link);
 
+  // Memory nodes (docs/DSM.md, "Spilling to memory nodes"), at the home: keep at most `pages` of guest RAM present
+  // here (0: no limit), spilling the oldest pages to memory nodes. A memory node takes up to `capacity` pages;
+  // removing one spills nothing more to it (its pages come back when it leaves).
+  void SetMemoryAllowance(uint64_t pages);
+  void SetMemoryNode(NodeId node, uint64_t capacity);
+  void RemoveMemoryNode(NodeId node);
+  // Pages present in this node's memory now, and the most there were at once (home only; 0 elsewhere).
+  [[nodiscard]] uint64_t resident_pages() const;
+  [[nodiscard]] uint64_t peak_resident_pages() const;
+
   // OK while healthy, else the first fatal error.
   [[nodiscard]] absl::Status health() const;
   [[nodiscard]] const DsmStats& stats() const { return *stats_; }
@@ -137,6 +149,7 @@ class DsmNode final {
   void FaultLoop();
   void Tick(absl::Time now);
   void LivenessLoop();
+  void SpillLoop();
   void CheckLinks(absl::Time now);
   // Runs one engine step under mu_ and routes its output (see RouteLocked), then flushes the connections it used
   // and feeds the messages addressed to this node back in, each as a step of its own. `peer`: the node whose
@@ -163,6 +176,12 @@ class DsmNode final {
   std::unique_ptr<UffdPageMemory> memory_;
   mutable absl::Mutex mu_;  // the protocol state; never held across a network write
   std::unique_ptr<ProtocolEngine> engine_ ABSL_GUARDED_BY(mu_);
+  // Home only: memory_ as the engine sees it, counting the pages present here, and the allowance they are kept in.
+  std::unique_ptr<ResidentPages> resident_ ABSL_GUARDED_BY(mu_);
+  MemoryAllowance allowance_ ABSL_GUARDED_BY(mu_);
+  std::thread spill_thread_;  // home only
+  absl::Mutex spill_mu_;      // only for the spill thread's timed wait (a leaf)
+  bool spill_kick_ ABSL_GUARDED_BY(spill_mu_) = false;
   std::unique_ptr<Transport> transport_;
   UniqueFd wake_;  // eventfd: stops the fault thread
   std::thread fault_thread_;
@@ -173,6 +192,7 @@ class DsmNode final {
   std::atomic<int> dispatching_{0};
   std::atomic<bool> stopping_{false};
   std::atomic<bool> stopped_{false};
+  std::atomic<bool> full_reported_{false};  // "every memory node is full" is logged once
   mutable absl::Mutex state_mu_;
   absl::Status failure_ ABSL_GUARDED_BY(state_mu_);
   absl::flat_hash_set<NodeId> departed_ ABSL_GUARDED_BY(state_mu_);

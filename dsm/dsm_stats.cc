@@ -51,11 +51,11 @@ std::string DsmStats::Format(size_t hot_n) const {
       "  pages sent %u received %u | invalidations sent %u received %u | ownership given %u | queued requests %u\n"
       "  messages sent %u received %u | bytes sent %u received %u | bulk messages %u | frames rejected %u | "
       "home-only refusals %u\n"
-      "  pages read ahead %u | zero pages sent as a flag %u\n",
+      "  pages read ahead %u | zero pages sent as a flag %u | spilled %u | own copies dropped %u | taken in %u\n",
       ld(pages_sent), ld(pages_received), ld(invalidations_sent), ld(invalidations_received),
       ld(ownership_transfers), ld(requests_queued), ld(messages_sent), ld(messages_received), ld(bytes_sent),
       ld(bytes_received), ld(bulk_messages_sent), ld(frames_rejected), ld(home_only_refusals),
-      ld(pages_read_ahead), ld(zero_pages_sent));
+      ld(pages_read_ahead), ld(zero_pages_sent), ld(pages_spilled), ld(copies_dropped), ld(pages_taken_in));
   for (int k = 0; k < kFaultKinds; ++k) {
     absl::StrAppendFormat(&out, "  faults %-10s %8u  latency %s\n", FaultKindName(static_cast<FaultKind>(k)),
                           ld(faults[k]), fault_latency[k].Summary());

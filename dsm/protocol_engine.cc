@@ -435,6 +435,7 @@ absl::Status ProtocolEngine::GiveAway(uint64_t page, NodeId requester, uint16_t 
 
 absl::Status ProtocolEngine::OnPageData(const Message& msg, absl::Time now, std::vector<Message>* out) {
   if (msg.flags & kFlagReadAhead) return OnReadAhead(msg, out);
+  if (msg.flags & kFlagSpill) return OnSpill(msg, out);
   auto it = pending_.find(msg.page);
   if (it == pending_.end() || it->second.req_id != msg.seq) return Violation(msg, "no request awaits this page");
   LocalPage& lp = pages_[msg.page];
@@ -447,12 +448,18 @@ absl::Status ProtocolEngine::OnPageData(const Message& msg, absl::Time now, std:
     if (lp.state != static_cast<uint8_t>(PageState::kInvalid)) return Violation(msg, "data for a page held");
     RETURN_IF_ERROR(mem_->Install(msg.page, PageBytes(msg), grant_m));
     stats_->pages_received.fetch_add(1, std::memory_order_relaxed);
+  } else if (lp.state == static_cast<uint8_t>(PageState::kModified)) {
+    // No data, and the page is ours already: the manager spilled it here while this request was on its way.
+    if (!lp.owner) return Violation(msg, "Modified page without ownership");
+    RETURN_IF_ERROR(mem_->Wake(msg.page));
   } else {
     // No data: the manager knows this node still holds a valid Shared copy.
     if (lp.state != static_cast<uint8_t>(PageState::kShared)) return Violation(msg, "no data for a page not held");
     RETURN_IF_ERROR(grant_m ? mem_->MakeWritable(msg.page) : mem_->Wake(msg.page));
   }
-  lp.state = static_cast<uint8_t>(grant_m ? PageState::kModified : PageState::kShared);
+  if (lp.state != static_cast<uint8_t>(PageState::kModified)) {
+    lp.state = static_cast<uint8_t>(grant_m ? PageState::kModified : PageState::kShared);
+  }
   if (grant_m) lp.owner = true;
   pending_.erase(it);
   if (!(msg.flags & kFlagOpDone)) {
@@ -483,6 +490,33 @@ absl::Status ProtocolEngine::OnReadAhead(const Message& msg, std::vector<Message
   return absl::OkStatus();
 }
 
+// A page the manager spilled here: this node owns it from now on, Modified. A request of ours for it that is
+// already on its way is answered without data (OnPageData keeps the page Modified). A node that began leaving
+// meanwhile hands it straight back, with the data, as the owner.
+absl::Status ProtocolEngine::OnSpill(const Message& msg, std::vector<Message>* out) {
+  if (msg.src != ManagerOf(msg.page)) return Violation(msg, "spill not from the manager");
+  if (!(msg.flags & kFlagGrantModified) || !(msg.flags & kFlagOpDone) || (msg.flags & (kFlagNoData | kFlagReadAhead)) ||
+      msg.seq != 0 || !CarriesPage(msg)) {
+    return Violation(msg, "a spill must be a Modified grant with data, OP_DONE and no request id");
+  }
+  LocalPage& lp = pages_[msg.page];
+  if (lp.state != static_cast<uint8_t>(PageState::kInvalid)) return Violation(msg, "spill of a page held");
+  RETURN_IF_ERROR(mem_->Install(msg.page, PageBytes(msg), /*writable=*/true));
+  stats_->pages_received.fetch_add(1, std::memory_order_relaxed);
+  stats_->pages_taken_in.fetch_add(1, std::memory_order_relaxed);
+  lp.state = static_cast<uint8_t>(PageState::kModified);
+  lp.owner = true;
+  if (leaving_) {
+    RETURN_IF_ERROR(mem_->WriteProtect(msg.page));
+    lp.state = static_cast<uint8_t>(PageState::kShared);
+    Message m = Reply(MsgType::kEvictReq, ManagerOf(msg.page), msg.page);
+    RETURN_IF_ERROR(AttachPage(msg.page, &m));
+    evicting_[msg.page] = true;
+    out->push_back(std::move(m));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ProtocolEngine::OnInvalidate(const Message& msg, std::vector<Message>* out) {
   LocalPage& lp = pages_[msg.page];
   if (msg.src != ManagerOf(msg.page)) return Violation(msg, "invalidation not from the manager");
@@ -505,6 +539,43 @@ absl::Status ProtocolEngine::OnEvictAck(const Message& msg, std::vector<Message>
   lp = LocalPage{};
   evicting_.erase(msg.page);
   out->push_back(Reply(MsgType::kEvictDone, msg.src, msg.page));
+  return absl::OkStatus();
+}
+
+bool ProtocolEngine::Idle(uint64_t page) const {
+  return page < config_.num_pages && ManagerOf(page) == config_.self && !ops_.contains(page) &&
+         !pending_.contains(page) && !pins_.contains(page) && !held_.contains(page);
+}
+
+bool ProtocolEngine::CanSpill(uint64_t page) const {
+  return Idle(page) && dir_[page].owner == config_.self && dir_[page].copyset == Bit(config_.self) &&
+         pages_[page].owner && pages_[page].state != static_cast<uint8_t>(PageState::kInvalid);
+}
+
+bool ProtocolEngine::CanDropCopy(uint64_t page) const {
+  return Idle(page) && dir_[page].owner != config_.self && !pages_[page].owner &&
+         pages_[page].state == static_cast<uint8_t>(PageState::kShared);
+}
+
+absl::Status ProtocolEngine::Spill(uint64_t page, NodeId target, std::vector<Message>* out) {
+  if (target == config_.self || target >= kMaxNodes) {
+    return absl::InvalidArgumentError(absl::StrFormat("spill of page %#x to node %u", page, target));
+  }
+  if (!CanSpill(page)) return absl::FailedPreconditionError(absl::StrFormat("page %#x cannot be spilled now", page));
+  RETURN_IF_ERROR(GiveAway(page, target, 0, 0, kFlagOpDone | kFlagSpill, out));
+  dir_[page] = DirEntry{Bit(target), target};
+  stats_->pages_spilled.fetch_add(1, std::memory_order_relaxed);
+  return absl::OkStatus();
+}
+
+absl::Status ProtocolEngine::DropCopy(uint64_t page) {
+  if (!CanDropCopy(page)) return absl::FailedPreconditionError(absl::StrFormat("page %#x: no copy to drop", page));
+  // No message: this node is the manager, so the directory it changes is its own, and no operation is running
+  // that could count on the copy.
+  RETURN_IF_ERROR(mem_->Drop(page));
+  pages_[page].state = static_cast<uint8_t>(PageState::kInvalid);
+  dir_[page].copyset &= ~Bit(config_.self);
+  stats_->copies_dropped.fetch_add(1, std::memory_order_relaxed);
   return absl::OkStatus();
 }
 

@@ -73,6 +73,17 @@ class ProtocolEngine final {
   absl::Status Unpin(uint64_t page, absl::Time now, std::vector<Message>* out);
   [[nodiscard]] bool pinned(uint64_t page) const { return pins_.contains(page); }
 
+  // Spilling (docs/DSM.md, "Spilling to memory nodes"), for the manager: Spill hands `page` to `target` unasked,
+  // as a write grant would (the target becomes owner, Modified, and this node drops its copy); DropCopy drops a
+  // Shared copy this node holds of a page another node owns. Both only for an idle page (no operation, request,
+  // pin) this node manages; Spill also needs this node to own the page and hold its only copy. FailedPrecondition
+  // otherwise (CanSpill/CanDropCopy say so beforehand). No round trip: like the manager's own grants, the spill
+  // travels ahead of anything the manager sends the target about the page later.
+  [[nodiscard]] bool CanSpill(uint64_t page) const;
+  [[nodiscard]] bool CanDropCopy(uint64_t page) const;
+  absl::Status Spill(uint64_t page, NodeId target, std::vector<Message>* out);
+  absl::Status DropCopy(uint64_t page);
+
   // Graceful leave: hands every page this node holds back to its manager. The caller has stopped every accessor
   // of the memory first. Done when leave_complete().
   absl::Status BeginLeave(std::vector<Message>* out);
@@ -148,6 +159,8 @@ class ProtocolEngine final {
   // Requester / sharer side.
   absl::Status OnPageData(const Message& msg, absl::Time now, std::vector<Message>* out);
   absl::Status OnReadAhead(const Message& msg, std::vector<Message>* out);
+  absl::Status OnSpill(const Message& msg, std::vector<Message>* out);
+  [[nodiscard]] bool Idle(uint64_t page) const;
   absl::Status OnInvalidate(const Message& msg, std::vector<Message>* out);
   absl::Status OnEvictAck(const Message& msg, std::vector<Message>* out);
 

@@ -18,7 +18,7 @@ namespace coalesce::dsm {
 static_assert(std::endian::native == std::endian::little, "the DSM wire format is little-endian");
 
 inline constexpr uint16_t kWireMagic = 0xC0A1;
-inline constexpr uint8_t kWireVersion = 3;
+inline constexpr uint8_t kWireVersion = 4;
 inline constexpr size_t kPageSize = 4096;
 // Upper bound for any payload (bulk messages included): a peer announcing more is malformed.
 inline constexpr uint32_t kMaxPayload = 256 * 1024;
@@ -64,6 +64,10 @@ inline constexpr uint16_t kFlagZeroPage = 1 << 4;
 // following pages (the requester's read-ahead window).
 inline constexpr uint16_t kFlagReadAhead = 1 << 5;
 inline constexpr uint32_t kMaxReadAhead = 16;
+// kPageData: the manager, which owned the page and held its only copy, hands it to a memory node unasked (home
+// over its memory allowance; docs/DSM.md, "Spilling to memory nodes"). Always with kFlagGrantModified and
+// kFlagOpDone, seq 0, with the page.
+inline constexpr uint16_t kFlagSpill = 1 << 6;
 
 struct WireHeader {
   uint16_t magic;

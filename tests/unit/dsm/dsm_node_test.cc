@@ -135,6 +135,45 @@ TEST_CASE("a node joining later sees every write; a leaving node hands its pages
   (*late)->Stop();
 }
 
+TEST_CASE("a home over its memory allowance spills to a memory node; a leaving memory node gives every page back",
+          "[dsm][node][spill]") {
+  ErrorSink errors;
+  auto nodes = MakeCluster(2, &errors);  // 64 pages; node 1 lends memory and runs nothing
+  constexpr uint64_t kAllowance = 16;
+  nodes[0]->SetMemoryNode(1, 64);
+  nodes[0]->SetMemoryAllowance(kAllowance);
+  auto* mem = reinterpret_cast<volatile uint64_t*>(nodes[0]->data());
+  constexpr uint64_t kWords = kPageSize / sizeof(uint64_t);
+  for (int pass = 0; pass < 3; ++pass) {
+    for (uint64_t p = 0; p < 64; ++p) mem[p * kWords + static_cast<uint64_t>(pass)] = p * 1000 + static_cast<uint64_t>(pass);
+  }
+  uint64_t wrong = 0;
+  for (uint64_t p = 0; p < 64; ++p) {
+    for (uint64_t pass = 0; pass < 3; ++pass) wrong += mem[p * kWords + pass] != p * 1000 + pass;
+  }
+  CHECK(wrong == 0);
+  // The spill thread catches up within a few of its 2 ms rounds.
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (nodes[0]->resident_pages() > kAllowance && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
+  CHECK(nodes[0]->resident_pages() <= kAllowance);
+  CHECK(nodes[0]->stats().pages_spilled.load() >= 64 - kAllowance);
+  CHECK(nodes[1]->stats().pages_taken_in.load() >= 64 - kAllowance);
+  const std::vector<uint64_t> owned = nodes[0]->OwnedPagesPerNode();
+  CHECK(owned[1] >= 64 - kAllowance);
+  CHECK(owned[0] + owned[1] == 64);
+
+  // The memory node leaves: its pages come home, every word intact.
+  nodes[0]->RemoveMemoryNode(1);
+  REQUIRE(nodes[1]->Leave(absl::Seconds(5)).ok());
+  CHECK(nodes[0]->OwnedPagesPerNode()[0] == 64);
+  wrong = 0;
+  for (uint64_t p = 0; p < 64; ++p) {
+    for (uint64_t pass = 0; pass < 3; ++pass) wrong += mem[p * kWords + pass] != p * 1000 + pass;
+  }
+  CHECK(wrong == 0);
+  CHECK(errors.count.load() == 0);
+}
+
 TEST_CASE("bulk user messages flow on their own lane", "[dsm][node]") {
   ErrorSink errors;
   auto nodes = MakeCluster(2, &errors);

@@ -17,7 +17,9 @@
 
 #include "absl/strings/str_format.h"
 #include "dsm/directory_placement.h"
+#include "dsm/memory_allowance.h"
 #include "dsm/protocol_engine.h"
+#include "dsm/resident_pages.h"
 
 namespace coalesce::dsm::sim {
 
@@ -87,7 +89,7 @@ class Sim {
  public:
   Sim(int nodes, uint64_t pages, std::unique_ptr<DirectoryPlacement> placement_for_all = nullptr,
       NodeId home = 0)
-      : pages_(pages), reference_(pages, 0) {
+      : pages_(pages), home_(home), reference_(pages, 0) {
     placement_ = placement_for_all ? std::move(placement_for_all) : MakeHomePlacement(home);
     for (int n = 0; n < nodes; ++n) {
       mem_.push_back(std::make_unique<SimMemory>(pages));
@@ -97,8 +99,30 @@ class Sim {
       c.home = home;
       c.num_pages = pages;
       c.request_timeout = absl::Seconds(1);
-      engines_.push_back(std::make_unique<ProtocolEngine>(c, placement_.get(), mem_.back().get(), stats_.back().get()));
+      PageMemory* memory = mem_.back().get();
+      if (n == home) {
+        // The home counts its present pages, as DsmNode's does, for the memory allowance (EnableSpilling).
+        resident_ = std::make_unique<ResidentPages>(memory, pages);
+        memory = resident_.get();
+      }
+      engines_.push_back(std::make_unique<ProtocolEngine>(c, placement_.get(), memory, stats_.back().get()));
     }
+  }
+
+  // From now on the home keeps at most `allowance` pages present, spilling to `targets` (node, capacity); RunRandom
+  // interleaves spill rounds (two pages each) with everything else.
+  void EnableSpilling(uint64_t allowance, const std::vector<std::pair<NodeId, uint64_t>>& targets) {
+    allowance_.SetAllowance(allowance);
+    for (const auto& [node, cap] : targets) allowance_.SetTarget(node, cap);
+    spilling_ = true;
+  }
+  // One round of the home's spill thread.
+  MemoryAllowance::Round SpillRound(size_t batch = 2) {
+    std::vector<Message> out;
+    absl::StatusOr<MemoryAllowance::Round> r = allowance_.Step(engines_[home_].get(), resident_.get(), {}, batch, &out);
+    Check(r.status());
+    Enqueue(std::move(out));
+    return r.ok() ? *r : MemoryAllowance::Round{};
   }
 
   void AddThread(int node, std::vector<Op> ops) { threads_.push_back(Thread{node, std::move(ops)}); }
@@ -174,12 +198,15 @@ class Sim {
         return;
       }
       const std::vector<size_t> deliverable = Deliverable();
-      const size_t choices = runnable.size() + deliverable.size();
+      const size_t spill_choice = spilling_ ? 1 : 0;
+      const size_t choices = runnable.size() + deliverable.size() + spill_choice;
       const size_t pick = std::uniform_int_distribution<size_t>(0, choices - 1)(rng);
       if (pick < runnable.size()) {
         StepThread(runnable[pick]);
-      } else {
+      } else if (pick < runnable.size() + deliverable.size()) {
         Deliver(deliverable[pick - runnable.size()]);
+      } else {
+        SpillRound();
       }
       CheckInvariants();
       now_ += absl::Microseconds(10);
@@ -230,6 +257,10 @@ class Sim {
   }
 
   uint64_t pages_;
+  NodeId home_;
+  std::unique_ptr<ResidentPages> resident_;
+  MemoryAllowance allowance_;
+  bool spilling_ = false;
   std::unique_ptr<DirectoryPlacement> placement_;
   std::vector<std::unique_ptr<SimMemory>> mem_;
   std::vector<std::unique_ptr<DsmStats>> stats_;

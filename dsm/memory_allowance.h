@@ -1,0 +1,50 @@
+// The home's memory allowance: guest RAM beyond it lives on memory nodes (edges that lend RAM, no CPUs). When the
+// pages present at home exceed the allowance, the oldest go: a Shared copy of a page another node owns is simply
+// dropped, a page home owns alone is spilled to the memory node with the most room (ProtocolEngine::Spill).
+// A spilled page comes back on its next access like any remote page; the allowance is then exceeded again and
+// older pages leave. docs/DSM.md, "Spilling to memory nodes".
+//
+// Pure policy, run under the engine's lock by the node's spill thread; the unit tests drive it on the simulator.
+#pragma once
+
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "dsm/protocol_engine.h"
+#include "dsm/resident_pages.h"
+
+namespace coalesce::dsm {
+
+class MemoryAllowance final {
+ public:
+  // 0: no allowance (nothing is spilled).
+  void SetAllowance(uint64_t pages) { allowance_ = pages; }
+  // A memory node that takes up to `capacity` pages (counted as the pages it owns). Replaces an earlier entry.
+  void SetTarget(NodeId node, uint64_t capacity);
+  void RemoveTarget(NodeId node);
+  [[nodiscard]] uint64_t allowance() const { return allowance_; }
+  [[nodiscard]] uint64_t capacity() const;
+
+  struct Round {
+    uint64_t spilled = 0;
+    uint64_t dropped = 0;
+    bool more = false;  // still over the allowance: run again at once
+    bool full = false;  // over, and no memory node has room
+  };
+  // Moves up to `batch` pages out while home is over the allowance (down to a margin below it, so that one fault
+  // over it does not move one page at a time). Pages in `keep` (home-only memory) never leave.
+  // An error is the engine's (local memory failed): the node cannot stay coherent.
+  absl::StatusOr<Round> Step(ProtocolEngine* engine, ResidentPages* resident, const std::vector<std::pair<uint64_t, uint64_t>>& keep,
+             size_t batch, std::vector<Message>* out);
+
+ private:
+  [[nodiscard]] uint64_t margin() const { return std::min<uint64_t>(allowance_ / 32, 1024); }
+
+  uint64_t allowance_ = 0;
+  std::vector<std::pair<NodeId, uint64_t>> targets_;
+  bool draining_ = false;
+};
+
+}  // namespace coalesce::dsm
