@@ -80,6 +80,7 @@ absl::Status DsmNode::Init(int memfd) {
         if (in_core[page] & 1) resident_->NotePresent(page);
       }
       engine_memory = resident_.get();
+      resident_for_fault_thread_ = true;
     }
     engine_ = std::make_unique<ProtocolEngine>(ec, placement_.get(), engine_memory, stats_.get());
   }
@@ -168,7 +169,6 @@ uint64_t DsmNode::peak_resident_pages() const {
 // pages out in batches, each one engine step, so faults interleave with the spilling instead of waiting for all
 // of it.
 void DsmNode::SpillLoop() {
-  constexpr size_t kBatch = 64;
   bool more = false;
   while (!stopping_.load()) {
     if (!more) {
@@ -182,7 +182,7 @@ void DsmNode::SpillLoop() {
     RunStep(kNoNode, [this, &more, &full](ProtocolEngine* e, std::vector<Message>* out) {
       mu_.AssertHeld();
       ASSIGN_OR_RETURN(const MemoryAllowance::Round round,
-                       allowance_.Step(e, resident_.get(), config_.never_send, kBatch, out));
+                       allowance_.Step(e, resident_.get(), config_.never_send, kSpillBatch, out));
       more = round.more;
       full = round.full;
       return absl::OkStatus();
@@ -209,7 +209,15 @@ std::vector<uint64_t> DsmNode::OwnedPagesPerNode() const {
 }
 
 std::string DsmNode::FormatStats(size_t hot_n) const {
-  return absl::StrFormat("dsm node %u statistics:\n%s", config_.self, stats_->Format(hot_n));
+  std::string resident;
+  {
+    absl::MutexLock l(&mu_);
+    if (resident_ && allowance_.allowance() != 0) {
+      resident = absl::StrFormat("  resident pages %u (peak %u), allowance %u, memory nodes' capacity %u\n",
+                                 resident_->count(), resident_->peak(), allowance_.allowance(), allowance_.capacity());
+    }
+  }
+  return absl::StrFormat("dsm node %u statistics:\n%s%s", config_.self, resident, stats_->Format(hot_n));
 }
 
 void DsmNode::Fail(const absl::Status& why) {
@@ -360,6 +368,14 @@ void DsmNode::FaultLoop() {
       }
       for (size_t i = 0; i < *got; ++i) {
         const FaultEvent ev = events[i];
+        if (resident_for_fault_thread_) {
+          // Far over the memory allowance: spill a batch before taking more (see MemoryAllowance::FarOver).
+          RunStep(kNoNode, [this](ProtocolEngine* e, std::vector<Message>* out) {
+            mu_.AssertHeld();
+            if (!allowance_.FarOver(*resident_)) return absl::OkStatus();
+            return allowance_.Step(e, resident_.get(), config_.never_send, kSpillBatch, out).status();
+          });
+        }
         RunStep(kNoNode, [ev](ProtocolEngine* e, std::vector<Message>* out) {
           return e->OnFault(ev.page, ev.write, ev.wp, absl::Now(), out);
         });
@@ -453,15 +469,29 @@ absl::Status DsmNode::Leave(absl::Duration timeout) {
     return absl::OkStatus();
   });
   RETURN_IF_ERROR(begun);
-  bool done;
-  {
+  // A node holding many pages (a memory node) hands them back for as long as the managers keep taking them: the
+  // timeout bounds a stall, not the whole hand-back.
+  bool done = false;
+  size_t left = SIZE_MAX;
+  absl::Time progress = absl::Now();
+  while (!done && health().ok()) {
     absl::MutexLock l(&mu_);
     done = mu_.AwaitWithTimeout(absl::Condition(
                                     +[](ProtocolEngine* e) { return e->leave_complete(); }, engine_.get()),
-                                timeout);
+                                absl::Milliseconds(100));
+    if (done) break;
+    if (engine_->pages_evicting() < left) {
+      left = engine_->pages_evicting();
+      progress = absl::Now();
+    } else if (absl::Now() - progress > timeout) {
+      break;
+    }
   }
   RETURN_IF_ERROR(health());
-  if (!done) return absl::DeadlineExceededError("leave: the managers did not take every page back in time");
+  if (!done) {
+    return absl::DeadlineExceededError(absl::StrFormat(
+        "leave: the managers took no page back for %s (%u pages still held)", absl::FormatDuration(timeout), left));
+  }
   const absl::Time deadline = absl::Now() + timeout;
   while (dispatching_.load() != 0 && absl::Now() < deadline) absl::SleepFor(absl::Microseconds(100));
   Stop();

@@ -97,7 +97,8 @@ class DsmNode final {
   // Waits until every listed node is connected.
   absl::Status WaitForPeers(const std::vector<NodeId>& nodes, absl::Duration timeout);
   // Graceful leave: every page this node holds goes back to its manager, then peers are told. Accessors of the
-  // memory must be stopped first. The node is stopped afterwards.
+  // memory must be stopped first. The node is stopped afterwards. `timeout` bounds each wait for progress (requests
+  // answered, the managers taking pages back), not the whole hand-back, which grows with the pages held.
   absl::Status Leave(absl::Duration timeout);
   // Tells the peers this node is going (so its disconnect is not an error), stops every thread and releases
   // the memory from userfaultfd. Idempotent; the destructor calls it.
@@ -179,6 +180,8 @@ class DsmNode final {
   // Home only: memory_ as the engine sees it, counting the pages present here, and the allowance they are kept in.
   std::unique_ptr<ResidentPages> resident_ ABSL_GUARDED_BY(mu_);
   MemoryAllowance allowance_ ABSL_GUARDED_BY(mu_);
+  static constexpr size_t kSpillBatch = 64;  // pages moved per engine step
+  bool resident_for_fault_thread_ = false;   // set once in Init (home): the fault thread checks FarOver
   std::thread spill_thread_;  // home only
   absl::Mutex spill_mu_;      // only for the spill thread's timed wait (a leaf)
   bool spill_kick_ ABSL_GUARDED_BY(spill_mu_) = false;

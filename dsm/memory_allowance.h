@@ -26,6 +26,11 @@ class MemoryAllowance final {
   void RemoveTarget(NodeId node);
   [[nodiscard]] uint64_t allowance() const { return allowance_; }
   [[nodiscard]] uint64_t capacity() const;
+  // Far over the allowance (an eighth over it): the fault thread spills a batch itself before it serves a new
+  // fault, so a guest that touches memory faster than the spill thread moves it is held back, not let run away.
+  [[nodiscard]] bool FarOver(const ResidentPages& resident) const {
+    return allowance_ != 0 && !targets_.empty() && resident.count() > allowance_ + allowance_ / 8;
+  }
 
   struct Round {
     uint64_t spilled = 0;

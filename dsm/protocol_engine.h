@@ -88,6 +88,7 @@ class ProtocolEngine final {
   // of the memory first. Done when leave_complete().
   absl::Status BeginLeave(std::vector<Message>* out);
   [[nodiscard]] bool leave_complete() const { return leaving_ && evicting_.empty(); }
+  [[nodiscard]] size_t pages_evicting() const { return evicting_.size(); }
 
   // Introspection (tests, stats).
   [[nodiscard]] PageState state(uint64_t page) const { return static_cast<PageState>(pages_[page].state); }

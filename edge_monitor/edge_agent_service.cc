@@ -27,6 +27,12 @@ std::vector<uint32_t> IdsOf(const pb::HostVcpusRequest& request) {
   return std::vector<uint32_t>(request.vcpu_ids().begin(), request.vcpu_ids().end());
 }
 
+// What a hosted VM may come to hold here: a node running vCPUs maps all of guest RAM through the DSM (at worst
+// every page ends up here); a memory node holds at most what it lends.
+uint64_t MemoryHeld(const pb::HostVcpusRequest& request) {
+  return request.vcpu_ids().empty() ? request.lent_memory_bytes() : request.guest_memory_bytes();
+}
+
 }  // namespace
 
 EdgeAgentService::EdgeAgentService(Options options, std::unique_ptr<VmRuntimeFactory> factory)
@@ -86,7 +92,7 @@ pb::Capacity EdgeAgentService::CapacitySnapshot() const {
     for (const auto& [id, record] : vms_) {
       if (!HoldsResources(*record)) continue;
       capacity.set_reserved_vcpus(capacity.reserved_vcpus() + static_cast<uint32_t>(record->request.vcpu_ids_size()));
-      capacity.set_reserved_memory_bytes(capacity.reserved_memory_bytes() + record->request.guest_memory_bytes());
+      capacity.set_reserved_memory_bytes(capacity.reserved_memory_bytes() + MemoryHeld(record->request));
       capacity.set_running_vms(capacity.running_vms() + 1);
     }
   }
@@ -121,7 +127,7 @@ grpc::Status EdgeAgentService::HostVcpus(grpc::ServerContext* context, const pb:
   }
   const std::string& vm_id = request->vm_id();
   const uint32_t want_vcpus = static_cast<uint32_t>(request->vcpu_ids_size());
-  const uint64_t want_memory = request->guest_memory_bytes();
+  const uint64_t want_memory = MemoryHeld(*request);
   auto record = std::make_shared<VmRecord>();
   record->request = *request;
   record->lease_end = absl::Now() + options_.start_timeout + Granted(request->lease_seconds());
@@ -143,7 +149,7 @@ grpc::Status EdgeAgentService::HostVcpus(grpc::ServerContext* context, const pb:
     for (const auto& [id, other] : vms_) {
       if (!HoldsResources(*other)) continue;
       used_vcpus += static_cast<uint32_t>(other->request.vcpu_ids_size());
-      used_memory += other->request.guest_memory_bytes();
+      used_memory += MemoryHeld(other->request);
     }
     std::vector<std::string> over;
     const uint32_t free_vcpus = options_.capacity.vcpus - std::min(used_vcpus, options_.capacity.vcpus);

@@ -36,7 +36,16 @@ absl::Status ValidateHostRequest(const pb::HostVcpusRequest& request) {
     return absl::InvalidArgumentError(
         absl::StrCat("guest_vcpu_count ", request.guest_vcpu_count(), " is out of range (1..", kMaxVcpuCount, ")"));
   }
-  if (request.vcpu_ids().empty()) return absl::InvalidArgumentError("vcpu_ids is empty");
+  if (request.lent_memory_bytes() % 4096 != 0 || request.lent_memory_bytes() > request.guest_memory_bytes()) {
+    return absl::InvalidArgumentError(absl::StrCat("lent_memory_bytes ", request.lent_memory_bytes(),
+                                                   " is not whole pages within guest_memory_bytes"));
+  }
+  if (request.vcpu_ids().empty() && request.lent_memory_bytes() == 0) {
+    return absl::InvalidArgumentError("vcpu_ids is empty and no lent_memory_bytes: a node runs vCPUs or lends memory");
+  }
+  if (!request.vcpu_ids().empty() && request.lent_memory_bytes() != 0) {
+    return absl::InvalidArgumentError("lent_memory_bytes is for memory nodes, which run no vCPUs");
+  }
   absl::flat_hash_set<uint32_t> seen;
   for (uint32_t id : request.vcpu_ids()) {
     if (id >= request.guest_vcpu_count()) {

@@ -33,6 +33,7 @@ std::vector<std::string> ProcessVmRuntimeFactory::CommandLine(const pb::HostVcpu
   args.guest_vcpu_count = request.guest_vcpu_count();
   args.vcpu_ids.assign(request.vcpu_ids().begin(), request.vcpu_ids().end());
   args.vcpus_arrive = request.vcpus_arrive();
+  args.lent_memory_bytes = request.lent_memory_bytes();
   args.home_address = request.home_data_plane_address();
   args.tsc_offset = request.tsc_offset();
   if (request.node_id() != 0) args.node_id = request.node_id();
@@ -68,7 +69,9 @@ absl::StatusOr<std::unique_ptr<HostedVm>> ProcessVmRuntimeFactory::Start(const p
   if (cgroups_ != nullptr) {
     ASSIGN_OR_RETURN(launch.cgroup,
                      cgroups_->Create(request.vm_id(), static_cast<uint32_t>(request.vcpu_ids_size()),
-                                      request.guest_memory_bytes()));
+                                      // a memory node's cgroup caps it at what it lends
+                                      request.vcpu_ids().empty() ? request.lent_memory_bytes()
+                                                                 : request.guest_memory_bytes()));
   }
   auto vm = ProcessHostedVm::Launch(absl::StrCat("VM ", request.vm_id()), std::move(launch));
   if (!vm.ok()) return vm.status();

@@ -67,8 +67,15 @@ void CheckEdgeAgainstPolicies(const pb::Profile& profile, int i, std::vector<std
   const pb::EdgeNode& edge = profile.edge(i);
   if (policies.memory_only() && edge.vcpus_size() > 0) {
     errors->push_back(absl::StrCat("policies.memory_only: ", DescribeEdge(edge, i),
-                                   " is given vCPUs; memory-only edges are not implemented yet, so a memory-only "
-                                   "profile can place no edge"));
+                                   " is given vCPUs; under this policy edges lend memory only (edge.memory)"));
+  }
+  if (policies.has_max_edge_memory() && !edge.memory().empty()) {
+    auto cap = ParseSize(policies.max_edge_memory(), "policies.max_edge_memory");
+    auto lent = ParseSize(edge.memory(), "edge.memory");
+    if (cap.ok() && lent.ok() && *lent > *cap) {
+      errors->push_back(absl::StrCat(DescribeEdge(edge, i), ": lends ", edge.memory(), ", over policies.max_edge_memory (",
+                                     policies.max_edge_memory(), ")"));
+    }
   }
   if (policies.has_max_edge_vcpus() && static_cast<uint32_t>(edge.vcpus_size()) > policies.max_edge_vcpus()) {
     errors->push_back(absl::StrCat(DescribeEdge(edge, i), ": ", edge.vcpus_size(), " vCPUs, over policies.max_edge_vcpus (",
@@ -83,6 +90,35 @@ void CheckEdgeAgainstPolicies(const pb::Profile& profile, int i, std::vector<std
                                      profile.guest().memory(), "), over policies.max_edge_memory (",
                                      policies.max_edge_memory(), ")"));
     }
+  }
+}
+
+// home.memory (the allowance): smaller than the guest, and the memory edges lend at least the rest.
+void CheckHomeMemory(const pb::Profile& profile, uint64_t lent_total, std::vector<std::string>* errors) {
+  const std::string& text = profile.home().memory();
+  if (text.empty()) {
+    if (lent_total != 0) errors->push_back("memory edges are given, but no home.memory (--home-memory) says how much stays home");
+    return;
+  }
+  auto allowance = ParseSize(text, "home.memory");
+  auto guest = ParseSize(profile.guest().memory(), "guest.memory");
+  if (!allowance.ok()) {
+    errors->push_back(std::string(allowance.status().message()));
+    return;
+  }
+  if (*allowance < (16ULL << 20) || *allowance % kGuestPageSize != 0) {
+    errors->push_back(absl::StrCat("home.memory: '", text, "' must be a multiple of 4K and at least 16M"));
+    return;
+  }
+  if (!guest.ok()) return;  // reported with the guest
+  if (*allowance >= *guest) {
+    errors->push_back(absl::StrCat("home.memory (", text, ") is not smaller than guest.memory (", profile.guest().memory(),
+                                   "): nothing would live on memory edges"));
+  } else if (lent_total < *guest - *allowance) {
+    errors->push_back(absl::StrCat("home.memory (", text, ") keeps ", FormatSize(*allowance), " of guest.memory (",
+                                   profile.guest().memory(), ") at home, and the memory edges lend ",
+                                   FormatSize(lent_total), ": at least ", FormatSize(*guest - *allowance),
+                                   " must be lent"));
   }
 }
 
@@ -122,6 +158,7 @@ absl::Status ValidateProfile(const pb::Profile& profile) {
     }
   }
 
+  uint64_t lent_total = 0;
   absl::flat_hash_map<std::string, int> edge_by_address;
   for (int i = 0; i < profile.edge_size(); ++i) {
     const pb::EdgeNode& edge = profile.edge(i);
@@ -134,9 +171,28 @@ absl::Status ValidateProfile(const pb::Profile& profile) {
       errors.push_back(absl::StrCat("edge[", i, "] and edge[", it->second, "] have the same address ",
                                     edge.address(), "; list all of that agent's vCPUs in one edge"));
     }
-    if (edge.vcpus_size() == 0) errors.push_back(absl::StrCat(DescribeEdge(edge, i), " has no vCPUs"));
+    if (!edge.memory().empty()) {
+      // A memory edge: it lends RAM and runs nothing.
+      auto lent = ParseSize(edge.memory(), absl::StrCat("edge[", i, "].memory"));
+      if (!lent.ok()) {
+        errors.push_back(std::string(lent.status().message()));
+      } else if (*lent == 0 || *lent % kGuestPageSize != 0) {
+        errors.push_back(absl::StrCat(DescribeEdge(edge, i), ": memory '", edge.memory(), "' is not a positive multiple of 4K"));
+      } else {
+        lent_total += *lent;
+      }
+      if (edge.vcpus_size() > 0) {
+        errors.push_back(absl::StrCat(DescribeEdge(edge, i),
+                                      " has both vCPUs and memory: an edge that runs vCPUs maps all of guest RAM; "
+                                      "memory is for memory edges, which run none"));
+      }
+    } else if (edge.vcpus_size() == 0) {
+      errors.push_back(absl::StrCat(DescribeEdge(edge, i), " has no vCPUs and lends no memory"));
+    }
     CheckEdgeAgainstPolicies(profile, i, &errors);
   }
+
+  CheckHomeMemory(profile, lent_total, &errors);
 
   // Placement: every id 0..vcpus-1 exactly once; ids up to max_vcpus-1 (absent at boot) at most once.
   // Node names per id, in profile order (home first).

@@ -26,6 +26,7 @@ std::vector<std::string> RemoteNodeArgs::ToArgs() const {
   if (!home_only_memory.empty()) out.push_back(absl::StrCat("--home-only-memory=", home_only_memory));
   if (!link.empty()) out.push_back(absl::StrCat("--link=", link));
   if (vcpus_arrive) out.push_back("--vcpus-arrive=1");
+  if (lent_memory_bytes != 0) out.push_back(absl::StrCat("--lent-memory=", lent_memory_bytes));
   return out;
 }
 
@@ -57,10 +58,11 @@ absl::StatusOr<RemoteNodeArgs> RemoteNodeArgs::Parse(const std::vector<std::stri
       }
       have_count = true;
     } else if (name == "vcpus") {
+      have_vcpus = true;
+      if (value.empty()) continue;  // a memory node: checked against --lent-memory below
       auto ids = ParseVcpuList(value);
       if (!ids.ok()) return bad(arg, std::string(ids.status().message()));
       out.vcpu_ids = *std::move(ids);
-      have_vcpus = true;
     } else if (name == "home") {
       if (auto hp = ParseHostPort(value, "home"); !hp.ok()) return bad(arg, std::string(hp.status().message()));
       out.home_address = value;
@@ -83,6 +85,11 @@ absl::StatusOr<RemoteNodeArgs> RemoteNodeArgs::Parse(const std::vector<std::stri
     } else if (name == "link") {
       if (auto l = dsm::ParseLinkSpec(value, "--link"); !l.ok()) return bad(arg, std::string(l.status().message()));
       out.link = value;
+    } else if (name == "lent-memory") {
+      if (!absl::SimpleAtoi(value, &out.lent_memory_bytes) || out.lent_memory_bytes == 0 ||
+          out.lent_memory_bytes % 4096 != 0) {
+        return bad(arg, "not a positive whole number of 4 KiB pages");
+      }
     } else if (name == "vcpus-arrive") {
       if (value != "0" && value != "1") return bad(arg, "expected 0 or 1");
       out.vcpus_arrive = value == "1";
@@ -105,6 +112,10 @@ absl::StatusOr<RemoteNodeArgs> RemoteNodeArgs::Parse(const std::vector<std::stri
   if (!have_key) missing.push_back("--data-plane-key-fd");
   if (!missing.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("remote-node: missing ", absl::StrJoin(missing, ", ")));
+  }
+  if (out.vcpu_ids.empty() != (out.lent_memory_bytes != 0)) {
+    return absl::InvalidArgumentError(
+        "remote-node: a node runs vCPUs (--vcpus=LIST) or lends memory (--vcpus= and --lent-memory=BYTES)");
   }
   for (uint32_t id : out.vcpu_ids) {
     if (id >= out.guest_vcpu_count) {

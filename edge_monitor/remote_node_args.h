@@ -2,10 +2,11 @@
 //
 //   <exe> remote-node --vm-id=ID --memory=BYTES --vcpu-count=N --vcpus=LIST --home=HOST:PORT
 //                     --tsc-offset=CYCLES --node-id=N --cpu-model=M --ready-fd=FD --data-plane-key-fd=FD
-//                     [--home-only-memory=RANGES] [--link=SPEC] [--vcpus-arrive=1]
+//                     [--home-only-memory=RANGES] [--link=SPEC] [--vcpus-arrive=1] [--lent-memory=BYTES]
 //
 // <exe> is the agent's own binary (/proc/self/exe), so the lead's main() dispatches the `remote-node` subcommand to
-// the runtime with the arguments after it. LIST uses the --edge syntax ("2,3", "1,3-5"). The runtime:
+// the runtime with the arguments after it. LIST uses the --edge syntax ("2,3", "1,3-5"); it is empty for a memory
+// node, which runs no vCPUs and holds the pages the home spills to it (--lent-memory). The runtime:
 //  - reads the VM's 32-byte data-plane secret from the --data-plane-key-fd pipe (the agent writes it and closes
 //    its end: exactly 32 bytes, then EOF) and closes it; a secret is never put on argv, where ps shows it;
 //  - writes one byte to FD once its vCPUs are created and it is connected to the home node, then closes FD;
@@ -37,6 +38,7 @@ struct RemoteNodeArgs {
   std::string home_only_memory;  // --home-only-memory=RANGES (optional): no memslot there, accesses forwarded
   std::string link;              // --link=SPEC (optional): emulated latency/jitter/bandwidth on its data-plane links
   bool vcpus_arrive = false;     // --vcpus-arrive=1: the vCPUs run elsewhere now and are moved here (ctl attach)
+  uint64_t lent_memory_bytes = 0;  // --lent-memory=BYTES: a memory node (--vcpus= empty) holding at most this much
 
   // The flags (everything after "remote-node").
   std::vector<std::string> ToArgs() const;

@@ -526,7 +526,11 @@ int RunRemoteNodeMain(const std::vector<std::string>& argv) {
         }
         node->RequestStop(absl::StrFormat("stopped by signal %d", sig));
       },
-      {.grace_ms = 20'000, .forced_exit_status = exit_status::kHostFailure, .who = "coalesce remote-node"});
+      // A memory node's grace grows with what it may hold: it hands every page back before it goes (2 ms a page
+      // covers the nested VM's TCG, where a page's round trip is about 1 ms). The agent's --departure-grace
+      // still bounds it from outside.
+      {.grace_ms = 20'000 + static_cast<int>(args->lent_memory_bytes / 4096 * 2),
+       .forced_exit_status = exit_status::kHostFailure, .who = "coalesce remote-node"});
   auto node = std::make_unique<RemoteNode>(*args, *secret);
   if (absl::Status st = node->Build(); !st.ok()) {
     std::fprintf(stderr, "coalesce remote-node: %s\n", std::string(st.message()).c_str());

@@ -82,6 +82,16 @@ absl::StatusOr<MachineConfig> MergeProfile(RunOptions options) {
   }
   if (absl::Status st = ValidateRunOptions(merged); !st.ok()) return st;
   if (absl::Status st = ApplyOverrides(ov, &profile); !st.ok()) return st;
+  if (!options.home_memory.empty()) profile.mutable_home()->set_memory(options.home_memory);
+  for (const std::string& e : options.memory_edges) {
+    const size_t eq = e.find('=');
+    if (eq == std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat("--memory-edge '", e, "': expected ADDR=SIZE, e.g. 127.0.0.1:7001=256M"));
+    }
+    pb::EdgeNode* edge = profile.add_edge();
+    edge->set_address(e.substr(0, eq));
+    edge->set_memory(e.substr(eq + 1));
+  }
   if (profile.guest().memory().empty()) profile.mutable_guest()->set_memory(FormatSize(merged.memory));
   if (absl::Status st = ValidateProfile(profile); !st.ok()) {
     return absl::InvalidArgumentError(
@@ -101,7 +111,12 @@ absl::StatusOr<MachineConfig> MergeProfile(RunOptions options) {
   if (!model.ok()) return model.status();
   config.cpu_model = *model;
   for (const auto& edge : profile.edge()) {
-    config.edges.push_back({edge.address(), {edge.vcpus().begin(), edge.vcpus().end()}});
+    EdgePlacementSpec spec{edge.address(), {edge.vcpus().begin(), edge.vcpus().end()}};
+    if (!edge.memory().empty()) spec.memory_bytes = *ParseSize(edge.memory(), "edge.memory");  // validated
+    config.edges.push_back(std::move(spec));
+  }
+  if (!profile.home().memory().empty()) {
+    config.home_memory_allowance = *ParseSize(profile.home().memory(), "home.memory");  // validated
   }
   const auto& disks = options.disks.empty() ? std::vector<std::string>(profile.guest().disks().begin(),
                                                                         profile.guest().disks().end())

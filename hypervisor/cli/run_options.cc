@@ -55,6 +55,10 @@ const char kRunUsage[] =
     "                      The word dns-sd in the list stands for every agent announced on the local\n"
     "                      network (`coalesce edge --announce`), browsed for 3 s\n"
     "  --home-vcpus N      with --discover: vCPUs 0..N-1 stay at home (default 1)\n"
+    "  --memory-edge ADDR=SIZE  the edge agent at ADDR lends SIZE of memory and runs no vCPUs: the home\n"
+    "                      spills its oldest pages there when over --home-memory; repeatable\n"
+    "  --home-memory SIZE  at most SIZE of guest RAM stays on this host; the memory edges hold the rest\n"
+    "                      (together at least --memory less SIZE; docs/COALESCENCE.md, \"Memory edges\")\n"
     "  --data-plane H:P    address edge nodes use to reach this node's data plane (default\n"
     "                      127.0.0.1:0, any port); set it when edges are on other hosts\n"
     "  --home-only-memory R  guest-physical ranges START+SIZE[,...] (e.g. 0x1000000+64K) whose pages never\n"
@@ -147,6 +151,14 @@ absl::StatusOr<RunOptions> ParseRunOptions(const std::vector<std::string>& args)
       auto v = take();
       if (!v.ok()) return v.status();
       o.data_plane = *v;
+    } else if (flag == "--home-memory") {
+      auto v = take();
+      if (!v.ok()) return v.status();
+      o.home_memory = *v;
+    } else if (flag == "--memory-edge") {
+      auto v = take();
+      if (!v.ok()) return v.status();
+      o.memory_edges.push_back(*v);
     } else if (flag == "--home-only-memory") {
       auto v = take();
       if (!v.ok()) return v.status();

@@ -30,6 +30,8 @@ struct RunOptions {
   std::string data_plane;              // --data-plane HOST:PORT (this node's DSM/data-plane address)
   std::string data_plane_advertise;    // --data-plane-advertise HOST:PORT (what edges dial, behind NAT/relay)
   std::string home_only_memory;        // --home-only-memory START+SIZE,... (pages that never leave home)
+  std::string home_memory;             // --home-memory SIZE (the home's allowance; the rest on memory edges)
+  std::vector<std::string> memory_edges;  // --memory-edge ADDR=SIZE, as given (parsed with the profile)
   std::string link;                    // --link CLASS[,KEY=VALUE...] (emulated data-plane links)
   std::string discover;                // --discover ADDR,... (candidate edge agents; vCPUs placed on them)
   uint32_t home_vcpus = 0;             // --home-vcpus N: with --discover, vCPUs 0..N-1 stay home (0: 1)

@@ -4,11 +4,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <optional>
 #include <random>
 
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "dsm/link_spec.h"
+#include "edge_monitor/size.h"
 #include "hypervisor/base/log.h"
 #include "hypervisor/base/status_macros.h"
 #include "hypervisor/vcpu/exit_status.h"
@@ -19,7 +22,32 @@ namespace {
 constexpr absl::Duration kNodeStartTimeout = absl::Seconds(30);
 constexpr absl::Duration kProbeTimeout = absl::Seconds(5);
 
+// MemAvailable from /proc/meminfo, in bytes; nullopt where it cannot be read.
+std::optional<uint64_t> HostMemAvailable() {
+  std::FILE* f = std::fopen("/proc/meminfo", "re");
+  if (f == nullptr) return std::nullopt;
+  char line[256];
+  std::optional<uint64_t> out;
+  while (std::fgets(line, sizeof(line), f) != nullptr) {
+    unsigned long long kib = 0;
+    if (std::sscanf(line, "MemAvailable: %llu kB", &kib) == 1) out = kib * 1024;
+  }
+  std::fclose(f);
+  return out;
+}
+
 }  // namespace
+
+absl::Status CheckHomeCanTakeBack(uint64_t lent_bytes, const std::string& agent_address) {
+  const std::optional<uint64_t> available = HostMemAvailable();
+  if (available && *available < lent_bytes) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "memory edge %s refused: home could not take back the %s it would hold when it leaves (%s available "
+        "here)",
+        agent_address, FormatSize(lent_bytes), FormatSize(*available)));
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<std::unique_ptr<CoalescenceHome>> CoalescenceHome::Start(const CoalescenceConfig& config,
                                                                         GuestMemory& memory, Handlers handlers) {
@@ -60,6 +88,9 @@ absl::StatusOr<std::unique_ptr<CoalescenceHome>> CoalescenceHome::Start(const Co
                                                    raw->OnMessage(from, std::move(m));
                                                  }));
   home->memory_bytes_ = memory.size();
+  if (config.home_memory_allowance != 0) {
+    home->link_->dsm().SetMemoryAllowance(config.home_memory_allowance / dsm::kPageSize);
+  }
   if (absl::Status st = home->HostEdges(); !st.ok()) {
     home->NotifyStop(exit_status::kHostFailure, std::string(st.message()));
     home->Shutdown();
@@ -84,6 +115,11 @@ absl::Status CoalescenceHome::StartRuntime(const EdgePlacementSpec& edge, uint16
   req.set_guest_memory_bytes(memory_bytes_);
   req.set_guest_vcpu_count(config_.vcpu_count);
   for (uint32_t v : edge.vcpus) req.add_vcpu_ids(v);
+  if (edge.vcpus.empty()) {
+    // A memory edge: home must be able to take its pages back when it leaves (they come home then).
+    RETURN_IF_ERROR(CheckHomeCanTakeBack(edge.memory_bytes, edge.agent_address));
+    req.set_lent_memory_bytes(edge.memory_bytes);
+  }
   req.set_home_data_plane_address(data_plane);
   req.set_tsc_offset(config_.tsc_offset);
   req.set_node_id(node);
@@ -102,8 +138,13 @@ absl::Status CoalescenceHome::StartRuntime(const EdgePlacementSpec& edge, uint16
     edges_.push_back(edge);
   }
   ASSIGN_OR_RETURN(pb::VmStatus status, agent->HostVcpus(req));
-  LOG_INFO("edge %s hosts vCPUs %s as node %u (runtime pid %u, lease %.1f s)", edge.agent_address,
-           absl::StrJoin(edge.vcpus, ","), node, status.runtime_pid(), status.lease_ms_left() / 1000.0);
+  if (edge.vcpus.empty()) {
+    LOG_INFO("edge %s lends %s of memory as node %u (runtime pid %u, lease %.1f s)", edge.agent_address,
+             FormatSize(edge.memory_bytes), node, status.runtime_pid(), status.lease_ms_left() / 1000.0);
+  } else {
+    LOG_INFO("edge %s hosts vCPUs %s as node %u (runtime pid %u, lease %.1f s)", edge.agent_address,
+             absl::StrJoin(edge.vcpus, ","), node, status.runtime_pid(), status.lease_ms_left() / 1000.0);
+  }
   // An agent that grants no lease (an older one) is not renewed.
   if (status.lease_ms_left() > 0) {
     renewer_->Add(node, agent, req.vm_id(), absl::Milliseconds(status.lease_ms_left()));
@@ -146,7 +187,16 @@ absl::Status CoalescenceHome::HostEdges() {
   for (size_t i = 0; i < config_.edges.size(); ++i) {
     RETURN_IF_ERROR(StartRuntime(config_.edges[i], static_cast<uint16_t>(i + 1), /*vcpus_arrive=*/false));
   }
-  return JoinNodes(1, static_cast<uint16_t>(config_.edges.size()));
+  RETURN_IF_ERROR(JoinNodes(1, static_cast<uint16_t>(config_.edges.size())));
+  for (size_t i = 0; i < config_.edges.size(); ++i) OfferMemory(config_.edges[i], static_cast<uint16_t>(i + 1));
+  return absl::OkStatus();
+}
+
+// A memory edge in the mesh takes the home's spilled pages from now on.
+void CoalescenceHome::OfferMemory(const EdgePlacementSpec& edge, uint16_t node) {
+  if (edge.vcpus.empty() && edge.memory_bytes != 0) {
+    link_->dsm().SetMemoryNode(node, edge.memory_bytes / dsm::kPageSize);
+  }
 }
 
 absl::StatusOr<uint16_t> CoalescenceHome::AttachEdge(const EdgePlacementSpec& edge) {
@@ -155,6 +205,7 @@ absl::StatusOr<uint16_t> CoalescenceHome::AttachEdge(const EdgePlacementSpec& ed
   if (node >= dsm::kMaxNodes) return absl::ResourceExhaustedError(absl::StrFormat("at most %d nodes", dsm::kMaxNodes));
   absl::Status st = StartRuntime(edge, node, /*vcpus_arrive=*/true);
   if (st.ok()) st = JoinNodes(node, node);
+  if (st.ok()) OfferMemory(edge, node);
   if (!st.ok()) {
     if (edge_count() < node) return st;  // refused before it was a node (unreachable agent): its id stays free
     // The node never joined: nothing is sent to it, and its runtime (if it started) is stopped.
@@ -262,6 +313,7 @@ void CoalescenceHome::ReleaseNode(uint16_t node) {
     released_[node] = true;
   }
   renewer_->Remove(node);
+  link_->dsm().RemoveMemoryNode(node);  // nothing more is spilled to it
   // It hands its pages back as it leaves the DSM, then exits (a Stop would drop them).
   (void)link_->Send(node, node_msg::Leaving{"its vCPUs moved home"});
 }

@@ -36,7 +36,14 @@ struct CoalescenceConfig {
   int64_t tsc_offset = 0;                     // host TSC - guest TSC at home
   std::string cpu_model = "baseline";         // sent to every edge, so that all vCPUs show one CPU
   ControlPlaneSecurity control_plane;
+  // At most this much guest RAM stays at home; the oldest pages beyond it are spilled to the memory edges
+  // (EdgePlacementSpec::memory_bytes). 0: no allowance.
+  uint64_t home_memory_allowance = 0;
 };
+
+// A memory edge's lease is refused when the home host could not hold what that edge would hand back on leaving
+// (MemAvailable below `lent_bytes`): ResourceExhausted naming the edge.
+absl::Status CheckHomeCanTakeBack(uint64_t lent_bytes, const std::string& agent_address);
 
 class CoalescenceHome final {
  public:
@@ -93,6 +100,7 @@ class CoalescenceHome final {
   absl::Status HostEdges();
   // Asks `edge`'s agent for a runtime as node `node` (vCPUs idle until moved there if `vcpus_arrive`).
   absl::Status StartRuntime(const EdgePlacementSpec& edge, uint16_t node, bool vcpus_arrive);
+  void OfferMemory(const EdgePlacementSpec& edge, uint16_t node);
   // Waits for nodes first..last to say hello, introduces them to the nodes in the VM and waits for the mesh.
   absl::Status JoinNodes(uint16_t first, uint16_t last);
   std::vector<EdgeAgentClient*> Agents() const;

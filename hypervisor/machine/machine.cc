@@ -379,7 +379,14 @@ void Machine::PlanNumaTopology() {
     t.nodes = config_.numa_nodes;
   } else if (config_.numa == NumaMode::kAuto && !config_.edges.empty()) {
     std::vector<std::vector<uint32_t>> edge_vcpus;
-    for (const EdgePlacementSpec& e : config_.edges) edge_vcpus.push_back(e.vcpus);
+    for (const EdgePlacementSpec& e : config_.edges) {
+      // A memory edge's pages are wherever the spilling put them, not a fixed range SRAT could name.
+      if (e.vcpus.empty()) {
+        LOG_INFO("guest NUMA off: memory edge %s holds no fixed range of guest RAM", e.agent_address);
+        return;
+      }
+      edge_vcpus.push_back(e.vcpus);
+    }
     t = TopologyFromPlacement(config_.vcpu_ids(), config_.memory, edge_vcpus);
   }
   if (!t.enabled()) return;
@@ -548,13 +555,21 @@ std::string Machine::Depart(uint16_t node, const std::string& reason) {
   const auto vcpus_home = std::chrono::steady_clock::now();
   forwarding_router_->RemoveNode(node);
   home_->ReleaseNode(node);
-  // The node hands its pages back as it leaves the DSM; a page still there after that is lost to the guest.
+  // The node hands its pages back as it leaves the DSM; a page still there after that is lost to the guest. A node
+  // holding many (a memory edge) takes as long as it keeps handing them back: the timeout bounds a stall.
   constexpr auto kPagesTimeout = std::chrono::seconds(10);
   uint64_t left = 0;
+  uint64_t fewest = UINT64_MAX;
+  auto progress = vcpus_home;
   while (true) {
     const std::vector<uint64_t> owned = home_->dsm().OwnedPagesPerNode();
     left = node < owned.size() ? owned[node] : 0;
-    if (left == 0 || run_control_.stopping() || std::chrono::steady_clock::now() - vcpus_home > kPagesTimeout) break;
+    const auto now = std::chrono::steady_clock::now();
+    if (left < fewest) {
+      fewest = left;
+      progress = now;
+    }
+    if (left == 0 || run_control_.stopping() || now - progress > kPagesTimeout) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   if (left != 0) {
@@ -767,6 +782,7 @@ absl::Status Machine::StartCoalescence() {
   cc.data_plane_port = config_.data_plane_port;
   cc.data_plane_advertise = config_.data_plane_advertise;
   cc.home_only_memory = config_.home_only_memory;
+  cc.home_memory_allowance = config_.home_memory_allowance;
   cc.link = config_.link;
   cc.max_edge_load = config_.max_edge_load;
   cc.lease_seconds = config_.lease_seconds;

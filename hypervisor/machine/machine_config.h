@@ -47,6 +47,9 @@ struct MachineConfig {
   std::string data_plane_advertise;  // host:port edges dial instead (NAT, port forward); empty: host:port above
   // Guest-physical ranges whose pages never leave home: no edge maps them, home serves their accesses.
   std::vector<GuestRange> home_only_memory;
+  // At most this much guest RAM stays at home; the oldest pages beyond it live on the memory edges (edges with
+  // memory_bytes and no vCPUs). 0: no allowance.
+  uint64_t home_memory_allowance = 0;
   // Guest NUMA (ACPI SRAT and SLIT; docs/NUMA.md). kAuto: one domain per node when vCPUs run on edges, with
   // distances from the measured round trips; kExplicit: `numa_nodes`, on one host.
   NumaMode numa = NumaMode::kAuto;

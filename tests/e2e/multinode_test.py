@@ -3,7 +3,7 @@
 network namespace, the home node (`coalesce run --edge ...`), and the project's test guests.
 
 Usage: multinode_test.py COALESCE GUEST_DIR CASE
-CASE: guests2 | guests3 | netns | agent_killed | tampered | bad_setup
+CASE: guests2 | guests3 | netns | agent_killed | tampered | bad_setup | memory_edge
 (netns also finds its agent by DNS-SD: `coalesce edge --announce`, `coalesce run --discover dns-sd`)
 """
 import atexit
@@ -329,6 +329,57 @@ try:
         rc, out, err = run_home(["--profile", bad], 60)
         os.unlink(bad)
         check("malformed profile: file, line and column", rc == 2 and bad in err and ":2:" in err, f"exit {rc}\n{err}")
+    elif CASE == "memory_edge":
+        # A guest larger than the home's allowance (docs/COALESCENCE.md, "Memory edges"): 128M of guest RAM, 32M of
+        # it at home, an edge lending 128M and running no vCPU. The guest walks 64M twice; every word must read
+        # back, most pages must have been spilled, and home must have stayed near its allowance.
+        # The departure below hands back up to 24k pages, about a millisecond each under the nested VM's TCG.
+        a = Agent(f"127.0.0.1:{free_port()}", capacity="vcpus=2,memory=256M", extra_args=["--departure-grace", "300"])
+        agents.append(a)
+        allowance_pages = 32 * 256
+        base = ["--kernel", guest("memory_walk"), "--vcpus", "1", "--memory", "128M", "--home-memory", "32M"]
+        rc, out, err = run_home(base + ["--memory-edge", f"{a.listen}=128M", "--append", "mb=64 passes=2"],
+                                env={"COALESCE_DSM_STATS": "1"})
+        m = re.search(r"resident pages (\d+) \(peak (\d+)\), allowance (\d+)", err)
+        spilled = re.search(r"\| spilled (\d+) \|", err)
+        check("memory edge: a guest over the home's allowance reads back every word: exit 1 and PASS",
+              rc == 1 and "every word read back" in out, f"exit {rc}\n{out}\n{err}")
+        if m and spilled:
+            peak, allowance = int(m.group(2)), int(m.group(3))
+            print(f"     home: peak {peak} pages present for an allowance of {allowance}; {spilled.group(1)} spilled")
+            check("memory edge: the allowance is the one given", allowance == allowance_pages, err)
+            check("memory edge: home spilled at least the 32M over its allowance",
+                  int(spilled.group(1)) >= 32 * 256, err)
+            check("memory edge: home stayed within its allowance plus one batch per fault burst (peak <= 1.25x)",
+                  peak <= allowance * 5 // 4, err)
+        else:
+            check("memory edge: home printed its resident pages and spills", False, err)
+        rc, out, err = run_home(base + ["--memory-edge", f"{a.listen}=64M"], 60)
+        check("memory edge: lending less than the guest's memory beyond the allowance is refused",
+              rc == 2 and "96M must be lent" in err, f"exit {rc}\n{err}")
+        rc, out, err = run_home(["--kernel", guest("memory_walk"), "--vcpus", "1", "--memory", "1G",
+                                 "--home-memory", "32M", "--memory-edge", f"{a.listen}=992M"], 120)
+        check("memory edge: an agent without that much memory refuses it with the reason",
+              rc not in (0, 1) and "capacity" in err, f"exit {rc}\n{err}")
+        # The edge leaves mid-run (its agent stops): the pages it holds come home, and the guest runs on.
+        home = subprocess.Popen([COALESCE, "run"] + base + ["--memory-edge", f"{a.listen}=128M",
+                                                          "--append", "mb=64 passes=6"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=dict(os.environ, COALESCE_DSM_STATS="1"))
+        seen = []
+        for line in home.stdout:
+            seen.append(line)
+            if "pass 1 over" in line:
+                break
+        a.proc.terminate()  # SIGTERM: the agent asks home to take back what it hosts
+        try:
+            rest, err = home.communicate(timeout=HOME_TIMEOUT)
+            out = "".join(seen) + rest
+            check("memory edge leaves mid-run: its pages come home, the guest reads back every word: exit 1",
+                  home.returncode == 1 and "every word read back" in out, f"exit {home.returncode}\n{out}\n{err}")
+        except subprocess.TimeoutExpired:
+            home.kill()
+            check("memory edge leaves mid-run: the guest finishes", False)
     else:
         raise SystemExit(f"unknown case {CASE}")
 finally:

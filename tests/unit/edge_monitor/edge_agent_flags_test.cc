@@ -117,6 +117,33 @@ TEST_CASE("remote-node argv errors", "[remote_node_args]") {
   CHECK_FALSE(RemoteNodeArgs::Parse({"positional"}).ok());
 }
 
+TEST_CASE("remote-node argv: a memory node runs no vCPUs and says what it lends", "[remote_node_args]") {
+  RemoteNodeArgs args;
+  args.vm_id = "vm-m";
+  args.guest_memory_bytes = 1 << 30;
+  args.guest_vcpu_count = 2;
+  args.home_address = "127.0.0.1:9";
+  args.ready_fd = 3;
+  args.data_plane_key_fd = 0;
+  args.lent_memory_bytes = 256 << 20;
+  auto parsed = RemoteNodeArgs::Parse(args.ToArgs());
+  REQUIRE(parsed.ok());
+  CHECK(parsed->vcpu_ids.empty());
+  CHECK(parsed->lent_memory_bytes == 256u << 20);
+  const std::vector<std::string> base = {"--vm-id=a", "--memory=1073741824", "--vcpu-count=2", "--home=h:1",
+                                         "--ready-fd=3", "--data-plane-key-fd=0"};
+  auto with = [&base](std::vector<std::string> more) {
+    more.insert(more.begin(), base.begin(), base.end());
+    return RemoteNodeArgs::Parse(more);
+  };
+  auto neither = with({"--vcpus="});
+  REQUIRE_FALSE(neither.ok());
+  CHECK_THAT(std::string(neither.status().message()), Contains("runs vCPUs (--vcpus=LIST) or lends memory"));
+  CHECK_FALSE(with({"--vcpus=1", "--lent-memory=4096"}).ok());
+  CHECK_FALSE(with({"--vcpus=", "--lent-memory=1000"}).ok());
+  CHECK(with({"--vcpus=", "--lent-memory=8192"}).ok());
+}
+
 }  // namespace
 }  // namespace coalesce
 

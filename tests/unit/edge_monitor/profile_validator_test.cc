@@ -151,3 +151,35 @@ TEST_CASE("The user's caps on one edge refuse a placement over them, naming the 
 
 }  // namespace
 }  // namespace coalesce
+
+namespace coalesce {
+namespace {
+
+TEST_CASE("Memory edges: a home allowance and edges that lend the rest", "[profile][validate][memory]") {
+  const std::string guest = "guest { kernel: \"k\" memory: \"1G\" vcpus: 2 }\n";
+  const std::string home = "home { vcpus: [0, 1] memory: \"256M\" }\n";
+  CHECK(Problems(guest + home + "edge { address: \"127.0.0.1:7001\" memory: \"512M\" }\n"
+                 "edge { address: \"127.0.0.1:7002\" memory: \"256M\" }\n").empty());
+  CHECK(Problems(guest + home + "edge { address: \"127.0.0.1:7001\" memory: \"768M\" }\n"
+                 "policies { memory_only: true }\n").empty());
+  CHECK_THAT(Problems(guest + home + "edge { address: \"127.0.0.1:7001\" memory: \"512M\" }\n"),
+             Contains("home.memory (256M) keeps 256M of guest.memory (1G) at home, and the memory edges lend 512M: "
+                      "at least 768M must be lent"));
+  CHECK_THAT(Problems(guest + "home { vcpus: [0, 1] memory: \"1G\" }\nedge { address: \"127.0.0.1:7001\" memory: \"1G\" }\n"),
+             Contains("home.memory (1G) is not smaller than guest.memory (1G)"));
+  CHECK_THAT(Problems(guest + "home { vcpus: [0, 1] }\nedge { address: \"127.0.0.1:7001\" memory: \"1G\" }\n"),
+             Contains("no home.memory"));
+  CHECK_THAT(Problems(guest + "home { vcpus: [0] memory: \"256M\" }\n"
+                      "edge { address: \"127.0.0.1:7001\" vcpus: [1] memory: \"768M\" }\n"),
+             Contains("edge 127.0.0.1:7001 has both vCPUs and memory"));
+  CHECK_THAT(Problems(guest + home + "edge { address: \"127.0.0.1:7001\" memory: \"lots\" }\n"),
+             Contains("edge[0].memory"));
+  CHECK_THAT(Problems(guest + home + "edge { address: \"127.0.0.1:7001\" }\n"),
+             Contains("edge 127.0.0.1:7001 has no vCPUs and lends no memory"));
+  CHECK_THAT(Problems(guest + home + "edge { address: \"127.0.0.1:7001\" memory: \"768M\" }\n"
+                      "policies { max_edge_memory: \"512M\" }\n"),
+             Contains("edge 127.0.0.1:7001: lends 768M, over policies.max_edge_memory (512M)"));
+}
+
+}  // namespace
+}  // namespace coalesce
