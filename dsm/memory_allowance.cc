@@ -32,12 +32,10 @@ absl::StatusOr<MemoryAllowance::Round> MemoryAllowance::Step(ProtocolEngine* eng
     draining_ = false;
     return round;
   }
-  // Room on each memory node: its capacity less what it owns already.
+  // Room on each memory node: its capacity less what it owns already (the engine keeps the counts).
   std::vector<std::pair<NodeId, uint64_t>> room;
-  if (!targets_.empty()) {
-    const std::vector<uint64_t> owned = engine->OwnedPagesPerNode();
-    for (const auto& [node, cap] : targets_) room.emplace_back(node, cap > owned[node] ? cap - owned[node] : 0);
-  }
+  const std::vector<uint64_t> owned = engine->OwnedPagesPerNode();
+  for (const auto& [node, cap] : targets_) room.emplace_back(node, cap > owned[node] ? cap - owned[node] : 0);
   auto kept = [&keep](uint64_t page) {
     return std::any_of(keep.begin(), keep.end(), [page](const auto& s) { return page >= s.first && page < s.second; });
   };

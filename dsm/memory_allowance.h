@@ -41,8 +41,9 @@ class MemoryAllowance final {
   // Moves up to `batch` pages out while home is over the allowance (down to a margin below it, so that one fault
   // over it does not move one page at a time). Pages in `keep` (home-only memory) never leave.
   // An error is the engine's (local memory failed): the node cannot stay coherent.
-  absl::StatusOr<Round> Step(ProtocolEngine* engine, ResidentPages* resident, const std::vector<std::pair<uint64_t, uint64_t>>& keep,
-             size_t batch, std::vector<Message>* out);
+  absl::StatusOr<Round> Step(ProtocolEngine* engine, ResidentPages* resident,
+                             const std::vector<std::pair<uint64_t, uint64_t>>& keep, size_t batch,
+                             std::vector<Message>* out);
 
  private:
   [[nodiscard]] uint64_t margin() const { return std::min<uint64_t>(allowance_ / 32, 1024); }

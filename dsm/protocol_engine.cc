@@ -41,7 +41,10 @@ ProtocolEngine::ProtocolEngine(const EngineConfig& config, const DirectoryPlacem
   }
   bool manages_any = false;
   for (uint64_t p = 0; p < config_.num_pages && !manages_any; ++p) manages_any = ManagerOf(p) == config_.self;
-  if (manages_any) dir_.assign(config_.num_pages, DirEntry{Bit(config_.home), config_.home});
+  if (manages_any) {
+    dir_.assign(config_.num_pages, DirEntry{Bit(config_.home), config_.home});
+    for (uint64_t p = 0; p < config_.num_pages; ++p) owned_[config_.home] += ManagerOf(p) == config_.self;
+  }
 }
 
 Message ProtocolEngine::Reply(MsgType type, NodeId dst, uint64_t page, uint32_t arg, uint16_t flags,
@@ -263,7 +266,7 @@ absl::Status ProtocolEngine::SendTransfer(uint64_t page, absl::Time now, std::ve
   if (e.owner == config_.self && r != config_.self) {
     // The manager owns the page: it hands it over itself and the operation ends here (no WRITE_DONE round).
     RETURN_IF_ERROR(GiveAway(page, r, flags, op.req.seq, kFlagOpDone, out));
-    e.owner = r;
+    SetOwner(page, r);
     e.copyset = Bit(r);
     return FinishOp(page, now, out);
   }
@@ -294,7 +297,7 @@ absl::Status ProtocolEngine::OnDone(const Message& msg, absl::Time now, std::vec
   if (want == MsgType::kReadReq) {
     e.copyset |= Bit(msg.src);
   } else {
-    e.owner = msg.src;
+    SetOwner(msg.page, msg.src);
     e.copyset = Bit(msg.src);
   }
   return FinishOp(msg.page, now, out);
@@ -319,7 +322,7 @@ absl::Status ProtocolEngine::HandleEvict(const Message& msg, std::vector<Message
       lp.state = static_cast<uint8_t>(PageState::kShared);
     }
     lp.owner = true;
-    e.owner = self;
+    SetOwner(msg.page, self);
     e.copyset |= Bit(self);
   } else {
     e.copyset &= ~Bit(x);
@@ -539,6 +542,22 @@ absl::Status ProtocolEngine::OnEvictAck(const Message& msg, std::vector<Message>
   lp = LocalPage{};
   evicting_.erase(msg.page);
   out->push_back(Reply(MsgType::kEvictDone, msg.src, msg.page));
+  return EvictMore(out);
+}
+
+// The next pages of a leave, up to the window. A queued page may have been taken meanwhile (a FWD_WRITE gave it
+// away, an INVALIDATE dropped the copy): it is skipped; one still owned goes back with its contents.
+absl::Status ProtocolEngine::EvictMore(std::vector<Message>* out) {
+  while (evicting_.size() < kLeaveWindow && !leave_queue_.empty()) {
+    const uint64_t page = leave_queue_.front();
+    leave_queue_.pop_front();
+    const LocalPage& lp = pages_[page];
+    if (lp.state == static_cast<uint8_t>(PageState::kInvalid) || evicting_.contains(page)) continue;
+    Message m = Reply(MsgType::kEvictReq, ManagerOf(page), page);
+    if (lp.owner) RETURN_IF_ERROR(AttachPage(page, &m));
+    evicting_[page] = true;
+    out->push_back(std::move(m));
+  }
   return absl::OkStatus();
 }
 
@@ -563,7 +582,8 @@ absl::Status ProtocolEngine::Spill(uint64_t page, NodeId target, std::vector<Mes
   }
   if (!CanSpill(page)) return absl::FailedPreconditionError(absl::StrFormat("page %#x cannot be spilled now", page));
   RETURN_IF_ERROR(GiveAway(page, target, 0, 0, kFlagOpDone | kFlagSpill, out));
-  dir_[page] = DirEntry{Bit(target), target};
+  SetOwner(page, target);
+  dir_[page].copyset = Bit(target);
   stats_->pages_spilled.fetch_add(1, std::memory_order_relaxed);
   return absl::OkStatus();
 }
@@ -593,12 +613,9 @@ absl::Status ProtocolEngine::BeginLeave(std::vector<Message>* out) {
       RETURN_IF_ERROR(mem_->WriteProtect(page));
       lp.state = static_cast<uint8_t>(PageState::kShared);
     }
-    Message m = Reply(MsgType::kEvictReq, ManagerOf(page), page);
-    if (lp.owner) RETURN_IF_ERROR(AttachPage(page, &m));
-    evicting_[page] = true;
-    out->push_back(std::move(m));
+    leave_queue_.push_back(page);
   }
-  return absl::OkStatus();
+  return EvictMore(out);
 }
 
 absl::Status ProtocolEngine::CheckTimeouts(absl::Time now) const {
@@ -620,12 +637,13 @@ absl::Status ProtocolEngine::CheckTimeouts(absl::Time now) const {
   return absl::OkStatus();
 }
 
-std::vector<uint64_t> ProtocolEngine::OwnedPagesPerNode() const {
-  std::vector<uint64_t> owned(kMaxNodes, 0);
-  for (uint64_t page = 0; page < dir_.size(); ++page) {
-    if (ManagerOf(page) == config_.self && dir_[page].owner < kMaxNodes) ++owned[dir_[page].owner];
-  }
-  return owned;
+std::vector<uint64_t> ProtocolEngine::OwnedPagesPerNode() const { return {owned_.begin(), owned_.end()}; }
+
+void ProtocolEngine::SetOwner(uint64_t page, NodeId owner) {
+  DirEntry& e = dir_[page];
+  if (e.owner < kMaxNodes) --owned_[e.owner];
+  e.owner = owner;
+  if (owner < kMaxNodes) ++owned_[owner];
 }
 
 ProtocolEngine::DirectoryView ProtocolEngine::directory(uint64_t page) const {

@@ -13,6 +13,7 @@
 // node pair's messages in the order the engine produced them (DsmNode queues them under its lock).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <vector>
@@ -87,8 +88,8 @@ class ProtocolEngine final {
   // Graceful leave: hands every page this node holds back to its manager. The caller has stopped every accessor
   // of the memory first. Done when leave_complete().
   absl::Status BeginLeave(std::vector<Message>* out);
-  [[nodiscard]] bool leave_complete() const { return leaving_ && evicting_.empty(); }
-  [[nodiscard]] size_t pages_evicting() const { return evicting_.size(); }
+  [[nodiscard]] bool leave_complete() const { return leaving_ && evicting_.empty() && leave_queue_.empty(); }
+  [[nodiscard]] size_t pages_evicting() const { return evicting_.size() + leave_queue_.size(); }
 
   // Introspection (tests, stats).
   [[nodiscard]] PageState state(uint64_t page) const { return static_cast<PageState>(pages_[page].state); }
@@ -104,7 +105,8 @@ class ProtocolEngine final {
   };
   // For pages this node manages.
   [[nodiscard]] DirectoryView directory(uint64_t page) const;
-  // How many of the pages this node manages each node owns (index = node id; kMaxNodes entries).
+  // How many of the pages this node manages each node owns (index = node id; kMaxNodes entries). Kept as the
+  // directory changes, so asking is cheap.
   [[nodiscard]] std::vector<uint64_t> OwnedPagesPerNode() const;
   [[nodiscard]] NodeId ManagerOf(uint64_t page) const { return placement_->ManagerOf(page); }
   [[nodiscard]] uint64_t num_pages() const { return config_.num_pages; }
@@ -164,6 +166,9 @@ class ProtocolEngine final {
   [[nodiscard]] bool Idle(uint64_t page) const;
   absl::Status OnInvalidate(const Message& msg, std::vector<Message>* out);
   absl::Status OnEvictAck(const Message& msg, std::vector<Message>* out);
+  absl::Status EvictMore(std::vector<Message>* out);
+  // The one way a directory entry changes owner: keeps owned_ in step.
+  void SetOwner(uint64_t page, NodeId owner);
 
   EngineConfig config_;
   const DirectoryPlacement* placement_;
@@ -171,6 +176,7 @@ class ProtocolEngine final {
   DsmStats* stats_;
   std::vector<LocalPage> pages_;
   std::vector<DirEntry> dir_;  // indexed by page; meaningful where ManagerOf(page) == self
+  std::array<uint64_t, kMaxNodes> owned_{};  // pages of dir_ (managed here) each node owns
   absl::flat_hash_map<uint64_t, Pending> pending_;
   absl::flat_hash_map<uint64_t, ActiveOp> ops_;
   absl::flat_hash_map<uint64_t, bool> evicting_;
@@ -181,6 +187,10 @@ class ProtocolEngine final {
   uint64_t last_read_miss_ = kNoPage;  // read-ahead: the previous read miss and the current window
   uint32_t read_ahead_ = 0;
   bool leaving_ = false;
+  // Leaving: pages still to hand back, kLeaveWindow of them in flight at a time (evicting_), so a node holding
+  // many (a memory node) does not queue all of them on its connection at once.
+  std::deque<uint64_t> leave_queue_;
+  static constexpr size_t kLeaveWindow = 256;
 };
 
 }  // namespace coalesce::dsm

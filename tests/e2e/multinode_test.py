@@ -376,7 +376,11 @@ try:
             rest, err = home.communicate(timeout=HOME_TIMEOUT)
             out = "".join(seen) + rest
             check("memory edge leaves mid-run: its pages come home, the guest reads back every word: exit 1",
-                  home.returncode == 1 and "every word read back" in out, f"exit {home.returncode}\n{out}\n{err}")
+                  home.returncode == 1 and "every word read back" in out,
+                  f"exit {home.returncode}\n{out}\n{err}\n---- edge agent ----\n{a.log_tail()}")
+            m = re.search(r"left \((.*?)\): vCPUs .* moved home in ([\d.]+) ms, its pages in ([\d.]+) ms more", err)
+            if m:
+                print(f"     departure: pages home in {m.group(3)} ms")
         except subprocess.TimeoutExpired:
             home.kill()
             check("memory edge leaves mid-run: the guest finishes", False)

@@ -109,6 +109,10 @@ TEST_CASE("spilling interleaved with faults everywhere stays sequentially consis
     s.CheckInvariants();
     REQUIRE(s.failure_.empty());
     CHECK(s.resident_->count() <= 2);
+    // The engine's running count of pages per owner agrees with its directory.
+    std::vector<uint64_t> recount(kMaxNodes, 0);
+    for (uint64_t p = 0; p < 8; ++p) ++recount[s.engines_[0]->directory(p).owner];
+    CHECK(s.engines_[0]->OwnedPagesPerNode() == recount);
   }
 }
 
@@ -135,6 +139,31 @@ TEST_CASE("a memory node that begins to leave hands spilled pages straight back"
       CHECK(s.engines_[0]->directory(p).owner == 0);
     }
   }
+}
+
+TEST_CASE("a memory node holding more pages than its leave window hands every one back", "[dsm][spill]") {
+  constexpr uint64_t kPages = 600;  // over two windows of 256
+  Sim s(2, kPages);
+  s.AddThread(0, Writes(0, kPages));
+  s.RunRandom(7, 2000000);
+  REQUIRE(s.failure_.empty());
+  s.EnableSpilling(40, {{1, kPages}});
+  s.spilling_ = false;
+  while (s.SpillRound(64).more) DeliverAll(s);
+  DeliverAll(s);
+  REQUIRE(s.engines_[0]->OwnedPagesPerNode()[1] >= kPages - 40);
+  std::vector<Message> out;
+  REQUIRE(s.engines_[1]->BeginLeave(&out).ok());
+  CHECK(out.size() == 256);  // the window, not every page at once
+  s.Enqueue(std::move(out));
+  s.allowance_.RemoveTarget(1);
+  std::mt19937_64 rng(7);
+  s.AddThread(0, sim::RandomOps(rng, 50, kPages, 0.5));  // the home keeps using them meanwhile
+  s.RunRandom(8, 2000000);
+  INFO(s.failure_);
+  REQUIRE(s.failure_.empty());
+  CHECK(s.engines_[1]->leave_complete());
+  CHECK(s.engines_[0]->OwnedPagesPerNode()[0] == kPages);
 }
 
 TEST_CASE("a spill that breaks the rules is a protocol violation", "[dsm][spill]") {
