@@ -155,6 +155,16 @@ void DsmNode::RemoveMemoryNode(NodeId node) {
   allowance_.RemoveTarget(node);
 }
 
+uint64_t DsmNode::memory_allowance() const {
+  absl::MutexLock l(&mu_);
+  return allowance_.allowance();
+}
+
+uint64_t DsmNode::memory_nodes_capacity() const {
+  absl::MutexLock l(&mu_);
+  return allowance_.capacity();
+}
+
 uint64_t DsmNode::resident_pages() const {
   absl::MutexLock l(&mu_);
   return resident_ ? resident_->count() : 0;

@@ -126,6 +126,9 @@ class DsmNode final {
   void SetMemoryAllowance(uint64_t pages);
   void SetMemoryNode(NodeId node, uint64_t capacity);
   void RemoveMemoryNode(NodeId node);
+  // The allowance (0: none) and the memory nodes' total capacity, in pages.
+  [[nodiscard]] uint64_t memory_allowance() const;
+  [[nodiscard]] uint64_t memory_nodes_capacity() const;
   // Pages present in this node's memory now, and the most there were at once (home only; 0 elsewhere).
   [[nodiscard]] uint64_t resident_pages() const;
   [[nodiscard]] uint64_t peak_resident_pages() const;

@@ -465,8 +465,10 @@ std::string Machine::ControlCommand(std::string_view command) {
   if (verb == "setvcpus") return SetVcpusCommand(args);
   if (verb == "suspend") return SuspendCommand(args);
   if (verb == "resume") return ResumeCommand(args);
+  if (verb == "home-memory") return HomeMemoryCommand(args);
   return absl::StrFormat(
-      "error: unknown command '%s' (status, shutdown, move, link, attach, detach, setvcpus, suspend, resume)",
+      "error: unknown command '%s' (status, shutdown, move, link, attach, detach, setvcpus, suspend, resume, "
+      "home-memory)",
       std::string(command));
 }
 
@@ -606,8 +608,9 @@ std::optional<uint16_t> Machine::NodeByName(const std::string& name) const {
 }
 
 std::string Machine::AttachCommand(const std::vector<std::string>& words) {
+  if (words.size() == 2 && absl::StartsWith(words[1], "memory=")) return AttachMemoryEdge(words[0], words[1].substr(7));
   if (words.size() != 2 || !absl::StartsWith(words[1], "vcpus=")) {
-    return "error: attach takes two arguments: ADDR vcpus=LIST (e.g. 127.0.0.1:7001 vcpus=2-3)";
+    return "error: attach takes two arguments: ADDR vcpus=LIST (e.g. 127.0.0.1:7001 vcpus=2-3) or ADDR memory=SIZE";
   }
   if (!mover_) return "error: only a coalesced VM (coalesce run --edge) can attach edges";
   if (!running_.load()) return "error: the VM is still starting";
@@ -759,6 +762,7 @@ std::string Machine::StatusReport() {
                           list(absent), config_.vcpu_ids(), cpu_hotplug_->ignored_writes());
   }
   if (home_) absl::StrAppendFormat(&out, "leases renewed: %u\n", home_->lease_renewals());
+  out += HomeMemoryStatus();
   if (!probe_error.empty()) absl::StrAppendFormat(&out, "links not measured now: %s\n", probe_error);
   return out;
 }

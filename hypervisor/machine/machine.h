@@ -98,6 +98,13 @@ class Machine final {
   std::optional<uint16_t> NodeByName(const std::string& name) const;
   // `coalesce ctl ... attach ADDR vcpus=LIST`: a new edge leased while the guest runs; the vCPUs move there.
   std::string AttachCommand(const std::vector<std::string>& words);
+  // `coalesce ctl ... attach ADDR memory=SIZE` (machine_memory.cc): a memory edge leased while the guest runs.
+  std::string AttachMemoryEdge(const std::string& address, const std::string& size_text);
+  // `coalesce ctl ... home-memory SIZE|off` (machine_memory.cc): how much guest RAM stays at home from now on;
+  // refused unless the memory edges can hold the rest.
+  std::string HomeMemoryCommand(const std::vector<std::string>& words);
+  // The status line of the home's memory allowance ("" without one).
+  std::string HomeMemoryStatus() const;
   // `coalesce ctl ... detach ADDR|NODE`: the edge's vCPUs move home and it leaves (as on its agent's SIGTERM).
   std::string DetachCommand(const std::vector<std::string>& words);
   // `coalesce ctl ... setvcpus N` (machine_hotplug.cc): plugs absent vCPUs (lowest ids first) or asks the

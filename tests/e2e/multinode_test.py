@@ -21,6 +21,7 @@ import uuid
 
 from edge_agent_process import EdgeAgent, free_port, throwaway_pki
 from proc_usage import runtime_pids
+import test_checks
 
 COALESCE, GUEST_DIR, CASE = sys.argv[1], sys.argv[2], sys.argv[3]
 failures = []
@@ -384,6 +385,53 @@ try:
         except subprocess.TimeoutExpired:
             home.kill()
             check("memory edge leaves mid-run: the guest finishes", False)
+        # While the guest runs: a second memory edge attached (`ctl attach ADDR memory=SIZE`), then the home's
+        # allowance lowered onto both (`ctl home-memory`), one too low for what they lend refused.
+        b = Agent(f"127.0.0.1:{free_port()}", capacity="vcpus=1,memory=256M")
+        agents.append(b)
+        name = f"memedge-{uuid.uuid4().hex[:6]}"
+        home = subprocess.Popen([COALESCE, "run", "--name", name, "--kernel", guest("memory_walk"), "--vcpus", "1",
+                                 "--memory", "128M", "--home-memory", "64M", "--memory-edge", f"{a.listen}=64M",
+                                 "--append", "mb=64 passes=5"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        seen = []
+        for line in home.stdout:
+            seen.append(line)
+            if "pass 0 over" in line:
+                break
+        rc, out, err = test_checks.ctl(COALESCE, "--vm", name, "attach", b.listen, "memory=64M")
+        check("ctl attach ADDR memory=SIZE: a memory edge joins the running guest",
+              rc == 0 and "memory edge" in out and "attached as node 2" in out, f"exit {rc}\n{out}\n{err}")
+        rc, out, err = test_checks.ctl(COALESCE, "--vm", name, "home-memory", "16M")
+        check("ctl home-memory below what the memory edges can hold is refused with the reason",
+              rc != 0 and "at least 112M" in out + err, f"exit {rc}\n{out}\n{err}")
+        rc, out, err = test_checks.ctl(COALESCE, "--vm", name, "home-memory", "32M")
+        check("ctl home-memory 32M with both memory edges", rc == 0 and "at most 32M" in out, f"exit {rc}\n{out}\n{err}")
+        # The pages over the new allowance go to either edge within a few spill rounds (seconds under TCG).
+        owned_b = None
+        for _ in range(60):
+            rc, status, err = test_checks.ctl(COALESCE, "--vm", name, "status")
+            owned_b = re.search(r"node 2 edge \S+: vCPUs none, owns (\d+) pages", status)
+            if rc != 0 or (owned_b and int(owned_b.group(1)) > 0):
+                break
+            time.sleep(1)
+        check("ctl status shows the allowance and the memory edges' capacity",
+              rc == 0 and "home memory: allowance 32 MiB" in status and "memory edges lend 128 MiB" in status,
+              f"exit {rc}\n{status}\n{err}")
+        # The second memory edge detached again: its pages come home (home now holds more than its allowance: the
+        # first edge cannot take them all), and the guest runs on.
+        rc, out, err = test_checks.ctl(COALESCE, "--timeout", "120", "--vm", name, "detach", b.listen)
+        check("ctl detach of a memory edge: its pages come home", rc == 0 and "detached" in out,
+              f"exit {rc}\n{out}\n{err}")
+        try:
+            rest, err = home.communicate(timeout=HOME_TIMEOUT)
+            out = "".join(seen) + rest
+            check("the guest reads back every word after the allowance changed: exit 1",
+                  home.returncode == 1 and "every word read back" in out, f"exit {home.returncode}\n{out}\n{err}")
+            check("the attached memory edge holds pages", owned_b is not None and int(owned_b.group(1)) > 0, status)
+        except subprocess.TimeoutExpired:
+            home.kill()
+            check("the guest finishes after the allowance changed", False)
     else:
         raise SystemExit(f"unknown case {CASE}")
 finally:

@@ -1,0 +1,86 @@
+// The machine's side of memory edges while the guest runs (docs/COALESCENCE.md "Memory edges"): `coalesce ctl
+// attach ADDR memory=SIZE` leases an edge's RAM, `ctl home-memory SIZE|off` sets how much guest RAM stays at home
+// from now on, and `status` shows both. The DSM does the moving (docs/DSM.md, "Spilling to memory nodes").
+#include "absl/strings/str_format.h"
+#include "edge_monitor/host_port.h"
+#include "edge_monitor/size.h"
+#include "hypervisor/machine/coalescence_home.h"
+#include "hypervisor/machine/machine.h"
+
+namespace coalesce {
+namespace {
+
+constexpr uint64_t kPage = 4096;
+
+double Mib(uint64_t pages) { return static_cast<double>(pages * kPage) / (1 << 20); }
+
+}  // namespace
+
+std::string Machine::AttachMemoryEdge(const std::string& address, const std::string& size_text) {
+  if (!mover_) return "error: only a coalesced VM (coalesce run --edge or --memory-edge) can attach edges";
+  if (!running_.load()) return "error: the VM is still starting";
+  if (absl::StatusOr<HostPort> hp = ParseHostPort(address, "attach"); !hp.ok()) {
+    return absl::StrFormat("error: %s", hp.status().message());
+  }
+  absl::StatusOr<uint64_t> bytes = ParseSize(size_text, "attach: memory");
+  if (!bytes.ok()) return absl::StrFormat("error: %s", bytes.status().message());
+  if (*bytes == 0 || *bytes % kPage != 0 || *bytes > config_.memory) {
+    return absl::StrFormat("error: attach: memory %s is not a positive multiple of 4K up to the guest's %s",
+                           size_text, FormatSize(config_.memory));
+  }
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<uint16_t> node =
+      home_->AttachEdge(EdgePlacementSpec{.agent_address = address, .vcpus = {}, .memory_bytes = *bytes});
+  if (!node.ok()) return absl::StrFormat("error: attach %s: %s", address, node.status().message());
+  forwarding_router_->AddNode(*node);
+  return absl::StrFormat("vm %s: memory edge %s attached as node %u in %.1f ms, lending %s%s", config_.name, address,
+                         *node,
+                         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count(),
+                         FormatSize(*bytes),
+                         home_->dsm().memory_allowance() == 0 ? " (home keeps all of guest RAM: ctl home-memory SIZE)"
+                                                              : "");
+}
+
+std::string Machine::HomeMemoryCommand(const std::vector<std::string>& words) {
+  if (words.size() != 1) return "error: home-memory takes one argument: SIZE (e.g. 256M) or off";
+  if (!home_) return "error: this VM runs on one node; there is nowhere else for its memory (--memory-edge)";
+  uint64_t pages = 0;  // 0: no allowance
+  if (words[0] != "off") {
+    absl::StatusOr<uint64_t> bytes = ParseSize(words[0], "home-memory");
+    if (!bytes.ok()) return absl::StrFormat("error: %s", bytes.status().message());
+    if (*bytes < (16ULL << 20) || *bytes % kPage != 0) {
+      return absl::StrFormat("error: home-memory: %s must be a multiple of 4K and at least 16M", words[0]);
+    }
+    if (*bytes < config_.memory) pages = *bytes / kPage;
+  }
+  const uint64_t total = config_.memory / kPage;
+  const uint64_t capacity = home_->dsm().memory_nodes_capacity();
+  if (pages != 0 && capacity < total - pages) {
+    return absl::StrFormat(
+        "error: home-memory %s: the memory edges lend %s, and keeping %s at home needs at least %s there "
+        "(ctl attach ADDR memory=SIZE)",
+        words[0], FormatSize(capacity * kPage), FormatSize(pages * kPage), FormatSize((total - pages) * kPage));
+  }
+  home_->dsm().SetMemoryAllowance(pages);
+  if (pages == 0) {
+    return absl::StrFormat("vm %s: home keeps all of guest RAM (%.0f MiB present now)", config_.name,
+                           Mib(home_->dsm().resident_pages()));
+  }
+  return absl::StrFormat("vm %s: home keeps at most %s of guest RAM; %.0f MiB present now; memory edges lend %s",
+                         config_.name, FormatSize(pages * kPage), Mib(home_->dsm().resident_pages()),
+                         FormatSize(capacity * kPage));
+}
+
+std::string Machine::HomeMemoryStatus() const {
+  if (!home_) return "";
+  const uint64_t allowance = home_->dsm().memory_allowance();
+  const uint64_t capacity = home_->dsm().memory_nodes_capacity();
+  if (allowance == 0 && capacity == 0) return "";
+  return absl::StrFormat(
+      "home memory: %s, %.1f MiB present now (peak %.1f MiB); memory edges lend %.0f MiB; pages spilled %u\n",
+      allowance == 0 ? std::string("no allowance") : absl::StrFormat("allowance %.0f MiB", Mib(allowance)),
+      Mib(home_->dsm().resident_pages()), Mib(home_->dsm().peak_resident_pages()), Mib(capacity),
+      home_->dsm().stats().pages_spilled.load());
+}
+
+}  // namespace coalesce
