@@ -80,7 +80,6 @@ absl::Status DsmNode::Init(int memfd) {
         if (in_core[page] & 1) resident_->NotePresent(page);
       }
       engine_memory = resident_.get();
-      resident_for_fault_thread_ = true;
     }
     engine_ = std::make_unique<ProtocolEngine>(ec, placement_.get(), engine_memory, stats_.get());
   }
@@ -136,6 +135,7 @@ void DsmNode::SetMemoryAllowance(uint64_t pages) {
   {
     absl::MutexLock l(&mu_);
     allowance_.SetAllowance(pages);
+    UpdateSpillingLocked();
   }
   absl::MutexLock l(&spill_mu_);
   spill_kick_ = true;
@@ -145,6 +145,7 @@ void DsmNode::SetMemoryNode(NodeId node, uint64_t capacity) {
   {
     absl::MutexLock l(&mu_);
     allowance_.SetTarget(node, capacity);
+    UpdateSpillingLocked();
   }
   absl::MutexLock l(&spill_mu_);
   spill_kick_ = true;
@@ -153,6 +154,13 @@ void DsmNode::SetMemoryNode(NodeId node, uint64_t capacity) {
 void DsmNode::RemoveMemoryNode(NodeId node) {
   absl::MutexLock l(&mu_);
   allowance_.RemoveTarget(node);
+  UpdateSpillingLocked();
+}
+
+void DsmNode::UpdateSpillingLocked() {
+  // Only the home counts its pages (resident_); anywhere else an allowance would have nothing to act on.
+  spilling_.store(resident_ != nullptr && allowance_.allowance() != 0 && allowance_.capacity() != 0,
+                  std::memory_order_relaxed);
 }
 
 uint64_t DsmNode::memory_allowance() const {
@@ -188,6 +196,10 @@ void DsmNode::SpillLoop() {
       spill_kick_ = false;
     }
     if (stopping_.load() || !health().ok()) return;
+    if (!spilling_.load(std::memory_order_relaxed)) {
+      more = false;
+      continue;
+    }
     bool full = false;
     RunStep(kNoNode, [this, &more, &full](ProtocolEngine* e, std::vector<Message>* out) {
       mu_.AssertHeld();
@@ -378,7 +390,7 @@ void DsmNode::FaultLoop() {
       }
       for (size_t i = 0; i < *got; ++i) {
         const FaultEvent ev = events[i];
-        if (resident_for_fault_thread_) {
+        if (spilling_.load(std::memory_order_relaxed)) {
           // Far over the memory allowance: spill a batch before taking more (see MemoryAllowance::FarOver).
           RunStep(kNoNode, [this](ProtocolEngine* e, std::vector<Message>* out) {
             mu_.AssertHeld();

@@ -184,7 +184,10 @@ class DsmNode final {
   std::unique_ptr<ResidentPages> resident_ ABSL_GUARDED_BY(mu_);
   MemoryAllowance allowance_ ABSL_GUARDED_BY(mu_);
   static constexpr size_t kSpillBatch = 64;  // pages moved per engine step
-  bool resident_for_fault_thread_ = false;   // set once in Init (home): the fault thread checks FarOver
+  // Home with an allowance and somewhere to spill: only then does the fault thread check FarOver (a lock more per
+  // fault), so a VM without memory edges pays nothing for them.
+  std::atomic<bool> spilling_{false};
+  void UpdateSpillingLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::thread spill_thread_;  // home only
   absl::Mutex spill_mu_;      // only for the spill thread's timed wait (a leaf)
   bool spill_kick_ ABSL_GUARDED_BY(spill_mu_) = false;
