@@ -387,8 +387,9 @@ try:
             check("memory edge leaves mid-run: the guest finishes", False)
         # While the guest runs: a second memory edge attached (`ctl attach ADDR memory=SIZE`), then the home's
         # allowance lowered onto both (`ctl home-memory`), one too low for what they lend refused.
+        a = Agent(f"127.0.0.1:{free_port()}", capacity="vcpus=1,memory=256M")  # the first left above
         b = Agent(f"127.0.0.1:{free_port()}", capacity="vcpus=1,memory=256M")
-        agents.append(b)
+        agents += [a, b]
         name = f"memedge-{uuid.uuid4().hex[:6]}"
         home = subprocess.Popen([COALESCE, "run", "--name", name, "--kernel", guest("memory_walk"), "--vcpus", "1",
                                  "--memory", "128M", "--home-memory", "64M", "--memory-edge", f"{a.listen}=64M",
