@@ -385,8 +385,8 @@ try:
         except subprocess.TimeoutExpired:
             home.kill()
             check("memory edge leaves mid-run: the guest finishes", False)
-        # While the guest runs: a second memory edge attached (`ctl attach ADDR memory=SIZE`), then the home's
-        # allowance lowered onto both (`ctl home-memory`), one too low for what they lend refused.
+        # While the guest runs: a second memory edge attached (`ctl attach ADDR memory=SIZE`: 64M + 32M lent), then
+        # the home's allowance lowered onto both (`ctl home-memory 32M`), 16M (112M would have to be lent) refused.
         a = Agent(f"127.0.0.1:{free_port()}", capacity="vcpus=1,memory=256M")  # the first left above
         b = Agent(f"127.0.0.1:{free_port()}", capacity="vcpus=1,memory=256M")
         agents += [a, b]
@@ -400,7 +400,7 @@ try:
             seen.append(line)
             if "pass 0 over" in line:
                 break
-        rc, out, err = test_checks.ctl(COALESCE, "--vm", name, "attach", b.listen, "memory=64M")
+        rc, out, err = test_checks.ctl(COALESCE, "--vm", name, "attach", b.listen, "memory=32M")
         check("ctl attach ADDR memory=SIZE: a memory edge joins the running guest",
               rc == 0 and "memory edge" in out and "attached as node 2" in out, f"exit {rc}\n{out}\n{err}")
         rc, out, err = test_checks.ctl(COALESCE, "--vm", name, "home-memory", "16M")
@@ -417,7 +417,7 @@ try:
                 break
             time.sleep(1)
         check("ctl status shows the allowance and the memory edges' capacity",
-              rc == 0 and "home memory: allowance 32 MiB" in status and "memory edges lend 128 MiB" in status,
+              rc == 0 and "home memory: allowance 32 MiB" in status and "memory edges lend 96 MiB" in status,
               f"exit {rc}\n{status}\n{err}")
         # The second memory edge detached again: its pages come home (home now holds more than its allowance: the
         # first edge cannot take them all), and the guest runs on.
