@@ -27,12 +27,6 @@ std::vector<uint32_t> IdsOf(const pb::HostVcpusRequest& request) {
   return std::vector<uint32_t>(request.vcpu_ids().begin(), request.vcpu_ids().end());
 }
 
-// What a hosted VM may come to hold here: a node running vCPUs maps all of guest RAM through the DSM (at worst
-// every page ends up here); a memory node holds at most what it lends.
-uint64_t MemoryHeld(const pb::HostVcpusRequest& request) {
-  return request.vcpu_ids().empty() ? request.lent_memory_bytes() : request.guest_memory_bytes();
-}
-
 }  // namespace
 
 EdgeAgentService::EdgeAgentService(Options options, std::unique_ptr<VmRuntimeFactory> factory)

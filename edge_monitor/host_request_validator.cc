@@ -80,4 +80,8 @@ absl::Status ValidateHostRequest(const pb::HostVcpusRequest& request) {
   return absl::OkStatus();
 }
 
+uint64_t MemoryHeld(const pb::HostVcpusRequest& request) {
+  return request.vcpu_ids().empty() ? request.lent_memory_bytes() : request.guest_memory_bytes();
+}
+
 }  // namespace coalesce

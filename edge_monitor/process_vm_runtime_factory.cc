@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "edge_monitor/process_hosted_vm.h"
+#include "edge_monitor/host_request_validator.h"
 #include "edge_monitor/remote_node_args.h"
 #include "hypervisor/base/errno_status.h"
 #include "hypervisor/base/log.h"
@@ -69,9 +70,7 @@ absl::StatusOr<std::unique_ptr<HostedVm>> ProcessVmRuntimeFactory::Start(const p
   if (cgroups_ != nullptr) {
     ASSIGN_OR_RETURN(launch.cgroup,
                      cgroups_->Create(request.vm_id(), static_cast<uint32_t>(request.vcpu_ids_size()),
-                                      // a memory node's cgroup caps it at what it lends
-                                      request.vcpu_ids().empty() ? request.lent_memory_bytes()
-                                                                 : request.guest_memory_bytes()));
+                                      MemoryHeld(request)));
   }
   auto vm = ProcessHostedVm::Launch(absl::StrCat("VM ", request.vm_id()), std::move(launch));
   if (!vm.ok()) return vm.status();
