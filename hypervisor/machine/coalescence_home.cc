@@ -4,15 +4,18 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
 #include <optional>
 #include <random>
 
 #include "absl/strings/str_format.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "dsm/link_spec.h"
 #include "edge_monitor/size.h"
 #include "hypervisor/base/log.h"
+#include "hypervisor/base/small_file.h"
 #include "hypervisor/base/status_macros.h"
 #include "hypervisor/vcpu/exit_status.h"
 
@@ -24,16 +27,16 @@ constexpr absl::Duration kProbeTimeout = absl::Seconds(5);
 
 // MemAvailable from /proc/meminfo, in bytes; nullopt where it cannot be read.
 std::optional<uint64_t> HostMemAvailable() {
-  std::FILE* f = std::fopen("/proc/meminfo", "re");
-  if (f == nullptr) return std::nullopt;
-  char line[256];
-  std::optional<uint64_t> out;
-  while (std::fgets(line, sizeof(line), f) != nullptr) {
+  absl::StatusOr<std::string> meminfo = ReadSmallFile("/proc/meminfo", 64 * 1024, "meminfo");
+  if (!meminfo.ok()) return std::nullopt;
+  for (absl::string_view line : absl::StrSplit(*meminfo, '\n')) {
     unsigned long long kib = 0;
-    if (std::sscanf(line, "MemAvailable: %llu kB", &kib) == 1) out = kib * 1024;
+    if (absl::ConsumePrefix(&line, "MemAvailable:") &&
+        absl::SimpleAtoi(absl::StripSuffix(absl::StripAsciiWhitespace(line), " kB"), &kib)) {
+      return kib * 1024;
+    }
   }
-  std::fclose(f);
-  return out;
+  return std::nullopt;
 }
 
 }  // namespace
