@@ -137,8 +137,7 @@ void DsmNode::SetMemoryAllowance(uint64_t pages) {
     allowance_.SetAllowance(pages);
     UpdateSpillingLocked();
   }
-  absl::MutexLock l(&spill_mu_);
-  spill_kick_ = true;
+  KickSpiller();
 }
 
 void DsmNode::SetMemoryNode(NodeId node, uint64_t capacity) {
@@ -147,14 +146,18 @@ void DsmNode::SetMemoryNode(NodeId node, uint64_t capacity) {
     allowance_.SetTarget(node, capacity);
     UpdateSpillingLocked();
   }
-  absl::MutexLock l(&spill_mu_);
-  spill_kick_ = true;
+  KickSpiller();
 }
 
 void DsmNode::RemoveMemoryNode(NodeId node) {
   absl::MutexLock l(&mu_);
   allowance_.RemoveTarget(node);
   UpdateSpillingLocked();
+}
+
+void DsmNode::KickSpiller() {
+  absl::MutexLock l(&spill_mu_);
+  spill_kick_ = true;
 }
 
 void DsmNode::UpdateSpillingLocked() {
@@ -536,10 +539,7 @@ void DsmNode::Stop() {
   [[maybe_unused]] ssize_t w = ::write(wake_.get(), &one, sizeof(one));
   if (fault_thread_.joinable()) fault_thread_.join();
   if (liveness_thread_.joinable()) liveness_thread_.join();
-  {
-    absl::MutexLock l(&spill_mu_);
-    spill_kick_ = true;
-  }
+  KickSpiller();  // its wait ends at once; it sees stopping_
   if (spill_thread_.joinable()) spill_thread_.join();
   transport_->Shutdown();
   // Threads still blocked on a fault of this mapping are released; their memory is no longer coherent.

@@ -188,6 +188,7 @@ class DsmNode final {
   // fault), so a VM without memory edges pays nothing for them.
   std::atomic<bool> spilling_{false};
   void UpdateSpillingLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void KickSpiller();  // wakes the spill thread now, not at its next 2 ms round
   std::thread spill_thread_;  // home only
   absl::Mutex spill_mu_;      // only for the spill thread's timed wait (a leaf)
   bool spill_kick_ ABSL_GUARDED_BY(spill_mu_) = false;
