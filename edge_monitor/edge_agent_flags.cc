@@ -9,7 +9,8 @@ namespace coalesce {
 
 const char* EdgeAgentUsage() {
   return "usage: coalesce edge --listen HOST:PORT [--capacity vcpus=N,memory=SIZE] [--runtime PATH]\n"
-         "                     [--tls-ca FILE --tls-cert FILE --tls-key FILE | --insecure] [--log-level LEVEL]\n"
+         "                     [--tls-ca FILE --tls-cert FILE --tls-key FILE [--tls-crl FILE] | --insecure]\n"
+         "                     [--log-level LEVEL]\n"
          "                     [--max-load X] [--min-battery PERCENT] [--departure-grace SECONDS]\n"
          "                     [--max-lease SECONDS] [--control PATH] [--announce[=NAME]]\n"
          "\n"
@@ -22,7 +23,10 @@ const char* EdgeAgentUsage() {
          "  --runtime PATH         program started as 'PATH remote-node ...' for each VM (default: this binary)\n"
          "  --tls-ca FILE          CA certificate(s), PEM: only home nodes with a certificate from it are served\n"
          "  --tls-cert FILE        this agent's certificate, PEM (names the addresses homes dial it by)\n"
-         "  --tls-key FILE         its private key, PEM (`coalesce pki` makes all three)\n"
+         "  --tls-key FILE         its private key, PEM (`coalesce pki` makes all three); the three are read again\n"
+         "                         when they change (certificate rotation without a restart)\n"
+         "  --tls-crl FILE         the CA's revocation list, PEM: homes whose certificate it lists are refused\n"
+         "                         (read again when it changes; `coalesce pki revoke`)\n"
          "  --insecure             serve plaintext on a non-loopback --listen (without TLS only loopback is\n"
          "                         allowed); see docs/SECURITY.md\n"
          "  --max-load X           refuse leases while the 1-minute load average per CPU is above X\n"
@@ -102,11 +106,14 @@ absl::StatusOr<EdgeAgentFlags> ParseEdgeAgentFlags(const std::vector<std::string
       if (!v.ok()) return v.status();
       if (v->empty()) return absl::InvalidArgumentError("edge: --runtime needs a path");
       flags.runtime_executable = *v;
-    } else if (name == "--tls-ca" || name == "--tls-cert" || name == "--tls-key") {
+    } else if (name == "--tls-ca" || name == "--tls-cert" || name == "--tls-key" || name == "--tls-crl") {
       auto v = take_value();
       if (!v.ok()) return v.status();
       if (v->empty()) return absl::InvalidArgumentError(absl::StrCat("edge: ", name, " needs a file"));
-      (name == "--tls-ca" ? flags.tls.ca : name == "--tls-cert" ? flags.tls.cert : flags.tls.key) = *v;
+      (name == "--tls-ca"     ? flags.tls.ca
+       : name == "--tls-cert" ? flags.tls.cert
+       : name == "--tls-key"  ? flags.tls.key
+                              : flags.tls.crl) = *v;
     } else if (name == "--insecure") {
       if (value) return absl::InvalidArgumentError("edge: --insecure takes no value");
       flags.insecure = true;

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -122,11 +123,15 @@ int RunEdgeAgentMain(int argc, char** argv) {
     std::fflush(stdout);
   }
 
-  // Waits for a shutdown signal; meanwhile the announcement follows the agent's state.
+  // Waits for a shutdown signal; meanwhile the announcement follows the agent's state, and the log says when the
+  // TLS files were rotated.
   int signal_number = -1;
   const timespec refresh{.tv_sec = kAnnounceRefreshSeconds, .tv_nsec = 0};
+  std::optional<TlsRotationWatch> rotation;
+  if (security.tls) rotation.emplace(security.tls->files);
   while (signal_number < 0) {
     signal_number = sigtimedwait(&shutdown_signals, nullptr, &refresh);
+    if (rotation) rotation->Poll();
     if (signal_number < 0 && announcer) {
       if (absl::Status st = announcer->UpdateTxt(AnnouncementTxt(service.CapacitySnapshot(), security.tls != nullptr));
           !st.ok()) {

@@ -28,17 +28,29 @@ using Store = std::unique_ptr<X509_STORE, Deleter<X509_STORE_free>>;
 using StoreCtx = std::unique_ptr<X509_STORE_CTX, Deleter<X509_STORE_CTX_free>>;
 using Ctx = std::unique_ptr<SSL_CTX, Deleter<SSL_CTX_free>>;
 using Ssl = std::unique_ptr<SSL, Deleter<SSL_free>>;
+using Crl = std::unique_ptr<X509_CRL, Deleter<X509_CRL_free>>;
 
 // Every certificate in `pem`, in order; InvalidArgument if there is none.
 absl::StatusOr<std::vector<X509Ptr>> ParseCertificates(std::string_view pem, std::string_view what);
 absl::StatusOr<Key> ParsePrivateKey(std::string_view pem, std::string_view what);
+// Every certificate revocation list in `pem`; InvalidArgument if there is none.
+absl::StatusOr<std::vector<Crl>> ParseCrls(std::string_view pem, std::string_view what);
 
 absl::StatusOr<std::string> CertificateToPem(X509* cert);
 absl::StatusOr<std::string> PrivateKeyToPem(EVP_PKEY* key);
+absl::StatusOr<std::string> CrlToPem(X509_CRL* crl);
 
 // The subject as one line ("CN=edge1") and the validity bounds.
 std::string SubjectLine(X509* cert);
 absl::Time NotBefore(X509* cert);
 absl::Time NotAfter(X509* cert);
+// The serial number in hex ("1F03..."), as `openssl x509 -serial` prints it.
+std::string SerialHex(const ASN1_INTEGER* serial);
+// OK when `ca` issued and signed `crl`; InvalidArgument saying which of the two it did not.
+absl::Status CheckCrlSignedBy(X509_CRL* crl, X509* ca);
+std::string CrlIssuerLine(X509_CRL* crl);
+// When a CRL was issued and when its issuer promises the next one (InfiniteFuture when it names none).
+absl::Time CrlLastUpdate(const X509_CRL* crl);
+absl::Time CrlNextUpdate(const X509_CRL* crl);
 
 }  // namespace coalesce::ossl

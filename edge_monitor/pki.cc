@@ -14,6 +14,25 @@ namespace {
 
 absl::Status Fail(const char* what) { return absl::InternalError(absl::StrCat(what, ": ", ossl::TakeErrors())); }
 
+// The CA's certificate and key, checked to belong together.
+struct CaPair {
+  ossl::X509Ptr cert;
+  ossl::Key key;
+};
+absl::StatusOr<CaPair> ParseCa(const PemPair& ca) {
+  ASSIGN_OR_RETURN(auto certs, ossl::ParseCertificates(ca.cert_pem, "CA certificate"));
+  ASSIGN_OR_RETURN(auto key, ossl::ParsePrivateKey(ca.key_pem, "CA key"));
+  if (X509_check_private_key(certs[0].get(), key.get()) != 1) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError("the CA key is not the key of the CA certificate");
+  }
+  return CaPair{std::move(certs[0]), std::move(key)};
+}
+
+using Asn1Time = std::unique_ptr<ASN1_TIME, ossl::Deleter<ASN1_TIME_free>>;
+using Asn1Integer = std::unique_ptr<ASN1_INTEGER, ossl::Deleter<ASN1_INTEGER_free>>;
+using BigNum = std::unique_ptr<BIGNUM, ossl::Deleter<BN_free>>;
+
 bool IsIpAddress(const std::string& name) {
   unsigned char buf[16];
   return ::inet_pton(AF_INET, name.c_str(), buf) == 1 || ::inet_pton(AF_INET6, name.c_str(), buf) == 1;
@@ -89,13 +108,9 @@ absl::StatusOr<PemPair> CreateCa(const std::string& common_name, const Validity&
 absl::StatusOr<PemPair> IssueNodeCertificate(const PemPair& ca, const std::string& common_name,
                                              const std::vector<std::string>& names, const Validity& validity) {
   if (names.empty()) return absl::InvalidArgumentError("a node certificate needs at least one address or host name");
-  ASSIGN_OR_RETURN(auto ca_certs, ossl::ParseCertificates(ca.cert_pem, "CA certificate"));
-  ASSIGN_OR_RETURN(auto ca_key, ossl::ParsePrivateKey(ca.key_pem, "CA key"));
-  X509* issuer = ca_certs[0].get();
-  if (X509_check_private_key(issuer, ca_key.get()) != 1) {
-    ERR_clear_error();
-    return absl::InvalidArgumentError("the CA key is not the key of the CA certificate");
-  }
+  ASSIGN_OR_RETURN(CaPair signer, ParseCa(ca));
+  X509* issuer = signer.cert.get();
+  EVP_PKEY* ca_key = signer.key.get();
   ASSIGN_OR_RETURN(auto key, NewKey());
   ASSIGN_OR_RETURN(auto cert, NewCertificate(key.get(), common_name, validity));
   X509* c = cert.get();
@@ -109,8 +124,70 @@ absl::StatusOr<PemPair> IssueNodeCertificate(const PemPair& ca, const std::strin
                             std::pair{NID_subject_alt_name, absl::StrJoin(alt, ",")}}) {
     if (absl::Status st = AddExtension(c, issuer, nid, value); !st.ok()) return st;
   }
-  if (X509_sign(c, ca_key.get(), EVP_sha256()) == 0) return Fail("X509_sign");
+  if (X509_sign(c, ca_key, EVP_sha256()) == 0) return Fail("X509_sign");
   return ToPem(c, key.get());
+}
+
+absl::StatusOr<std::string> CreateCrl(const PemPair& ca, const std::vector<Revocation>& revoked, absl::Time next_update) {
+  ASSIGN_OR_RETURN(CaPair signer, ParseCa(ca));
+  X509* issuer = signer.cert.get();
+  EVP_PKEY* ca_key = signer.key.get();
+  std::unique_ptr<X509_CRL, ossl::Deleter<X509_CRL_free>> crl(X509_CRL_new());
+  if (!crl) return Fail("X509_CRL_new");
+  X509_CRL_set_version(crl.get(), 1);  // v2: extensions (the CRL number)
+  X509_CRL_set_issuer_name(crl.get(), X509_get_subject_name(issuer));
+  const absl::Time now = absl::Now();
+  Asn1Time last(ASN1_TIME_set(nullptr, absl::ToTimeT(now)));
+  Asn1Time next(ASN1_TIME_set(nullptr, absl::ToTimeT(next_update)));
+  if (!last || !next || X509_CRL_set1_lastUpdate(crl.get(), last.get()) != 1 ||
+      X509_CRL_set1_nextUpdate(crl.get(), next.get()) != 1) {
+    return Fail("X509_CRL_set1_*Update");
+  }
+  for (const Revocation& r : revoked) {
+    BIGNUM* raw = nullptr;
+    if (BN_hex2bn(&raw, r.serial_hex.c_str()) == 0) {
+      return absl::InvalidArgumentError(absl::StrCat("'", r.serial_hex, "' is not a serial number in hex"));
+    }
+    BigNum bn(raw);
+    Asn1Integer serial(BN_to_ASN1_INTEGER(bn.get(), nullptr));
+    Asn1Time when(ASN1_TIME_set(nullptr, absl::ToTimeT(r.when)));
+    X509_REVOKED* entry = X509_REVOKED_new();
+    if (!serial || !when || entry == nullptr || X509_REVOKED_set_serialNumber(entry, serial.get()) != 1 ||
+        X509_REVOKED_set_revocationDate(entry, when.get()) != 1 || X509_CRL_add0_revoked(crl.get(), entry) != 1) {
+      X509_REVOKED_free(entry);
+      return Fail("X509_REVOKED");
+    }
+  }
+  X509_CRL_sort(crl.get());
+  // The CRL number grows with time, so a peer can tell a newer list from an older one.
+  Asn1Integer number(ASN1_INTEGER_new());
+  if (!number || ASN1_INTEGER_set_int64(number.get(), absl::ToUnixSeconds(now)) != 1 ||
+      X509_CRL_add1_ext_i2d(crl.get(), NID_crl_number, number.get(), 0, 0) != 1) {
+    return Fail("CRL number");
+  }
+  if (X509_CRL_sign(crl.get(), ca_key, EVP_sha256()) == 0) return Fail("X509_CRL_sign");
+  return ossl::CrlToPem(crl.get());
+}
+
+absl::StatusOr<std::vector<Revocation>> ReadCrl(const std::string& ca_cert_pem, const std::string& crl_pem) {
+  ASSIGN_OR_RETURN(auto ca_certs, ossl::ParseCertificates(ca_cert_pem, "CA certificate"));
+  ASSIGN_OR_RETURN(auto crls, ossl::ParseCrls(crl_pem, "CRL"));
+  RETURN_IF_ERROR(ossl::CheckCrlSignedBy(crls[0].get(), ca_certs[0].get()));
+  std::vector<Revocation> out;
+  STACK_OF(X509_REVOKED)* entries = X509_CRL_get_REVOKED(crls[0].get());
+  for (int i = 0; i < sk_X509_REVOKED_num(entries); ++i) {
+    const X509_REVOKED* entry = sk_X509_REVOKED_value(entries, i);
+    struct tm tm {};
+    absl::Time when = absl::InfinitePast();
+    if (ASN1_TIME_to_tm(X509_REVOKED_get0_revocationDate(entry), &tm) == 1) when = absl::FromTM(tm, absl::UTCTimeZone());
+    out.push_back(Revocation{ossl::SerialHex(X509_REVOKED_get0_serialNumber(entry)), when});
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> CertificateSerial(const std::string& cert_pem) {
+  ASSIGN_OR_RETURN(auto certs, ossl::ParseCertificates(cert_pem, "certificate"));
+  return ossl::SerialHex(X509_get0_serialNumber(certs[0].get()));
 }
 
 }  // namespace coalesce

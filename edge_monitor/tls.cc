@@ -10,11 +10,18 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <vector>
+
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+
 #include "edge_monitor/openssl_util.h"
+#include "edge_monitor/tls_revocation.h"
+#include "hypervisor/base/log.h"
 #include "hypervisor/base/small_file.h"
 #include "hypervisor/base/status_macros.h"
 #include "hypervisor/base/unique_fd.h"
@@ -107,12 +114,40 @@ std::string Explain(const std::string& reason, bool have_tls) {
   return absl::StrCat("TLS handshake failed: ", reason);
 }
 
+// `tls` with the PEM files read again when it came from files (what gRPC serves after a rotation); as it was
+// when they cannot be read.
+TlsMaterial CurrentMaterial(const TlsMaterial& tls) {
+  TlsMaterial now = tls;
+  if (tls.files.cert.empty()) return now;
+  auto ca = ReadSmallFile(tls.files.ca, kMaxPemBytes, "--tls-ca");
+  auto cert = ReadSmallFile(tls.files.cert, kMaxPemBytes, "--tls-cert");
+  auto key = ReadSmallFile(tls.files.key, kMaxPemBytes, "--tls-key");
+  if (ca.ok() && cert.ok() && key.ok()) {
+    now.ca_pem = *std::move(ca);
+    now.cert_pem = *std::move(cert);
+    now.key_pem = *std::move(key);
+  }
+  return now;
+}
+
+// Files are watched (rotation without restart); material made in memory (tests) is served as it is.
+std::shared_ptr<grpc::experimental::CertificateProviderInterface> CertificateProvider(const TlsMaterial& tls) {
+  if (!tls.files.cert.empty()) {
+    return std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(tls.files.key, tls.files.cert,
+                                                                                tls.files.ca, kTlsReloadSeconds);
+  }
+  return std::make_shared<grpc::experimental::StaticDataCertificateProvider>(
+      tls.ca_pem, std::vector<grpc::experimental::IdentityKeyCertPair>{{tls.key_pem, tls.cert_pem}});
+}
+
 }  // namespace
 
 absl::StatusOr<std::optional<TlsMaterial>> LoadTls(const TlsFiles& files) {
   if (!files.any()) return std::optional<TlsMaterial>();
   if (files.ca.empty() || files.cert.empty() || files.key.empty()) {
-    return absl::InvalidArgumentError("--tls-ca, --tls-cert and --tls-key go together: give all three");
+    return absl::InvalidArgumentError(files.crl.empty()
+                                          ? "--tls-ca, --tls-cert and --tls-key go together: give all three"
+                                          : "--tls-crl needs --tls-ca, --tls-cert and --tls-key");
   }
   TlsMaterial m;
   auto ca = ReadSmallFile(files.ca, kMaxPemBytes, "--tls-ca");
@@ -141,6 +176,15 @@ absl::StatusOr<std::optional<TlsMaterial>> LoadTls(const TlsFiles& files) {
         absl::StrCat("--tls-cert ", files.cert, ": not valid before ", TimeText(ossl::NotBefore(leaf))));
   }
   if (absl::Status st = VerifyChain(leaf, cas, files.cert, files.ca); !st.ok()) return st;
+  if (!files.crl.empty()) {
+    auto revocation = RevocationList::Load(files.crl, files.ca);
+    if (!revocation.ok()) return absl::InvalidArgumentError(revocation.status().message());
+    if (absl::Status own = (*revocation)->CheckOwn(leaf); !own.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--tls-cert ", files.cert, ": ", own.message()));
+    }
+    m.revocation = *std::move(revocation);
+  }
+  m.files = files;
   m.ca_pem = *std::move(ca);
   m.cert_pem = *std::move(cert);
   m.key_pem = *std::move(key);
@@ -151,19 +195,44 @@ absl::StatusOr<std::optional<TlsMaterial>> LoadTls(const TlsFiles& files) {
 
 std::shared_ptr<grpc::ServerCredentials> MakeServerCredentials(const TlsMaterial* tls) {
   if (tls == nullptr) return grpc::InsecureServerCredentials();
-  grpc::SslServerCredentialsOptions options(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-  options.pem_root_certs = tls->ca_pem;
-  options.pem_key_cert_pairs.push_back({tls->key_pem, tls->cert_pem});
-  return grpc::SslServerCredentials(options);
+  grpc::experimental::TlsServerCredentialsOptions options(CertificateProvider(*tls));
+  options.watch_root_certs();
+  options.watch_identity_key_cert_pairs();
+  options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  if (tls->revocation) options.set_certificate_verifier(MakeRevocationVerifier(tls->revocation));
+  return grpc::experimental::TlsServerCredentials(options);
 }
 
 std::shared_ptr<grpc::ChannelCredentials> MakeChannelCredentials(const TlsMaterial* tls) {
   if (tls == nullptr) return grpc::InsecureChannelCredentials();
-  grpc::SslCredentialsOptions options;
-  options.pem_root_certs = tls->ca_pem;
-  options.pem_private_key = tls->key_pem;
-  options.pem_cert_chain = tls->cert_pem;
-  return grpc::SslCredentials(options);
+  grpc::experimental::TlsChannelCredentialsOptions options;
+  options.set_certificate_provider(CertificateProvider(*tls));
+  options.watch_root_certs();
+  options.watch_identity_key_cert_pairs();
+  options.set_verify_server_certs(true);
+  if (tls->revocation) options.set_certificate_verifier(MakeRevocationVerifier(tls->revocation));
+  return grpc::experimental::TlsCredentials(options);
+}
+
+TlsRotationWatch::TlsRotationWatch(TlsFiles files)
+    : files_(std::move(files)), ca_(StampOf(files_.ca)), cert_(StampOf(files_.cert)), key_(StampOf(files_.key)) {}
+
+void TlsRotationWatch::Poll() {
+  const FileStamp ca = StampOf(files_.ca), cert = StampOf(files_.cert), key = StampOf(files_.key);
+  if (ca == ca_ && cert == cert_ && key == key_) return;
+  ca_ = ca;
+  cert_ = cert;
+  key_ = key;
+  TlsFiles certificate_only = files_;
+  certificate_only.crl.clear();  // the CRL has its own reload (tls_revocation.h)
+  auto loaded = LoadTls(certificate_only);
+  if (loaded.ok() && loaded->has_value()) {
+    LOG_INFO("control plane TLS: certificate files changed: new connections get %s, valid until %s",
+             (*loaded)->subject, TimeText((*loaded)->not_after));
+  } else {
+    LOG_WARN("control plane TLS: certificate files changed, but %s (new handshakes may fail until they are fixed)",
+             loaded.ok() ? "they are gone" : loaded.status().message());
+  }
 }
 
 bool IsLoopbackHost(std::string_view host) {
@@ -190,12 +259,24 @@ std::string DiagnoseTlsConnect(const HostPort& address, const TlsMaterial* tls, 
   SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
   static const unsigned char kAlpn[] = {2, 'h', '2'};  // gRPC's servers insist on HTTP/2
   SSL_CTX_set_alpn_protos(ctx.get(), kAlpn, sizeof(kAlpn));
+  std::optional<TlsMaterial> now;  // the files as they are now: they may have rotated since start
   if (tls != nullptr) {
+    now = CurrentMaterial(*tls);
+    tls = &*now;
     auto cas = ossl::ParseCertificates(tls->ca_pem, "CA");
     auto certs = ossl::ParseCertificates(tls->cert_pem, "certificate");
     auto key = ossl::ParsePrivateKey(tls->key_pem, "key");
     if (!cas.ok() || !certs.ok() || !key.ok()) return "cannot reload our own TLS material";
-    for (const auto& ca : *cas) X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx.get()), ca.get());
+    X509_STORE* store = SSL_CTX_get_cert_store(ctx.get());
+    for (const auto& ca : *cas) X509_STORE_add_cert(store, ca.get());
+    if (!tls->files.crl.empty()) {
+      auto crl = ReadSmallFile(tls->files.crl, kMaxPemBytes, "--tls-crl");
+      auto crls = crl.ok() ? ossl::ParseCrls(*crl, "CRL") : crl.status();
+      if (crls.ok()) {
+        for (const auto& c : *crls) X509_STORE_add_crl(store, c.get());
+        X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
+      }
+    }
     SSL_CTX_use_certificate(ctx.get(), (*certs)[0].get());
     SSL_CTX_use_PrivateKey(ctx.get(), key->get());
     SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
@@ -235,7 +316,7 @@ std::string DiagnoseTlsConnect(const HostPort& address, const TlsMaterial* tls, 
       }
     }
     return ours.empty() ? "the agent refused our certificate (it closed the connection after the handshake): "
-                          "issued by a CA it does not trust, or expired"
+                          "issued by a CA it does not trust, expired, or revoked (its --tls-crl)"
                         : absl::StrCat("the agent refused our certificate", ours);
   }
   return "";

@@ -1,6 +1,7 @@
 #include "hypervisor/base/small_file.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -32,15 +33,12 @@ absl::StatusOr<std::string> ReadSmallFile(const std::string& path, size_t max_by
   return content;
 }
 
-absl::Status WriteNewFile(const std::string& path, std::string_view content, mode_t mode) {
-  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode));
-  if (!fd.valid()) {
-    if (errno == EEXIST) return absl::AlreadyExistsError(absl::StrCat(path, ": exists; not overwritten"));
-    return ErrnoStatus(absl::StrCat(path, ": create"));
-  }
+namespace {
+
+absl::Status WriteAll(int fd, const std::string& path, std::string_view content) {
   size_t done = 0;
   while (done < content.size()) {
-    const ssize_t n = ::write(fd.get(), content.data() + done, content.size() - done);
+    const ssize_t n = ::write(fd, content.data() + done, content.size() - done);
     if (n < 0) {
       if (errno == EINTR) continue;
       return ErrnoStatus(absl::StrCat(path, ": write"));
@@ -48,6 +46,38 @@ absl::Status WriteNewFile(const std::string& path, std::string_view content, mod
     done += static_cast<size_t>(n);
   }
   return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status WriteNewFile(const std::string& path, std::string_view content, mode_t mode) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode));
+  if (!fd.valid()) {
+    if (errno == EEXIST) return absl::AlreadyExistsError(absl::StrCat(path, ": exists; not overwritten"));
+    return ErrnoStatus(absl::StrCat(path, ": create"));
+  }
+  return WriteAll(fd.get(), path, content);
+}
+
+absl::Status ReplaceFile(const std::string& path, std::string_view content, mode_t mode) {
+  const std::string temporary = absl::StrCat(path, ".new-", ::getpid());
+  ::unlink(temporary.c_str());  // a leftover of a writer that died
+  UniqueFd fd(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode));
+  if (!fd.valid()) return ErrnoStatus(absl::StrCat(temporary, ": create"));
+  absl::Status written = WriteAll(fd.get(), temporary, content);
+  if (written.ok() && ::fsync(fd.get()) != 0) written = ErrnoStatus(absl::StrCat(temporary, ": fsync"));
+  if (written.ok() && ::rename(temporary.c_str(), path.c_str()) != 0) {
+    written = ErrnoStatus(absl::StrCat("rename ", temporary, " to ", path));
+  }
+  if (!written.ok()) ::unlink(temporary.c_str());
+  return written;
+}
+
+FileStamp StampOf(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return FileStamp{};
+  return FileStamp{st.st_dev, st.st_ino, st.st_size,
+                   static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
 }
 
 }  // namespace coalesce

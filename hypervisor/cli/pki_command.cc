@@ -12,6 +12,7 @@
 #include "edge_monitor/pki.h"
 #include "hypervisor/base/errno_status.h"
 #include "hypervisor/base/small_file.h"
+#include "hypervisor/base/status_macros.h"
 #include "hypervisor/vcpu/exit_status.h"
 
 namespace coalesce {
@@ -19,27 +20,69 @@ namespace {
 
 constexpr char kPkiUsage[] =
     "usage: coalesce pki ca DIR [--name NAME] [--days N]\n"
-    "       coalesce pki issue DIR NODE --san ADDR[,ADDR...] [--days N]\n"
+    "       coalesce pki issue DIR NODE --san ADDR[,ADDR...] [--days N] [--replace]\n"
+    "       coalesce pki revoke DIR NODE [--days N]\n"
+    "       coalesce pki crl DIR [--days N]\n"
     "\n"
-    "  ca     creates DIR/ca.pem and DIR/ca.key (mode 0600): an ECDSA P-256 CA for one site (and DIR, mode\n"
-    "         0700, if it does not exist; its parent must)\n"
-    "  issue  creates DIR/NODE.pem and DIR/NODE.key signed by DIR/ca.*, valid as TLS server and client;\n"
-    "         --san lists the IP addresses and host names the node is reached by (an agent's --listen host)\n"
-    "  --days N  validity (default: 365 for a CA, 90 for a node)\n"
+    "  ca      creates DIR/ca.pem and DIR/ca.key (mode 0600): an ECDSA P-256 CA for one site (and DIR, mode\n"
+    "          0700, if it does not exist; its parent must)\n"
+    "  issue   creates DIR/NODE.pem and DIR/NODE.key signed by DIR/ca.*, valid as TLS server and client;\n"
+    "          --san lists the IP addresses and host names the node is reached by (an agent's --listen host);\n"
+    "          --replace renews them in place (each file replaced in one step): running nodes that use them\n"
+    "          present the new certificate within seconds, without a restart\n"
+    "  revoke  adds DIR/NODE.pem's certificate to the CA's revocation list DIR/ca.crl (created if need be)\n"
+    "  crl     writes DIR/ca.crl again, same entries, with a new next-update date (an expired CRL refuses\n"
+    "          every peer)\n"
+    "  --days N  validity (default: 365 for a CA, 90 for a node, 30 for a CRL)\n"
     "\n"
-    "Use them as --tls-ca DIR/ca.pem --tls-cert DIR/NODE.pem --tls-key DIR/NODE.key on `coalesce run` and\n"
-    "`coalesce edge`. Existing files are never overwritten.\n";
+    "Use them as --tls-ca DIR/ca.pem --tls-cert DIR/NODE.pem --tls-key DIR/NODE.key [--tls-crl DIR/ca.crl] on\n"
+    "`coalesce run` and `coalesce edge`. Existing files are never overwritten, except by --replace and the CRL.\n";
 
 int Fail(const std::string& message) {
   std::fprintf(stderr, "coalesce pki: %s\n", message.c_str());
   return exit_status::kUsage;
 }
 
-absl::Status WritePair(const std::string& dir, const std::string& name, const PemPair& pair) {
+// Writes NAME.key, then NAME.pem: new files, or with `replace` each one replaced in one step (a node reading
+// them between the two renames sees a key of another certificate, which gRPC refuses, and reads both again at
+// its next look).
+absl::Status WritePair(const std::string& dir, const std::string& name, const PemPair& pair, bool replace = false) {
   const std::string cert = absl::StrCat(dir, "/", name, ".pem"), key = absl::StrCat(dir, "/", name, ".key");
-  if (absl::Status st = WriteNewFile(key, pair.key_pem, 0600); !st.ok()) return st;
-  if (absl::Status st = WriteNewFile(cert, pair.cert_pem, 0644); !st.ok()) return st;
+  auto write = replace ? ReplaceFile : WriteNewFile;
+  if (absl::Status st = write(key, pair.key_pem, 0600); !st.ok()) return st;
+  if (absl::Status st = write(cert, pair.cert_pem, 0644); !st.ok()) return st;
   std::printf("wrote %s and %s\n", cert.c_str(), key.c_str());
+  return absl::OkStatus();
+}
+
+// DIR/ca.crl with the entries it had (none if it did not exist), plus NODE's certificate when `node` is not
+// empty, valid for `days`.
+absl::Status WriteCrl(const std::string& dir, const std::string& node, int days) {
+  ASSIGN_OR_RETURN(std::string ca_cert, ReadSmallFile(dir + "/ca.pem", 1 << 20, "CA certificate"));
+  ASSIGN_OR_RETURN(std::string ca_key, ReadSmallFile(dir + "/ca.key", 1 << 20, "CA key"));
+  const std::string path = dir + "/ca.crl";
+  std::vector<Revocation> revoked;
+  if (auto existing = ReadSmallFile(path, 16 << 20, "CRL"); existing.ok()) {
+    auto read = ReadCrl(ca_cert, *existing);
+    if (!read.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", read.status().message()));
+    revoked = *std::move(read);
+  }
+  if (!node.empty()) {
+    const std::string cert_path = absl::StrCat(dir, "/", node, ".pem");
+    ASSIGN_OR_RETURN(std::string cert, ReadSmallFile(cert_path, 1 << 20, "certificate"));
+    ASSIGN_OR_RETURN(std::string serial, CertificateSerial(cert));
+    bool listed = false;
+    for (const Revocation& r : revoked) listed |= r.serial_hex == serial;
+    if (listed) {
+      std::printf("%s (serial %s) is already revoked\n", cert_path.c_str(), serial.c_str());
+    } else {
+      revoked.push_back(Revocation{serial, absl::Now()});
+      std::printf("revoked %s (serial %s)\n", cert_path.c_str(), serial.c_str());
+    }
+  }
+  ASSIGN_OR_RETURN(std::string crl, CreateCrl(PemPair{ca_cert, ca_key}, revoked, absl::Now() + absl::Hours(24) * days));
+  RETURN_IF_ERROR(ReplaceFile(path, crl, 0644));
+  std::printf("wrote %s: %zu revoked, next update in %d days\n", path.c_str(), revoked.size(), days);
   return absl::OkStatus();
 }
 
@@ -53,10 +96,13 @@ int PkiCommand(const std::vector<std::string>& args) {
   const std::string& verb = args[0];
   std::vector<std::string> positional;
   std::string name = "Coalesce CA", san;
-  int days = verb == "ca" ? 365 : 90;
+  int days = verb == "ca" ? 365 : verb == "issue" ? 90 : 30;
+  bool replace = false;
   for (size_t i = 1; i < args.size(); ++i) {
     const std::string& a = args[i];
-    if (a == "--name" || a == "--san" || a == "--days") {
+    if (a == "--replace") {
+      replace = true;
+    } else if (a == "--name" || a == "--san" || a == "--days") {
       if (i + 1 >= args.size()) return Fail(absl::StrCat(a, " needs a value"));
       const std::string& v = args[++i];
       if (a == "--name") name = v;
@@ -91,8 +137,20 @@ int PkiCommand(const std::vector<std::string>& args) {
     std::vector<std::string> names = absl::StrSplit(san, ',', absl::SkipEmpty());
     auto issued = IssueNodeCertificate(PemPair{*cert, *key}, positional[1], names, Validity::Days(days));
     if (!issued.ok()) return Fail(std::string(issued.status().message()));
-    if (absl::Status st = WritePair(dir, positional[1], *issued); !st.ok()) return Fail(std::string(st.message()));
+    if (absl::Status st = WritePair(dir, positional[1], *issued, replace); !st.ok()) {
+      return Fail(std::string(st.message()));
+    }
     return 0;
+  }
+  if (verb == "revoke" || verb == "crl") {
+    const size_t want = verb == "revoke" ? 2 : 1;
+    if (positional.size() != want) {
+      return Fail(absl::StrCat(verb == "revoke" ? "revoke takes a directory and a node name"
+                                                : "crl takes a directory",
+                               "\n\n", kPkiUsage));
+    }
+    absl::Status st = WriteCrl(positional[0], verb == "revoke" ? positional[1] : "", days);
+    return st.ok() ? 0 : Fail(std::string(st.message()));
   }
   return Fail(absl::StrCat("unknown pki command '", verb, "'\n\n", kPkiUsage));
 }

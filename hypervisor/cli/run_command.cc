@@ -197,7 +197,13 @@ absl::StatusOr<MachineConfig> MergeProfile(RunOptions options) {
   // --insecure. The data plane is always sealed with a per-run key that home sends inside HostVcpus, so it is as
   // private as the control plane: off loopback it needs mutual TLS there, or --insecure.
   const pb::HomeNode& home = profile.home();
-  TlsFiles tls = options.tls.any() ? options.tls : TlsFiles{home.tls_ca(), home.tls_cert(), home.tls_key()};
+  TlsFiles tls = options.tls;
+  if (tls.ca.empty() && tls.cert.empty() && tls.key.empty()) {
+    tls.ca = home.tls_ca();
+    tls.cert = home.tls_cert();
+    tls.key = home.tls_key();
+  }
+  if (tls.crl.empty()) tls.crl = home.tls_crl();
   absl::StatusOr<std::optional<TlsMaterial>> material = LoadTls(tls);
   if (!material.ok()) return material.status();
   if (material->has_value()) config.control_plane.tls = std::make_shared<const TlsMaterial>(**material);

@@ -81,6 +81,8 @@ const char kRunUsage[] =
     "  --stats             print exit, injection and emulation counters when the guest stops\n"
     "  --tls-ca FILE       CA certificate(s), PEM: edge agents must present a certificate from it\n"
     "  --tls-cert FILE     this node's certificate, PEM; --tls-key FILE: its key (`coalesce pki`)\n"
+    "  --tls-crl FILE      the CA's revocation list, PEM: agents whose certificate it lists are refused\n"
+    "                      (read again when it changes; `coalesce pki revoke`)\n"
     "  --insecure          allow a plaintext control plane to non-loopback addresses (the data plane is\n"
     "                      always sealed, but its key then travels in clear; docs/SECURITY.md)\n"
     "  --log-level LEVEL   debug, info, warning (default) or error; also COALESCE_LOG\n"
@@ -190,11 +192,11 @@ absl::StatusOr<RunOptions> ParseRunOptions(const std::vector<std::string>& args)
       auto v = take();
       if (!v.ok()) return v.status();
       o.data_plane_advertise = *v;
-    } else if (flag == "--tls-ca" || flag == "--tls-cert" || flag == "--tls-key") {
+    } else if (flag == "--tls-ca" || flag == "--tls-cert" || flag == "--tls-key" || flag == "--tls-crl") {
       auto v = take();
       if (!v.ok()) return v.status();
       if (v->empty()) return absl::InvalidArgumentError(absl::StrCat(flag, " needs a file"));
-      (flag == "--tls-ca" ? o.tls.ca : flag == "--tls-cert" ? o.tls.cert : o.tls.key) = *v;
+      (flag == "--tls-ca" ? o.tls.ca : flag == "--tls-cert" ? o.tls.cert : flag == "--tls-key" ? o.tls.key : o.tls.crl) = *v;
     } else if (flag == "--insecure") {
       o.insecure = true;
     } else if (flag == "--cpu") {

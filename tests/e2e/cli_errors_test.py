@@ -100,6 +100,44 @@ with tempfile.TemporaryDirectory() as tmp:
     print(f"{'ok  ' if ok else 'FAIL'} pki ca under a missing parent: exit {p.returncode}; {p.stderr.strip()}")
     if not ok:
         failures.append("pki ca under a missing parent")
+    # Revocation: `pki revoke` lists a node's certificate in DIR/ca.crl; a node whose own certificate its CRL
+    # revokes, or given another CA's CRL, refuses to start and names why (exit 2).
+    def pki(*args):
+        p = subprocess.run([COALESCE, "pki"] + list(args), capture_output=True, text=True, timeout=60)
+        return p.returncode, p.stdout + p.stderr
+
+    def pki_expect(name, args, status, *needles):
+        rc, out = pki(*args)
+        ok = rc == status and all(n in out for n in needles)
+        print(f"{'ok  ' if ok else 'FAIL'} {name}: exit {rc} (want {status}); {out.strip().splitlines()[-1] if out.strip() else ''}")
+        if not ok:
+            failures.append(name)
+            print("---- output ----\n" + out + "----------------")
+
+    pki("issue", pki_dir, "home", "--san", "127.0.0.1", "--days", "1")
+    pki("issue", pki_dir, "edge", "--san", "127.0.0.1", "--days", "1")
+    pki_expect("pki crl writes an empty CRL", ["crl", pki_dir], 0, "ca.crl: 0 revoked")
+    pki_expect("pki revoke of a node without a certificate", ["revoke", pki_dir, "nobody"], 2, "nobody.pem")
+    pki_expect("pki revoke lists the node's certificate", ["revoke", pki_dir, "home"], 0, "revoked ", "1 revoked")
+    pki_expect("pki revoke twice keeps one entry", ["revoke", pki_dir, "home"], 0, "already revoked", "1 revoked")
+    pki_expect("pki issue over an existing certificate without --replace",
+               ["issue", pki_dir, "edge", "--san", "127.0.0.1"], 2, "exists; not overwritten")
+    home_tls = ["--tls-ca", f"{pki_dir}/ca.pem", "--tls-cert", f"{pki_dir}/home.pem", "--tls-key",
+                f"{pki_dir}/home.key"]
+    expect("home whose own certificate its CRL revokes", ["--kernel", GUEST] + home_tls +
+           ["--tls-crl", f"{pki_dir}/ca.crl"], 2, f"--tls-cert {pki_dir}/home.pem", "certificate revoked")
+    expect("--tls-crl without the other TLS files", ["--kernel", GUEST, "--tls-crl", f"{pki_dir}/ca.crl"], 2,
+           "--tls-crl needs --tls-ca, --tls-cert and --tls-key")
+    other_dir = os.path.join(tmp, "pki-other")
+    pki("ca", other_dir, "--days", "1")
+    pki("crl", other_dir)
+    edge = subprocess.run([COALESCE, "edge", "--listen", "127.0.0.1:0", "--tls-ca", f"{pki_dir}/ca.pem",
+                           "--tls-cert", f"{pki_dir}/edge.pem", "--tls-key", f"{pki_dir}/edge.key", "--tls-crl",
+                           f"{other_dir}/ca.crl"], capture_output=True, text=True, timeout=60)
+    ok = edge.returncode == 2 and "not from --tls-ca" in edge.stderr
+    print(f"{'ok  ' if ok else 'FAIL'} edge agent given another CA's CRL: exit {edge.returncode}; {edge.stderr.strip()}")
+    if not ok:
+        failures.append("edge agent given another CA's CRL")
     # Linux (bzImage) inputs.
     if ASSETS:
         vmlinuz = os.path.join(ASSETS, "vmlinuz")

@@ -242,7 +242,8 @@ try:
                                capture_output=True, text=True, timeout=30)
         check("a plaintext agent off loopback is refused (exit 2, reason)",
               plain.returncode == 2 and "is not a loopback address" in plain.stderr, plain.stderr)
-        a = Agent(f"{edge_ip}:7001", netns=ns, extra_args=tls["edge"] + ["--announce"])
+        subprocess.run([COALESCE, "pki", "crl", pki_dir], check=True, stdout=subprocess.DEVNULL)
+        a = Agent(f"{edge_ip}:7001", netns=ns, extra_args=tls["edge"] + ["--tls-crl", f"{pki_dir}/ca.crl", "--announce"])
         agents.append(a)
         secure = tls["home"] + ["--data-plane", f"{home_ip}:0"]
         rc, out, err = run_home(["--kernel", guest("hello"), "--vcpus", "2", "--edge", f"{a.listen}=1",
@@ -263,6 +264,26 @@ try:
               rc == 1 and "PASS" in out and f"at {edge_ip}:7001" in err
               and re.search(rf"{re.escape(edge_ip)}:7001: round trip [\d.]+ ms, .*: vCPUs 1", err) is not None,
               f"exit {rc}\n{out}\n{err}")
+        # While the agent runs (docs/SECURITY.md "Revocation and rotation"): a revocation refuses the home's next
+        # connection; renewed certificates (home's and the agent's, replaced in place) are taken without a restart.
+        subprocess.run([COALESCE, "pki", "revoke", pki_dir, "home"], check=True, stdout=subprocess.DEVNULL)
+        hello = ["--kernel", guest("hello"), "--vcpus", "2", "--edge", f"{a.listen}=1"]
+        rc, out, err = run_home(hello + secure, 120)
+        check("a home revoked while the agent runs is refused on its next connection, with the reason",
+              rc not in (0, 1) and "the agent refused our certificate" in err, f"exit {rc}\n{err}")
+        check("the agent logs the refusal: certificate revoked",
+              "refused a peer" in a.log_tail(20000) and "certificate revoked" in a.log_tail(20000), a.log_tail())
+        for node, address in (("home", home_ip), ("edge", edge_ip)):
+            subprocess.run([COALESCE, "pki", "issue", pki_dir, node, "--san", address, "--days", "1", "--replace"],
+                           check=True, stdout=subprocess.DEVNULL)
+        renewed = False
+        for _ in range(150):
+            if "certificate files changed: new connections get" in a.log_tail(20000):
+                renewed = True
+                break
+            time.sleep(0.2)
+        check("the agent sees its renewed certificate files", renewed, a.log_tail())
+        expect_pass("hello: a renewed home certificate, to the agent renewed in place", hello + secure)
         expect_pass("spinlock counter across a veth link",
                     ["--kernel", guest("spinlock"), "--vcpus", "2", "--append", "iterations=300 timeout_s=200",
                      "--edge", f"{a.listen}=1"] + secure)
