@@ -70,7 +70,10 @@ unsigned smp_boot_all(ap_main_fn fn) {
   unsigned n = fw_cfg_cpu_count();
   lapic_enable();
   if (lapic_id() != 0) guest_fail_code(GUEST_EXIT_ENV, "BSP has APIC id %u, expected 0", lapic_id());
-  unsigned up = smp_start_aps(n, fn, cmdline_uint("ap_timeout_ms", 10000));
+  /* 60 s by default: on KVM an AP checks in within milliseconds, but an edge's AP under the nested CI VM's TCG
+   * faults its first pages in over the DSM and once took over 10 s; the bound only decides how long a real
+   * failure takes to report. */
+  unsigned up = smp_start_aps(n, fn, cmdline_uint("ap_timeout_ms", 60000));
   if (up != n) {
     for (unsigned c = 0; c < n; c++)
       if (!smp_cpu_online(c)) printf("%s: CPU %u did not check in\n", guest_name, c);
