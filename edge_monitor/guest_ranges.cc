@@ -9,11 +9,10 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "edge_monitor/size.h"
+#include "hypervisor/base/platform.h"
 
 namespace coalesce {
 namespace {
-
-constexpr uint64_t kPage = 4096;
 
 }  // namespace
 
@@ -36,7 +35,8 @@ absl::StatusOr<std::vector<GuestRange>> ParseGuestRanges(std::string_view text, 
     if (!size.ok()) return bad(std::string(size.status().message()));
     r.size = *size;
     if (r.size == 0) return bad("SIZE is 0");
-    if (r.start % kPage != 0 || r.size % kPage != 0) return bad("START and SIZE must be multiples of 4 KiB");
+    if (r.start % platform::kPageSize != 0 || r.size % platform::kPageSize != 0)
+      return bad("START and SIZE must be multiples of 4 KiB");
     if (r.start + r.size < r.start) return bad("the range wraps around");
     out.push_back(r);
   }

@@ -13,11 +13,10 @@
 #include "edge_monitor/host_port.h"
 #include "edge_monitor/size.h"
 #include "edge_monitor/vcpu_list.h"
+#include "hypervisor/base/platform.h"
 
 namespace coalesce {
 namespace {
-
-constexpr uint64_t kGuestPageSize = 4096;
 
 void CheckGuest(const pb::Guest& guest, std::vector<std::string>* errors) {
   if (const std::string& m = guest.cpu_model(); !m.empty() && m != "auto" && m != "host" && m != "baseline") {
@@ -34,7 +33,7 @@ void CheckGuest(const pb::Guest& guest, std::vector<std::string>* errors) {
     errors->push_back(std::string(size.status().message()));
   } else if (*size == 0) {
     errors->push_back("guest.memory: must be larger than 0");
-  } else if (*size % kGuestPageSize != 0) {
+  } else if (*size % platform::kPageSize != 0) {
     errors->push_back(absl::StrCat("guest.memory: '", guest.memory(), "' is not a multiple of 4K"));
   }
   if (guest.kernel().empty()) errors->push_back("guest.kernel is missing (the path of the guest kernel)");
@@ -106,7 +105,7 @@ void CheckHomeMemory(const pb::Profile& profile, uint64_t lent_total, std::vecto
     errors->push_back(std::string(allowance.status().message()));
     return;
   }
-  if (*allowance < (16ULL << 20) || *allowance % kGuestPageSize != 0) {
+  if (*allowance < (16ULL << 20) || *allowance % platform::kPageSize != 0) {
     errors->push_back(absl::StrCat("home.memory: '", text, "' must be a multiple of 4K and at least 16M"));
     return;
   }
@@ -176,7 +175,7 @@ absl::Status ValidateProfile(const pb::Profile& profile) {
       auto lent = ParseSize(edge.memory(), absl::StrCat("edge[", i, "].memory"));
       if (!lent.ok()) {
         errors.push_back(std::string(lent.status().message()));
-      } else if (*lent == 0 || *lent % kGuestPageSize != 0) {
+      } else if (*lent == 0 || *lent % platform::kPageSize != 0) {
         errors.push_back(absl::StrCat(DescribeEdge(edge, i), ": memory '", edge.memory(), "' is not a positive multiple of 4K"));
       } else {
         lent_total += *lent;

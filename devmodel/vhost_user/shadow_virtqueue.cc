@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_format.h"
 #include "hypervisor/base/log.h"
+#include "hypervisor/base/platform.h"
 #include "hypervisor/base/status_macros.h"
 #include "hypervisor/bus/bus_device.h"
 
@@ -14,9 +15,8 @@ namespace {
 // Split virtqueue layout (virtio 1.2, 2.7) of the shadow ring.
 constexpr uint16_t kDescNext = 1;
 constexpr uint16_t kDescWrite = 2;
-constexpr uint64_t kPage = 4096;
 
-uint64_t AlignPage(uint64_t v) { return (v + kPage - 1) & ~(kPage - 1); }
+uint64_t AlignPage(uint64_t v) { return (v + platform::kPageSize - 1) & ~(platform::kPageSize - 1); }
 uint64_t DescBytes(uint16_t n) { return AlignPage(16ULL * n); }
 uint64_t AvailBytes(uint16_t n) { return AlignPage(6 + 2ULL * n); }
 

@@ -6,6 +6,10 @@
 
 namespace coalesce::platform {
 
+// The x86 base page: the unit in which guest memory is mapped, shared by the DSM (dsm/wire_format.h's kPageSize
+// is the same value), checked in profiles and laid out by the loaders.
+inline constexpr uint64_t kPageSize = 4096;
+
 // Port I/O.
 inline constexpr uint16_t kPicMasterPort = 0x20;   // 2 ports
 inline constexpr uint16_t kPicSlavePort = 0xa0;    // 2 ports

@@ -3,12 +3,12 @@
 #include <algorithm>
 
 #include "absl/strings/str_format.h"
+#include "hypervisor/base/platform.h"
 
 namespace coalesce {
 
 absl::StatusOr<uint64_t> PlaceInitrd(const std::vector<E820Entry>& e820, uint64_t size, uint64_t addr_max,
                                      const std::vector<AddressRange>& occupied) {
-  constexpr uint64_t kPage = 4096;
   constexpr uint64_t k4GiB = 1ULL << 32;
   const uint64_t limit = std::min(addr_max == UINT64_MAX ? UINT64_MAX : addr_max + 1, k4GiB);
 
@@ -37,7 +37,7 @@ absl::StatusOr<uint64_t> PlaceInitrd(const std::vector<E820Entry>& e820, uint64_
   for (const AddressRange& f : free) {
     largest = std::max(largest, f.end - f.begin);
     if (f.end - f.begin < size) continue;
-    uint64_t addr = (f.end - size) & ~(kPage - 1);
+    uint64_t addr = (f.end - size) & ~(platform::kPageSize - 1);
     if (addr < f.begin) continue;
     if (!found || addr > best) best = addr;
     found = true;

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_format.h"
 #include "hypervisor/base/log.h"
+#include "hypervisor/base/platform.h"
 #include "hypervisor/base/status_macros.h"
 #include "hypervisor/boot/boot_layout.h"
 #include "hypervisor/boot/boot_tables.h"
@@ -15,7 +16,6 @@ namespace coalesce {
 namespace {
 
 constexpr uint64_t k4GiB = 1ULL << 32;
-constexpr uint64_t kPage = 4096;
 constexpr uint64_t k1MiB = 1ULL << 20;
 constexpr uint64_t kLowMemoryMax = 640 * 1024;
 constexpr size_t kInfoStructSize = 116;  // through the framebuffer fields (spec 3.3)
@@ -103,7 +103,7 @@ absl::StatusOr<std::pair<uint64_t, uint64_t>> LoadByAddressFields(GuestMemory& m
 absl::StatusOr<uint64_t> PlaceModule(const std::vector<E820Entry>& e820, uint64_t cursor, uint64_t size) {
   for (const E820Entry& e : e820) {
     if (e.type != E820Type::kRam) continue;
-    uint64_t begin = AlignUp(std::max(cursor, e.addr), kPage);
+    uint64_t begin = AlignUp(std::max(cursor, e.addr), platform::kPageSize);
     uint64_t end = std::min(e.addr + e.size, k4GiB);
     if (begin < end && end - begin >= size) return begin;
   }
@@ -181,22 +181,23 @@ struct BootBlock {
 absl::StatusOr<BootBlock> PlaceBootBlock(const std::vector<E820Entry>& e820, const std::vector<Range>& taken,
                                          uint64_t info_size) {
   constexpr uint64_t kGdtSize = kBootGdtLimit + 1;
-  constexpr uint64_t kStackSize = kPage;
+  constexpr uint64_t kStackSize = platform::kPageSize;
   const Range classic_gdt{boot_layout::kGdtAddr, boot_layout::kGdtAddr + kGdtSize};
   const Range classic_stack{boot_layout::kStackTop - kStackSize, boot_layout::kStackTop};
   const Range classic_info{boot_layout::kMultibootInfoAddr, boot_layout::kMultibootInfoAddr + info_size};
   if (!Overlaps(classic_gdt, taken) && !Overlaps(classic_stack, taken) && !Overlaps(classic_info, taken)) {
     return BootBlock{boot_layout::kGdtAddr, boot_layout::kStackTop, boot_layout::kMultibootInfoAddr};
   }
-  const uint64_t size = AlignUp(2 * kPage + info_size, kPage);  // GDT page, stack page, info
+  const uint64_t size =
+      AlignUp(2 * platform::kPageSize + info_size, platform::kPageSize);  // GDT page, stack page, info
   for (const E820Entry& e : e820) {
     if (e.type != E820Type::kRam) continue;
     const uint64_t region_end = std::min(e.addr + e.size, k4GiB);
-    for (uint64_t at = AlignUp(std::max(e.addr, kPage), kPage); at < region_end && region_end - at >= size;
-         at += kPage) {
+    for (uint64_t at = AlignUp(std::max(e.addr, platform::kPageSize), platform::kPageSize);
+         at < region_end && region_end - at >= size; at += platform::kPageSize) {
       const Range block{at, at + size};
       if (Overlaps(block, taken)) continue;
-      return BootBlock{at, at + 2 * kPage, at + 2 * kPage};
+      return BootBlock{at, at + 2 * platform::kPageSize, at + 2 * platform::kPageSize};
     }
   }
   return absl::ResourceExhaustedError(absl::StrFormat(
@@ -223,7 +224,7 @@ absl::StatusOr<MultibootLoadResult> LoadMultiboot(GuestMemory& mem, std::span<co
   }
 
   // Modules after the kernel (never below 1 MiB, where our boot structures and the BIOS area live).
-  uint64_t cursor = std::max(AlignUp(result.kernel_end, kPage), k1MiB);
+  uint64_t cursor = std::max(AlignUp(result.kernel_end, platform::kPageSize), k1MiB);
   for (const MultibootModule& m : options.modules) {
     ASSIGN_OR_RETURN(uint64_t at, PlaceModule(options.e820, cursor, m.data.size()));
     RETURN_IF_ERROR(mem.Write(at, m.data));

@@ -4,11 +4,11 @@
 #include <cmath>
 
 #include "absl/strings/str_format.h"
+#include "hypervisor/base/platform.h"
 
 namespace coalesce {
 namespace {
 
-constexpr uint64_t kPage = 4096;
 constexpr uint64_t kMinNodeMemory = 4ULL << 20;  // Linux's NODE_MIN_SIZE on x86
 
 }  // namespace
@@ -79,7 +79,7 @@ absl::Status ValidateNumaTopology(const NumaTopology& topology, uint32_t vcpu_co
       }
       domain_of[v] = static_cast<int>(d);
     }
-    if (node.memory % kPage != 0) {
+    if (node.memory % platform::kPageSize != 0) {
       return absl::InvalidArgumentError(
           absl::StrFormat("NUMA domain %u: memory %u is not a multiple of 4 KiB", d, node.memory));
     }

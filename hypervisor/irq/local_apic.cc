@@ -20,8 +20,6 @@ constexpr std::chrono::nanoseconds kMinPeriodicInterval{100'000};
 // The bus clock runs at platform::kApicBusHz; one tick before division is this many nanoseconds.
 static_assert(platform::kApicBusHz == 1'000'000'000ULL, "timer arithmetic assumes 1 tick = 1 ns");
 
-constexpr uint32_t kPageSize = 0x1000;
-
 uint32_t Lvt(uint32_t value, uint32_t writable, bool software_enabled) {
   uint32_t lvt = value & writable;
   // While the APIC is software-disabled every LVT entry stays masked (SDM: "mask bits cannot be cleared").
@@ -54,7 +52,7 @@ LocalApic::~LocalApic() {
 
 void LocalApic::MmioRead(uint64_t offset, std::span<uint8_t> data) {
   std::fill(data.begin(), data.end(), 0);
-  if (offset >= kPageSize) return;
+  if (offset >= platform::kLapicSize) return;
   const uint32_t reg = static_cast<uint32_t>(offset) & 0xff0;
   const uint32_t byte = static_cast<uint32_t>(offset) & 0xf;
   absl::MutexLock lock(&mu_);
@@ -71,9 +69,9 @@ void LocalApic::MmioWrite(uint64_t offset, std::span<const uint8_t> data) {
   TimerService::TimerId stale = 0;
   {
     absl::MutexLock lock(&mu_);
-    if (offset >= kPageSize || data.size() != 4 || (offset & 0xf) != 0) {
+    if (offset >= platform::kLapicSize || data.size() != 4 || (offset & 0xf) != 0) {
       ++anomalies_;
-      const uint32_t slot = static_cast<uint32_t>(std::min<uint64_t>(offset, kPageSize - 1)) >> 4;
+      const uint32_t slot = static_cast<uint32_t>(std::min<uint64_t>(offset, platform::kLapicSize - 1)) >> 4;
       if (!logged_.test(slot)) {
         logged_.set(slot);
         LOG_WARN("lapic %u: ignored %zu-byte write at offset %#x (registers take aligned 32-bit writes)",

@@ -700,8 +700,7 @@ std::string Machine::MoveCommand(const std::vector<std::string>& words) {
 }
 
 std::string Machine::StatusReport() {
-  constexpr uint64_t kPage = 4096;
-  const uint64_t pages = config_.memory / kPage;
+  const uint64_t pages = config_.memory / platform::kPageSize;
   const std::vector<std::string> edges = home_ ? home_->EdgeAddresses() : std::vector<std::string>{};
   std::vector<uint64_t> owned(1 + edges.size(), 0);
   // The links now, measured for this answer (3 probes each), beside the figure from the start.
@@ -719,7 +718,7 @@ std::string Machine::StatusReport() {
   } else {
     owned[0] = pages;
   }
-  auto mib = [](uint64_t p) { return static_cast<double>(p * kPage) / (1 << 20); };
+  auto mib = [](uint64_t p) { return static_cast<double>(p * platform::kPageSize) / (1 << 20); };
   // Where each vCPU runs now (moves change it), and those on their way home.
   std::vector<std::vector<uint32_t>> vcpus_on(owned.size());
   std::vector<uint32_t> moving;

@@ -4,15 +4,14 @@
 #include "absl/strings/str_format.h"
 #include "edge_monitor/host_port.h"
 #include "edge_monitor/size.h"
+#include "hypervisor/base/platform.h"
 #include "hypervisor/machine/coalescence_home.h"
 #include "hypervisor/machine/machine.h"
 
 namespace coalesce {
 namespace {
 
-constexpr uint64_t kPage = 4096;
-
-double Mib(uint64_t pages) { return static_cast<double>(pages * kPage) / (1 << 20); }
+double Mib(uint64_t pages) { return static_cast<double>(pages * platform::kPageSize) / (1 << 20); }
 
 }  // namespace
 
@@ -24,7 +23,7 @@ std::string Machine::AttachMemoryEdge(const std::string& address, const std::str
   }
   absl::StatusOr<uint64_t> bytes = ParseSize(size_text, "attach: memory");
   if (!bytes.ok()) return absl::StrFormat("error: %s", bytes.status().message());
-  if (*bytes == 0 || *bytes % kPage != 0 || *bytes > config_.memory) {
+  if (*bytes == 0 || *bytes % platform::kPageSize != 0 || *bytes > config_.memory) {
     return absl::StrFormat("error: attach: memory %s is not a positive multiple of 4K up to the guest's %s",
                            size_text, FormatSize(config_.memory));
   }
@@ -48,18 +47,19 @@ std::string Machine::HomeMemoryCommand(const std::vector<std::string>& words) {
   if (words[0] != "off") {
     absl::StatusOr<uint64_t> bytes = ParseSize(words[0], "home-memory");
     if (!bytes.ok()) return absl::StrFormat("error: %s", bytes.status().message());
-    if (*bytes < (16ULL << 20) || *bytes % kPage != 0) {
+    if (*bytes < (16ULL << 20) || *bytes % platform::kPageSize != 0) {
       return absl::StrFormat("error: home-memory: %s must be a multiple of 4K and at least 16M", words[0]);
     }
-    if (*bytes < config_.memory) pages = *bytes / kPage;
+    if (*bytes < config_.memory) pages = *bytes / platform::kPageSize;
   }
-  const uint64_t total = config_.memory / kPage;
+  const uint64_t total = config_.memory / platform::kPageSize;
   const uint64_t capacity = home_->dsm().memory_nodes_capacity();
   if (pages != 0 && capacity < total - pages) {
     return absl::StrFormat(
         "error: home-memory %s: the memory edges lend %s, and keeping %s at home needs at least %s there "
         "(ctl attach ADDR memory=SIZE)",
-        words[0], FormatSize(capacity * kPage), FormatSize(pages * kPage), FormatSize((total - pages) * kPage));
+        words[0], FormatSize(capacity * platform::kPageSize), FormatSize(pages * platform::kPageSize),
+        FormatSize((total - pages) * platform::kPageSize));
   }
   home_->dsm().SetMemoryAllowance(pages);
   if (pages == 0) {
@@ -67,8 +67,8 @@ std::string Machine::HomeMemoryCommand(const std::vector<std::string>& words) {
                            Mib(home_->dsm().resident_pages()));
   }
   return absl::StrFormat("vm %s: home keeps at most %s of guest RAM; %.0f MiB present now; memory edges lend %s",
-                         config_.name, FormatSize(pages * kPage), Mib(home_->dsm().resident_pages()),
-                         FormatSize(capacity * kPage));
+                         config_.name, FormatSize(pages * platform::kPageSize), Mib(home_->dsm().resident_pages()),
+                         FormatSize(capacity * platform::kPageSize));
 }
 
 std::string Machine::HomeMemoryStatus() const {
