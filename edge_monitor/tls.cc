@@ -18,7 +18,6 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-
 #include "edge_monitor/openssl_util.h"
 #include "edge_monitor/tls_revocation.h"
 #include "hypervisor/base/log.h"
