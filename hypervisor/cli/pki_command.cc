@@ -44,8 +44,8 @@ int Fail(const std::string& message) {
 }
 
 // Writes NAME.key, then NAME.pem: new files, or with `replace` each one replaced in one step (a node reading
-// them between the two renames sees a key of another certificate, which gRPC refuses, and reads both again at
-// its next look).
+// them between the two renames sees a key of another certificate, and its handshakes may fail until its next
+// read, kTlsReloadSeconds later).
 absl::Status WritePair(const std::string& dir, const std::string& name, const PemPair& pair, bool replace = false) {
   const std::string cert = absl::StrCat(dir, "/", name, ".pem"), key = absl::StrCat(dir, "/", name, ".key");
   auto write = replace ? ReplaceFile : WriteNewFile;
