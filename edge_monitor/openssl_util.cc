@@ -105,7 +105,8 @@ absl::Status CheckCrlSignedBy(X509_CRL* crl, X509* ca) {
   return absl::OkStatus();
 }
 
-absl::Time CrlLastUpdate(const X509_CRL* crl) { return AsnTime(X509_CRL_get0_lastUpdate(crl)); }
+std::string TimeText(absl::Time t) { return absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", t, absl::UTCTimeZone()); }
+
 absl::Time CrlNextUpdate(const X509_CRL* crl) {
   const ASN1_TIME* next = X509_CRL_get0_nextUpdate(crl);
   return next == nullptr ? absl::InfiniteFuture() : AsnTime(next);

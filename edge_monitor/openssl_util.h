@@ -49,8 +49,9 @@ std::string SerialHex(const ASN1_INTEGER* serial);
 // OK when `ca` issued and signed `crl`; InvalidArgument saying which of the two it did not.
 absl::Status CheckCrlSignedBy(X509_CRL* crl, X509* ca);
 std::string CrlIssuerLine(X509_CRL* crl);
-// When a CRL was issued and when its issuer promises the next one (InfiniteFuture when it names none).
-absl::Time CrlLastUpdate(const X509_CRL* crl);
+// When a CRL's issuer promises the next one (InfiniteFuture when it names none).
 absl::Time CrlNextUpdate(const X509_CRL* crl);
+// A certificate or CRL date as messages print it ("2026-12-06 15:23:05 UTC").
+std::string TimeText(absl::Time t);
 
 }  // namespace coalesce::ossl

@@ -30,7 +30,6 @@ namespace {
 
 constexpr size_t kMaxPemBytes = 1 << 20;
 
-std::string TimeText(absl::Time t) { return absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", t, absl::UTCTimeZone()); }
 
 // Chain check of `cert` against every certificate in `ca_pem`, as a peer will do it.
 absl::Status VerifyChain(X509* cert, const std::vector<ossl::X509Ptr>& cas, const std::string& cert_path,
@@ -168,11 +167,11 @@ absl::StatusOr<std::optional<TlsMaterial>> LoadTls(const TlsFiles& files) {
   const absl::Time now = absl::Now();
   if (ossl::NotAfter(leaf) < now) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--tls-cert ", files.cert, ": expired on ", TimeText(ossl::NotAfter(leaf))));
+        absl::StrCat("--tls-cert ", files.cert, ": expired on ", ossl::TimeText(ossl::NotAfter(leaf))));
   }
   if (ossl::NotBefore(leaf) > now) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--tls-cert ", files.cert, ": not valid before ", TimeText(ossl::NotBefore(leaf))));
+        absl::StrCat("--tls-cert ", files.cert, ": not valid before ", ossl::TimeText(ossl::NotBefore(leaf))));
   }
   if (absl::Status st = VerifyChain(leaf, cas, files.cert, files.ca); !st.ok()) return st;
   if (!files.crl.empty()) {
@@ -227,7 +226,7 @@ void TlsRotationWatch::Poll() {
   auto loaded = LoadTls(certificate_only);
   if (loaded.ok() && loaded->has_value()) {
     LOG_INFO("control plane TLS: certificate files changed: new connections get %s, valid until %s",
-             (*loaded)->subject, TimeText((*loaded)->not_after));
+             (*loaded)->subject, ossl::TimeText((*loaded)->not_after));
   } else {
     LOG_WARN("control plane TLS: certificate files changed, but %s (new handshakes may fail until they are fixed)",
              loaded.ok() ? "they are gone" : loaded.status().message());
@@ -311,7 +310,7 @@ std::string DiagnoseTlsConnect(const HostPort& address, const TlsMaterial* tls, 
     if (auto certs = ossl::ParseCertificates(tls->cert_pem, "certificate"); certs.ok()) {
       X509* leaf = (*certs)[0].get();
       if (ossl::NotAfter(leaf) < absl::Now()) {
-        ours = absl::StrCat(": it has expired (on ", TimeText(ossl::NotAfter(leaf)), ")");
+        ours = absl::StrCat(": it has expired (on ", ossl::TimeText(ossl::NotAfter(leaf)), ")");
       }
     }
     return ours.empty() ? "the agent refused our certificate (it closed the connection after the handshake): "

@@ -12,7 +12,6 @@ namespace {
 
 constexpr size_t kMaxPemBytes = 4 << 20;  // a CRL of tens of thousands of entries
 
-std::string TimeText(absl::Time t) { return absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", t, absl::UTCTimeZone()); }
 
 void FreeStack(STACK_OF(X509) * stack) { sk_X509_free(stack); }
 
@@ -44,7 +43,7 @@ absl::StatusOr<Parsed> ReadStore(const std::string& crl_path, const std::string&
     }
     if (ossl::CrlNextUpdate(crl.get()) < now) {
       return absl::InvalidArgumentError(absl::StrCat("--tls-crl ", crl_path, ": expired on ",
-                                                     TimeText(ossl::CrlNextUpdate(crl.get())),
+                                                     ossl::TimeText(ossl::CrlNextUpdate(crl.get())),
                                                      " (its issuer promised a newer one by then: `coalesce pki crl`)"));
     }
     X509_STORE_add_crl(out.store.get(), crl.get());
