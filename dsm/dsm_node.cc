@@ -59,7 +59,7 @@ absl::Status DsmNode::Init(int memfd) {
     }
     placement_ = MakeHashPlacement(config_.hash_managers);
   }
-  ASSIGN_OR_RETURN(memory_, UffdPageMemory::Create(memfd, base_, size_));
+  ASSIGN_OR_RETURN(memory_, UffdPageMemory::Create(memfd, base_, size_, config_.userfaultfd_device));
   const bool home = config_.self == config_.home;
   if (!home) RETURN_IF_ERROR(memory_->DropAll());
   {

@@ -63,6 +63,10 @@ struct DsmNodeConfig {
   // Pages (memfd page indexes, [first, end)) whose contents must never leave this node: the home's view of the
   // guest's --home-only-memory. Checked on every outgoing message.
   std::vector<PageSpan> never_send;
+  // An open /dev/userfaultfd to create the node's userfaultfd through (USERFAULTFD_IOC_NEW), or -1 for
+  // userfaultfd(2). Not owned. A process without CAP_SYS_PTRACE (a runtime in its own user namespace) gets a
+  // userfaultfd that also catches KVM's kernel-mode accesses only this way.
+  int userfaultfd_device = -1;
   absl::Duration request_timeout = absl::Seconds(5);
   absl::Duration peer_timeout = absl::Seconds(3);
   absl::Duration heartbeat_interval = absl::Milliseconds(200);

@@ -20,11 +20,23 @@ namespace {
 
 alignas(4096) const uint8_t kZeroPage[kPageSize] = {};
 
+#ifndef USERFAULTFD_IOC_NEW
+#define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)  // Linux 6.1's /dev/userfaultfd
+#endif
+
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<UffdPageMemory>> UffdPageMemory::Create(int memfd, uint8_t* base, uint64_t size) {
+absl::StatusOr<std::unique_ptr<UffdPageMemory>> UffdPageMemory::Create(int memfd, uint8_t* base, uint64_t size,
+                                                                       int userfaultfd_device) {
   if (size == 0 || size % kPageSize != 0 || reinterpret_cast<uintptr_t>(base) % kPageSize != 0) {
     return absl::InvalidArgumentError("DSM memory must be page-aligned and a whole number of pages");
+  }
+  if (userfaultfd_device >= 0) {
+    // The device's permissions, checked when it was opened, stand in for CAP_SYS_PTRACE: the new userfaultfd
+    // belongs to this process's memory and catches kernel-mode faults too.
+    const int fd = ::ioctl(userfaultfd_device, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) return ErrnoStatus("USERFAULTFD_IOC_NEW on the /dev/userfaultfd given");
+    return Register(UniqueFd(fd), memfd, base, size);
   }
   // Not UFFD_USER_MODE_ONLY: KVM resolves guest faults from kernel mode (get_user_pages) and they must reach us.
   int fd = static_cast<int>(::syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK));
@@ -35,7 +47,12 @@ absl::StatusOr<std::unique_ptr<UffdPageMemory>> UffdPageMemory::Create(int memfd
     if (fd >= 0) LOG_WARN("userfaultfd: user-mode faults only (no CAP_SYS_PTRACE): KVM cannot use this memory");
   }
   if (fd < 0) return ErrnoStatus("userfaultfd (needs CAP_SYS_PTRACE or vm.unprivileged_userfaultfd=1)");
-  UniqueFd uffd(fd);
+  return Register(UniqueFd(fd), memfd, base, size);
+}
+
+absl::StatusOr<std::unique_ptr<UffdPageMemory>> UffdPageMemory::Register(UniqueFd uffd, int memfd, uint8_t* base,
+                                                                         uint64_t size) {
+  const int fd = uffd.get();
   uffdio_api api{};
   api.api = UFFD_API;
   api.features = UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_PAGEFAULT_FLAG_WP;

@@ -26,7 +26,9 @@ struct FaultEvent {
 class UffdPageMemory final : public PageMemory {
  public:
   // `base` must be the MAP_SHARED mapping of `memfd` from offset 0, `size` bytes (a multiple of 4 KiB).
-  static absl::StatusOr<std::unique_ptr<UffdPageMemory>> Create(int memfd, uint8_t* base, uint64_t size);
+  // `userfaultfd_device`: an open /dev/userfaultfd (not owned) to create the userfaultfd through, or -1.
+  static absl::StatusOr<std::unique_ptr<UffdPageMemory>> Create(int memfd, uint8_t* base, uint64_t size,
+                                                                int userfaultfd_device = -1);
   ~UffdPageMemory() override;
 
   // Non-blocking: the fault events queued now (possibly none).
@@ -47,6 +49,9 @@ class UffdPageMemory final : public PageMemory {
  private:
   UffdPageMemory(UniqueFd uffd, int memfd, uint8_t* base, uint64_t size)
       : uffd_(std::move(uffd)), memfd_(memfd), base_(base), size_(size) {}
+  // Negotiates the API on a new userfaultfd and registers the range (MISSING and WP).
+  static absl::StatusOr<std::unique_ptr<UffdPageMemory>> Register(UniqueFd uffd, int memfd, uint8_t* base,
+                                                                  uint64_t size);
   absl::Status SetWriteProtect(uint64_t page, bool protect);
 
   UniqueFd uffd_;

@@ -90,9 +90,11 @@ absl::StatusOr<std::unique_ptr<ProcessHostedVm>> ProcessHostedVm::Launch(std::st
 void ProcessHostedVm::Supervise(RuntimeLaunch launch, int ready_write_fd) {
   ChildProcess::Options options;
   options.argv = std::move(launch.argv);
-  options.pass_fd = ready_write_fd;
+  options.pass_fds = {ready_write_fd};
+  options.pass_fds.insert(options.pass_fds.end(), launch.device_fds.begin(), launch.device_fds.end());
   options.input_fd = launch.input.get();
   options.new_pid_namespace = launch.new_pid_namespace;
+  options.user_namespace = launch.user_namespace;
   options.cgroup_fd = launch.cgroup != nullptr ? launch.cgroup->dir_fd() : -1;
   absl::StatusOr<ChildProcess> child = ChildProcess::Spawn(options);
   ::close(ready_write_fd);

@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -26,7 +27,10 @@ struct RuntimeLaunch {
   std::vector<std::string> argv;
   absl::Time ready_deadline;
   UniqueFd input;                    // if valid, becomes the child's stdin (the pipe with the data-plane secret)
+  std::vector<int> device_fds;       // become the child's fds 4, 5, ... (fd 3 is the ready pipe); not owned
   bool new_pid_namespace = false;    // the child is pid 1 of its own PID namespace
+  // The child is root of its own user namespace, this id outside (ChildProcess::Options::user_namespace).
+  std::optional<ChildProcess::Options::IdMapping> user_namespace;
   std::unique_ptr<VmCgroup> cgroup;  // the child starts in it; removed once the child has been reaped
 };
 

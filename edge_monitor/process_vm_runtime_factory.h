@@ -3,11 +3,14 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "edge_monitor/runtime_cgroup.h"
 #include "edge_monitor/vm_runtime_factory.h"
+#include "hypervisor/base/child_process.h"
+#include "hypervisor/base/unique_fd.h"
 
 namespace coalesce {
 
@@ -16,9 +19,10 @@ struct ProcessVmRuntimeOptions {
   std::string executable = "/proc/self/exe";
   // Arguments between the executable and the RemoteNodeArgs flags.
   std::vector<std::string> leading_args = {"remote-node"};
-  // Each runtime in its own PID namespace (when the agent runs as root) and its own cgroup v2 with CPU and memory
-  // limits (where the host has cgroup v2 with those controllers: runtime_cgroup.h). What is not available is
-  // said once, at construction.
+  // When the agent runs as root: each runtime in its own user namespace (root there, nobody outside; given the
+  // agent's /dev/kvm and /dev/userfaultfd, which it could not open itself) and PID namespace; and, where the host
+  // has cgroup v2 with the cpu and memory controllers, in its own cgroup with CPU and memory limits
+  // (runtime_cgroup.h). What is not available is said once, at construction.
   bool confine = true;
   std::string cgroup_mount = "/sys/fs/cgroup";
 };
@@ -35,6 +39,10 @@ class ProcessVmRuntimeFactory final : public VmRuntimeFactory {
  private:
   const ProcessVmRuntimeOptions options_;
   bool new_pid_namespace_ = false;
+  // Opened by the agent (root) for runtimes that cannot open them; invalid where that failed.
+  UniqueFd kvm_device_;
+  UniqueFd userfaultfd_device_;
+  std::optional<ChildProcess::Options::IdMapping> user_namespace_;
   std::unique_ptr<RuntimeCgroups> cgroups_;  // null: no cgroup limits on this host
 };
 

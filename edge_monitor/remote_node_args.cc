@@ -27,6 +27,8 @@ std::vector<std::string> RemoteNodeArgs::ToArgs() const {
   if (!link.empty()) out.push_back(absl::StrCat("--link=", link));
   if (vcpus_arrive) out.push_back("--vcpus-arrive=1");
   if (lent_memory_bytes != 0) out.push_back(absl::StrCat("--lent-memory=", lent_memory_bytes));
+  if (kvm_fd >= 0) out.push_back(absl::StrCat("--kvm-fd=", kvm_fd));
+  if (userfaultfd_device_fd >= 0) out.push_back(absl::StrCat("--userfaultfd-device-fd=", userfaultfd_device_fd));
   return out;
 }
 
@@ -93,6 +95,12 @@ absl::StatusOr<RemoteNodeArgs> RemoteNodeArgs::Parse(const std::vector<std::stri
     } else if (name == "vcpus-arrive") {
       if (value != "0" && value != "1") return bad(arg, "expected 0 or 1");
       out.vcpus_arrive = value == "1";
+    } else if (name == "kvm-fd") {
+      if (!absl::SimpleAtoi(value, &out.kvm_fd) || out.kvm_fd < 0) return bad(arg, "not a file descriptor");
+    } else if (name == "userfaultfd-device-fd") {
+      if (!absl::SimpleAtoi(value, &out.userfaultfd_device_fd) || out.userfaultfd_device_fd < 0) {
+        return bad(arg, "not a file descriptor");
+      }
     } else if (name == "data-plane-key-fd") {
       if (!absl::SimpleAtoi(value, &out.data_plane_key_fd) || out.data_plane_key_fd < 0) {
         return bad(arg, "not a file descriptor");

@@ -3,6 +3,7 @@
 //   <exe> remote-node --vm-id=ID --memory=BYTES --vcpu-count=N --vcpus=LIST --home=HOST:PORT
 //                     --tsc-offset=CYCLES --node-id=N --cpu-model=M --ready-fd=FD --data-plane-key-fd=FD
 //                     [--home-only-memory=RANGES] [--link=SPEC] [--vcpus-arrive=1] [--lent-memory=BYTES]
+//                     [--kvm-fd=FD] [--userfaultfd-device-fd=FD]
 //
 // <exe> is the agent's own binary (/proc/self/exe), so the lead's main() dispatches the `remote-node` subcommand to
 // the runtime with the arguments after it. LIST uses the --edge syntax ("2,3", "1,3-5"); it is empty for a memory
@@ -13,7 +14,10 @@
 //    the agent answers HostVcpus only then (exiting or closing FD earlier fails the request);
 //  - exits 0 when the VM ends normally (guest power-off), non-zero on any error, with the reason on stderr;
 //  - on SIGTERM, stops its vCPUs and exits promptly; the agent sends SIGKILL after a grace period;
-//  - is killed (SIGKILL) if the agent dies (PR_SET_PDEATHSIG) and must not depend on any other agent state.
+//  - is killed (SIGKILL) if the agent dies (PR_SET_PDEATHSIG) and must not depend on any other agent state;
+//  - builds its VM on the /dev/kvm the agent opened (--kvm-fd) and creates its userfaultfd through the agent's
+//    /dev/userfaultfd (--userfaultfd-device-fd) when given them: a runtime in a user namespace of its own cannot
+//    open either device itself. Without them it opens /dev/kvm and calls userfaultfd(2) itself.
 #pragma once
 
 #include <cstdint>
@@ -39,6 +43,8 @@ struct RemoteNodeArgs {
   std::string link;              // --link=SPEC (optional): emulated latency/jitter/bandwidth on its data-plane links
   bool vcpus_arrive = false;     // --vcpus-arrive=1: the vCPUs run elsewhere now and are moved here (ctl attach)
   uint64_t lent_memory_bytes = 0;  // --lent-memory=BYTES: a memory node (--vcpus= empty) holding at most this much
+  int kvm_fd = -1;                 // --kvm-fd=FD: an open /dev/kvm (optional)
+  int userfaultfd_device_fd = -1;  // --userfaultfd-device-fd=FD: an open /dev/userfaultfd (optional)
 
   // The flags (everything after "remote-node").
   std::vector<std::string> ToArgs() const;

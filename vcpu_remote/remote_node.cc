@@ -177,7 +177,8 @@ class RemoteNode final {
 };
 
 absl::Status RemoteNode::Build() {
-  ASSIGN_OR_RETURN(KvmSystem kvm, KvmSystem::Open());
+  ASSIGN_OR_RETURN(KvmSystem kvm, args_.kvm_fd >= 0 ? KvmSystem::FromFd(UniqueFd(args_.kvm_fd), "--kvm-fd")
+                                                    : KvmSystem::Open());
   kvm_ = std::make_unique<KvmSystem>(std::move(kvm));
   ASSIGN_OR_RETURN(VmFd vm, kvm_->CreateVm());
   vm_ = std::make_unique<VmFd>(std::move(vm));
@@ -214,6 +215,7 @@ absl::Status RemoteNode::Build() {
   cfg.home = 0;
   cfg.listen_address = "0.0.0.0";
   cfg.data_plane_secret = secret_;
+  cfg.userfaultfd_device = args_.userfaultfd_device_fd;
   if (!args_.link.empty()) {
     ASSIGN_OR_RETURN(cfg.link, dsm::ParseLinkSpec(args_.link, "--link"));
   }
@@ -536,12 +538,20 @@ int RunRemoteNodeMain(const std::vector<std::string>& argv) {
     std::fprintf(stderr, "coalesce remote-node: %s\n", std::string(st.message()).c_str());
     return exit_status::kHostFailure;
   }
+  // The userfaultfd exists: the device that made it is not needed again.
+  if (args->userfaultfd_device_fd >= 0) ::close(args->userfaultfd_device_fd);
   // Everything the node needs is open: from here it runs confined (runtime_sandbox.h) before any guest code.
-  if (absl::Status st = ConfineRuntime({.drop_to_nobody = true, .private_memory = {node->guest_ram()}}); !st.ok()) {
-    std::fprintf(stderr, "coalesce remote-node: confinement: %s\n", std::string(st.message()).c_str());
+  absl::StatusOr<HostIdentity> confined =
+      ConfineRuntime({.drop_to_nobody = true, .private_memory = {node->guest_ram()}});
+  if (!confined.ok()) {
+    std::fprintf(stderr, "coalesce remote-node: confinement: %s\n", std::string(confined.status().message()).c_str());
     return exit_status::kHostFailure;
   }
-  LOG_INFO("remote node confined: uid %u, no capabilities, seccomp filter of %u system calls", ::getuid(),
+  const std::string who =
+      confined->own_user_namespace
+          ? absl::StrFormat("uid %u of its own user namespace, %u on the host", confined->uid, confined->host_uid)
+          : absl::StrFormat("uid %u", confined->uid);
+  LOG_INFO("remote node confined: %s, no capabilities, seccomp filter of %u system calls", who,
            RuntimeAllowedSyscalls().size() + 3);  // + clone (threads), clone3 (ENOSYS), socket (IP, UNIX)
   char ready = 1;
   if (::write(ready_fd, &ready, 1) != 1) {

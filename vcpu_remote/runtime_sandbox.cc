@@ -14,6 +14,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <memory>
 
 #include "absl/strings/str_cat.h"
@@ -90,6 +91,28 @@ absl::Status BecomeNobody() {
   return absl::OkStatus();
 }
 
+// Whether this process is in a user namespace of its own: its uid_map is not the initial namespace's identity
+// map ("0 0 4294967295"). There root is already unprivileged outside, and nobody is not mapped at all.
+absl::StatusOr<HostIdentity> ReadHostIdentity() {
+  const std::string path = "/proc/self/uid_map";
+  std::ifstream in(path);
+  if (!in) return absl::InternalError(absl::StrCat("cannot read ", path));
+  HostIdentity id;
+  id.uid = ::geteuid();
+  uint64_t inside = 0, outside = 0, count = 0;
+  bool identity = false, found = false;
+  while (in >> inside >> outside >> count) {
+    if (inside == 0 && outside == 0 && count == 4294967295ull) identity = true;
+    if (!found && id.uid >= inside && id.uid - inside < count) {
+      id.host_uid = static_cast<uid_t>(outside + (id.uid - inside));
+      found = true;
+    }
+  }
+  if (!found) return absl::InternalError(absl::StrCat(path, " does not map uid ", id.uid));
+  id.own_user_namespace = !identity;
+  return id;
+}
+
 absl::Status InstallFilter() {
   std::unique_ptr<void, decltype(&seccomp_release)> ctx(seccomp_init(SCMP_ACT_KILL_PROCESS), seccomp_release);
   if (!ctx) return absl::InternalError("seccomp_init failed");
@@ -136,7 +159,8 @@ const std::vector<IoctlAllowance>& RuntimeAllowedIoctls() {
   return allowed;
 }
 
-absl::Status ConfineRuntime(const SandboxOptions& options) {
+absl::StatusOr<HostIdentity> ConfineRuntime(const SandboxOptions& options) {
+  ASSIGN_OR_RETURN(HostIdentity before, ReadHostIdentity());
   if (::unshare(CLONE_NEWIPC | CLONE_NEWNS) == 0) {
     // Mount changes stay in this namespace (none are made: the point is that none can reach the host).
     if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return ErrnoStatus("mount --make-rprivate /");
@@ -147,11 +171,15 @@ absl::Status ConfineRuntime(const SandboxOptions& options) {
     if (::madvise(base, length, MADV_DONTDUMP) != 0) return ErrnoStatus("madvise(MADV_DONTDUMP)");
   }
   RETURN_IF_ERROR(DropBoundingSet());
-  if (::geteuid() == 0 && options.drop_to_nobody) RETURN_IF_ERROR(BecomeNobody());
+  // In a user namespace of its own, root is only its agent's choice of id outside (nobody), and nobody is not
+  // mapped inside: the capabilities, held over that namespace alone, are cleared below.
+  if (::geteuid() == 0 && options.drop_to_nobody && !before.own_user_namespace) RETURN_IF_ERROR(BecomeNobody());
   if (::prctl(PR_SET_DUMPABLE, 0) != 0) return ErrnoStatus("PR_SET_DUMPABLE");
   RETURN_IF_ERROR(ClearCapabilities());
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return ErrnoStatus("PR_SET_NO_NEW_PRIVS");
-  return InstallFilter();
+  ASSIGN_OR_RETURN(HostIdentity after, ReadHostIdentity());  // before the filter: it allows openat, but why rely on it
+  RETURN_IF_ERROR(InstallFilter());
+  return after;
 }
 
 }  // namespace coalesce

@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,7 +17,8 @@ class ChildProcess final {
  public:
   struct Options {
     std::vector<std::string> argv;  // argv[0] is the program executed (a path; no PATH search).
-    int pass_fd = -1;               // If >= 0, becomes fd 3 in the child. Every other fd above 2 is closed.
+    // Become fds 3, 4, ... in the child, in this order (at most kMaxPassedFds). Every other fd above 2 is closed.
+    std::vector<int> pass_fds;
     int input_fd = -1;              // If >= 0, becomes the child's stdin (e.g. a pipe holding a secret).
     int output_fd = -1;             // If >= 0, becomes the child's stdout and stderr (e.g. a log file).
     // The child gets SIGKILL when the thread that spawned it exits (PR_SET_PDEATHSIG is per thread): spawn from a
@@ -27,7 +29,20 @@ class ChildProcess final {
     // directory open at `cgroup_fd` (CLONE_INTO_CGROUP: its limits apply from the first instruction).
     bool new_pid_namespace = false;
     int cgroup_fd = -1;
+    // A new user namespace, also set at creation, in which the child is root (with every capability over that
+    // namespace and the namespaces it then owns: its PID, mount and IPC namespaces) while on the host it is only
+    // `uid`/`gid`, mapped alone: what it can open or signal outside is what that unprivileged id can. The parent
+    // writes the maps before the child execs, and argv[0] is opened by the parent and executed through that fd
+    // (execveat), so the program's directories need not be searchable by `uid`: it must be an ELF binary readable
+    // and executable by `uid` (no #! script). Needs root outside (to map an id other than its own) and a
+    // process that is not chrooted.
+    struct IdMapping {
+      uid_t uid;
+      gid_t gid;
+    };
+    std::optional<IdMapping> user_namespace;
   };
+  static constexpr size_t kMaxPassedFds = 8;
 
   ChildProcess() = default;
   // Kills (SIGKILL) and reaps a child that was not waited for: no zombies, no orphans.
@@ -39,6 +54,10 @@ class ChildProcess final {
 
   // Returns once exec has succeeded in the child; an exec failure is reported here with its errno.
   static absl::StatusOr<ChildProcess> Spawn(const Options& options);
+
+  // Whether Options::user_namespace can work here: creates (and reaps) a child in a new user namespace. An error
+  // names why not (not root, user namespaces disabled, a chrooted caller).
+  static absl::Status CheckUserNamespaces();
 
   [[nodiscard]] pid_t pid() const { return pid_; }
   [[nodiscard]] bool valid() const { return pid_ > 0; }

@@ -21,15 +21,19 @@ absl::StatusOr<KvmSystem> KvmSystem::Open(const std::string& path) {
                                                   : " (does this user have access to it?)"),
                        err);
   }
-  UniqueFd owned(fd);
-  int version = ::ioctl(fd, KVM_GET_API_VERSION, 0);
+  return FromFd(UniqueFd(fd), path);
+}
+
+absl::StatusOr<KvmSystem> KvmSystem::FromFd(UniqueFd fd, const std::string& what) {
+  int version = ::ioctl(fd.get(), KVM_GET_API_VERSION, 0);
   if (version != KVM_API_VERSION) {
     return absl::FailedPreconditionError(
-        absl::StrCat(path, ": KVM API version ", version, ", expected ", KVM_API_VERSION));
+        absl::StrCat(what, ": KVM API version ", version, version < 0 ? " (not a KVM device?)" : "", ", expected ",
+                     KVM_API_VERSION));
   }
-  int mmap_size = ::ioctl(fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+  int mmap_size = ::ioctl(fd.get(), KVM_GET_VCPU_MMAP_SIZE, 0);
   if (mmap_size <= 0) return ErrnoStatus("KVM_GET_VCPU_MMAP_SIZE");
-  return KvmSystem(std::move(owned), mmap_size);
+  return KvmSystem(std::move(fd), mmap_size);
 }
 
 absl::StatusOr<VmFd> KvmSystem::CreateVm() const {

@@ -16,6 +16,9 @@ class KvmSystem final {
  public:
   // Opens the KVM device (normally /dev/kvm) and checks the API version.
   static absl::StatusOr<KvmSystem> Open(const std::string& path = "/dev/kvm");
+  // Adopts a KVM device fd opened by someone else (a runtime in a user namespace gets its agent's); `what` names it
+  // in errors.
+  static absl::StatusOr<KvmSystem> FromFd(UniqueFd fd, const std::string& what);
 
   [[nodiscard]] absl::StatusOr<VmFd> CreateVm() const;
   [[nodiscard]] absl::StatusOr<std::vector<kvm_cpuid_entry2>> SupportedCpuid() const;

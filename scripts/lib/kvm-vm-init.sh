@@ -2,7 +2,7 @@
 # /init of the nested KVM host that scripts/kvm-vm boots under QEMU TCG (packed by
 # scripts/nested-host-assets.sh). It loads kvm_amd and the 9p modules, builds a root out of this machine's own
 # root (9p, read-only) with tmpfs for /tmp and /run, the checkout read-write at its own path (9p), and runs the
-# command kvm-vm wrote into the run share: /run/kvm-vm/cmd.sh, chrooted, so the command sees the same files,
+# command kvm-vm wrote into the run share: /run/kvm-vm/cmd.sh, in that root, so the command sees the same files,
 # tools and paths as on the machine outside. The command's exit status goes to /run/kvm-vm/status; the kernel
 # log is the console (ttyS0). Then power off.
 /bin/busybox --install -s /bin
@@ -46,6 +46,12 @@ mkdir -p /newroot/run/kvm-vm
 mount --move /share /newroot/run/kvm-vm || give_up "cannot move the run share"
 ip link set lo up
 hostname kvm-vm
+# The new root goes on top of / (as switch_root does) rather than being entered with a plain chroot: a chrooted
+# process may not create user namespaces (clone3 answers EPERM), and the edge agent starts each runtime in one.
+# This shell keeps the initramfs as its own root (a lookup from the process root does not cross the mount on top
+# of it), so busybox stays at hand for the end; its working directory is the new root, entered with `chroot .`.
+cd /newroot || give_up "cd /newroot"
+mount --move /newroot / || give_up "cannot move the new root onto /"
 
 # ttyS0 is the kernel's console (a file outside), ttyS1 the command's output (kvm-vm's stdout): raw, no CR
 # insertion, so it reads like a pipe on the outside.
@@ -54,7 +60,7 @@ stty -F /dev/ttyS1 raw -echo 2>/dev/null
 # when the last one is destroyed, by an IPI to every CPU; under QEMU's TCG that IPI sometimes never completes, and
 # the CPU that sent it spins in kvm_destroy_vm forever (soft lockups, then a hung run, seen about once in 30 guest
 # tests). With a VM always open, KVM's users never drop to zero and that IPI is never sent after the first VM.
-chroot /newroot /usr/bin/python3 -c '
+chroot . /usr/bin/python3 -c '
 import fcntl, os, signal, time
 kvm = os.open("/dev/kvm", os.O_RDWR)
 vm = fcntl.ioctl(kvm, 0xAE01, 0)  # KVM_CREATE_VM
@@ -62,7 +68,7 @@ signal.signal(signal.SIGTERM, signal.SIG_DFL)
 while True:
     time.sleep(3600)
 ' </dev/null >/dev/null 2>&1 &
-chroot /newroot /bin/sh /run/kvm-vm/cmd.sh </dev/null
-echo "$?" >/newroot/run/kvm-vm/status
+chroot . /bin/sh /run/kvm-vm/cmd.sh </dev/null
+echo "$?" >./run/kvm-vm/status
 sync
 poweroff -f

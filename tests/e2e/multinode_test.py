@@ -90,6 +90,19 @@ def check_runtime_confinement(vcpus_here):
     with open(f"/proc/{pid}/status") as f:
         nspid = next((line.split()[1:] for line in f if line.startswith("NSpid:")), [])
     check("the runtime is pid 1 of its own PID namespace", len(nspid) == 2 and nspid[1] == "1", f"NSpid {nspid}")
+    # Root of a user namespace of its own, nobody on the host: the agent maps only that (ChildProcess).
+    with open(f"/proc/{pid}/status") as f:
+        ids = {k: line.split()[1:] for line in f for k in ("Uid:", "Gid:", "Groups:", "CapEff:") if line.startswith(k)}
+    with open(f"/proc/{pid}/uid_map") as f:
+        uid_map = f.read().split()
+    own_ns = os.readlink(f"/proc/{pid}/ns/user") != os.readlink("/proc/self/ns/user")
+    check("the runtime is in a user namespace of its own", own_ns, os.readlink(f"/proc/{pid}/ns/user"))
+    check("its root is uid 65534 on the host, and nothing else is mapped", uid_map == ["0", "65534", "1"],
+          f"uid_map {uid_map}")
+    check("on the host it is nobody:nogroup with no supplementary groups",
+          ids.get("Uid:") == ["65534"] * 4 and ids.get("Gid:") == ["65534"] * 4 and ids.get("Groups:") == [],
+          str(ids))
+    check("it holds no capabilities", ids.get("CapEff:") == ["0000000000000000"], str(ids.get("CapEff:")))
     if not os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
         print("note: no cgroup v2 on this host; the agent said it runs runtimes without cgroup limits")
         return

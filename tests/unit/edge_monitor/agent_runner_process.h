@@ -28,7 +28,7 @@ inline AgentRunnerProcess StartAgentRunner(const std::string& flags) {
   options.argv = {"/bin/sh", "-c",
                   "exec \"$0\" edge --listen 127.0.0.1:0 --runtime \"$1\" " + flags + " >&3", EDGE_AGENT_RUNNER,
                   FAKE_REMOTE_NODE};
-  options.pass_fd = out[1];
+  options.pass_fds = {out[1]};
   auto agent = ChildProcess::Spawn(options);
   ::close(out[1]);
   REQUIRE(agent.ok());

@@ -74,6 +74,8 @@ TEST_CASE("remote-node argv round-trips", "[remote_node_args]") {
   args.ready_fd = 3;
   args.data_plane_key_fd = 0;
   args.link = "latency=2000000ns,jitter=500000ns,bandwidth=1200Mbit";
+  args.kvm_fd = 4;
+  args.userfaultfd_device_fd = 5;
   auto parsed = RemoteNodeArgs::Parse(args.ToArgs());
   REQUIRE(parsed.ok());
   CHECK(parsed->vm_id == "vm-1");
@@ -87,8 +89,16 @@ TEST_CASE("remote-node argv round-trips", "[remote_node_args]") {
   CHECK(parsed->ready_fd == 3);
   CHECK(parsed->data_plane_key_fd == 0);
   CHECK(parsed->link == args.link);
+  CHECK(parsed->kvm_fd == 4);
+  CHECK(parsed->userfaultfd_device_fd == 5);
   args.link.clear();  // no emulation: no flag at all
-  for (const std::string& flag : args.ToArgs()) CHECK(flag.rfind("--link", 0) != 0);
+  args.kvm_fd = args.userfaultfd_device_fd = -1;  // the runtime opens the devices itself: no flags
+  for (const std::string& flag : args.ToArgs()) {
+    CHECK(flag.rfind("--link", 0) != 0);
+    CHECK(flag.rfind("--kvm-fd", 0) != 0);
+    CHECK(flag.rfind("--userfaultfd-device-fd", 0) != 0);
+  }
+  CHECK_FALSE(RemoteNodeArgs::Parse({"--kvm-fd=-1"}).ok());
 }
 
 TEST_CASE("remote-node argv errors", "[remote_node_args]") {

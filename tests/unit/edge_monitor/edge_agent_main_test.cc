@@ -20,6 +20,7 @@ namespace {
 TEST_CASE("coalesce edge serves, hosts a VM, and stops everything on SIGTERM", "[edge_agent_main]") {
   TempDir dir;
   ::setenv("FAKE_REMOTE_NODE_DIR", dir.path().c_str(), 1);
+  dir.OpenToEveryone();
   AgentRunnerProcess started = StartAgentRunner("--capacity vcpus=2,memory=1G --log-level warning");
   ChildProcess* agent = &started.process;
   const std::string& banner = started.banner;

@@ -37,6 +37,7 @@ class Agent {
   explicit Agent(EdgeCapacity capacity, HostLimits limits = {}, std::string power_supply_dir = "/sys/class/power_supply",
                  absl::Duration max_lease = absl::Seconds(300)) {
     ::setenv("FAKE_REMOTE_NODE_DIR", dir_.path().c_str(), 1);
+    dir_.OpenToEveryone();
     ProcessVmRuntimeOptions runtime;
     runtime.executable = FAKE_REMOTE_NODE;
     EdgeAgentService::Options options;
@@ -146,9 +147,20 @@ TEST_CASE("Two VMs run at once, each in its own runtime process; StopVm and GetV
         std::vector<std::string>{"--vm-id=vm-a", "--memory=268435456", "--vcpu-count=4", "--vcpus=2,3",
                                  "--home=127.0.0.1:9000", "--tsc-offset=0", "--node-id=1",
                                  "--cpu-model=baseline", "--ready-fd=3", "--data-plane-key-fd=0"});
+  // An agent running as root passes the devices a runtime in its own user namespace cannot open, as fds 4, 5.
+  size_t key_at = 12;
+  std::vector<std::string> devices;
+  while (key_at < argv.size() && argv[key_at].rfind("key=", 0) != 0) devices.push_back(argv[key_at++]);
+  std::vector<std::string> expected_devices;
+  if (::geteuid() == 0 && ::access("/dev/kvm", R_OK | W_OK) == 0) {
+    expected_devices.push_back("--kvm-fd=4");
+    if (::access("/dev/userfaultfd", R_OK | W_OK) == 0) expected_devices.push_back("--userfaultfd-device-fd=5");
+  }
+  CHECK(devices == expected_devices);
   // The key reached the runtime through its stdin pipe, and it is on no command line.
-  CHECK(argv[12] == "key=" + std::string(32, 'k'));
-  for (size_t i = 0; i < 12; ++i) CHECK(argv[i].find("kkkk") == std::string::npos);
+  REQUIRE(key_at < argv.size());
+  CHECK(argv[key_at] == "key=" + std::string(32, 'k'));
+  for (size_t i = 0; i < key_at; ++i) CHECK(argv[i].find("kkkk") == std::string::npos);
 
   auto capacity = client->GetCapacity();
   REQUIRE(capacity.ok());

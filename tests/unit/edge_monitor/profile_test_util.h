@@ -24,6 +24,13 @@ class TempDir final {
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
 
+  // World-writable (sticky, as /tmp): for a runtime the agent starts as nobody in its own user namespace, which
+  // it does when it runs as root on a host with /dev/kvm.
+  void OpenToEveryone() const {
+    std::error_code ignored;
+    std::filesystem::permissions(path_, std::filesystem::perms::all | std::filesystem::perms::sticky_bit, ignored);
+  }
+
   // Writes `content` to <dir>/<name> and returns its path.
   std::string Write(const std::string& name, const std::string& content) const {
     const std::string file = path_ + "/" + name;

@@ -29,8 +29,8 @@ namespace {
 int InConfinedChild(const std::function<bool()>& body) {
   const pid_t pid = ::fork();
   if (pid == 0) {
-    if (absl::Status st = ConfineRuntime({}); !st.ok()) {
-      std::fprintf(stderr, "ConfineRuntime: %s\n", st.ToString().c_str());
+    if (absl::StatusOr<HostIdentity> id = ConfineRuntime({}); !id.ok()) {
+      std::fprintf(stderr, "ConfineRuntime: %s\n", id.status().ToString().c_str());
       ::_exit(90);
     }
     ::_exit(body() ? 0 : 91);
