@@ -12,7 +12,7 @@
 
 namespace coalesce::testing {
 
-// Empty when /dev/kvm can be opened for reading and writing; else why not.
+// Empty when /dev/kvm can be opened for reading and writing and is not PVM; else why not.
 inline std::string KvmProblem(const char* path = "/dev/kvm") {
   if (::access(path, F_OK) != 0) {
     return std::string(path) + " does not exist (no KVM on this host: run through scripts/test.sh, which "
@@ -20,6 +20,11 @@ inline std::string KvmProblem(const char* path = "/dev/kvm") {
   }
   if (::access(path, R_OK | W_OK) != 0) {
     return std::string(path) + " is not readable and writable by this user: " + std::strerror(errno);
+  }
+  if (::access("/sys/module/kvm_pvm", F_OK) == 0 && ::access("/sys/module/kvm_amd", F_OK) != 0 &&
+      ::access("/sys/module/kvm_intel", F_OK) != 0) {
+    return std::string(path) + " is PVM (kvm_pvm, without hardware virtualization), which does not run a stock "
+                               "Linux guest: run through scripts/test.sh, which uses a nested KVM VM, or scripts/kvm-vm";
   }
   return {};
 }

@@ -14,4 +14,8 @@ def kvm_problem(path='/dev/kvm'):
                 'KVM VM, or scripts/kvm-vm)' % path)
     if not os.access(path, os.R_OK | os.W_OK):
         return '%s is not readable and writable by this user' % path
+    if os.path.isdir('/sys/module/kvm_pvm') and not any(
+            os.path.isdir('/sys/module/' + m) for m in ('kvm_amd', 'kvm_intel')):
+        return ('%s is PVM (kvm_pvm, without hardware virtualization), which does not run a stock Linux guest: '
+                'run through scripts/test.sh, which uses a nested KVM VM, or scripts/kvm-vm' % path)
     return None
