@@ -105,8 +105,8 @@ void CheckHomeMemory(const pb::Profile& profile, uint64_t lent_total, std::vecto
     errors->push_back(std::string(allowance.status().message()));
     return;
   }
-  if (*allowance < (16ULL << 20) || *allowance % platform::kPageSize != 0) {
-    errors->push_back(absl::StrCat("home.memory: '", text, "' must be a multiple of 4K and at least 16M"));
+  if (absl::Status st = CheckHomeAllowance(*allowance, "home.memory", text); !st.ok()) {
+    errors->push_back(std::string(st.message()));
     return;
   }
   if (!guest.ok()) return;  // reported with the guest

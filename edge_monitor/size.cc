@@ -71,4 +71,14 @@ std::string FormatSize(uint64_t bytes) {
   return absl::StrCat(bytes);
 }
 
+absl::Status CheckHomeAllowance(uint64_t bytes, std::string_view what, std::string_view text) {
+  constexpr uint64_t kMinAllowance = 16ULL << 20;
+  constexpr uint64_t kPage = 4096;
+  if (bytes < kMinAllowance || bytes % kPage != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(std::string(what), ": '", std::string(text), "' must be a multiple of 4K and at least 16M"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace coalesce

@@ -18,4 +18,8 @@ absl::StatusOr<uint64_t> ParseSize(std::string_view text, std::string_view what 
 // The shortest exact spelling: 536870912 -> "512M", 1000 -> "1000".
 std::string FormatSize(uint64_t bytes);
 
+// The home's memory allowance (--home-memory, profile home.memory, ctl home-memory), the one rule for all three:
+// whole 4 KiB pages and at least 16 MiB (a guest's own minimum). The error reads "<what>: '<text>' must be ...".
+absl::Status CheckHomeAllowance(uint64_t bytes, std::string_view what, std::string_view text);
+
 }  // namespace coalesce

@@ -47,8 +47,8 @@ std::string Machine::HomeMemoryCommand(const std::vector<std::string>& words) {
   if (words[0] != "off") {
     absl::StatusOr<uint64_t> bytes = ParseSize(words[0], "home-memory");
     if (!bytes.ok()) return absl::StrFormat("error: %s", bytes.status().message());
-    if (*bytes < (16ULL << 20) || *bytes % platform::kPageSize != 0) {
-      return absl::StrFormat("error: home-memory: %s must be a multiple of 4K and at least 16M", words[0]);
+    if (absl::Status st = CheckHomeAllowance(*bytes, "home-memory", words[0]); !st.ok()) {
+      return absl::StrFormat("error: %s", st.message());
     }
     if (*bytes < config_.memory) pages = *bytes / platform::kPageSize;
   }

@@ -48,5 +48,14 @@ TEST_CASE("FormatSize writes the shortest exact form", "[size]") {
   for (uint64_t v : {uint64_t{4096}, uint64_t{3} << 40, uint64_t{12345}}) CHECK(*ParseSize(FormatSize(v)) == v);
 }
 
+TEST_CASE("CheckHomeAllowance: whole pages and at least 16M, named as given", "[size]") {
+  CHECK(CheckHomeAllowance(16ull << 20, "home.memory", "16M").ok());
+  CHECK(CheckHomeAllowance(1ull << 30, "home-memory", "1G").ok());
+  const absl::Status small = CheckHomeAllowance(8ull << 20, "home.memory", "8M");
+  CHECK(small.code() == absl::StatusCode::kInvalidArgument);
+  CHECK(small.message() == "home.memory: '8M' must be a multiple of 4K and at least 16M");
+  CHECK_FALSE(CheckHomeAllowance((32ull << 20) + 100, "home-memory", "33554532").ok());
+}
+
 }  // namespace
 }  // namespace coalesce
