@@ -419,6 +419,45 @@ try:
         except subprocess.TimeoutExpired:
             home.kill()
             check("memory edge leaves mid-run: the guest finishes", False)
+        # The memory edge's operator revokes the VM's lease mid-run (`ctl --socket PATH revoke VM_ID` on the agent's
+        # control socket): the departure the edge starts on its own, the same way back for the pages.
+        control = os.path.join(tempfile.mkdtemp(prefix="coalesce-memedge-"), "edge.sock")
+        a = Agent(f"127.0.0.1:{free_port()}", capacity="vcpus=1,memory=256M",
+                  extra_args=["--control", control, "--departure-grace", "300"])
+        agents.append(a)
+        home = subprocess.Popen([COALESCE, "run"] + base + ["--memory-edge", f"{a.listen}=128M",
+                                                          "--append", "mb=64 passes=6"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        seen = []
+        for line in home.stdout:
+            seen.append(line)
+            if "pass 1 over" in line:
+                break
+        rc, leases, err = test_checks.ctl(COALESCE, "--socket", control, "leases")
+        lease = re.search(r"^VM (\S+): VM_STATE_RUNNING", leases, re.M)
+        check("the memory edge's operator sees the VM's lease", rc == 0 and lease, f"exit {rc}\n{leases}\n{err}")
+        if lease:
+            rc, reply, err = test_checks.ctl(COALESCE, "--timeout", "300", "--socket", control, "revoke",
+                                             lease.group(1), timeout=320)
+            r = re.search(r"lease revoked; its runtime left in ([\d.]+) ms", reply)
+            check("the operator revokes the memory edge's lease: its runtime leaves once its pages are home",
+                  rc == 0 and r, f"exit {rc}\n{reply}\n{err}")
+            if r:
+                print(f"     revoke: the memory edge's runtime left in {r.group(1)} ms")
+        try:
+            rest, err = home.communicate(timeout=HOME_TIMEOUT)
+            out = "".join(seen) + rest
+            check("memory edge revoked mid-run: its pages come home, the guest reads back every word: exit 1",
+                  home.returncode == 1 and "every word read back" in out,
+                  f"exit {home.returncode}\n{out}\n{err}\n---- edge agent ----\n{a.log_tail()}")
+            d = re.search(r"left \((.*?)\): vCPUs .* moved home in ([\d.]+) ms, its pages in ([\d.]+) ms more", err)
+            check("home reports the memory edge's departure", d is not None, err[-3000:])
+            if d:
+                print(f"     revoke: home reports '{d.group(1)}', pages home in {d.group(3)} ms")
+        except subprocess.TimeoutExpired:
+            home.kill()
+            check("memory edge revoked mid-run: the guest finishes", False)
+        a.stop()
         # While the guest runs: a second memory edge attached (`ctl attach ADDR memory=SIZE`: 64M + 32M lent), then
         # the home's allowance lowered onto both (`ctl home-memory 32M`), 16M (112M would have to be lent) refused.
         a = Agent(f"127.0.0.1:{free_port()}", capacity="vcpus=1,memory=256M")  # the first left above
