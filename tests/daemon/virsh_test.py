@@ -409,7 +409,10 @@ def edge_tests(work):
                 "    </coalesce:coalescence>\n  </metadata>\n")
         xml = write(os.path.join(work, "edge.xml"),
                     domain_xml("coalesced", os.path.join(GUESTS, "spinlock.elf"), "",
-                               "iterations=100000000 timeout_s=600", vcpus=2, memory_mib=64, extra=meta))
+                               # Runs until destroyed: under the nested VM's TCG, 10^8 iterations a CPU (each
+                               # CPU keeps the lock's page for long runs) were done in ~30 s, before the resume
+                               # check; 4 x 10^9 lasts some twenty minutes there.
+                               "iterations=4000000000 timeout_s=3600", vcpus=2, memory_mib=64, extra=meta))
         rc, out, err = virsh(d, "define", xml)
         check("define a coalesced guest (vCPU 1 on an edge agent)", rc == 0, out + err)
         rc, out, err = virsh(d, "dumpxml", "coalesced")
