@@ -55,6 +55,36 @@ def run_home(args, timeout=HOME_TIMEOUT, env=None):
     return p.returncode, p.stdout, p.stderr
 
 
+def start_home_until(args, marker, env=None):
+    """`coalesce run ARGS` in the background, its output read until a line holding `marker` (the guest is then
+    mid-run): (the process, the lines read)."""
+    home = subprocess.Popen([COALESCE, "run"] + args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, **env) if env else None)
+    seen = []
+    for line in home.stdout:
+        seen.append(line)
+        if marker in line:
+            break
+    return home, seen
+
+
+def finish_walk(home, seen, what, agent):
+    """Waits for the memory_walk guest started by start_home_until and checks that it read back every word (exit 1).
+    Returns (the departure report "left (REASON): ... its pages in MS ms more" matched in home's stderr or None,
+    home's stderr); (None, None) when the guest did not finish in time."""
+    try:
+        rest, err = home.communicate(timeout=HOME_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        home.kill()
+        check(f"{what}: the guest finishes", False)
+        return None, None
+    out = "".join(seen) + rest
+    check(f"{what}: its pages come home, the guest reads back every word: exit 1",
+          home.returncode == 1 and "every word read back" in out,
+          f"exit {home.returncode}\n{out}\n{err}\n---- edge agent ----\n{agent.log_tail()}")
+    return re.search(r"left \((.*?)\): vCPUs .* moved home in ([\d.]+) ms, its pages in ([\d.]+) ms more", err), err
+
+
 def check(name, ok, detail=""):
     print(f"{'ok  ' if ok else 'FAIL'} {name}")
     if not ok:
@@ -397,42 +427,20 @@ try:
         check("memory edge: an agent without that much memory refuses it with the reason",
               rc not in (0, 1) and "capacity" in err, f"exit {rc}\n{err}")
         # The edge leaves mid-run (its agent stops): the pages it holds come home, and the guest runs on.
-        home = subprocess.Popen([COALESCE, "run"] + base + ["--memory-edge", f"{a.listen}=128M",
-                                                          "--append", "mb=64 passes=6"],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=dict(os.environ, COALESCE_DSM_STATS="1"))
-        seen = []
-        for line in home.stdout:
-            seen.append(line)
-            if "pass 1 over" in line:
-                break
+        home, seen = start_home_until(base + ["--memory-edge", f"{a.listen}=128M", "--append", "mb=64 passes=6"],
+                                      "pass 1 over", env={"COALESCE_DSM_STATS": "1"})
         a.proc.terminate()  # SIGTERM: the agent asks home to take back what it hosts
-        try:
-            rest, err = home.communicate(timeout=HOME_TIMEOUT)
-            out = "".join(seen) + rest
-            check("memory edge leaves mid-run: its pages come home, the guest reads back every word: exit 1",
-                  home.returncode == 1 and "every word read back" in out,
-                  f"exit {home.returncode}\n{out}\n{err}\n---- edge agent ----\n{a.log_tail()}")
-            m = re.search(r"left \((.*?)\): vCPUs .* moved home in ([\d.]+) ms, its pages in ([\d.]+) ms more", err)
-            if m:
-                print(f"     departure: pages home in {m.group(3)} ms")
-        except subprocess.TimeoutExpired:
-            home.kill()
-            check("memory edge leaves mid-run: the guest finishes", False)
+        m, _ = finish_walk(home, seen, "memory edge leaves mid-run", a)
+        if m:
+            print(f"     departure: pages home in {m.group(3)} ms")
         # The memory edge's operator revokes the VM's lease mid-run (`ctl --socket PATH revoke VM_ID` on the agent's
         # control socket): the departure the edge starts on its own, the same way back for the pages.
         control = os.path.join(tempfile.mkdtemp(prefix="coalesce-memedge-"), "edge.sock")
         a = Agent(f"127.0.0.1:{free_port()}", capacity="vcpus=1,memory=256M",
                   extra_args=["--control", control, "--departure-grace", "300"])
         agents.append(a)
-        home = subprocess.Popen([COALESCE, "run"] + base + ["--memory-edge", f"{a.listen}=128M",
-                                                          "--append", "mb=64 passes=6"],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        seen = []
-        for line in home.stdout:
-            seen.append(line)
-            if "pass 1 over" in line:
-                break
+        home, seen = start_home_until(base + ["--memory-edge", f"{a.listen}=128M", "--append", "mb=64 passes=6"],
+                                      "pass 1 over")
         rc, leases, err = test_checks.ctl(COALESCE, "--socket", control, "leases")
         lease = re.search(r"^VM (\S+): VM_STATE_RUNNING", leases, re.M)
         check("the memory edge's operator sees the VM's lease", rc == 0 and lease, f"exit {rc}\n{leases}\n{err}")
@@ -444,19 +452,11 @@ try:
                   rc == 0 and r, f"exit {rc}\n{reply}\n{err}")
             if r:
                 print(f"     revoke: the memory edge's runtime left in {r.group(1)} ms")
-        try:
-            rest, err = home.communicate(timeout=HOME_TIMEOUT)
-            out = "".join(seen) + rest
-            check("memory edge revoked mid-run: its pages come home, the guest reads back every word: exit 1",
-                  home.returncode == 1 and "every word read back" in out,
-                  f"exit {home.returncode}\n{out}\n{err}\n---- edge agent ----\n{a.log_tail()}")
-            d = re.search(r"left \((.*?)\): vCPUs .* moved home in ([\d.]+) ms, its pages in ([\d.]+) ms more", err)
+        d, err = finish_walk(home, seen, "memory edge revoked mid-run", a)
+        if err is not None:
             check("home reports the memory edge's departure", d is not None, err[-3000:])
             if d:
                 print(f"     revoke: home reports '{d.group(1)}', pages home in {d.group(3)} ms")
-        except subprocess.TimeoutExpired:
-            home.kill()
-            check("memory edge revoked mid-run: the guest finishes", False)
         a.stop()
         # While the guest runs: a second memory edge attached (`ctl attach ADDR memory=SIZE`: 64M + 32M lent), then
         # the home's allowance lowered onto both (`ctl home-memory 32M`), 16M (112M would have to be lent) refused.
@@ -464,15 +464,9 @@ try:
         b = Agent(f"127.0.0.1:{free_port()}", capacity="vcpus=1,memory=256M")
         agents += [a, b]
         name = f"memedge-{uuid.uuid4().hex[:6]}"
-        home = subprocess.Popen([COALESCE, "run", "--name", name, "--kernel", guest("memory_walk"), "--vcpus", "1",
-                                 "--memory", "128M", "--home-memory", "64M", "--memory-edge", f"{a.listen}=64M",
-                                 "--append", "mb=64 passes=5"],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        seen = []
-        for line in home.stdout:
-            seen.append(line)
-            if "pass 0 over" in line:
-                break
+        home, seen = start_home_until(["--name", name, "--kernel", guest("memory_walk"), "--vcpus", "1", "--memory",
+                                       "128M", "--home-memory", "64M", "--memory-edge", f"{a.listen}=64M",
+                                       "--append", "mb=64 passes=5"], "pass 0 over")
         rc, out, err = test_checks.ctl(COALESCE, "--vm", name, "attach", b.listen, "memory=32M")
         check("ctl attach ADDR memory=SIZE: a memory edge joins the running guest",
               rc == 0 and "memory edge" in out and "attached as node 2" in out, f"exit {rc}\n{out}\n{err}")
