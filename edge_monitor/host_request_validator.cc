@@ -8,6 +8,7 @@
 #include "edge_monitor/guest_ranges.h"
 #include "edge_monitor/host_port.h"
 #include "edge_monitor/vcpu_list.h"
+#include "hypervisor/base/platform.h"
 
 namespace coalesce {
 
@@ -36,9 +37,17 @@ absl::Status ValidateHostRequest(const pb::HostVcpusRequest& request) {
     return absl::InvalidArgumentError(
         absl::StrCat("guest_vcpu_count ", request.guest_vcpu_count(), " is out of range (1..", kMaxVcpuCount, ")"));
   }
-  if (request.lent_memory_bytes() % 4096 != 0 || request.lent_memory_bytes() > request.guest_memory_bytes()) {
+  const uint64_t slot = platform::kMemoryHotplugSlotSize;
+  if (request.hotplug_memory_bytes() % slot != 0 ||
+      request.hotplug_memory_bytes() / slot > platform::kHotplugMaxSlots) {
+    return absl::InvalidArgumentError(absl::StrCat("hotplug_memory_bytes ", request.hotplug_memory_bytes(),
+                                                   " is not whole 128 MiB slots, at most ",
+                                                   platform::kHotplugMaxSlots));
+  }
+  if (request.lent_memory_bytes() % 4096 != 0 ||
+      request.lent_memory_bytes() > request.guest_memory_bytes() + request.hotplug_memory_bytes()) {
     return absl::InvalidArgumentError(absl::StrCat("lent_memory_bytes ", request.lent_memory_bytes(),
-                                                   " is not whole pages within guest_memory_bytes"));
+                                                   " is not whole pages within the guest's memory"));
   }
   if (request.vcpu_ids().empty() && request.lent_memory_bytes() == 0) {
     return absl::InvalidArgumentError("vcpu_ids is empty and no lent_memory_bytes: a node runs vCPUs or lends memory");
@@ -81,7 +90,8 @@ absl::Status ValidateHostRequest(const pb::HostVcpusRequest& request) {
 }
 
 uint64_t MemoryHeld(const pb::HostVcpusRequest& request) {
-  return request.vcpu_ids().empty() ? request.lent_memory_bytes() : request.guest_memory_bytes();
+  return request.vcpu_ids().empty() ? request.lent_memory_bytes()
+                                    : request.guest_memory_bytes() + request.hotplug_memory_bytes();
 }
 
 }  // namespace coalesce

@@ -66,6 +66,7 @@ std::vector<std::string> ProcessVmRuntimeFactory::CommandLine(const pb::HostVcpu
   args.vcpu_ids.assign(request.vcpu_ids().begin(), request.vcpu_ids().end());
   args.vcpus_arrive = request.vcpus_arrive();
   args.lent_memory_bytes = request.lent_memory_bytes();
+  args.hotplug_memory_bytes = request.hotplug_memory_bytes();
   args.home_address = request.home_data_plane_address();
   args.tsc_offset = request.tsc_offset();
   if (request.node_id() != 0) args.node_id = request.node_id();

@@ -53,6 +53,7 @@ absl::Status ApplyOverrides(const ProfileOverrides& overrides, pb::Profile* prof
   if (overrides.initrd) guest->set_initrd(*overrides.initrd);
   if (overrides.cmdline) guest->set_cmdline(*overrides.cmdline);
   if (overrides.memory) guest->set_memory(*overrides.memory);
+  if (overrides.max_memory) guest->set_max_memory(*overrides.max_memory);
 
   if (overrides.max_vcpus) guest->set_max_vcpus(*overrides.max_vcpus);
   if (overrides.vcpus) {

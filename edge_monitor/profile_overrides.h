@@ -17,6 +17,7 @@ struct ProfileOverrides {
   std::optional<std::string> initrd;   // --initrd
   std::optional<std::string> cmdline;  // --cmdline
   std::optional<std::string> memory;   // --memory (size string, checked by ValidateProfile)
+  std::optional<std::string> max_memory;  // --max-memory (likewise)
   std::optional<uint32_t> vcpus;       // --vcpus
   std::optional<uint32_t> max_vcpus;   // --max-vcpus (applied before vcpus)
   std::vector<EdgePlacement> edges;    // --edge ADDR=LIST, in command-line order

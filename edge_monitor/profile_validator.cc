@@ -18,6 +18,23 @@
 namespace coalesce {
 namespace {
 
+// guest.max_memory (--max-memory): empty, or at least guest.memory with the difference in whole 128 MiB hotplug
+// slots, at most platform::kHotplugMaxSlots of them. An unparsable guest.memory is reported on its own.
+absl::Status CheckMaxMemory(const std::string& memory_text, const std::string& max_text) {
+  if (max_text.empty()) return absl::OkStatus();
+  absl::StatusOr<uint64_t> max = ParseSize(max_text, "guest.max_memory");
+  if (!max.ok()) return max.status();
+  absl::StatusOr<uint64_t> memory = ParseSize(memory_text, "guest.memory");
+  if (!memory.ok()) return absl::OkStatus();
+  const uint64_t slot = platform::kMemoryHotplugSlotSize;
+  if (*max < *memory || (*max - *memory) % slot != 0 || (*max - *memory) / slot > platform::kHotplugMaxSlots) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "guest.max_memory: '", max_text, "' must be guest.memory (", memory_text, ") plus whole 128M slots, at most ",
+        platform::kHotplugMaxSlots, " of them (", FormatSize(platform::kHotplugMaxSlots * slot), ")"));
+  }
+  return absl::OkStatus();
+}
+
 void CheckGuest(const pb::Guest& guest, std::vector<std::string>* errors) {
   if (const std::string& m = guest.cpu_model(); !m.empty() && m != "auto" && m != "host" && m != "baseline") {
     errors->push_back(absl::StrCat("guest.cpu_model: '", m, "' is not a CPU model (host, baseline or auto)"));
@@ -35,6 +52,9 @@ void CheckGuest(const pb::Guest& guest, std::vector<std::string>* errors) {
     errors->push_back("guest.memory: must be larger than 0");
   } else if (*size % platform::kPageSize != 0) {
     errors->push_back(absl::StrCat("guest.memory: '", guest.memory(), "' is not a multiple of 4K"));
+  }
+  if (absl::Status st = CheckMaxMemory(guest.memory(), guest.max_memory()); !st.ok()) {
+    errors->push_back(std::string(st.message()));
   }
   if (guest.kernel().empty()) errors->push_back("guest.kernel is missing (the path of the guest kernel)");
 }

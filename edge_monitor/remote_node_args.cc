@@ -7,6 +7,7 @@
 #include "edge_monitor/guest_ranges.h"
 #include "edge_monitor/host_port.h"
 #include "edge_monitor/vcpu_list.h"
+#include "hypervisor/base/platform.h"
 
 namespace coalesce {
 
@@ -27,6 +28,7 @@ std::vector<std::string> RemoteNodeArgs::ToArgs() const {
   if (!link.empty()) out.push_back(absl::StrCat("--link=", link));
   if (vcpus_arrive) out.push_back("--vcpus-arrive=1");
   if (lent_memory_bytes != 0) out.push_back(absl::StrCat("--lent-memory=", lent_memory_bytes));
+  if (hotplug_memory_bytes != 0) out.push_back(absl::StrCat("--hotplug-memory=", hotplug_memory_bytes));
   if (kvm_fd >= 0) out.push_back(absl::StrCat("--kvm-fd=", kvm_fd));
   if (userfaultfd_device_fd >= 0) out.push_back(absl::StrCat("--userfaultfd-device-fd=", userfaultfd_device_fd));
   return out;
@@ -53,6 +55,12 @@ absl::StatusOr<RemoteNodeArgs> RemoteNodeArgs::Parse(const std::vector<std::stri
         return bad(arg, "not a positive byte count");
       }
       have_memory = true;
+    } else if (name == "hotplug-memory") {
+      if (!absl::SimpleAtoi(value, &out.hotplug_memory_bytes) || out.hotplug_memory_bytes == 0 ||
+          out.hotplug_memory_bytes % platform::kMemoryHotplugSlotSize != 0 ||
+          out.hotplug_memory_bytes / platform::kMemoryHotplugSlotSize > platform::kHotplugMaxSlots) {
+        return bad(arg, "not a positive multiple of 128 MiB up to 256 slots");
+      }
     } else if (name == "vcpu-count") {
       if (!absl::SimpleAtoi(value, &out.guest_vcpu_count) || out.guest_vcpu_count == 0 ||
           out.guest_vcpu_count > kMaxVcpuCount) {

@@ -42,6 +42,7 @@ struct RemoteNodeArgs {
   std::string home_only_memory;  // --home-only-memory=RANGES (optional): no memslot there, accesses forwarded
   std::string link;              // --link=SPEC (optional): emulated latency/jitter/bandwidth on its data-plane links
   bool vcpus_arrive = false;     // --vcpus-arrive=1: the vCPUs run elsewhere now and are moved here (ctl attach)
+  uint64_t hotplug_memory_bytes = 0;  // --hotplug-memory=BYTES (optional): the guest's hotplug area, mapped too
   uint64_t lent_memory_bytes = 0;  // --lent-memory=BYTES: a memory node (--vcpus= empty) holding at most this much
   int kvm_fd = -1;                 // --kvm-fd=FD: an open /dev/kvm (optional)
   int userfaultfd_device_fd = -1;  // --userfaultfd-device-fd=FD: an open /dev/userfaultfd (optional)

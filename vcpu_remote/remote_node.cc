@@ -182,7 +182,7 @@ absl::Status RemoteNode::Build() {
   kvm_ = std::make_unique<KvmSystem>(std::move(kvm));
   ASSIGN_OR_RETURN(VmFd vm, kvm_->CreateVm());
   vm_ = std::make_unique<VmFd>(std::move(vm));
-  ASSIGN_OR_RETURN(GuestMemory mem, GuestMemory::Create(args_.guest_memory_bytes));
+  ASSIGN_OR_RETURN(GuestMemory mem, GuestMemory::Create(args_.guest_memory_bytes, args_.hotplug_memory_bytes));
   memory_ = std::make_unique<GuestMemory>(std::move(mem));
   // Home-only memory gets no memslot here: this node's vCPUs reach it by forwarded accesses, never by page.
   std::vector<std::pair<uint64_t, uint64_t>> holes;

@@ -27,24 +27,30 @@ inline constexpr uint16_t kAcpiPm1aControlPort = 0x604;  // 2 bytes: SLP_TYP (bi
 inline constexpr uint16_t kAcpiPmTimerPort = 0x608;      // 4 bytes: 24-bit 3.579545 MHz counter
 inline constexpr uint16_t kAcpiSmiCommandPort = 0;       // 0: ACPI is always enabled (hardware-reduced-ish)
 inline constexpr uint8_t kAcpiS5SleepType = 5;           // SLP_TYP value the DSDT's \_S5 package names
-// CPU hotplug controller (devmodel/cpu_hotplug.h), read by the DSDT's methods: three bitmaps of 256 bits,
-// then three write-only id registers.
+// The ACPI hotplug controllers (devmodel/hotplug_controller.h), one for CPUs and one for memory slots, read by
+// the DSDT's methods: each is three bitmaps of 256 bits, then three write-only id registers.
 inline constexpr uint16_t kCpuHotplugPort = 0x620;
-inline constexpr uint16_t kCpuHotplugPresentOffset = 0x00;  // R: bit n = CPU n is there (its _STA)
-inline constexpr uint16_t kCpuHotplugInsertOffset = 0x20;   // R: bit n = CPU n arrived, the guest not told yet
-inline constexpr uint16_t kCpuHotplugRemoveOffset = 0x40;   // R: bit n = the VMM asks the guest to give CPU n up
-inline constexpr uint16_t kCpuHotplugAckInsertOffset = 0x60;  // W: id: the guest took the insert event
-inline constexpr uint16_t kCpuHotplugAckRemoveOffset = 0x61;  // W: id: the guest took the remove request
-inline constexpr uint16_t kCpuHotplugEjectOffset = 0x62;      // W: id: CPU offline in the guest, eject it (_EJ0)
-inline constexpr uint16_t kCpuHotplugSize = 0x63;
-inline constexpr uint32_t kCpuHotplugMaxCpus = 256;
+inline constexpr uint16_t kMemoryHotplugPort = 0x690;
+inline constexpr uint16_t kHotplugPresentOffset = 0x00;    // R: bit n = slot n is there (its _STA)
+inline constexpr uint16_t kHotplugInsertOffset = 0x20;     // R: bit n = slot n arrived, the guest not told yet
+inline constexpr uint16_t kHotplugRemoveOffset = 0x40;     // R: bit n = the VMM asks the guest to give slot n up
+inline constexpr uint16_t kHotplugAckInsertOffset = 0x60;  // W: id: the guest took the insert event
+inline constexpr uint16_t kHotplugAckRemoveOffset = 0x61;  // W: id: the guest took the remove request
+inline constexpr uint16_t kHotplugEjectOffset = 0x62;      // W: id: slot offline in the guest, eject it (_EJ0)
+inline constexpr uint16_t kHotplugSize = 0x63;
+inline constexpr uint32_t kHotplugMaxSlots = 256;
+static_assert(kCpuHotplugPort + kHotplugSize <= kMemoryHotplugPort);
+// Hot-pluggable guest RAM (coalesce run --max-memory): slots of 128 MiB, Linux's memory block size on x86-64
+// (for guests under 64 GiB), from a 1 GiB-aligned base above the boot RAM.
+inline constexpr uint64_t kMemoryHotplugSlotSize = 128ULL << 20;
+inline constexpr uint64_t kMemoryHotplugAlign = 1ULL << 30;
 
 // Legacy IRQ lines (ISA IRQ = IOAPIC GSI, except IRQ0 -> GSI 2 via the MADT override).
 inline constexpr uint32_t kPitIrq = 0;
 inline constexpr uint32_t kCom1Irq = 4;
 inline constexpr uint32_t kRtcIrq = 8;
 inline constexpr uint32_t kAcpiSciIrq = 9;  // level, active high (MADT override)
-inline constexpr uint32_t kCpuHotplugIrq = 5;  // the DSDT's Generic Event Device (ACPI0013): edge, active high
+inline constexpr uint32_t kHotplugIrq = 5;  // the DSDT's Generic Event Device (ACPI0013): edge, active high
 inline constexpr uint32_t kIoapicPins = 24;
 
 // MMIO.

@@ -6,6 +6,7 @@
 #include "absl/strings/str_format.h"
 #include "hypervisor/base/platform.h"
 #include "hypervisor/base/status_macros.h"
+#include "hypervisor/boot/acpi_hotplug_aml.h"
 #include "hypervisor/boot/aml.h"
 #include "hypervisor/boot/boot_layout.h"
 
@@ -59,6 +60,7 @@ constexpr uint8_t kAllProcessors = 0xFF;
 constexpr uint8_t kSratLocalApicAffinity = 0;
 constexpr uint8_t kSratMemoryAffinity = 1;
 constexpr uint32_t kSratEnabled = 1u << 0;
+constexpr uint32_t kSratHotPluggable = 1u << 1;
 
 void Put(Bytes& b, size_t off, uint64_t v, int bytes) {
   for (int i = 0; i < bytes; ++i) b[off + i] = static_cast<uint8_t>(v >> (8 * i));
@@ -95,10 +97,6 @@ void PutGas(Bytes& b, size_t off, uint8_t space, uint8_t bit_width, uint8_t acce
   Put(b, off + 4, addr, 8);
 }
 
-std::string CpuName(uint32_t i) { return absl::StrFormat("C%03X", i); }
-// Field units of the hotplug controller's bitmaps: P (present), I (insert pending), R (remove requested).
-std::string BitName(char bitmap, uint32_t i) { return absl::StrFormat("%c%03X", bitmap, i); }
-
 uint32_t Possible(const AcpiConfig& config) { return std::max(config.possible_vcpus, config.vcpu_count); }
 bool Hotplug(const AcpiConfig& config) { return Possible(config) > config.vcpu_count; }
 
@@ -107,60 +105,6 @@ Bytes LocalApicEntry(uint32_t i, bool enabled) {
   Bytes b{kMadtLocalApic, 8, static_cast<uint8_t>(i), static_cast<uint8_t>(i)};
   Append(b, enabled ? kLocalApicEnabled : 0, 4);
   return b;
-}
-
-// The CPU hotplug AML (docs/HOTPLUG.md): the controller's registers as field units, a processor device per
-// possible CPU whose _STA reads its present bit, the scan method that turns pending bits into Notify, and the
-// Generic Event Device whose interrupt runs it. Linux's acpi_processor driver does the rest: it adds a CPU on
-// a device check (1), and on an eject request (3) offlines it and calls _EJ0.
-void AppendCpuHotplug(const AcpiConfig& config, std::vector<aml::Bytes>& sb) {
-  namespace a = aml;
-  namespace p = platform;
-  const uint32_t n = Possible(config);
-  std::vector<a::FieldUnit> units;
-  // Each bitmap is 256 bits long (32 bytes), one after the other, then the id registers: n named bits and
-  // the rest unnamed.
-  static_assert(p::kCpuHotplugInsertOffset == p::kCpuHotplugPresentOffset + p::kCpuHotplugMaxCpus / 8 &&
-                p::kCpuHotplugRemoveOffset == p::kCpuHotplugInsertOffset + p::kCpuHotplugMaxCpus / 8 &&
-                p::kCpuHotplugAckInsertOffset == p::kCpuHotplugRemoveOffset + p::kCpuHotplugMaxCpus / 8 &&
-                p::kCpuHotplugAckRemoveOffset == p::kCpuHotplugAckInsertOffset + 1 &&
-                p::kCpuHotplugEjectOffset == p::kCpuHotplugAckRemoveOffset + 1 && p::kCpuHotplugPresentOffset == 0);
-  for (char letter : {'P', 'I', 'R'}) {
-    for (uint32_t i = 0; i < n; ++i) units.push_back({BitName(letter, i), 1});
-    if (n < p::kCpuHotplugMaxCpus) units.push_back({"", p::kCpuHotplugMaxCpus - n});
-  }
-  units.push_back({"CINS", 8});
-  units.push_back({"CREM", 8});
-  units.push_back({"CEJ0", 8});
-  sb.push_back(a::SystemIoRegion("CPHR", p::kCpuHotplugPort, p::kCpuHotplugSize));
-  sb.push_back(a::ByteField("CPHR", units));
-
-  std::vector<a::Bytes> scan;
-  for (uint32_t i = 1; i < n; ++i) {
-    sb.push_back(a::Device(
-        CpuName(i),
-        {
-            a::Name("_HID", a::String("ACPI0007")),
-            a::Name("_UID", a::Integer(i)),
-            a::Method("_STA", 0, false,
-                      {a::If(a::Ref(BitName('P', i)), {a::Return(a::Integer(0x0F))}), a::Return(a::Integer(0))}),
-            // Enabled whenever _STA says present: Linux maps a hot-added CPU's APIC id from here, since the
-            // MADT's entry for it is disabled.
-            a::Name("_MAT", a::Buffer(LocalApicEntry(i, true))),
-            a::Method("_EJ0", 1, false, {a::Store(a::Integer(i), "CEJ0")}),
-        }));
-    scan.push_back(a::If(a::Ref(BitName('I', i)), {a::Store(a::Integer(i), "CINS"), a::Notify(CpuName(i), a::Integer(1))}));
-    scan.push_back(a::If(a::Ref(BitName('R', i)), {a::Store(a::Integer(i), "CREM"), a::Notify(CpuName(i), a::Integer(3))}));
-  }
-  sb.push_back(a::Method("CSCN", 0, true, scan));
-  sb.push_back(a::Device("GED0", {
-                                     a::Name("_HID", a::String("ACPI0013")),
-                                     a::Name("_UID", a::Integer(0)),
-                                     a::Name("_CRS", a::ResourceTemplate()
-                                                         .Interrupt(p::kCpuHotplugIrq, /*level_triggered=*/false)
-                                                         .ToBuffer()),
-                                     a::Method("_EVT", 1, false, {a::Ref("CSCN")}),
-                                 }));
 }
 
 Bytes BuildDsdt(const AcpiConfig& config) {
@@ -177,9 +121,20 @@ Bytes BuildDsdt(const AcpiConfig& config) {
   // Processor devices, matched to the MADT's Local APIC entries by _UID = ACPI processor UID. With hotplug,
   // every CPU but the bootstrap processor is described by AppendCpuHotplug instead.
   for (uint32_t i = 0; i < (Hotplug(config) ? 1 : config.vcpu_count); ++i) {
-    sb.push_back(a::Device(CpuName(i), {a::Name("_HID", a::String("ACPI0007")), a::Name("_UID", a::Integer(i))}));
+    sb.push_back(a::Device(absl::StrFormat("C%03X", i),
+                           {a::Name("_HID", a::String("ACPI0007")), a::Name("_UID", a::Integer(i))}));
   }
-  if (Hotplug(config)) AppendCpuHotplug(config, sb);
+  if (Hotplug(config)) {
+    std::vector<a::Bytes> mat;
+    for (uint32_t i = 0; i < Possible(config); ++i) mat.push_back(LocalApicEntry(i, true));
+    for (a::Bytes& term : CpuHotplugAml(Possible(config), mat)) sb.push_back(std::move(term));
+  }
+  if (config.memory_hotplug.enabled()) {
+    for (a::Bytes& term : MemoryHotplugAml(config.memory_hotplug)) sb.push_back(std::move(term));
+  }
+  if (Hotplug(config) || config.memory_hotplug.enabled()) {
+    sb.push_back(HotplugEventDevice(Hotplug(config), config.memory_hotplug.enabled()));
+  }
   for (size_t i = 0; i < config.virtio_mmio.size(); ++i) {
     const AcpiVirtioMmioDevice& d = config.virtio_mmio[i];
     sb.push_back(a::Device(absl::StrFormat("VR%02X", i),
@@ -287,15 +242,24 @@ Bytes BuildSrat(const AcpiConfig& config) {
       Append(b, 0, 4);        // clock domain
     }
   }
-  for (const NumaMemoryRange& r : NumaMemoryRanges(config.numa, config.ram)) {
+  auto memory_affinity = [&b](uint32_t domain, uint64_t base, uint64_t length, uint32_t flags) {
     b.insert(b.end(), {kSratMemoryAffinity, 40});
-    Append(b, r.domain, 4);
+    Append(b, domain, 4);
     Append(b, 0, 2);
-    Append(b, r.base, 8);
-    Append(b, r.length, 8);
+    Append(b, base, 8);
+    Append(b, length, 8);
     Append(b, 0, 4);
-    Append(b, kSratEnabled, 4);
+    Append(b, flags, 4);
     Append(b, 0, 8);
+  };
+  for (const NumaMemoryRange& r : NumaMemoryRanges(config.numa, config.ram)) {
+    memory_affinity(r.domain, r.base, r.length, kSratEnabled);
+  }
+  // The hot-pluggable area, whole, as firmware describes DIMM slots: the guest knows from boot that memory may
+  // appear there and in which domain (each slot's _PXM says the same).
+  const AcpiMemoryHotplug& hp = config.memory_hotplug;
+  if (hp.enabled() && hp.proximity_domain >= 0) {
+    memory_affinity(static_cast<uint32_t>(hp.proximity_domain), hp.base, hp.size(), kSratEnabled | kSratHotPluggable);
   }
   Finish(b);
   return b;
@@ -368,6 +332,23 @@ absl::StatusOr<AcpiTableSet> BuildAcpiTableSet(const AcpiConfig& config, uint64_
   }
   if (config.virtio_mmio.size() > 256) return absl::InvalidArgumentError("ACPI: more than 256 virtio-mmio devices");
   const bool numa = config.numa.enabled();
+  if (const AcpiMemoryHotplug& hp = config.memory_hotplug; hp.enabled()) {
+    uint64_t ram_end = 0;
+    for (const MemoryRegion& r : config.ram) ram_end = std::max(ram_end, r.guest_phys + r.size);
+    if (hp.slots > platform::kHotplugMaxSlots || hp.slot_size == 0 ||
+        hp.slot_size % platform::kMemoryHotplugSlotSize != 0 || hp.base % platform::kMemoryHotplugSlotSize != 0 ||
+        hp.base < ram_end) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "ACPI: %u memory hotplug slots of %#x bytes at %#x; at most %u slots, sizes and base in 128 MiB steps, "
+          "above the RAM (it ends at %#x)",
+          hp.slots, hp.slot_size, hp.base, platform::kHotplugMaxSlots, ram_end));
+    }
+    if (hp.proximity_domain >= 0 && (!numa || static_cast<size_t>(hp.proximity_domain) >= config.numa.nodes.size())) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("ACPI: memory hotplug slots in proximity domain %d, which the NUMA topology does not have",
+                          hp.proximity_domain));
+    }
+  }
   if (numa) {
     uint64_t ram = 0;
     for (const MemoryRegion& r : config.ram) ram += r.size;

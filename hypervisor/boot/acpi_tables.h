@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "hypervisor/boot/acpi_hotplug_aml.h"
 #include "hypervisor/boot/numa_topology.h"
 #include "hypervisor/memory/guest_memory.h"
 
@@ -37,6 +38,9 @@ struct AcpiConfig {
   // `ram` is the guest's RAM layout the domains' memory is cut from (GuestMemory::regions()).
   NumaTopology numa;
   std::vector<MemoryRegion> ram;
+  // RAM the guest may gain while it runs (ACPI memory hotplug, docs/HOTPLUG.md): memory devices whose _STA
+  // reads the memory hotplug controller, run by the same Generic Event Device as CPU hotplug. Not in `ram`.
+  AcpiMemoryHotplug memory_hotplug;
 };
 
 struct AcpiTable {
@@ -54,8 +58,8 @@ struct AcpiTableSet {
 };
 
 // Pure: computes every table. InvalidArgument for a vCPU count outside 1..255, possible_vcpus under
-// vcpu_count or over 255, or a NUMA topology that does not fit the possible vCPUs and RAM
-// (ValidateNumaTopology).
+// vcpu_count or over 255, memory hotplug slots over 256 or not 128 MiB-aligned above the RAM, or a NUMA topology that
+// does not fit the possible vCPUs and RAM (ValidateNumaTopology).
 absl::StatusOr<AcpiTableSet> BuildAcpiTableSet(const AcpiConfig& config, uint64_t base);
 
 // Builds the set at boot_layout::kAcpiTablesAddr (0xE0000, inside the BIOS area the e820 map reserves, where

@@ -268,6 +268,24 @@ ResourceTemplate& ResourceTemplate::Memory32Fixed(uint32_t base, uint32_t len) {
   return *this;
 }
 
+ResourceTemplate& ResourceTemplate::QWordMemory(uint64_t base, uint64_t len) {
+  // Large item 0x0A (QWord address space), 43 bytes (ACPI 6.5, 6.4.3.5.1): resource type 0 (memory); general
+  // flags: consumer (bit 0), minimum and maximum fixed (bits 2, 3), positive decode; type flags: read/write
+  // (bit 0), cacheable (bits 1-2 = 1), AddressRangeMemory; then granularity, minimum, maximum, translation
+  // offset and length, 8 bytes each.
+  descriptors_.push_back(0x8A);
+  AppendLe(descriptors_, 43, 2);
+  descriptors_.push_back(0x00);
+  descriptors_.push_back(0x0D);
+  descriptors_.push_back(0x03);
+  AppendLe(descriptors_, 0, 8);
+  AppendLe(descriptors_, base, 8);
+  AppendLe(descriptors_, base + len - 1, 8);
+  AppendLe(descriptors_, 0, 8);
+  AppendLe(descriptors_, len, 8);
+  return *this;
+}
+
 ResourceTemplate& ResourceTemplate::Interrupt(uint32_t gsi, bool level_triggered) {
   // Large item 0x09 (extended interrupt), 6 bytes: flags (bit0 consumer, bit1 edge), count, one GSI.
   descriptors_.push_back(0x89);

@@ -60,6 +60,9 @@ class ResourceTemplate final {
   ResourceTemplate& IrqNoFlags(uint8_t irq);
   // Memory32Fixed(ReadWrite, base, len)
   ResourceTemplate& Memory32Fixed(uint32_t base, uint32_t len);
+  // QWordMemory(ResourceConsumer, PosDecode, MinFixed, MaxFixed, Cacheable, ReadWrite, 0, base, base+len-1, 0,
+  // len): a 64-bit memory range (a hot-pluggable memory device's _CRS).
+  ResourceTemplate& QWordMemory(uint64_t base, uint64_t len);
   // Interrupt(ResourceConsumer, Level|Edge, ActiveHigh, Exclusive) {gsi}
   ResourceTemplate& Interrupt(uint32_t gsi, bool level_triggered);
   // The Buffer term holding every descriptor and the End Tag.

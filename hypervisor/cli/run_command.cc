@@ -65,6 +65,7 @@ absl::StatusOr<MachineConfig> MergeProfile(RunOptions options) {
   if (options.memory_set) ov.memory = FormatSize(options.memory);
   if (options.vcpus_set || options.profile.empty()) ov.vcpus = options.vcpus;
   if (options.max_vcpus != 0) ov.max_vcpus = options.max_vcpus;
+  if (!options.max_memory.empty()) ov.max_memory = options.max_memory;
   for (const std::string& e : options.edges) {
     absl::StatusOr<EdgePlacement> placement = ParseEdgeFlag(e);
     if (!placement.ok()) return placement.status();
@@ -104,6 +105,7 @@ absl::StatusOr<MachineConfig> MergeProfile(RunOptions options) {
   config.vcpus = profile.guest().vcpus();
   config.max_vcpus = profile.guest().max_vcpus();
   config.memory = merged.memory;
+  if (!profile.guest().max_memory().empty()) config.max_memory = *ParseSize(profile.guest().max_memory());  // validated
   config.sample_rip = !options.rip_samples.empty();
   absl::StatusOr<CpuModel> model =
       options.cpu_model.empty() ? ResolveCpuModel(profile.guest().cpu_model(), "guest.cpu_model")

@@ -40,6 +40,9 @@ const char kRunUsage[] =
     "                      and `coalesce ctl setvcpus` or `attach` plugs them in by ACPI hotplug\n"
     "                      (docs/HOTPLUG.md; default --vcpus: no hotplug)\n"
     "  --memory SIZE       guest RAM, e.g. 512M, 2G, or bytes (default 256M, at least 16M)\n"
+    "  --max-memory SIZE   the most RAM the running guest may have: --memory plus 128M slots that are absent at\n"
+    "                      boot and that `coalesce ctl setmemory` or a memory edge's `attach` plugs in by ACPI\n"
+    "                      memory hotplug (docs/HOTPLUG.md; default --memory: no memory hotplug)\n"
     "  --disk FILE[,format=qcow2|raw][,readonly=on][,shadow=on]\n"
     "                      a virtio block device (/dev/vda, vdb, ...) served by qemu-storage-daemon;\n"
     "                      repeatable, up to 8. Without format= a qcow2 header means qcow2, else raw.\n"
@@ -230,6 +233,11 @@ absl::StatusOr<RunOptions> ParseRunOptions(const std::vector<std::string>& args)
         return absl::InvalidArgumentError(absl::StrCat("--max-vcpus: ", *n, " is out of range: between 1 and ", kMaxVcpus));
       }
       o.max_vcpus = *n;
+    } else if (flag == "--max-memory") {
+      auto v = take();
+      if (!v.ok()) return v.status();
+      if (absl::StatusOr<uint64_t> n = ParseSize(*v, "--max-memory"); !n.ok()) return n.status();
+      o.max_memory = *v;  // checked against the guest's memory with the profile (guest.max_memory)
     } else if (flag == "--memory") {
       auto v = take();
       if (!v.ok()) return v.status();

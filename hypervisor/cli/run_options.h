@@ -22,6 +22,7 @@ struct RunOptions {
   uint64_t memory = kDefaultMemory;
   bool memory_set = false;
   bool vcpus_set = false;
+  std::string max_memory;  // --max-memory SIZE: RAM the guest may grow to by ACPI memory hotplug (empty: memory)
   uint32_t max_vcpus = 0;              // --max-vcpus N: CPUs the guest may gain by ACPI hotplug (0: vcpus)
   std::string profile;                 // --profile FILE (coalescence profile)
   std::vector<std::string> edges;      // --edge ADDR=LIST, as given (parsed by the profile code)

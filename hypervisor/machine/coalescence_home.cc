@@ -90,7 +90,8 @@ absl::StatusOr<std::unique_ptr<CoalescenceHome>> CoalescenceHome::Start(const Co
                                                  [raw](uint16_t from, node_msg::NodeMessage m) {
                                                    raw->OnMessage(from, std::move(m));
                                                  }));
-  home->memory_bytes_ = memory.size();
+  home->memory_bytes_ = memory.boot_size();
+  home->hotplug_memory_bytes_ = memory.hotplug_size();
   if (config.home_memory_allowance != 0) {
     home->link_->dsm().SetMemoryAllowance(config.home_memory_allowance / dsm::kPageSize);
   }
@@ -116,6 +117,7 @@ absl::Status CoalescenceHome::StartRuntime(const EdgePlacementSpec& edge, uint16
   pb::HostVcpusRequest req;
   req.set_vm_id(absl::StrFormat("%s-n%u", vm_id_, node));
   req.set_guest_memory_bytes(memory_bytes_);
+  req.set_hotplug_memory_bytes(hotplug_memory_bytes_);
   req.set_guest_vcpu_count(config_.vcpu_count);
   for (uint32_t v : edge.vcpus) req.add_vcpu_ids(v);
   if (edge.vcpus.empty()) {

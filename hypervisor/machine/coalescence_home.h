@@ -114,7 +114,8 @@ class CoalescenceHome final {
   std::unique_ptr<NodeLink> link_;
   std::atomic<uint64_t> io_served_{0};        // remote vCPUs' accesses served on the bus
   std::atomic<uint64_t> interrupts_relayed_{0};
-  uint64_t memory_bytes_ = 0;
+  uint64_t memory_bytes_ = 0;          // the guest's boot RAM
+  uint64_t hotplug_memory_bytes_ = 0;  // and its hotplug area (GuestMemory): every node maps both
   absl::Mutex attach_mu_;  // one attach at a time
   mutable absl::Mutex nodes_mu_;  // a leaf
   std::vector<std::unique_ptr<EdgeAgentClient>> agents_ ABSL_GUARDED_BY(nodes_mu_);  // node k: agents_[k-1]

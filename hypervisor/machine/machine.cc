@@ -10,11 +10,25 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "devmodel/acpi_pm.h"
+#include "devmodel/cmos_rtc.h"
+#include "devmodel/debug_exit.h"
+#include "devmodel/fw_cfg.h"
+#include "devmodel/home_only_memory.h"
+#include "devmodel/hotplug_controller.h"
+#include "devmodel/pit8254.h"
+#include "devmodel/reset_control.h"
+#include "devmodel/system_control_port_b.h"
+#include "devmodel/uart16550.h"
+#include "devmodel/vhost_user/storage_daemon.h"
+#include "devmodel/vhost_user/vhost_user_blk.h"
 #include "dsm/link_spec.h"
+#include "edge_monitor/host_port.h"
+#include "edge_monitor/vcpu_list.h"
 #include "hypervisor/base/log.h"
 #include "hypervisor/base/platform.h"
 #include "hypervisor/base/status_macros.h"
@@ -25,32 +39,18 @@
 #include "hypervisor/boot/linux_loader.h"
 #include "hypervisor/boot/multiboot_loader.h"
 #include "hypervisor/irq/io_apic.h"
+#include "hypervisor/irq/legacy_irq_wiring.h"
 #include "hypervisor/irq/local_apic.h"
 #include "hypervisor/irq/local_interrupt_router.h"
 #include "hypervisor/irq/pic.h"
 #include "hypervisor/machine/coalescence_home.h"
 #include "hypervisor/machine/console_input.h"
 #include "hypervisor/machine/dsm_dma_guard.h"
-#include "hypervisor/irq/legacy_irq_wiring.h"
 #include "hypervisor/vcpu/cpuid.h"
-#include "hypervisor/vcpu/node_vcpus.h"
-#include "hypervisor/vcpu/model_msrs.h"
 #include "hypervisor/vcpu/exit_status.h"
+#include "hypervisor/vcpu/model_msrs.h"
+#include "hypervisor/vcpu/node_vcpus.h"
 #include "vcpu_remote/forwarding_router.h"
-#include "edge_monitor/host_port.h"
-#include "edge_monitor/vcpu_list.h"
-#include "devmodel/acpi_pm.h"
-#include "devmodel/cpu_hotplug.h"
-#include "devmodel/home_only_memory.h"
-#include "devmodel/vhost_user/storage_daemon.h"
-#include "devmodel/vhost_user/vhost_user_blk.h"
-#include "devmodel/cmos_rtc.h"
-#include "devmodel/debug_exit.h"
-#include "devmodel/fw_cfg.h"
-#include "devmodel/pit8254.h"
-#include "devmodel/reset_control.h"
-#include "devmodel/system_control_port_b.h"
-#include "devmodel/uart16550.h"
 
 namespace coalesce {
 namespace {
@@ -91,7 +91,7 @@ absl::Status Machine::BuildCore() {
   // Intel VMX needs these two pages below 4 GiB for real-mode emulation; other KVMs ignore or refuse them.
   if (absl::Status st = vm_->SetTssAddr(0xfffb'd000); !st.ok()) LOG_DEBUG("%s", st.ToString());
   if (absl::Status st = vm_->SetIdentityMapAddr(0xfffb'c000); !st.ok()) LOG_DEBUG("%s", st.ToString());
-  ASSIGN_OR_RETURN(GuestMemory mem, GuestMemory::Create(config_.memory));
+  ASSIGN_OR_RETURN(GuestMemory mem, GuestMemory::Create(config_.memory, config_.hotplug_memory()));
   memory_ = std::make_unique<GuestMemory>(std::move(mem));
   RETURN_IF_ERROR(memory_->RegisterWith(*vm_));
   io_handler_ = std::make_unique<BusIoHandler>(&pio_bus_, &mmio_bus_);
@@ -178,7 +178,7 @@ absl::Status Machine::BuildDevices() {
   auto port_b = std::make_unique<SystemControlPortB>(pit.get());
   auto rtc = std::make_unique<CmosRtc>(irq_sink_.get(), platform::kRtcIrq, timers_.get());
   uint64_t below_4g = 0, above_4g = 0;
-  for (const auto& r : memory_->regions()) (r.guest_phys < kPciHoleEnd ? below_4g : above_4g) += r.size;
+  for (const auto& r : memory_->boot_ram()) (r.guest_phys < kPciHoleEnd ? below_4g : above_4g) += r.size;
   rtc->SetMemorySize(below_4g, above_4g);
   auto acpi_pm = std::make_unique<AcpiPm>(irq_sink_.get(), platform::kAcpiSciIrq, timers_.get(), [this] {
     run_control_.Stop(exit_status::kPowerOff, "guest powered off (ACPI S5)");
@@ -205,13 +205,21 @@ absl::Status Machine::BuildDevices() {
       {&pio_bus_, platform::kResetControlPort, 1, std::move(reset)},
   };
   // CPU hotplug only where the guest may gain CPUs: a machine without it has the tables it always had.
-  std::unique_ptr<CpuHotplug> cpu_hotplug;
   if (config_.vcpu_ids() > config_.vcpus) {
-    cpu_hotplug = std::make_unique<CpuHotplug>(irq_sink_.get(), platform::kCpuHotplugIrq, config_.vcpu_ids(),
-                                               config_.vcpus);
+    auto cpu_hotplug = std::make_unique<HotplugController>(kCpuHotplugKind, irq_sink_.get(), platform::kHotplugIrq,
+                                                           config_.vcpu_ids(), config_.vcpus);
     cpu_hotplug_ = cpu_hotplug.get();
-    RETURN_IF_ERROR(pio_bus_.Register(platform::kCpuHotplugPort, platform::kCpuHotplugSize, cpu_hotplug.get()));
+    RETURN_IF_ERROR(pio_bus_.Register(platform::kCpuHotplugPort, platform::kHotplugSize, cpu_hotplug.get()));
     devices_.push_back(std::move(cpu_hotplug));
+  }
+  // Memory hotplug likewise, only with --max-memory: its slots are all absent at boot.
+  if (config_.hotplug_memory() > 0) {
+    auto memory_hotplug = std::make_unique<HotplugController>(
+        kMemoryHotplugKind, irq_sink_.get(), platform::kHotplugIrq,
+        static_cast<uint32_t>(config_.hotplug_memory() / platform::kMemoryHotplugSlotSize), 0);
+    memory_hotplug_ = memory_hotplug.get();
+    RETURN_IF_ERROR(pio_bus_.Register(platform::kMemoryHotplugPort, platform::kHotplugSize, memory_hotplug.get()));
+    devices_.push_back(std::move(memory_hotplug));
   }
   for (Slot& s : table) {
     RETURN_IF_ERROR(s.bus->Register(s.base, s.size, s.device.get()));
@@ -300,11 +308,20 @@ absl::Status Machine::LoadGuest() {
   if (!config_.initrd_path.empty()) {
     ASSIGN_OR_RETURN(initrd, ReadFileBytes(config_.initrd_path));
   }
-  E820Map e820 = E820Map::ForRegions(memory_->regions());
+  E820Map e820 = E820Map::ForRegions(memory_->boot_ram());
   RETURN_IF_ERROR(fw_cfg_->AddFile("etc/e820", e820.ToBytes()).status());
-  acpi_config_ = AcpiConfig{.vcpu_count = config_.vcpus, .possible_vcpus = config_.vcpu_ids(),
-                            .virtio_mmio = acpi_virtio_mmio_, .ram = memory_->regions()};
+  acpi_config_ = AcpiConfig{.vcpu_count = config_.vcpus,
+                            .possible_vcpus = config_.vcpu_ids(),
+                            .virtio_mmio = acpi_virtio_mmio_,
+                            .ram = memory_->boot_ram()};
+  if (memory_hotplug_ != nullptr) {
+    acpi_config_.memory_hotplug = {.base = GuestMemory::HotplugBase(config_.memory),
+                                   .slot_size = platform::kMemoryHotplugSlotSize,
+                                   .slots = memory_hotplug_->possible()};
+  }
   PlanNumaTopology();
+  // With NUMA tables, the slots are home's (domain 0): a slot's pages start at home like any other.
+  if (acpi_config_.numa.enabled()) acpi_config_.memory_hotplug.proximity_domain = 0;
   ASSIGN_OR_RETURN(uint64_t rsdp, BuildAcpiTables(*memory_, acpi_config_));
 
   switch (DetectKernelFormat(kernel)) {
@@ -364,6 +381,7 @@ absl::Status Machine::BuildVcpus() {
   run_control_.AddStopHook([this] {
     pause_->Cancel();
     if (cpu_hotplug_ != nullptr) cpu_hotplug_->CancelWaits();
+    if (memory_hotplug_ != nullptr) memory_hotplug_->CancelWaits();
     if (mover_) mover_->Cancel();
     if (home_) home_->NotifyStop(run_control_.exit_status(), run_control_.reason());
     for (auto& v : vcpus_) {
@@ -466,9 +484,10 @@ std::string Machine::ControlCommand(std::string_view command) {
   if (verb == "suspend") return SuspendCommand(args);
   if (verb == "resume") return ResumeCommand(args);
   if (verb == "home-memory") return HomeMemoryCommand(args);
+  if (verb == "setmemory") return SetMemoryCommand(args);
   return absl::StrFormat(
-      "error: unknown command '%s' (status, shutdown, move, link, attach, detach, setvcpus, suspend, resume, "
-      "home-memory)",
+      "error: unknown command '%s' (status, shutdown, move, link, attach, detach, setvcpus, setmemory, suspend, "
+      "resume, home-memory)",
       std::string(command));
 }
 
@@ -583,7 +602,7 @@ std::string Machine::Depart(uint16_t node, const std::string& reason) {
   }
   auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
   const auto pages_home = std::chrono::steady_clock::now();
-  const std::string given_back = GiveBackLentCpus(moved);
+  const std::string given_back = GiveBackLentCpus(moved) + GiveBackLentMemory(node);
   const std::string report =
       absl::StrFormat("edge %s (node %u) left (%s): vCPUs %s moved home in %.1f ms, its pages in %.1f ms more%s", edge,
                       node, reason, moved.empty() ? "none" : FormatVcpuList(moved), ms(vcpus_home - start),
@@ -700,7 +719,7 @@ std::string Machine::MoveCommand(const std::vector<std::string>& words) {
 }
 
 std::string Machine::StatusReport() {
-  const uint64_t pages = config_.memory / platform::kPageSize;
+  const uint64_t pages = PresentMemory() / platform::kPageSize;
   const std::vector<std::string> edges = home_ ? home_->EdgeAddresses() : std::vector<std::string>{};
   std::vector<uint64_t> owned(1 + edges.size(), 0);
   // The links now, measured for this answer (3 probes each), beside the figure from the start.
@@ -723,7 +742,7 @@ std::string Machine::StatusReport() {
   std::vector<std::vector<uint32_t>> vcpus_on(owned.size());
   std::vector<uint32_t> moving;
   std::vector<uint32_t> absent;  // possible, not plugged in (ACPI hotplug)
-  const std::vector<uint32_t> present = cpu_hotplug_ ? cpu_hotplug_->PresentCpus() : std::vector<uint32_t>{};
+  const std::vector<uint32_t> present = cpu_hotplug_ ? cpu_hotplug_->PresentSlots() : std::vector<uint32_t>{};
   for (uint32_t v = 0; v < config_.vcpu_ids(); ++v) {
     if (cpu_hotplug_ != nullptr && !std::binary_search(present.begin(), present.end(), v)) {
       absent.push_back(v);
@@ -760,6 +779,7 @@ std::string Machine::StatusReport() {
     absl::StrAppendFormat(&out, "hotplug: vCPUs %s absent, at most %u (setvcpus); guest writes ignored: %u\n",
                           list(absent), config_.vcpu_ids(), cpu_hotplug_->ignored_writes());
   }
+  out += MemoryHotplugStatus();
   if (home_) absl::StrAppendFormat(&out, "leases renewed: %u\n", home_->lease_renewals());
   out += HomeMemoryStatus();
   if (!probe_error.empty()) absl::StrAppendFormat(&out, "links not measured now: %s\n", probe_error);

@@ -42,7 +42,7 @@ class FwCfg;
 class Uart16550;
 class ConsoleInput;
 class AcpiPm;
-class CpuHotplug;
+class HotplugController;
 
 class Machine final {
  public:
@@ -120,6 +120,23 @@ class Machine final {
   std::string GiveBackLentCpus(const std::vector<uint32_t>& vcpus);
   // `vcpus` are no longer CPUs an edge lent (unplugged, or home for good).
   void ForgetLent(const std::vector<uint32_t>& vcpus);
+  // `coalesce ctl ... setmemory SIZE` (machine_memory_hotplug.cc): plugs absent memory slots (lowest first) or
+  // asks the guest to give up plugged ones (highest first) until the guest has SIZE of RAM; waits for its answer.
+  std::string SetMemoryCommand(const std::vector<std::string>& words);
+  // Plugs `count` absent memory slots (lowest first) and waits until the guest took each event. Returns them.
+  absl::StatusOr<std::vector<uint32_t>> PlugMemorySlots(uint32_t count);
+  // Asks the guest to give up `slots` and waits until it ejected each; on one node, their host memory is freed.
+  absl::Status UnplugMemorySlots(const std::vector<uint32_t>& slots);
+  // The guest's RAM now: boot RAM and plugged slots.
+  [[nodiscard]] uint64_t PresentMemory() const;
+  // The memory slots node `node` lent through `attach` go back (the guest ejects them) as it leaves. Returns a
+  // note for the departure's report ("" when none).
+  std::string GiveBackLentMemory(uint16_t node);
+  // After `attach ADDR memory=SIZE` leased node `node`: a guest that may grow gains that RAM in whole absent slots,
+  // lent by the node (given back when it leaves). Returns a note for the attach's reply ("" without --max-memory).
+  std::string GrowWithLentMemory(uint16_t node, uint64_t bytes);
+  // The status line of memory hotplug ("" without --max-memory).
+  std::string MemoryHotplugStatus() const;
   // `coalesce ctl ... suspend` / `resume` (machine_pause.cc): every vCPU on every node held at its pause gate,
   // or released.
   std::string SuspendCommand(const std::vector<std::string>& words);
@@ -169,7 +186,8 @@ class Machine final {
   Uart16550* uart_ = nullptr;                         // owned by devices_
   FwCfg* fw_cfg_ = nullptr;                           // owned by devices_
   AcpiPm* acpi_pm_ = nullptr;                         // owned by devices_
-  CpuHotplug* cpu_hotplug_ = nullptr;                 // owned by devices_; null without --max-vcpus
+  HotplugController* cpu_hotplug_ = nullptr;          // owned by devices_; null without --max-vcpus
+  HotplugController* memory_hotplug_ = nullptr;       // owned by devices_; null without --max-memory
   BootEntry boot_entry_;
   std::unique_ptr<ConsoleInput> console_input_;
   std::atomic<bool> console_flush_pending_{false};  // a flush of a partial console line is scheduled
@@ -186,6 +204,8 @@ class Machine final {
   absl::Mutex give_back_mu_;
   absl::Mutex lent_mu_;    // a leaf
   std::vector<uint32_t> lent_vcpus_ ABSL_GUARDED_BY(lent_mu_);  // plugged in by `attach`: given back on departure
+  // Memory slots plugged in by `attach ADDR memory=SIZE`, by the node that lent them: given back on its departure.
+  std::map<uint16_t, std::vector<uint32_t>> lent_memory_slots_ ABSL_GUARDED_BY(lent_mu_);
   absl::Mutex departures_mu_;
   std::vector<std::thread> departures_ ABSL_GUARDED_BY(departures_mu_);  // Depart(), joined in Shutdown
 };

@@ -30,7 +30,12 @@ struct MachineConfig {
   uint32_t max_vcpus = 0;
   // Every vCPU id: 0..vcpu_ids()-1.
   [[nodiscard]] uint32_t vcpu_ids() const { return max_vcpus > vcpus ? max_vcpus : vcpus; }
-  uint64_t memory = 256ULL << 20;
+  uint64_t memory = 256ULL << 20;  // present at boot
+  // The most RAM the guest may have (ACPI memory hotplug, docs/HOTPLUG.md): max_memory - memory more, in
+  // 128 MiB slots above the boot RAM, mapped from the start but shown to the guest only once plugged
+  // (`coalesce ctl setmemory`, or a memory edge attached). 0: memory.
+  uint64_t max_memory = 0;
+  [[nodiscard]] uint64_t hotplug_memory() const { return max_memory > memory ? max_memory - memory : 0; }
   CpuModel cpu_model = CpuModel::kBaseline;
   bool sample_rip = false;  // profile guest RIPs (see Machine::RipSamples)  // what CPUID shows on every node (see hypervisor/vcpu/cpuid.h)
   // Where the guest's COM1 output goes (default: stdout). Input comes from stdin when `console_input`.

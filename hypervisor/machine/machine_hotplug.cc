@@ -1,5 +1,5 @@
 // The machine's side of ACPI CPU hotplug (docs/HOTPLUG.md): `coalesce ctl setvcpus N`, and the plugging that
-// `attach` does for vCPUs the guest has not seen. The guest's view lives in the CpuHotplug device; the vCPUs
+// `attach` does for vCPUs the guest has not seen. The guest's view lives in the CPU HotplugController; the vCPUs
 // themselves exist from the start (every id has a KVM vCPU and a thread waiting for a SIPI where it is placed),
 // so plugging one in is a word to the guest, which onlines it with INIT and SIPI like a CPU at boot.
 #include <algorithm>
@@ -7,7 +7,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
-#include "devmodel/cpu_hotplug.h"
+#include "devmodel/hotplug_controller.h"
 #include "edge_monitor/vcpu_list.h"
 #include "hypervisor/machine/machine.h"
 
@@ -98,7 +98,7 @@ std::string Machine::SetVcpusCommand(const std::vector<std::string>& words) {
     return absl::StrFormat("error: setvcpus: '%s' is not a vCPU count between 1 and %u (--max-vcpus)", words[0],
                            config_.vcpu_ids());
   }
-  const std::vector<uint32_t> present = cpu_hotplug_->PresentCpus();
+  const std::vector<uint32_t> present = cpu_hotplug_->PresentSlots();
   const auto start = std::chrono::steady_clock::now();
   if (want == present.size()) return absl::StrFormat("vm %s: %u vCPUs present already", config_.name, want);
   if (want > present.size()) {

@@ -1,9 +1,14 @@
 // The machine's side of memory edges while the guest runs (docs/COALESCENCE.md "Memory edges"): `coalesce ctl
-// attach ADDR memory=SIZE` leases an edge's RAM, `ctl home-memory SIZE|off` sets how much guest RAM stays at home
+// attach ADDR memory=SIZE` leases an edge's RAM (and a guest started with --max-memory grows by it),
+// `ctl home-memory SIZE|off` sets how much guest RAM stays at home
 // from now on, and `status` shows both. The DSM does the moving (docs/DSM.md, "Spilling to memory nodes").
+#include <algorithm>
+
 #include "absl/strings/str_format.h"
+#include "devmodel/hotplug_controller.h"
 #include "edge_monitor/host_port.h"
 #include "edge_monitor/size.h"
+#include "edge_monitor/vcpu_list.h"
 #include "hypervisor/base/platform.h"
 #include "hypervisor/machine/coalescence_home.h"
 #include "hypervisor/machine/machine.h"
@@ -32,12 +37,36 @@ std::string Machine::AttachMemoryEdge(const std::string& address, const std::str
       home_->AttachEdge(EdgePlacementSpec{.agent_address = address, .vcpus = {}, .memory_bytes = *bytes});
   if (!node.ok()) return absl::StrFormat("error: attach %s: %s", address, node.status().message());
   forwarding_router_->AddNode(*node);
+  const double lease_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  const std::string grown = GrowWithLentMemory(*node, *bytes);
   return absl::StrFormat("vm %s: memory edge %s attached as node %u in %.1f ms, lending %s%s", config_.name, address,
-                         *node,
-                         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count(),
-                         FormatSize(*bytes),
-                         home_->dsm().memory_allowance() == 0 ? " (home keeps all of guest RAM: ctl home-memory SIZE)"
-                                                              : "");
+                         *node, lease_ms, FormatSize(*bytes),
+                         !grown.empty()                         ? grown
+                         : home_->dsm().memory_allowance() == 0 ? " (home keeps all of guest RAM: ctl home-memory SIZE)"
+                                                                : "");
+}
+
+std::string Machine::GrowWithLentMemory(uint16_t node, uint64_t bytes) {
+  if (memory_hotplug_ == nullptr) return "";
+  const uint32_t absent = memory_hotplug_->possible() - static_cast<uint32_t>(memory_hotplug_->PresentSlots().size());
+  const uint32_t slots = std::min(absent, static_cast<uint32_t>(bytes / platform::kMemoryHotplugSlotSize));
+  if (slots == 0) return "; the guest cannot grow by it (no absent 128 MiB slot fits: --max-memory)";
+  // Home keeps what it held: with no allowance yet, the guest's RAM before it grows. The new RAM's pages beyond
+  // that live on the memory edges.
+  if (home_->dsm().memory_allowance() == 0) home_->dsm().SetMemoryAllowance(PresentMemory() / platform::kPageSize);
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<std::vector<uint32_t>> plugged = PlugMemorySlots(slots);
+  if (!plugged.ok()) return absl::StrFormat("; plugging its RAM into the guest failed: %s", plugged.status().message());
+  {
+    absl::MutexLock lock(&lent_mu_);
+    std::vector<uint32_t>& lent = lent_memory_slots_[node];
+    lent.insert(lent.end(), plugged->begin(), plugged->end());
+  }
+  return absl::StrFormat(
+      "; the guest grew by it: memory slots %s plugged in, taken in %.1f ms; guest RAM %s, home keeps at most %s",
+      FormatVcpuList(*plugged),
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count(),
+      FormatSize(PresentMemory()), FormatSize(home_->dsm().memory_allowance() * platform::kPageSize));
 }
 
 std::string Machine::HomeMemoryCommand(const std::vector<std::string>& words) {

@@ -8,32 +8,47 @@
 
 #include "absl/strings/str_format.h"
 #include "hypervisor/base/errno_status.h"
+#include "hypervisor/base/platform.h"
 #include "hypervisor/base/status_macros.h"
 #include "hypervisor/kvm/vm_fd.h"
 
 namespace coalesce {
 
-std::vector<MemoryRegion> GuestMemory::Layout(uint64_t size) {
+std::vector<MemoryRegion> GuestMemory::Layout(uint64_t size, uint64_t hotplug_size) {
   std::vector<MemoryRegion> out;
   uint64_t low = size < kPciHoleStart ? size : kPciHoleStart;
   out.push_back({0, low, 0});
   if (size > low) out.push_back({kPciHoleEnd, size - low, low});
+  if (hotplug_size > 0) out.push_back({HotplugBase(size), hotplug_size, size});
   return out;
 }
 
-absl::StatusOr<GuestMemory> GuestMemory::Create(uint64_t size) {
+uint64_t GuestMemory::HotplugBase(uint64_t size) {
+  const uint64_t end = size <= kPciHoleStart ? kPciHoleEnd : kPciHoleEnd + (size - kPciHoleStart);
+  const uint64_t align = platform::kMemoryHotplugAlign;
+  return (end + align - 1) / align * align;
+}
+
+absl::StatusOr<GuestMemory> GuestMemory::Create(uint64_t size, uint64_t hotplug_size) {
   if (size < kMinGuestMemory) {
     return absl::InvalidArgumentError(
         absl::StrFormat("guest memory %u bytes is too small: at least %u MiB", size, kMinGuestMemory >> 20));
   }
   if (size % 4096 != 0) return absl::InvalidArgumentError("guest memory must be a multiple of 4 KiB");
+  if (hotplug_size % platform::kMemoryHotplugSlotSize != 0 ||
+      hotplug_size / platform::kMemoryHotplugSlotSize > platform::kHotplugMaxSlots) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("hot-pluggable guest memory %u bytes: a multiple of 128 MiB, at most %u slots of it",
+                        hotplug_size, platform::kHotplugMaxSlots));
+  }
+  const uint64_t total = size + hotplug_size;
   int fd = ::memfd_create("coalesce-guest-ram", MFD_CLOEXEC);
   if (fd < 0) return ErrnoStatus("memfd_create");
   UniqueFd owned(fd);
-  if (::ftruncate(fd, static_cast<off_t>(size)) < 0) return ErrnoStatus("ftruncate guest RAM memfd");
-  ASSIGN_OR_RETURN(Mapping map, Mapping::Map(size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd,
-                                              0, "mmap guest RAM"));
-  return GuestMemory(std::move(owned), std::move(map), size);
+  if (::ftruncate(fd, static_cast<off_t>(total)) < 0) return ErrnoStatus("ftruncate guest RAM memfd");
+  ASSIGN_OR_RETURN(Mapping map,
+                   Mapping::Map(total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0, "mmap guest RAM"));
+  return GuestMemory(std::move(owned), std::move(map), size, hotplug_size);
 }
 
 std::vector<MemoryRegion> GuestMemory::CarveHoles(const std::vector<MemoryRegion>& regions,

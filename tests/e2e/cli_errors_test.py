@@ -58,6 +58,12 @@ with tempfile.TemporaryDirectory() as tmp:
            "--max-vcpus", "fewer than the 2 vCPUs")
     expect("an edge vCPU past the maximum", ["--kernel", GUEST, "--vcpus", "1", "--max-vcpus", "2", "--edge",
                                             "127.0.0.1:7001=2"], 2, "vCPU 2 does not exist", "max_vcpus is 2")
+    expect("a hot-pluggable memory maximum that is no size", ["--kernel", GUEST, "--max-memory", "much"], 2,
+           "--max-memory", "much")
+    expect("a memory maximum not in whole 128M slots", ["--kernel", GUEST, "--memory", "256M", "--max-memory",
+                                                       "300M"], 2, "guest.max_memory", "plus whole 128M slots")
+    expect("a memory maximum under the boot RAM", ["--kernel", GUEST, "--memory", "512M", "--max-memory", "256M"], 2,
+           "guest.max_memory", "'256M'")
     expect("unknown flag", ["--kernel", GUEST, "--frobnicate"], 2, "--frobnicate")
     expect("flag without value", ["--kernel"], 2, "--kernel needs a value")
     expect("disk with an unknown option", ["--kernel", GUEST, "--disk", "/x.img,cache=none"], 2, "cache=none")

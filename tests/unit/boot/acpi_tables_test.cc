@@ -178,6 +178,31 @@ std::vector<std::pair<uint8_t, bool>> MadtLocalApics(const std::vector<uint8_t>&
   return out;
 }
 
+std::string Iasl() {
+  const char* iasl_env = std::getenv("IASL");
+  return iasl_env && *iasl_env ? iasl_env : "iasl";
+}
+
+// The set's DSDT disassembled by iasl in `dir` (DSDT.dsl): its text.
+std::string DisassembleDsdt(const AcpiTableSet& set, const TempDir& dir) {
+  const AcpiTable& dsdt = Get(set, "DSDT");
+  {
+    std::ofstream out(dir.path / "DSDT.dat", std::ios::binary);
+    out.write(reinterpret_cast<const char*>(dsdt.bytes.data()), static_cast<std::streamsize>(dsdt.bytes.size()));
+  }
+  auto [rc, out] = Run("cd " + dir.path.string() + " && " + Iasl() + " -d DSDT.dat");
+  INFO(out);
+  REQUIRE(rc == 0);
+  return ReadText(dir.path / "DSDT.dsl");
+}
+
+// Whether the disassembled DSDT (DSDT.dsl in `dir`) compiles again.
+bool RecompileDsdt(const TempDir& dir) {
+  auto [rc, out] = Run("cd " + dir.path.string() + " && " + Iasl() + " -p recompiled DSDT.dsl");
+  INFO(out);
+  return rc == 0;
+}
+
 TEST_CASE("ACPI: CPU hotplug: CPUs absent at boot are disabled MADT entries, every other table as before") {
   auto set = BuildAcpiTableSet({.vcpu_count = 2, .possible_vcpus = 4}, boot_layout::kAcpiTablesAddr);
   REQUIRE(set.ok());
@@ -201,20 +226,10 @@ TEST_CASE("ACPI: CPU hotplug: CPUs absent at boot are disabled MADT entries, eve
 }
 
 TEST_CASE("ACPI: CPU hotplug AML disassembles and recompiles with iasl, registers where the device has them") {
-  const char* iasl_env = std::getenv("IASL");
-  const std::string iasl = iasl_env && *iasl_env ? iasl_env : "iasl";
   auto set = BuildAcpiTableSet({.vcpu_count = 1, .possible_vcpus = 3}, boot_layout::kAcpiTablesAddr);
   REQUIRE(set.ok());
   TempDir dir;
-  const AcpiTable& dsdt = Get(*set, "DSDT");
-  {
-    std::ofstream out(dir.path / "DSDT.dat", std::ios::binary);
-    out.write(reinterpret_cast<const char*>(dsdt.bytes.data()), static_cast<std::streamsize>(dsdt.bytes.size()));
-  }
-  auto [rc, out] = Run("cd " + dir.path.string() + " && " + iasl + " -d DSDT.dat");
-  INFO(out);
-  REQUIRE(rc == 0);
-  const std::string dsl = ReadText(dir.path / "DSDT.dsl");
+  const std::string dsl = DisassembleDsdt(*set, dir);
   INFO(dsl);
   CHECK(dsl.find("**** ") == std::string::npos);
   CHECK(dsl.find("OperationRegion (CPHR, SystemIO, 0x0620, 0x63)") != std::string::npos);
@@ -243,9 +258,103 @@ TEST_CASE("ACPI: CPU hotplug AML disassembles and recompiles with iasl, register
   CHECK(dsl.find("ACPI0013") != std::string::npos);
   CHECK(dsl.find("Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, )") != std::string::npos);
   CHECK(dsl.find("Method (_EVT, 1, NotSerialized)") != std::string::npos);
-  auto [crc, cout] = Run("cd " + dir.path.string() + " && " + iasl + " -p recompiled DSDT.dsl");
-  INFO(cout);
-  CHECK(crc == 0);
+  CHECK(RecompileDsdt(dir));
+}
+
+// Memory hotplug: three 128 MiB slots at 4 GiB under a 256 MiB guest (GuestMemory::HotplugBase).
+AcpiMemoryHotplug ThreeSlots() { return {.base = 4ULL << 30, .slot_size = 128ULL << 20, .slots = 3}; }
+
+TEST_CASE("ACPI: memory hotplug AML disassembles and recompiles with iasl: slots, ranges, registers, scan") {
+  // Both kinds at once: one Generic Event Device runs both scans.
+  auto set = BuildAcpiTableSet(
+      {.vcpu_count = 1, .possible_vcpus = 2, .ram = GuestMemory::Layout(256ULL << 20), .memory_hotplug = ThreeSlots()},
+      boot_layout::kAcpiTablesAddr);
+  REQUIRE(set.ok());
+  TempDir dir;
+  const std::string dsl = DisassembleDsdt(*set, dir);
+  INFO(dsl);
+  CHECK(dsl.find("**** ") == std::string::npos);
+  CHECK(dsl.find("OperationRegion (MPHR, SystemIO, 0x0690, 0x63)") != std::string::npos);
+  const size_t field = dsl.find("Field (MPHR, ByteAcc, NoLock, Preserve)");
+  REQUIRE(field != std::string::npos);
+  const size_t a2 = dsl.find("A002,   1", field);
+  const size_t n0 = dsl.find("N000,   1", field);
+  const size_t g0 = dsl.find("G000,   1", field);
+  const size_t acks = dsl.find("MINS,   8", field);
+  CHECK((a2 != std::string::npos && n0 != std::string::npos && g0 != std::string::npos && acks != std::string::npos));
+  CHECK((a2 < n0 && n0 < g0 && g0 < acks));
+  CHECK(dsl.find("MEJ0,   8", acks) != std::string::npos);
+  // Slot 2: a PNP0C80 memory device whose range is the third 128 MiB after 4 GiB.
+  const size_t m2 = dsl.find("Device (M002)");
+  REQUIRE(m2 != std::string::npos);
+  CHECK(dsl.find("EisaId (\"PNP0C80\")", m2) != std::string::npos);
+  const size_t qword =
+      dsl.find("QWordMemory (ResourceConsumer, PosDecode, MinFixed, MaxFixed, Cacheable, ReadWrite", m2);
+  REQUIRE(qword != std::string::npos);
+  CHECK(dsl.find("0x0000000110000000, // Range Minimum", qword) != std::string::npos);
+  CHECK(dsl.find("0x0000000117FFFFFF, // Range Maximum", qword) != std::string::npos);
+  CHECK(dsl.find("0x0000000008000000, // Length", qword) != std::string::npos);
+  CHECK(dsl.find("If (A002)", m2) != std::string::npos);
+  CHECK(dsl.find("MEJ0 = 0x02", m2) != std::string::npos);
+  CHECK(dsl.find("_PXM") == std::string::npos);  // no NUMA tables: no domain to name
+  CHECK(dsl.find("Method (MSCN, 0, Serialized)") != std::string::npos);
+  CHECK(dsl.find("Notify (M002, One)") != std::string::npos);
+  CHECK(dsl.find("Notify (M002, 0x03)") != std::string::npos);
+  CHECK(dsl.find("Notify (M000, One)") != std::string::npos);  // slot 0 is hot-pluggable, unlike CPU 0
+  const size_t evt = dsl.find("Method (_EVT, 1, NotSerialized)");
+  REQUIRE(evt != std::string::npos);
+  CHECK(dsl.find("CSCN ()", evt) != std::string::npos);
+  CHECK(dsl.find("MSCN ()", evt) != std::string::npos);
+  CHECK(RecompileDsdt(dir));
+}
+
+TEST_CASE("ACPI: memory hotplug: the e820-visible RAM unchanged, the slots in the SRAT as hot-pluggable, limits") {
+  // Without NUMA: no SRAT; with it: one hot-pluggable affinity entry for the whole area, in the slots' domain.
+  auto flat =
+      BuildAcpiTableSet({.vcpu_count = 1, .ram = GuestMemory::Layout(256ULL << 20), .memory_hotplug = ThreeSlots()},
+                        boot_layout::kAcpiTablesAddr);
+  REQUIRE(flat.ok());
+  CHECK(flat->Find("SRAT") == nullptr);
+  NumaTopology numa;
+  numa.nodes = {{{0}, 192ULL << 20}, {{1}, 64ULL << 20}};
+  numa.distances = {10, 27, 27, 10};
+  AcpiMemoryHotplug hp = ThreeSlots();
+  hp.proximity_domain = 0;
+  auto set =
+      BuildAcpiTableSet({.vcpu_count = 2, .numa = numa, .ram = GuestMemory::Layout(256ULL << 20), .memory_hotplug = hp},
+                        boot_layout::kAcpiTablesAddr);
+  REQUIRE(set.ok());
+  const AcpiTable& srat = Get(*set, "SRAT");
+  const size_t last = srat.bytes.size() - 40;  // after two CPUs and two boot ranges
+  CHECK(last == 48 + 2 * 16 + 2 * 40);
+  CHECK(srat.bytes[last] == 1);
+  CHECK(Peek<uint32_t>(srat.bytes, last + 2) == 0);
+  CHECK(Peek<uint64_t>(srat.bytes, last + 8) == (4ULL << 30));
+  CHECK(Peek<uint64_t>(srat.bytes, last + 16) == (384ULL << 20));
+  CHECK(Peek<uint32_t>(srat.bytes, last + 28) == 3);  // enabled, hot pluggable
+  const std::vector<uint8_t>& dsdt = Get(*set, "DSDT").bytes;
+  CHECK(std::search(dsdt.begin(), dsdt.end(), std::begin("_PXM"), std::begin("_PXM") + 4) != dsdt.end());
+
+  auto refused = [](AcpiMemoryHotplug m, NumaTopology t = {}) {
+    return !BuildAcpiTableSet(
+                {.vcpu_count = 2, .numa = t, .ram = GuestMemory::Layout(256ULL << 20), .memory_hotplug = m},
+                boot_layout::kAcpiTablesAddr)
+                .ok();
+  };
+  AcpiMemoryHotplug m = ThreeSlots();
+  m.slots = 257;
+  CHECK(refused(m));
+  m = ThreeSlots();
+  m.base = 128ULL << 20;  // inside the RAM
+  CHECK(refused(m));
+  m = ThreeSlots();
+  m.slot_size = 64ULL << 20;  // under Linux's memory block
+  CHECK(refused(m));
+  m = ThreeSlots();
+  m.proximity_domain = 0;  // no NUMA tables to name it in
+  CHECK(refused(m));
+  m.proximity_domain = 2;  // a domain the topology lacks
+  CHECK(refused(m, numa));
 }
 
 TEST_CASE("ACPI: configuration limits") {
@@ -365,8 +474,7 @@ TEST_CASE("ACPI: SRAT and SLIT describe the NUMA domains, and only when there ar
 // The DSDT and every other table must survive the reference disassembler, and the disassembled DSDT
 // must compile again: that checks AML encoding, not just our own reading of it.
 TEST_CASE("ACPI: iasl disassembles every table; the DSDT round-trips through the compiler") {
-  const char* iasl_env = std::getenv("IASL");
-  const std::string iasl = iasl_env && *iasl_env ? iasl_env : "iasl";
+  const std::string iasl = Iasl();
   auto [vrc, vout] = Run(iasl + " -v");
   INFO(vout);
   REQUIRE(vrc == 0);  // acpica-tools must be installed (scripts/setup.sh)

@@ -154,6 +154,35 @@ TEST_CASE("remote-node argv: a memory node runs no vCPUs and says what it lends"
   CHECK(with({"--vcpus=", "--lent-memory=8192"}).ok());
 }
 
+TEST_CASE("remote-node argv: the guest's hotplug area travels with its memory", "[remote_node_args]") {
+  RemoteNodeArgs args;
+  args.vm_id = "vm-h";
+  args.guest_memory_bytes = 256 << 20;
+  args.guest_vcpu_count = 2;
+  args.vcpu_ids = {1};
+  args.home_address = "127.0.0.1:9";
+  args.ready_fd = 3;
+  args.data_plane_key_fd = 0;
+  args.hotplug_memory_bytes = 3ull << 27;  // three 128 MiB slots
+  auto parsed = RemoteNodeArgs::Parse(args.ToArgs());
+  REQUIRE(parsed.ok());
+  CHECK(parsed->hotplug_memory_bytes == 3ull << 27);
+  args.hotplug_memory_bytes = 0;
+  parsed = RemoteNodeArgs::Parse(args.ToArgs());
+  REQUIRE(parsed.ok());
+  CHECK(parsed->hotplug_memory_bytes == 0);  // none: no flag
+  const std::vector<std::string> base = {"--vm-id=a",  "--memory=268435456", "--vcpu-count=2",       "--vcpus=1",
+                                         "--home=h:1", "--ready-fd=3",       "--data-plane-key-fd=0"};
+  for (const char* bad : {"--hotplug-memory=0", "--hotplug-memory=4096", "--hotplug-memory=x",
+                          "--hotplug-memory=34493956096" /* 257 slots */}) {
+    std::vector<std::string> argv = base;
+    argv.push_back(bad);
+    auto refused = RemoteNodeArgs::Parse(argv);
+    REQUIRE_FALSE(refused.ok());
+    CHECK_THAT(std::string(refused.status().message()), Contains("multiple of 128 MiB"));
+  }
+}
+
 }  // namespace
 }  // namespace coalesce
 

@@ -80,6 +80,20 @@ TEST_CASE("max_vcpus: absent ids may be placed once, need not be, and bound the 
              Contains("guest.max_vcpus: 1 is out of range (guest.vcpus 2..255)"));
 }
 
+TEST_CASE("max_memory: the boot RAM plus whole 128M hotplug slots, at most 256 of them", "[profile][validate]") {
+  auto guest = [](const std::string& max) {
+    return "guest { kernel: \"k\" memory: \"256M\" vcpus: 1 max_memory: \"" + max + "\" } home { vcpus: [0] }";
+  };
+  CHECK(Problems(guest("768M")).empty());
+  CHECK(Problems(guest("256M")).empty());  // no slot: no hotplug
+  CHECK(Problems(guest("32G")).empty());   // 254 slots
+  CHECK_THAT(Problems(guest("300M")), Contains("guest.max_memory: '300M' must be guest.memory (256M) plus whole 128M "
+                                               "slots, at most 256 of them (32G)"));
+  CHECK_THAT(Problems(guest("128M")), Contains("guest.max_memory: '128M' must be guest.memory"));
+  CHECK_THAT(Problems(guest("40G")), Contains("at most 256 of them"));
+  CHECK_THAT(Problems(guest("lots")), Contains("guest.max_memory: 'lots' is not a size"));
+}
+
 TEST_CASE("The boot vCPU stays at home", "[profile][validate]") {
   CHECK_THAT(Problems(std::string(kGuest4) + "home { vcpus: [1, 2, 3] }\n"
                       "edge { address: \"127.0.0.1:7001\" vcpus: [0] }\n"),

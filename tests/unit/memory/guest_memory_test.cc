@@ -50,6 +50,32 @@ TEST_CASE("a guest-physical range's place in the memfd, or why it has none", "[g
   CHECK_THAT(std::string(across.status().message()), Catch::Contains("is not RAM"));
 }
 
+TEST_CASE("the hotplug area: 1 GiB-aligned above the boot RAM, after it in the memfd, not boot RAM", "[guest_memory]") {
+  CHECK(GuestMemory::HotplugBase(256ULL << 20) == 4ULL << 30);  // under the PCI hole: from 4 GiB
+  CHECK(GuestMemory::HotplugBase(3ULL << 30) == 4ULL << 30);
+  CHECK(GuestMemory::HotplugBase((3ULL << 30) + 4096) == 5ULL << 30);  // one page above 4 GiB: the next GiB
+  CHECK(GuestMemory::HotplugBase(5ULL << 30) == 6ULL << 30);           // ends at 6 GiB exactly
+  const auto regions = GuestMemory::Layout(256ULL << 20, 384ULL << 20);
+  REQUIRE(regions.size() == 2);
+  CHECK(regions[1].guest_phys == 4ULL << 30);
+  CHECK(regions[1].size == 384ULL << 20);
+  CHECK(regions[1].file_offset == 256ULL << 20);
+  CHECK(*GuestMemory::FileOffset(regions, (4ULL << 30) + 0x1000, 0x1000) == (256ULL << 20) + 0x1000);
+
+  auto mem = GuestMemory::Create(64ULL << 20, 256ULL << 20);
+  REQUIRE(mem.ok());
+  CHECK(mem->size() == 320ULL << 20);  // the memfd holds both
+  CHECK(mem->boot_size() == 64ULL << 20);
+  CHECK(mem->hotplug_size() == 256ULL << 20);
+  CHECK(mem->boot_ram().size() == 1);
+  CHECK(mem->regions().size() == 2);
+  const uint8_t word[4] = {0xde, 0xad, 0xbe, 0xef};
+  REQUIRE(mem->Write((4ULL << 30) + (200ULL << 20), word).ok());
+  CHECK(std::equal(word, word + 4, mem->host_base() + (64ULL << 20) + (200ULL << 20)));
+  CHECK(!GuestMemory::Create(64ULL << 20, 100ULL << 20).ok());          // not whole 128 MiB slots
+  CHECK(!GuestMemory::Create(64ULL << 20, 257 * (128ULL << 20)).ok());  // over 256 slots
+}
+
 TEST_CASE("home-only memory: forwarded accesses read and write the guest's RAM", "[guest_memory]") {
   auto mem = GuestMemory::Create(64ULL << 20);
   REQUIRE(mem.ok());
