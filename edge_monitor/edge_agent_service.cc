@@ -199,7 +199,7 @@ grpc::Status EdgeAgentService::HostVcpus(grpc::ServerContext* context, const pb:
   }
   if (abandoned != nullptr) {
     LOG_WARN("VM '%s': %s; stopping its runtime", vm_id, result.error_message());
-    abandoned->Stop(options_.default_stop_grace);
+    abandoned->Stop(options_.default_stop_grace, RuntimeStopReason::kAbandoned);
   }
   return result;
 }
@@ -228,7 +228,7 @@ grpc::Status EdgeAgentService::StopVm(grpc::ServerContext*, const pb::StopVmRequ
   }
   const absl::Duration grace =
       request->grace_ms() > 0 ? absl::Milliseconds(request->grace_ms()) : options_.default_stop_grace;
-  record->runtime->Stop(std::min(grace, absl::Seconds(60)));
+  record->runtime->Stop(std::min(grace, absl::Seconds(60)), RuntimeStopReason::kStopRequested);
   {
     absl::MutexLock lock(&mu_);
     if (auto it = vms_.find(request->vm_id()); it != vms_.end() && it->second == record) vms_.erase(it);
@@ -264,7 +264,8 @@ void EdgeAgentService::StopAll() {
   // In parallel: each runtime gets its full grace period, not a share of one.
   std::vector<std::thread> stoppers;
   for (auto& record : to_stop) {
-    stoppers.emplace_back([this, record] { record->runtime->Stop(options_.departure_grace); });
+    stoppers.emplace_back(
+        [this, record] { record->runtime->Stop(options_.departure_grace, RuntimeStopReason::kAgentShutdown); });
   }
   for (auto& t : stoppers) t.join();
   absl::MutexLock lock(&mu_);
@@ -313,9 +314,9 @@ grpc::Status EdgeAgentService::RenewLease(grpc::ServerContext*, const pb::RenewL
   return grpc::Status::OK;
 }
 
-void EdgeAgentService::EndLease(const std::shared_ptr<VmRecord>& record) {
+void EdgeAgentService::EndLease(const std::shared_ptr<VmRecord>& record, RuntimeStopReason why) {
   LOG_WARN("VM '%s': %s: its runtime leaves (vCPUs and pages go home)", record->request.vm_id(), record->lease_ended);
-  record->runtime->Stop(options_.departure_grace);
+  record->runtime->Stop(options_.departure_grace, why);
   absl::MutexLock lock(&mu_);
   record->stopping = false;
 }
@@ -338,7 +339,7 @@ absl::StatusOr<pb::VmStatus> EdgeAgentService::Revoke(const std::string& vm_id) 
     record->stopping = true;
     record->lease_ended = "lease revoked by the edge's operator";
   }
-  EndLease(record);
+  EndLease(record, RuntimeStopReason::kLeaseRevoked);
   absl::MutexLock lock(&mu_);
   return StatusOf(*record);
 }
@@ -361,7 +362,9 @@ void EdgeAgentService::LeaseLoop() {
     }
     // In parallel, as StopAll: each runtime gets its whole departure grace.
     std::vector<std::thread> enders;
-    for (auto& record : expired) enders.emplace_back([this, record] { EndLease(record); });
+    for (auto& record : expired) {
+      enders.emplace_back([this, record] { EndLease(record, RuntimeStopReason::kLeaseExpired); });
+    }
     for (auto& t : enders) t.join();
   }
 }

@@ -87,7 +87,7 @@ class EdgeAgentService final : public pb::EdgeAgent::Service {
   static bool LeaseLive(const VmRecord& record);
   absl::Duration Granted(uint32_t lease_seconds) const;
   // Sends the runtime away (SIGTERM, departure grace): its vCPUs go home. The record stays, with the reason.
-  void EndLease(const std::shared_ptr<VmRecord>& record);
+  void EndLease(const std::shared_ptr<VmRecord>& record, RuntimeStopReason why);
   void LeaseLoop();
 
   const Options options_;

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "absl/time/time.h"
+#include "edge_monitor/runtime_stop_reason.h"
 
 namespace coalesce {
 
@@ -23,8 +24,9 @@ class HostedVm {
   // Cheap and non-blocking: the agent calls it under its own lock to count reserved resources.
   virtual HostedVmStatus Status() const = 0;
 
-  // Asks the runtime to end, waits up to `grace`, then forces it. Returns once it has ended; idempotent.
-  virtual void Stop(absl::Duration grace) = 0;
+  // Asks the runtime to end, saying why, waits up to `grace`, then forces it. Returns once it has ended;
+  // idempotent.
+  virtual void Stop(absl::Duration grace, RuntimeStopReason reason) = 0;
 };
 
 }  // namespace coalesce

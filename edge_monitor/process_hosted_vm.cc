@@ -72,18 +72,18 @@ absl::StatusOr<std::unique_ptr<ProcessHostedVm>> ProcessHostedVm::Launch(std::st
         absl::MutexLock lock(&vm->mu_);
         vm->mu_.AwaitWithTimeout(absl::Condition(&vm->exited_), kExitAfterEofWait);
       }
-      vm->Stop(absl::ZeroDuration());
+      vm->Stop(absl::ZeroDuration(), RuntimeStopReason::kAbandoned);
       return absl::InternalError(
           absl::StrCat(vm->name_, ": runtime ended during start-up (", vm->Status().detail, ")"));
     }
     case ReadyResult::kTimedOut:
-      vm->Stop(absl::ZeroDuration());
+      vm->Stop(absl::ZeroDuration(), RuntimeStopReason::kAbandoned);
       return absl::DeadlineExceededError(absl::StrCat(vm->name_, ": runtime did not report ready in time"));
     case ReadyResult::kError:
       break;
   }
   const absl::Status error = ErrnoStatus(absl::StrCat(vm->name_, ": waiting for the runtime to be ready"));
-  vm->Stop(absl::ZeroDuration());
+  vm->Stop(absl::ZeroDuration(), RuntimeStopReason::kAbandoned);
   return error;
 }
 
@@ -120,7 +120,7 @@ void ProcessHostedVm::Supervise(RuntimeLaunch launch, int ready_write_fd) {
 }
 
 ProcessHostedVm::~ProcessHostedVm() {
-  Stop(kDefaultGrace);
+  Stop(kDefaultGrace, RuntimeStopReason::kUnspecified);  // normally ended already: Stop is idempotent
   if (supervisor_.joinable()) supervisor_.join();
 }
 
@@ -144,14 +144,16 @@ HostedVmStatus ProcessHostedVm::Status() const {
   return status;
 }
 
-void ProcessHostedVm::Stop(absl::Duration grace) {
+void ProcessHostedVm::Stop(absl::Duration grace, RuntimeStopReason reason) {
   {
     absl::MutexLock lock(&mu_);
     if (!spawn_done_ || !spawn_status_.ok() || exited_) return;
     stop_requested_ = true;
   }
   if (grace > absl::ZeroDuration()) {
-    if (absl::Status st = child_.Signal(SIGTERM); !st.ok()) LOG_WARN("%s: %s", name_, std::string(st.message()));
+    if (absl::Status st = child_.Signal(SIGTERM, static_cast<int>(reason)); !st.ok()) {
+      LOG_WARN("%s: %s", name_, std::string(st.message()));
+    }
     absl::MutexLock lock(&mu_);
     if (mu_.AwaitWithTimeout(absl::Condition(&exited_), grace)) return;
     LOG_WARN("%s: runtime pid %d ignored SIGTERM for %s; killing it", name_, pid_, absl::FormatDuration(grace));

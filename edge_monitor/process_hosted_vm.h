@@ -44,7 +44,7 @@ class ProcessHostedVm final : public HostedVm {
   ~ProcessHostedVm() override;
 
   HostedVmStatus Status() const override;
-  void Stop(absl::Duration grace) override;
+  void Stop(absl::Duration grace, RuntimeStopReason reason) override;
 
  private:
   explicit ProcessHostedVm(std::string name) : name_(std::move(name)) {}

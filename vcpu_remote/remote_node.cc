@@ -22,6 +22,7 @@
 #include "edge_monitor/host_port.h"
 #include "edge_monitor/host_request_validator.h"
 #include "edge_monitor/remote_node_args.h"
+#include "edge_monitor/runtime_stop_reason.h"
 #include "hypervisor/base/errno_status.h"
 #include "hypervisor/base/log.h"
 #include "hypervisor/base/signal_stopper.h"
@@ -517,16 +518,21 @@ int RunRemoteNodeMain(const std::vector<std::string>& argv) {
   // period, then a forced exit: hypervisor/base/signal_stopper.h).
   BlockStopSignals();
   std::atomic<RemoteNode*> running{nullptr};
+  std::atomic<bool> ran{false};  // the node ran and is being torn down: a stop signal now has nothing to stop
   SignalStopper stopper(
-      [&running](int sig) {
+      [&running, &ran](int sig, int value) {
         if (sig == SIGUSR2) return;  // a status request, meaningful for `run` only
         RemoteNode* node = running.load();
+        // The home stopped the node already (the guest powered off) and the agent's stop came after: the
+        // teardown under way is the stop, within the grace period from here.
+        if (node == nullptr && ran.load()) return;
         if (node == nullptr) {
           std::fprintf(stderr, "coalesce remote-node: stopped by signal %d before the node ran\n", sig);
           std::fflush(stderr);
           ::_exit(exit_status::kHostFailure);
         }
-        node->RequestStop(absl::StrFormat("stopped by signal %d", sig));
+        // The agent's SIGTERM says why (edge_monitor/runtime_stop_reason.h); the home's report repeats it.
+        node->RequestStop(DescribeRuntimeStop(sig, value));
       },
       // A memory node's grace grows with what it may hold: it hands every page back before it goes (2 ms a page
       // covers the nested VM's TCG, where a page's round trip is about 1 ms). The agent's --departure-grace
@@ -561,6 +567,7 @@ int RunRemoteNodeMain(const std::vector<std::string>& argv) {
   ::close(ready_fd);
   running.store(node.get());
   const int status = node->Run();
+  ran.store(true);
   running.store(nullptr);
   node.reset();  // teardown joins threads: still under the stopper's deadline
   return status;

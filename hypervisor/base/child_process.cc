@@ -63,8 +63,15 @@ pid_t ForkChild(const ChildProcess::Options& options) {
 
 int PidfdOpen(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
 
-int PidfdSendSignal(int pidfd, int signal) {
-  return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, signal, nullptr, 0));
+int PidfdSendSignal(int pidfd, int signal, int value) {
+  if (value == 0) return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, signal, nullptr, 0));
+  siginfo_t info{};
+  info.si_signo = signal;
+  info.si_code = SI_QUEUE;  // a user-sent signal with a value; the kernel refuses codes >= 0 from another process
+  info.si_pid = ::getpid();
+  info.si_uid = ::getuid();
+  info.si_value.sival_int = value;
+  return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, signal, &info, 0));
 }
 
 // Reports errno to the parent through the exec-error pipe and ends the child.
@@ -287,15 +294,16 @@ absl::Status ChildProcess::CheckUserNamespaces() {
   return absl::OkStatus();
 }
 
-absl::Status ChildProcess::Signal(int signal) {
+absl::Status ChildProcess::Signal(int signal, int value) {
   if (!valid()) return absl::FailedPreconditionError("signal: no child process");
   if (!pidfd_.valid()) {
     // Only when pidfd_open failed in Spawn: the child is not reaped yet, so its pid cannot have been recycled.
     if (reaped_) return absl::OkStatus();
-    if (::kill(pid_, signal) != 0 && errno != ESRCH) return ErrnoStatus(absl::StrCat("kill pid ", pid_));
+    const int rc = value == 0 ? ::kill(pid_, signal) : ::sigqueue(pid_, signal, sigval{.sival_int = value});
+    if (rc != 0 && errno != ESRCH) return ErrnoStatus(absl::StrCat("kill pid ", pid_));
     return absl::OkStatus();
   }
-  if (PidfdSendSignal(pidfd_.get(), signal) != 0 && errno != ESRCH) {
+  if (PidfdSendSignal(pidfd_.get(), signal, value) != 0 && errno != ESRCH) {
     return ErrnoStatus(absl::StrCat("pidfd_send_signal to pid ", pid_));
   }
   return absl::OkStatus();

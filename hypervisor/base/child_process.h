@@ -65,8 +65,9 @@ class ChildProcess final {
   [[nodiscard]] int pidfd() const { return pidfd_.get(); }
 
   // Sends `signal` through the pidfd. A child that already exited is not an error. Safe to call while another
-  // thread is blocked in Wait().
-  absl::Status Signal(int signal);
+  // thread is blocked in Wait(). A non-zero `value` goes with it as a queued signal's value (SI_QUEUE, as
+  // sigqueue(3)): the child reads it from its siginfo (SignalStopper passes it on).
+  absl::Status Signal(int signal, int value = 0);
 
   // Blocks until the child exits and reaps it; returns the wait status (as from waitpid). Call from one thread.
   absl::StatusOr<int> Wait();

@@ -42,7 +42,7 @@ void BlockStopSignals() {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
-SignalStopper::SignalStopper(std::function<void(int)> on_signal, Deadline deadline)
+SignalStopper::SignalStopper(std::function<void(int, int)> on_signal, Deadline deadline)
     : on_signal_(std::move(on_signal)), deadline_(deadline) {
   thread_ = std::thread([this] {
     sigset_t set = StopSignals();
@@ -50,7 +50,8 @@ SignalStopper::SignalStopper(std::function<void(int)> on_signal, Deadline deadli
     int64_t stop_deadline_ms = -1;
     int first_stop = 0;
     while (!done_.load()) {
-      int sig = sigtimedwait(&set, nullptr, &tick);
+      siginfo_t info{};
+      int sig = sigtimedwait(&set, &info, &tick);
       if (sig > 0 && sig != SIGUSR2 && sig != SIGPWR) {
         if (first_stop != 0) {
           char why[96];
@@ -60,7 +61,7 @@ SignalStopper::SignalStopper(std::function<void(int)> on_signal, Deadline deadli
         first_stop = sig;
         stop_deadline_ms = NowMs() + deadline_.grace_ms;
       }
-      if (sig > 0) on_signal_(sig);
+      if (sig > 0) on_signal_(sig, info.si_code == SI_QUEUE ? info.si_value.sival_int : 0);
       if (stop_deadline_ms >= 0 && NowMs() >= stop_deadline_ms && !done_.load()) {
         char why[128];
         std::snprintf(why, sizeof why, "not stopped %d ms after %s", deadline_.grace_ms, strsignal(first_stop));

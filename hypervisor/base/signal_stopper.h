@@ -22,14 +22,15 @@ class SignalStopper final {
     int forced_exit_status = 1;  // the status of a forced end
     const char* who = "coalesce";
   };
-  // `on_signal(signo)` runs on the stopper's thread.
-  SignalStopper(std::function<void(int)> on_signal, Deadline deadline);
+  // `on_signal(signo, value)` runs on the stopper's thread; `value` is a queued signal's value (sigqueue,
+  // pidfd_send_signal with SI_QUEUE: the edge agent says so why it stops a runtime), 0 for a plain signal.
+  SignalStopper(std::function<void(int, int)> on_signal, Deadline deadline);
   ~SignalStopper();
   SignalStopper(const SignalStopper&) = delete;
   SignalStopper& operator=(const SignalStopper&) = delete;
 
  private:
-  std::function<void(int)> on_signal_;
+  std::function<void(int, int)> on_signal_;
   Deadline deadline_;
   std::atomic<bool> done_{false};
   std::thread thread_;

@@ -330,7 +330,7 @@ int RunCommand(const std::vector<std::string>& args) {
   // whatever the VM is blocked on.
   std::atomic<Machine*> running{nullptr};
   SignalStopper stopper(
-      [&running](int sig) {
+      [&running](int sig, int /*value*/) {
         Machine* vm = running.load();
         if (sig == SIGPWR) {  // the daemon's `virsh shutdown`: ask the guest to power off
           if (vm != nullptr) vm->PressPowerButton();

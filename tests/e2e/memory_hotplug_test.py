@@ -10,7 +10,13 @@ written with. `setmemory 256M` after the file is gone: the guest offlines and ej
 what it was at boot; `setmemory 384M` plugs slot 0 in again. Wrong sizes are refused with the range, the
 controller ignored no guest write, and the guest powers off with exit 0.
 
-Usage: memory_hotplug_test.py COALESCE ASSETS_DIR"""
+CASE edge: a memory edge lends RAM and the guest grows by it. The guest boots with 256M of at most 512M, a home
+allowance of 224M and memory edge A lending 64M. `ctl attach B memory=256M` leases agent B and plugs two slots
+in: MemTotal grows by 256M and a 288M file written to a tmpfs (spilled to A and B beyond home's 224M) reads back
+with its checksum. `ctl detach B`: B's pages come home, then the two slots B lent are given back (the guest
+offlines and ejects them) and MemTotal is as at boot; the guest powers off with exit 0.
+
+Usage: memory_hotplug_test.py COALESCE ASSETS_DIR [local|edge]"""
 import os
 import re
 import subprocess
@@ -20,12 +26,14 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from edge_agent_process import EdgeAgent  # noqa: E402
 from guest_shell import GuestShell  # noqa: E402
 from kvm_required import kvm_problem  # noqa: E402
 import test_checks  # noqa: E402
 from test_checks import check  # noqa: E402
 
 COALESCE, ASSETS = sys.argv[1:3]
+CASE = sys.argv[3] if len(sys.argv) > 3 else "local"
 NESTED = os.environ.get("COALESCE_NESTED_KVM") == "1"
 SLOW = 5 if NESTED else 1  # the nested VM runs the guest under TCG: everything takes longer
 
@@ -44,9 +52,13 @@ def ctl(*args):
     return test_checks.ctl(COALESCE, "--vm", name, *args)
 
 
+agents = [EdgeAgent(COALESCE), EdgeAgent(COALESCE)] if CASE == "edge" else []
 cmd = [COALESCE, "run", "--name", name, "--kernel", os.path.join(ASSETS, "vmlinuz"), "--initrd",
-       os.path.join(ASSETS, "initramfs.cpio"), "--vcpus", "1", "--memory", "256M", "--max-memory", "768M",
+       os.path.join(ASSETS, "initramfs.cpio"), "--vcpus", "1", "--memory", "256M",
+       "--max-memory", "512M" if CASE == "edge" else "768M",
        "--append", "console=ttyS0 loglevel=4 memhp_default_state=online_movable"]
+if CASE == "edge":
+    cmd += ["--home-memory", "224M", "--memory-edge", f"{agents[0].listen}=64M"]
 with open(out_path, "w") as out:
     vm = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT)
 shell = GuestShell(vm, out_path, SLOW)
@@ -79,13 +91,40 @@ def memory_blocks():
     return {int(m.group(1)): m.group(2) for m in re.finditer(r"^(\d+) (\w+)", text, re.M)}
 
 
-def main():
+def boot():
+    """Waits for the guest's shell; returns its MemTotal at boot (kB)."""
     check("the guest reached its shell", shell.wait_ready(900 if NESTED else 120), shell.tail())
     boot_total = mem_total()
     check(f"the guest's RAM at boot: MemTotal {boot_total} kB, under 256M", boot_total and boot_total < 256 * MIB)
     boot_blocks = memory_blocks()
     # Block n covers [n * 128M, (n + 1) * 128M): the slots at 4 GiB would be blocks 32 and up.
     check(f"no memory block at 4 GiB or above yet: {sorted(boot_blocks)}", boot_blocks and max(boot_blocks) < 32)
+    return boot_total
+
+
+def write_and_check(megabytes):
+    """Writes `megabytes` of random bytes to a tmpfs and reads them back: their checksum going in and coming out."""
+    text = guest("mkdir -p /mnt && mount -t tmpfs -o size=400m tmpfs /mnt && "
+                 f"dd if=/dev/urandom bs=1M count={megabytes} 2>/dev/null | tee /mnt/f | md5sum && md5sum /mnt/f",
+                 timeout=600) or ""
+    sums = re.findall(r"^([0-9a-f]{32}) ", text, re.M)
+    check(f"{megabytes}M of random bytes written to a tmpfs read back with the same checksum: {sums}",
+          len(sums) == 2 and sums[0] == sums[1], text + shell.tail())
+    guest("rm /mnt/f && umount /mnt")
+
+
+def power_off():
+    rc, _, err = ctl("shutdown")
+    check("ctl shutdown: the power button is pressed", rc == 0, err)
+    try:
+        vm_rc = vm.wait(300 if NESTED else 60)
+    except subprocess.TimeoutExpired:
+        vm_rc = None
+    check(f"the guest powered off: exit 0 (got {vm_rc})", vm_rc == 0, shell.tail())
+
+
+def local_case():
+    boot_total = boot()
     rc, status, err = ctl("status")
     check("ctl status: nothing plugged in, 512M more possible",
           rc == 0 and "memory hotplug: 0 plugged in (slots none) of 512M more possible, guest RAM 256M" in status,
@@ -106,17 +145,10 @@ def main():
     check(f"blocks 32 and 33 (4 GiB + 0, + 128M) online: {blocks}",
           blocks.get(32) == "online" and blocks.get(33) == "online")
 
-    # More than the whole boot RAM, so it can only live (at least partly) in the plugged-in memory.
-    text = guest("mkdir -p /mnt && mount -t tmpfs -o size=400m tmpfs /mnt && "
-                 "dd if=/dev/urandom bs=1M count=288 2>/dev/null | tee /mnt/f | md5sum && md5sum /mnt/f",
-                 timeout=300) or ""
-    sums = re.findall(r"^([0-9a-f]{32}) ", text, re.M)
-    check(f"288M of random bytes written to a tmpfs read back with the same checksum: {sums}",
-          len(sums) == 2 and sums[0] == sums[1], text + shell.tail())
-
-    # (Not asked while the file is there: Linux would retry migrating it out of the movable blocks for as long
-    # as it cannot, holding its ACPI hotplug worker.)
-    guest("rm /mnt/f && umount /mnt")
+    # More than the whole boot RAM, so it can only live (at least partly) in the plugged-in memory. (Removed
+    # before the unplug: Linux would retry migrating it out of the movable blocks for as long as it cannot,
+    # holding its ACPI hotplug worker.)
+    write_and_check(288)
     rc, reply, err = ctl("setmemory", "256M")
     check("setmemory 256M once the file is gone: the guest offlined and ejected both slots",
           rc == 0 and "memory slots 0-1 (256M at 0x100000000) unplugged" in reply and "guest RAM 256M" in reply,
@@ -138,19 +170,46 @@ def main():
           rc == 0 and "memory hotplug: 128M plugged in (slots 0) of 512M more possible, guest RAM 384M" in status
           and "guest writes ignored: 0" in status and ", 384 MiB of RAM" in status, status + err)
 
-    rc, _, err = ctl("shutdown")
-    check("ctl shutdown: the power button is pressed", rc == 0, err)
-    try:
-        vm_rc = vm.wait(300 if NESTED else 60)
-    except subprocess.TimeoutExpired:
-        vm_rc = None
-    check(f"the guest powered off: exit 0 (got {vm_rc})", vm_rc == 0, shell.tail())
+
+def edge_case():
+    b = agents[1]
+    boot_total = boot()
+    rc, reply, err = ctl("attach", b.listen, "memory=256M")
+    check("attach B memory=256M: B lends 256M and the guest grows by it (slots 0-1)",
+          rc == 0 and "memory edge" in reply and "the guest grew by it: memory slots 0-1 plugged in" in reply
+          and "guest RAM 512M, home keeps at most 224M" in reply, reply + err + b.log_tail())
+    print(f"  {reply.strip()}")
+    grown = mem_total_becomes(boot_total + 256 * MIB)
+    check(f"MemTotal grew by exactly 256M: {boot_total} -> {grown} kB", grown == boot_total + 256 * MIB, shell.tail())
+    # 288M in a guest whose home keeps 224M: the spill puts the oldest pages on A and B.
+    write_and_check(288)
+    rc, status, err = ctl("status")
+    spilled = re.search(r"pages spilled (\d+)", status)
+    check(f"pages spilled to the memory edges: {spilled.group(1) if spilled else None}",
+          rc == 0 and spilled and int(spilled.group(1)) > 0 and "memory hotplug: 256M plugged in (slots 0-1)" in status,
+          status + err)
+    rc, reply, err = test_checks.ctl(COALESCE, "--timeout", "600", "--vm", name, "detach", b.listen, timeout=620)
+    check("detach B: its pages come home, then the slots it lent are given back (the guest ejected them)",
+          rc == 0 and "left" in reply and re.search(r"memory slots 0-1 \(256M at 0x100000000\), which it lent, given "
+                                                    r"back: the guest ejected it in [\d.]+ ms", reply),
+          reply + err + shell.tail())
+    print(f"  {reply.strip()}")
+    shrunk = mem_total_becomes(boot_total)
+    check(f"MemTotal is the boot value again: {shrunk} kB", shrunk == boot_total, shell.tail())
+    rc, status, err = ctl("status")
+    check("ctl status: nothing plugged in, 256M of RAM", rc == 0 and "memory hotplug: 0 plugged in" in status
+          and ", 256 MiB of RAM" in status, status + err)
 
 
 try:
-    main()
+    edge_case() if CASE == "edge" else local_case()
+    power_off()
 finally:
     if vm.poll() is None:
         vm.kill()
         vm.wait()
+    for agent in agents:
+        if test_checks.failures:
+            print(f"---- agent {agent.listen} ----\n{agent.log_tail()}")
+        agent.stop()
 test_checks.finish()

@@ -430,7 +430,10 @@ try:
         home, seen = start_home_until(base + ["--memory-edge", f"{a.listen}=128M", "--append", "mb=64 passes=6"],
                                       "pass 1 over", env={"COALESCE_DSM_STATS": "1"})
         a.proc.terminate()  # SIGTERM: the agent asks home to take back what it hosts
-        m, _ = finish_walk(home, seen, "memory edge leaves mid-run", a)
+        m, err = finish_walk(home, seen, "memory edge leaves mid-run", a)
+        if err is not None:
+            check("home reports why the memory edge left: its agent shutting down (the reason its SIGTERM carried)",
+                  m is not None and m.group(1) == "the edge agent is shutting down", err[-3000:])
         if m:
             print(f"     departure: pages home in {m.group(3)} ms")
         # The memory edge's operator revokes the VM's lease mid-run (`ctl --socket PATH revoke VM_ID` on the agent's
@@ -454,7 +457,8 @@ try:
                 print(f"     revoke: the memory edge's runtime left in {r.group(1)} ms")
         d, err = finish_walk(home, seen, "memory edge revoked mid-run", a)
         if err is not None:
-            check("home reports the memory edge's departure", d is not None, err[-3000:])
+            check("home reports the memory edge's departure and why: its lease revoked by the edge's operator",
+                  d is not None and d.group(1) == "the lease was revoked by the edge's operator", err[-3000:])
             if d:
                 print(f"     revoke: home reports '{d.group(1)}', pages home in {d.group(3)} ms")
         a.stop()

@@ -1,3 +1,5 @@
+#include <signal.h>
+
 #include <catch2/catch.hpp>
 
 #include "edge_monitor/edge_agent_flags.h"
@@ -6,6 +8,7 @@
 #include "edge_monitor/host_request_validator.h"
 #include "edge_monitor/profile_loader.h"
 #include "edge_monitor/remote_node_args.h"
+#include "edge_monitor/runtime_stop_reason.h"
 
 namespace coalesce {
 namespace {
@@ -181,6 +184,17 @@ TEST_CASE("remote-node argv: the guest's hotplug area travels with its memory", 
     REQUIRE_FALSE(refused.ok());
     CHECK_THAT(std::string(refused.status().message()), Contains("multiple of 128 MiB"));
   }
+}
+
+TEST_CASE("runtime stop reasons in words; a value the runtime does not know reads as the signal") {
+  CHECK(DescribeRuntimeStop(SIGTERM, static_cast<int>(RuntimeStopReason::kLeaseRevoked)) ==
+        "the lease was revoked by the edge's operator");
+  CHECK(DescribeRuntimeStop(SIGTERM, static_cast<int>(RuntimeStopReason::kLeaseExpired)) ==
+        "the lease expired (not renewed in time)");
+  CHECK(DescribeRuntimeStop(SIGTERM, static_cast<int>(RuntimeStopReason::kAgentShutdown)) ==
+        "the edge agent is shutting down");
+  CHECK(DescribeRuntimeStop(SIGTERM, 0) == "stopped by signal 15");
+  CHECK(DescribeRuntimeStop(SIGINT, 77) == "stopped by signal 2");
 }
 
 }  // namespace
