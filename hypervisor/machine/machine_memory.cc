@@ -28,9 +28,11 @@ std::string Machine::AttachMemoryEdge(const std::string& address, const std::str
   }
   absl::StatusOr<uint64_t> bytes = ParseSize(size_text, "attach: memory");
   if (!bytes.ok()) return absl::StrFormat("error: %s", bytes.status().message());
-  if (*bytes == 0 || *bytes % platform::kPageSize != 0 || *bytes > config_.memory) {
+  // Up to the most RAM the guest may have: a guest that may grow grows by what is lent.
+  const uint64_t most = config_.memory + config_.hotplug_memory();
+  if (*bytes == 0 || *bytes % platform::kPageSize != 0 || *bytes > most) {
     return absl::StrFormat("error: attach: memory %s is not a positive multiple of 4K up to the guest's %s",
-                           size_text, FormatSize(config_.memory));
+                           size_text, FormatSize(most));
   }
   const auto start = std::chrono::steady_clock::now();
   absl::StatusOr<uint16_t> node =
@@ -79,9 +81,9 @@ std::string Machine::HomeMemoryCommand(const std::vector<std::string>& words) {
     if (absl::Status st = CheckHomeAllowance(*bytes, "home-memory", words[0]); !st.ok()) {
       return absl::StrFormat("error: %s", st.message());
     }
-    if (*bytes < config_.memory) pages = *bytes / platform::kPageSize;
+    if (*bytes < PresentMemory()) pages = *bytes / platform::kPageSize;
   }
-  const uint64_t total = config_.memory / platform::kPageSize;
+  const uint64_t total = PresentMemory() / platform::kPageSize;  // plugged-in slots included
   const uint64_t capacity = home_->dsm().memory_nodes_capacity();
   if (pages != 0 && capacity < total - pages) {
     return absl::StrFormat(
