@@ -32,7 +32,7 @@ double MsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 }
 
-// "slots 0-1 (256 MiB at 0x140000000)"; the slots are consecutive whenever the VMM picked them.
+// "slots 0-1 (256M at 0x100000000)": the slots and where the first one starts (the VMM picks consecutive ones).
 std::string DescribeSlots(const std::vector<uint32_t>& slots, uint64_t base) {
   return absl::StrFormat("slots %s (%s at %#x)", FormatVcpuList(slots),
                          FormatSize(slots.size() * p::kMemoryHotplugSlotSize),
