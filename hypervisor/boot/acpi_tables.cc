@@ -119,7 +119,7 @@ Bytes BuildDsdt(const AcpiConfig& config) {
                                                          .ToBuffer()),
                                  }));
   // Processor devices, matched to the MADT's Local APIC entries by _UID = ACPI processor UID. With hotplug,
-  // every CPU but the bootstrap processor is described by AppendCpuHotplug instead.
+  // every CPU but the bootstrap processor is described by CpuHotplugAml (acpi_hotplug_aml.h) instead.
   for (uint32_t i = 0; i < (Hotplug(config) ? 1 : config.vcpu_count); ++i) {
     sb.push_back(a::Device(absl::StrFormat("C%03X", i),
                            {a::Name("_HID", a::String("ACPI0007")), a::Name("_UID", a::Integer(i))}));

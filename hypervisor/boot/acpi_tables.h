@@ -27,9 +27,9 @@ struct AcpiVirtioMmioDevice {
 
 struct AcpiConfig {
   uint32_t vcpu_count = 1;  // 1..255: one enabled Local APIC per vCPU, APIC id = vCPU index
-  // CPUs the guest may gain while it runs (ACPI CPU hotplug, devmodel/cpu_hotplug.h): when more than
+  // CPUs the guest may gain while it runs (ACPI CPU hotplug, devmodel/hotplug_controller.h): when more than
   // vcpu_count, vCPUs vcpu_count..possible_vcpus-1 are disabled MADT entries, every CPU but 0 gets _STA, _MAT
-  // and _EJ0 from the hotplug controller, and a Generic Event Device on platform::kCpuHotplugIrq runs the
+  // and _EJ0 from the hotplug controller, and a Generic Event Device on platform::kHotplugIrq runs the
   // scan. 0: vcpu_count (no hotplug; the tables are as before).
   uint32_t possible_vcpus = 0;
   uint8_t ioapic_id = 0;    // must match the IOAPIC device's ID register
