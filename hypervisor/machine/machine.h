@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <string>
@@ -118,6 +119,8 @@ class Machine final {
   // Of `vcpus` (an edge's, just moved home as it left), those `attach` plugged in are the CPUs that edge lent:
   // the guest gives them back (ACPI eject). Returns a note for the departure's report ("" when none).
   std::string GiveBackLentCpus(const std::vector<uint32_t>& vcpus);
+  // Milliseconds since `start`, for the hotplug and attach replies.
+  static double MsSince(std::chrono::steady_clock::time_point start);
   // `vcpus` are no longer CPUs an edge lent (unplugged, or home for good).
   void ForgetLent(const std::vector<uint32_t>& vcpus);
   // `coalesce ctl ... setmemory SIZE` (machine_memory_hotplug.cc): plugs absent memory slots (lowest first) or

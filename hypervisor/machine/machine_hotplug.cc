@@ -19,11 +19,11 @@ namespace {
 constexpr absl::Duration kInsertTimeout = absl::Seconds(10);
 constexpr absl::Duration kEjectTimeout = absl::Seconds(30);
 
-double MsSince(std::chrono::steady_clock::time_point start) {
+}  // namespace
+
+double Machine::MsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 }
-
-}  // namespace
 
 absl::StatusOr<std::vector<uint32_t>> Machine::PlugVcpus(const std::vector<uint32_t>& vcpus) {
   std::vector<uint32_t> plugged;

@@ -39,7 +39,7 @@ std::string Machine::AttachMemoryEdge(const std::string& address, const std::str
       home_->AttachEdge(EdgePlacementSpec{.agent_address = address, .vcpus = {}, .memory_bytes = *bytes});
   if (!node.ok()) return absl::StrFormat("error: attach %s: %s", address, node.status().message());
   forwarding_router_->AddNode(*node);
-  const double lease_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  const double lease_ms = MsSince(start);
   const std::string grown = GrowWithLentMemory(*node, *bytes);
   return absl::StrFormat("vm %s: memory edge %s attached as node %u in %.1f ms, lending %s%s", config_.name, address,
                          *node, lease_ms, FormatSize(*bytes),
@@ -66,8 +66,7 @@ std::string Machine::GrowWithLentMemory(uint16_t node, uint64_t bytes) {
   }
   return absl::StrFormat(
       "; the guest grew by it: memory slots %s plugged in, taken in %.1f ms; guest RAM %s, home keeps at most %s",
-      FormatVcpuList(*plugged),
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count(),
+      FormatVcpuList(*plugged), MsSince(start),
       FormatSize(PresentMemory()), FormatSize(home_->dsm().memory_allowance() * platform::kPageSize));
 }
 

@@ -28,10 +28,6 @@ namespace p = platform;
 constexpr absl::Duration kInsertTimeout = absl::Seconds(10);
 constexpr absl::Duration kEjectTimeout = absl::Seconds(60);
 
-double MsSince(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-}
-
 // "slots 0-1 (256M at 0x100000000)": the slots and where the first one starts (the VMM picks consecutive ones).
 std::string DescribeSlots(const std::vector<uint32_t>& slots, uint64_t base) {
   return absl::StrFormat("slots %s (%s at %#x)", FormatVcpuList(slots),
