@@ -5,7 +5,9 @@ A guest passes when the VMM exits with status (code << 1) | 1 for the expected d
 shows every --expect text on some line and, unless --expect-code is given, the code is 0 and the console
 shows "<guest>: PASS". On failure the whole console is printed.
 
-Exit status: 0 pass, 1 fail. A missing /dev/kvm is a failure, never a skip.
+Exit status: 0 pass, 1 fail. A missing /dev/kvm is a failure, never a skip. In the nested KVM VM under
+multi-threaded TCG a triple fault without the guest's verdict is run once more (emulator_fault); the second run's
+result stands.
 """
 import argparse
 import os
@@ -59,6 +61,23 @@ def describe_status(status):
     return 'status %d (not a debug-exit status)' % status
 
 
+# How each VMM ends a guest that triple-faulted: QEMU with -no-reboot exits 0, coalesce exits 6.
+TRIPLE_FAULT_STATUS = {True: 0, False: 6}
+
+
+def emulator_fault(qemu, status, console, guest):
+    """Why a run that ended in a triple fault without the guest's verdict may be rerun once, or None.
+
+    Only under the nested KVM VM's multi-threaded TCG, where QEMU's emulation of the nested host itself
+    triple-faults such guests about 1 run in 30 (docs/NESTED_KVM.md): the guest's own exception handlers print
+    a verdict for every fault they can see, so a silent triple fault there is not the guest's or the VMM's."""
+    if os.environ.get('COALESCE_NESTED_TCG_THREAD') != 'multi' or status != TRIPLE_FAULT_STATUS[qemu]:
+        return None
+    if any(line.startswith(guest + ': PASS') or line.startswith(guest + ': FAIL') for line in console.split('\n')):
+        return None
+    return 'the guest triple-faulted without a verdict under multi-threaded TCG (the nested host\'s known fault)'
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('coalesce', help='path of the coalesce executable (unused with --qemu)')
@@ -91,6 +110,11 @@ def main():
                       args.memory_mib, args.vmm_arg)
     print('running:', ' '.join(cmd), flush=True)
     console, status, elapsed, error = run_vmm(cmd, args.timeout)
+    fault = None if error else emulator_fault(args.qemu, status, console, guest)
+    if fault:
+        print('%s: %s after %.1f s; running it once more. Its console:' % (label, fault, elapsed))
+        print(console.rstrip('\n'), flush=True)
+        console, status, elapsed, error = run_vmm(cmd, args.timeout)
     if error:
         print('FAIL %s: %s' % (label, error))
         return 1
