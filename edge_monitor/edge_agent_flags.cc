@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "edge_monitor/host_port.h"
+#include "hypervisor/base/flag_parser.h"
 
 namespace coalesce {
 
@@ -53,14 +54,16 @@ const char* EdgeAgentUsage() {
 namespace {
 
 // A whole number of seconds, 1..max.
-absl::StatusOr<absl::Duration> ParseSeconds(const std::string& flag, const std::string& v, uint32_t max) {
-  uint32_t seconds = 0;
-  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), seconds);
-  if (ec != std::errc() || p != v.data() + v.size() || seconds < 1 || seconds > max) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("edge: ", flag, " '", v, "' is not a number of seconds (1..", max, ")"));
-  }
-  return absl::Seconds(seconds);
+FlagParser::Setter StoreWholeSeconds(absl::Duration* out, uint32_t max) {
+  return [out, max](absl::string_view flag, const std::string& v) {
+    uint32_t seconds = 0;
+    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), seconds);
+    if (ec != std::errc() || p != v.data() + v.size() || seconds < 1 || seconds > max) {
+      return absl::InvalidArgumentError(absl::StrCat(flag, " '", v, "' is not a number of seconds (1..", max, ")"));
+    }
+    *out = absl::Seconds(seconds);
+    return absl::OkStatus();
+  };
 }
 
 }  // namespace
@@ -69,106 +72,75 @@ absl::StatusOr<EdgeAgentFlags> ParseEdgeAgentFlags(const std::vector<std::string
                                                    const EdgeCapacity& default_capacity) {
   EdgeAgentFlags flags;
   flags.capacity = default_capacity;
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string name = args[i];
-    std::optional<std::string> value;
-    if (name == "-h" || name == "--help") {
-      flags.help = true;
-      continue;
-    }
-    if (name.rfind("--", 0) != 0) {
-      return absl::InvalidArgumentError(absl::StrCat("edge: unexpected argument '", name, "' (see --help)"));
-    }
-    if (const size_t eq = name.find('='); eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name.resize(eq);
-    }
-    auto take_value = [&]() -> absl::StatusOr<std::string> {
-      if (value) return *value;
-      if (i + 1 >= args.size()) return absl::InvalidArgumentError(absl::StrCat("edge: ", name, " needs a value"));
-      return args[++i];
-    };
-    if (name == "--listen") {
-      auto v = take_value();
-      if (!v.ok()) return v.status();
-      if (auto hp = ParseHostPort(*v, "--listen", /*allow_port_zero=*/true); !hp.ok()) {
-        return absl::InvalidArgumentError(absl::StrCat("edge: ", hp.status().message()));
-      }
-      flags.listen = *v;
-    } else if (name == "--capacity") {
-      auto v = take_value();
-      if (!v.ok()) return v.status();
-      auto capacity = ParseCapacityFlag(*v, flags.capacity);
-      if (!capacity.ok()) return absl::InvalidArgumentError(absl::StrCat("edge: ", capacity.status().message()));
-      flags.capacity = *capacity;
-    } else if (name == "--runtime") {
-      auto v = take_value();
-      if (!v.ok()) return v.status();
-      if (v->empty()) return absl::InvalidArgumentError("edge: --runtime needs a path");
-      flags.runtime_executable = *v;
-    } else if (name == "--tls-ca" || name == "--tls-cert" || name == "--tls-key" || name == "--tls-crl") {
-      auto v = take_value();
-      if (!v.ok()) return v.status();
-      if (v->empty()) return absl::InvalidArgumentError(absl::StrCat("edge: ", name, " needs a file"));
-      (name == "--tls-ca"     ? flags.tls.ca
-       : name == "--tls-cert" ? flags.tls.cert
-       : name == "--tls-key"  ? flags.tls.key
-                              : flags.tls.crl) = *v;
-    } else if (name == "--insecure") {
-      if (value) return absl::InvalidArgumentError("edge: --insecure takes no value");
-      flags.insecure = true;
-    } else if (name == "--max-load") {
-      auto v = take_value();
-      if (!v.ok()) return v.status();
-      double x = 0;
-      auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), x);
-      if (ec != std::errc() || p != v->data() + v->size() || !(x > 0)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("edge: --max-load '", *v, "' is not a load per CPU larger than 0 (e.g. 0.8)"));
-      }
-      flags.limits.max_load_per_cpu = x;
-    } else if (name == "--min-battery") {
-      auto v = take_value();
-      if (!v.ok()) return v.status();
-      uint32_t percent = 0;
-      auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), percent);
-      if (ec != std::errc() || p != v->data() + v->size() || percent > 100) {
-        return absl::InvalidArgumentError(absl::StrCat("edge: --min-battery '", *v, "' is not a percentage (0..100)"));
-      }
-      flags.limits.min_battery_percent = percent;
-    } else if (name == "--departure-grace" || name == "--max-lease") {
-      auto v = take_value();
-      if (!v.ok()) return v.status();
-      const bool grace = name == "--departure-grace";
-      auto seconds = ParseSeconds(name, *v, grace ? 600 : 86400);
-      if (!seconds.ok()) return seconds.status();
-      (grace ? flags.departure_grace : flags.max_lease) = *seconds;
-    } else if (name == "--control") {
-      auto v = take_value();
-      if (!v.ok()) return v.status();
-      if (v->empty()) return absl::InvalidArgumentError("edge: --control needs a path");
-      flags.control = *v;
-    } else if (name == "--announce") {
-      // The value is optional (--announce alone announces under the default name), so only "=NAME" gives one.
-      flags.announce = true;
-      if (value) {
-        if (value->empty() || value->size() > 63) {
-          return absl::InvalidArgumentError(absl::StrCat("edge: --announce name '", *value, "': 1 to 63 bytes"));
+  FlagParser parser;
+  parser.Switch("--help", &flags.help)
+      .Alias("-h", "--help")
+      .Switch("--insecure", &flags.insecure)
+      .Value("--listen",
+             [&](absl::string_view flag, const std::string& v) -> absl::Status {
+               if (auto hp = ParseHostPort(v, std::string(flag), /*allow_port_zero=*/true); !hp.ok()) {
+                 return hp.status();
+               }
+               flags.listen = v;
+               return absl::OkStatus();
+             })
+      .Value("--capacity",
+             [&](absl::string_view, const std::string& v) -> absl::Status {
+               auto capacity = ParseCapacityFlag(v, flags.capacity);
+               if (!capacity.ok()) return capacity.status();
+               flags.capacity = *capacity;
+               return absl::OkStatus();
+             })
+      .Value("--runtime", StoreNonEmpty(&flags.runtime_executable, "a path"))
+      .Value("--tls-ca", StoreNonEmpty(&flags.tls.ca, "a file"))
+      .Value("--tls-cert", StoreNonEmpty(&flags.tls.cert, "a file"))
+      .Value("--tls-key", StoreNonEmpty(&flags.tls.key, "a file"))
+      .Value("--tls-crl", StoreNonEmpty(&flags.tls.crl, "a file"))
+      .Value("--max-load",
+             [&](absl::string_view, const std::string& v) {
+               double x = 0;
+               auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
+               if (ec != std::errc() || p != v.data() + v.size() || !(x > 0)) {
+                 return absl::InvalidArgumentError(
+                     absl::StrCat("--max-load '", v, "' is not a load per CPU larger than 0 (e.g. 0.8)"));
+               }
+               flags.limits.max_load_per_cpu = x;
+               return absl::OkStatus();
+             })
+      .Value(
+          "--min-battery",
+          [&](absl::string_view, const std::string& v) {
+            uint32_t percent = 0;
+            auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), percent);
+            if (ec != std::errc() || p != v.data() + v.size() || percent > 100) {
+              return absl::InvalidArgumentError(absl::StrCat("--min-battery '", v, "' is not a percentage (0..100)"));
+            }
+            flags.limits.min_battery_percent = percent;
+            return absl::OkStatus();
+          })
+      .Value("--departure-grace", StoreWholeSeconds(&flags.departure_grace, 600))
+      .Value("--max-lease", StoreWholeSeconds(&flags.max_lease, 86400))
+      .Value("--control", StoreNonEmpty(&flags.control, "a path"))
+      // The name is optional (--announce alone announces under the default name), so only "=NAME" gives one.
+      .OptionalValue("--announce", &flags.announce,
+                     [&](absl::string_view, const std::string& v) {
+                       if (v.empty() || v.size() > 63) {
+                         return absl::InvalidArgumentError(absl::StrCat("--announce name '", v, "': 1 to 63 bytes"));
+                       }
+                       flags.announce_name = v;
+                       return absl::OkStatus();
+                     })
+      .Value("--log-level", [&](absl::string_view, const std::string& v) {
+        LogLevel level;
+        if (!ParseLogLevel(v, &level)) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("--log-level '", v, "' is not one of debug, info, warning, error"));
         }
-        flags.announce_name = *value;
-      }
-    } else if (name == "--log-level") {
-      auto v = take_value();
-      if (!v.ok()) return v.status();
-      LogLevel level;
-      if (!ParseLogLevel(*v, &level)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("edge: --log-level '", *v, "' is not one of debug, info, warning, error"));
-      }
-      flags.log_level = level;
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat("edge: unknown flag '", name, "' (see --help)"));
-    }
+        flags.log_level = level;
+        return absl::OkStatus();
+      });
+  if (absl::Status st = parser.Parse(args); !st.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("edge: ", st.message(), " (see --help)"));
   }
   if (!flags.help && flags.listen.empty()) {
     return absl::InvalidArgumentError("edge: --listen HOST:PORT is required (see --help)");

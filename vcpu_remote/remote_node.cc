@@ -493,19 +493,9 @@ int RemoteNode::Run() {
 
 int RunRemoteNodeMain(const std::vector<std::string>& argv) {
   absl::StatusOr<RemoteNodeArgs> args = RemoteNodeArgs::Parse(argv);
-  if (!args.ok()) {
-    std::fprintf(stderr, "coalesce remote-node: %s\n", std::string(args.status().message()).c_str());
+  if (!args.ok()) {  // the message starts "remote-node: "; the vCPU count and ids are checked there too
+    std::fprintf(stderr, "coalesce %s\n", std::string(args.status().message()).c_str());
     return exit_status::kUsage;
-  }
-  if (args->guest_vcpu_count == 0 || args->guest_vcpu_count > 255) {
-    std::fprintf(stderr, "coalesce remote-node: --vcpu-count out of range\n");
-    return exit_status::kUsage;
-  }
-  for (uint32_t id : args->vcpu_ids) {
-    if (id >= args->guest_vcpu_count) {
-      std::fprintf(stderr, "coalesce remote-node: vCPU %u is not below --vcpu-count %u\n", id, args->guest_vcpu_count);
-      return exit_status::kUsage;
-    }
   }
   absl::StatusOr<dsm::DataPlaneSecret> secret = ReadDataPlaneKey(args->data_plane_key_fd);
   if (!secret.ok()) {

@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "e2e"))
 from edge_agent_process import EdgeAgent  # noqa: E402
 from qmp_client import Qmp  # noqa: E402
-from guest_shell import GuestShell  # noqa: E402
+from guest_shell import GuestStartError, start_shell_guest  # noqa: E402
 import test_checks  # noqa: E402
 
 ap = argparse.ArgumentParser()
@@ -56,21 +55,8 @@ WAIT_AND_ONLINE = ("while [ ! -e /sys/devices/system/cpu/cpu1/online ]; do :; do
                    "echo 1 > /sys/devices/system/cpu/cpu1/online")
 
 
-class BenchError(Exception):
-    pass
-
-
 def start_guest(cmd, tag, timeout):
-    out_path = os.path.join(work, f"{tag}.console")
-    with open(out_path, "w") as out:
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT)
-    shell = GuestShell(proc, out_path, SLOW)
-    if not shell.wait_ready(timeout):
-        proc.kill()
-        proc.wait()
-        raise BenchError(f"{tag}: the guest did not reach its shell in {timeout} s: "
-                         f"{' | '.join(shell.tail(600).splitlines()[-4:])}")
-    return proc, shell
+    return start_shell_guest(cmd, os.path.join(work, f"{tag}.console"), timeout, SLOW)
 
 
 def round_trip(shell, plug, unplug):
@@ -180,7 +166,7 @@ if a.no_qemu:
 else:
     try:
         q, why = qemu()
-    except (BenchError, SystemExit, OSError) as e:  # the baseline failing is reported, not fatal
+    except (GuestStartError, SystemExit, OSError) as e:  # the baseline failing is reported, not fatal
         q, why = None, f"QEMU's run failed: {e}"
         print(why, flush=True)
 local = [] if a.only_qemu else coalesce_local()

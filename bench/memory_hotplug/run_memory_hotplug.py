@@ -23,17 +23,16 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "e2e"))
+from control_client import control_request  # noqa: E402
 from qmp_client import Qmp  # noqa: E402
-from guest_shell import GuestShell  # noqa: E402
+from guest_shell import GuestStartError, start_shell_guest  # noqa: E402
 import test_checks  # noqa: E402
 
 ap = argparse.ArgumentParser()
@@ -53,21 +52,8 @@ BLOCK = "/sys/devices/system/memory/memory32"
 WAIT_ONLINE = f'while [ "$(cat {BLOCK}/state 2>/dev/null)" != online ]; do :; done'
 
 
-class BenchError(Exception):
-    pass
-
-
 def start_guest(cmd, tag, timeout):
-    out_path = os.path.join(work, f"{tag}.console")
-    with open(out_path, "w") as out:
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT)
-    shell = GuestShell(proc, out_path, SLOW)
-    if not shell.wait_ready(timeout):
-        proc.kill()
-        proc.wait()
-        raise BenchError(f"{tag}: the guest did not reach its shell in {timeout} s: "
-                         f"{' | '.join(shell.tail(600).splitlines()[-4:])}")
-    return proc, shell
+    return start_shell_guest(cmd, os.path.join(work, f"{tag}.console"), timeout, SLOW)
 
 
 def wait_gone(shell):
@@ -96,15 +82,8 @@ def round_trip(shell, plug, unplug):
 
 
 def ctl(name, command):
-    """One command on the VM's control socket (hypervisor/base/control_socket.h: a line in, one reply, closed)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(300)
-        s.connect(os.path.join(work, f"{name}.sock"))
-        s.sendall(command.encode() + b"\n")
-        reply = b""
-        while chunk := s.recv(65536):
-            reply += chunk
-    text = reply.decode(errors="replace")
+    """One command on the VM's control socket, as `coalesce ctl` sends it."""
+    _, text = control_request(os.path.join(work, f"{name}.sock"), command, 300)
     if text.startswith("error"):
         raise SystemExit(f"{command}: {text}")
     return text
@@ -151,7 +130,7 @@ def qemu():
                                        "-initrd", initrd, "-append", APPEND, "-qmp",
                                        f"unix:{qmp_path},server=on,wait=off"], f"qemu{attempt}", 180 if NESTED else 60)
             break
-        except BenchError as e:
+        except GuestStartError as e:
             if attempt == 2:
                 raise
             print(f"{e}; starting QEMU once more", flush=True)
@@ -183,7 +162,7 @@ if a.no_qemu:
 else:
     try:
         q, why = qemu()
-    except (BenchError, SystemExit, OSError) as e:  # the baseline failing is reported, not fatal
+    except (GuestStartError, SystemExit, OSError) as e:  # the baseline failing is reported, not fatal
         q, why = None, f"QEMU's run failed: {e}"
         print(why, flush=True)
 local, ctl_process = coalesce()

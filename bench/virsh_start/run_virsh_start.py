@@ -16,10 +16,8 @@ import os
 import pty
 import select
 import signal
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 

@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "e2e"))
 from edge_agent_process import EdgeAgent  # noqa: E402
+from control_client import control_request  # noqa: E402
 from qmp_client import Qmp  # noqa: E402
 from test_checks import wait_for  # noqa: E402
 
@@ -44,24 +44,6 @@ work = tempfile.mkdtemp(prefix="coalesce-bench-pause-")
 os.environ["COALESCE_RUN_DIR"] = work
 # Long enough for every round; the guest is killed at the end, its verdict is not the point here.
 APPEND = f"seconds={3000 if NESTED else 600} ping_timeout_s=600"
-
-
-def control(path, command):
-    """One command on a VM's control socket: (milliseconds to the reply, reply)."""
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(60)
-    s.connect(path)
-    t0 = time.perf_counter()
-    s.sendall(command.encode() + b"\n")
-    reply = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        reply += chunk
-    ms = (time.perf_counter() - t0) * 1000
-    s.close()
-    return ms, reply.decode()
 
 
 def rounds_of(pause, resume, label):
@@ -92,7 +74,7 @@ def coalesce(edges):
         sock = os.path.join(work, f"{name}.sock")
 
         def call(command):
-            ms, reply = control(sock, command)
+            ms, reply = control_request(sock, command)
             if reply.startswith("error"):
                 raise SystemExit(f"{command}: {reply}")
             return ms, reply

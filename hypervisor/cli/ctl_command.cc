@@ -3,8 +3,9 @@
 #include <cstdio>
 
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
+#include "absl/strings/str_join.h"
 #include "hypervisor/base/control_socket.h"
+#include "hypervisor/base/flag_parser.h"
 #include "hypervisor/vcpu/exit_status.h"
 
 namespace coalesce {
@@ -58,42 +59,19 @@ const char kCtlUsage[] =
 }  // namespace
 
 int CtlCommand(const std::vector<std::string>& args) {
-  std::string vm, socket, command;
+  std::string vm, socket;
   double timeout_s = 30;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    auto value = [&](const char* flag) -> const std::string* {
-      if (i + 1 >= args.size()) {
-        std::fprintf(stderr, "coalesce ctl: %s needs a value\n", flag);
-        return nullptr;
-      }
-      return &args[++i];
-    };
-    if (a == "--help" || a == "-h") {
-      std::fputs(kCtlUsage, stdout);
-      return 0;
-    } else if (a == "--vm") {
-      const std::string* v = value("--vm");
-      if (v == nullptr) return exit_status::kUsage;
-      vm = *v;
-    } else if (a == "--socket") {
-      const std::string* v = value("--socket");
-      if (v == nullptr) return exit_status::kUsage;
-      socket = *v;
-    } else if (a == "--timeout") {
-      const std::string* v = value("--timeout");
-      if (v == nullptr) return exit_status::kUsage;
-      if (!absl::SimpleAtod(*v, &timeout_s) || !(timeout_s > 0)) {
-        std::fprintf(stderr, "coalesce ctl: --timeout '%s' is not a number of seconds\n", v->c_str());
-        return exit_status::kUsage;
-      }
-    } else if (absl::StartsWith(a, "-")) {
-      std::fprintf(stderr, "coalesce ctl: unknown flag '%s'\n\n%s", a.c_str(), kCtlUsage);
-      return exit_status::kUsage;
-    } else {
-      command += command.empty() ? a : " " + a;  // the command and its arguments, one line to the VM
-    }
-  }
+  bool help = false;
+  std::vector<std::string> words;  // the command and its arguments, one line to the VM
+  FlagParser flags;
+  flags.Switch("--help", &help)
+      .Alias("-h", "--help")
+      .Value("--vm", StoreText(&vm))
+      .Value("--socket", StoreText(&socket))
+      .Value("--timeout", StoreSeconds(&timeout_s, 0.001, 86400))
+      .Positional(&words);
+  if (auto done = ParseCommandLine(flags, args, help, "coalesce ctl", kCtlUsage, exit_status::kUsage)) return *done;
+  const std::string command = absl::StrJoin(words, " ");
   if (vm.empty() == socket.empty() || command.empty()) {
     std::fprintf(stderr, "coalesce ctl: give --vm NAME or --socket PATH, and a command\n\n%s", kCtlUsage);
     return exit_status::kUsage;

@@ -2,9 +2,9 @@
 
 #include <cstdio>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
 #include "edge_monitor/dns_sd.h"
+#include "hypervisor/base/flag_parser.h"
 #include "hypervisor/vcpu/exit_status.h"
 
 namespace coalesce {
@@ -25,27 +25,11 @@ const char kDiscoverUsage[] =
 
 int DiscoverCommand(const std::vector<std::string>& args) {
   double wait_s = 3;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a == "--help" || a == "-h") {
-      std::fputs(kDiscoverUsage, stdout);
-      return 0;
-    }
-    if (a == "--wait") {
-      if (i + 1 >= args.size()) {
-        std::fprintf(stderr, "coalesce discover: --wait needs a value\n");
-        return exit_status::kUsage;
-      }
-      const std::string& v = args[++i];
-      if (!absl::SimpleAtod(v, &wait_s) || !(wait_s >= 0.5 && wait_s <= 60)) {
-        std::fprintf(stderr, "coalesce discover: --wait '%s' is not a number of seconds from 0.5 to 60\n", v.c_str());
-        return exit_status::kUsage;
-      }
-      continue;
-    }
-    std::fprintf(stderr, "coalesce discover: unknown argument '%s'\n\n%s", a.c_str(), kDiscoverUsage);
-    return exit_status::kUsage;
-  }
+  bool help = false;
+  FlagParser flags;
+  flags.Switch("--help", &help).Alias("-h", "--help").Value("--wait", StoreSeconds(&wait_s, 0.5, 60));
+  if (auto done = ParseCommandLine(flags, args, help, "coalesce discover", kDiscoverUsage, exit_status::kUsage))
+    return *done;
   absl::StatusOr<std::vector<DnsSdService>> found = BrowseDnsSd(absl::Seconds(wait_s));
   if (!found.ok()) {
     std::fprintf(stderr, "coalesce discover: %s\n", std::string(found.status().message()).c_str());

@@ -11,6 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "edge_monitor/pki.h"
 #include "hypervisor/base/errno_status.h"
+#include "hypervisor/base/flag_parser.h"
 #include "hypervisor/base/small_file.h"
 #include "hypervisor/base/status_macros.h"
 #include "hypervisor/vcpu/exit_status.h"
@@ -98,23 +99,20 @@ int PkiCommand(const std::vector<std::string>& args) {
   std::string name = "Coalesce CA", san;
   int days = verb == "ca" ? 365 : verb == "issue" ? 90 : 30;
   bool replace = false;
-  for (size_t i = 1; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a == "--replace") {
-      replace = true;
-    } else if (a == "--name" || a == "--san" || a == "--days") {
-      if (i + 1 >= args.size()) return Fail(absl::StrCat(a, " needs a value"));
-      const std::string& v = args[++i];
-      if (a == "--name") name = v;
-      if (a == "--san") san = v;
-      if (a == "--days" && (!absl::SimpleAtoi(v, &days) || days < 1 || days > 36500)) {
-        return Fail(absl::StrCat("--days: '", v, "' is not a number of days (1-36500)"));
-      }
-    } else if (a.rfind("--", 0) == 0) {
-      return Fail(absl::StrCat("unknown flag '", a, "'\n\n", kPkiUsage));
-    } else {
-      positional.push_back(a);
-    }
+  FlagParser flags;
+  flags.Switch("--replace", &replace)
+      .Value("--name", StoreText(&name))
+      .Value("--san", StoreText(&san))
+      .Value("--days",
+             [&days](absl::string_view flag, const std::string& v) {
+               if (!absl::SimpleAtoi(v, &days) || days < 1 || days > 36500) {
+                 return absl::InvalidArgumentError(absl::StrCat(flag, ": '", v, "' is not a number of days (1-36500)"));
+               }
+               return absl::OkStatus();
+             })
+      .Positional(&positional);
+  if (absl::Status st = flags.Parse(std::vector<std::string>(args.begin() + 1, args.end())); !st.ok()) {
+    return Fail(absl::StrCat(st.message(), "\n\n", kPkiUsage));
   }
   if (verb == "ca") {
     if (positional.size() != 1) return Fail(absl::StrCat("ca takes one directory\n\n", kPkiUsage));

@@ -1,9 +1,8 @@
 #include "hypervisor/cli/run_options.h"
 
-#include <charconv>
-
 #include "absl/strings/str_cat.h"
 #include "edge_monitor/size.h"
+#include "hypervisor/base/flag_parser.h"
 
 namespace coalesce {
 
@@ -93,162 +92,60 @@ const char kRunUsage[] =
 
 namespace {
 
-absl::StatusOr<uint32_t> ParseUint(const std::string& flag, const std::string& text) {
-  uint32_t v = 0;
-  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc() || p != text.data() + text.size() || text.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(flag, ": '", text, "' is not a number"));
-  }
-  return v;
+// A size with a K/M/G/T suffix, stored as a byte count (`bytes`) or as checked text (`text`).
+FlagParser::Setter StoreSize(uint64_t* bytes, std::string* text = nullptr) {
+  return [bytes, text](absl::string_view flag, const std::string& value) -> absl::Status {
+    absl::StatusOr<uint64_t> n = ParseSize(value, std::string(flag));
+    if (!n.ok()) return n.status();
+    if (bytes != nullptr) *bytes = *n;
+    if (text != nullptr) *text = value;
+    return absl::OkStatus();
+  };
 }
 
 }  // namespace
 
 absl::StatusOr<RunOptions> ParseRunOptions(const std::vector<std::string>& args) {
   RunOptions o;
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string flag = args[i];
-    std::string value;
-    bool has_inline = false;
-    if (auto eq = flag.find('='); flag.rfind("--", 0) == 0 && eq != std::string::npos) {
-      value = flag.substr(eq + 1);
-      flag = flag.substr(0, eq);
-      has_inline = true;
-    }
-    auto take = [&]() -> absl::StatusOr<std::string> {
-      if (has_inline) return value;
-      if (i + 1 >= args.size()) return absl::InvalidArgumentError(absl::StrCat(flag, " needs a value"));
-      return args[++i];
-    };
-    if (flag == "--help" || flag == "-h") {
-      o.help = true;
-    } else if (flag == "--stats") {
-      o.print_stats = true;
-    } else if (flag == "--kernel") {
-      auto v = take();
-      if (!v.ok()) return v.status();
-      o.kernel = *v;
-    } else if (flag == "--initrd") {
-      auto v = take();
-      if (!v.ok()) return v.status();
-      o.initrd = *v;
-    } else if (flag == "--append") {
-      auto v = take();
-      if (!v.ok()) return v.status();
-      o.append = *v;
-    } else if (flag == "--profile") {
-      auto v = take();
-      if (!v.ok()) return v.status();
-      o.profile = *v;
-    } else if (flag == "--disk") {
-      auto v = take();
-      if (!v.ok()) return v.status();
-      o.disks.push_back(*v);
-    } else if (flag == "--net") {
-      auto v = take();
-      if (!v.ok()) return v.status();
-      o.nets.push_back(*v);
-    } else if (flag == "--edge") {
-      auto v = take();
-      if (!v.ok()) return v.status();
-      o.edges.push_back(*v);
-    } else if (flag == "--data-plane") {
-      auto v = take();
-      if (!v.ok()) return v.status();
-      o.data_plane = *v;
-    } else if (flag == "--home-memory") {
-      auto v = take();
-      if (!v.ok()) return v.status();
-      o.home_memory = *v;
-    } else if (flag == "--memory-edge") {
-      auto v = take();
-      if (!v.ok()) return v.status();
-      o.memory_edges.push_back(*v);
-    } else if (flag == "--home-only-memory") {
-      auto v = take();
-      if (!v.ok()) return v.status();
-      o.home_only_memory = *v;
-    } else if (flag == "--link") {
-      auto v = take();
-      if (!v.ok()) return v.status();
-      o.link = *v;
-    } else if (flag == "--discover") {
-      auto v = take();
-      if (!v.ok()) return v.status();
-      o.discover = *v;
-    } else if (flag == "--home-vcpus") {
-      auto v = take();
-      if (!v.ok()) return v.status();
-      auto n = ParseUint("--home-vcpus", *v);
-      if (!n.ok()) return n.status();
-      if (*n == 0) return absl::InvalidArgumentError("--home-vcpus: at least 1 (vCPU 0 runs at home)");
-      o.home_vcpus = *n;
-    } else if (flag == "--name") {
-      auto v = take();
-      if (!v.ok()) return v.status();
-      o.name = *v;
-    } else if (flag == "--numa") {
-      auto v = take();
-      if (!v.ok()) return v.status();
-      o.numa = *v;
-    } else if (flag == "--data-plane-advertise") {
-      auto v = take();
-      if (!v.ok()) return v.status();
-      o.data_plane_advertise = *v;
-    } else if (flag == "--tls-ca" || flag == "--tls-cert" || flag == "--tls-key" || flag == "--tls-crl") {
-      auto v = take();
-      if (!v.ok()) return v.status();
-      if (v->empty()) return absl::InvalidArgumentError(absl::StrCat(flag, " needs a file"));
-      (flag == "--tls-ca" ? o.tls.ca : flag == "--tls-cert" ? o.tls.cert : flag == "--tls-key" ? o.tls.key : o.tls.crl) = *v;
-    } else if (flag == "--insecure") {
-      o.insecure = true;
-    } else if (flag == "--cpu") {
-      auto v = take();
-      if (!v.ok()) return v.status();
-      if (*v != "host" && *v != "baseline" && *v != "auto") {
-        return absl::InvalidArgumentError(absl::StrCat("--cpu: '", *v, "' is not a CPU model (host, baseline or auto)"));
-      }
-      o.cpu_model = *v;
-    } else if (flag == "--rip-samples") {
-      auto v = take();
-      if (!v.ok()) return v.status();
-      o.rip_samples = *v;
-    } else if (flag == "--log-level") {
-      auto v = take();
-      if (!v.ok()) return v.status();
-      o.log_level = *v;
-    } else if (flag == "--vcpus") {
-      auto v = take();
-      if (!v.ok()) return v.status();
-      auto n = ParseUint("--vcpus", *v);
-      if (!n.ok()) return n.status();
-      o.vcpus = *n;
-      o.vcpus_set = true;
-    } else if (flag == "--max-vcpus") {
-      auto v = take();
-      if (!v.ok()) return v.status();
-      auto n = ParseUint("--max-vcpus", *v);
-      if (!n.ok()) return n.status();
-      if (*n == 0 || *n > kMaxVcpus) {
-        return absl::InvalidArgumentError(absl::StrCat("--max-vcpus: ", *n, " is out of range: between 1 and ", kMaxVcpus));
-      }
-      o.max_vcpus = *n;
-    } else if (flag == "--max-memory") {
-      auto v = take();
-      if (!v.ok()) return v.status();
-      if (absl::StatusOr<uint64_t> n = ParseSize(*v, "--max-memory"); !n.ok()) return n.status();
-      o.max_memory = *v;  // checked against the guest's memory with the profile (guest.max_memory)
-    } else if (flag == "--memory") {
-      auto v = take();
-      if (!v.ok()) return v.status();
-      auto n = ParseSize(*v, "--memory");
-      if (!n.ok()) return n.status();
-      o.memory = *n;
-      o.memory_set = true;
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat("unknown flag '", args[i], "' (see coalesce run --help)"));
-    }
+  FlagParser flags;
+  flags.Switch("--help", &o.help)
+      .Alias("-h", "--help")
+      .Switch("--stats", &o.print_stats)
+      .Switch("--insecure", &o.insecure)
+      .Value("--kernel", StoreText(&o.kernel))
+      .Value("--initrd", StoreText(&o.initrd))
+      .Value("--append", StoreText(&o.append))
+      .Value("--profile", StoreText(&o.profile))
+      .Value("--disk", AppendText(&o.disks))
+      .Value("--net", AppendText(&o.nets))
+      .Value("--edge", AppendText(&o.edges))
+      .Value("--data-plane", StoreText(&o.data_plane))
+      .Value("--data-plane-advertise", StoreText(&o.data_plane_advertise))
+      .Value("--home-memory", StoreText(&o.home_memory))
+      .Value("--memory-edge", AppendText(&o.memory_edges))
+      .Value("--home-only-memory", StoreText(&o.home_only_memory))
+      .Value("--link", StoreText(&o.link))
+      .Value("--discover", StoreText(&o.discover))
+      .Value("--home-vcpus", StoreUint32(&o.home_vcpus, 1))  // vCPU 0 runs at home
+      .Value("--name", StoreText(&o.name))
+      .Value("--numa", StoreText(&o.numa))
+      .Value("--tls-ca", StoreNonEmpty(&o.tls.ca, "a file"))
+      .Value("--tls-cert", StoreNonEmpty(&o.tls.cert, "a file"))
+      .Value("--tls-key", StoreNonEmpty(&o.tls.key, "a file"))
+      .Value("--tls-crl", StoreNonEmpty(&o.tls.crl, "a file"))
+      .Value("--cpu", StoreChoice(&o.cpu_model, {"host", "baseline", "auto"}))
+      .Value("--rip-samples", StoreText(&o.rip_samples))
+      .Value("--log-level", StoreText(&o.log_level))
+      .Value("--vcpus", StoreUint32(&o.vcpus))  // range checked by ValidateRunOptions, after the profile
+      .Value("--max-vcpus", StoreUint32(&o.max_vcpus, 1, kMaxVcpus))
+      // checked against the guest's memory with the profile (guest.max_memory)
+      .Value("--max-memory", StoreSize(nullptr, &o.max_memory))
+      .Value("--memory", StoreSize(&o.memory));
+  if (absl::Status st = flags.Parse(args); !st.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(st.message(), " (see coalesce run --help)"));
   }
+  o.vcpus_set = flags.Seen("--vcpus");
+  o.memory_set = flags.Seen("--memory");
   return o;
 }
 

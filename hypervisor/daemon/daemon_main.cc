@@ -8,6 +8,7 @@
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
+#include "hypervisor/base/flag_parser.h"
 #include "hypervisor/base/log.h"
 #include "hypervisor/daemon/domain_manager.h"
 #include "hypervisor/daemon/remote_dispatch.h"
@@ -47,34 +48,15 @@ int RunDaemonMain(const std::vector<std::string>& args) {
   std::string socket_path = "/run/coalesce/coalesce-sock";
   std::string state_dir = "/var/lib/coalesce";
   std::string log_level = "info";
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    auto value = [&](const char* flag) -> const std::string* {
-      if (i + 1 >= args.size()) {
-        std::fprintf(stderr, "coalesce daemon: %s needs a value\n", flag);
-        return nullptr;
-      }
-      return &args[++i];
-    };
-    if (a == "--help" || a == "-h") {
-      std::fputs(kDaemonUsage, stdout);
-      return 0;
-    }
-    const std::string* v = nullptr;
-    if (a == "--socket") {
-      if (!(v = value("--socket"))) return exit_status::kUsage;
-      socket_path = *v;
-    } else if (a == "--state-dir") {
-      if (!(v = value("--state-dir"))) return exit_status::kUsage;
-      state_dir = *v;
-    } else if (a == "--log-level") {
-      if (!(v = value("--log-level"))) return exit_status::kUsage;
-      log_level = *v;
-    } else {
-      std::fprintf(stderr, "coalesce daemon: unknown flag '%s'\n\n%s", a.c_str(), kDaemonUsage);
-      return exit_status::kUsage;
-    }
-  }
+  bool help = false;
+  FlagParser flags;
+  flags.Switch("--help", &help)
+      .Alias("-h", "--help")
+      .Value("--socket", StoreText(&socket_path))
+      .Value("--state-dir", StoreText(&state_dir))
+      .Value("--log-level", StoreText(&log_level));
+  if (auto done = ParseCommandLine(flags, args, help, "coalesce daemon", kDaemonUsage, exit_status::kUsage))
+    return *done;
   LogLevel level;
   if (!ParseLogLevel(log_level, &level)) {
     std::fprintf(stderr, "coalesce daemon: --log-level: '%s' is not one of debug, info, warning, error\n",

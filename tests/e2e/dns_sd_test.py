@@ -113,8 +113,8 @@ try:
           and any(v[0].endswith(":7001") for v in found.values())
           and any(v[0].endswith(":7004") for v in found.values()), text)
 
-    for args, why in ((["--wait", "0"], "--wait '0' is not a number of seconds"),
-                      (["--wait"], "--wait needs a value"), (["--color"], "unknown argument '--color'")):
+    for args, why in ((["--wait", "0"], "--wait: '0' is not a number of seconds"),
+                      (["--wait"], "--wait needs a value"), (["--color"], "unknown flag '--color'")):
         p = subprocess.run([COALESCE, "discover"] + args, capture_output=True, text=True, timeout=30)
         check(f"discover {' '.join(args)}: exit 2 naming it", p.returncode == 2 and why in p.stderr, p.stderr)
     p = subprocess.run([COALESCE, "edge", "--listen", "127.0.0.1:0", "--announce="], capture_output=True, text=True,

@@ -2,6 +2,7 @@
 initramfs's /init starts a shell when the command line has no coalesce.cmd (scripts/guest-assets.sh). For
 tests and benchmarks that act on a running guest from the host between guest commands (hotplug, moves)."""
 import os
+import subprocess
 import time
 
 from test_checks import wait_for
@@ -51,3 +52,22 @@ class GuestShell:
     def tail(self, limit=3000):
         with open(self.out_path, errors="replace") as f:
             return f.read()[-limit:]
+
+
+class GuestStartError(Exception):
+    """The guest did not reach its shell. Callers decide: a benchmark's baseline may be started once more."""
+
+
+def start_shell_guest(cmd, out_path, timeout, slow=1):
+    """Starts the VMM command `cmd` (stdin a pipe, console into `out_path`) and waits up to `timeout` seconds for
+    the guest's shell. Returns (process, GuestShell); on a timeout the VMM is killed and GuestStartError says
+    what the console showed last."""
+    with open(out_path, "w") as out:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT)
+    shell = GuestShell(proc, out_path, slow)
+    if not shell.wait_ready(timeout):
+        proc.kill()
+        proc.wait()
+        raise GuestStartError(f"{os.path.basename(out_path)}: the guest did not reach its shell in {timeout} s: "
+                              f"{' | '.join(shell.tail(600).splitlines()[-4:])}")
+    return proc, shell
