@@ -1,6 +1,8 @@
 #include "hypervisor/daemon/console_stream.h"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/inotify.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -11,10 +13,34 @@
 
 namespace coalesce::daemon {
 namespace {
-// How often the console file is checked for new output: small next to a guest's line rate, invisible to a
-// person typing, and it bounds what `virsh start --console` adds to the first line.
+// New output is sent when inotify says the console file changed, so `virsh start --console` waits for no timer
+// before the first line. Without inotify (its instance limit reached) the file is checked this often instead:
+// small next to a guest's line rate, invisible to a person typing.
 constexpr auto kPollInterval = std::chrono::milliseconds(10);
+// With inotify, how often a quiet pump still looks whether the guest ended or the stream was stopped.
+constexpr int kQuietCheckMs = 50;
 constexpr size_t kChunk = 64 * 1024;
+
+// A watch on the console file's writes; invalid when inotify is not available.
+UniqueFd WatchWrites(const std::string& path) {
+  UniqueFd fd(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+  if (!fd.valid()) return fd;
+  if (::inotify_add_watch(fd.get(), path.c_str(), IN_MODIFY | IN_CLOSE_WRITE) < 0) return UniqueFd();
+  return fd;
+}
+
+// Waits for the next write to the console file (or kQuietCheckMs), then drains the watch's events.
+void WaitForWrite(const UniqueFd& watch) {
+  if (!watch.valid()) {
+    std::this_thread::sleep_for(kPollInterval);
+    return;
+  }
+  pollfd p{watch.get(), POLLIN, 0};
+  if (::poll(&p, 1, kQuietCheckMs) <= 0) return;
+  alignas(inotify_event) char events[4096];
+  while (::read(watch.get(), events, sizeof(events)) > 0) {
+  }
+}
 }  // namespace
 
 ConsoleStream::ConsoleStream(std::shared_ptr<Connection> conn, MessageHeader open_call, DomainManager* domains,
@@ -82,6 +108,8 @@ void ConsoleStream::ClientEnded(MessageStatus status) {
 
 void ConsoleStream::Pump() {
   UniqueFd out(::open(source_.output_path.c_str(), O_RDONLY | O_CLOEXEC));
+  // Watched before the first read, so a write between that read and the wait is not missed.
+  const UniqueFd watch = WatchWrites(source_.output_path);
   uint64_t offset = source_.start_offset;
   std::vector<uint8_t> buf(kChunk);
   bool guest_gone = false;
@@ -101,7 +129,7 @@ void ConsoleStream::Pump() {
     }
     // Checked before the last read, so output written just before the guest ended is still sent.
     guest_gone = !domains_->IsRunning(domain_, source_.id);
-    if (!guest_gone) std::this_thread::sleep_for(kPollInterval);
+    if (!guest_gone) WaitForWrite(watch);
   }
 }
 
