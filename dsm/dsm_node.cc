@@ -140,10 +140,10 @@ void DsmNode::SetMemoryAllowance(uint64_t pages) {
   KickSpiller();
 }
 
-void DsmNode::SetMemoryNode(NodeId node, uint64_t capacity) {
+void DsmNode::SetMemoryNode(NodeId node, uint64_t capacity, std::pair<uint64_t, uint64_t> range) {
   {
     absl::MutexLock l(&mu_);
-    allowance_.SetTarget(node, capacity);
+    allowance_.SetTarget(node, capacity, range);
     UpdateSpillingLocked();
   }
   KickSpiller();

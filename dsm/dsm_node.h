@@ -125,10 +125,11 @@ class DsmNode final {
   absl::Status SetLinkEmulation(NodeId peer, const LinkEmulation& link);
 
   // Memory nodes (docs/DSM.md, "Spilling to memory nodes"), at the home: keep at most `pages` of guest RAM present
-  // here (0: no limit), spilling the oldest pages to memory nodes. A memory node takes up to `capacity` pages;
+  // here (0: no limit), spilling the oldest pages to memory nodes. A memory node takes up to `capacity` pages,
+  // first those in its `range` of pages [first, second) (the RAM its guest NUMA domain names; none when empty);
   // removing one spills nothing more to it (its pages come back when it leaves).
   void SetMemoryAllowance(uint64_t pages);
-  void SetMemoryNode(NodeId node, uint64_t capacity);
+  void SetMemoryNode(NodeId node, uint64_t capacity, std::pair<uint64_t, uint64_t> range = {0, 0});
   void RemoveMemoryNode(NodeId node);
   // The allowance (0: none) and the memory nodes' total capacity, in pages.
   [[nodiscard]] uint64_t memory_allowance() const;

@@ -6,18 +6,18 @@
 
 namespace coalesce::dsm {
 
-void MemoryAllowance::SetTarget(NodeId node, uint64_t capacity) {
+void MemoryAllowance::SetTarget(NodeId node, uint64_t capacity, std::pair<uint64_t, uint64_t> range) {
   RemoveTarget(node);
-  targets_.emplace_back(node, capacity);
+  targets_.push_back(Target{node, capacity, range});
 }
 
 void MemoryAllowance::RemoveTarget(NodeId node) {
-  std::erase_if(targets_, [node](const auto& t) { return t.first == node; });
+  std::erase_if(targets_, [node](const Target& t) { return t.node == node; });
 }
 
 uint64_t MemoryAllowance::capacity() const {
   uint64_t sum = 0;
-  for (const auto& t : targets_) sum += t.second;
+  for (const Target& t : targets_) sum += t.capacity;
   return sum;
 }
 
@@ -32,10 +32,18 @@ absl::StatusOr<MemoryAllowance::Round> MemoryAllowance::Step(ProtocolEngine* eng
     draining_ = false;
     return round;
   }
-  // Room on each memory node: its capacity less what it owns already (the engine keeps the counts).
-  std::vector<std::pair<NodeId, uint64_t>> room;
+  // Room on each memory node (index as in targets_): its capacity less what it owns already (the engine keeps
+  // the counts).
+  std::vector<uint64_t> room;
   const std::vector<uint64_t> owned = engine->OwnedPagesPerNode();
-  for (const auto& [node, cap] : targets_) room.emplace_back(node, cap > owned[node] ? cap - owned[node] : 0);
+  for (const Target& t : targets_) room.push_back(t.capacity > owned[t.node] ? t.capacity - owned[t.node] : 0);
+  // Where a page goes: the node whose range holds it while that one has room, else the one with the most room.
+  auto destination = [&](uint64_t page) -> size_t {
+    for (size_t i = 0; i < targets_.size(); ++i) {
+      if (page >= targets_[i].range.first && page < targets_[i].range.second && room[i] != 0) return i;
+    }
+    return std::max_element(room.begin(), room.end()) - room.begin();
+  };
   auto kept = [&keep](uint64_t page) {
     return std::any_of(keep.begin(), keep.end(), [page](const auto& s) { return page >= s.first && page < s.second; });
   };
@@ -58,14 +66,14 @@ absl::StatusOr<MemoryAllowance::Round> MemoryAllowance::Step(ProtocolEngine* eng
       skipped.push_back(*page);
       continue;
     }
-    auto best = std::max_element(room.begin(), room.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
-    if (best == room.end() || best->second == 0) {
+    const size_t to = destination(*page);
+    if (to == room.size() || room[to] == 0) {
       round.full = true;
       skipped.push_back(*page);
       break;
     }
-    RETURN_IF_ERROR(engine->Spill(*page, best->first, out));
-    --best->second;
+    RETURN_IF_ERROR(engine->Spill(*page, targets_[to].node, out));
+    --room[to];
     ++round.spilled;
   }
   for (uint64_t page : skipped) resident->Requeue(page);

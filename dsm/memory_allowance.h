@@ -1,6 +1,7 @@
 // The home's memory allowance: guest RAM beyond it lives on memory nodes (edges that lend RAM, no CPUs). When the
 // pages present at home exceed the allowance, the oldest go: a Shared copy of a page another node owns is simply
-// dropped, a page home owns alone is spilled to the memory node with the most room (ProtocolEngine::Spill).
+// dropped, a page home owns alone is spilled to the memory node whose range holds it (the boot RAM a guest NUMA
+// domain of that node names) while it has room, else to the memory node with the most room (ProtocolEngine::Spill).
 // A spilled page comes back on its next access like any remote page; the allowance is then exceeded again and
 // older pages leave. docs/DSM.md, "Spilling to memory nodes".
 //
@@ -21,8 +22,9 @@ class MemoryAllowance final {
  public:
   // 0: no allowance (nothing is spilled).
   void SetAllowance(uint64_t pages) { allowance_ = pages; }
-  // A memory node that takes up to `capacity` pages (counted as the pages it owns). Replaces an earlier entry.
-  void SetTarget(NodeId node, uint64_t capacity);
+  // A memory node that takes up to `capacity` pages (counted as the pages it owns), first those of its own range
+  // of pages [range.first, range.second) (none when empty). Replaces an earlier entry.
+  void SetTarget(NodeId node, uint64_t capacity, std::pair<uint64_t, uint64_t> range = {0, 0});
   void RemoveTarget(NodeId node);
   [[nodiscard]] uint64_t allowance() const { return allowance_; }
   [[nodiscard]] uint64_t capacity() const;
@@ -48,8 +50,13 @@ class MemoryAllowance final {
  private:
   [[nodiscard]] uint64_t margin() const { return std::min<uint64_t>(allowance_ / 32, 1024); }
 
+  struct Target {
+    NodeId node;
+    uint64_t capacity;
+    std::pair<uint64_t, uint64_t> range;  // pages [first, second) it takes first
+  };
   uint64_t allowance_ = 0;
-  std::vector<std::pair<NodeId, uint64_t>> targets_;
+  std::vector<Target> targets_;
   bool draining_ = false;
 };
 

@@ -7,12 +7,6 @@
 #include "hypervisor/base/platform.h"
 
 namespace coalesce {
-namespace {
-
-constexpr uint64_t kMinNodeMemory = 4ULL << 20;  // Linux's NODE_MIN_SIZE on x86
-
-}  // namespace
-
 uint8_t SlitDistanceForRoundTrip(absl::Duration rtt) {
   const double us = std::max(0.0, absl::ToDoubleMicroseconds(rtt));
   const double d = std::round(10.0 + 20.0 * std::log10(1.0 + us / 10.0));
@@ -39,23 +33,42 @@ void SetDistancesFromHomeRoundTrips(NumaTopology& topology, const std::vector<ab
   }
 }
 
-NumaTopology TopologyFromPlacement(uint32_t vcpu_count, uint64_t memory,
-                                   const std::vector<std::vector<uint32_t>>& edge_vcpus) {
+NumaTopology TopologyFromPlacement(uint32_t vcpu_count, uint64_t memory, const std::vector<NumaNode>& edges) {
   NumaTopology t;
-  t.nodes.resize(1 + edge_vcpus.size());
+  t.nodes.resize(1 + edges.size());
   std::vector<bool> remote(vcpu_count, false);
-  for (size_t e = 0; e < edge_vcpus.size(); ++e) {
-    t.nodes[e + 1].vcpus = edge_vcpus[e];
-    for (uint32_t v : edge_vcpus[e]) {
+  uint64_t edge_memory = 0;
+  for (size_t e = 0; e < edges.size(); ++e) {
+    t.nodes[e + 1] = edges[e];
+    edge_memory += edges[e].memory;
+    for (uint32_t v : edges[e].vcpus) {
       if (v < vcpu_count) remote[v] = true;
     }
   }
   for (uint32_t v = 0; v < vcpu_count; ++v) {
     if (!remote[v]) t.nodes[0].vcpus.push_back(v);
   }
-  t.nodes[0].memory = memory;
+  t.nodes[0].memory = memory > edge_memory ? memory - edge_memory : 0;  // more is refused by the validation
   SetUniformDistances(t, kSlitDefaultRemoteDistance);
   return t;
+}
+
+std::vector<MemoryShare> MemoryEdgeShares(uint64_t memory, uint64_t home_allowance, const std::vector<uint64_t>& lent) {
+  std::vector<MemoryShare> shares(lent.size());
+  if (home_allowance == 0 || home_allowance >= memory) return shares;
+  uint64_t left = memory - home_allowance, total = 0;
+  for (size_t e = 0; e < lent.size() && left != 0; ++e) {
+    shares[e].length = std::min(lent[e] / platform::kPageSize * platform::kPageSize, left);
+    left -= shares[e].length;
+    total += shares[e].length;
+  }
+  uint64_t offset = memory - total;  // home's domain first
+  for (MemoryShare& share : shares) {
+    if (share.length == 0) continue;
+    share.offset = offset;
+    offset += share.length;
+  }
+  return shares;
 }
 
 absl::Status ValidateNumaTopology(const NumaTopology& topology, uint32_t vcpu_count, uint64_t memory) {
@@ -83,7 +96,7 @@ absl::Status ValidateNumaTopology(const NumaTopology& topology, uint32_t vcpu_co
       return absl::InvalidArgumentError(
           absl::StrFormat("NUMA domain %u: memory %u is not a multiple of 4 KiB", d, node.memory));
     }
-    if (node.memory != 0 && node.memory < kMinNodeMemory) {
+    if (node.memory != 0 && node.memory < kMinNumaNodeMemory) {
       return absl::InvalidArgumentError(absl::StrFormat(
           "NUMA domain %u: %u bytes of memory; at least 4M (Linux ignores smaller nodes), or 0 for CPUs only", d,
           node.memory));

@@ -53,11 +53,26 @@ void SetUniformDistances(NumaTopology& topology, uint8_t distance);
 // is ignored). Between two edges, which home cannot measure, the slower of their two links stands in.
 void SetDistancesFromHomeRoundTrips(NumaTopology& topology, const std::vector<absl::Duration>& rtt_from_home);
 
-// A coalesced VM's domains: domain 0 is home, with the vCPUs not placed on an edge and all of the RAM (home
-// holds every page until the DSM moves it; the guest still places memory near the CPU that first uses it),
-// then one domain of CPUs per edge. Distances start at the default; the machine sets measured ones later.
-NumaTopology TopologyFromPlacement(uint32_t vcpu_count, uint64_t memory,
-                                   const std::vector<std::vector<uint32_t>>& edge_vcpus);
+// A coalesced VM's domains: domain 0 is home, with the vCPUs not placed on an edge and the RAM no edge's domain
+// names, then one domain per edge in placement order, `edges[i]` (its vCPUs; RAM only for a memory edge, whose
+// share MemoryEdgeShares gives: a vCPU edge's pages start at home and move to the CPU that uses them, so a
+// range of RAM would claim a locality that is not there). Distances start at the default; the machine sets
+// measured ones later.
+NumaTopology TopologyFromPlacement(uint32_t vcpu_count, uint64_t memory, const std::vector<NumaNode>& edges);
+
+// The boot RAM each edge's domain names, in placement order: home keeps the bottom `home_allowance` bytes (0:
+// no allowance, all of it), then each memory edge (lent[i] != 0) takes up to what it lends from what is left,
+// until the RAM is shared out; vCPU edges (lent[i] == 0) get none. What the edges cannot take stays with home, at
+// the bottom. Home's DSM spills a page of a memory edge's share to that edge first (dsm/memory_allowance.h), so
+// the domain stays where the tables say it is.
+struct MemoryShare {
+  uint64_t offset = 0;  // from the bottom of boot RAM: its offset in the memfd (GuestMemory puts boot RAM first)
+  uint64_t length = 0;  // bytes; 0: none
+};
+std::vector<MemoryShare> MemoryEdgeShares(uint64_t memory, uint64_t home_allowance, const std::vector<uint64_t>& lent);
+
+// Linux's NODE_MIN_SIZE on x86: a domain with less RAM is dropped.
+inline constexpr uint64_t kMinNumaNodeMemory = 4ULL << 20;
 
 // Every vCPU 0..vcpu_count-1 in exactly one domain, the domains' memory summing to `memory` in whole pages,
 // a domain's memory 0 (CPUs only) or at least 4 MiB (Linux ignores smaller nodes), at most kMaxNumaNodes

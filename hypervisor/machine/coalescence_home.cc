@@ -193,14 +193,18 @@ absl::Status CoalescenceHome::HostEdges() {
     RETURN_IF_ERROR(StartRuntime(config_.edges[i], static_cast<uint16_t>(i + 1), /*vcpus_arrive=*/false));
   }
   RETURN_IF_ERROR(JoinNodes(1, static_cast<uint16_t>(config_.edges.size())));
-  for (size_t i = 0; i < config_.edges.size(); ++i) OfferMemory(config_.edges[i], static_cast<uint16_t>(i + 1));
+  const std::vector<MemoryShare> shares = BootMemoryShares(config_.edges, memory_bytes_, config_.home_memory_allowance);
+  for (size_t i = 0; i < config_.edges.size(); ++i) {
+    OfferMemory(config_.edges[i], static_cast<uint16_t>(i + 1), shares[i]);
+  }
   return absl::OkStatus();
 }
 
-// A memory edge in the mesh takes the home's spilled pages from now on.
-void CoalescenceHome::OfferMemory(const EdgePlacementSpec& edge, uint16_t node) {
+// A memory edge in the mesh takes the home's spilled pages from now on, those of its share of boot RAM first.
+void CoalescenceHome::OfferMemory(const EdgePlacementSpec& edge, uint16_t node, MemoryShare share) {
   if (edge.vcpus.empty() && edge.memory_bytes != 0) {
-    link_->dsm().SetMemoryNode(node, edge.memory_bytes / dsm::kPageSize);
+    link_->dsm().SetMemoryNode(node, edge.memory_bytes / dsm::kPageSize,
+                               {share.offset / dsm::kPageSize, (share.offset + share.length) / dsm::kPageSize});
   }
 }
 
@@ -210,7 +214,7 @@ absl::StatusOr<uint16_t> CoalescenceHome::AttachEdge(const EdgePlacementSpec& ed
   if (node >= dsm::kMaxNodes) return absl::ResourceExhaustedError(absl::StrFormat("at most %d nodes", dsm::kMaxNodes));
   absl::Status st = StartRuntime(edge, node, /*vcpus_arrive=*/true);
   if (st.ok()) st = JoinNodes(node, node);
-  if (st.ok()) OfferMemory(edge, node);
+  if (st.ok()) OfferMemory(edge, node, MemoryShare{});  // no share of boot RAM: attached after boot
   if (!st.ok()) {
     if (edge_count() < node) return st;  // refused before it was a node (unreachable agent): its id stays free
     // The node never joined: nothing is sent to it, and its runtime (if it started) is stopped.

@@ -100,7 +100,7 @@ class CoalescenceHome final {
   absl::Status HostEdges();
   // Asks `edge`'s agent for a runtime as node `node` (vCPUs idle until moved there if `vcpus_arrive`).
   absl::Status StartRuntime(const EdgePlacementSpec& edge, uint16_t node, bool vcpus_arrive);
-  void OfferMemory(const EdgePlacementSpec& edge, uint16_t node);
+  void OfferMemory(const EdgePlacementSpec& edge, uint16_t node, MemoryShare share);
   // Waits for nodes first..last to say hello, introduces them to the nodes in the VM and waits for the mesh.
   absl::Status JoinNodes(uint16_t first, uint16_t last);
   std::vector<EdgeAgentClient*> Agents() const;

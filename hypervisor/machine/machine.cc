@@ -28,6 +28,7 @@
 #include "devmodel/vhost_user/vhost_user_blk.h"
 #include "dsm/link_spec.h"
 #include "edge_monitor/host_port.h"
+#include "edge_monitor/size.h"
 #include "edge_monitor/vcpu_list.h"
 #include "hypervisor/base/log.h"
 #include "hypervisor/base/platform.h"
@@ -396,16 +397,22 @@ void Machine::PlanNumaTopology() {
   if (config_.numa == NumaMode::kExplicit) {
     t.nodes = config_.numa_nodes;
   } else if (config_.numa == NumaMode::kAuto && !config_.edges.empty()) {
-    std::vector<std::vector<uint32_t>> edge_vcpus;
-    for (const EdgePlacementSpec& e : config_.edges) {
-      // A memory edge's pages are wherever the spilling put them, not a fixed range SRAT could name.
-      if (e.vcpus.empty()) {
-        LOG_INFO("guest NUMA off: memory edge %s holds no fixed range of guest RAM", e.agent_address);
+    // A memory edge's domain is its share of boot RAM, the range home's DSM spills to it first.
+    const std::vector<MemoryShare> shares =
+        BootMemoryShares(config_.edges, config_.memory, config_.home_memory_allowance);
+    std::vector<NumaNode> edges;
+    for (size_t e = 0; e < config_.edges.size(); ++e) {
+      const EdgePlacementSpec& edge = config_.edges[e];
+      if (edge.vcpus.empty() && shares[e].length < kMinNumaNodeMemory) {
+        LOG_INFO(
+            "guest NUMA off: memory edge %s would name %u KiB of boot RAM beyond home's allowance (%u MiB), "
+            "under the 4 MiB a guest NUMA node needs",
+            edge.agent_address, shares[e].length >> 10, config_.home_memory_allowance >> 20);
         return;
       }
-      edge_vcpus.push_back(e.vcpus);
+      edges.push_back(NumaNode{edge.vcpus, shares[e].length});
     }
-    t = TopologyFromPlacement(config_.vcpu_ids(), config_.memory, edge_vcpus);
+    t = TopologyFromPlacement(config_.vcpu_ids(), config_.memory, edges);
   }
   if (!t.enabled()) return;
   // Before (or without) a measurement: the emulated link's round trip where --link sets one, else Linux's default.
@@ -438,9 +445,11 @@ absl::Status Machine::MeasureLinks() {
   for (size_t e = 0; e < config_.edges.size(); ++e) {
     const double ms = absl::ToDoubleMilliseconds(rtt[e + 1]);
     if (numa) {
-      std::fprintf(stderr, "coalesce run: guest NUMA node %zu = edge %s (vCPUs %s): round trip %.3f ms, distance %u\n",
-                   e + 1, config_.edges[e].agent_address.c_str(), FormatVcpuList(config_.edges[e].vcpus).c_str(), ms,
-                   acpi_config_.numa.distance(0, e + 1));
+      const NumaNode& node = acpi_config_.numa.nodes[e + 1];
+      const std::string holds = node.vcpus.empty() ? absl::StrFormat("memory %s", FormatSize(node.memory))
+                                                   : absl::StrFormat("vCPUs %s", FormatVcpuList(node.vcpus));
+      std::fprintf(stderr, "coalesce run: guest NUMA node %zu = edge %s (%s): round trip %.3f ms, distance %u\n", e + 1,
+                   config_.edges[e].agent_address.c_str(), holds.c_str(), ms, acpi_config_.numa.distance(0, e + 1));
     } else {
       LOG_INFO("edge %s: round trip %.3f ms", config_.edges[e].agent_address, ms);
     }

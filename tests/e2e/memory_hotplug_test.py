@@ -11,7 +11,8 @@ what it was at boot; `setmemory 384M` plugs slot 0 in again. Wrong sizes are ref
 controller ignored no guest write, and the guest powers off with exit 0.
 
 CASE edge: a memory edge lends RAM and the guest grows by it. The guest boots with 256M of at most 512M, a home
-allowance of 224M and memory edge A lending 64M. `ctl attach B memory=256M` leases agent B and plugs two slots
+allowance of 224M and memory edge A lending 64M; the guest's NUMA node 1 is A's share of boot RAM (the 32M above
+home's 224M, no CPUs, the measured distance). `ctl attach B memory=256M` leases agent B and plugs two slots
 in: MemTotal grows by 256M and a 288M file written to a tmpfs (spilled to A and B beyond home's 224M) reads back
 with its checksum. `ctl detach B`: B's pages come home, then the two slots B lent are given back (the guest
 offlines and ejects them) and MemTotal is as at boot; the guest powers off with exit 0.
@@ -171,9 +172,31 @@ def local_case():
           and "guest writes ignored: 0" in status and ", 384 MiB of RAM" in status, status + err)
 
 
+def numa_nodes():
+    """The guest's NUMA nodes: {node: (cpulist, MemTotal kB, distances)}."""
+    text = guest("for n in /sys/devices/system/node/node[0-9]*; do echo ${n##*node} cpus=[$(cat $n/cpulist)] "
+                 "$(sed -n 's/.*MemTotal: *\\([0-9]*\\) kB/\\1/p' $n/meminfo) $(cat $n/distance); done") or ""
+    return {int(m.group(1)): (m.group(2), int(m.group(3)), m.group(4).split())
+            for m in re.finditer(r"^(\d+) cpus=\[([^\]]*)\] (\d+) ([\d ]+)$", text, re.M)}
+
+
 def edge_case():
     b = agents[1]
     boot_total = boot()
+    # Memory edge A's guest NUMA node: the 32M of boot RAM above home's allowance of 224M, no CPUs, at the
+    # distance of its measured round trip.
+    printed = re.search(r"guest NUMA node 1 = edge \S+ \(memory 32M\): round trip ([\d.]+) ms, distance (\d+)",
+                        shell.tail(100000))
+    check("coalesce run names memory edge A as guest NUMA node 1 with 32M", printed, shell.tail())
+    nodes = numa_nodes()
+    node1 = nodes.get(1)
+    check(f"the guest sees nodes 0 and 1: {nodes}", sorted(nodes) == [0, 1], shell.tail())
+    check(f"node 1 has no CPUs and 28-32M of RAM (the firmware's reservations aside): {node1}",
+          node1 and node1[0] == "" and 28 * MIB <= node1[1] <= 32 * MIB)
+    check(f"node 0 has CPU 0 and the rest: {nodes.get(0)}", nodes.get(0) and nodes[0][0] == "0"
+          and nodes[0][1] + (node1[1] if node1 else 0) <= boot_total + 1024)
+    check(f"node 1's distance is the one printed ({printed.group(2) if printed else None})",
+          printed and node1 and node1[2] == [printed.group(2), "10"] and nodes[0][2] == ["10", printed.group(2)])
     rc, reply, err = ctl("attach", b.listen, "memory=256M")
     check("attach B memory=256M: B lends 256M and the guest grows by it (slots 0-1)",
           rc == 0 and "memory edge" in reply and "the guest grew by it: memory slots 0-1 plugged in" in reply

@@ -24,7 +24,7 @@ TEST_CASE("NUMA: SLIT distances grow with the logarithm of the round trip") {
 }
 
 TEST_CASE("NUMA: a coalesced placement gives home the rest of the vCPUs and all the RAM") {
-  NumaTopology t = TopologyFromPlacement(6, 256 * kMiB, {{2, 3}, {5}});
+  NumaTopology t = TopologyFromPlacement(6, 256 * kMiB, {{{2, 3}}, {{5}}});
   REQUIRE(t.nodes.size() == 3);
   CHECK(t.nodes[0].vcpus == std::vector<uint32_t>{0, 1, 4});
   CHECK(t.nodes[0].memory == 256 * kMiB);
@@ -38,8 +38,46 @@ TEST_CASE("NUMA: a coalesced placement gives home the rest of the vCPUs and all 
   CHECK(!TopologyFromPlacement(2, 64 * kMiB, {}).enabled());  // one node: a flat machine
 }
 
+TEST_CASE("NUMA: a memory edge's domain is its share of boot RAM, above home's allowance") {
+  // 256M guest, home keeps 160M; edge 1 runs vCPU 1; edges 2 and 3 lend 64M each: 64M and the last 32M.
+  const std::vector<MemoryShare> shares = MemoryEdgeShares(256 * kMiB, 160 * kMiB, {0, 64 * kMiB, 64 * kMiB});
+  REQUIRE(shares.size() == 3);
+  CHECK(shares[0].length == 0);
+  CHECK(shares[1].offset == 160 * kMiB);
+  CHECK(shares[1].length == 64 * kMiB);
+  CHECK(shares[2].offset == 224 * kMiB);
+  CHECK(shares[2].length == 32 * kMiB);
+  NumaTopology t = TopologyFromPlacement(2, 256 * kMiB, {{{1}, 0}, {{}, shares[1].length}, {{}, shares[2].length}});
+  REQUIRE(t.nodes.size() == 4);
+  CHECK(t.nodes[0].vcpus == std::vector<uint32_t>{0});
+  CHECK(t.nodes[0].memory == 160 * kMiB);
+  CHECK(t.nodes[2].vcpus.empty());
+  CHECK(t.nodes[2].memory == 64 * kMiB);
+  CHECK(t.nodes[3].memory == 32 * kMiB);
+  CHECK(ValidateNumaTopology(t, 2, 256 * kMiB).ok());
+  // The SRAT's ranges start where MemoryEdgeShares says: home's 160M from the bottom, then edge 2's, edge 3's.
+  const std::vector<MemoryRegion> ram = {{0, 256 * kMiB, 0}};
+  std::vector<NumaMemoryRange> ranges = NumaMemoryRanges(t, ram);
+  REQUIRE(ranges.size() == 3);
+  CHECK(ranges[1].base == shares[1].offset);
+  CHECK(ranges[1].domain == 2);
+  CHECK(ranges[2].base == shares[2].offset);
+  CHECK(ranges[2].domain == 3);
+
+  // No allowance, or one that holds all of the RAM: home names every page, the edges none.
+  for (uint64_t allowance : {uint64_t{0}, 256 * kMiB, 512 * kMiB}) {
+    for (const MemoryShare& s : MemoryEdgeShares(256 * kMiB, allowance, {64 * kMiB})) CHECK(s.length == 0);
+  }
+  // Edges that lend too little: the rest stays with home, at the bottom.
+  const std::vector<MemoryShare> short_shares = MemoryEdgeShares(256 * kMiB, 128 * kMiB, {64 * kMiB});
+  CHECK(short_shares[0].offset == 192 * kMiB);
+  CHECK(short_shares[0].length == 64 * kMiB);
+  // A lent size that is not whole pages counts its whole pages.
+  CHECK(MemoryEdgeShares(256 * kMiB, 128 * kMiB, {4096 * 3 + 100})[0].length == 4096 * 3);
+}
+
 TEST_CASE("NUMA: measured round trips set the distances; edge to edge takes the slower link") {
-  NumaTopology t = TopologyFromPlacement(3, 64 * kMiB, {{1}, {2}});
+  NumaTopology t = TopologyFromPlacement(3, 64 * kMiB, {{{1}}, {{2}}});
   SetDistancesFromHomeRoundTrips(t, {absl::ZeroDuration(), absl::Microseconds(60), absl::Milliseconds(2)});
   CHECK(t.distance(0, 1) == 27);
   CHECK(t.distance(1, 0) == 27);
@@ -96,7 +134,7 @@ TEST_CASE("NUMA: domains take RAM in order from the bottom, across the PCI hole"
   CHECK((r[1].base == 2048 * kMiB && r[1].length == 1024 * kMiB && r[1].domain == 1));
   CHECK((r[2].base == kPciHoleEnd && r[2].length == 1024 * kMiB && r[2].domain == 1));
   // A domain of CPUs only owns no range.
-  NumaTopology c = TopologyFromPlacement(2, 4096 * kMiB, {{1}});
+  NumaTopology c = TopologyFromPlacement(2, 4096 * kMiB, {{{1}}});
   const std::vector<NumaMemoryRange> rc = NumaMemoryRanges(c, ram);
   REQUIRE(rc.size() == 2);
   CHECK((rc[0].domain == 0 && rc[1].domain == 0 && rc[1].base == kPciHoleEnd));

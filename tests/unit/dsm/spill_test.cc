@@ -90,6 +90,28 @@ TEST_CASE("the home spills its oldest pages to a memory node and reads them back
   REQUIRE(s.failure_.empty());
 }
 
+TEST_CASE("a page in a memory node's range goes to that node while it has room", "[dsm][spill]") {
+  // Nodes 1 and 2 lend memory; node 2's range (its guest NUMA domain) is pages 4-7. Node 1 has more room, so
+  // only the range sends pages 4-7 to node 2; pages outside any range go to the node with the most room.
+  Sim s(3, 8);
+  s.AddThread(0, Writes(0, 8));
+  s.RunRandom(1);
+  REQUIRE(s.failure_.empty());
+  s.EnableSpilling(1, {});
+  s.allowance_.SetTarget(1, 8);
+  s.allowance_.SetTarget(2, 3, {4, 8});  // room for three of its four
+  s.spilling_ = false;
+  while (s.SpillRound(8).more) {
+  }
+  DeliverAll(s);
+  CHECK(s.resident_->count() <= 1);
+  const std::vector<uint64_t> owned = s.engines_[0]->OwnedPagesPerNode();
+  CHECK(owned[2] == 3);
+  for (uint64_t p = 0; p < 4; ++p) CHECK(s.engines_[0]->directory(p).owner != 2);
+  for (uint64_t p = 4; p < 7; ++p) CHECK(s.engines_[0]->directory(p).owner == 2);  // the oldest three of its range
+  CHECK(s.engines_[0]->directory(7).owner != 2);  // node 2 full: the most room elsewhere (or home, the last one)
+}
+
 TEST_CASE("spilling interleaved with faults everywhere stays sequentially consistent", "[dsm][spill]") {
   for (uint64_t seed = 1; seed <= 150; ++seed) {
     std::mt19937_64 rng(seed);
