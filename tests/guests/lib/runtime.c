@@ -171,6 +171,11 @@ uint32_t cmdline_uint(const char *key, uint32_t fallback) {
   return cmdline_has(key, &v) ? v : fallback;
 }
 
+uint32_t delivery_timeout_ms(void) {
+  uint32_t s = cmdline_uint("delivery_timeout_s", 10);
+  return (s == 0 || s > 3600 ? 10 : s) * 1000;
+}
+
 void rt_bsp_entry(uint32_t magic, const struct multiboot_info *mbi);
 void rt_bsp_entry(uint32_t magic, const struct multiboot_info *mbi) {
   idt_build();
