@@ -44,8 +44,8 @@ NORETURN void guest_fail_code(uint8_t code, const char *fmt, ...) PRINTF_LIKE(2,
  * it lost: delivery_timeout_s=N on the command line, 10 s by default. A liveness bound, not a latency check: where
  * vCPUs sit on different nodes under the nested VM's TCG, a cross-node round trip took 283 ms and a round of
  * all-to-all IPIs over 2 s (a counter page moving between three nodes), so 2 s failed tests on a loaded host while
- * nothing was lost, and on a host running two nested VMs at once 10 s did too (the multi-node tests pass 60 s
- * there). A lost delivery still fails. */
+ * nothing was lost; on a host running two nested VMs at once 10 s failed one CI run (2026-12-07: three nodes, an
+ * all-to-all round), so the multi-node tests pass 60 s there. A lost delivery still fails. */
 #define DELIVERY_TIMEOUT_MS delivery_timeout_ms()
 uint32_t delivery_timeout_ms(void);
 /* Waits for `cond` up to `ms`, failing with GUEST_EXIT_TIMEOUT and the message otherwise. */
