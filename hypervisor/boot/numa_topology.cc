@@ -56,13 +56,12 @@ NumaTopology TopologyFromPlacement(uint32_t vcpu_count, uint64_t memory, const s
 std::vector<MemoryShare> MemoryEdgeShares(uint64_t memory, uint64_t home_allowance, const std::vector<uint64_t>& lent) {
   std::vector<MemoryShare> shares(lent.size());
   if (home_allowance == 0 || home_allowance >= memory) return shares;
-  uint64_t left = memory - home_allowance, total = 0;
+  uint64_t left = memory - home_allowance;
   for (size_t e = 0; e < lent.size() && left != 0; ++e) {
     shares[e].length = std::min(lent[e] / platform::kPageSize * platform::kPageSize, left);
     left -= shares[e].length;
-    total += shares[e].length;
   }
-  uint64_t offset = memory - total;  // home's domain first
+  uint64_t offset = home_allowance + left;  // home's domain first: its allowance and what no edge took
   for (MemoryShare& share : shares) {
     if (share.length == 0) continue;
     share.offset = offset;

@@ -126,7 +126,7 @@ absl::StatusOr<RunOptions> ParseRunOptions(const std::vector<std::string>& args)
       .Value("--home-only-memory", StoreText(&o.home_only_memory))
       .Value("--link", StoreText(&o.link))
       .Value("--discover", StoreText(&o.discover))
-      .Value("--home-vcpus", StoreUint32(&o.home_vcpus, 1))  // vCPU 0 runs at home
+      .Value("--home-vcpus", StoreUint32(&o.home_vcpus, 1, kMaxVcpus))  // vCPU 0 runs at home
       .Value("--name", StoreText(&o.name))
       .Value("--numa", StoreText(&o.numa))
       .Value("--tls-ca", StoreNonEmpty(&o.tls.ca, "a file"))

@@ -193,9 +193,9 @@ absl::Status CoalescenceHome::HostEdges() {
     RETURN_IF_ERROR(StartRuntime(config_.edges[i], static_cast<uint16_t>(i + 1), /*vcpus_arrive=*/false));
   }
   RETURN_IF_ERROR(JoinNodes(1, static_cast<uint16_t>(config_.edges.size())));
-  const std::vector<MemoryShare> shares = BootMemoryShares(config_.edges, memory_bytes_, config_.home_memory_allowance);
+  const std::vector<MemoryShare>& shares = config_.boot_memory_shares;
   for (size_t i = 0; i < config_.edges.size(); ++i) {
-    OfferMemory(config_.edges[i], static_cast<uint16_t>(i + 1), shares[i]);
+    OfferMemory(config_.edges[i], static_cast<uint16_t>(i + 1), i < shares.size() ? shares[i] : MemoryShare{});
   }
   return absl::OkStatus();
 }

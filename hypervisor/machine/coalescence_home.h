@@ -39,6 +39,9 @@ struct CoalescenceConfig {
   // At most this much guest RAM stays at home; the oldest pages beyond it are spilled to the memory edges
   // (EdgePlacementSpec::memory_bytes). 0: no allowance.
   uint64_t home_memory_allowance = 0;
+  // Per edge (as `edges`): the boot RAM its guest NUMA domain names (BootMemoryShares); the DSM spills those
+  // pages to that memory edge first. Empty: no preference.
+  std::vector<MemoryShare> boot_memory_shares;
 };
 
 // A memory edge's lease is refused when the home host could not hold what that edge would hand back on leaving

@@ -16,8 +16,8 @@ struct EdgePlacementSpec {
   uint64_t memory_bytes = 0;   // a memory edge: the guest RAM it lends (docs/COALESCENCE.md, "Memory edges")
 };
 
-// The boot RAM each of `edges` names as its guest NUMA domain (MemoryEdgeShares): the machine's SRAT and the
-// home's DSM, which spills a page of a share to that edge first, read the same ranges from here.
+// The boot RAM each of `edges` names as its guest NUMA domain (MemoryEdgeShares). The machine computes it once,
+// for its SRAT and for the home's DSM, which spills a page of a share to that edge first.
 inline std::vector<MemoryShare> BootMemoryShares(const std::vector<EdgePlacementSpec>& edges, uint64_t boot_memory,
                                                  uint64_t home_allowance) {
   std::vector<uint64_t> lent;

@@ -393,13 +393,13 @@ absl::Status Machine::BuildVcpus() {
 }
 
 void Machine::PlanNumaTopology() {
+  boot_memory_shares_ = BootMemoryShares(config_.edges, config_.memory, config_.home_memory_allowance);
   NumaTopology t;
   if (config_.numa == NumaMode::kExplicit) {
     t.nodes = config_.numa_nodes;
   } else if (config_.numa == NumaMode::kAuto && !config_.edges.empty()) {
     // A memory edge's domain is its share of boot RAM, the range home's DSM spills to it first.
-    const std::vector<MemoryShare> shares =
-        BootMemoryShares(config_.edges, config_.memory, config_.home_memory_allowance);
+    const std::vector<MemoryShare>& shares = boot_memory_shares_;
     std::vector<NumaNode> edges;
     for (size_t e = 0; e < config_.edges.size(); ++e) {
       const EdgePlacementSpec& edge = config_.edges[e];
@@ -815,6 +815,7 @@ absl::Status Machine::StartCoalescence() {
   cc.data_plane_advertise = config_.data_plane_advertise;
   cc.home_only_memory = config_.home_only_memory;
   cc.home_memory_allowance = config_.home_memory_allowance;
+  cc.boot_memory_shares = boot_memory_shares_;
   cc.link = config_.link;
   cc.max_edge_load = config_.max_edge_load;
   cc.lease_seconds = config_.lease_seconds;

@@ -196,6 +196,9 @@ class Machine final {
   std::atomic<bool> console_flush_pending_{false};  // a flush of a partial console line is scheduled
   std::vector<std::unique_ptr<Vcpu>> vcpus_;           // indexed by vCPU id; idle where the vCPU runs elsewhere
   std::vector<absl::Duration> link_rtt_;              // measured at start: entry i = node i (0: home)
+  // Per edge, the boot RAM its guest NUMA domain names (a memory edge's share; none for a vCPU edge): what the SRAT
+  // says and what home's DSM spills to that edge first, computed once for both (PlanNumaTopology).
+  std::vector<MemoryShare> boot_memory_shares_;
   std::unique_ptr<ControlServer> control_;            // the VM's control socket (stopped first in Shutdown)
   std::unique_ptr<HomeVcpuMover> mover_;              // moves vCPUs (coalesced VMs); before home_, which calls it
   std::unique_ptr<CoalescenceHome> home_;             // only when vCPUs run on edge nodes

@@ -73,7 +73,7 @@ TEST_CASE("run options: errors name the flag", "[run_options]") {
   CHECK_THAT(Error({"guest.elf"}), Contains("unexpected argument 'guest.elf'"));
   CHECK_THAT(Error({"--vcpus", "two"}), Contains("--vcpus: 'two' is not a number"));
   CHECK_THAT(Error({"--max-vcpus", "0"}), Contains("--max-vcpus: 0 is out of range: between 1 and 255"));
-  CHECK_THAT(Error({"--home-vcpus", "0"}), Contains("--home-vcpus: 0 is out of range"));
+  CHECK_THAT(Error({"--home-vcpus", "0"}), Contains("--home-vcpus: 0 is out of range: between 1 and 255"));
   CHECK_THAT(Error({"--memory", "lots"}), Contains("--memory"));
   CHECK_THAT(Error({"--max-memory", "1Q"}), Contains("--max-memory"));
   CHECK_THAT(Error({"--cpu", "fast"}), Contains("--cpu: 'fast' is not one of host, baseline, auto"));
