@@ -1,6 +1,7 @@
 #include "dsm/dsm_node.h"
 
 #include <poll.h>
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -106,6 +107,9 @@ absl::Status DsmNode::Init(int memfd) {
   fault_thread_ = std::thread([this] { FaultLoop(); });
   liveness_thread_ = std::thread([this] { LivenessLoop(); });
   if (home) spill_thread_ = std::thread([this] { SpillLoop(); });
+  pthread_setname_np(fault_thread_.native_handle(), "dsm-fault");
+  pthread_setname_np(liveness_thread_.native_handle(), "dsm-liveness");
+  if (home) pthread_setname_np(spill_thread_.native_handle(), "dsm-spill");
   LOG_DEBUG("dsm node %u: serving %u pages, listening on port %u", config_.self, size_ / kPageSize, port());
   return absl::OkStatus();
 }
@@ -186,30 +190,43 @@ uint64_t DsmNode::peak_resident_pages() const {
   return resident_ ? resident_->peak() : 0;
 }
 
-// The home's spill thread: every 2 ms (or when kicked) it checks the allowance and, while home is over it, moves
-// pages out in batches, each one engine step, so faults interleave with the spilling instead of waiting for all
-// of it.
+// The home's spill thread. While home is over its allowance it moves pages out in batches, each one engine step,
+// so faults interleave with the spilling instead of waiting for all of it. It sleeps otherwise: without memory
+// nodes until an allowance or a memory node is set (both kick it), under the allowance until an engine step
+// leaves home over it (RunStep kicks it) or 100 ms pass. Only while over with no page it could move (every one
+// busy in a transfer, or every memory node full) does it look again every 2 ms: nothing else says when a
+// transfer ends.
 void DsmNode::SpillLoop() {
   bool more = false;
+  bool stuck = false;  // over the allowance, and the last round moved nothing
   while (!stopping_.load()) {
     if (!more) {
       absl::MutexLock l(&spill_mu_);
-      spill_mu_.AwaitWithTimeout(absl::Condition(+[](bool* kick) { return *kick; }, &spill_kick_),
-                                 absl::Milliseconds(2));
+      const auto kicked = absl::Condition(
+          +[](bool* kick) { return *kick; }, &spill_kick_);
+      if (!spilling_.load(std::memory_order_relaxed)) {
+        spill_mu_.Await(kicked);
+      } else {
+        spill_idle_.store(!stuck, std::memory_order_relaxed);
+        spill_mu_.AwaitWithTimeout(kicked, stuck ? absl::Milliseconds(2) : absl::Milliseconds(100));
+        spill_idle_.store(false, std::memory_order_relaxed);
+      }
       spill_kick_ = false;
     }
+    stats_->spill_rounds.fetch_add(1, std::memory_order_relaxed);
     if (stopping_.load() || !health().ok()) return;
     if (!spilling_.load(std::memory_order_relaxed)) {
       more = false;
       continue;
     }
     bool full = false;
-    RunStep(kNoNode, [this, &more, &full](ProtocolEngine* e, std::vector<Message>* out) {
+    RunStep(kNoNode, [this, &more, &full, &stuck](ProtocolEngine* e, std::vector<Message>* out) {
       mu_.AssertHeld();
       ASSIGN_OR_RETURN(const MemoryAllowance::Round round,
                        allowance_.Step(e, resident_.get(), config_.never_send, kSpillBatch, out));
       more = round.more;
       full = round.full;
+      stuck = !round.more && allowance_.draining();
       return absl::OkStatus();
     });
     if (full && !full_reported_.exchange(true)) {
@@ -291,13 +308,17 @@ void DsmNode::RunStep(NodeId peer, Step&& step) {
   std::deque<Message> local;
   std::vector<NodeId> touched;
   absl::Status s;
+  bool wake_spiller = false;
   {
     absl::MutexLock l(&mu_);
     std::vector<Message> out;
     s = step(engine_.get(), &out);
     RouteLocked(out, &local, &touched);
     dispatching_.fetch_add(1);
+    wake_spiller =
+        spill_idle_.load(std::memory_order_relaxed) && resident_ && resident_->count() > allowance_.allowance();
   }
+  if (wake_spiller) KickSpiller();
   if (!s.ok()) {
     if (peer != kNoNode) transport_->ClosePeer(peer, s);
     Fail(s);
@@ -379,7 +400,9 @@ void DsmNode::FaultLoop() {
   absl::Time next_tick = absl::Now();
   while (!stopping_) {
     pollfd fds[2] = {{memory_->uffd(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
-    int n = ::poll(fds, 2, 20);
+    const int wait_ms =
+        static_cast<int>(std::clamp<int64_t>(absl::ToInt64Milliseconds(next_tick - absl::Now()) + 1, 0, 1000));
+    int n = ::poll(fds, 2, wait_ms);
     if (n < 0 && errno != EINTR) {
       Fail(ErrnoStatus("poll userfaultfd"));
       return;
@@ -407,25 +430,25 @@ void DsmNode::FaultLoop() {
       }
     }
     absl::Time now = absl::Now();
-    if (now >= next_tick) {
-      Tick(now);
-      next_tick = now + absl::Milliseconds(20);
-    }
+    if (now >= next_tick) next_tick = Tick(now);
   }
 }
 
-// Request deadlines, every 20 ms on the fault thread.
-void DsmNode::Tick(absl::Time now) {
+// Request deadlines, on the fault thread: checked when the earliest one is due, and at least once a second (a
+// request another thread started meanwhile, a pin or a manager operation, is seen within a second of its
+// deadline). An idle node's fault thread so wakes once a second, not every 20 ms.
+absl::Time DsmNode::Tick(absl::Time now) {
   absl::Status s;
+  absl::Time next;
   {
     absl::MutexLock l(&mu_);
     s = engine_->CheckTimeouts(now);
+    next = engine_->NextDeadline();
   }
   if (!s.ok()) Fail(s);
+  return std::clamp(next, now + absl::Milliseconds(1), now + absl::Seconds(1));
 }
 
-// Heartbeats and silent links, on a thread of their own that takes no protocol lock: every quarter heartbeat
-// interval, so a heartbeat leaves at most 1.25 intervals after the last message on the link.
 void DsmNode::LivenessLoop() {
   const absl::Duration period = std::max(config_.heartbeat_interval / 4, absl::Milliseconds(5));
   absl::MutexLock l(&liveness_mu_);

@@ -156,7 +156,7 @@ class DsmNode final {
   DsmNode(const DsmNodeConfig& config, uint8_t* base, uint64_t size);
   absl::Status Init(int memfd);
   void FaultLoop();
-  void Tick(absl::Time now);
+  absl::Time Tick(absl::Time now);  // checks request deadlines; returns when to check next
   void LivenessLoop();
   void SpillLoop();
   void CheckLinks(absl::Time now);
@@ -193,10 +193,13 @@ class DsmNode final {
   // fault), so a VM without memory edges pays nothing for them.
   std::atomic<bool> spilling_{false};
   void UpdateSpillingLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void KickSpiller();  // wakes the spill thread now, not at its next 2 ms round
+  void KickSpiller();         // wakes the spill thread now
   std::thread spill_thread_;  // home only
-  absl::Mutex spill_mu_;      // only for the spill thread's timed wait (a leaf)
+  absl::Mutex spill_mu_;      // only for the spill thread's wait (a leaf)
   bool spill_kick_ ABSL_GUARDED_BY(spill_mu_) = false;
+  // The spill thread sleeps under the allowance: an engine step that leaves home over it wakes the thread (a
+  // step that races its falling asleep is caught by the thread's 100 ms look).
+  std::atomic<bool> spill_idle_{false};
   std::unique_ptr<Transport> transport_;
   UniqueFd wake_;  // eventfd: stops the fault thread
   std::thread fault_thread_;

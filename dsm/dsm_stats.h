@@ -43,6 +43,7 @@ class DsmStats final {
   std::atomic<uint64_t> pages_spilled{0};          // as manager: pages handed to a memory node (allowance)
   std::atomic<uint64_t> copies_dropped{0};         // as manager: own Shared copies dropped (allowance)
   std::atomic<uint64_t> pages_taken_in{0};         // as memory node: pages spilled to this node
+  std::atomic<uint64_t> spill_rounds{0};           // home: the spill thread's looks at the allowance
   std::atomic<uint64_t> zero_pages_sent{0};         // page transfers sent as a flag, not 4 KiB of zeros
   std::atomic<uint64_t> messages_sent{0};
   std::atomic<uint64_t> messages_received{0};

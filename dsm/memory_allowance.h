@@ -27,6 +27,8 @@ class MemoryAllowance final {
   void SetTarget(NodeId node, uint64_t capacity, std::pair<uint64_t, uint64_t> range = {0, 0});
   void RemoveTarget(NodeId node);
   [[nodiscard]] uint64_t allowance() const { return allowance_; }
+  // Over the allowance and not yet back down to the margin below it (Step's own state).
+  [[nodiscard]] bool draining() const { return draining_; }
   [[nodiscard]] uint64_t capacity() const;
   // Far over the allowance (an eighth over it): the fault thread spills a batch itself before it serves a new
   // fault, so a guest that touches memory faster than the spill thread moves it is held back, not let run away.

@@ -637,6 +637,13 @@ absl::Status ProtocolEngine::CheckTimeouts(absl::Time now) const {
   return absl::OkStatus();
 }
 
+absl::Time ProtocolEngine::NextDeadline() const {
+  absl::Time next = absl::InfiniteFuture();
+  for (const auto& [page, p] : pending_) next = std::min(next, p.start + config_.request_timeout);
+  for (const auto& [page, op] : ops_) next = std::min(next, op.deadline);
+  return next;
+}
+
 std::vector<uint64_t> ProtocolEngine::OwnedPagesPerNode() const { return {owned_.begin(), owned_.end()}; }
 
 void ProtocolEngine::SetOwner(uint64_t page, NodeId owner) {

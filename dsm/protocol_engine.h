@@ -65,6 +65,9 @@ class ProtocolEngine final {
   absl::Status OnMessage(const Message& msg, absl::Time now, std::vector<Message>* out);
   // DeadlineExceeded naming the page and the node waited for, if any wait is older than the timeout.
   [[nodiscard]] absl::Status CheckTimeouts(absl::Time now) const;
+  // When CheckTimeouts could next fail: the earliest deadline of a request or manager operation in flight
+  // (absl::InfiniteFuture() when none is).
+  [[nodiscard]] absl::Time NextDeadline() const;
 
   // Device pins (docs/DSM.md, "Devices that touch guest RAM"): while pinned, the page stays Modified here and a
   // peer's request for it waits until the last Unpin, so a device outside the DSM (qemu-storage-daemon) may read

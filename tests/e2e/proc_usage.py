@@ -41,6 +41,29 @@ def cpu_seconds(pid, threads_named=None):
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu_seconds(pid):
+    """{thread name: CPU seconds its threads of that name used so far} for process `pid`."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            comm, t = _cpu_ticks(f"/proc/{pid}/task/{tid}/stat")
+        except OSError:
+            continue  # the thread ended
+        out[comm] = out.get(comm, 0) + t / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def thread_cpu_used(pids, window):
+    """{pid: {thread name: CPU seconds used during `window` seconds}}, busiest first, idle threads left out."""
+    before = {p: thread_cpu_seconds(p) for p in pids}
+    time.sleep(window)
+    out = {}
+    for p in pids:
+        used = {n: round(t - before[p].get(n, 0), 2) for n, t in thread_cpu_seconds(p).items()}
+        out[p] = dict(sorted(((n, t) for n, t in used.items() if t > 0), key=lambda kv: -kv[1]))
+    return out
+
+
 def cpu_used(pids, window, threads_named=None):
     """{pid: CPU seconds it used during `window` seconds of wall time} (see cpu_seconds)."""
     before = {p: cpu_seconds(p, threads_named) for p in pids}

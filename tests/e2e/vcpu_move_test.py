@@ -54,7 +54,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from edge_agent_process import EdgeAgent, free_port  # noqa: E402
 from kvm_required import kvm_problem  # noqa: E402
-from proc_usage import cpu_used, runtime_pids  # noqa: E402
+from proc_usage import cpu_used, runtime_pids, thread_cpu_used  # noqa: E402
 import test_checks  # noqa: E402
 from test_checks import check, wait_for  # noqa: E402
 
@@ -281,10 +281,12 @@ with EdgeAgent(COALESCE) as a, EdgeAgent(COALESCE, extra_args=b_args) as b:
         # A vCPU moved while paused waits at its gate where it arrives.
         move(1, "home", 1, 0)
         move(1, "1", 0, 1)
-        paused_use = cpu_used(pids, window)
+        paused_threads = thread_cpu_used(pids, window)
+        paused_use = {p: round(sum(t.values()), 2) for p, t in paused_threads.items()}
         print(f"CPU seconds over {window} s, running: {running_use}; paused: {paused_use}")
+        print(f"... paused, by thread: {paused_threads}")
         check("while paused the home and both runtimes use next to no CPU time (< 15% of the window each)",
-              all(v < 0.15 * window for v in paused_use.values()), f"{paused_use}")
+              all(v < 0.15 * window for v in paused_use.values()), f"{paused_threads}")
         check("... against what they used while running (the measurement can tell)",
               sum(running_use.values()) > 4 * sum(paused_use.values()) + 0.2 * window,
               f"running {running_use}, paused {paused_use}")

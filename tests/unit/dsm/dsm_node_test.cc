@@ -140,6 +140,9 @@ TEST_CASE("a home over its memory allowance spills to a memory node; a leaving m
   ErrorSink errors;
   auto nodes = MakeCluster(2, &errors);  // 64 pages; node 1 lends memory and runs nothing
   constexpr uint64_t kAllowance = 16;
+  // Without an allowance the spill thread sleeps until one is set (it used to look every 2 ms).
+  absl::SleepFor(absl::Milliseconds(200));
+  CHECK(nodes[0]->stats().spill_rounds.load() == 0);
   nodes[0]->SetMemoryNode(1, 64);
   nodes[0]->SetMemoryAllowance(kAllowance);
   auto* mem = reinterpret_cast<volatile uint64_t*>(nodes[0]->data());
@@ -152,10 +155,14 @@ TEST_CASE("a home over its memory allowance spills to a memory node; a leaving m
     for (uint64_t pass = 0; pass < 3; ++pass) wrong += mem[p * kWords + pass] != p * 1000 + pass;
   }
   CHECK(wrong == 0);
-  // The spill thread catches up within a few of its 2 ms rounds.
+  // The faults that take home over its allowance wake the spill thread, which catches up.
   const absl::Time deadline = absl::Now() + absl::Seconds(5);
   while (nodes[0]->resident_pages() > kAllowance && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
   CHECK(nodes[0]->resident_pages() <= kAllowance);
+  // Under the allowance and idle, it looks once per 100 ms, not every 2 ms (250 times in this half second).
+  const uint64_t rounds = nodes[0]->stats().spill_rounds.load();
+  absl::SleepFor(absl::Milliseconds(500));
+  CHECK(nodes[0]->stats().spill_rounds.load() - rounds <= 25);
   CHECK(nodes[0]->stats().pages_spilled.load() >= 64 - kAllowance);
   CHECK(nodes[1]->stats().pages_taken_in.load() >= 64 - kAllowance);
   const std::vector<uint64_t> owned = nodes[0]->OwnedPagesPerNode();

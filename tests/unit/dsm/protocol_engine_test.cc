@@ -319,8 +319,15 @@ TEST_CASE("a request that is never answered times out with the page named", "[ds
   s.AddThread(1, {{1, true}});
   s.RunRandom(1);  // node 1 owns page 1
   REQUIRE(s.engines_[0]->directory(1).owner == 1);
+  REQUIRE(s.engines_[2]->NextDeadline() == absl::InfiniteFuture());  // nothing in flight: no deadline
   s.AddThread(2, {{1, false}});
   s.StepThread(1);
+  // The fault thread sleeps until this deadline: the earliest at which CheckTimeouts can fail.
+  const absl::Time due = s.engines_[2]->NextDeadline();
+  REQUIRE(due > s.now_);
+  REQUIRE(due < s.now_ + absl::Seconds(2));
+  REQUIRE(s.engines_[2]->CheckTimeouts(due).ok());
+  REQUIRE(absl::IsDeadlineExceeded(s.engines_[2]->CheckTimeouts(due + absl::Milliseconds(1))));
   REQUIRE(s.engines_[2]->CheckTimeouts(s.now_ + absl::Milliseconds(500)).ok());
   absl::Status st = s.engines_[2]->CheckTimeouts(s.now_ + absl::Seconds(2));
   REQUIRE(absl::IsDeadlineExceeded(st));
