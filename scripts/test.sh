@@ -40,6 +40,12 @@ run_nested() {
   KVM_VM_DMESG="$logs/$base-dmesg.txt" COALESCE_KVM_VM_TCG_THREAD="$thread" \
     with_kvm meson test -C build "${common[@]}" --no-rebuild --logbase "$base" "$@"
   local vm_status=$?
+  # A failure under the nested VM may be the emulated host's: its kernel's own complaints (soft lockups, RCU
+  # stalls, hung tasks, panics) are printed with it, the whole log stays in meson-logs.
+  if ((vm_status != 0)) && [[ -s $logs/$base-dmesg.txt ]]; then
+    grep -E -i "soft lockup|rcu.*stall|hung_task|blocked for more than|kernel panic|watchdog" "$logs/$base-dmesg.txt" |
+      head -20 | sed "s/^/nested kernel: /"
+  fi
   if ((vm_status == 124 || vm_status == 125)) || [[ ! -s $logs/$base.json ]]; then
     printf '%s\n' "$names" |
       python3 -c 'import json,sys; [print(json.dumps({"name": l.strip(), "result": "FAIL"})) for l in sys.stdin if l.strip()]' \

@@ -3,7 +3,8 @@
  *   - adds 1 to a shared counter under a spinlock (the total must equal the sum of what each AP counted),
  *   - steps a 64-bit LCG kept in a register across the whole run (its final value must match the BSP's
  *     replay of the same number of steps: registers move with the vCPU),
- *   - runs a periodic LAPIC timer (ticks must go on after the moves: the APIC's timer moves too),
+ *   - runs a periodic LAPIC timer (ticks must go on after the moves: the APIC's timer moves too; CPU 0 waits
+ *     for each AP's first tick after the late phase began before it ends the run),
  *   - answers CPU 0's pings: physical, logical (flat LDR = 1 << cpu) and all-but-self, each with a pong
  *     vector of its own (every ping must be answered exactly once: interrupts follow the vCPU, none lost or
  *     doubled),
@@ -131,6 +132,15 @@ void guest_main(void) {
     }
     delay_us(2000);
   }
+  atomic_store(&late, 1);
+  /* Each AP's timer must tick after the moves. Waited for, not judged over the last quarter: an AP the host
+   * left unscheduled through the whole late phase (94 s once in CI, under the nested VM beside another test)
+   * ran no loop there and says nothing about its timer. A timer that stopped fails here after the bound. */
+  for (unsigned c = 1; c < n; c++) {
+    WAIT_OR_FAIL(ticks_at_late[c] && ticks[c] > ticks_at_late[c] - 1, ping_timeout_ms,
+                 "CPU %u: its LAPIC timer stopped (%u ticks, none within %u ms after the late phase began)", c,
+                 ticks[c], ping_timeout_ms);
+  }
   atomic_store(&stop, 1);
   WAIT_OR_FAIL(atomic_load(&done) == n - 1, ping_timeout_ms, "only %u of %u APs finished", done, n - 1);
   uint32_t total = 0;
@@ -144,8 +154,6 @@ void guest_main(void) {
               contributed[c], x);
     CHECK_MSG(backwards[c] == 0, "CPU %u: TSC went backwards %u times", c, backwards[c]);
     CHECK_MSG(pings[c] == pongs[c], "CPU %u: %u pings taken, %u pongs seen", c, pings[c], pongs[c]);
-    CHECK_MSG(ticks_at_late[c] && ticks[c] > ticks_at_late[c] - 1, "CPU %u: its LAPIC timer stopped (%u ticks)", c,
-              ticks[c]);
     total += contributed[c];
   }
   printf("vcpu_move: %u ping rounds; counter %u (expected %u)\n", rounds, counter, total);
