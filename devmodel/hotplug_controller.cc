@@ -89,6 +89,18 @@ void HotplugController::CancelWaits() {
   cancelled_ = true;
 }
 
+absl::Status HotplugController::SetDomain(uint32_t id, uint8_t domain) {
+  if (absl::Status st = CheckId(id); !st.ok()) return st;
+  absl::MutexLock lock(&mu_);
+  domain_[id] = domain;
+  return absl::OkStatus();
+}
+
+uint8_t HotplugController::domain(uint32_t id) const {
+  absl::MutexLock lock(&mu_);
+  return id < possible_ ? domain_[id] : 0;
+}
+
 bool HotplugController::Present(uint32_t id) const {
   absl::MutexLock lock(&mu_);
   return id < possible_ && present_[id];
@@ -126,6 +138,8 @@ void HotplugController::Read(uint64_t offset, std::span<uint8_t> data) {
       v = ByteOf(insert_pending_, at - p::kHotplugInsertOffset);
     } else if (at >= p::kHotplugRemoveOffset && at < p::kHotplugRemoveOffset + kBitmapBytes) {
       v = ByteOf(remove_pending_, at - p::kHotplugRemoveOffset);
+    } else if (at == p::kHotplugDomainOffset) {
+      v = domain_[selected_];
     }
     data[i] = v;  // the write-only registers read as 0
   }
@@ -148,6 +162,12 @@ void HotplugController::WriteByte(uint64_t offset, uint8_t id) {
     case p::kHotplugAckRemoveOffset:
       if (valid) {
         remove_pending_.reset(id);
+        return;
+      }
+      break;
+    case p::kHotplugSelectOffset:
+      if (id < possible_) {
+        selected_ = id;
         return;
       }
       break;

@@ -12,10 +12,12 @@
 //
 // The VMM's side of a slot (a vCPU thread, guest RAM) is the machine's business; this device only keeps the
 // guest's view. Writes naming a slot that is not possible, one below the kind's first removable slot (CPU 0)
-// or an eject of a slot that is not present are ignored and counted. Thread-safe: vCPU threads do the I/O,
+// or an eject of a slot that is not present are ignored and counted (selecting any possible slot for its
+// domain is allowed). Thread-safe: vCPU threads do the I/O,
 // the control thread plugs; mu_ may be held while calling the IrqSink.
 #pragma once
 
+#include <array>
 #include <bitset>
 #include <cstdint>
 #include <span>
@@ -71,6 +73,12 @@ class HotplugController final : public BusDevice {
   // The VM stops: every wait above returns at once (FailedPrecondition), and so does any later one.
   void CancelWaits();
 
+  // The proximity domain slot `id` joins when it is plugged in (its _PXM reads it; 0 until set): a slot lent by
+  // an edge attached after boot joins a domain reserved for such edges (docs/NUMA.md). Set it before Plug:
+  // the guest reads _PXM when it adds the CPU or memory. The errors of Plug's first kind.
+  absl::Status SetDomain(uint32_t id, uint8_t domain);
+  [[nodiscard]] uint8_t domain(uint32_t id) const;
+
   [[nodiscard]] bool Present(uint32_t id) const;
   [[nodiscard]] std::vector<uint32_t> PresentSlots() const;
   [[nodiscard]] uint32_t possible() const { return possible_; }
@@ -91,6 +99,8 @@ class HotplugController final : public BusDevice {
   Bits present_ ABSL_GUARDED_BY(mu_);
   Bits insert_pending_ ABSL_GUARDED_BY(mu_);
   Bits remove_pending_ ABSL_GUARDED_BY(mu_);
+  std::array<uint8_t, platform::kHotplugMaxSlots> domain_ ABSL_GUARDED_BY(mu_) = {};
+  uint32_t selected_ ABSL_GUARDED_BY(mu_) = 0;  // the slot kHotplugDomainOffset reads
   uint64_t ignored_writes_ ABSL_GUARDED_BY(mu_) = 0;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
 };

@@ -28,7 +28,8 @@ inline constexpr uint16_t kAcpiPmTimerPort = 0x608;      // 4 bytes: 24-bit 3.57
 inline constexpr uint16_t kAcpiSmiCommandPort = 0;       // 0: ACPI is always enabled (hardware-reduced-ish)
 inline constexpr uint8_t kAcpiS5SleepType = 5;           // SLP_TYP value the DSDT's \_S5 package names
 // The ACPI hotplug controllers (devmodel/hotplug_controller.h), one for CPUs and one for memory slots, read by
-// the DSDT's methods: each is three bitmaps of 256 bits, then three write-only id registers.
+// the DSDT's methods: each is three bitmaps of 256 bits, then four write-only id registers and the selected
+// slot's proximity domain.
 inline constexpr uint16_t kCpuHotplugPort = 0x620;
 inline constexpr uint16_t kMemoryHotplugPort = 0x690;
 inline constexpr uint16_t kHotplugPresentOffset = 0x00;    // R: bit n = slot n is there (its _STA)
@@ -37,7 +38,9 @@ inline constexpr uint16_t kHotplugRemoveOffset = 0x40;     // R: bit n = the VMM
 inline constexpr uint16_t kHotplugAckInsertOffset = 0x60;  // W: id: the guest took the insert event
 inline constexpr uint16_t kHotplugAckRemoveOffset = 0x61;  // W: id: the guest took the remove request
 inline constexpr uint16_t kHotplugEjectOffset = 0x62;      // W: id: slot offline in the guest, eject it (_EJ0)
-inline constexpr uint16_t kHotplugSize = 0x63;
+inline constexpr uint16_t kHotplugSelectOffset = 0x63;     // W: id: the slot the domain register reads
+inline constexpr uint16_t kHotplugDomainOffset = 0x64;     // R: the selected slot's proximity domain (its _PXM)
+inline constexpr uint16_t kHotplugSize = 0x65;
 inline constexpr uint32_t kHotplugMaxSlots = 256;
 static_assert(kCpuHotplugPort + kHotplugSize <= kMemoryHotplugPort);
 // Hot-pluggable guest RAM (coalesce run --max-memory): slots of 128 MiB, Linux's memory block size on x86-64

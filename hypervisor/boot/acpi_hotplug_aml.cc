@@ -22,10 +22,13 @@ struct ControllerNames {
   const char* ack_insert;
   const char* ack_remove;
   const char* eject;
+  const char* select;  // the slot whose domain `domain` reads
+  const char* domain;
+  const char* pxm;  // the serialized method: select a slot, read its domain
   char device;
 };
-constexpr ControllerNames kCpuNames{"CPHR", 'P', 'I', 'R', "CINS", "CREM", "CEJ0", 'C'};
-constexpr ControllerNames kMemoryNames{"MPHR", 'A', 'N', 'G', "MINS", "MREM", "MEJ0", 'M'};
+constexpr ControllerNames kCpuNames{"CPHR", 'P', 'I', 'R', "CINS", "CREM", "CEJ0", "CSEL", "CDOM", "CPXM", 'C'};
+constexpr ControllerNames kMemoryNames{"MPHR", 'A', 'N', 'G', "MINS", "MREM", "MEJ0", "MSEL", "MDOM", "MPXM", 'M'};
 
 std::string Numbered(char letter, uint32_t i) { return absl::StrFormat("%c%03X", letter, i); }
 
@@ -36,7 +39,9 @@ void AppendRegisters(const ControllerNames& names, uint16_t port, uint32_t n, st
                 p::kHotplugRemoveOffset == p::kHotplugInsertOffset + p::kHotplugMaxSlots / 8 &&
                 p::kHotplugAckInsertOffset == p::kHotplugRemoveOffset + p::kHotplugMaxSlots / 8 &&
                 p::kHotplugAckRemoveOffset == p::kHotplugAckInsertOffset + 1 &&
-                p::kHotplugEjectOffset == p::kHotplugAckRemoveOffset + 1 && p::kHotplugPresentOffset == 0);
+                p::kHotplugEjectOffset == p::kHotplugAckRemoveOffset + 1 &&
+                p::kHotplugSelectOffset == p::kHotplugEjectOffset + 1 &&
+                p::kHotplugDomainOffset == p::kHotplugSelectOffset + 1 && p::kHotplugPresentOffset == 0);
   std::vector<a::FieldUnit> units;
   for (char letter : {names.present, names.insert, names.remove}) {
     for (uint32_t i = 0; i < n; ++i) units.push_back({Numbered(letter, i), 1});
@@ -45,8 +50,17 @@ void AppendRegisters(const ControllerNames& names, uint16_t port, uint32_t n, st
   units.push_back({names.ack_insert, 8});
   units.push_back({names.ack_remove, 8});
   units.push_back({names.eject, 8});
+  units.push_back({names.select, 8});
+  units.push_back({names.domain, 8});
   out.push_back(a::SystemIoRegion(names.region, port, p::kHotplugSize));
   out.push_back(a::ByteField(names.region, units));
+  // Serialized: the select and the read are one step, whichever CPU of the guest evaluates a _PXM.
+  out.push_back(a::Method(names.pxm, 1, true, {a::Store(a::Arg(0), names.select), a::Return(a::Ref(names.domain))}));
+}
+
+// Slot i's _PXM: the domain the VMM set for it (HotplugController::SetDomain), read when the guest adds it.
+a::Bytes SlotProximity(const ControllerNames& names, uint32_t i) {
+  return a::Method("_PXM", 0, false, {a::Return(a::Call(names.pxm, {a::Integer(i)}))});
 }
 
 // _STA (0x0F present, 0 absent) and _EJ0 of slot i.
@@ -70,7 +84,7 @@ void AppendScan(const ControllerNames& names, uint32_t i, std::vector<a::Bytes>&
 
 }  // namespace
 
-std::vector<aml::Bytes> CpuHotplugAml(uint32_t possible, const std::vector<aml::Bytes>& mat) {
+std::vector<aml::Bytes> CpuHotplugAml(uint32_t possible, const std::vector<aml::Bytes>& mat, bool numa) {
   std::vector<a::Bytes> out;
   AppendRegisters(kCpuNames, p::kCpuHotplugPort, possible, out);
   std::vector<a::Bytes> scan;
@@ -78,6 +92,7 @@ std::vector<aml::Bytes> CpuHotplugAml(uint32_t possible, const std::vector<aml::
     std::vector<a::Bytes> terms = {a::Name("_HID", a::String("ACPI0007")), a::Name("_UID", a::Integer(i))};
     for (a::Bytes& m : SlotMethods(kCpuNames, i)) terms.push_back(std::move(m));
     terms.push_back(a::Name("_MAT", a::Buffer(mat[i])));
+    if (numa) terms.push_back(SlotProximity(kCpuNames, i));
     out.push_back(a::Device(Numbered(kCpuNames.device, i), terms));
     AppendScan(kCpuNames, i, scan);
   }
@@ -85,7 +100,7 @@ std::vector<aml::Bytes> CpuHotplugAml(uint32_t possible, const std::vector<aml::
   return out;
 }
 
-std::vector<aml::Bytes> MemoryHotplugAml(const AcpiMemoryHotplug& memory) {
+std::vector<aml::Bytes> MemoryHotplugAml(const AcpiMemoryHotplug& memory, bool numa) {
   std::vector<a::Bytes> out;
   AppendRegisters(kMemoryNames, p::kMemoryHotplugPort, memory.slots, out);
   std::vector<a::Bytes> scan;
@@ -97,9 +112,7 @@ std::vector<aml::Bytes> MemoryHotplugAml(const AcpiMemoryHotplug& memory) {
         a::Name("_UID", a::Integer(i)),
         a::Name("_CRS", a::ResourceTemplate().QWordMemory(base, memory.slot_size).ToBuffer()),
     };
-    if (memory.proximity_domain >= 0) {
-      terms.push_back(a::Name("_PXM", a::Integer(static_cast<uint64_t>(memory.proximity_domain))));
-    }
+    if (numa) terms.push_back(SlotProximity(kMemoryNames, i));
     for (a::Bytes& m : SlotMethods(kMemoryNames, i)) terms.push_back(std::move(m));
     out.push_back(a::Device(Numbered(kMemoryNames.device, i), terms));
     AppendScan(kMemoryNames, i, scan);

@@ -127,10 +127,10 @@ Bytes BuildDsdt(const AcpiConfig& config) {
   if (Hotplug(config)) {
     std::vector<a::Bytes> mat;
     for (uint32_t i = 0; i < Possible(config); ++i) mat.push_back(LocalApicEntry(i, true));
-    for (a::Bytes& term : CpuHotplugAml(Possible(config), mat)) sb.push_back(std::move(term));
+    for (a::Bytes& term : CpuHotplugAml(Possible(config), mat, config.numa.enabled())) sb.push_back(std::move(term));
   }
   if (config.memory_hotplug.enabled()) {
-    for (a::Bytes& term : MemoryHotplugAml(config.memory_hotplug)) sb.push_back(std::move(term));
+    for (a::Bytes& term : MemoryHotplugAml(config.memory_hotplug, config.numa.enabled())) sb.push_back(std::move(term));
   }
   if (Hotplug(config) || config.memory_hotplug.enabled()) {
     sb.push_back(HotplugEventDevice(Hotplug(config), config.memory_hotplug.enabled()));
@@ -228,6 +228,16 @@ Bytes BuildMadt(const AcpiConfig& config) {
   return b;
 }
 
+uint64_t AlignUp(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
+
+// Where the spare domains' SRAT ranges start: the first 1 GiB boundary above the RAM and the hot-pluggable area.
+uint64_t SpareDomainsBase(const AcpiConfig& config) {
+  uint64_t end = 0;
+  for (const MemoryRegion& r : config.ram) end = std::max(end, r.guest_phys + r.size);
+  if (config.memory_hotplug.enabled()) end = std::max(end, config.memory_hotplug.base + config.memory_hotplug.size());
+  return AlignUp(end, platform::kMemoryHotplugAlign);
+}
+
 // Static Resource Affinity Table: the proximity domain of every Local APIC and of every RAM range.
 Bytes BuildSrat(const AcpiConfig& config) {
   Bytes b = Header("SRAT", 3);
@@ -256,10 +266,18 @@ Bytes BuildSrat(const AcpiConfig& config) {
     memory_affinity(r.domain, r.base, r.length, kSratEnabled);
   }
   // The hot-pluggable area, whole, as firmware describes DIMM slots: the guest knows from boot that memory may
-  // appear there and in which domain (each slot's _PXM says the same).
+  // appear there, by default in home's domain (a slot's _PXM, read when it is plugged in, may name another).
   const AcpiMemoryHotplug& hp = config.memory_hotplug;
-  if (hp.enabled() && hp.proximity_domain >= 0) {
-    memory_affinity(static_cast<uint32_t>(hp.proximity_domain), hp.base, hp.size(), kSratEnabled | kSratHotPluggable);
+  if (hp.enabled()) memory_affinity(0, hp.base, hp.size(), kSratEnabled | kSratHotPluggable);
+  // Each spare domain: a hot-pluggable range no RAM will occupy, above everything else, only so that the guest
+  // counts the domain as possible (Linux knows the domains of the SRAT and no others; a CPU or slot whose _PXM
+  // names one joins it).
+  uint64_t spare_base = SpareDomainsBase(config);
+  for (size_t d = 0; d < config.numa.nodes.size(); ++d) {
+    if (!config.numa.nodes[d].spare) continue;
+    memory_affinity(static_cast<uint32_t>(d), spare_base, platform::kMemoryHotplugSlotSize,
+                    kSratEnabled | kSratHotPluggable);
+    spare_base += platform::kMemoryHotplugSlotSize;
   }
   Finish(b);
   return b;
@@ -293,8 +311,6 @@ Bytes BuildRsdp(uint64_t rsdt, uint64_t xsdt) {
   b[32] = static_cast<uint8_t>(0x100 - AcpiChecksum(b));
   return b;
 }
-
-uint64_t AlignUp(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
 
 }  // namespace
 
@@ -342,11 +358,6 @@ absl::StatusOr<AcpiTableSet> BuildAcpiTableSet(const AcpiConfig& config, uint64_
           "ACPI: %u memory hotplug slots of %#x bytes at %#x; at most %u slots, sizes and base in 128 MiB steps, "
           "above the RAM (it ends at %#x)",
           hp.slots, hp.slot_size, hp.base, platform::kHotplugMaxSlots, ram_end));
-    }
-    if (hp.proximity_domain >= 0 && (!numa || static_cast<size_t>(hp.proximity_domain) >= config.numa.nodes.size())) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("ACPI: memory hotplug slots in proximity domain %d, which the NUMA topology does not have",
-                          hp.proximity_domain));
     }
   }
   if (numa) {

@@ -211,6 +211,12 @@ Bytes Ref(std::string_view name) { return NameString(name); }
 
 Bytes Arg(uint8_t n) { return {static_cast<uint8_t>(kArg0Op + (n & 0x7))}; }
 
+Bytes Call(std::string_view name, const std::vector<Bytes>& args) {
+  Bytes out = NameString(name);
+  for (const Bytes& a : args) Append(out, a);
+  return out;
+}
+
 Bytes SystemIoRegion(std::string_view name, uint16_t base, uint16_t length) {
   Bytes out{kExtOpPrefix, kOpRegionOp};
   Append(out, NameString(name));

@@ -40,6 +40,8 @@ Bytes Store(const Bytes& value, std::string_view target);
 // with no arguments.
 Bytes Ref(std::string_view name);
 Bytes Arg(uint8_t n);  // Arg0..Arg6
+// A call of method `name` with `args` (the interpreter knows the count from the method's definition).
+Bytes Call(std::string_view name, const std::vector<Bytes>& args);
 
 // OperationRegion(name, SystemIO, base, length)
 Bytes SystemIoRegion(std::string_view name, uint16_t base, uint16_t length);

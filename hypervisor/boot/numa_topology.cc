@@ -22,7 +22,13 @@ void SetUniformDistances(NumaTopology& topology, uint8_t distance) {
 void SetDistancesFromHomeRoundTrips(NumaTopology& topology, const std::vector<absl::Duration>& rtt_from_home) {
   const size_t n = topology.nodes.size();
   SetUniformDistances(topology, kSlitDefaultRemoteDistance);
-  auto rtt = [&](size_t i) { return i < rtt_from_home.size() ? rtt_from_home[i] : absl::ZeroDuration(); };
+  // A spare domain (an edge attached later, not measured yet) stands at the farthest measured edge's distance.
+  absl::Duration farthest = absl::ZeroDuration();
+  for (size_t i = 1; i < rtt_from_home.size(); ++i) farthest = std::max(farthest, rtt_from_home[i]);
+  auto rtt = [&](size_t i) {
+    if (i < rtt_from_home.size() && !topology.nodes[i].spare) return rtt_from_home[i];
+    return topology.nodes[i].spare ? farthest : absl::ZeroDuration();
+  };
   for (size_t i = 0; i < n; ++i) {
     for (size_t j = 0; j < n; ++j) {
       if (i == j) continue;
@@ -100,7 +106,16 @@ absl::Status ValidateNumaTopology(const NumaTopology& topology, uint32_t vcpu_co
           "NUMA domain %u: %u bytes of memory; at least 4M (Linux ignores smaller nodes), or 0 for CPUs only", d,
           node.memory));
     }
-    if (node.memory == 0 && node.vcpus.empty()) {
+    if (node.spare) {
+      if (!node.vcpus.empty() || node.memory != 0) {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("NUMA domain %u is spare (for an edge attached later) but has vCPUs or memory", d));
+      }
+      if (d + 1 < n && !topology.nodes[d + 1].spare) {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("NUMA domain %u is spare but domain %u after it is not", d, d + 1));
+      }
+    } else if (node.memory == 0 && node.vcpus.empty()) {
       return absl::InvalidArgumentError(absl::StrFormat("NUMA domain %u has neither vCPUs nor memory", d));
     }
     total += node.memory;
@@ -147,6 +162,22 @@ std::vector<NumaMemoryRange> NumaMemoryRanges(const NumaTopology& topology, cons
     }
   }
   return out;
+}
+
+void AddSpareDomains(NumaTopology& topology, uint8_t distance) {
+  const size_t before = topology.nodes.size();
+  const size_t after = std::min(kMaxNumaNodes, before + kSpareNumaDomains);
+  std::vector<uint8_t> old = std::move(topology.distances);
+  topology.nodes.resize(after, NumaNode{.spare = true});
+  topology.distances.assign(after * after, distance);
+  for (size_t i = 0; i < after; ++i) {
+    for (size_t j = 0; j < after; ++j) {
+      if (i == j)
+        topology.distances[i * after + j] = kSlitLocalDistance;
+      else if (i < before && j < before && old.size() == before * before)
+        topology.distances[i * after + j] = old[i * before + j];
+    }
+  }
 }
 
 }  // namespace coalesce

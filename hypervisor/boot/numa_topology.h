@@ -25,6 +25,10 @@ enum class NumaMode {
 struct NumaNode {
   std::vector<uint32_t> vcpus;  // vCPU indexes (= APIC ids) in this domain
   uint64_t memory = 0;          // bytes of guest RAM; domains take RAM in order from its bottom; 0: CPUs only
+  // Reserved for an edge attached after boot: no CPUs or RAM at boot, then the CPUs and memory slots plugged in
+  // for that edge (their _PXM names it). The SRAT gives it a hot-pluggable range that never holds RAM, so the
+  // guest counts the domain as possible from boot. Spare domains come after every other.
+  bool spare = false;
 };
 
 struct NumaTopology {
@@ -50,7 +54,8 @@ uint8_t SlitDistanceForRoundTrip(absl::Duration rtt);
 void SetUniformDistances(NumaTopology& topology, uint8_t distance);
 
 // Distances of a coalesced VM from home's measured round trips: rtt_from_home[i] for domain i >= 1 (entry 0
-// is ignored). Between two edges, which home cannot measure, the slower of their two links stands in.
+// is ignored). Between two edges, which home cannot measure, the slower of their two links stands in; a spare
+// domain (NumaNode::spare) takes the farthest measured edge's round trip.
 void SetDistancesFromHomeRoundTrips(NumaTopology& topology, const std::vector<absl::Duration>& rtt_from_home);
 
 // A coalesced VM's domains: domain 0 is home, with the vCPUs not placed on an edge and the RAM no edge's domain
@@ -70,6 +75,13 @@ struct MemoryShare {
   uint64_t length = 0;  // bytes; 0: none
 };
 std::vector<MemoryShare> MemoryEdgeShares(uint64_t memory, uint64_t home_allowance, const std::vector<uint64_t>& lent);
+
+// A coalesced VM that may gain CPUs or memory while it runs reserves this many spare domains (NumaNode::spare)
+// for edges attached after boot; the guest's tables cannot gain domains later.
+inline constexpr size_t kSpareNumaDomains = 2;
+// Appends up to kSpareNumaDomains spare domains (fewer where kMaxNumaNodes stops them), at `distance` from
+// every other domain.
+void AddSpareDomains(NumaTopology& topology, uint8_t distance);
 
 // Linux's NODE_MIN_SIZE on x86: a domain with less RAM is dropped.
 inline constexpr uint64_t kMinNumaNodeMemory = 4ULL << 20;

@@ -321,8 +321,6 @@ absl::Status Machine::LoadGuest() {
                                    .slots = memory_hotplug_->possible()};
   }
   PlanNumaTopology();
-  // With NUMA tables, the slots are home's (domain 0): a slot's pages start at home like any other.
-  if (acpi_config_.numa.enabled()) acpi_config_.memory_hotplug.proximity_domain = 0;
   ASSIGN_OR_RETURN(uint64_t rsdp, BuildAcpiTables(*memory_, acpi_config_));
 
   switch (DetectKernelFormat(kernel)) {
@@ -419,8 +417,45 @@ void Machine::PlanNumaTopology() {
   const absl::Duration one_way = config_.link.one_way_latency;
   SetUniformDistances(t, one_way > absl::ZeroDuration() ? SlitDistanceForRoundTrip(2 * one_way)
                                                          : kSlitDefaultRemoteDistance);
+  // A coalesced VM that may gain CPUs or RAM keeps domains for edges attached later: what such an edge lends
+  // joins a domain of its own (the tables cannot gain one once the guest has read them).
+  const bool may_grow = memory_hotplug_ != nullptr || config_.vcpu_ids() > config_.vcpus;
+  if (config_.numa == NumaMode::kAuto && may_grow) {
+    AddSpareDomains(t, t.distance(0, 1));
+    absl::MutexLock lock(&lent_mu_);
+    spare_domain_edge_.assign(t.nodes.size(), kNoEdge);
+  }
+
   // Checked where the tables are built (BuildAcpiTableSet); --numa's own layouts were checked when parsed.
   acpi_config_.numa = std::move(t);
+}
+
+uint8_t Machine::SpareDomainFor(uint16_t node) {
+  absl::MutexLock lock(&lent_mu_);
+  const std::vector<NumaNode>& nodes = acpi_config_.numa.nodes;
+  for (size_t d = 0; d < spare_domain_edge_.size(); ++d) {
+    if (nodes[d].spare && spare_domain_edge_[d] == node) return static_cast<uint8_t>(d);
+  }
+  for (size_t d = 0; d < spare_domain_edge_.size(); ++d) {
+    if (nodes[d].spare && spare_domain_edge_[d] == kNoEdge) {
+      spare_domain_edge_[d] = node;
+      return static_cast<uint8_t>(d);
+    }
+  }
+  return 0;
+}
+
+std::string Machine::DomainNote(uint8_t domain) const {
+  const NumaTopology& t = acpi_config_.numa;
+  if (!t.enabled()) return "";
+  if (domain == 0) return " (guest NUMA node 0, home's: no domain kept for a later edge is free)";
+  return absl::StrFormat(" (guest NUMA node %u, distance %u: the farthest edge's at boot)", domain,
+                         t.distance(0, domain));
+}
+
+void Machine::ReleaseSpareDomain(uint16_t node) {
+  absl::MutexLock lock(&lent_mu_);
+  std::replace(spare_domain_edge_.begin(), spare_domain_edge_.end(), node, kNoEdge);
 }
 
 absl::Status Machine::MeasureLinks() {
@@ -453,6 +488,16 @@ absl::Status Machine::MeasureLinks() {
     } else {
       LOG_INFO("edge %s: round trip %.3f ms", config_.edges[e].agent_address, ms);
     }
+  }
+  std::vector<uint32_t> spare;
+  for (size_t d = 0; d < acpi_config_.numa.nodes.size(); ++d) {
+    if (acpi_config_.numa.nodes[d].spare) spare.push_back(static_cast<uint32_t>(d));
+  }
+  if (numa && !spare.empty()) {
+    std::fprintf(stderr,
+                 "coalesce run: guest NUMA nodes %s kept for edges attached later (their CPUs and memory slots): "
+                 "distance %u, the farthest edge's\n",
+                 FormatVcpuList(spare).c_str(), acpi_config_.numa.distance(0, spare.front()));
   }
   return absl::OkStatus();
 }
@@ -612,6 +657,7 @@ std::string Machine::Depart(uint16_t node, const std::string& reason) {
   auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
   const auto pages_home = std::chrono::steady_clock::now();
   const std::string given_back = GiveBackLentCpus(moved) + GiveBackLentMemory(node);
+  ReleaseSpareDomain(node);
   const std::string report =
       absl::StrFormat("edge %s (node %u) left (%s): vCPUs %s moved home in %.1f ms, its pages in %.1f ms more%s", edge,
                       node, reason, moved.empty() ? "none" : FormatVcpuList(moved), ms(vcpus_home - start),
@@ -673,7 +719,13 @@ std::string Machine::AttachCommand(const std::vector<std::string>& words) {
   std::string plugged_note;
   if (cpu_hotplug_ != nullptr) {
     const auto moved_all = std::chrono::steady_clock::now();
-    absl::StatusOr<std::vector<uint32_t>> plugged = PlugVcpus(*vcpus);
+    // CPUs the guest has not seen join the edge's own domain, where the guest has one to give.
+    uint8_t domain = 0;
+    if (acpi_config_.numa.enabled() &&
+        std::any_of(vcpus->begin(), vcpus->end(), [this](uint32_t v) { return !cpu_hotplug_->Present(v); })) {
+      domain = SpareDomainFor(*node);
+    }
+    absl::StatusOr<std::vector<uint32_t>> plugged = PlugVcpus(*vcpus, domain);
     if (!plugged.ok()) {
       return absl::StrFormat("error: attach %s: node %u runs vCPUs %s, but plugging them into the guest: %s", words[0],
                              *node, FormatVcpuList(*vcpus), plugged.status().message());
@@ -683,8 +735,9 @@ std::string Machine::AttachCommand(const std::vector<std::string>& words) {
       lent_vcpus_.insert(lent_vcpus_.end(), plugged->begin(), plugged->end());
     }
     if (!plugged->empty()) {
-      plugged_note = absl::StrFormat("; vCPUs %s plugged in, the guest took them in %.1f ms",
-                                     FormatVcpuList(*plugged), ms(std::chrono::steady_clock::now() - moved_all));
+      plugged_note =
+          absl::StrFormat("; vCPUs %s plugged in%s, the guest took them in %.1f ms", FormatVcpuList(*plugged),
+                          DomainNote(domain), ms(std::chrono::steady_clock::now() - moved_all));
     }
   }
   return absl::StrFormat(

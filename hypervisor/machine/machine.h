@@ -7,6 +7,7 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -14,20 +15,20 @@
 #include "absl/status/statusor.h"
 #include "devmodel/virtio/dma_guard.h"
 #include "devmodel/virtio/virtio_mmio.h"
+#include "hypervisor/base/control_socket.h"
 #include "hypervisor/base/temp_dir.h"
 #include "hypervisor/base/timer_service.h"
 #include "hypervisor/boot/acpi_tables.h"
-#include "hypervisor/base/control_socket.h"
-#include "hypervisor/machine/home_vcpu_mover.h"
 #include "hypervisor/boot/boot_entry.h"
 #include "hypervisor/bus/bus.h"
 #include "hypervisor/kvm/kvm_system.h"
+#include "hypervisor/machine/home_vcpu_mover.h"
 #include "hypervisor/machine/machine_config.h"
 #include "hypervisor/machine/vm_pause.h"
 #include "hypervisor/memory/guest_memory.h"
 #include "hypervisor/vcpu/bus_io_handler.h"
-#include "hypervisor/vcpu/run_control.h"
 #include "hypervisor/vcpu/node_vcpus.h"
+#include "hypervisor/vcpu/run_control.h"
 #include "hypervisor/vcpu/vcpu.h"
 
 namespace coalesce {
@@ -113,7 +114,10 @@ class Machine final {
   std::string SetVcpusCommand(const std::vector<std::string>& words);
   // Plugs `vcpus` (absent ones; present ones are left alone) and waits until the guest took each event.
   // Returns what was plugged, or an error naming the vCPU.
-  absl::StatusOr<std::vector<uint32_t>> PlugVcpus(const std::vector<uint32_t>& vcpus);
+  // Plugs in those of `vcpus` that are absent, each in proximity domain `domain` (its _PXM), else its boot one.
+  absl::StatusOr<std::vector<uint32_t>> PlugVcpus(const std::vector<uint32_t>& vcpus,
+                                                  std::optional<uint8_t> domain = std::nullopt);
+  uint8_t BootDomainOf(uint32_t vcpu) const;  // the guest NUMA domain the boot SRAT gives `vcpu`; 0 without one
   // Asks the guest to give up `vcpus` (present ones; others are left alone) and waits until it ejected each.
   absl::StatusOr<std::vector<uint32_t>> UnplugVcpus(const std::vector<uint32_t>& vcpus);
   // Of `vcpus` (an edge's, just moved home as it left), those `attach` plugged in are the CPUs that edge lent:
@@ -127,7 +131,8 @@ class Machine final {
   // asks the guest to give up plugged ones (highest first) until the guest has SIZE of RAM; waits for its answer.
   std::string SetMemoryCommand(const std::vector<std::string>& words);
   // Plugs `count` absent memory slots (lowest first) and waits until the guest took each event. Returns them.
-  absl::StatusOr<std::vector<uint32_t>> PlugMemorySlots(uint32_t count);
+  // Plugs in up to `count` absent slots, each in proximity domain `domain` (its _PXM).
+  absl::StatusOr<std::vector<uint32_t>> PlugMemorySlots(uint32_t count, uint8_t domain = 0);
   // Asks the guest to give up `slots` and waits until it ejected each; on one node, their host memory is freed.
   absl::Status UnplugMemorySlots(const std::vector<uint32_t>& slots);
   // The guest's RAM now: boot RAM and plugged slots.
@@ -212,6 +217,16 @@ class Machine final {
   std::vector<uint32_t> lent_vcpus_ ABSL_GUARDED_BY(lent_mu_);  // plugged in by `attach`: given back on departure
   // Memory slots plugged in by `attach ADDR memory=SIZE`, by the node that lent them: given back on its departure.
   std::map<uint16_t, std::vector<uint32_t>> lent_memory_slots_ ABSL_GUARDED_BY(lent_mu_);
+  // Guest NUMA domains kept for edges attached after boot (NumaNode::spare, docs/NUMA.md): entry d is the node
+  // whose plugged-in CPUs and memory slots joined domain d, kNoEdge while free; other domains' entries unused.
+  static constexpr uint16_t kNoEdge = 0xffff;
+  std::vector<uint16_t> spare_domain_edge_ ABSL_GUARDED_BY(lent_mu_);
+  // The spare domain `node`'s CPUs and slots join: the one it has, else a free one (taken); 0 (home's) when the
+  // guest has none free.
+  uint8_t SpareDomainFor(uint16_t node);
+  void ReleaseSpareDomain(uint16_t node);  // `node` left: its domain is free for the next edge
+  // " (guest NUMA node D, distance N: ...)" for what an attach plugged into domain D; "" without guest NUMA.
+  std::string DomainNote(uint8_t domain) const;
   absl::Mutex departures_mu_;
   std::vector<std::thread> departures_ ABSL_GUARDED_BY(departures_mu_);  // Depart(), joined in Shutdown
 };

@@ -4,6 +4,7 @@
 // so plugging one in is a word to the guest, which onlines it with INIT and SIPI like a CPU at boot.
 #include <algorithm>
 #include <chrono>
+#include <optional>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
@@ -25,10 +26,14 @@ double Machine::MsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 }
 
-absl::StatusOr<std::vector<uint32_t>> Machine::PlugVcpus(const std::vector<uint32_t>& vcpus) {
+absl::StatusOr<std::vector<uint32_t>> Machine::PlugVcpus(const std::vector<uint32_t>& vcpus,
+                                                         std::optional<uint8_t> domain) {
   std::vector<uint32_t> plugged;
   for (uint32_t v : vcpus) {
     if (cpu_hotplug_->Present(v)) continue;
+    // Its _PXM: the domain given (an attached edge's), else the one the boot SRAT gave it (a CPU an earlier
+    // edge lent and gave back is home's or its boot edge's again).
+    if (absl::Status st = cpu_hotplug_->SetDomain(v, domain ? *domain : BootDomainOf(v)); !st.ok()) return st;
     if (absl::Status st = cpu_hotplug_->Plug(v); !st.ok()) return st;
     plugged.push_back(v);
   }
@@ -36,6 +41,16 @@ absl::StatusOr<std::vector<uint32_t>> Machine::PlugVcpus(const std::vector<uint3
     if (absl::Status st = cpu_hotplug_->AwaitInsertTaken(v, kInsertTimeout); !st.ok()) return st;
   }
   return plugged;
+}
+
+uint8_t Machine::BootDomainOf(uint32_t vcpu) const {
+  const std::vector<NumaNode>& nodes = acpi_config_.numa.nodes;
+  for (size_t d = 0; d < nodes.size(); ++d) {
+    if (std::find(nodes[d].vcpus.begin(), nodes[d].vcpus.end(), vcpu) != nodes[d].vcpus.end()) {
+      return static_cast<uint8_t>(d);
+    }
+  }
+  return 0;
 }
 
 absl::StatusOr<std::vector<uint32_t>> Machine::UnplugVcpus(const std::vector<uint32_t>& vcpus) {

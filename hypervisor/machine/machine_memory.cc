@@ -57,17 +57,27 @@ std::string Machine::GrowWithLentMemory(uint16_t node, uint64_t bytes) {
   // that live on the memory edges.
   if (home_->dsm().memory_allowance() == 0) home_->dsm().SetMemoryAllowance(PresentMemory() / platform::kPageSize);
   const auto start = std::chrono::steady_clock::now();
-  absl::StatusOr<std::vector<uint32_t>> plugged = PlugMemorySlots(slots);
+  // The slots join the edge's own guest NUMA domain where the guest has one to give (docs/NUMA.md).
+  const uint8_t domain = acpi_config_.numa.enabled() ? SpareDomainFor(node) : 0;
+  absl::StatusOr<std::vector<uint32_t>> plugged = PlugMemorySlots(slots, domain);
   if (!plugged.ok()) return absl::StrFormat("; plugging its RAM into the guest failed: %s", plugged.status().message());
   {
     absl::MutexLock lock(&lent_mu_);
     std::vector<uint32_t>& lent = lent_memory_slots_[node];
     lent.insert(lent.end(), plugged->begin(), plugged->end());
   }
+  if (domain != 0 && !plugged->empty()) {
+    // As for a memory edge's share of boot RAM: its slots' pages are spilled to it first, so that the domain is
+    // where the tables say. The slots are the lowest absent ones: one range, unless setmemory left a gap.
+    const uint64_t first = (config_.memory + plugged->front() * platform::kMemoryHotplugSlotSize) / platform::kPageSize;
+    const uint64_t end =
+        (config_.memory + (plugged->back() + 1) * platform::kMemoryHotplugSlotSize) / platform::kPageSize;
+    home_->dsm().SetMemoryNode(node, bytes / platform::kPageSize, {first, end});
+  }
   return absl::StrFormat(
-      "; the guest grew by it: memory slots %s plugged in, taken in %.1f ms; guest RAM %s, home keeps at most %s",
-      FormatVcpuList(*plugged), MsSince(start),
-      FormatSize(PresentMemory()), FormatSize(home_->dsm().memory_allowance() * platform::kPageSize));
+      "; the guest grew by it: memory slots %s plugged in%s, taken in %.1f ms; guest RAM %s, home keeps at most %s",
+      FormatVcpuList(*plugged), DomainNote(domain), MsSince(start), FormatSize(PresentMemory()),
+      FormatSize(home_->dsm().memory_allowance() * platform::kPageSize));
 }
 
 std::string Machine::HomeMemoryCommand(const std::vector<std::string>& words) {

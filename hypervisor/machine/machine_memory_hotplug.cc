@@ -42,10 +42,11 @@ uint64_t Machine::PresentMemory() const {
   return config_.memory + plugged * p::kMemoryHotplugSlotSize;
 }
 
-absl::StatusOr<std::vector<uint32_t>> Machine::PlugMemorySlots(uint32_t count) {
+absl::StatusOr<std::vector<uint32_t>> Machine::PlugMemorySlots(uint32_t count, uint8_t domain) {
   std::vector<uint32_t> plugged;
   for (uint32_t slot = 0; slot < memory_hotplug_->possible() && plugged.size() < count; ++slot) {
     if (memory_hotplug_->Present(slot)) continue;
+    if (absl::Status st = memory_hotplug_->SetDomain(slot, domain); !st.ok()) return st;
     if (absl::Status st = memory_hotplug_->Plug(slot); !st.ok()) return st;
     plugged.push_back(slot);
   }

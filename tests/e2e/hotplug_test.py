@@ -9,7 +9,8 @@ Wrong counts are refused with the range; the guest powers off with exit 0 at the
 
 CASE coalesced: CPUs plugged in on edge hosts. The guest boots with 1 vCPU of 3 and absent vCPU 2 placed on
 edge agent A (it waits there, idle). `ctl attach B vcpus=1` leases agent B, moves absent vCPU 1 there and plugs
-it in; `ctl setvcpus 3` plugs in vCPU 2 on A. The guest onlines both remote CPUs and runs a busy loop on each
+it in; `ctl setvcpus 3` plugs in vCPU 2 on A. The guest onlines both remote CPUs, each in its edge's NUMA node
+(CPU 1 in node 2, a domain kept for edges attached later, through its _PXM), and runs a busy loop on each
 (/proc/stat); `setvcpus 1` takes both back (the guest offlines and ejects them), B is detached, and the guest
 powers off with exit 0. It prints the attach latency: the lease asked for to the CPU online in the guest.
 
@@ -223,6 +224,12 @@ def coalesced_case():
           reply + err)
     now_online, took = online([2])
     check(f"the guest onlined CPU 2 on edge A in {took:.1f} s: CPUs 0-2 online", now_online == "0-2", console_tail())
+    # Each in its edge's guest NUMA node: CPU 2 in A's (node 1, from the boot SRAT), CPU 1, plugged in for an
+    # edge attached later, in the first domain kept for such edges (node 2, its _PXM).
+    nodes = {n: (guest(f"cat /sys/devices/system/node/node{n}/cpulist") or "?").strip().splitlines()[-1:]
+             for n in (1, 2)}
+    check(f"CPU 2 is in guest NUMA node 1 (edge A), CPU 1 in node 2 (edge B, attached later): {nodes}",
+          nodes == {1: ["2"], 2: ["1"]}, console_tail())
     rc, status, err = ctl("status")
     check("ctl status: vCPU 2 on A, vCPU 1 on B, none absent",
           rc == 0 and re.search(r"node 1 edge \S+: vCPUs 2,", status) and re.search(r"node 2 edge \S+: vCPUs 1,", status)

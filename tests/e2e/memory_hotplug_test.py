@@ -12,10 +12,11 @@ controller ignored no guest write, and the guest powers off with exit 0.
 
 CASE edge: a memory edge lends RAM and the guest grows by it. The guest boots with 256M of at most 512M, a home
 allowance of 224M and memory edge A lending 64M; the guest's NUMA node 1 is A's share of boot RAM (the 32M above
-home's 224M, no CPUs, the measured distance). `ctl attach B memory=256M` leases agent B and plugs two slots
-in: MemTotal grows by 256M and a 288M file written to a tmpfs (spilled to A and B beyond home's 224M) reads back
+home's 224M, no CPUs, the measured distance); nodes 2-3 are possible (kept for edges attached later).
+`ctl attach B memory=256M` leases agent B and plugs two slots in, in guest NUMA node 2 (256M, no CPUs, A's
+distance): MemTotal grows by 256M and a 288M file written to a tmpfs (spilled to A and B beyond home's 224M) reads back
 with its checksum. `ctl detach B`: B's pages come home, then the two slots B lent are given back (the guest
-offlines and ejects them) and MemTotal is as at boot; the guest powers off with exit 0.
+offlines and ejects them), MemTotal is as at boot and node 2 holds nothing; the guest powers off with exit 0.
 
 Usage: memory_hotplug_test.py COALESCE ASSETS_DIR [local|edge]"""
 import os
@@ -157,6 +158,8 @@ def local_case():
     print(f"  {reply.strip()}")
     shrunk = mem_total_becomes(boot_total)
     check(f"MemTotal is the boot value again: {shrunk} kB", shrunk == boot_total, shell.tail())
+    node2 = numa_nodes().get(2)
+    check(f"node 2 holds no memory any more: {node2}", node2 is None or node2[1] == 0)
     check("blocks 32 and 33 are gone", not {32, 33} & set(memory_blocks()))
 
     rc, reply, err = ctl("setmemory", "384M")
@@ -197,13 +200,27 @@ def edge_case():
           and nodes[0][1] + (node1[1] if node1 else 0) <= boot_total + 1024)
     check(f"node 1's distance is the one printed ({printed.group(2) if printed else None})",
           printed and node1 and node1[2] == [printed.group(2), "10"] and nodes[0][2] == ["10", printed.group(2)])
+    # The guest may gain memory: two more domains are kept for edges attached later (possible, not online).
+    possible = (guest("cat /sys/devices/system/node/possible") or "").strip().splitlines()
+    check(f"the guest's possible NUMA nodes are 0-3 (two kept for edges attached later): {possible[-1:]}",
+          possible[-1:] == ["0-3"], shell.tail())
     rc, reply, err = ctl("attach", b.listen, "memory=256M")
-    check("attach B memory=256M: B lends 256M and the guest grows by it (slots 0-1)",
-          rc == 0 and "memory edge" in reply and "the guest grew by it: memory slots 0-1 plugged in" in reply
-          and "guest RAM 512M, home keeps at most 224M" in reply, reply + err + b.log_tail())
+    joined = re.search(r"the guest grew by it: memory slots 0-1 plugged in \(guest NUMA node 2, distance (\d+)",
+                       reply)
+    check("attach B memory=256M: B lends 256M and the guest grows by it (slots 0-1) in guest NUMA node 2",
+          rc == 0 and "memory edge" in reply and joined and "guest RAM 512M, home keeps at most 224M" in reply,
+          reply + err + b.log_tail())
     print(f"  {reply.strip()}")
     grown = mem_total_becomes(boot_total + 256 * MIB)
     check(f"MemTotal grew by exactly 256M: {boot_total} -> {grown} kB", grown == boot_total + 256 * MIB, shell.tail())
+    # Node 2 is B's: the 256M of the two slots, no CPUs, at the distance of A (the farthest edge at boot).
+    nodes = numa_nodes()
+    node2 = nodes.get(2)
+    check(f"node 2 holds B's 256M and no CPUs, at the distance the attach named: {node2}",
+          node2 and node2[0] == "" and node2[1] == 256 * MIB and joined
+          and node2[2][0] == joined.group(1) and node2[2][2] == "10" and printed and joined.group(1) == printed.group(2),
+          f"{nodes}\n{shell.tail()}")
+    check(f"node 0 did not grow: {nodes.get(0)}", nodes.get(0) and nodes[0][1] <= boot_total)
     # 288M in a guest whose home keeps 224M: the spill puts the oldest pages on A and B.
     write_and_check(288)
     rc, status, err = ctl("status")
@@ -219,6 +236,8 @@ def edge_case():
     print(f"  {reply.strip()}")
     shrunk = mem_total_becomes(boot_total)
     check(f"MemTotal is the boot value again: {shrunk} kB", shrunk == boot_total, shell.tail())
+    node2 = numa_nodes().get(2)
+    check(f"node 2 holds no memory any more: {node2}", node2 is None or node2[1] == 0)
     rc, status, err = ctl("status")
     check("ctl status: nothing plugged in, 256M of RAM", rc == 0 and "memory hotplug: 0 plugged in" in status
           and ", 256 MiB of RAM" in status, status + err)

@@ -232,7 +232,7 @@ TEST_CASE("ACPI: CPU hotplug AML disassembles and recompiles with iasl, register
   const std::string dsl = DisassembleDsdt(*set, dir);
   INFO(dsl);
   CHECK(dsl.find("**** ") == std::string::npos);
-  CHECK(dsl.find("OperationRegion (CPHR, SystemIO, 0x0620, 0x63)") != std::string::npos);
+  CHECK(dsl.find("OperationRegion (CPHR, SystemIO, 0x0620, 0x65)") != std::string::npos);
   // The bitmaps at 0x00, 0x20 and 0x40, the id registers at 0x60..0x62 (platform.h).
   const size_t field = dsl.find("Field (CPHR, ByteAcc, NoLock, Preserve)");
   REQUIRE(field != std::string::npos);
@@ -274,7 +274,7 @@ TEST_CASE("ACPI: memory hotplug AML disassembles and recompiles with iasl: slots
   const std::string dsl = DisassembleDsdt(*set, dir);
   INFO(dsl);
   CHECK(dsl.find("**** ") == std::string::npos);
-  CHECK(dsl.find("OperationRegion (MPHR, SystemIO, 0x0690, 0x63)") != std::string::npos);
+  CHECK(dsl.find("OperationRegion (MPHR, SystemIO, 0x0690, 0x65)") != std::string::npos);
   const size_t field = dsl.find("Field (MPHR, ByteAcc, NoLock, Preserve)");
   REQUIRE(field != std::string::npos);
   const size_t a2 = dsl.find("A002,   1", field);
@@ -284,6 +284,8 @@ TEST_CASE("ACPI: memory hotplug AML disassembles and recompiles with iasl: slots
   CHECK((a2 != std::string::npos && n0 != std::string::npos && g0 != std::string::npos && acks != std::string::npos));
   CHECK((a2 < n0 && n0 < g0 && g0 < acks));
   CHECK(dsl.find("MEJ0,   8", acks) != std::string::npos);
+  CHECK(dsl.find("MSEL,   8", acks) != std::string::npos);
+  CHECK(dsl.find("MDOM,   8", acks) != std::string::npos);
   // Slot 2: a PNP0C80 memory device whose range is the third 128 MiB after 4 GiB.
   const size_t m2 = dsl.find("Device (M002)");
   REQUIRE(m2 != std::string::npos);
@@ -319,7 +321,6 @@ TEST_CASE("ACPI: memory hotplug: the e820-visible RAM unchanged, the slots in th
   numa.nodes = {{{0}, 192ULL << 20}, {{1}, 64ULL << 20}};
   numa.distances = {10, 27, 27, 10};
   AcpiMemoryHotplug hp = ThreeSlots();
-  hp.proximity_domain = 0;
   auto set =
       BuildAcpiTableSet({.vcpu_count = 2, .numa = numa, .ram = GuestMemory::Layout(256ULL << 20), .memory_hotplug = hp},
                         boot_layout::kAcpiTablesAddr);
@@ -350,11 +351,68 @@ TEST_CASE("ACPI: memory hotplug: the e820-visible RAM unchanged, the slots in th
   m = ThreeSlots();
   m.slot_size = 64ULL << 20;  // under Linux's memory block
   CHECK(refused(m));
-  m = ThreeSlots();
-  m.proximity_domain = 0;  // no NUMA tables to name it in
-  CHECK(refused(m));
-  m.proximity_domain = 2;  // a domain the topology lacks
-  CHECK(refused(m, numa));
+}
+
+TEST_CASE(
+    "ACPI: spare NUMA domains for edges attached later: a hot-pluggable SRAT range each, _PXM read from "
+    "the hotplug controllers") {
+  // Two boot domains (home: CPU 0 and 192M; an edge: CPU 1 and 64M), CPUs 2-3 and three slots may come later.
+  NumaTopology numa;
+  numa.nodes = {{{0, 2, 3}, 192ULL << 20}, {{1}, 64ULL << 20}};
+  SetUniformDistances(numa, 27);
+  AddSpareDomains(numa, 56);
+  REQUIRE(numa.nodes.size() == 2 + kSpareNumaDomains);
+  CHECK(numa.distance(0, 1) == 27);  // the boot domains keep theirs
+  CHECK(numa.distance(0, 2) == 56);
+  CHECK(numa.distance(3, 1) == 56);
+  CHECK(numa.distance(3, 3) == 10);
+  auto set = BuildAcpiTableSet({.vcpu_count = 2,
+                                .possible_vcpus = 4,
+                                .numa = numa,
+                                .ram = GuestMemory::Layout(256ULL << 20),
+                                .memory_hotplug = ThreeSlots()},
+                               boot_layout::kAcpiTablesAddr);
+  REQUIRE(set.ok());
+  const AcpiTable& srat = Get(*set, "SRAT");
+  // After four CPUs, two boot ranges and the slots' range (domain 0): one range per spare domain, 128 MiB each
+  // from the first 1 GiB boundary above the slots (4G + 384M -> 5G), enabled and hot-pluggable.
+  const size_t spare = 48 + 4 * 16 + 3 * 40;
+  REQUIRE(srat.bytes.size() == spare + 2 * 40);
+  CHECK(Peek<uint32_t>(srat.bytes, spare - 40 + 2) == 0);  // the slots: home's domain until _PXM says otherwise
+  for (uint32_t k = 0; k < 2; ++k) {
+    const size_t at = spare + k * 40;
+    CHECK(srat.bytes[at] == 1);
+    CHECK(Peek<uint32_t>(srat.bytes, at + 2) == 2 + k);
+    CHECK(Peek<uint64_t>(srat.bytes, at + 8) == (5ULL << 30) + k * (128ULL << 20));
+    CHECK(Peek<uint64_t>(srat.bytes, at + 16) == (128ULL << 20));
+    CHECK(Peek<uint32_t>(srat.bytes, at + 28) == 3);
+  }
+  const AcpiTable& slit = Get(*set, "SLIT");
+  CHECK(Peek<uint64_t>(slit.bytes, 36) == 4);
+  TempDir dir;
+  const std::string dsl = DisassembleDsdt(*set, dir);
+  INFO(dsl);
+  CHECK(dsl.find("**** ") == std::string::npos);
+  // One serialized select-and-read per controller; every hot-pluggable CPU and slot's _PXM calls it.
+  for (const char* method : {"Method (CPXM, 1, Serialized)", "Method (MPXM, 1, Serialized)"}) {
+    CHECK(dsl.find(method) != std::string::npos);
+  }
+  CHECK(dsl.find("CSEL = Arg0") != std::string::npos);
+  CHECK(dsl.find("Return (CDOM)") != std::string::npos);
+  const size_t c3 = dsl.find("Device (C003)");
+  REQUIRE(c3 != std::string::npos);
+  CHECK(dsl.find("Return (CPXM (0x03))", c3) != std::string::npos);
+  const size_t m1 = dsl.find("Device (M001)");
+  REQUIRE(m1 != std::string::npos);
+  CHECK(dsl.find("Return (MPXM (One))", m1) != std::string::npos);
+  CHECK(RecompileDsdt(dir));
+  // A spare domain holds nothing at boot, and comes after the others.
+  NumaTopology bad = numa;
+  bad.nodes[2].memory = 64ULL << 20;
+  CHECK(!ValidateNumaTopology(bad, 4, 256ULL << 20).ok());
+  bad = numa;
+  std::swap(bad.nodes[1], bad.nodes[2]);
+  CHECK(!ValidateNumaTopology(bad, 4, 256ULL << 20).ok());
 }
 
 TEST_CASE("ACPI: configuration limits") {

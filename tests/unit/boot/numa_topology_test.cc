@@ -88,6 +88,30 @@ TEST_CASE("NUMA: measured round trips set the distances; edge to edge takes the 
   CHECK(ValidateNumaTopology(t, 3, 64 * kMiB).ok());
 }
 
+TEST_CASE("NUMA: spare domains for edges attached later stand at the farthest measured edge's distance") {
+  NumaTopology t = TopologyFromPlacement(3, 64 * kMiB, {{{1}}, {{2}}});
+  AddSpareDomains(t, kSlitDefaultRemoteDistance);
+  REQUIRE(t.nodes.size() == 5);
+  CHECK((t.nodes[3].spare && t.nodes[4].spare && !t.nodes[2].spare));
+  CHECK(t.nodes[3].vcpus.empty());
+  CHECK(t.nodes[3].memory == 0);
+  CHECK(ValidateNumaTopology(t, 3, 64 * kMiB).ok());
+  SetDistancesFromHomeRoundTrips(t, {absl::ZeroDuration(), absl::Microseconds(60), absl::Milliseconds(2)});
+  CHECK(t.distance(0, 1) == 27);
+  CHECK(t.distance(0, 3) == 56);  // the 2 ms edge's
+  CHECK(t.distance(4, 0) == 56);
+  CHECK(t.distance(3, 4) == 56);
+  CHECK(t.distance(1, 3) == 56);
+  CHECK(t.distance(4, 4) == 10);
+  // Never past the 64 domains the tables allow.
+  NumaTopology full;
+  full.nodes.resize(kMaxNumaNodes - 1, NumaNode{{0}, 0});
+  SetUniformDistances(full, 20);
+  AddSpareDomains(full, 20);
+  CHECK(full.nodes.size() == kMaxNumaNodes);
+  CHECK(full.distances.size() == kMaxNumaNodes * kMaxNumaNodes);
+}
+
 TEST_CASE("NUMA: topologies that do not fit the guest are refused, naming the problem") {
   auto two = [](std::vector<uint32_t> a, uint64_t ma, std::vector<uint32_t> b, uint64_t mb) {
     NumaTopology t;

@@ -46,6 +46,32 @@ TEST_CASE("CPU hotplug: plug sets present and insert pending, pulses the line; t
   CHECK(irq.rising_edges(kGsi) == 1);  // refused plugs tell the guest nothing
 }
 
+TEST_CASE("hotplug: a slot's proximity domain, as its _PXM reads it: select the slot, read the domain") {
+  RecordingIrqSink irq;
+  HotplugController dev(kMemoryHotplugKind, &irq, kGsi, 6, 0);
+  auto pxm = [&dev](uint8_t slot) {
+    Outb(dev, p::kHotplugSelectOffset, slot);
+    return Inb(dev, p::kHotplugDomainOffset);
+  };
+  CHECK(pxm(0) == 0);  // home's until the VMM says otherwise
+  CHECK(pxm(5) == 0);
+  REQUIRE(dev.SetDomain(3, 2).ok());
+  REQUIRE(dev.SetDomain(4, 3).ok());
+  CHECK(pxm(3) == 2);
+  CHECK(pxm(4) == 3);
+  CHECK(pxm(2) == 0);
+  CHECK(dev.domain(3) == 2);
+  CHECK(dev.SetDomain(6, 1).code() == absl::StatusCode::kInvalidArgument);  // not possible
+  // Selecting a slot that is not possible is ignored and counted; the last good selection stands.
+  const uint64_t ignored = dev.ignored_writes();
+  Outb(dev, p::kHotplugSelectOffset, 3);
+  Outb(dev, p::kHotplugSelectOffset, 200);
+  CHECK(Inb(dev, p::kHotplugDomainOffset) == 2);
+  CHECK(dev.ignored_writes() == ignored + 1);
+  CHECK(Inb(dev, p::kHotplugSelectOffset) == 0);  // write-only
+  CHECK(irq.events().empty());                    // setting a domain tells the guest nothing until a plug
+}
+
 TEST_CASE("CPU hotplug: unplug is a request the guest answers by ejecting") {
   RecordingIrqSink irq;
   HotplugController dev(kCpuHotplugKind, &irq, kGsi, 4, 4);
