@@ -1,7 +1,6 @@
 #include "dsm/dsm_node.h"
 
 #include <poll.h>
-#include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -17,6 +16,7 @@
 #include "hypervisor/base/errno_status.h"
 #include "hypervisor/base/log.h"
 #include "hypervisor/base/status_macros.h"
+#include "hypervisor/base/thread_name.h"
 
 namespace coalesce::dsm {
 
@@ -104,12 +104,20 @@ absl::Status DsmNode::Init(int memfd) {
     departed_.erase(peer);  // a node may come back after leaving
   };
   ASSIGN_OR_RETURN(transport_, Transport::Create(to, stats_.get(), std::move(cb)));
-  fault_thread_ = std::thread([this] { FaultLoop(); });
-  liveness_thread_ = std::thread([this] { LivenessLoop(); });
-  if (home) spill_thread_ = std::thread([this] { SpillLoop(); });
-  pthread_setname_np(fault_thread_.native_handle(), "dsm-fault");
-  pthread_setname_np(liveness_thread_.native_handle(), "dsm-liveness");
-  if (home) pthread_setname_np(spill_thread_.native_handle(), "dsm-spill");
+  fault_thread_ = std::thread([this] {
+    NameThisThread("dsm-fault");
+    FaultLoop();
+  });
+  liveness_thread_ = std::thread([this] {
+    NameThisThread("dsm-liveness");
+    LivenessLoop();
+  });
+  if (home) {
+    spill_thread_ = std::thread([this] {
+      NameThisThread("dsm-spill");
+      SpillLoop();
+    });
+  }
   LOG_DEBUG("dsm node %u: serving %u pages, listening on port %u", config_.self, size_ / kPageSize, port());
   return absl::OkStatus();
 }

@@ -3,7 +3,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -15,6 +14,7 @@
 #include "dsm/frame_io.h"
 #include "hypervisor/base/errno_status.h"
 #include "hypervisor/base/log.h"
+#include "hypervisor/base/thread_name.h"
 
 namespace coalesce::dsm {
 namespace {
@@ -85,11 +85,14 @@ void PeerChannel::CloseAndJoin(const absl::Status& why) {
 }
 
 void PeerChannel::Start() {
-  receiver_ = std::thread([this] { ReceiveLoop(); });
-  sender_ = std::thread([this] { SendLoop(); });
-  // Named so that /proc and a debugger tell the DSM's threads apart (the tests break CPU time down by name).
-  pthread_setname_np(receiver_.native_handle(), "dsm-recv");
-  pthread_setname_np(sender_.native_handle(), "dsm-send");
+  receiver_ = std::thread([this] {
+    NameThisThread("dsm-recv");
+    ReceiveLoop();
+  });
+  sender_ = std::thread([this] {
+    NameThisThread("dsm-send");
+    SendLoop();
+  });
 }
 
 void PeerChannel::Kick() {

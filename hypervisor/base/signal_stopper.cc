@@ -8,6 +8,8 @@
 #include <cstring>
 #include <ctime>
 
+#include "hypervisor/base/thread_name.h"
+
 namespace coalesce {
 namespace {
 
@@ -45,6 +47,7 @@ void BlockStopSignals() {
 SignalStopper::SignalStopper(std::function<void(int, int)> on_signal, Deadline deadline)
     : on_signal_(std::move(on_signal)), deadline_(deadline) {
   thread_ = std::thread([this] {
+    NameThisThread("signals");
     sigset_t set = StopSignals();
     timespec tick{0, 100'000'000};
     int64_t stop_deadline_ms = -1;
@@ -69,7 +72,6 @@ SignalStopper::SignalStopper(std::function<void(int, int)> on_signal, Deadline d
       }
     }
   });
-  pthread_setname_np(thread_.native_handle(), "signals");
 }
 
 SignalStopper::~SignalStopper() {

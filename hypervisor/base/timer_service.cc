@@ -2,12 +2,16 @@
 
 #include <pthread.h>
 
+#include "hypervisor/base/thread_name.h"
+
 namespace coalesce {
 
 TimerService::TimerService() {
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this] {
+    NameThisThread("timers");
+    Loop();
+  });
   thread_id_ = thread_.get_id();
-  pthread_setname_np(thread_.native_handle(), "timers");
 }
 
 TimerService::~TimerService() { Stop(); }

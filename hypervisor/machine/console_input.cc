@@ -6,6 +6,8 @@
 
 #include <vector>
 
+#include "hypervisor/base/thread_name.h"
+
 namespace coalesce {
 
 ConsoleInput::ConsoleInput(std::function<void(std::span<const uint8_t>)> deliver, std::function<void()> quit)
@@ -16,8 +18,10 @@ ConsoleInput::ConsoleInput(std::function<void(std::span<const uint8_t>)> deliver
     raw.c_oflag |= OPOST | ONLCR;  // keep our own log lines readable
     if (::tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0) raw_mode_ = true;
   }
-  thread_ = std::thread([this] { Loop(); });
-  pthread_setname_np(thread_.native_handle(), "console-in");
+  thread_ = std::thread([this] {
+    NameThisThread("console-in");
+    Loop();
+  });
 }
 
 ConsoleInput::~ConsoleInput() {

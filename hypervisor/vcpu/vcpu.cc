@@ -10,6 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "hypervisor/base/log.h"
 #include "hypervisor/base/platform.h"
+#include "hypervisor/base/thread_name.h"
 #include "hypervisor/boot/cpu_startup.h"
 #include "hypervisor/emul/instruction_completer.h"
 #include "hypervisor/irq/local_apic.h"
@@ -77,9 +78,10 @@ void Vcpu::Resume(RunState run) {
   halted_with_interrupts_ = run.halted_with_interrupts;
   state_.store(run.state, std::memory_order_release);
   thread_exited_.store(false, std::memory_order_release);
-  thread_ = std::thread([this] { ThreadMain(); });
-  std::string name = absl::StrFormat("vcpu%u", id());
-  pthread_setname_np(thread_.native_handle(), name.c_str());
+  thread_ = std::thread([this] {
+    NameThisThread(absl::StrFormat("vcpu%u", id()).c_str());
+    ThreadMain();
+  });
 }
 
 void Vcpu::Join() {
