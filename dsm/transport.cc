@@ -13,6 +13,7 @@
 #include "hypervisor/base/errno_status.h"
 #include "hypervisor/base/log.h"
 #include "hypervisor/base/status_macros.h"
+#include "hypervisor/base/thread_name.h"
 
 namespace coalesce::dsm {
 namespace {
@@ -53,7 +54,10 @@ absl::StatusOr<std::unique_ptr<Transport>> Transport::Create(const Options& opti
   if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) < 0) return ErrnoStatus("getsockname");
   auto t = std::unique_ptr<Transport>(
       new Transport(options, stats, std::move(callbacks), std::move(listener), ntohs(addr.sin_port)));
-  t->acceptor_ = std::thread([p = t.get()] { p->AcceptLoop(); });
+  t->acceptor_ = std::thread([p = t.get()] {
+    NameThisThread("dsm-accept");
+    p->AcceptLoop();
+  });
   return t;
 }
 

@@ -1,16 +1,16 @@
 #include "vcpu_remote/remote_node.h"
 
 #include <arpa/inet.h>
-#include <signal.h>
 #include <netinet/in.h>
+#include <openssl/crypto.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <openssl/crypto.h>
 
 #include <atomic>
 #include <cerrno>
-#include <cstdio>
 #include <chrono>
+#include <cstdio>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -27,6 +27,7 @@
 #include "hypervisor/base/log.h"
 #include "hypervisor/base/signal_stopper.h"
 #include "hypervisor/base/status_macros.h"
+#include "hypervisor/base/thread_name.h"
 #include "hypervisor/base/timer_service.h"
 #include "hypervisor/irq/local_apic.h"
 #include "hypervisor/kvm/kvm_system.h"
@@ -252,7 +253,10 @@ absl::Status RemoteNode::Build() {
       if (v) v->Kick();
     }
   });
-  pauser_ = std::thread([this] { PauserLoop(); });
+  pauser_ = std::thread([this] {
+    NameThisThread("pauser");
+    PauserLoop();
+  });
   return link_->Send(0, node_msg::Hello{static_cast<uint16_t>(args_.node_id), link_->dsm().port(),
                                         LocalAddressToward(host)});
 }
@@ -301,7 +305,10 @@ void RemoteNode::Evict(uint32_t id) {
     return;
   }
   absl::MutexLock lock(&movers_mu_);
-  movers_.emplace_back([this, id] { SendHome(id); });
+  movers_.emplace_back([this, id] {
+    NameThisThread("vcpu-mover");
+    SendHome(id);
+  });
 }
 
 void RemoteNode::SendHome(uint32_t id) {

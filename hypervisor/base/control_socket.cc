@@ -16,6 +16,7 @@
 #include "absl/strings/str_format.h"
 #include "hypervisor/base/errno_status.h"
 #include "hypervisor/base/log.h"
+#include "hypervisor/base/thread_name.h"
 
 namespace coalesce {
 namespace {
@@ -107,7 +108,10 @@ absl::StatusOr<std::unique_ptr<ControlServer>> ControlServer::Start(const std::s
   if (rc != 0) return ErrnoStatus(absl::StrCat("binding the control socket ", path), errno);
   if (::listen(fd.get(), 8) != 0) return ErrnoStatus(absl::StrCat("listening on ", path), errno);
   std::unique_ptr<ControlServer> server(new ControlServer(path, std::move(fd), std::move(handler)));
-  server->thread_ = std::thread([raw = server.get()] { raw->Loop(); });
+  server->thread_ = std::thread([raw = server.get()] {
+    NameThisThread("control");
+    raw->Loop();
+  });
   return server;
 }
 

@@ -5,6 +5,7 @@
 
 #include "absl/time/clock.h"
 #include "hypervisor/base/log.h"
+#include "hypervisor/base/thread_name.h"
 
 namespace coalesce {
 namespace {
@@ -17,7 +18,10 @@ absl::Duration PeriodFor(absl::Duration granted) { return std::max(granted / 3, 
 }  // namespace
 
 LeaseRenewer::LeaseRenewer(uint32_t lease_seconds) : lease_seconds_(lease_seconds) {
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this] {
+    NameThisThread("lease-renewer");
+    Loop();
+  });
 }
 
 LeaseRenewer::~LeaseRenewer() { Stop(); }

@@ -33,6 +33,7 @@
 #include "hypervisor/base/log.h"
 #include "hypervisor/base/platform.h"
 #include "hypervisor/base/status_macros.h"
+#include "hypervisor/base/thread_name.h"
 #include "hypervisor/boot/acpi_tables.h"
 #include "hypervisor/boot/cpu_startup.h"
 #include "hypervisor/boot/e820_map.h"
@@ -580,7 +581,10 @@ void Machine::MonitorLinks() {
           absl::ToDoubleMilliseconds((*rtt)[node]), absl::ToInt64Microseconds(config_.latency_bound), kStrikes,
           detect_ms);
       absl::MutexLock lock(&departures_mu_);
-      departures_.emplace_back([this, node, reason] { Depart(node, reason); });
+      departures_.emplace_back([this, node, reason] {
+        NameThisThread("departure");
+        Depart(node, reason);
+      });
     }
   }
 }
@@ -904,7 +908,10 @@ absl::Status Machine::StartCoalescence() {
     if (auto* leaving = std::get_if<node_msg::Leaving>(&message)) {
       // Not on this receiver thread: the moves wait for messages it must read.
       absl::MutexLock lock(&departures_mu_);
-      departures_.emplace_back([this, from, reason = leaving->reason] { Depart(from, reason); });
+      departures_.emplace_back([this, from, reason = leaving->reason] {
+        NameThisThread("departure");
+        Depart(from, reason);
+      });
     } else if (mover_) {
       mover_->OnMessage(from, message);
     }
@@ -934,9 +941,17 @@ int Machine::Run() {
   }
   running_.store(true);
   std::thread sampler;
-  if (config_.sample_rip) sampler = std::thread([this] { SampleRips(); });
+  if (config_.sample_rip)
+    sampler = std::thread([this] {
+      NameThisThread("rip-sampler");
+      SampleRips();
+    });
   std::thread link_monitor;
-  if (home_ && config_.latency_bound < absl::InfiniteDuration()) link_monitor = std::thread([this] { MonitorLinks(); });
+  if (home_ && config_.latency_bound < absl::InfiniteDuration())
+    link_monitor = std::thread([this] {
+      NameThisThread("link-monitor");
+      MonitorLinks();
+    });
   run_control_.WaitForStop();
   if (sampler.joinable()) sampler.join();  // it polls stopping() between samples
   if (link_monitor.joinable()) link_monitor.join();  // likewise, between rounds of probes
