@@ -104,20 +104,9 @@ absl::Status DsmNode::Init(int memfd) {
     departed_.erase(peer);  // a node may come back after leaving
   };
   ASSIGN_OR_RETURN(transport_, Transport::Create(to, stats_.get(), std::move(cb)));
-  fault_thread_ = std::thread([this] {
-    NameThisThread("dsm-fault");
-    FaultLoop();
-  });
-  liveness_thread_ = std::thread([this] {
-    NameThisThread("dsm-liveness");
-    LivenessLoop();
-  });
-  if (home) {
-    spill_thread_ = std::thread([this] {
-      NameThisThread("dsm-spill");
-      SpillLoop();
-    });
-  }
+  fault_thread_ = StartNamedThread("dsm-fault", [this] { FaultLoop(); });
+  liveness_thread_ = StartNamedThread("dsm-liveness", [this] { LivenessLoop(); });
+  if (home) spill_thread_ = StartNamedThread("dsm-spill", [this] { SpillLoop(); });
   LOG_DEBUG("dsm node %u: serving %u pages, listening on port %u", config_.self, size_ / kPageSize, port());
   return absl::OkStatus();
 }
@@ -457,6 +446,8 @@ absl::Time DsmNode::Tick(absl::Time now) {
   return std::clamp(next, now + absl::Milliseconds(1), now + absl::Seconds(1));
 }
 
+// Heartbeats and silent links, on a thread of their own that takes no protocol lock: every quarter heartbeat
+// interval, so a heartbeat leaves at most 1.25 intervals after the last message on the link.
 void DsmNode::LivenessLoop() {
   const absl::Duration period = std::max(config_.heartbeat_interval / 4, absl::Milliseconds(5));
   absl::MutexLock l(&liveness_mu_);

@@ -85,14 +85,8 @@ void PeerChannel::CloseAndJoin(const absl::Status& why) {
 }
 
 void PeerChannel::Start() {
-  receiver_ = std::thread([this] {
-    NameThisThread("dsm-recv");
-    ReceiveLoop();
-  });
-  sender_ = std::thread([this] {
-    NameThisThread("dsm-send");
-    SendLoop();
-  });
+  receiver_ = StartNamedThread("dsm-recv", [this] { ReceiveLoop(); });
+  sender_ = StartNamedThread("dsm-send", [this] { SendLoop(); });
 }
 
 void PeerChannel::Kick() {

@@ -54,10 +54,7 @@ absl::StatusOr<std::unique_ptr<Transport>> Transport::Create(const Options& opti
   if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) < 0) return ErrnoStatus("getsockname");
   auto t = std::unique_ptr<Transport>(
       new Transport(options, stats, std::move(callbacks), std::move(listener), ntohs(addr.sin_port)));
-  t->acceptor_ = std::thread([p = t.get()] {
-    NameThisThread("dsm-accept");
-    p->AcceptLoop();
-  });
+  t->acceptor_ = StartNamedThread("dsm-accept", [p = t.get()] { p->AcceptLoop(); });
   return t;
 }
 

@@ -253,10 +253,7 @@ absl::Status RemoteNode::Build() {
       if (v) v->Kick();
     }
   });
-  pauser_ = std::thread([this] {
-    NameThisThread("pauser");
-    PauserLoop();
-  });
+  pauser_ = StartNamedThread("pauser", [this] { PauserLoop(); });
   return link_->Send(0, node_msg::Hello{static_cast<uint16_t>(args_.node_id), link_->dsm().port(),
                                         LocalAddressToward(host)});
 }
@@ -305,10 +302,7 @@ void RemoteNode::Evict(uint32_t id) {
     return;
   }
   absl::MutexLock lock(&movers_mu_);
-  movers_.emplace_back([this, id] {
-    NameThisThread("vcpu-mover");
-    SendHome(id);
-  });
+  movers_.push_back(StartNamedThread("vcpu-mover", [this, id] { SendHome(id); }));
 }
 
 void RemoteNode::SendHome(uint32_t id) {

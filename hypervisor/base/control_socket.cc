@@ -108,10 +108,7 @@ absl::StatusOr<std::unique_ptr<ControlServer>> ControlServer::Start(const std::s
   if (rc != 0) return ErrnoStatus(absl::StrCat("binding the control socket ", path), errno);
   if (::listen(fd.get(), 8) != 0) return ErrnoStatus(absl::StrCat("listening on ", path), errno);
   std::unique_ptr<ControlServer> server(new ControlServer(path, std::move(fd), std::move(handler)));
-  server->thread_ = std::thread([raw = server.get()] {
-    NameThisThread("control");
-    raw->Loop();
-  });
+  server->thread_ = StartNamedThread("control", [raw = server.get()] { raw->Loop(); });
   return server;
 }
 

@@ -46,8 +46,7 @@ void BlockStopSignals() {
 
 SignalStopper::SignalStopper(std::function<void(int, int)> on_signal, Deadline deadline)
     : on_signal_(std::move(on_signal)), deadline_(deadline) {
-  thread_ = std::thread([this] {
-    NameThisThread("signals");
+  thread_ = StartNamedThread("signals", [this] {
     sigset_t set = StopSignals();
     timespec tick{0, 100'000'000};
     int64_t stop_deadline_ms = -1;

@@ -1,16 +1,11 @@
 #include "hypervisor/base/timer_service.h"
 
-#include <pthread.h>
-
 #include "hypervisor/base/thread_name.h"
 
 namespace coalesce {
 
 TimerService::TimerService() {
-  thread_ = std::thread([this] {
-    NameThisThread("timers");
-    Loop();
-  });
+  thread_ = StartNamedThread("timers", [this] { Loop(); });
   thread_id_ = thread_.get_id();
 }
 

@@ -230,12 +230,17 @@ Bytes BuildMadt(const AcpiConfig& config) {
 
 uint64_t AlignUp(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
 
-// Where the spare domains' SRAT ranges start: the first 1 GiB boundary above the RAM and the hot-pluggable area.
-uint64_t SpareDomainsBase(const AcpiConfig& config) {
+// Where the boot RAM ends (its highest region's end).
+uint64_t RamEnd(const AcpiConfig& config) {
   uint64_t end = 0;
   for (const MemoryRegion& r : config.ram) end = std::max(end, r.guest_phys + r.size);
-  if (config.memory_hotplug.enabled()) end = std::max(end, config.memory_hotplug.base + config.memory_hotplug.size());
-  return AlignUp(end, platform::kMemoryHotplugAlign);
+  return end;
+}
+
+// Where the spare domains' SRAT ranges start: the first 1 GiB boundary above the RAM and the hot-pluggable area.
+uint64_t SpareDomainsBase(const AcpiConfig& config) {
+  const AcpiMemoryHotplug& hp = config.memory_hotplug;
+  return AlignUp(std::max(RamEnd(config), hp.enabled() ? hp.base + hp.size() : 0), platform::kMemoryHotplugAlign);
 }
 
 // Static Resource Affinity Table: the proximity domain of every Local APIC and of every RAM range.
@@ -349,8 +354,7 @@ absl::StatusOr<AcpiTableSet> BuildAcpiTableSet(const AcpiConfig& config, uint64_
   if (config.virtio_mmio.size() > 256) return absl::InvalidArgumentError("ACPI: more than 256 virtio-mmio devices");
   const bool numa = config.numa.enabled();
   if (const AcpiMemoryHotplug& hp = config.memory_hotplug; hp.enabled()) {
-    uint64_t ram_end = 0;
-    for (const MemoryRegion& r : config.ram) ram_end = std::max(ram_end, r.guest_phys + r.size);
+    const uint64_t ram_end = RamEnd(config);
     if (hp.slots > platform::kHotplugMaxSlots || hp.slot_size == 0 ||
         hp.slot_size % platform::kMemoryHotplugSlotSize != 0 || hp.base % platform::kMemoryHotplugSlotSize != 0 ||
         hp.base < ram_end) {

@@ -172,10 +172,11 @@ void AddSpareDomains(NumaTopology& topology, uint8_t distance) {
   topology.distances.assign(after * after, distance);
   for (size_t i = 0; i < after; ++i) {
     for (size_t j = 0; j < after; ++j) {
-      if (i == j)
+      if (i == j) {
         topology.distances[i * after + j] = kSlitLocalDistance;
-      else if (i < before && j < before && old.size() == before * before)
-        topology.distances[i * after + j] = old[i * before + j];
+      } else if (i < before && j < before && old.size() == before * before) {
+        topology.distances[i * after + j] = old[i * before + j];  // the boot domains keep theirs
+      }
     }
   }
 }

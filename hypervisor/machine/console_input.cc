@@ -1,7 +1,6 @@
 #include "hypervisor/machine/console_input.h"
 
 #include <poll.h>
-#include <pthread.h>
 #include <unistd.h>
 
 #include <vector>
@@ -18,10 +17,7 @@ ConsoleInput::ConsoleInput(std::function<void(std::span<const uint8_t>)> deliver
     raw.c_oflag |= OPOST | ONLCR;  // keep our own log lines readable
     if (::tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0) raw_mode_ = true;
   }
-  thread_ = std::thread([this] {
-    NameThisThread("console-in");
-    Loop();
-  });
+  thread_ = StartNamedThread("console-in", [this] { Loop(); });
 }
 
 ConsoleInput::~ConsoleInput() {

@@ -18,10 +18,7 @@ absl::Duration PeriodFor(absl::Duration granted) { return std::max(granted / 3, 
 }  // namespace
 
 LeaseRenewer::LeaseRenewer(uint32_t lease_seconds) : lease_seconds_(lease_seconds) {
-  thread_ = std::thread([this] {
-    NameThisThread("lease-renewer");
-    Loop();
-  });
+  thread_ = StartNamedThread("lease-renewer", [this] { Loop(); });
 }
 
 LeaseRenewer::~LeaseRenewer() { Stop(); }

@@ -424,7 +424,9 @@ void Machine::PlanNumaTopology() {
   if (config_.numa == NumaMode::kAuto && may_grow) {
     AddSpareDomains(t, t.distance(0, 1));
     absl::MutexLock lock(&lent_mu_);
-    spare_domain_edge_.assign(t.nodes.size(), kNoEdge);
+    for (size_t d = 0; d < t.nodes.size(); ++d) {
+      if (t.nodes[d].spare) spare_domains_.push_back({.domain = static_cast<uint8_t>(d)});
+    }
   }
 
   // Checked where the tables are built (BuildAcpiTableSet); --numa's own layouts were checked when parsed.
@@ -433,14 +435,13 @@ void Machine::PlanNumaTopology() {
 
 uint8_t Machine::SpareDomainFor(uint16_t node) {
   absl::MutexLock lock(&lent_mu_);
-  const std::vector<NumaNode>& nodes = acpi_config_.numa.nodes;
-  for (size_t d = 0; d < spare_domain_edge_.size(); ++d) {
-    if (nodes[d].spare && spare_domain_edge_[d] == node) return static_cast<uint8_t>(d);
+  for (const SpareDomain& s : spare_domains_) {
+    if (s.edge == node) return s.domain;
   }
-  for (size_t d = 0; d < spare_domain_edge_.size(); ++d) {
-    if (nodes[d].spare && spare_domain_edge_[d] == kNoEdge) {
-      spare_domain_edge_[d] = node;
-      return static_cast<uint8_t>(d);
+  for (SpareDomain& s : spare_domains_) {
+    if (s.edge == kNoEdge) {
+      s.edge = node;
+      return s.domain;
     }
   }
   return 0;
@@ -456,7 +457,9 @@ std::string Machine::DomainNote(uint8_t domain) const {
 
 void Machine::ReleaseSpareDomain(uint16_t node) {
   absl::MutexLock lock(&lent_mu_);
-  std::replace(spare_domain_edge_.begin(), spare_domain_edge_.end(), node, kNoEdge);
+  for (SpareDomain& s : spare_domains_) {
+    if (s.edge == node) s.edge = kNoEdge;
+  }
 }
 
 absl::Status Machine::MeasureLinks() {
@@ -581,10 +584,7 @@ void Machine::MonitorLinks() {
           absl::ToDoubleMilliseconds((*rtt)[node]), absl::ToInt64Microseconds(config_.latency_bound), kStrikes,
           detect_ms);
       absl::MutexLock lock(&departures_mu_);
-      departures_.emplace_back([this, node, reason] {
-        NameThisThread("departure");
-        Depart(node, reason);
-      });
+      departures_.push_back(StartNamedThread("departure", [this, node, reason] { Depart(node, reason); }));
     }
   }
 }
@@ -725,8 +725,7 @@ std::string Machine::AttachCommand(const std::vector<std::string>& words) {
     const auto moved_all = std::chrono::steady_clock::now();
     // CPUs the guest has not seen join the edge's own domain, where the guest has one to give.
     uint8_t domain = 0;
-    if (acpi_config_.numa.enabled() &&
-        std::any_of(vcpus->begin(), vcpus->end(), [this](uint32_t v) { return !cpu_hotplug_->Present(v); })) {
+    if (std::any_of(vcpus->begin(), vcpus->end(), [this](uint32_t v) { return !cpu_hotplug_->Present(v); })) {
       domain = SpareDomainFor(*node);
     }
     absl::StatusOr<std::vector<uint32_t>> plugged = PlugVcpus(*vcpus, domain);
@@ -908,10 +907,8 @@ absl::Status Machine::StartCoalescence() {
     if (auto* leaving = std::get_if<node_msg::Leaving>(&message)) {
       // Not on this receiver thread: the moves wait for messages it must read.
       absl::MutexLock lock(&departures_mu_);
-      departures_.emplace_back([this, from, reason = leaving->reason] {
-        NameThisThread("departure");
-        Depart(from, reason);
-      });
+      departures_.push_back(
+          StartNamedThread("departure", [this, from, reason = leaving->reason] { Depart(from, reason); }));
     } else if (mover_) {
       mover_->OnMessage(from, message);
     }
@@ -941,17 +938,11 @@ int Machine::Run() {
   }
   running_.store(true);
   std::thread sampler;
-  if (config_.sample_rip)
-    sampler = std::thread([this] {
-      NameThisThread("rip-sampler");
-      SampleRips();
-    });
+  if (config_.sample_rip) sampler = StartNamedThread("rip-sampler", [this] { SampleRips(); });
   std::thread link_monitor;
-  if (home_ && config_.latency_bound < absl::InfiniteDuration())
-    link_monitor = std::thread([this] {
-      NameThisThread("link-monitor");
-      MonitorLinks();
-    });
+  if (home_ && config_.latency_bound < absl::InfiniteDuration()) {
+    link_monitor = StartNamedThread("link-monitor", [this] { MonitorLinks(); });
+  }
   run_control_.WaitForStop();
   if (sampler.joinable()) sampler.join();  // it polls stopping() between samples
   if (link_monitor.joinable()) link_monitor.join();  // likewise, between rounds of probes

@@ -112,9 +112,9 @@ class Machine final {
   // `coalesce ctl ... setvcpus N` (machine_hotplug.cc): plugs absent vCPUs (lowest ids first) or asks the
   // guest to give up present ones (highest first) until N are present; waits for the guest's answer.
   std::string SetVcpusCommand(const std::vector<std::string>& words);
-  // Plugs `vcpus` (absent ones; present ones are left alone) and waits until the guest took each event.
-  // Returns what was plugged, or an error naming the vCPU.
-  // Plugs in those of `vcpus` that are absent, each in proximity domain `domain` (its _PXM), else its boot one.
+  // Plugs `vcpus` (absent ones; present ones are left alone), each in proximity domain `domain` (its _PXM), else
+  // the one the boot SRAT gave it, and waits until the guest took each event. Returns what was plugged, or an
+  // error naming the vCPU.
   absl::StatusOr<std::vector<uint32_t>> PlugVcpus(const std::vector<uint32_t>& vcpus,
                                                   std::optional<uint8_t> domain = std::nullopt);
   uint8_t BootDomainOf(uint32_t vcpu) const;  // the guest NUMA domain the boot SRAT gives `vcpu`; 0 without one
@@ -130,8 +130,8 @@ class Machine final {
   // `coalesce ctl ... setmemory SIZE` (machine_memory_hotplug.cc): plugs absent memory slots (lowest first) or
   // asks the guest to give up plugged ones (highest first) until the guest has SIZE of RAM; waits for its answer.
   std::string SetMemoryCommand(const std::vector<std::string>& words);
-  // Plugs `count` absent memory slots (lowest first) and waits until the guest took each event. Returns them.
-  // Plugs in up to `count` absent slots, each in proximity domain `domain` (its _PXM).
+  // Plugs up to `count` absent memory slots (lowest first), each in proximity domain `domain` (its _PXM), and
+  // waits until the guest took each event. Returns them.
   absl::StatusOr<std::vector<uint32_t>> PlugMemorySlots(uint32_t count, uint8_t domain = 0);
   // Asks the guest to give up `slots` and waits until it ejected each; on one node, their host memory is freed.
   absl::Status UnplugMemorySlots(const std::vector<uint32_t>& slots);
@@ -217,10 +217,14 @@ class Machine final {
   std::vector<uint32_t> lent_vcpus_ ABSL_GUARDED_BY(lent_mu_);  // plugged in by `attach`: given back on departure
   // Memory slots plugged in by `attach ADDR memory=SIZE`, by the node that lent them: given back on its departure.
   std::map<uint16_t, std::vector<uint32_t>> lent_memory_slots_ ABSL_GUARDED_BY(lent_mu_);
-  // Guest NUMA domains kept for edges attached after boot (NumaNode::spare, docs/NUMA.md): entry d is the node
-  // whose plugged-in CPUs and memory slots joined domain d, kNoEdge while free; other domains' entries unused.
+  // Guest NUMA domains kept for edges attached after boot (NumaNode::spare, docs/NUMA.md), each with the node
+  // whose plugged-in CPUs and memory slots joined it (kNoEdge while free).
   static constexpr uint16_t kNoEdge = 0xffff;
-  std::vector<uint16_t> spare_domain_edge_ ABSL_GUARDED_BY(lent_mu_);
+  struct SpareDomain {
+    uint8_t domain;
+    uint16_t edge = kNoEdge;
+  };
+  std::vector<SpareDomain> spare_domains_ ABSL_GUARDED_BY(lent_mu_);
   // The spare domain `node`'s CPUs and slots join: the one it has, else a free one (taken); 0 (home's) when the
   // guest has none free.
   uint8_t SpareDomainFor(uint16_t node);

@@ -58,7 +58,7 @@ std::string Machine::GrowWithLentMemory(uint16_t node, uint64_t bytes) {
   if (home_->dsm().memory_allowance() == 0) home_->dsm().SetMemoryAllowance(PresentMemory() / platform::kPageSize);
   const auto start = std::chrono::steady_clock::now();
   // The slots join the edge's own guest NUMA domain where the guest has one to give (docs/NUMA.md).
-  const uint8_t domain = acpi_config_.numa.enabled() ? SpareDomainFor(node) : 0;
+  const uint8_t domain = SpareDomainFor(node);
   absl::StatusOr<std::vector<uint32_t>> plugged = PlugMemorySlots(slots, domain);
   if (!plugged.ok()) return absl::StrFormat("; plugging its RAM into the guest failed: %s", plugged.status().message());
   {

@@ -78,10 +78,7 @@ void Vcpu::Resume(RunState run) {
   halted_with_interrupts_ = run.halted_with_interrupts;
   state_.store(run.state, std::memory_order_release);
   thread_exited_.store(false, std::memory_order_release);
-  thread_ = std::thread([this] {
-    NameThisThread(absl::StrFormat("vcpu%u", id()).c_str());
-    ThreadMain();
-  });
+  thread_ = StartNamedThread(absl::StrFormat("vcpu%u", id()), [this] { ThreadMain(); });
 }
 
 void Vcpu::Join() {
