@@ -6,6 +6,9 @@ the same run. Writes results.csv, results.json, plots, a scaling projection and 
 
   bench/harness/run [--quick] [--out DIR] [--nodes 1,2,3] [--links loopback,wifi6e] [--workloads compute,...]
 
+Placements: 1 to N nodes with --vcpus-per-node vCPUs each, and for the memory workloads memory-only (every vCPU at
+home, a quarter of the guest's RAM at home, the rest lent by a memory edge that runs no vCPU).
+
 Run it through bench/harness/run, which finds KVM (directly, or the nested KVM VM where /dev/kvm is missing)."""
 import argparse
 import json
@@ -31,12 +34,15 @@ import report  # noqa: E402
 from workloads import WORKLOADS, guest_paths  # noqa: E402
 
 # Quick: two emulated links, so the model has a calibration link and an out-of-sample one.
-QUICK = {"nodes": [1, 2], "links": ["loopback", "latency=50us", "latency=200us,jitter=20us"], "workloads": ["compute", "sharing", "ipi"], "reps": 1}
+QUICK = {"nodes": [1, 2], "links": ["loopback", "latency=50us", "latency=200us,jitter=20us"],
+         "workloads": ["compute", "sharing", "ipi", "memory"], "reps": 1}
+# The memory-only placement: home keeps this share of the guest's RAM (--home-memory), a memory edge lends the rest.
+HOME_MEMORY_SHARE = 4
 FULL = {"nodes": [1, 2, 3], "links": ["loopback", "pcie", "5g-urllc", "wifi6e", "5g", "wifi-p90"],
         "workloads": list(WORKLOADS), "reps": 3}
 STATS_LINE = re.compile(r"pages sent (\d+) received (\d+) \| invalidations sent (\d+) received (\d+)")
 # Home's measured round trip to each edge over the data plane (docs/NUMA.md), printed before the guest runs.
-RTT_LINE = re.compile(r"guest NUMA node \d+ = edge \S+ \(vCPUs [^)]*\): round trip ([\d.]+) ms")
+RTT_LINE = re.compile(r"edge \S+(?: \((?:vCPUs|memory) [^)]*\))?: round trip ([\d.]+) ms")
 MSG_LINE = re.compile(r"messages sent (\d+) received (\d+) \| bytes sent (\d+) received (\d+)")
 FAULT_LINE = re.compile(r"faults (\w+)\s+(\d+)\s+latency n=\d+ p50=([\d.]+)us p90=([\d.]+)us p99=([\d.]+)us "
                         r"max=([\d.]+)us")
@@ -138,15 +144,32 @@ def placement(nodes, k, agents):
     return flags
 
 
+def memory_only_placement(memory, agents):
+    """--memory-edge/--home-memory flags: the first agent lends the guest's RAM, home keeps a share of it."""
+    mib = int(memory[:-1]) * (1024 if memory.endswith("G") else 1)
+    return ["--memory-edge", f"{agents[0].listen}={memory}", "--home-memory", f"{mib // HOME_MEMORY_SHARE}M"]
+
+
+def placement_name(nodes, home_only):
+    if home_only or nodes == 1:
+        return "one node"
+    return "memory-only" if nodes == MEMORY_ONLY else f"{nodes} nodes"
+
+
+# The `nodes` value of a memory-only point in the plan: home and one memory edge (rows record nodes = 2).
+MEMORY_ONLY = "memory-only"
+
+
 def run_point(a, paths, agents, home_flags, w, nodes, vcpus, link, rep, home_only):
-    """One guest run. home_only: all `vcpus` at home (the same work on one node)."""
+    """One guest run. home_only: all `vcpus` at home (the same work on one node). nodes: a count, or MEMORY_ONLY."""
     wl = WORKLOADS[w]
     cmd = [paths["coalesce"], "run", "--kernel", paths[wl.files[0]], "--vcpus", str(vcpus), "--memory", wl.memory,
            "--append", wl.append(a.quick, vcpus)]
     if len(wl.files) > 1:
         cmd += ["--initrd", paths[wl.files[1]]]
-    if not home_only and nodes > 1:
-        cmd += placement(nodes, a.vcpus_per_node, agents) + home_flags
+    if not home_only and nodes != 1:
+        cmd += (memory_only_placement(wl.memory, agents) if nodes == MEMORY_ONLY
+                else placement(nodes, a.vcpus_per_node, agents)) + home_flags
         if link != "loopback":
             cmd += ["--link", link]
     env = dict(os.environ, COALESCE_DSM_STATS="1")
@@ -158,8 +181,8 @@ def run_point(a, paths, agents, home_flags, w, nodes, vcpus, link, rep, home_onl
         out, err, rc = (e.stdout or b"").decode(errors="replace"), (e.stderr or b"").decode(errors="replace"), None
     wall = time.time() - t0
     res = wl.parse(out, wall)
-    row = {"workload": w, "nodes": 1 if home_only else nodes, "vcpus": vcpus, "vcpus_per_node": a.vcpus_per_node,
-           "placement": "one node" if home_only or nodes == 1 else f"{nodes} nodes",
+    row = {"workload": w, "nodes": 1 if home_only else 2 if nodes == MEMORY_ONLY else nodes, "vcpus": vcpus,
+           "vcpus_per_node": a.vcpus_per_node, "placement": placement_name(nodes, home_only),
            "link": "none" if home_only or nodes == 1 else link, "rep": rep, "metric": wl.metric, "unit": wl.unit,
            "value": None, "work_s": None, "process_s": round(wall, 3), "exit_status": rc, "ok": False}
     if res is not None:
@@ -184,6 +207,11 @@ def main():
     # home (the same work on one node) and on N nodes over each link.
     points = []
     for w in a.workloads:
+        if WORKLOADS[w].memory_only:
+            v = max(k, WORKLOADS[w].min_vcpus)
+            points.append((w, 1, v, "none", True))
+            points += [(w, MEMORY_ONLY, v, link, False) for link in a.links]
+            continue
         for n in sorted(a.nodes):
             v = max(n * k, WORKLOADS[w].min_vcpus)
             if n == 1:
@@ -201,11 +229,12 @@ def main():
             seen.add(key)
             unique.append(p)
     netns = None
+    n_agents = max(max(a.nodes) - 1, 1 if any(WORKLOADS[w].memory_only for w in a.workloads) else 0)
     if a.netns:
-        netns = NetnsNodes(paths["coalesce"], max(a.nodes) - 1, "vcpus=16,memory=8G")
+        netns = NetnsNodes(paths["coalesce"], n_agents, "vcpus=16,memory=8G")
         agents, home_flags = netns.agents, netns.home_flags
     else:
-        agents = [EdgeAgent(paths["coalesce"], capacity="vcpus=16,memory=8G") for _ in range(max(a.nodes) - 1)]
+        agents = [EdgeAgent(paths["coalesce"], capacity="vcpus=16,memory=8G") for _ in range(n_agents)]
         home_flags = []
     host["edges"] = "network namespaces, veth, mutual TLS" if a.netns else "loopback"
     print(f"harness: {len(unique)} runs ({len(a.workloads)} workloads, nodes {a.nodes}, links {a.links}, "
@@ -213,13 +242,13 @@ def main():
     rows, prog = [], Progress(len(unique))
     try:
         for rep, w, n, v, link, home_only in unique:
-            prog.show(f"{w} {'1 node' if home_only else f'{n} nodes'} {v} vCPUs {'' if home_only else link}")
+            prog.show(f"{w} {placement_name(n, home_only)} {v} vCPUs {'' if home_only else link}")
             for ag in agents:
                 if ag.proc.poll() is not None:
                     sys.exit(f"\nharness: edge agent {ag.listen} exited (status {ag.proc.returncode})")
             rows.append(run_point(a, paths, agents, home_flags, w, n, v, link, rep, home_only))
             if not rows[-1]["ok"]:
-                print(f"\n  {w} {n} nodes {link}: {rows[-1]['error']}", flush=True)
+                print(f"\n  {w} {placement_name(n, home_only)} {link}: {rows[-1]['error']}", flush=True)
             prog.step()
         prog.show("done")
         print(flush=True)
@@ -229,7 +258,10 @@ def main():
         else:
             for ag in agents:
                 ag.stop()
-    projection = model.fit_and_project(rows, a.links, max(max(a.nodes), 8), k)
+    # The scaling model and its plots take the vCPUs-per-node matrix; the memory workloads have a section of their
+    # own in the report.
+    scaling = [r for r in rows if not WORKLOADS[r["workload"]].memory_only]
+    projection = model.fit_and_project(scaling, a.links, max(max(a.nodes), 8), k)
     outputs = report.write_all(a.out, host, vars(a), rows, projection)
     failed = [r for r in rows if not r["ok"]]
     for path in outputs:

@@ -112,9 +112,11 @@ def headline(rows, projection):
         value, baseline = median(two, "value"), median(base, "value")
         if value is None or not baseline:
             continue
-        return {"name": f"harness_{w}_{multi[0]}_nodes_loopback", "value": value, "unit": two[0]["unit"],
-                "baseline": baseline, "ratio": round(value / baseline, 3),
-                "baseline_kind": "the same vCPUs on one node, same run",
+        memory_only = two[0]["placement"] == "memory-only"
+        return {"name": f"harness_{w}_{'memory_only' if memory_only else f'{multi[0]}_nodes'}_loopback",
+                "value": value, "unit": two[0]["unit"], "baseline": baseline, "ratio": round(value / baseline, 3),
+                "baseline_kind": "the same vCPUs on one node" + (", all RAM at home" if memory_only else "")
+                                 + ", same run",
                 "fit_error_out_of_sample": {w2: p.get("fit_error_out_of_sample")
                                             for w2, p in projection["workloads"].items()}}
     return {"name": "harness", "value": None, "unit": "", "baseline": None, "ratio": None}
@@ -132,16 +134,21 @@ def markdown(host, args, rows, projection, plots):
              "## Measured (medians)", "",
              "| workload | placement | vCPUs | link | figure | same vCPUs on one node | ratio | home rx msgs | fault p50/p99 us |",
              "|---|---|---|---|---|---|---|---|---|"]
-    keys = sorted({(r["workload"], r["nodes"], r["vcpus"], r["link"]) for r in ok})
-    for w, n, v, l in keys:
-        rs = [r for r in ok if (r["workload"], r["nodes"], r["vcpus"], r["link"]) == (w, n, v, l)]
+    keys = sorted({(r["workload"], r["nodes"], r["placement"], r["vcpus"], r["link"]) for r in ok})
+    for w, n, where, v, l in keys:
+        rs = [r for r in ok if (r["workload"], r["nodes"], r["placement"], r["vcpus"], r["link"]) == (w, n, where, v, l)]
         val = median(rs, "value")
         base = median([r for r in ok if r["workload"] == w and r["nodes"] == 1 and r["vcpus"] == v], "value")
         ratio = f"{val / base:.3f}" if base and n > 1 else ""
         p50, p99 = median(rs, "fault_read_miss_p50_us"), median(rs, "fault_read_miss_p99_us")
-        lines.append(f"| {w} | {'one node' if n == 1 else f'{n} nodes'} | {v} | {l} | {val} {rs[0]['unit']} | "
+        lines.append(f"| {w} | {where} | {v} | {l} | {val} {rs[0]['unit']} | "
                      f"{base if n > 1 else ''} | {ratio} | {median(rs, 'messages_received') or ''} | "
                      f"{'' if p50 is None else f'{p50:.0f}/{p99:.0f}'} |")
+    if any(r["placement"] == "memory-only" for r in rows):
+        lines += ["", "Memory-only rows: every vCPU at home, which keeps a quarter of the guest's RAM (--home-memory); "
+                  "a memory edge that runs no vCPU holds the rest, and home's DSM spills pages there and faults them "
+                  "back over the link (docs/COALESCENCE.md, \"Memory edges\"). Their ratio is what lent memory costs "
+                  "against the same guest with all its RAM at home; the scaling model below leaves them out."]
     lines += ["", "## Scaling projection", "",
               "Model (bench/harness/model.py, docs/BENCHMARKS.md): T(N, L) = T_local(N) + alpha * M(N) * c(L), "
               "alpha fitted on the calibration link; errors on other points are out of sample.", ""]

@@ -29,6 +29,9 @@ class Workload:
     min_vcpus: int = 1
     linux: bool = False
     memory: str = "256M"
+    # Run in the memory-only placement (all vCPUs at home, most of the guest's RAM lent by a memory edge) against
+    # its one-node baseline, instead of the vCPUs-per-node matrix.
+    memory_only: bool = False
 
 
 # The project's guests wait 10 s for their APs by default; over a 14-20 ms link the start-up's page bounces take
@@ -38,6 +41,7 @@ _COMPUTE = re.compile(r"compute: cpus=(\d+) rounds_per_cpu=(\d+) wall_us=(\d+) t
 _SPIN = re.compile(r"spinlock: (\d+) CPUs x (\d+) iterations: counter (\d+) \(expected (\d+)\) in (\d+) ms")
 _IPI = re.compile(r"ipi_bench: rounds=(\d+) median=(\d+) mean=(\d+) min=(\d+) p90=(\d+) p99=(\d+) max=(\d+) "
                   r"tsc_khz=(\d+)")
+_WALK_PASS = re.compile(r"memory_walk: pass \d+ over (\d+) MiB in (\d+) ms")
 _LINUX_JOB = re.compile(r"HARNESS-JOB ms=(\d+)")
 _LINUX_EXIT = re.compile(r"COALESCE-CMD-EXIT=(\d+)")
 
@@ -67,6 +71,14 @@ def _ipi(out, _process_s):
     rounds = int(m.group(1))
     return Result(median_us, rounds * int(m.group(3)) / khz / 1000,
                   {"p90_us": int(m.group(5)) / khz * 1000, "p99_us": int(m.group(6)) / khz * 1000})
+
+
+def _memory_walk(out, _process_s):
+    passes = [(int(m.group(1)), int(m.group(2))) for m in _WALK_PASS.finditer(out)]
+    if not passes or "every word read back" not in out:  # a word read back wrong is a failed run, not a figure
+        return None
+    ms = max(sum(t for _, t in passes), 1)
+    return Result(sum(mb for mb, _ in passes) / (ms / 1000), ms / 1000, {"passes": len(passes)})
 
 
 def _linux_job(out, _process_s):
@@ -114,6 +126,11 @@ WORKLOADS = {
         "ipi", "IPI ping-pong between vCPU 0 and vCPU 1 (crosses the link when they are on two nodes)",
         "round_trip", "us", False, ("ipi_bench",),
         lambda quick, v: f"rounds={30 if quick else 300} warmup={5 if quick else 20} timeout_ms=60000 {_SLOW_LINK_OK}", _ipi, min_vcpus=2),
+    "memory": Workload(
+        "memory", "one CPU writes then reads back a span larger than home's share of guest RAM", "throughput",
+        "MiB/s", True, ("memory_walk",),
+        lambda quick, v: f"mb={40 if quick else 96} passes={1 if quick else 3}", _memory_walk, memory="128M",
+        memory_only=True),
     "linux_parallel": Workload(
         "linux_parallel", "Debian's kernel: one busy shell loop per CPU (little sharing)", "job_time", "s", False,
         ("vmlinuz", "initramfs"),
@@ -139,6 +156,7 @@ def guest_paths(root):
         "compute": os.path.join(build, "bench", "compute", "compute.elf"),
         "spinlock": os.path.join(build, "tests", "guests", "spinlock.elf"),
         "ipi_bench": os.path.join(build, "bench", "ipi", "ipi_bench.elf"),
+        "memory_walk": os.path.join(build, "tests", "guests", "memory_walk.elf"),
         "vmlinuz": os.path.join(assets, "vmlinuz"),
         "initramfs": os.path.join(assets, "initramfs.cpio"),
     }

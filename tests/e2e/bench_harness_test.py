@@ -56,7 +56,15 @@ def main():
         check(len(rows) == len(runs), "results.csv has one row per run")
         check(all(float(r["value"]) == j["value"] for r, j in zip(rows, runs)), "CSV and JSON figures agree")
         workloads = {r["workload"] for r in runs}
-        check(workloads == {"compute", "sharing", "ipi"}, f"the quick matrix's workloads ran ({sorted(workloads)})")
+        check(workloads == {"compute", "sharing", "ipi", "memory"},
+              f"the quick matrix's workloads ran ({sorted(workloads)})")
+        # The memory workload's two-node runs are the memory-only placement: every vCPU at home, a memory edge
+        # lending most of the RAM; the others' are one vCPU per node.
+        check(all((r["placement"] == "memory-only") == (r["workload"] == "memory") for r in runs if r["nodes"] == 2),
+              "two-node runs: memory-only for the memory workload, vCPUs on both nodes for the others")
+        check(all(r["vcpus"] == 1 for r in runs if r["workload"] == "memory"), "memory: one vCPU, at home")
+        check(all(r.get("pages_sent", 0) > 0 for r in runs if r["placement"] == "memory-only"),
+              "memory-only runs: home spilled pages to the memory edge")
         for w in workloads:
             wr = [r for r in runs if r["workload"] == w]
             check(any(r["nodes"] == 1 for r in wr) and any(r["nodes"] == 2 for r in wr),
@@ -88,7 +96,8 @@ def main():
                 check("<svg" in f.read(), f"{name}.svg is an SVG")
         with open(os.path.join(out, "report.md")) as f:
             md = f.read()
-        for part in ("## Measured", "## Scaling projection", "speedup.png", "compute", "sharing", "ipi"):
+        check("memory" not in proj, "the scaling model leaves the memory-only workload out")
+        for part in ("## Measured", "## Scaling projection", "speedup.png", "compute", "sharing", "ipi", "memory-only"):
             check(part in md, f"report.md has {part!r}")
     if failures:
         print(f"{len(failures)} check(s) failed: {failures}")

@@ -40,9 +40,15 @@ for f in (kernel, initrd):
         print(f"FAIL: {f} is missing (run scripts/guest-assets.sh)")
         sys.exit(1)
 
-# One `yes` per CPU for a few seconds, then the per-CPU counters; then a timed `sleep 1`.
+# One `yes` per CPU for a few seconds, then the per-CPU counters; then a timed `sleep 1`. The sleep's markers go
+# through the kernel's console (/dev/kmsg, at KERN_ERR so loglevel=4 prints them), which writes each line out as
+# it is logged: the shell's own output is interrupt-driven tty output, and in a coalesced guest whose UART
+# interrupt is served by a CPU on an edge, every byte is a forwarded I/O round trip, so the lines before the
+# markers could still be draining a second later and both markers came out together (seen in the nested VM:
+# "sleep 1 took 0.01s"). The CPU that serves the UART's interrupt is printed with them.
 workload = (f"for i in $(seq {a.vcpus}); do yes > /dev/null & done; sleep 4; killall yes; "
-            "grep ^cpu /proc/stat; echo SLEEP-BEGIN; sleep 1; echo SLEEP-END; "
+            "grep ^cpu /proc/stat; grep -i -e ttyS -e serial /proc/interrupts; "
+            "echo '<3>SLEEP-BEGIN' > /dev/kmsg; sleep 1; echo '<3>SLEEP-END' > /dev/kmsg; "
             "for n in /sys/devices/system/node/node*; do echo NUMA-NODE ${n##*node} cpus=$(cat $n/cpulist) "
             "distance=$(cat $n/distance | tr ' ' ,) kb=$(grep MemTotal $n/meminfo | tr -s ' ' | cut -d' ' -f4); done")
 cmd = [a.coalesce, "run", "--kernel", kernel, "--initrd", initrd, "--vcpus", str(a.vcpus), "--memory", a.memory,

@@ -1,10 +1,16 @@
 """Runs a VMM (or any command) with its console streamed line by line: when each marker first appeared (host
 monotonic seconds from the start), the whole output, and the exit status (None after a kill on timeout).
 Shared by the Linux boot test and the boot benchmarks."""
+import re
 import subprocess
 import sys
 import threading
 import time
+
+
+def is_kernel_line_of(line, marker):
+    """True for the kernel's console line of a message that is just `marker` ("[   12.345678] MARKER")."""
+    return re.fullmatch(r"\[\s*\d+\.\d+\] " + re.escape(marker) + r"\s*", line) is not None
 
 
 def run_timed(cmd, timeout, markers=(), echo=False):
@@ -23,8 +29,9 @@ def run_timed(cmd, timeout, markers=(), echo=False):
                 sys.stdout.flush()
             lines.append(line.rstrip("\n"))
             stamps.setdefault("first_output_s", now)
-            for marker in markers:  # at the start of a line: the kernel echoes its command line
-                if marker not in stamps and line.startswith(marker):
+            for marker in markers:  # the whole line, or a kernel log line that is only the marker: the kernel
+                # echoes its command line, where the markers appear too
+                if marker not in stamps and (line.startswith(marker) or is_kernel_line_of(line, marker)):
                     stamps[marker] = now
 
     th = threading.Thread(target=reader, daemon=True)
