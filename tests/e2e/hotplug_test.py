@@ -16,9 +16,10 @@ powers off with exit 0. It prints the attach latency: the lease asked for to the
 
 CASE guest: the VMM's half on several nodes, with the project's cpu_hotplug guest (tests/guests/cpu_hotplug.c),
 which drives the hotplug controller itself, fast enough for the nested KVM VM: absent vCPU 2 parked on agent
-A, `attach B vcpus=1` plugs vCPU 1 in on B, the guest starts it there (it runs), B is detached: vCPU 1 goes
-home and, being a CPU B lent, is given back (the detach returns once the guest parked and ejected it), and the
-guest passes.
+A, `attach B vcpus=1` plugs vCPU 1 in on B, the guest starts it there (it runs), `setvcpus 3` plugs vCPU 2 in
+where it waited since boot, on A, and the guest starts it there too; B is detached: vCPU 1 goes home and, being a
+CPU B lent, is given back (the detach returns once the guest parked and ejected it), vCPU 2 stays, and the guest
+passes.
 
 Usage: hotplug_test.py COALESCE ASSETS_DIR CASE   (CASE guest: GUESTS_DIR instead of ASSETS_DIR)"""
 import os
@@ -59,7 +60,7 @@ def guest_case():
     out_path = os.path.join(run_dir, "guest.txt")
     with EdgeAgent(COALESCE) as a, EdgeAgent(COALESCE) as b:
         cmd = [COALESCE, "run", "--name", name, "--kernel", os.path.join(ASSETS, "cpu_hotplug.elf"), "--vcpus", "1",
-               "--max-vcpus", "3", "--edge", f"{a.listen}=2", "--append", f"wait_ms={120000 * SLOW}"]
+               "--max-vcpus", "3", "--edge", f"{a.listen}=2", "--append", f"wait_ms={120000 * SLOW} cpu2=1"]
         with open(out_path, "w") as out:
             vm = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
         try:
@@ -74,6 +75,17 @@ def guest_case():
             rc, status, err = ctl("status")
             check("ctl status: vCPU 1 on node 2, vCPU 2 absent", rc == 0 and re.search(r"node 2 edge \S+: vCPUs 1,", status)
                   and "hotplug: vCPUs 2 absent" in status, status + err)
+            # vCPU 2, absent since boot and waiting on A (an edge from the start), plugged in where it waits.
+            rc, reply, err = ctl("setvcpus", "3")
+            check("setvcpus 3: vCPU 2, waiting on edge A, is plugged in", rc == 0 and "vCPUs 2 plugged in" in reply,
+                  reply + err)
+            check("the guest started CPU 2 on A and it ran", wait_for(out_path, "CPU 2 plugged in and ran", 60 * SLOW, vm)
+                  and "CPU 2 runs (APIC id 2)" in open(out_path).read(), open(out_path).read())
+            rc, status, err = ctl("status")
+            check("ctl status: vCPU 2 on node 1 (A), vCPU 1 on node 2 (B), none absent",
+                  rc == 0 and re.search(r"node 1 edge \S+: vCPUs 2,", status)
+                  and re.search(r"node 2 edge \S+: vCPUs 1,", status) and "hotplug: vCPUs none absent" in status,
+                  status + err)
             # The CPU B lent goes with B: vCPU 1 moves home and the guest gives it back (offline, ejected).
             rc, reply, err = ctl("detach", b.listen)
             check("detach B: vCPU 1 goes home and, plugged in by the attach, is given back: the guest ejected it",

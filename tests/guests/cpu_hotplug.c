@@ -5,7 +5,9 @@
  *
  * Expects --vcpus 1 --max-vcpus >= 2 and the host to plug in CPU 1 (`ctl setvcpus 2`, or `ctl attach` of an
  * edge with vCPU 1), then to ask for it back (`ctl setvcpus 1`, which returns once the guest ejected it).
- * Command line: wait_ms=<ms> (default 120000) for each host step. */
+ * With cpu2=1 (and --max-vcpus 3) the host also plugs in CPU 2 once CPU 1 ran (`ctl setvcpus 3`): the guest
+ * starts it too, before CPU 1 is asked back, and CPU 2 stays present to the end (parked).
+ * Command line: wait_ms=<ms> (default 120000) for each host step; cpu2=0|1 (default 0). */
 #include "guest.h"
 
 const char guest_name[] = "cpu_hotplug";
@@ -27,7 +29,7 @@ static void ap_main(unsigned cpu) {
   for (int i = 0; i < 1000; i++) atomic_inc(&ap_work);
   while (!atomic_load(&ap_park)) cpu_relax();
   /* Offline, as Linux parks a CPU it gives up: interrupts off, halted. */
-  atomic_store(&ap_parked, 1);
+  atomic_inc(&ap_parked);
   for (;;) __asm__ volatile("cli; hlt" ::: "memory");
 }
 
@@ -47,17 +49,30 @@ void guest_main(void) {
   WAIT_OR_FAIL(atomic_load(&ap_work) == 1000, wait_ms, "CPU 1 did %u of 1000 increments", ap_work);
   printf("cpu_hotplug: CPU 1 plugged in and ran\n");
 
+  if (cmdline_uint("cpu2", 0)) {
+    printf("cpu_hotplug: waiting for CPU 2\n");
+    WAIT_OR_FAIL(bit(INSERT, 2), wait_ms, "CPU 2 was never plugged in");
+    CHECK_MSG(bit(PRESENT, 2), "CPU 2 inserted but not present");
+    outb(HOTPLUG_PORT + ACK_INSERT, 2);
+    CHECK_MSG(smp_start_one(2, ap_main, wait_ms), "CPU 2 was plugged in but did not start");
+    WAIT_OR_FAIL(atomic_load(&ap_work) == 2000, wait_ms, "CPUs 1 and 2 did %u of 2000 increments", ap_work);
+    printf("cpu_hotplug: CPU 2 plugged in and ran\n");
+  }
+
   printf("cpu_hotplug: waiting for the request to give CPU 1 back\n");
   WAIT_OR_FAIL(bit(REMOVE, 1), wait_ms, "the host never asked for CPU 1 back");
   outb(HOTPLUG_PORT + ACK_REMOVE, 1);
   CHECK_MSG(!bit(REMOVE, 1) && bit(PRESENT, 1), "after acknowledging the request CPU 1 must stay present");
   atomic_store(&ap_park, 1);
-  WAIT_OR_FAIL(atomic_load(&ap_parked), wait_ms, "CPU 1 did not park");
+  /* Every AP parks on the flag: CPU 1 (and CPU 2) must have before CPU 1 is ejected. */
+  const uint32_t aps = cmdline_uint("cpu2", 0) ? 2 : 1;
+  WAIT_OR_FAIL(atomic_load(&ap_parked) == aps, wait_ms, "%u of %u APs parked", ap_parked, aps);
   outb(HOTPLUG_PORT + EJECT, 1);
   CHECK_MSG(!bit(PRESENT, 1), "CPU 1 still present after _EJ0's write");
   /* What a guest may write wrong changes nothing: the bootstrap processor cannot be ejected. */
   outb(HOTPLUG_PORT + EJECT, 0);
   CHECK_MSG(bit(PRESENT, 0), "CPU 0 was ejected");
+  if (cmdline_uint("cpu2", 0)) CHECK_MSG(bit(PRESENT, 2), "CPU 2 was ejected with CPU 1");
   printf("cpu_hotplug: CPU 1 given back\n");
   guest_pass();
 }
