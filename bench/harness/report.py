@@ -136,7 +136,8 @@ def markdown(host, args, rows, projection, plots):
              "|---|---|---|---|---|---|---|---|---|"]
     keys = sorted({(r["workload"], r["nodes"], r["placement"], r["vcpus"], r["link"]) for r in ok})
     for w, n, where, v, l in keys:
-        rs = [r for r in ok if (r["workload"], r["nodes"], r["placement"], r["vcpus"], r["link"]) == (w, n, where, v, l)]
+        rs = [r for r in ok
+              if (r["workload"], r["nodes"], r["placement"], r["vcpus"], r["link"]) == (w, n, where, v, l)]
         val = median(rs, "value")
         base = median([r for r in ok if r["workload"] == w and r["nodes"] == 1 and r["vcpus"] == v], "value")
         ratio = f"{val / base:.3f}" if base and n > 1 else ""

@@ -79,7 +79,8 @@ def guest_case():
             rc, reply, err = ctl("setvcpus", "3")
             check("setvcpus 3: vCPU 2, waiting on edge A, is plugged in", rc == 0 and "vCPUs 2 plugged in" in reply,
                   reply + err)
-            check("the guest started CPU 2 on A and it ran", wait_for(out_path, "CPU 2 plugged in and ran", 60 * SLOW, vm)
+            check("the guest started CPU 2 on A and it ran",
+                  wait_for(out_path, "CPU 2 plugged in and ran", 60 * SLOW, vm)
                   and "CPU 2 runs (APIC id 2)" in open(out_path).read(), open(out_path).read())
             rc, status, err = ctl("status")
             check("ctl status: vCPU 2 on node 1 (A), vCPU 1 on node 2 (B), none absent",
