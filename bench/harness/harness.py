@@ -38,6 +38,8 @@ QUICK = {"nodes": [1, 2], "links": ["loopback", "latency=50us", "latency=200us,j
          "workloads": ["compute", "sharing", "ipi", "memory"], "reps": 1}
 # The memory-only placement: home keeps this share of the guest's RAM (--home-memory), a memory edge lends the rest.
 HOME_MEMORY_SHARE = 4
+# The `nodes` value of a memory-only point in the plan: home and one memory edge (rows record nodes = 2).
+MEMORY_ONLY = "memory-only"
 FULL = {"nodes": [1, 2, 3], "links": ["loopback", "pcie", "5g-urllc", "wifi6e", "5g", "wifi-p90"],
         "workloads": list(WORKLOADS), "reps": 3}
 STATS_LINE = re.compile(r"pages sent (\d+) received (\d+) \| invalidations sent (\d+) received (\d+)")
@@ -154,10 +156,6 @@ def placement_name(nodes, home_only):
     if home_only or nodes == 1:
         return "one node"
     return "memory-only" if nodes == MEMORY_ONLY else f"{nodes} nodes"
-
-
-# The `nodes` value of a memory-only point in the plan: home and one memory edge (rows record nodes = 2).
-MEMORY_ONLY = "memory-only"
 
 
 def run_point(a, paths, agents, home_flags, w, nodes, vcpus, link, rep, home_only):

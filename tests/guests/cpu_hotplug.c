@@ -35,6 +35,7 @@ static void ap_main(unsigned cpu) {
 
 void guest_main(void) {
   const uint32_t wait_ms = cmdline_uint("wait_ms", 120000);
+  const bool cpu2 = cmdline_uint("cpu2", 0) != 0;
   CHECK_MSG(fw_cfg_cpu_count() == 1, "fw_cfg reports %u CPUs at boot, expected 1", fw_cfg_cpu_count());
   CHECK_MSG(bit(PRESENT, 0) && !bit(PRESENT, 1), "present bitmap %#x, expected CPU 0 alone", inb(HOTPLUG_PORT));
   CHECK_MSG(!bit(INSERT, 1) && !bit(REMOVE, 1), "events pending at boot");
@@ -49,7 +50,7 @@ void guest_main(void) {
   WAIT_OR_FAIL(atomic_load(&ap_work) == 1000, wait_ms, "CPU 1 did %u of 1000 increments", ap_work);
   printf("cpu_hotplug: CPU 1 plugged in and ran\n");
 
-  if (cmdline_uint("cpu2", 0)) {
+  if (cpu2) {
     printf("cpu_hotplug: waiting for CPU 2\n");
     WAIT_OR_FAIL(bit(INSERT, 2), wait_ms, "CPU 2 was never plugged in");
     CHECK_MSG(bit(PRESENT, 2), "CPU 2 inserted but not present");
@@ -65,14 +66,14 @@ void guest_main(void) {
   CHECK_MSG(!bit(REMOVE, 1) && bit(PRESENT, 1), "after acknowledging the request CPU 1 must stay present");
   atomic_store(&ap_park, 1);
   /* Every AP parks on the flag: CPU 1 (and CPU 2) must have before CPU 1 is ejected. */
-  const uint32_t aps = cmdline_uint("cpu2", 0) ? 2 : 1;
+  const uint32_t aps = cpu2 ? 2 : 1;
   WAIT_OR_FAIL(atomic_load(&ap_parked) == aps, wait_ms, "%u of %u APs parked", ap_parked, aps);
   outb(HOTPLUG_PORT + EJECT, 1);
   CHECK_MSG(!bit(PRESENT, 1), "CPU 1 still present after _EJ0's write");
   /* What a guest may write wrong changes nothing: the bootstrap processor cannot be ejected. */
   outb(HOTPLUG_PORT + EJECT, 0);
   CHECK_MSG(bit(PRESENT, 0), "CPU 0 was ejected");
-  if (cmdline_uint("cpu2", 0)) CHECK_MSG(bit(PRESENT, 2), "CPU 2 was ejected with CPU 1");
+  if (cpu2) CHECK_MSG(bit(PRESENT, 2), "CPU 2 was ejected with CPU 1");
   printf("cpu_hotplug: CPU 1 given back\n");
   guest_pass();
 }
