@@ -758,7 +758,12 @@ std::string Machine::DetachCommand(const std::vector<std::string>& words) {
   if (home_->Released(*node)) return absl::StrFormat("error: detach: node %u has left already", *node);
   const auto start = std::chrono::steady_clock::now();
   const std::string report = Depart(*node, "detached by coalesce ctl");
-  if (run_control_.stopping()) return absl::StrFormat("error: detach: the VM stopped: %s", run_control_.reason());
+  // An empty report is a departure that did not finish. One that did stands even if the guest ended right after it
+  // (a guest may end on the eject the departure asked for).
+  if (report.empty()) {
+    if (run_control_.stopping()) return absl::StrFormat("error: detach: the VM stopped: %s", run_control_.reason());
+    return absl::StrFormat("error: detach: node %u left first by another path (its link failed)", *node);
+  }
   return absl::StrFormat("vm %s: node %u detached in %.1f ms: its vCPUs run at home, its pages are home (%s)",
                          config_.name, *node,
                          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count(),
