@@ -93,7 +93,7 @@ struct UffdRegion {
   }
 };
 
-absl::Status MakeRegion(size_t pages, UffdRegion* r) {
+absl::Status MakeRegion(size_t pages, UffdRegion* r, bool owned = false) {
   r->size = pages * kPage;
   r->memfd = ::memfd_create("raw-baseline", MFD_CLOEXEC);
   if (r->memfd < 0 || ::ftruncate(r->memfd, static_cast<off_t>(r->size)) < 0) return ErrnoStatus("memfd");
@@ -102,12 +102,24 @@ absl::Status MakeRegion(size_t pages, UffdRegion* r) {
   r->base = static_cast<uint8_t*>(p);
   r->uffd = static_cast<int>(::syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK));
   if (r->uffd < 0) return ErrnoStatus("userfaultfd");
-  uffdio_api api{UFFD_API, UFFD_FEATURE_MISSING_SHMEM, 0};
+  // An owner's region is registered as the DSM registers guest memory, and written through its mapping before
+  // any sample (its pages are in the memfd first, so those writes raise no missing fault): Modified pages.
+  uffdio_api api{UFFD_API, uint64_t{UFFD_FEATURE_MISSING_SHMEM} | (owned ? UFFD_FEATURE_PAGEFAULT_FLAG_WP : 0), 0};
   if (::ioctl(r->uffd, UFFDIO_API, &api) < 0) return ErrnoStatus("UFFDIO_API");
   uffdio_register reg{};
   reg.range = {reinterpret_cast<uint64_t>(r->base), r->size};
-  reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+  reg.mode = UFFDIO_REGISTER_MODE_MISSING | (owned ? UFFDIO_REGISTER_MODE_WP : 0);
   if (::ioctl(r->uffd, UFFDIO_REGISTER, &reg) < 0) return ErrnoStatus("UFFDIO_REGISTER");
+  if (owned) {
+    static uint8_t page[kPage];
+    std::memset(page, 0x5A, sizeof(page));
+    for (size_t i = 0; i < pages; ++i) {
+      if (::pwrite(r->memfd, page, kPage, static_cast<off_t>(i * kPage)) != static_cast<ssize_t>(kPage)) {
+        return ErrnoStatus("owner pwrite");
+      }
+      r->base[i * kPage] = 0xA5;
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -146,8 +158,10 @@ absl::StatusOr<std::unique_ptr<RawPath>> RawPath::Create(uint64_t pages) {
   p->pages_ = pages;
   p->local_ = std::make_unique<Region>();
   p->fetched_ = std::make_unique<Region>();
+  p->owned_ = std::make_unique<Region>();
   if (auto s = MakeRegion(pages, &p->local_->r); !s.ok()) return s;
   if (auto s = MakeRegion(pages, &p->fetched_->r); !s.ok()) return s;
+  if (auto s = MakeRegion(pages, &p->owned_->r, /*owned=*/true); !s.ok()) return s;
   if (auto s = TcpPair(&p->client_, &p->server_); !s.ok()) return s;
   if (auto s = TcpPair(&p->handler_client_, &p->handler_server_); !s.ok()) return s;
   p->stop_ = ::eventfd(0, EFD_CLOEXEC);
@@ -208,5 +222,26 @@ uint64_t RawPath::TcpRtt4k() {
   }
   return NowNs() - t0;
 }
+
+uint64_t RawPath::OwnerWork(bool punch) {
+  if (next_owned_ >= pages_) return 0;
+  UffdRegion& r = owned_->r;
+  const uint64_t page = next_owned_++;
+  static uint8_t copy[kPage];
+  const uint64_t t0 = NowNs();
+  uffdio_writeprotect wp{};
+  wp.range = {reinterpret_cast<uint64_t>(r.base + page * kPage), kPage};
+  wp.mode = UFFDIO_WRITEPROTECT_MODE_WP;
+  if (::ioctl(r.uffd, UFFDIO_WRITEPROTECT, &wp) < 0) return 0;
+  if (::pread(r.memfd, copy, kPage, static_cast<off_t>(page * kPage)) != static_cast<ssize_t>(kPage)) return 0;
+  if (punch && ::fallocate(r.memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(page * kPage),
+                           kPage) < 0) {
+    return 0;
+  }
+  return NowNs() - t0;
+}
+
+uint64_t RawPath::OwnerDowngrade() { return OwnerWork(false); }
+uint64_t RawPath::OwnerHandOver() { return OwnerWork(true); }
 
 }  // namespace coalesce::dsm::bench

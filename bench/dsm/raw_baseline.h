@@ -25,13 +25,19 @@ class RawPath final {
   uint64_t UffdFault();    // missing page resolved locally with UFFDIO_COPY
   uint64_t TcpRtt4k();     // 32-byte request, 32-byte header + 4 KiB reply
   uint64_t FaultViaTcp();  // missing page whose handler fetches the 4 KiB by that round trip, then UFFDIO_COPY
+  // The kernel work an owner must do before it answers, which the raw round trip above does not: on a written
+  // (writable, mapped) page of a write-protect-registered memfd, UFFDIO_WRITEPROTECT and a pread of the page (a
+  // downgrade to Shared), and with that a hole punched (a hand-over: its own next access must fault).
+  uint64_t OwnerDowngrade();
+  uint64_t OwnerHandOver();
 
  private:
   struct Region;
   RawPath() = default;
-  std::unique_ptr<Region> local_, fetched_;
+  uint64_t OwnerWork(bool punch);
+  std::unique_ptr<Region> local_, fetched_, owned_;
   int client_ = -1, server_ = -1, handler_client_ = -1, handler_server_ = -1, stop_ = -1;
-  uint64_t next_local_ = 0, next_fetched_ = 0, pages_ = 0;
+  uint64_t next_local_ = 0, next_fetched_ = 0, next_owned_ = 0, pages_ = 0;
   std::thread local_handler_, fetch_handler_;
   std::vector<pid_t> server_pids_;  // the page servers, each in its own process
 };

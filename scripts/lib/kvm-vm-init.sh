@@ -19,8 +19,19 @@ give_up() {
   poweroff -f
 }
 
+# A module's parameters come from the kernel command line as modprobe would take them (kvm_amd.npt=0 for
+# kvm-amd.ko): insmod alone reads none, and kvm-vm --append passes them so.
+module_params() {
+  name="$(basename "$1" .ko | tr - _)"
+  for word in $(cat /proc/cmdline); do
+    case "$word" in "$name".*=*) printf '%s ' "${word#"$name".}" ;; esac
+  done
+}
 for m in $(cat /lib/modules/load-order); do
-  insmod "/lib/modules/$m" || give_up "insmod $m failed"
+  params="$(module_params "$m")"
+  [ -n "$params" ] && say "$m: $params"
+  # shellcheck disable=SC2086 # one word per parameter
+  insmod "/lib/modules/$m" $params || give_up "insmod $m $params failed"
 done
 [ -c /dev/kvm ] || give_up "/dev/kvm did not appear after loading kvm_amd: $(dmesg | grep -iE 'kvm|svm' | tail -n 3)"
 
