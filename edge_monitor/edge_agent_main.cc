@@ -19,6 +19,7 @@
 #include "edge_monitor/process_vm_runtime_factory.h"
 #include "hypervisor/base/control_socket.h"
 #include "hypervisor/base/log.h"
+#include "hypervisor/kvm/page_walk_mode.h"
 
 namespace coalesce {
 namespace {
@@ -104,6 +105,8 @@ int RunEdgeAgentMain(int argc, char** argv) {
   std::printf("edge agent listening on %s capacity %s control %s\n", (*server)->address().c_str(),
               flags->capacity.ToString().c_str(), control_path.c_str());
   std::fflush(stdout);
+  // The vCPUs this host lends walk the guest's page tables with this host's KVM.
+  if (const std::string note = PageWalksWriteNote(); !note.empty()) LOG_WARN("this host's %s", note);
 
   std::unique_ptr<DnsSdAnnouncer> announcer;
   if (flags->announce) {

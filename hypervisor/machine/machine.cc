@@ -45,6 +45,7 @@
 #include "hypervisor/irq/local_apic.h"
 #include "hypervisor/irq/local_interrupt_router.h"
 #include "hypervisor/irq/pic.h"
+#include "hypervisor/kvm/page_walk_mode.h"
 #include "hypervisor/machine/coalescence_home.h"
 #include "hypervisor/machine/console_input.h"
 #include "hypervisor/machine/dsm_dma_guard.h"
@@ -491,6 +492,11 @@ absl::Status Machine::MeasureLinks() {
                    config_.edges[e].agent_address.c_str(), holds.c_str(), ms, acpi_config_.numa.distance(0, e + 1));
     } else {
       LOG_INFO("edge %s: round trip %.3f ms", config_.edges[e].agent_address, ms);
+    }
+  }
+  if (!config_.edges.empty()) {
+    if (const std::string note = PageWalksWriteNote(); !note.empty()) {
+      std::fprintf(stderr, "coalesce run: note: this host's %s\n", note.c_str());
     }
   }
   std::vector<uint32_t> spare;

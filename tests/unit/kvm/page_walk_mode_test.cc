@@ -1,0 +1,59 @@
+#include "hypervisor/kvm/page_walk_mode.h"
+
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+namespace coalesce {
+namespace {
+
+// A /sys/module tree of our own: each parameter a file holding what sysfs prints.
+class ModuleTree {
+ public:
+  ModuleTree() {
+    char tmpl[] = "/tmp/page-walk-mode-XXXXXX";
+    dir_ = ::mkdtemp(tmpl);
+  }
+  ~ModuleTree() { std::filesystem::remove_all(dir_); }
+  void Set(const std::string& module, const std::string& name, const std::string& value) {
+    std::filesystem::create_directories(dir_ + "/" + module + "/parameters");
+    std::ofstream(dir_ + "/" + module + "/parameters/" + name) << value << "\n";
+  }
+  const std::string& dir() const { return dir_; }
+
+ private:
+  std::string dir_;
+};
+
+TEST_CASE("no KVM module loaded: nothing to say") {
+  ModuleTree t;
+  CHECK(PageWalksWriteNote(t.dir()).empty());
+}
+
+TEST_CASE("AMD: nested paging on is named with the parameter that turns it off") {
+  ModuleTree t;
+  t.Set("kvm_amd", "npt", "Y");
+  const std::string note = PageWalksWriteNote(t.dir());
+  CHECK(note.find("kvm_amd npt=Y") == 0);
+  CHECK(note.find("npt=0") != std::string::npos);
+  t.Set("kvm_amd", "npt", "N");
+  CHECK(PageWalksWriteNote(t.dir()).empty());
+}
+
+TEST_CASE("Intel: only EPT with its accessed/dirty flags counts walks as writes") {
+  ModuleTree t;
+  t.Set("kvm_intel", "ept", "Y");
+  t.Set("kvm_intel", "eptad", "Y");
+  CHECK(PageWalksWriteNote(t.dir()).find("kvm_intel eptad=Y") == 0);
+  t.Set("kvm_intel", "eptad", "N");
+  CHECK(PageWalksWriteNote(t.dir()).empty());
+  t.Set("kvm_intel", "eptad", "Y");
+  t.Set("kvm_intel", "ept", "N");  // shadow paging: the flags do not apply
+  CHECK(PageWalksWriteNote(t.dir()).empty());
+}
+
+}  // namespace
+}  // namespace coalesce
