@@ -109,7 +109,7 @@ elif CASE == "coalesced":
     with EdgeAgent(COALESCE) as agent:
         # Long enough to be asked while it runs: every iteration moves the lock's page between the nodes.
         cmd = [COALESCE, "run", "--name", name, "--kernel", os.path.join(GUESTS, "spinlock.elf"), "--vcpus", "2",
-               "--memory", "64M", "--edge", f"{agent.listen}=1", "--append", "iterations=100000000 timeout_s=3000"]
+               "--memory", "64M", "--edge", f"{agent.listen}=1", "--append", "iterations=4000000000 timeout_s=3000"]
         with open(out_path, "w") as out:
             vm = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
         sock = os.path.join(run_dir, name + ".sock")
