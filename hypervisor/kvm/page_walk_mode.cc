@@ -2,8 +2,6 @@
 
 #include <fstream>
 
-#include "absl/strings/str_format.h"
-
 namespace coalesce {
 namespace {
 

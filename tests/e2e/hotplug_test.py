@@ -153,10 +153,9 @@ def online(cpu_list):
     # The guest takes the plug in its ACPI handler; the CPU's sysfs directory appears once the kernel has added the
     # device after that (seen in the nested VM: not yet there 2.4 s after setvcpus returned). Like udev, the shell
     # onlines it when it is there, waiting at most 300 s.
-    wait = "; ".join(f"i=0; while [ ! -e /sys/devices/system/cpu/cpu{c}/online ] && [ $i -lt 300 ]; do sleep 1; "
-                     "i=$((i+1)); done" for c in cpu_list)
-    cmd = "; ".join(f"echo 1 > /sys/devices/system/cpu/cpu{c}/online" for c in cpu_list)
-    text = guest(f"{wait}; {cmd}; cat /sys/devices/system/cpu/online", timeout=600)
+    cmd = "; ".join(f"i=0; while [ ! -e /sys/devices/system/cpu/cpu{c}/online ] && [ $i -lt 300 ]; do sleep 1; "
+                    f"i=$((i+1)); done; echo 1 > /sys/devices/system/cpu/cpu{c}/online" for c in cpu_list)
+    text = guest(f"{cmd}; cat /sys/devices/system/cpu/online", timeout=600)
     lines = (text or "").strip().splitlines()
     return (lines[-1] if lines else "?"), time.time() - start
 
