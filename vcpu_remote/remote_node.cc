@@ -234,6 +234,7 @@ absl::Status RemoteNode::Build() {
   spec.vcpu_count = args_.guest_vcpu_count;
   spec.first_id = 1;
   spec.model = args_.cpu_model == "host" ? CpuModel::kHost : CpuModel::kBaseline;
+  spec.private_caches = true;  // an edge's vCPUs are on another host than the home's
   spec.tsc_offset = args_.tsc_offset;
   spec.wiring.io = io_.get();
   spec.wiring.run_control = &run_control_;

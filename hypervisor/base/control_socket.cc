@@ -136,7 +136,12 @@ void ControlServer::Serve(int fd) {
   std::string line;
   char buf[512];
   while (line.find('\n') == std::string::npos && line.size() < kMaxCommand) {
-    if (!WaitFor(fd, POLLIN, deadline)) return;
+    if (!WaitFor(fd, POLLIN, deadline)) {
+      ++dropped_;
+      LOG_WARN("control %s: a client sent no whole command within %d ms (%zu bytes): dropped, %llu so far", path_,
+               kServeTimeoutMs, line.size(), static_cast<unsigned long long>(dropped_));
+      return;
+    }
     const ssize_t n = ::read(fd, buf, sizeof(buf));
     if (n <= 0) {
       if (n < 0 && errno == EINTR) continue;
@@ -148,7 +153,12 @@ void ControlServer::Serve(int fd) {
   std::string reply = handler_(line);
   if (reply.empty() || reply.back() != '\n') reply += '\n';
   // The reply gets its own 5 s: a command may take a while (a vCPU move waits for the nodes).
-  (void)SendAll(fd, reply, std::chrono::steady_clock::now() + std::chrono::milliseconds(kServeTimeoutMs));  // a client that went away or stalls misses its answer, nothing more
+  // A client that went away or stalls misses its answer, nothing more.
+  if (!SendAll(fd, reply, std::chrono::steady_clock::now() + std::chrono::milliseconds(kServeTimeoutMs))) {
+    ++dropped_;
+    LOG_WARN("control %s: the answer to '%s' could not be sent (the client went away?), %llu dropped so far", path_,
+             line.substr(0, 64), static_cast<unsigned long long>(dropped_));
+  }
 }
 
 absl::StatusOr<std::string> CallControl(const std::string& path, std::string_view command, absl::Duration timeout) {
@@ -180,6 +190,12 @@ absl::StatusOr<std::string> CallControl(const std::string& path, std::string_vie
     if (n < 0) return ErrnoStatus(absl::StrCat("reading from ", path), errno);
     if (n == 0) break;
     reply.append(buf, static_cast<size_t>(n));
+  }
+  // Every answer ends with a newline (ControlServer::Serve): without one the connection closed mid-answer or
+  // before it.
+  if (reply.empty() || reply.back() != '\n') {
+    return absl::UnavailableError(absl::StrCat("the VM at ", path, " closed the connection without a whole answer (",
+                                               reply.size(), " bytes)"));
   }
   return reply;
 }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -44,11 +45,13 @@ class ControlServer final {
   UniqueFd listener_;
   Handler handler_;
   std::atomic<bool> stopping_{false};
+  uint64_t dropped_ = 0;  // clients cut off or not answered; only the serving thread touches it
   std::thread thread_;
 };
 
 // Sends `command` to the socket at `path` and returns the reply. NotFound if no VM listens there (naming the
-// path), DeadlineExceeded after `timeout`.
+// path), DeadlineExceeded after `timeout`, Unavailable when the server closed the connection without a whole
+// (newline-ended) answer.
 absl::StatusOr<std::string> CallControl(const std::string& path, std::string_view command, absl::Duration timeout);
 
 }  // namespace coalesce

@@ -54,13 +54,17 @@ const char kCtlUsage[] =
     "  revoke VM_ID\n"
     "            end that VM's lease now: its vCPUs and pages go home, the guest runs on\n"
     "\n"
-    "exit status: 0 answered; 2 bad usage, no such VM, or the VM refused the command; 8 no answer in time.\n";
+    "--timeout SECONDS: how long to wait for the answer (default 120).\n"
+    "exit status: 0 answered; 2 bad usage, no such VM, the VM refused the command or closed the connection\n"
+    "without an answer; 8 no answer in time.\n";
 
 }  // namespace
 
 int CtlCommand(const std::vector<std::string>& args) {
   std::string vm, socket;
-  double timeout_s = 30;
+  // Longer than the VM's own bound on any command (an attach's runtime start, 30 s; setvcpus, 30 s for each CPU
+  // the guest ejects: docs/COALESCENCE.md): an answer later than this means the VM is stuck.
+  double timeout_s = 120;
   bool help = false;
   std::vector<std::string> words;  // the command and its arguments, one line to the VM
   FlagParser flags;

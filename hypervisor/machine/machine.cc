@@ -358,6 +358,8 @@ NodeVcpusSpec Machine::VcpusSpec() {
   NodeVcpusSpec spec;
   spec.vcpu_count = config_.vcpu_ids();
   spec.model = config_.cpu_model;
+  // Known once LoadGuest planned the guest NUMA topology; the APICs, built before that, do not read it.
+  spec.private_caches = !config_.edges.empty() || acpi_config_.numa.enabled();
   spec.wiring.io = io_handler_.get();
   spec.wiring.run_control = &run_control_;
   spec.wiring.memory = memory_.get();

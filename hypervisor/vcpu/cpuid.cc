@@ -48,6 +48,44 @@ void ApplyBaseline(kvm_cpuid_entry2& e) {
   }
 }
 
+// Private caches (CpuidConfig::private_caches): every cache level shared by one logical processor, in the
+// Intel and AMD cache descriptions; on AMD one core per package (below), and no L3 in the legacy leaf, because Linux takes family 17h models
+// 0-1fh's LLC from the APIC id (bits 3 and up) whenever an L3 is reported, whatever the sharing fields say; and
+// the core id in AMD's extended APIC leaf (KVM leaves it 0 for every vCPU) is the APIC id, one thread per core,
+// so that no two vCPUs look like SMT siblings either; for the same reason Intel's extended topology gets an SMT
+// level of one thread (no APIC id bits), where KVM passes the host's.
+void MakeCachesPrivate(kvm_cpuid_entry2& e, uint32_t apic_id) {
+  constexpr uint32_t kSharingField = 0xfffu << 14;  // EAX[25:14]: logical processors sharing, minus 1
+  constexpr uint32_t kLevelTypeSmt = 1;              // ECX[15:8] of leaves 0xb and 0x1f
+  switch (e.function) {
+    case 0xb:
+    case 0x1f:
+      if (((e.ecx >> 8) & 0xff) == kLevelTypeSmt) {
+        e.eax &= ~0x1fu;  // bits of the APIC id that number threads in a core: none
+        e.ebx = (e.ebx & ~0xffffu) | 1;
+      }
+      break;
+    case 4:
+    case 0x8000001d:
+      e.eax &= ~kSharingField;
+      break;
+    case 0x80000006:
+      e.edx = 0;
+      break;
+    case 0x80000008:
+      // NC (cores per package, minus 1) and ApicIdSize: without TOPOEXT Linux takes an AMD CPU's package, and
+      // its LLC, as the APIC id above the core bits these give; none: each vCPU a package of its own.
+      e.ecx &= ~0xf0ffu;
+      break;
+    case 0x8000001e:
+      e.eax = apic_id;
+      e.ebx = apic_id & 0xff;
+      break;
+    default:
+      break;
+  }
+}
+
 }  // namespace
 
 // (<cpuid.h> is shadowed by this directory's cpuid.h, hence the asm.)
@@ -95,6 +133,10 @@ std::vector<kvm_cpuid_entry2> FilterCpuid(const std::vector<kvm_cpuid_entry2>& s
       case 0xd:
         if (e.index == 1 && config.hide_compacted_xsave) {
           e.eax &= ~(cpuid_bits::kLeafDSub1EaxXsavec | cpuid_bits::kLeafDSub1EaxXsaves);
+          // IA32_XSS, whose components these report, exists only with XSAVES: without it there are none (Linux
+          // 6.1 checks: "Got supervisor feature N, but XSAVES not advertised", a warning that taints it).
+          e.ecx = 0;
+          e.edx = 0;
         }
         break;
       case KVM_CPUID_FEATURES:
@@ -103,6 +145,7 @@ std::vector<kvm_cpuid_entry2> FilterCpuid(const std::vector<kvm_cpuid_entry2>& s
       default:
         break;
     }
+    if (config.private_caches) MakeCachesPrivate(e, apic_id);
     if (config.model == CpuModel::kBaseline) ApplyBaseline(e);
   }
   return out;

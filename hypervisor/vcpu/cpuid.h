@@ -44,6 +44,11 @@ struct CpuidConfig {
   // Hide XSAVEC/XSAVES (compacted XSAVE format): fewer instructions for the PVM completion path to cover.
   bool hide_compacted_xsave = true;
   CpuModel model = CpuModel::kHost;
+  // Each vCPU its own core with caches it shares with no other vCPU. For a guest whose vCPUs sit on several
+  // hosts or NUMA domains: Linux groups CPUs by the last-level cache they report sharing (a range of APIC
+  // ids), and a group that crosses NUMA nodes makes it warn "llc-sibling CPU ... is not on the same node" and
+  // taint itself; vCPUs on different hosts share no cache anyway.
+  bool private_caches = false;
 };
 
 std::vector<kvm_cpuid_entry2> FilterCpuid(const std::vector<kvm_cpuid_entry2>& supported,

@@ -29,7 +29,10 @@ absl::Status CreateNodeVcpus(const NodeVcpusSpec& spec, const KvmSystem& kvm, Vm
   for (uint32_t id = spec.first_id; id < spec.vcpu_count; ++id) {
     ASSIGN_OR_RETURN(VcpuFd fd, vm.CreateVcpu(id));
     RETURN_IF_ERROR(
-        fd.SetCpuid(FilterCpuid(supported, {.apic_id = id, .vcpu_count = spec.vcpu_count, .model = spec.model})));
+        fd.SetCpuid(FilterCpuid(supported, {.apic_id = id,
+                                          .vcpu_count = spec.vcpu_count,
+                                          .model = spec.model,
+                                          .private_caches = spec.private_caches})));
     ApplyModelMsrs(fd, id);
     if (spec.tsc_offset) {
       // KVM's TSC-offset attribute, not the MSR: KVM takes an IA32_TSC write within a second of what it expects

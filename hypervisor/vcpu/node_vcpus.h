@@ -28,6 +28,9 @@ struct NodeVcpusSpec {
   uint32_t vcpu_count = 0;  // vCPUs of the whole guest
   uint32_t first_id = 0;    // 0 at home, 1 on an edge
   CpuModel model = CpuModel::kBaseline;
+  // CpuidConfig::private_caches: the guest spans hosts or NUMA domains (every edge; home when it has edges or
+  // guest NUMA).
+  bool private_caches = false;
   // Edges: host TSC - guest TSC at the home, so that every node's guest TSC agrees. Unset at home.
   std::optional<int64_t> tsc_offset;
   Vcpu::Wiring wiring;  // io, run_control, memory, sample_rip; lapic is each vCPU's own

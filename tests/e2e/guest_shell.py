@@ -8,6 +8,11 @@ import time
 from test_checks import wait_for
 
 
+class GuestGone(Exception):
+    """The VMM exited while a command was being typed to its guest; the message has its exit status and the
+    console's tail (the VMM's own log goes to the same file)."""
+
+
 class GuestShell:
     def __init__(self, proc, out_path, slow=1):
         """`proc` a VMM started with stdin=PIPE and its console going to `out_path`; `slow` multiplies timeouts
@@ -23,8 +28,16 @@ class GuestShell:
         self.steps += 1
         mark = 1000 + self.steps
         # The marker is computed by the shell, so the echo of the command line itself never matches it.
-        self.proc.stdin.write(f"{command}; echo @@$(({mark - 1}+1))@@\n".encode())
-        self.proc.stdin.flush()
+        try:
+            self.proc.stdin.write(f"{command}; echo @@$(({mark - 1}+1))@@\n".encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            try:
+                status = self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                status = "still running, its stdin closed"
+            raise GuestGone(f"the VMM went away (exit status {status}) before the guest got {command!r}; "
+                            f"its console and log ended:\n{self.tail()}") from None
         return mark
 
     def wait_marker(self, mark, timeout):

@@ -29,7 +29,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from edge_agent_process import EdgeAgent  # noqa: E402
-from guest_shell import GuestShell  # noqa: E402
+from guest_shell import GuestGone, GuestShell  # noqa: E402
 from kvm_required import kvm_problem  # noqa: E402
 import test_checks  # noqa: E402
 from test_checks import check  # noqa: E402
@@ -257,6 +257,8 @@ def edge_case():
 try:
     edge_case() if CASE == "edge" else local_case()
     power_off()
+except GuestGone as gone:
+    check("the VMM ran to the end of the test", False, str(gone))
 finally:
     if vm.poll() is None:
         vm.kill()

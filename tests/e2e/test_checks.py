@@ -37,7 +37,10 @@ def wait_for(path, pattern, timeout, proc=None):
     return False
 
 
-def ctl(coalesce, *args, timeout=120):
+def ctl(coalesce, *args, timeout=150):
     """`coalesce ctl ARGS`: (exit status, stdout, stderr)."""
     p = subprocess.run([coalesce, "ctl"] + list(args), capture_output=True, text=True, timeout=timeout)
-    return p.returncode, p.stdout, p.stderr
+    err = p.stderr
+    if p.returncode != 0 and not p.stdout and not err:
+        err = f"(coalesce ctl {' '.join(args)} printed nothing and exited with status {p.returncode})\n"
+    return p.returncode, p.stdout, err
