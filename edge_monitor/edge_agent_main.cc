@@ -107,6 +107,7 @@ int RunEdgeAgentMain(int argc, char** argv) {
   std::fflush(stdout);
   // The vCPUs this host lends walk the guest's page tables with this host's KVM.
   if (const std::string note = PageWalksWriteNote(); !note.empty()) LOG_WARN("this host's %s", note);
+  if (const std::string warning = ShadowPagingWarning(); !warning.empty()) LOG_WARN("this host's %s", warning);
 
   std::unique_ptr<DnsSdAnnouncer> announcer;
   if (flags->announce) {

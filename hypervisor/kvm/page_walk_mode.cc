@@ -19,9 +19,9 @@ bool On(const std::string& value) { return value == "Y" || value == "1"; }
 
 std::string PageWalksWriteNote(const std::string& module_dir) {
   if (On(Parameter(module_dir, "kvm_amd", "npt"))) {
+    // Shadow paging would keep them shared, and is unsound for a coalesced guest (ShadowPagingWarning): no advice.
     return "kvm_amd npt=Y: nested paging counts every guest page walk as a write to the guest's page tables, so "
-           "they move between nodes on each walk; shadow paging keeps them shared (modprobe -r kvm_amd; modprobe "
-           "kvm_amd npt=0; docs/DSM.md)";
+           "they move between nodes on each walk (docs/DSM.md)";
   }
   if (On(Parameter(module_dir, "kvm_intel", "ept")) && On(Parameter(module_dir, "kvm_intel", "eptad"))) {
     return "kvm_intel eptad=Y: EPT's accessed/dirty flags count every guest page walk as a write to the guest's "
@@ -29,6 +29,21 @@ std::string PageWalksWriteNote(const std::string& module_dir) {
            "kvm_intel; modprobe kvm_intel eptad=0; docs/DSM.md)";
   }
   return "";
+}
+
+std::string ShadowPagingWarning(const std::string& module_dir) {
+  std::string parameter;
+  if (const std::string npt = Parameter(module_dir, "kvm_amd", "npt"); !npt.empty() && !On(npt)) {
+    parameter = "kvm_amd npt=N";
+  } else if (const std::string ept = Parameter(module_dir, "kvm_intel", "ept"); !ept.empty() && !On(ept)) {
+    parameter = "kvm_intel ept=N";
+  } else {
+    return "";
+  }
+  return parameter +
+         ": KVM uses shadow paging, whose page tables do not see a guest page table that another node changed: a "
+         "guest that changes its page tables on several nodes (Linux) may crash; nested paging or EPT is needed "
+         "for it (docs/DSM.md, \"Shadow paging\")";
 }
 
 }  // namespace coalesce

@@ -1,8 +1,11 @@
-// Whether the host's KVM lets the hardware walk guest page tables in a way that counts each walk as a write to
-// them (AMD nested paging; Intel EPT with its accessed/dirty flags), read from the KVM modules' parameters. In a
-// coalesced VM such walks pull the guest's page-table pages Modified onto every node that walks them, so they
-// bounce between nodes (docs/DSM.md, "guest page tables bounce"); KVM's shadow paging (AMD) or EPT without A/D
-// flags (Intel) walks them with reads and they stay Shared.
+// How the host's KVM translates guest addresses, read from the KVM modules' parameters, and what that means for
+// a coalesced VM (docs/DSM.md):
+// - hardware walks that count as writes to the guest's page tables (AMD nested paging; Intel EPT with its
+//   accessed/dirty flags) pull those pages Modified onto every node that walks them, so they bounce between
+//   nodes ("guest page tables bounce"); EPT without A/D flags walks them with reads, and they stay Shared;
+// - shadow paging (nested paging or EPT off) is unsound: KVM's shadow page tables follow a guest page table
+//   through the guest's own writes, which they trap, and do not see its contents replaced with another node's
+//   newer copy, so a vCPU keeps translating through the old entries ("Shadow paging").
 #pragma once
 
 #include <string>
@@ -13,5 +16,9 @@ namespace coalesce {
 // and what to set instead: "kvm_amd npt=Y (modprobe kvm_amd npt=0 ...)". `module_dir` is /sys/module (a
 // parameter so tests can point it at a tree of their own).
 std::string PageWalksWriteNote(const std::string& module_dir = "/sys/module");
+
+// Empty unless KVM is loaded with shadow paging ("kvm_amd npt=N", "kvm_intel ept=N"); else why a guest that
+// changes its page tables on several nodes (Linux) may crash on this host.
+std::string ShadowPagingWarning(const std::string& module_dir = "/sys/module");
 
 }  // namespace coalesce

@@ -500,6 +500,9 @@ absl::Status Machine::MeasureLinks() {
     if (const std::string note = PageWalksWriteNote(); !note.empty()) {
       std::fprintf(stderr, "coalesce run: note: this host's %s\n", note.c_str());
     }
+    if (const std::string warning = ShadowPagingWarning(); !warning.empty()) {
+      std::fprintf(stderr, "coalesce run: warning: this host's %s\n", warning.c_str());
+    }
   }
   std::vector<uint32_t> spare;
   for (size_t d = 0; d < acpi_config_.numa.nodes.size(); ++d) {

@@ -31,16 +31,28 @@ class ModuleTree {
 TEST_CASE("no KVM module loaded: nothing to say") {
   ModuleTree t;
   CHECK(PageWalksWriteNote(t.dir()).empty());
+  CHECK(ShadowPagingWarning(t.dir()).empty());
 }
 
-TEST_CASE("AMD: nested paging on is named with the parameter that turns it off") {
+TEST_CASE("AMD: nested paging's writing walks are named, and shadow paging is not advised") {
   ModuleTree t;
   t.Set("kvm_amd", "npt", "Y");
   const std::string note = PageWalksWriteNote(t.dir());
   CHECK(note.find("kvm_amd npt=Y") == 0);
-  CHECK(note.find("npt=0") != std::string::npos);
+  CHECK(note.find("npt=0") == std::string::npos);  // shadow paging is unsound for a coalesced guest
+  CHECK(ShadowPagingWarning(t.dir()).empty());
+}
+
+TEST_CASE("Shadow paging is named as unsound for a guest changing page tables on several nodes") {
+  ModuleTree t;
   t.Set("kvm_amd", "npt", "N");
   CHECK(PageWalksWriteNote(t.dir()).empty());
+  CHECK(ShadowPagingWarning(t.dir()).find("kvm_amd npt=N: KVM uses shadow paging") == 0);
+  ModuleTree intel;
+  intel.Set("kvm_intel", "ept", "N");
+  CHECK(ShadowPagingWarning(intel.dir()).find("kvm_intel ept=N") == 0);
+  intel.Set("kvm_intel", "ept", "Y");
+  CHECK(ShadowPagingWarning(intel.dir()).empty());
 }
 
 TEST_CASE("Intel: only EPT with its accessed/dirty flags counts walks as writes") {
