@@ -49,11 +49,11 @@ void ApplyBaseline(kvm_cpuid_entry2& e) {
 }
 
 // Private caches (CpuidConfig::private_caches): every cache level shared by one logical processor, in the
-// Intel and AMD cache descriptions; on AMD one core per package (below), and no L3 in the legacy leaf, because Linux takes family 17h models
-// 0-1fh's LLC from the APIC id (bits 3 and up) whenever an L3 is reported, whatever the sharing fields say; and
-// the core id in AMD's extended APIC leaf (KVM leaves it 0 for every vCPU) is the APIC id, one thread per core,
-// so that no two vCPUs look like SMT siblings either; for the same reason Intel's extended topology gets an SMT
-// level of one thread (no APIC id bits), where KVM passes the host's.
+// Intel and AMD cache descriptions. On AMD also one core per package (below), and no L3 in the legacy leaf:
+// Linux takes family 17h models 0-1fh's LLC from the APIC id (bits 3 and up) whenever an L3 is reported,
+// whatever the sharing fields say. The core id in AMD's extended APIC leaf (KVM leaves it 0 for every vCPU) is
+// the APIC id, one thread per core, so that no two vCPUs look like SMT siblings either; for the same reason
+// Intel's extended topology gets an SMT level of one thread (no APIC id bits), where KVM passes the host's.
 void MakeCachesPrivate(kvm_cpuid_entry2& e, uint32_t apic_id) {
   constexpr uint32_t kSharingField = 0xfffu << 14;  // EAX[25:14]: logical processors sharing, minus 1
   constexpr uint32_t kLevelTypeSmt = 1;              // ECX[15:8] of leaves 0xb and 0x1f
