@@ -144,7 +144,7 @@ Bytes BuildDsdt(const AcpiConfig& config) {
                                a::Name("_CCA", a::Integer(1)),  // cache-coherent DMA
                                a::Name("_CRS", a::ResourceTemplate()
                                                    .Memory32Fixed(static_cast<uint32_t>(d.base), d.size)
-                                                   .Interrupt(d.gsi, /*level_triggered=*/true)
+                                                   .Interrupt(d.gsi, /*level_triggered=*/false)
                                                    .ToBuffer()),
                            }));
   }

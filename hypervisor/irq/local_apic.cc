@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/str_format.h"
 #include "hypervisor/base/log.h"
 #include "hypervisor/base/platform.h"
 #include "hypervisor/bus/bus_device.h"
@@ -232,6 +233,43 @@ std::optional<uint8_t> LocalApic::EoiLocked() {
   // Level-triggered interrupts (TMR set at acceptance) need the IOAPIC to clear its remote IRR.
   if (tmr_.Test(v)) return v;
   return std::nullopt;
+}
+
+absl::Status LocalApic::SetPvEoiMsr(uint64_t value) {
+  constexpr uint64_t kReservedBits = 0x6;  // bits 1-2: the flag is a 4-byte aligned word; bit 0 enables
+  if ((value & kReservedBits) != 0) {
+    return absl::InvalidArgumentError(absl::StrFormat("MSR_KVM_PV_EOI_EN %#x: address not 4-byte aligned", value));
+  }
+  absl::MutexLock lock(&mu_);
+  pv_eoi_msr_ = value;
+  return absl::OkStatus();
+}
+
+uint64_t LocalApic::pv_eoi_msr() const {
+  absl::MutexLock lock(&mu_);
+  return pv_eoi_msr_;
+}
+
+std::optional<uint64_t> LocalApic::PvEoiFlagIfSkippable() const {
+  constexpr uint64_t kEnabled = 1;
+  absl::MutexLock lock(&mu_);
+  if ((pv_eoi_msr_ & kEnabled) == 0 || irr_.Highest() >= 0) return std::nullopt;
+  const int vector = isr_.Highest();
+  if (vector < 0 || tmr_.Test(static_cast<uint8_t>(vector))) return std::nullopt;
+  ApicVectorSet others = isr_;
+  others.Clear(static_cast<uint8_t>(vector));
+  if (others.Highest() >= 0) return std::nullopt;  // nested interrupts: each EOI must reach the APIC in order
+  return pv_eoi_msr_ & ~kEnabled;
+}
+
+void LocalApic::PvEoiCompleted() {
+  std::optional<uint8_t> eoi_broadcast;
+  {
+    absl::MutexLock lock(&mu_);
+    eoi_broadcast = EoiLocked();
+  }
+  // Only an edge-triggered vector's flag is ever set, but TMR follows the latest acceptance of a vector.
+  if (eoi_broadcast) router_->BroadcastEoi(*eoi_broadcast);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -496,6 +534,7 @@ TimerService::TimerId LocalApic::ResetRegistersLocked() {
   irr_.ClearAll();
   isr_.ClearAll();
   tmr_.ClearAll();
+  pv_eoi_msr_ = 0;  // as KVM's vCPU reset: the guest enables PV EOI again as each CPU comes up
   return StopTimerLocked();
 }
 
@@ -532,6 +571,7 @@ LocalApicState LocalApic::SaveState() const {
   s.init_pending = init_pending_;
   s.wait_for_sipi = wait_for_sipi_;
   s.sipi_vector = sipi_vector_ ? *sipi_vector_ : -1;
+  s.pv_eoi_msr = pv_eoi_msr_;
   return s;
 }
 
@@ -570,6 +610,7 @@ void LocalApic::LoadState(const LocalApicState& s) {
     wait_for_sipi_ = s.wait_for_sipi != 0;
     sipi_vector_.reset();
     if (s.sipi_vector >= 0 && s.sipi_vector <= 0xff) sipi_vector_ = static_cast<uint8_t>(s.sipi_vector);
+    pv_eoi_msr_ = s.pv_eoi_msr;
     if (s.timer_running != 0 && timer_initial_ != 0) {
       timer_running_ = true;
       timer_deadline_ = Clock::now() + std::chrono::nanoseconds(std::max<int64_t>(0, s.timer_remaining_ns));

@@ -29,6 +29,7 @@
 #include <span>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "hypervisor/base/timer_service.h"
 #include "hypervisor/irq/apic_message.h"
@@ -46,6 +47,7 @@ struct LocalApicState {
   uint32_t timer_running, lint0_level, lint1_level, extint_message, nmi_pending, init_pending, wait_for_sipi;
   int32_t sipi_vector;        // -1: none
   int64_t timer_remaining_ns;  // the countdown left when saved (the deadline is host-clock relative)
+  uint64_t pv_eoi_msr;         // MSR_KVM_PV_EOI_EN as the guest wrote it
 };
 
 class LocalApic final {
@@ -106,6 +108,21 @@ class LocalApic final {
   [[nodiscard]] bool HasWork() const;
   // What wakes a vCPU halted with interrupts disabled (cli; hlt): NMI, INIT, SIPI.
   [[nodiscard]] bool HasNonMaskableWork() const;
+  // --- PV EOI (KVM's paravirtual EOI, KVM_FEATURE_PV_EOI), served here because the APIC is in user space. The
+  // guest writes MSR_KVM_PV_EOI_EN with the guest-physical address of a flag (bit 0: enabled). Before the vCPU
+  // enters the guest its loop sets the flag when the interrupt in service may end without an EOI write: it is
+  // the only one in service, none waits in IRR (an EOI would have to let it in at once) and it is
+  // edge-triggered (no IOAPIC waits for its EOI). The guest's EOI then clears the flag instead of writing the
+  // EOI register, which saves an exit per interrupt; the loop sees the flag cleared at the next exit and ends
+  // the interrupt with PvEoiCompleted(). These rules are KVM's own for its in-kernel APIC.
+  // A value with reserved bits (the address must be 4-byte aligned) is refused: the guest gets #GP.
+  absl::Status SetPvEoiMsr(uint64_t value);
+  [[nodiscard]] uint64_t pv_eoi_msr() const;
+  // The flag's guest-physical address if the flag may be set for the next entry, else nullopt.
+  [[nodiscard]] std::optional<uint64_t> PvEoiFlagIfSkippable() const;
+  // The guest cleared the flag: the interrupt in service has ended, as by a write of the EOI register.
+  void PvEoiCompleted();
+
   // Power-on reset: registers to their reset values, pending events and the timer dropped; id kept; an
   // AP waits for a SIPI again.
   void Reset();
@@ -197,6 +214,7 @@ class LocalApic final {
   bool timer_running_ ABSL_GUARDED_BY(mu_) = false;
   TimerService::Clock::time_point timer_deadline_ ABSL_GUARDED_BY(mu_);
   uint64_t timer_generation_ ABSL_GUARDED_BY(mu_) = 0;  // bumped on every restart/stop
+  uint64_t pv_eoi_msr_ ABSL_GUARDED_BY(mu_) = 0;
   TimerService::TimerId timer_id_ ABSL_GUARDED_BY(mu_) = 0;
   bool destroying_ ABSL_GUARDED_BY(mu_) = false;
 

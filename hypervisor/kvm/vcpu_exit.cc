@@ -39,6 +39,10 @@ VcpuExit DecodeExit(kvm_run* run) {
       return exit::SystemEvent{run->system_event.type};
     case KVM_EXIT_DEBUG:
       return exit::Debug{run->debug.arch};
+    case KVM_EXIT_X86_RDMSR:
+      return exit::MsrRead{run->msr.index, &run->msr.data, &run->msr.error};
+    case KVM_EXIT_X86_WRMSR:
+      return exit::MsrWrite{run->msr.index, run->msr.data, &run->msr.error};
     default:
       return exit::Unknown{run->exit_reason};
   }
@@ -48,7 +52,8 @@ const char* ExitKindNameByIndex(size_t index) {
   static constexpr const char* kNames[] = {
       "io_in",          "io_out",       "mmio_read",   "mmio_write", "hlt",
       "shutdown",       "interrupted",  "irq_window",  "internal_error",
-      "fail_entry",     "system_event", "debug",       "unknown"};
+      "fail_entry",     "system_event", "debug",       "msr_read",
+      "msr_write",      "unknown"};
   static_assert(std::size(kNames) == kExitKinds);
   return index < kExitKinds ? kNames[index] : "?";
 }

@@ -60,6 +60,18 @@ struct SystemEvent {
 struct Debug {
   kvm_debug_exit_arch arch;
 };
+// RDMSR / WRMSR of an MSR handed to user space (VmFd::SendMsrsToUserSpace). The handler sets *data (reads) and
+// *error (1: the guest gets #GP) in kvm_run; KVM completes the instruction on the next KVM_RUN.
+struct MsrRead {
+  uint32_t index;
+  __u64* data;  // kvm_run's own type (unsigned long long), not uint64_t
+  uint8_t* error;
+};
+struct MsrWrite {
+  uint32_t index;
+  uint64_t data;
+  uint8_t* error;
+};
 struct Unknown {
   uint32_t reason;
 };
@@ -69,7 +81,7 @@ struct Unknown {
 using VcpuExit = std::variant<exit::IoIn, exit::IoOut, exit::MmioRead, exit::MmioWrite, exit::Hlt,
                               exit::Shutdown, exit::Interrupted, exit::IrqWindowOpen,
                               exit::InternalError, exit::FailEntry, exit::SystemEvent, exit::Debug,
-                              exit::Unknown>;
+                              exit::MsrRead, exit::MsrWrite, exit::Unknown>;
 
 // Decodes run->exit_reason. Only called right after a successful KVM_RUN.
 VcpuExit DecodeExit(kvm_run* run);

@@ -74,4 +74,31 @@ int VmFd::CheckExtension(int cap) const {
   return r < 0 ? 0 : r;
 }
 
+bool VmFd::CanSendMsrsToUserSpace() const {
+  // KVM answers 1 for the first (not the exit reasons it knows): the filter reason came with the filter itself.
+  return CheckExtension(KVM_CAP_X86_USER_SPACE_MSR) != 0 && CheckExtension(KVM_CAP_X86_MSR_FILTER) != 0;
+}
+
+absl::Status VmFd::SendMsrsToUserSpace(std::span<const uint32_t> msrs) {
+  if (msrs.size() > KVM_MSR_FILTER_MAX_RANGES) {
+    return absl::InvalidArgumentError(absl::StrCat("at most ", KVM_MSR_FILTER_MAX_RANGES, " MSRs, not ", msrs.size()));
+  }
+  kvm_enable_cap cap{};
+  cap.cap = KVM_CAP_X86_USER_SPACE_MSR;
+  cap.args[0] = KVM_MSR_EXIT_REASON_FILTER;  // only the MSRs the filter denies exit, not every unknown one
+  if (::ioctl(fd_.get(), KVM_ENABLE_CAP, &cap) < 0) return ErrnoStatus("KVM_ENABLE_CAP(KVM_CAP_X86_USER_SPACE_MSR)");
+  // One range per MSR, its single bitmap bit 0: denied to KVM for reads and writes, so the access exits.
+  static constexpr uint8_t kDenied = 0;
+  kvm_msr_filter filter{};
+  filter.flags = KVM_MSR_FILTER_DEFAULT_ALLOW;
+  for (size_t i = 0; i < msrs.size(); ++i) {
+    filter.ranges[i].flags = KVM_MSR_FILTER_READ | KVM_MSR_FILTER_WRITE;
+    filter.ranges[i].nmsrs = 1;
+    filter.ranges[i].base = msrs[i];
+    filter.ranges[i].bitmap = const_cast<uint8_t*>(&kDenied);  // KVM copies it in; never written
+  }
+  if (::ioctl(fd_.get(), KVM_X86_SET_MSR_FILTER, &filter) < 0) return ErrnoStatus("KVM_X86_SET_MSR_FILTER");
+  return absl::OkStatus();
+}
+
 }  // namespace coalesce

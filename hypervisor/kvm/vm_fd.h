@@ -4,6 +4,7 @@
 #include <linux/kvm.h>
 
 #include <cstdint>
+#include <span>
 
 #include "absl/status/statusor.h"
 #include "hypervisor/base/unique_fd.h"
@@ -28,6 +29,12 @@ class VmFd final {
   [[nodiscard]] absl::StatusOr<kvm_clock_data> GetClock() const;
   absl::Status SetClock(const kvm_clock_data& data);
   [[nodiscard]] int CheckExtension(int cap) const;
+  // Whether this KVM can hand chosen MSRs to user space (KVM_CAP_X86_USER_SPACE_MSR and KVM_CAP_X86_MSR_FILTER,
+  // Linux 5.10+).
+  [[nodiscard]] bool CanSendMsrsToUserSpace() const;
+  // The guest's RDMSR and WRMSR of these MSRs (at most 16) exit to user space (exit::MsrRead / exit::MsrWrite);
+  // every other MSR stays KVM's. Replaces an earlier list.
+  absl::Status SendMsrsToUserSpace(std::span<const uint32_t> msrs);
   [[nodiscard]] int fd() const { return fd_.get(); }
 
  private:

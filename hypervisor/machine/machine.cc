@@ -1027,8 +1027,8 @@ std::string Machine::StatsReport() const {
   std::string out;
   for (const auto& v : vcpus_) {
     if (!v) continue;
-    absl::StrAppendFormat(&out, "vcpu%u: state=%s injections=%u exits:", v->id(), VcpuStateName(v->state()),
-                          v->stats().injections());
+    absl::StrAppendFormat(&out, "vcpu%u: state=%s injections=%u pv_eois=%u exits:", v->id(),
+                          VcpuStateName(v->state()), v->stats().injections(), v->stats().pv_eois());
     for (size_t k = 0; k < kExitKinds; ++k) {
       if (uint64_t n = v->stats().exits(k)) absl::StrAppendFormat(&out, " %s=%u", ExitKindNameByIndex(k), n);
     }

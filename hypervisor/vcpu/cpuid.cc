@@ -7,8 +7,8 @@
 namespace coalesce {
 namespace {
 
-// Paravirtual features that assume KVM's in-kernel local APIC (or that we do not serve): PV EOI writes to
-// an in-kernel APIC page, PV send-IPI and PV unhalt are hypercalls KVM answers with its own APIC, async PF
+// Paravirtual features that assume KVM's in-kernel local APIC (or that we do not serve): PV EOI is KVM's only
+// with its own APIC (kept when CpuidConfig::pv_eoi says the VMM serves it), PV send-IPI and PV unhalt are hypercalls KVM answers with its own APIC, async PF
 // needs KVM to inject its own interrupts, ext-dest-id widens MSI destinations we do not decode.
 constexpr uint32_t kPvFeaturesNeedingKernelApic =
     (1u << KVM_FEATURE_ASYNC_PF) | (1u << KVM_FEATURE_PV_EOI) | (1u << KVM_FEATURE_PV_UNHALT) |
@@ -141,6 +141,7 @@ std::vector<kvm_cpuid_entry2> FilterCpuid(const std::vector<kvm_cpuid_entry2>& s
         break;
       case KVM_CPUID_FEATURES:
         e.eax &= ~kPvFeaturesNeedingKernelApic;
+        if (config.pv_eoi) e.eax |= 1u << KVM_FEATURE_PV_EOI;
         break;
       default:
         break;

@@ -49,6 +49,9 @@ struct CpuidConfig {
   // ids), and a group that crosses NUMA nodes makes it warn "llc-sibling CPU ... is not on the same node" and
   // taint itself; vCPUs on different hosts share no cache anyway.
   bool private_caches = false;
+  // Offer KVM's paravirtual EOI (KVM_FEATURE_PV_EOI), which the VMM serves with its own APIC when KVM hands
+  // MSR_KVM_PV_EOI_EN to user space (LocalApic::SetPvEoiMsr): a guest interrupt then ends without an exit.
+  bool pv_eoi = false;
 };
 
 std::vector<kvm_cpuid_entry2> FilterCpuid(const std::vector<kvm_cpuid_entry2>& supported,

@@ -1,5 +1,6 @@
 #include "hypervisor/vcpu/vcpu.h"
 
+#include <asm/kvm_para.h>
 #include <pthread.h>
 #include <signal.h>
 
@@ -118,6 +119,7 @@ void Vcpu::RequestRegisterDump() {
 
 void Vcpu::ThreadMain() {
   ThreadBody();
+  if (park_requested_.load(std::memory_order_acquire)) DropPvEoiFlag();
   thread_exited_.store(true, std::memory_order_release);
 }
 
@@ -217,13 +219,54 @@ void Vcpu::InjectPendingInterrupts() {
   run->request_interrupt_window = 0;
 }
 
+bool Vcpu::WritePvEoiFlag(uint64_t gpa, uint8_t value) {
+  if (wiring_.memory == nullptr) return false;
+  const uint8_t bytes[1] = {value};
+  if (absl::Status st = wiring_.memory->Write(gpa, bytes); !st.ok()) {
+    LOG_WARN_SAMPLED("vcpu%u: PV EOI flag at %#x: %s (the guest's EOIs take exits)", id(), gpa, st.ToString());
+    return false;
+  }
+  return true;
+}
+
+void Vcpu::PreparePvEoiFlag() {
+  const std::optional<uint64_t> wanted = wiring_.lapic->PvEoiFlagIfSkippable();
+  if (pv_eoi_flag_set_ == wanted) return;
+  // Clear a flag set earlier, unless the guest has since moved it or turned PV EOI off (the word is its own
+  // again then). Until it is cleared the guest could end the interrupt without the APIC knowing.
+  if (pv_eoi_flag_set_ && (wiring_.lapic->pv_eoi_msr() & ~uint64_t{1}) == *pv_eoi_flag_set_ &&
+      (wiring_.lapic->pv_eoi_msr() & 1) != 0) {
+    (void)WritePvEoiFlag(*pv_eoi_flag_set_, 0);
+  }
+  pv_eoi_flag_set_.reset();
+  if (wanted && WritePvEoiFlag(*wanted, 1)) pv_eoi_flag_set_ = wanted;
+}
+
+void Vcpu::CollectPvEoiFlag() {
+  if (!pv_eoi_flag_set_) return;
+  uint8_t flag = 1;
+  if (absl::Status st = wiring_.memory->Read(*pv_eoi_flag_set_, {&flag, 1}); !st.ok()) return;
+  if ((flag & 1) != 0) return;  // not ended yet: the flag stays set while the APIC still allows it
+  pv_eoi_flag_set_.reset();
+  stats_.CountPvEoi();
+  wiring_.lapic->PvEoiCompleted();
+}
+
+void Vcpu::DropPvEoiFlag() {
+  CollectPvEoiFlag();
+  if (pv_eoi_flag_set_) (void)WritePvEoiFlag(*pv_eoi_flag_set_, 0);
+  pv_eoi_flag_set_.reset();
+}
+
 bool Vcpu::RunOnce() {
   kvm_run* run = fd_.run();
   __atomic_store_n(&run->immediate_exit, 0, __ATOMIC_SEQ_CST);
   InjectPendingInterrupts();
+  PreparePvEoiFlag();
   in_guest_.store(true, std::memory_order_seq_cst);
   absl::StatusOr<VcpuExit> exit = fd_.Run();
   in_guest_.store(false, std::memory_order_seq_cst);
+  CollectPvEoiFlag();
   if (!exit.ok()) {
     Fail(exit_status::kHostFailure, absl::StrFormat("vcpu%u: %s", id(), exit.status().ToString()));
     return false;
@@ -254,6 +297,9 @@ bool Vcpu::HandleExit(const VcpuExit& e) {
     if (InLapicPage(wr->addr)) wiring_.lapic->MmioWrite(wr->addr - platform::kLapicBase, wr->data);
     else io->MmioWrite(vid, wr->addr, wr->data);
     return true;
+  }
+  if (std::holds_alternative<exit::MsrRead>(e) || std::holds_alternative<exit::MsrWrite>(e)) {
+    return HandleMsrExit(e);
   }
   if (std::holds_alternative<exit::Hlt>(e)) {
     // An NMI we injected while the guest had NMIs blocked (inside its NMI handler) waits in KVM until the
@@ -320,6 +366,28 @@ bool Vcpu::HandleExit(const VcpuExit& e) {
   }
   Fail(exit_status::kHostFailure, absl::StrFormat("vcpu%u: unhandled exit %s", vid, ExitKindName(e)));
   return false;
+}
+
+bool Vcpu::HandleMsrExit(const VcpuExit& e) {
+  // Only MSR_KVM_PV_EOI_EN is handed to user space (node_vcpus.cc); anything else would be a KVM surprise,
+  // answered as an MSR that does not exist.
+  if (auto* rd = std::get_if<exit::MsrRead>(&e)) {
+    const bool known = rd->index == MSR_KVM_PV_EOI_EN;
+    *rd->data = known ? wiring_.lapic->pv_eoi_msr() : 0;
+    *rd->error = known ? 0 : 1;
+    if (!known) LOG_WARN_SAMPLED("vcpu%u: RDMSR %#x reached user space: #GP", id(), rd->index);
+    return true;
+  }
+  const auto& wr = std::get<exit::MsrWrite>(e);
+  if (wr.index != MSR_KVM_PV_EOI_EN) {
+    LOG_WARN_SAMPLED("vcpu%u: WRMSR %#x reached user space: #GP", id(), wr.index);
+    *wr.error = 1;
+    return true;
+  }
+  absl::Status st = wiring_.lapic->SetPvEoiMsr(wr.data);
+  if (!st.ok()) LOG_WARN_SAMPLED("vcpu%u: %s: #GP", id(), st.message());
+  *wr.error = st.ok() ? 0 : 1;
+  return true;
 }
 
 void Vcpu::Fail(int status, const std::string& what) {

@@ -17,11 +17,17 @@
 // Interrupts come from the vCPU's LocalApic (and, through LINT0 in ExtINT mode, the PIC); the loop injects
 // them with KVM_INTERRUPT when kvm_run says the guest can take one, else asks for an interrupt window.
 // Other threads wake the vCPU with Kick(): immediate_exit + a signal makes KVM_RUN return at once.
+//
+// PV EOI (LocalApic): the loop sets the guest's flag before an entry when the APIC allows it, and after every
+// exit reads it back before anything else, so an interrupt the guest ended without an exit is ended in the
+// APIC before any decision depends on it. A vCPU that parks clears a flag it set: its next node knows nothing
+// of it.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -97,6 +103,13 @@ class Vcpu final {
   bool RunOnce();
   void InjectPendingInterrupts();
   bool HandleExit(const VcpuExit& exit);
+  bool HandleMsrExit(const VcpuExit& exit);
+  // PV EOI: sets, keeps or clears the guest's flag before an entry; after an exit, ends the interrupt if the
+  // guest cleared it; before the thread ends for a move, clears a flag still set.
+  void PreparePvEoiFlag();
+  void CollectPvEoiFlag();
+  void DropPvEoiFlag();
+  bool WritePvEoiFlag(uint64_t gpa, uint8_t value);
   void WaitForWork(State waiting_in);
   void WaitAtPauseGate();
   bool HandleStartupSignals();  // INIT/SIPI; true if the state changed
@@ -114,6 +127,7 @@ class Vcpu final {
   std::atomic<bool> thread_exited_{true};  // no thread runs (none started yet, or it ended)
   std::atomic<bool> at_pause_gate_{false};
   bool halted_with_interrupts_ = true;  // RFLAGS.IF at the last HLT (vCPU thread only)
+  std::optional<uint64_t> pv_eoi_flag_set_;  // where the loop set the guest's PV EOI flag (vCPU thread only)
   std::thread thread_;
 
   absl::Mutex wake_mu_;

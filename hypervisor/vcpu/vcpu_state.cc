@@ -9,7 +9,7 @@ namespace coalesce {
 namespace {
 
 constexpr uint8_t kWireVersion = 1;
-static_assert(sizeof(LocalApicState) == 48 * 4 + 8, "LocalApicState must have no padding: it travels as bytes");
+static_assert(sizeof(LocalApicState) == 48 * 4 + 8 + 8, "LocalApicState must have no padding: it travels as bytes");
 constexpr size_t kMaxXsave = 1 << 16;
 constexpr size_t kMaxMsrs = 256;
 

@@ -17,6 +17,8 @@ class VcpuStats final {
  public:
   void CountExit(size_t kind) { exits_[kind].fetch_add(1, std::memory_order_relaxed); }
   void CountInjection() { injections_.fetch_add(1, std::memory_order_relaxed); }
+  // An interrupt the guest ended through PV EOI, without an EOI write (and its exit).
+  void CountPvEoi() { pv_eois_.fetch_add(1, std::memory_order_relaxed); }
   void CountEmulation(const std::string& mnemonic, uint64_t n = 1) {
     absl::MutexLock lock(&mu_);
     emulations_[mnemonic] += n;
@@ -32,6 +34,7 @@ class VcpuStats final {
   }
   [[nodiscard]] uint64_t exits(size_t kind) const { return exits_[kind].load(std::memory_order_relaxed); }
   [[nodiscard]] uint64_t injections() const { return injections_.load(std::memory_order_relaxed); }
+  [[nodiscard]] uint64_t pv_eois() const { return pv_eois_.load(std::memory_order_relaxed); }
   [[nodiscard]] std::map<std::string, uint64_t> emulations() const {
     absl::MutexLock lock(&mu_);
     return emulations_;
@@ -40,6 +43,7 @@ class VcpuStats final {
  private:
   std::array<std::atomic<uint64_t>, kExitKinds> exits_{};
   std::atomic<uint64_t> injections_{0};
+  std::atomic<uint64_t> pv_eois_{0};
   mutable absl::Mutex mu_;
   std::map<std::string, uint64_t> emulations_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, uint64_t> rip_samples_ ABSL_GUARDED_BY(mu_);

@@ -58,6 +58,14 @@ TEST_CASE("CPUID sets APIC ids and removes what a user-space APIC cannot honour"
   CHECK(Find(out, 0x80000001)->edx == 4);  // untouched leaves unchanged
 }
 
+TEST_CASE("CPUID offers PV EOI only when the VMM serves it") {
+  std::vector<kvm_cpuid_entry2> supported = {Entry(KVM_CPUID_FEATURES, 0, 1u << KVM_FEATURE_CLOCKSOURCE2, 0, 0, 0)};
+  const uint32_t without = FilterCpuid(supported, {.apic_id = 0, .vcpu_count = 1})[0].eax;
+  const uint32_t with = FilterCpuid(supported, {.apic_id = 0, .vcpu_count = 1, .pv_eoi = true})[0].eax;
+  CHECK(without == (1u << KVM_FEATURE_CLOCKSOURCE2));
+  CHECK(with == ((1u << KVM_FEATURE_CLOCKSOURCE2) | (1u << KVM_FEATURE_PV_EOI)));
+}
+
 TEST_CASE("CPUID keeps compacted XSAVE when asked") {
   std::vector<kvm_cpuid_entry2> supported = {Entry(0xd, 1, 0xf, 0, 0x1800, 0)};
   auto out = FilterCpuid(supported, {.apic_id = 0, .vcpu_count = 1, .hide_compacted_xsave = false});
