@@ -106,8 +106,7 @@ int RunEdgeAgentMain(int argc, char** argv) {
               flags->capacity.ToString().c_str(), control_path.c_str());
   std::fflush(stdout);
   // The vCPUs this host lends walk the guest's page tables with this host's KVM.
-  if (const std::string note = PageWalksWriteNote(); !note.empty()) LOG_WARN("this host's %s", note);
-  if (const std::string warning = ShadowPagingWarning(); !warning.empty()) LOG_WARN("this host's %s", warning);
+  for (const std::string& remark : CoalescedPagingRemarks()) LOG_WARN("%s", remark);
 
   std::unique_ptr<DnsSdAnnouncer> announcer;
   if (flags->announce) {

@@ -49,7 +49,10 @@ VirtioMmio::VirtioMmio(std::unique_ptr<VirtioDevice> device, IrqSink* irq, uint3
       irq_(irq),
       gsi_(gsi),
       name_(absl::StrFormat("virtio-mmio-%s", device_->name())),
-      queues_(device_->num_queues()) {}
+      queues_(device_->num_queues()) {
+  absl::MutexLock lock(&mu_);
+  RefreshMirrorLocked();
+}
 
 VirtioMmio::~VirtioMmio() { Quiesce(); }
 
@@ -78,13 +81,24 @@ void VirtioMmio::Write(uint64_t offset, std::span<const uint8_t> data) {
   absl::MutexLock lock(&mu_);
   if (offset >= kRegConfig) {
     device_->WriteConfig(offset - kRegConfig, data);
-    return;
-  }
-  if (data.size() != 4 || offset % 4 != 0) {
+  } else if (data.size() != 4 || offset % 4 != 0) {
     LOG_DEBUG("%s: %zu-byte write at %#x ignored", name_, data.size(), offset);
     return;
+  } else {
+    WriteRegister(offset, static_cast<uint32_t>(LoadLe(data)));
   }
-  WriteRegister(offset, static_cast<uint32_t>(LoadLe(data)));
+  // Before the write's exit returns: the guest's next read of the mirror must see its effect.
+  RefreshMirrorLocked();
+}
+
+void VirtioMmio::RefreshMirrorLocked() {
+  for (uint64_t reg : {kRegMagic, kRegVersion, kRegDeviceId, kRegVendorId, kRegDeviceFeatures, kRegQueueNumMax,
+                       kRegQueueReady, kRegStatus, kRegConfigGeneration}) {
+    mirror_.Store32(reg, ReadRegister(reg));
+  }
+  uint8_t config[kSize - kRegConfig];
+  device_->ReadConfig(0, config);
+  mirror_.StoreBytes(kRegConfig, config);
 }
 
 uint32_t VirtioMmio::ReadRegister(uint64_t offset) {
@@ -225,6 +239,7 @@ void VirtioMmio::ResetLocked() {
   absl::MutexLock lock(&irq_mu_);
   if (interrupt_status_ != 0) irq_->SetIrq(gsi_, false);
   interrupt_status_ = 0;
+  mirror_.Store32(kRegInterruptStatus, 0);
 }
 
 void VirtioMmio::RaiseInterrupt(uint32_t bits) {
@@ -232,6 +247,7 @@ void VirtioMmio::RaiseInterrupt(uint32_t bits) {
   ++interrupts_;
   const bool was_low = interrupt_status_ == 0;
   interrupt_status_ |= bits;
+  mirror_.Store32(kRegInterruptStatus, interrupt_status_);  // before the line: the handler reads it at once
   if (was_low) irq_->SetIrq(gsi_, true);
 }
 
@@ -239,6 +255,7 @@ void VirtioMmio::AckInterrupt(uint32_t bits) {
   absl::MutexLock lock(&irq_mu_);
   if (interrupt_status_ == 0) return;
   interrupt_status_ &= ~bits;
+  mirror_.Store32(kRegInterruptStatus, interrupt_status_);
   if (interrupt_status_ == 0) irq_->SetIrq(gsi_, false);
 }
 

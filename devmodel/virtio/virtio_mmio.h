@@ -1,7 +1,10 @@
 // The virtio-mmio transport, version 2 (virtio 1.2, section 4.2): the register block a driver uses to find,
 // negotiate and configure one virtio device, on the MMIO bus. The guest finds it through the DSDT's LNRO0005
 // entry (hypervisor/boot/acpi_tables.h), not the command line: Debian's cloud kernel lacks
-// VIRTIO_MMIO_CMDLINE_DEVICES. The interrupt is level-triggered: the line is high while InterruptStatus != 0.
+// VIRTIO_MMIO_CMDLINE_DEVICES. The line is high while InterruptStatus != 0 and declared edge-triggered: the
+// guest acknowledges before it reads the used ring, so no completion is lost, and its EOI needs no IOAPIC
+// (docs/DISKS.md). The registers are also kept in a RegisterMirror, which the machine maps read-only over the
+// window, so that the guest's reads (InterruptStatus on every interrupt) need no exit.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +15,7 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "devmodel/virtio/register_mirror.h"
 #include "devmodel/virtio/virtio_device.h"
 #include "hypervisor/bus/bus_device.h"
 #include "hypervisor/irq/irq_sink.h"
@@ -33,6 +37,9 @@ class VirtioMmio final : public BusDevice {
   [[nodiscard]] std::string_view name() const override { return name_; }
 
   [[nodiscard]] const VirtioDevice& device() const { return *device_; }
+  // Every register at its offset as Read() would return it for an aligned 32-bit read (the configuration space
+  // too), kept current; the rest of the page reads 0.
+  [[nodiscard]] const RegisterMirror& mirror() const { return mirror_; }
 
   // Teardown, once the vCPUs are joined: stops the device, so no interrupt is raised after this returns.
   void Quiesce();
@@ -51,6 +58,8 @@ class VirtioMmio final : public BusDevice {
   void WriteRegister(uint64_t offset, uint32_t value) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WriteStatus(uint32_t value) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ResetLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stores what a register write may have changed; InterruptStatus is stored by whoever changes it, under irq_mu_.
+  void RefreshMirrorLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Queue* SelectedQueue() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Interrupt status: bits set by the device side (any thread) and cleared by InterruptACK. The line follows.
   void RaiseInterrupt(uint32_t bits);
@@ -61,6 +70,7 @@ class VirtioMmio final : public BusDevice {
   const uint32_t gsi_;
   const std::string name_;
 
+  RegisterMirror mirror_;
   mutable absl::Mutex mu_;  // the registers; held across device Activate/Reset (they do the back end's I/O)
   uint32_t status_ ABSL_GUARDED_BY(mu_) = 0;
   uint32_t device_features_sel_ ABSL_GUARDED_BY(mu_) = 0;

@@ -62,12 +62,15 @@ inline constexpr uint64_t kIoapicSize = 0x1000;
 inline constexpr uint64_t kLapicBase = 0xfee0'0000ULL;
 inline constexpr uint64_t kLapicSize = 0x1000;
 
-// virtio-mmio transports (disks): device i at kVirtioMmioBase + i * kVirtioMmioStride, level-triggered on
-// IOAPIC pin kVirtioMmioFirstGsi + i (the PCI pins, clear of every ISA line), declared in the DSDT.
+// virtio-mmio transports (disks, networks): device i at kVirtioMmioBase + i * kVirtioMmioStride, edge-triggered on
+// IOAPIC pin kVirtioMmioFirstGsi + i (the PCI pins, clear of every ISA line), declared in the DSDT. Each window's
+// page is KVM memslot kVirtioMirrorFirstMemslot + i, read-only (the device's register mirror), far above the RAM
+// slots 0..n-1 and below the 509 user memslots of the oldest KVM that has read-only memslots.
 inline constexpr uint64_t kVirtioMmioBase = 0xd000'0000ULL;
 inline constexpr uint64_t kVirtioMmioStride = 0x1000;
 inline constexpr uint32_t kVirtioMmioFirstGsi = 16;
 inline constexpr uint32_t kMaxVirtioMmio = 8;
+inline constexpr uint32_t kVirtioMirrorFirstMemslot = 400;
 
 // Low memory used by firmware structures (all below 1 MiB, marked reserved in e820).
 inline constexpr uint64_t kEbdaStart = 0x9fc00;

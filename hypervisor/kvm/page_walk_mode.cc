@@ -46,4 +46,13 @@ std::string ShadowPagingWarning(const std::string& module_dir) {
          "for it (docs/DSM.md, \"Shadow paging\")";
 }
 
+std::vector<std::string> CoalescedPagingRemarks(const std::string& module_dir) {
+  std::vector<std::string> remarks;
+  if (std::string note = PageWalksWriteNote(module_dir); !note.empty()) remarks.push_back("note: this host's " + note);
+  if (std::string warning = ShadowPagingWarning(module_dir); !warning.empty()) {
+    remarks.push_back("warning: this host's " + warning);
+  }
+  return remarks;
+}
+
 }  // namespace coalesce

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace coalesce {
 
@@ -20,5 +21,9 @@ std::string PageWalksWriteNote(const std::string& module_dir = "/sys/module");
 // Empty unless KVM is loaded with shadow paging ("kvm_amd npt=N", "kvm_intel ept=N"); else why a guest that
 // changes its page tables on several nodes (Linux) may crash on this host.
 std::string ShadowPagingWarning(const std::string& module_dir = "/sys/module");
+
+// Both of the above as a coalesced run and an edge agent print them, each labelled ("note: this host's ...",
+// "warning: this host's ..."); nothing for a host with neither.
+std::vector<std::string> CoalescedPagingRemarks(const std::string& module_dir = "/sys/module");
 
 }  // namespace coalesce

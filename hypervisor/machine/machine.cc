@@ -299,6 +299,18 @@ absl::Status Machine::AddVirtioDevice(std::unique_ptr<virtio::VirtioDevice> devi
       LOG_INFO("%s: queue %u notifies exit to user space: %s", dev->name(), q, st.ToString());
     }
   }
+  // Reads of the registers (the interrupt handler's InterruptStatus) come from the device's mirror, mapped
+  // read-only over the window: no exit. Writes still exit, or signal a notify eventfd: KVM turns a write to a
+  // read-only memslot into MMIO. A remote vCPU has no such slot; its reads arrive forwarded, as before.
+  static_assert(platform::kVirtioMmioStride == virtio::RegisterMirror::kSize);
+  if (vm_->CheckExtension(KVM_CAP_READONLY_MEM) != 0) {
+    if (absl::Status st = vm_->SetUserMemoryRegion(platform::kVirtioMirrorFirstMemslot + static_cast<uint32_t>(i),
+                                                   base, virtio::RegisterMirror::kSize, dev->mirror().page(),
+                                                   KVM_MEM_READONLY);
+        !st.ok()) {
+      LOG_INFO("%s: register reads exit to user space: %s", dev->name(), st.ToString());
+    }
+  }
   virtio_devices_.push_back(dev.get());
   acpi_virtio_mmio_.push_back({base, static_cast<uint32_t>(virtio::VirtioMmio::kSize), gsi});
   devices_.push_back(std::move(dev));
@@ -497,12 +509,7 @@ absl::Status Machine::MeasureLinks() {
     }
   }
   if (!config_.edges.empty()) {
-    if (const std::string note = PageWalksWriteNote(); !note.empty()) {
-      std::fprintf(stderr, "coalesce run: note: this host's %s\n", note.c_str());
-    }
-    if (const std::string warning = ShadowPagingWarning(); !warning.empty()) {
-      std::fprintf(stderr, "coalesce run: warning: this host's %s\n", warning.c_str());
-    }
+    for (const std::string& remark : CoalescedPagingRemarks()) std::fprintf(stderr, "coalesce run: %s\n", remark.c_str());
   }
   std::vector<uint32_t> spare;
   for (size_t d = 0; d < acpi_config_.numa.nodes.size(); ++d) {

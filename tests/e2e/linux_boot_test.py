@@ -143,8 +143,10 @@ if len(want_cpus) > 1 and len(nodes) == len(want_cpus):
 m = re.search(r"^TAINTED=(\d+)", out, re.M)
 warned = [l for l in lines if "not on the same node" in l or "WARNING: CPU" in l or "XSAVE consistency" in l]
 nested_only = NESTED and all("XSAVE consistency" in l or "fpu__init_system_xstate" in l for l in warned)
-check(f"the guest kernel warned of nothing{' but the nested VM' + chr(39) + 's XSAVE size' if warned and nested_only else ''} "
-      f"(taint {m.group(1) if m else None}){': ' + ' | '.join(warned[:3]) if warned else ''}",
+allowed = " but the nested VM's XSAVE size" if warned and nested_only else ""
+seen = ": " + " | ".join(warned[:3]) if warned else ""
+taint = m.group(1) if m else None
+check(f"the guest kernel warned of nothing{allowed} (taint {taint}){seen}",
       bool(m) and (not int(m.group(1)) & 512 or nested_only))
 bad = [l for l in lines if re.search(r"clocksource.*unstable|TSC.*unsynchronized|Marking TSC unstable", l)]
 check("no clocksource or TSC complaints", not bad)

@@ -55,6 +55,19 @@ TEST_CASE("Shadow paging is named as unsound for a guest changing page tables on
   CHECK(ShadowPagingWarning(intel.dir()).empty());
 }
 
+TEST_CASE("The remarks a coalesced run prints: each labelled, none where there is nothing to say") {
+  ModuleTree none;
+  CHECK(CoalescedPagingRemarks(none.dir()).empty());
+  ModuleTree npt;
+  npt.Set("kvm_amd", "npt", "Y");
+  REQUIRE(CoalescedPagingRemarks(npt.dir()).size() == 1);
+  CHECK(CoalescedPagingRemarks(npt.dir())[0].find("note: this host's kvm_amd npt=Y") == 0);
+  ModuleTree shadow;
+  shadow.Set("kvm_amd", "npt", "N");
+  REQUIRE(CoalescedPagingRemarks(shadow.dir()).size() == 1);
+  CHECK(CoalescedPagingRemarks(shadow.dir())[0].find("warning: this host's kvm_amd npt=N") == 0);
+}
+
 TEST_CASE("Intel: only EPT with its accessed/dirty flags counts walks as writes") {
   ModuleTree t;
   t.Set("kvm_intel", "ept", "Y");
