@@ -78,6 +78,11 @@ void VirtioMmio::Read(uint64_t offset, std::span<uint8_t> data) {
 }
 
 void VirtioMmio::Write(uint64_t offset, std::span<const uint8_t> data) {
+  // Without mu_: a posted acknowledgement may be replayed while mu_ is held (SetPostedWriteFlush).
+  if (offset == kRegInterruptAck && data.size() == 4) {
+    AckInterrupt(static_cast<uint32_t>(LoadLe(data)));
+    return;
+  }
   absl::MutexLock lock(&mu_);
   if (offset >= kRegConfig) {
     device_->WriteConfig(offset - kRegConfig, data);
@@ -161,9 +166,6 @@ void VirtioMmio::WriteRegister(uint64_t offset, uint32_t value) {
         device_->Notify(static_cast<uint16_t>(value & 0xffff));
       }
       return;
-    case kRegInterruptAck:
-      AckInterrupt(value);
-      return;
     case kRegStatus:
       WriteStatus(value);
       return;
@@ -243,6 +245,7 @@ void VirtioMmio::ResetLocked() {
 }
 
 void VirtioMmio::RaiseInterrupt(uint32_t bits) {
+  if (flush_posted_writes_) flush_posted_writes_();  // before irq_mu_: the replayed ACK takes it
   absl::MutexLock lock(&irq_mu_);
   ++interrupts_;
   const bool was_low = interrupt_status_ == 0;

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -28,6 +29,7 @@ class VirtioMmio final : public BusDevice {
   static constexpr uint32_t kMagic = 0x74726976;  // "virt"
   static constexpr uint32_t kVendorId = 0x4c414f43;  // "COAL"
   static constexpr uint64_t kQueueNotifyOffset = 0x050;
+  static constexpr uint64_t kInterruptAckOffset = 0x064;
 
   VirtioMmio(std::unique_ptr<VirtioDevice> device, IrqSink* irq, uint32_t gsi);
   ~VirtioMmio() override;
@@ -40,6 +42,14 @@ class VirtioMmio final : public BusDevice {
   // Every register at its offset as Read() would return it for an aligned 32-bit read (the configuration space
   // too), kept current; the rest of the page reads 0.
   [[nodiscard]] const RegisterMirror& mirror() const { return mirror_; }
+
+  // InterruptACK writes may arrive late (KVM's coalesced MMIO ring: the guest's write does not exit, the VMM
+  // replays it later). `flush` replays every such write still pending; the transport calls it before it sets a
+  // new InterruptStatus bit, so that an acknowledgement the guest made earlier cannot clear a later completion
+  // (the handler that acknowledged reads the used ring after it, and sees every entry published before).
+  // InterruptACK takes only irq_mu_, so `flush` may run while this transport's mu_ is held. Set before the
+  // guest runs.
+  void SetPostedWriteFlush(std::function<void()> flush) { flush_posted_writes_ = std::move(flush); }
 
   // Teardown, once the vCPUs are joined: stops the device, so no interrupt is raised after this returns.
   void Quiesce();
@@ -71,6 +81,7 @@ class VirtioMmio final : public BusDevice {
   const std::string name_;
 
   RegisterMirror mirror_;
+  std::function<void()> flush_posted_writes_;
   mutable absl::Mutex mu_;  // the registers; held across device Activate/Reset (they do the back end's I/O)
   uint32_t status_ ABSL_GUARDED_BY(mu_) = 0;
   uint32_t device_features_sel_ ABSL_GUARDED_BY(mu_) = 0;

@@ -62,6 +62,11 @@ class VcpuFd final {
 
   // The shared kvm_run page. The vCPU thread owns it, except immediate_exit which a kicker may set.
   [[nodiscard]] kvm_run* run() const { return reinterpret_cast<kvm_run*>(run_.data()); }
+  // Page `page` of the kvm_run mapping (VmFd::CoalescedMmioPage()), or null past its end.
+  [[nodiscard]] void* MappedPage(int page) const {
+    const size_t offset = static_cast<size_t>(page) * 4096;
+    return page > 0 && offset + 4096 <= run_.size() ? run_.data() + offset : nullptr;
+  }
   [[nodiscard]] uint32_t id() const { return id_; }
   [[nodiscard]] int fd() const { return fd_.get(); }
 

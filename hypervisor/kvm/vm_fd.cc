@@ -50,6 +50,14 @@ absl::Status VmFd::AddMmioEventFd(uint64_t addr, uint32_t len, uint64_t value, i
   return absl::OkStatus();
 }
 
+absl::Status VmFd::CoalesceMmioWrites(uint64_t addr, uint32_t size) {
+  kvm_coalesced_mmio_zone zone{};
+  zone.addr = addr;
+  zone.size = size;
+  if (::ioctl(fd_.get(), KVM_REGISTER_COALESCED_MMIO, &zone) < 0) return ErrnoStatus("KVM_REGISTER_COALESCED_MMIO");
+  return absl::OkStatus();
+}
+
 absl::Status VmFd::SetIdentityMapAddr(uint64_t addr) {
   if (::ioctl(fd_.get(), KVM_SET_IDENTITY_MAP_ADDR, &addr) < 0) {
     return ErrnoStatus("KVM_SET_IDENTITY_MAP_ADDR");

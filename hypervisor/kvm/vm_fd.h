@@ -25,6 +25,11 @@ class VmFd final {
   // KVM_IOEVENTFD: a guest write of `value` (`len` bytes) to MMIO `addr` signals `eventfd` in the kernel, with no
   // exit to user space (a virtio queue notify).
   absl::Status AddMmioEventFd(uint64_t addr, uint32_t len, uint64_t value, int eventfd);
+  // KVM_REGISTER_COALESCED_MMIO: the guest's writes to [addr, addr + size) go to the coalesced MMIO ring
+  // (CoalescedMmioRing) instead of exiting. Only for registers whose writes may take effect late: see the ring.
+  absl::Status CoalesceMmioWrites(uint64_t addr, uint32_t size);
+  // Which page of a vCPU's kvm_run mapping holds the coalesced MMIO ring; 0 where KVM has none.
+  [[nodiscard]] int CoalescedMmioPage() const { return CheckExtension(KVM_CAP_COALESCED_MMIO); }
   absl::Status SetIdentityMapAddr(uint64_t addr);
   [[nodiscard]] absl::StatusOr<kvm_clock_data> GetClock() const;
   absl::Status SetClock(const kvm_clock_data& data);

@@ -302,6 +302,16 @@ absl::Status Machine::AddVirtioDevice(std::unique_ptr<virtio::VirtioDevice> devi
   // Reads of the registers (the interrupt handler's InterruptStatus) come from the device's mirror, mapped
   // read-only over the window: no exit. Writes still exit, or signal a notify eventfd: KVM turns a write to a
   // read-only memslot into MMIO. A remote vCPU has no such slot; its reads arrive forwarded, as before.
+  // Its InterruptACK does not exit either: the write waits in KVM's coalesced MMIO ring until the next exit of
+  // any vCPU or the next interrupt of any virtio device replays it (ReplayPostedWrites), which is all the order
+  // an acknowledgement needs (VirtioMmio::SetPostedWriteFlush). BuildVcpus finds the ring.
+  if (vm_->CoalescedMmioPage() > 0) {
+    if (absl::Status st = vm_->CoalesceMmioWrites(base + virtio::VirtioMmio::kInterruptAckOffset, 4); st.ok()) {
+      dev->SetPostedWriteFlush([this] { ReplayPostedWrites(); });
+    } else {
+      LOG_INFO("%s: interrupt acknowledgements exit to user space: %s", dev->name(), st.ToString());
+    }
+  }
   static_assert(platform::kVirtioMmioStride == virtio::RegisterMirror::kSize);
   if (vm_->CheckExtension(KVM_CAP_READONLY_MEM) != 0) {
     if (absl::Status st = vm_->SetUserMemoryRegion(platform::kVirtioMirrorFirstMemslot + static_cast<uint32_t>(i),
@@ -376,6 +386,7 @@ NodeVcpusSpec Machine::VcpusSpec() {
   spec.wiring.run_control = &run_control_;
   spec.wiring.memory = memory_.get();
   spec.wiring.sample_rip = config_.sample_rip;
+  spec.wiring.replay_posted_writes = [this] { ReplayPostedWrites(); };
   spec.bsp_ext_int_ack = [this] {
     uint8_t vector = pic_->Acknowledge();
     lapics_[0]->AcknowledgeExtInt();
@@ -388,6 +399,11 @@ absl::Status Machine::BuildVcpus() {
   // Every vCPU id exists here (KVM creates a vCPU once per VM); those placed on edges stay idle until one
   // moves home.
   RETURN_IF_ERROR(CreateNodeVcpus(VcpusSpec(), *kvm_, *vm_, lapics_, &vcpus_));
+  if (const int page = vm_->CoalescedMmioPage(); page > 0 && !virtio_devices_.empty()) {
+    void* ring = vcpus_[0]->fd().MappedPage(page);
+    if (ring == nullptr) return absl::InternalError("KVM's coalesced MMIO ring is not in the vCPU's mapping");
+    posted_writes_ = std::make_unique<CoalescedMmioRing>(ring);
+  }
   RETURN_IF_ERROR(ApplyBootEntry(boot_entry_, vcpus_[0]->fd()));
   pause_ = std::make_unique<VmPause>(vcpus_, run_control_, timers_.get(), [this] { return LiveEdges(); },
                                      [this](uint16_t node, const node_msg::NodeMessage& message) {
@@ -1028,6 +1044,11 @@ std::map<uint64_t, uint64_t> Machine::RipSamples() const {
     for (const auto& [rip, n] : v->stats().rip_samples()) all[rip] += n;
   }
   return all;
+}
+
+void Machine::ReplayPostedWrites() {
+  if (posted_writes_ == nullptr || !posted_writes_->HasWrites()) return;
+  posted_writes_->Drain([this](uint64_t addr, std::span<const uint8_t> data) { (void)mmio_bus_.Write(addr, data); });
 }
 
 std::string Machine::StatsReport() const {

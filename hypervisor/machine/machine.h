@@ -21,6 +21,7 @@
 #include "hypervisor/boot/acpi_tables.h"
 #include "hypervisor/boot/boot_entry.h"
 #include "hypervisor/bus/bus.h"
+#include "hypervisor/kvm/coalesced_mmio_ring.h"
 #include "hypervisor/kvm/kvm_system.h"
 #include "hypervisor/machine/home_vcpu_mover.h"
 #include "hypervisor/machine/machine_config.h"
@@ -85,6 +86,9 @@ class Machine final {
   absl::Status BuildVcpus();
   // What every vCPU of this node is built from (node_vcpus: the home's and the edges' one way).
   NodeVcpusSpec VcpusSpec();
+  // Replays the guest's coalesced writes (posted_writes_) through the MMIO bus: after each exit, before a
+  // virtio interrupt is raised.
+  void ReplayPostedWrites();
   absl::Status StartCoalescence();
   // Placed here at start (vCPUs may move later: forwarding_router_->NodeOf is where they are now).
   [[nodiscard]] bool IsLocal(uint32_t vcpu) const { return node_of_vcpu_[vcpu] == 0; }
@@ -200,6 +204,8 @@ class Machine final {
   std::unique_ptr<ConsoleInput> console_input_;
   std::atomic<bool> console_flush_pending_{false};  // a flush of a partial console line is scheduled
   std::vector<std::unique_ptr<Vcpu>> vcpus_;           // indexed by vCPU id; idle where the vCPU runs elsewhere
+  // KVM's coalesced MMIO ring (the virtio-mmio InterruptACK registers), in vcpus_[0]'s mapping: after vcpus_.
+  std::unique_ptr<CoalescedMmioRing> posted_writes_;
   std::vector<absl::Duration> link_rtt_;              // measured at start: entry i = node i (0: home)
   // Per edge, the boot RAM its guest NUMA domain names (a memory edge's share; none for a vCPU edge): what the SRAT
   // says and what home's DSM spills to that edge first, computed once for both (PlanNumaTopology).

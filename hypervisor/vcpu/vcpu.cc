@@ -267,6 +267,7 @@ bool Vcpu::RunOnce() {
   absl::StatusOr<VcpuExit> exit = fd_.Run();
   in_guest_.store(false, std::memory_order_seq_cst);
   CollectPvEoiFlag();
+  if (wiring_.replay_posted_writes) wiring_.replay_posted_writes();
   if (!exit.ok()) {
     Fail(exit_status::kHostFailure, absl::StrFormat("vcpu%u: %s", id(), exit.status().ToString()));
     return false;

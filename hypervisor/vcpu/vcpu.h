@@ -55,6 +55,9 @@ class Vcpu final {
     const GuestMemory* memory = nullptr;      // for completing instructions PVM cannot emulate
     std::function<uint8_t()> ext_int_ack;     // INTA cycle of the PIC (BSP only; empty elsewhere)
     bool sample_rip = false;                  // record guest RIP at each asynchronous kick (--rip-samples)
+    // Replays the guest's writes waiting in KVM's coalesced MMIO ring (hypervisor/kvm/coalesced_mmio_ring.h),
+    // called after every exit before it is handled; empty where the node coalesces none.
+    std::function<void()> replay_posted_writes;
   };
 
   Vcpu(VcpuFd fd, bool bootstrap, Wiring wiring);

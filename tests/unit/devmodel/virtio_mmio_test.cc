@@ -171,3 +171,35 @@ TEST_CASE("RegisterMirror: bytes land little-endian in whole words; misaligned o
   CHECK(m.Load32(0x100) == 0x04030201u);
   CHECK(reinterpret_cast<uintptr_t>(m.page()) % RegisterMirror::kSize == 0);
 }
+
+// An acknowledgement the guest posted (KVM's coalesced MMIO ring) is replayed before the next completion sets
+// its bit: it clears the old completion only, and the new one makes a new edge.
+TEST_CASE("a posted InterruptACK is replayed before the next interrupt, never after it") {
+  Record rec;
+  RecordingIrqSink irq;
+  VirtioMmio dev(std::make_unique<FakeDevice>(&rec), &irq, 19);
+  testing::VirtioTestDriver drv(&dev, nullptr);
+  std::vector<uint32_t> posted;
+  int flushes = 0;
+  dev.SetPostedWriteFlush([&] {
+    ++flushes;
+    for (uint32_t v : posted) drv.SetReg(0x64, v);  // what ReplayPostedWrites does through the bus
+    posted.clear();
+  });
+  REQUIRE((drv.Negotiate(kFeatureVersion1) & kStatusFeaturesOk) != 0);
+  drv.SetReg(0x30, 0);
+  drv.SetReg(0x38, 16);
+  drv.SetReg(0x44, 1);
+  drv.SetReg(0x70, 1 | 2 | 8 | 4);
+  REQUIRE(rec.activations == 1);
+  rec.used();
+  CHECK(flushes == 1);
+  CHECK(irq.rising_edges(19) == 1);
+  CHECK(dev.mirror().Load32(0x60) == 1);  // the handler reads the status from the mirror
+  posted.push_back(1);                    // ... and acknowledges it without an exit
+  rec.used();                             // a completion after the acknowledgement
+  CHECK(posted.empty());
+  CHECK(dev.mirror().Load32(0x60) == 1);  // not cleared by the late replay
+  CHECK(irq.level(19));
+  CHECK(irq.rising_edges(19) == 2);       // the line fell at the replay and rose again: the guest hears of it
+}
