@@ -25,12 +25,13 @@ ap.add_argument("coalesce")
 ap.add_argument("diskio")
 ap.add_argument("assets")
 ap.add_argument("--rounds", type=int, default=3)
-ap.add_argument("--timeout", type=float, default=900)
+ap.add_argument("--timeout", type=float, default=300)
 a = ap.parse_args()
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "e2e"))
 from timed_run import run_timed  # noqa: E402
 
 kernel, initrd = os.path.join(a.assets, "vmlinuz"), os.path.join(a.assets, "initramfs.cpio")
+NESTED = os.environ.get("COALESCE_NESTED_KVM") == "1"
 PHASES = [("seqwrite", 1 << 20, 64), ("seqread", 1 << 20, 64), ("randwrite", 4096, 2000), ("randread", 4096, 2000)]
 LOAD = "; ".join(f"/t/diskio /dev/vda {m} {bs} {n} 64" for m, bs, n in PHASES)
 GUEST_CMD = f"mkdir -p /t && mount -o ro /dev/vdb /t && {LOAD}"
@@ -80,9 +81,17 @@ def run_qemu():
 
 
 results = {"coalesce": [], "coalesce_shadow": [], "qemu": []}
+retried = []
 for rnd in range(a.rounds):
     for name, fn in (("coalesce", run_coalesce), ("coalesce_shadow", lambda: run_coalesce(True)), ("qemu", run_qemu)):
         r, rc, out = fn()
+        if rc is None and NESTED:
+            # In the nested KVM VM a guest now and then hangs in its boot under the emulated nested host, QEMU's
+            # own guests most of all (docs/NESTED_KVM.md): a run that timed out there is run once more, and said.
+            print(f"[{rnd + 1}/{a.rounds}] {name}: no result within {a.timeout:.0f} s in the nested VM; once more",
+                  flush=True)
+            retried.append(f"{name} round {rnd + 1}")
+            r, rc, out = fn()
         if len(r) != len(PHASES):
             tail = " | ".join(out.strip().splitlines()[-4:])[-400:]
             print(json.dumps({"name": "disk_io_qcow2", "error": f"{name} round {rnd + 1}: exit {rc}: {tail}"}))
@@ -107,4 +116,4 @@ print(json.dumps({"name": "disk_io_qcow2", "value": rr["coalesce"], "unit": "IOP
                   "baseline": rr["qemu"], "ratio": rr["ratio"],
                   "baseline_kind": "qemu-system-x86_64 -accel kvm, virtio-blk-pci, same image/guest/load, same run",
                   "min_ratio": min(p["ratio"] for p in phases.values()), "phases": phases, "shadow": shadow,
-                  "rounds": a.rounds, "goal": "ratio >= 0.9 in every phase"}))
+                  "rounds": a.rounds, "retried": retried, "goal": "ratio >= 0.9 in every phase"}))

@@ -110,7 +110,7 @@ def guests_on(placements, vcpus, agents_desc):
         base += ["--edge", f"{addr}={ids}"]
     for g, append in [("smp_boot", ""), ("ap_io", ""), ("tsc_sync", rounds(20)), ("ipi_pingpong", rounds(40)),
                       ("ipi_fixed", rounds(10)), ("ipi_broadcast", ""), ("ipi_logical", ""), ("nmi", ""),
-                      ("spinlock", "iterations=300 timeout_s=200")]:
+                      ("spinlock", "iterations=300 timeout_s=200"), ("page_tables", "rounds=48 timeout_s=200")]:
         expect_pass(f"{g} with {vcpus} vCPUs, {agents_desc}",
                     ["--kernel", guest(g), "--vcpus", str(vcpus), "--append", f"{append} {DELIVERY}".strip()] + base)
 
