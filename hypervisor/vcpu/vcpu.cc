@@ -234,8 +234,7 @@ void Vcpu::PreparePvEoiFlag() {
   if (pv_eoi_flag_set_ == wanted) return;
   // Clear a flag set earlier, unless the guest has since moved it or turned PV EOI off (the word is its own
   // again then). Until it is cleared the guest could end the interrupt without the APIC knowing.
-  if (pv_eoi_flag_set_ && (wiring_.lapic->pv_eoi_msr() & ~uint64_t{1}) == *pv_eoi_flag_set_ &&
-      (wiring_.lapic->pv_eoi_msr() & 1) != 0) {
+  if (pv_eoi_flag_set_ && wiring_.lapic->pv_eoi_msr() == (*pv_eoi_flag_set_ | 1)) {
     (void)WritePvEoiFlag(*pv_eoi_flag_set_, 0);
   }
   pv_eoi_flag_set_.reset();
