@@ -299,12 +299,9 @@ absl::Status Machine::AddVirtioDevice(std::unique_ptr<virtio::VirtioDevice> devi
       LOG_INFO("%s: queue %u notifies exit to user space: %s", dev->name(), q, st.ToString());
     }
   }
-  // Reads of the registers (the interrupt handler's InterruptStatus) come from the device's mirror, mapped
-  // read-only over the window: no exit. Writes still exit, or signal a notify eventfd: KVM turns a write to a
-  // read-only memslot into MMIO. A remote vCPU has no such slot; its reads arrive forwarded, as before.
-  // Its InterruptACK does not exit either: the write waits in KVM's coalesced MMIO ring until the next exit of
-  // any vCPU or the next interrupt of any virtio device replays it (ReplayPostedWrites), which is all the order
-  // an acknowledgement needs (VirtioMmio::SetPostedWriteFlush). BuildVcpus finds the ring.
+  // The InterruptACK does not exit: the write waits in KVM's coalesced MMIO ring until the next exit of any vCPU
+  // or the next interrupt of any virtio device replays it (ReplayPostedWrites), which is all the order an
+  // acknowledgement needs (VirtioMmio::SetPostedWriteFlush). BuildVcpus finds the ring.
   if (vm_->CoalescedMmioPage() > 0) {
     if (absl::Status st = vm_->CoalesceMmioWrites(base + virtio::VirtioMmio::kInterruptAckOffset, 4); st.ok()) {
       dev->SetPostedWriteFlush([this] { ReplayPostedWrites(); });
@@ -312,6 +309,9 @@ absl::Status Machine::AddVirtioDevice(std::unique_ptr<virtio::VirtioDevice> devi
       LOG_INFO("%s: interrupt acknowledgements exit to user space: %s", dev->name(), st.ToString());
     }
   }
+  // Reads of the registers (the interrupt handler's InterruptStatus) come from the device's mirror, mapped
+  // read-only over the window: no exit. Writes still exit, or signal a notify eventfd: KVM turns a write to a
+  // read-only memslot into MMIO. A remote vCPU has no such slot; its reads arrive forwarded, as before.
   static_assert(platform::kVirtioMmioStride == virtio::RegisterMirror::kSize);
   if (vm_->CheckExtension(KVM_CAP_READONLY_MEM) != 0) {
     if (absl::Status st = vm_->SetUserMemoryRegion(platform::kVirtioMirrorFirstMemslot + static_cast<uint32_t>(i),
