@@ -59,7 +59,7 @@ def coalesce_boot(vcpus, samples):
     for line in out.splitlines():
         if re.match(r"vcpu\d+: state=", line):
             for kind, n in re.findall(r" (\w+)=(\d+)", line.split(" emulated:")[0]):
-                if kind not in ("state", "injections", "pv_eois"):
+                if kind not in ("state", "injections", "pv_eois", "halts", "halts_polled"):
                     exits[kind] = exits.get(kind, 0) + int(n)
             if " emulated:" in line:
                 for name, n in re.findall(r" ([\w.]+)=(\d+)", line.split(" emulated:")[1]):

@@ -107,6 +107,7 @@ absl::StatusOr<MachineConfig> MergeProfile(RunOptions options) {
   config.memory = merged.memory;
   if (!profile.guest().max_memory().empty()) config.max_memory = *ParseSize(profile.guest().max_memory());  // validated
   config.sample_rip = !options.rip_samples.empty();
+  config.halt_poll_max = absl::Microseconds(options.halt_poll_us);
   absl::StatusOr<CpuModel> model =
       options.cpu_model.empty() ? ResolveCpuModel(profile.guest().cpu_model(), "guest.cpu_model")
                                 : ResolveCpuModel(options.cpu_model, "--cpu");

@@ -80,6 +80,8 @@ const char kRunUsage[] =
     "                      with hardware virtualization, baseline on software-virtualized KVM)\n"
     "  --rip-samples FILE  sample the guest's RIP whenever a vCPU is interrupted and write \"RIP COUNT\"\n"
     "                      lines (hex, decimal) to FILE at exit: a profile of where guest time goes\n"
+    "  --halt-poll-us N    how long a halted vCPU at home spins for an interrupt before it sleeps, at\n"
+    "                      most (adaptive, as KVM's halt_poll_ns; default 200, 0: never; docs/INTERRUPTS.md)\n"
     "  --stats             print exit, injection and emulation counters when the guest stops\n"
     "  --tls-ca FILE       CA certificate(s), PEM: edge agents must present a certificate from it\n"
     "  --tls-cert FILE     this node's certificate, PEM; --tls-key FILE: its key (`coalesce pki`)\n"
@@ -135,6 +137,7 @@ absl::StatusOr<RunOptions> ParseRunOptions(const std::vector<std::string>& args)
       .Value("--tls-crl", StoreNonEmpty(&o.tls.crl, "a file"))
       .Value("--cpu", StoreChoice(&o.cpu_model, {"host", "baseline", "auto"}))
       .Value("--rip-samples", StoreText(&o.rip_samples))
+      .Value("--halt-poll-us", StoreUint32(&o.halt_poll_us, 0, 100000))
       .Value("--log-level", StoreText(&o.log_level))
       .Value("--vcpus", StoreUint32(&o.vcpus))  // range checked by ValidateRunOptions, after the profile
       .Value("--max-vcpus", StoreUint32(&o.max_vcpus, 1, kMaxVcpus))

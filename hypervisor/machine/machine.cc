@@ -386,6 +386,7 @@ NodeVcpusSpec Machine::VcpusSpec() {
   spec.wiring.run_control = &run_control_;
   spec.wiring.memory = memory_.get();
   spec.wiring.sample_rip = config_.sample_rip;
+  spec.wiring.halt_poll_max = config_.halt_poll_max;
   spec.wiring.replay_posted_writes = [this] { ReplayPostedWrites(); };
   spec.bsp_ext_int_ack = [this] {
     uint8_t vector = pic_->Acknowledge();
@@ -1055,8 +1056,9 @@ std::string Machine::StatsReport() const {
   std::string out;
   for (const auto& v : vcpus_) {
     if (!v) continue;
-    absl::StrAppendFormat(&out, "vcpu%u: state=%s injections=%u pv_eois=%u exits:", v->id(),
-                          VcpuStateName(v->state()), v->stats().injections(), v->stats().pv_eois());
+    absl::StrAppendFormat(&out, "vcpu%u: state=%s injections=%u pv_eois=%u halts=%u halts_polled=%u exits:", v->id(),
+                          VcpuStateName(v->state()), v->stats().injections(), v->stats().pv_eois(),
+                          v->stats().halts(), v->stats().halts_polled());
     for (size_t k = 0; k < kExitKinds; ++k) {
       if (uint64_t n = v->stats().exits(k)) absl::StrAppendFormat(&out, " %s=%u", ExitKindNameByIndex(k), n);
     }

@@ -53,7 +53,7 @@ const char* VcpuStateName(Vcpu::State s) {
 }
 
 Vcpu::Vcpu(VcpuFd fd, bool bootstrap, Wiring wiring)
-    : fd_(std::move(fd)), bootstrap_(bootstrap), wiring_(std::move(wiring)) {
+    : fd_(std::move(fd)), bootstrap_(bootstrap), wiring_(std::move(wiring)), halt_poll_(wiring_.halt_poll_max) {
   InstallKickHandler();
 }
 
@@ -87,6 +87,7 @@ void Vcpu::Join() {
 }
 
 void Vcpu::Kick() {
+  kick_seen_.store(true, std::memory_order_release);
   {
     absl::MutexLock lock(&wake_mu_);
     woken_ = true;
@@ -156,12 +157,15 @@ bool Vcpu::HandleStartupSignals() {
 
 void Vcpu::WaitForWork(State waiting_in) {
   LocalApic* apic = wiring_.lapic;
+  const auto halted_at = std::chrono::steady_clock::now();
+  bool polled = waiting_in != State::kHalted || halt_poll_.window() <= absl::ZeroDuration();
   while (!wiring_.run_control->stopping() && !park_requested_.load(std::memory_order_acquire) &&
          !wiring_.run_control->paused()) {
     {
       absl::MutexLock lock(&wake_mu_);
       woken_ = false;
     }
+    kick_seen_.store(false, std::memory_order_release);
     if (waiting_in == State::kWaitForSipi) {
       (void)apic->TakeInit();
       if (auto vector = apic->TakeStartup()) {
@@ -175,13 +179,29 @@ void Vcpu::WaitForWork(State waiting_in) {
       }
     } else if (halted_with_interrupts_ ? apic->HasWork() : apic->HasNonMaskableWork()) {
       // `cli; hlt` (a stopped CPU) sleeps through maskable interrupts instead of spinning on them.
+      const absl::Duration halted = absl::FromChrono(std::chrono::steady_clock::now() - halted_at);
+      stats_.CountHalt(/*caught_by_poll=*/halted <= halt_poll_.window());
+      halt_poll_.Record(halted);
       state_.store(State::kRunning, std::memory_order_release);
       return;
+    }
+    if (!polled) {
+      // Once per halt, before the first sleep: a wake-up within the window costs no scheduler round trip.
+      polled = true;
+      if (PollForKick(halted_at + absl::ToChronoNanoseconds(halt_poll_.window()))) continue;
     }
     absl::MutexLock lock(&wake_mu_);
     // The timeout only bounds the damage of a lost wake-up; wake-ups come from Kick().
     wake_mu_.AwaitWithTimeout(absl::Condition(&woken_), absl::Milliseconds(100));
   }
+}
+
+bool Vcpu::PollForKick(std::chrono::steady_clock::time_point until) {
+  while (std::chrono::steady_clock::now() < until) {
+    if (kick_seen_.load(std::memory_order_acquire)) return true;
+    __builtin_ia32_pause();
+  }
+  return kick_seen_.load(std::memory_order_acquire);
 }
 
 void Vcpu::WaitAtPauseGate() {

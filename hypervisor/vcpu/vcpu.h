@@ -25,6 +25,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -36,6 +37,7 @@
 #include "absl/synchronization/mutex.h"
 #include "hypervisor/kvm/vcpu_fd.h"
 #include "hypervisor/memory/guest_memory.h"
+#include "hypervisor/vcpu/halt_poll.h"
 #include "hypervisor/vcpu/io_handler.h"
 #include "hypervisor/vcpu/run_control.h"
 #include "hypervisor/vcpu/vcpu_stats.h"
@@ -58,6 +60,8 @@ class Vcpu final {
     // Replays the guest's writes waiting in KVM's coalesced MMIO ring (hypervisor/kvm/coalesced_mmio_ring.h),
     // called after every exit before it is handled; empty where the node coalesces none.
     std::function<void()> replay_posted_writes;
+    // The longest a halted vCPU spins for a wake-up before it sleeps (hypervisor/vcpu/halt_poll.h); zero: never.
+    absl::Duration halt_poll_max = HaltPollWindow::kDefaultMax;
   };
 
   Vcpu(VcpuFd fd, bool bootstrap, Wiring wiring);
@@ -114,6 +118,8 @@ class Vcpu final {
   void DropPvEoiFlag();
   bool WritePvEoiFlag(uint64_t gpa, uint8_t value);
   void WaitForWork(State waiting_in);
+  // Spins until Kick() is called or `until`; true if it was.
+  bool PollForKick(std::chrono::steady_clock::time_point until);
   void WaitAtPauseGate();
   bool HandleStartupSignals();  // INIT/SIPI; true if the state changed
   void Fail(int status, const std::string& what);
@@ -133,6 +139,8 @@ class Vcpu final {
   std::optional<uint64_t> pv_eoi_flag_set_;  // where the loop set the guest's PV EOI flag (vCPU thread only)
   std::thread thread_;
 
+  HaltPollWindow halt_poll_;  // vCPU thread only
+  std::atomic<bool> kick_seen_{false};  // set by Kick(), for a halt poll to see without the lock
   absl::Mutex wake_mu_;
   bool woken_ ABSL_GUARDED_BY(wake_mu_) = false;
 };

@@ -37,6 +37,7 @@ TEST_CASE("run options: every kind of flag", "[run_options]") {
                                                   "vm1",
                                                   "--home-vcpus",
                                                   "2",
+                                                  "--halt-poll-us=0",
                                                   "--append",
                                                   "console=ttyS0 quiet"});
   REQUIRE(o.ok());
@@ -55,6 +56,7 @@ TEST_CASE("run options: every kind of flag", "[run_options]") {
   CHECK(o->tls.ca == "ca.pem");
   CHECK(o->name == "vm1");
   CHECK(o->home_vcpus == 2);
+  CHECK(o->halt_poll_us == 0);
   CHECK(o->append == "console=ttyS0 quiet");
   CHECK(ValidateRunOptions(*o).ok());
 
@@ -64,6 +66,7 @@ TEST_CASE("run options: every kind of flag", "[run_options]") {
   CHECK_FALSE(defaults->vcpus_set);
   CHECK(defaults->memory == kDefaultMemory);
   CHECK_FALSE(defaults->memory_set);
+  CHECK(defaults->halt_poll_us == 200);  // KVM's halt_poll_ns default
   CHECK(ParseRunOptions({"-h"})->help);
 }
 
@@ -75,6 +78,7 @@ TEST_CASE("run options: errors name the flag", "[run_options]") {
   CHECK_THAT(Error({"--max-vcpus", "0"}), Contains("--max-vcpus: 0 is out of range: between 1 and 255"));
   CHECK_THAT(Error({"--home-vcpus", "0"}), Contains("--home-vcpus: 0 is out of range: between 1 and 255"));
   CHECK_THAT(Error({"--memory", "lots"}), Contains("--memory"));
+  CHECK_THAT(Error({"--halt-poll-us", "200000"}), Contains("--halt-poll-us: 200000 is out of range: between 0 and 100000"));
   CHECK_THAT(Error({"--max-memory", "1Q"}), Contains("--max-memory"));
   CHECK_THAT(Error({"--cpu", "fast"}), Contains("--cpu: 'fast' is not one of host, baseline, auto"));
   CHECK_THAT(Error({"--tls-key="}), Contains("--tls-key needs a file"));
