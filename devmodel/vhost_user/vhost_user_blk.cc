@@ -210,6 +210,10 @@ absl::Status VhostUserBlk::StartQueue(const virtio::QueueConfig& q) {
     ASSIGN_OR_RETURN(avail, HostAddress(q.driver, 6 + 2ULL * q.size));
     ASSIGN_OR_RETURN(used, HostAddress(q.device, 6 + 8ULL * q.size));
   }
+  if (!shadow_rings()) {
+    // struct virtq_used { le16 flags; le16 idx; ... }: x86 is little-endian, the field is read as it lies.
+    used_watch_.Watch(q.index, reinterpret_cast<const uint16_t*>(used + 2));
+  }
   RETURN_IF_ERROR(conn_.Send(vu::EncodeVringState(vu::Request::kSetVringNum, q.index, q.size)));
   RETURN_IF_ERROR(conn_.Send(vu::EncodeVringState(vu::Request::kSetVringBase, q.index, 0)));
   RETURN_IF_ERROR(conn_.Send(vu::EncodeVringAddr({.index = q.index,
@@ -244,6 +248,7 @@ int VhostUserBlk::notify_eventfd(uint16_t queue) const {
 void VhostUserBlk::Reset() {
   absl::MutexLock lock(&mu_);
   used_buffer_ = nullptr;
+  used_watch_.Clear();
   if (!daemon_failed_.load()) {
     // GET_VRING_BASE stops a ring; its reply says the back end no longer touches it.
     for (uint16_t q : started_) {
@@ -275,9 +280,20 @@ void VhostUserBlk::OnGuestKick(uint16_t q) {
   if (completed && used_buffer_) used_buffer_();
 }
 
+bool VhostUserBlk::PollUsed() {
+  if (shadow_rings() || !used_watch_.AnyNew()) return false;
+  // The worker holds mu_ only to raise (or a reset runs): either way the poller has nothing to add.
+  if (!mu_.TryLock()) return false;
+  const bool raise = used_watch_.Claim() && used_buffer_;
+  if (raise) used_buffer_();
+  mu_.Unlock();
+  return raise;
+}
+
 void VhostUserBlk::OnBackendCall(uint16_t q) {
   if (!shadow_rings()) {
-    if (used_buffer_) used_buffer_();
+    // A polling vCPU may have raised these entries already (PollUsed): then the call brings nothing new.
+    if (used_watch_.Claim() && used_buffer_) used_buffer_();
     return;
   }
   if (q >= shadows_.size() || !shadows_[q]) return;

@@ -12,7 +12,7 @@
 // With shadow rings a dead back end's requests complete with VIRTIO_BLK_S_IOERR; direct, they stay unanswered.
 //
 // Threads: one worker per device (guest kicks in shadow mode, the back end's call eventfds, the daemon's pidfd,
-// a stop eventfd). Lock order: VirtioMmio::mu_ -> mu_ -> VirtioMmio::irq_mu_ (the worker calls used_buffer
+// a stop eventfd); with direct rings a halt-polling vCPU may raise a completion first (PollUsed). Lock order: VirtioMmio::mu_ -> mu_ -> VirtioMmio::irq_mu_ (the worker calls used_buffer
 // under mu_, so Reset, which takes mu_, knows no call is in progress when it returns).
 #pragma once
 
@@ -27,6 +27,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "devmodel/vhost_user/storage_daemon.h"
+#include "devmodel/vhost_user/used_index_watch.h"
 #include "devmodel/vhost_user/shadow_virtqueue.h"
 #include "devmodel/vhost_user/vhost_user_connection.h"
 #include "devmodel/virtio/dma_guard.h"
@@ -78,6 +79,9 @@ class VhostUserBlk final : public virtio::VirtioDevice {
   void Notify(uint16_t queue) override;
   [[nodiscard]] int notify_eventfd(uint16_t queue) const override;
   void Reset() override;
+  // Direct rings: a used index that moved is claimed and raised here, before the worker reads the back end's
+  // call (UsedIndexWatch). Shadow rings: nothing (the worker must move the entries first).
+  bool PollUsed() override;
 
   [[nodiscard]] uint64_t capacity_sectors() const;
   [[nodiscard]] bool daemon_failed() const { return daemon_failed_.load(); }
@@ -120,6 +124,8 @@ class VhostUserBlk final : public virtio::VirtioDevice {
   std::vector<uint16_t> started_ ABSL_GUARDED_BY(mu_);  // queues the back end runs
   std::function<void()> used_buffer_ ABSL_GUARDED_BY(mu_);
   std::vector<std::unique_ptr<ShadowVirtqueue>> shadows_ ABSL_GUARDED_BY(mu_);  // by queue index; shadow mode
+  // Direct rings: the used indexes of the started queues (claimed under mu_, read without it by PollUsed).
+  UsedIndexWatch used_watch_;
   std::thread worker_;
 };
 

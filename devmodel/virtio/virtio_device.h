@@ -62,6 +62,11 @@ class VirtioDevice {
   // An eventfd that does what Notify(queue) does when signalled, so the hypervisor can have KVM signal it on the
   // guest's QueueNotify write without an exit (KVM_IOEVENTFD); -1 if there is none.
   [[nodiscard]] virtual int notify_eventfd(uint16_t queue) const { (void)queue; return -1; }
+  // Looks for used buffers the back end published that no used_buffer call announced yet and, if it finds some,
+  // makes that call itself; true if it did. For a halted vCPU that polls (any thread, no lock held; cheap when
+  // there is nothing): a device whose completions reach it through another thread's wake-up can let the poller
+  // see them first. The default finds nothing.
+  virtual bool PollUsed() { return false; }
   // The driver reset the device (status 0): stop every queue; no used_buffer call after this returns.
   virtual void Reset() = 0;
 };

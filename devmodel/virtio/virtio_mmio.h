@@ -39,6 +39,8 @@ class VirtioMmio final : public BusDevice {
   [[nodiscard]] std::string_view name() const override { return name_; }
 
   [[nodiscard]] const VirtioDevice& device() const { return *device_; }
+  // For a halt-polling vCPU: completions the device can raise before its own thread would (VirtioDevice::PollUsed).
+  bool PollUsed() { return device_->PollUsed(); }
   // Every register at its offset as Read() would return it for an aligned 32-bit read (the configuration space
   // too), kept current; the rest of the page reads 0.
   [[nodiscard]] const RegisterMirror& mirror() const { return mirror_; }

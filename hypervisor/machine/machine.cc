@@ -387,6 +387,7 @@ NodeVcpusSpec Machine::VcpusSpec() {
   spec.wiring.memory = memory_.get();
   spec.wiring.sample_rip = config_.sample_rip;
   spec.wiring.halt_poll_max = config_.halt_poll_max;
+  if (!virtio_devices_.empty()) spec.wiring.poll_completions = [this] { return PollDeviceCompletions(); };
   spec.wiring.replay_posted_writes = [this] { ReplayPostedWrites(); };
   spec.bsp_ext_int_ack = [this] {
     uint8_t vector = pic_->Acknowledge();
@@ -1050,6 +1051,12 @@ std::map<uint64_t, uint64_t> Machine::RipSamples() const {
 void Machine::ReplayPostedWrites() {
   if (posted_writes_ == nullptr || !posted_writes_->HasWrites()) return;
   posted_writes_->Drain([this](uint64_t addr, std::span<const uint8_t> data) { (void)mmio_bus_.Write(addr, data); });
+}
+
+bool Machine::PollDeviceCompletions() {
+  bool raised = false;
+  for (virtio::VirtioMmio* dev : virtio_devices_) raised |= dev->PollUsed();
+  return raised;
 }
 
 std::string Machine::StatsReport() const {

@@ -89,6 +89,9 @@ class Machine final {
   // Replays the guest's coalesced writes (posted_writes_) through the MMIO bus: after each exit, before a
   // virtio interrupt is raised.
   void ReplayPostedWrites();
+  // For halt-polling vCPUs: raises the completions a virtio device's back end published and its worker has not
+  // yet raised; true if any (VirtioMmio::PollUsed).
+  bool PollDeviceCompletions();
   absl::Status StartCoalescence();
   // Placed here at start (vCPUs may move later: forwarding_router_->NodeOf is where they are now).
   [[nodiscard]] bool IsLocal(uint32_t vcpu) const { return node_of_vcpu_[vcpu] == 0; }

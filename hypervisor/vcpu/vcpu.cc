@@ -199,6 +199,8 @@ void Vcpu::WaitForWork(State waiting_in) {
 bool Vcpu::PollForKick(std::chrono::steady_clock::time_point until) {
   while (std::chrono::steady_clock::now() < until) {
     if (kick_seen_.load(std::memory_order_acquire)) return true;
+    // A completion raised here reaches some vCPU's APIC, and kicks it: this one sees kick_seen_ next time round.
+    if (wiring_.poll_completions && wiring_.poll_completions()) continue;
     __builtin_ia32_pause();
   }
   return kick_seen_.load(std::memory_order_acquire);

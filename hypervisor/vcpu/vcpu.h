@@ -60,6 +60,9 @@ class Vcpu final {
     // Replays the guest's writes waiting in KVM's coalesced MMIO ring (hypervisor/kvm/coalesced_mmio_ring.h),
     // called after every exit before it is handled; empty where the node coalesces none.
     std::function<void()> replay_posted_writes;
+    // Called while a halted vCPU polls: lets devices whose completions wait for another thread's wake-up
+    // raise them now (virtio::VirtioDevice::PollUsed); true if one did. Empty: nothing to poll.
+    std::function<bool()> poll_completions;
     // The longest a halted vCPU spins for a wake-up before it sleeps (hypervisor/vcpu/halt_poll.h); zero: never.
     absl::Duration halt_poll_max = HaltPollWindow::kDefaultMax;
   };
