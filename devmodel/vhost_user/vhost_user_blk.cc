@@ -27,6 +27,7 @@ constexpr uint64_t kPassedBlkFeatures = kBlkFeatureSizeMax | kBlkFeatureSegMax |
 constexpr uint64_t kPassedRingFeatures =
     virtio::kFeatureIndirectDesc | virtio::kFeatureEventIdx | virtio::kFeatureVersion1;
 constexpr uint64_t kWantedProtocolFeatures = vu::kProtocolMq | vu::kProtocolReplyAck | vu::kProtocolConfig;
+constexpr size_t kConfigSizeMaxOffset = 8;  // struct virtio_blk_config: le64 capacity, then le32 size_max
 constexpr size_t kConfigNumQueuesOffset = 34;
 
 absl::StatusOr<UniqueFd> MakeEventFd() {
@@ -126,6 +127,14 @@ absl::Status VhostUserBlk::Negotiate() {
   ASSIGN_OR_RETURN(config_, vu::DecodeConfig(reply, kConfigSize));
 
   guest_features_ = backend_features_ & (kPassedBlkFeatures | kPassedRingFeatures);
+  // qemu-storage-daemon offers VIRTIO_BLK_F_SIZE_MAX with a size_max of 0, its way of saying "no limit"; Linux
+  // (6.1) takes the 0 as the limit, raises it to one page, and so splits a 1 MiB request into three (126 segments
+  // of 4 KiB each at most). A zero is no size a driver can honour: the guest is not offered the feature then.
+  const uint32_t size_max = static_cast<uint32_t>(config_[kConfigSizeMaxOffset]) |
+                            static_cast<uint32_t>(config_[kConfigSizeMaxOffset + 1]) << 8 |
+                            static_cast<uint32_t>(config_[kConfigSizeMaxOffset + 2]) << 16 |
+                            static_cast<uint32_t>(config_[kConfigSizeMaxOffset + 3]) << 24;
+  if (size_max == 0) guest_features_ &= ~kBlkFeatureSizeMax;
   // Shadow rings forward every request as the guest makes it available: no notification suppression or indirect
   // tables to translate.
   if (shadow_rings()) guest_features_ &= ~(virtio::kFeatureEventIdx | virtio::kFeatureIndirectDesc);

@@ -88,10 +88,15 @@ if a.mode in ("qcow2", "coalesced"):
     wrote = grab(out, "WROTE")
     check("the guest wrote the file and unmounted", wrote is not None and grab(out, "UMOUNT") == "0")
     rc, out = boot([f"{image},format=qcow2"], "mkdir -p /mnt && mount -o ro /dev/vda /mnt && "
-                                              "echo READ=$(sha256sum /mnt/data)")
+                                              "echo READ=$(sha256sum /mnt/data) && "
+                                              "echo SEGSIZE=$(cat /sys/block/vda/queue/max_segment_size)")
     check("second boot powers off (exit 0)", rc == 0, f"rc={rc}")
     read = grab(out, "READ")
     check("the second boot reads the same bytes", wrote is not None and read == wrote, f"{wrote} vs {read}")
+    # qemu-storage-daemon's size_max of 0 means no limit, not one page per segment (docs/DISKS.md).
+    seg = grab(out, "SEGSIZE")
+    check("the guest's segments are not limited to one page", seg is not None and seg.isdigit() and int(seg) > 4096,
+          str(seg))
     chk = subprocess.run(["qemu-img", "check", image], capture_output=True, text=True)
     print(chk.stdout.strip())
     check("qemu-img check finds no errors", chk.returncode == 0 and "No errors" in chk.stdout, chk.stderr)

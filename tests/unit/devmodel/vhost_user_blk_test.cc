@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <array>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -128,6 +129,12 @@ TEST_CASE("reads and writes through qemu-storage-daemon reach the raw image file
   REQUIRE(r.Start({.path = image, .format = DiskFormat::kRaw}).ok());
   CHECK(r.blk->capacity_sectors() == (1 << 20) / 512);
   CHECK((r.blk->features() & kBlkFeatureRo) == 0);
+  // The daemon's size_max of 0 ("no limit") is not passed on as a limit; its seg_max is.
+  CHECK((r.blk->features() & kBlkFeatureSizeMax) == 0);
+  REQUIRE((r.blk->features() & kBlkFeatureSegMax) != 0);
+  std::array<uint8_t, 4> seg_max{};
+  r.blk->ReadConfig(12, seg_max);
+  CHECK((seg_max[0] | seg_max[1] << 8) == 126);
   REQUIRE((r.drv->Negotiate(virtio::kFeatureVersion1 | kBlkFeatureFlush) & virtio::kStatusFeaturesOk) != 0);
   r.drv->StartQueue0();
 
