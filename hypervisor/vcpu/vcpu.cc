@@ -77,6 +77,7 @@ Vcpu::RunState Vcpu::Park() {
 void Vcpu::Resume(RunState run) {
   Join();
   halted_with_interrupts_ = run.halted_with_interrupts;
+  nmi_may_be_in_kvm_ = true;  // a vCPU state restored here may carry one
   state_.store(run.state, std::memory_order_release);
   thread_exited_.store(false, std::memory_order_release);
   thread_ = StartNamedThread(absl::StrFormat("vcpu%u", id()), [this] { ThreadMain(); });
@@ -221,6 +222,7 @@ void Vcpu::InjectPendingInterrupts() {
   LocalApic* apic = wiring_.lapic;
   if (apic->TakeNmi()) {
     if (absl::Status st = fd_.Nmi(); !st.ok()) LOG_WARN("vcpu%u: %s", id(), st.ToString());
+    nmi_may_be_in_kvm_ = true;
   }
   bool have_vector = apic->PendingInterrupt().has_value();
   bool have_extint = !have_vector && wiring_.ext_int_ack && apic->ExtIntPending();
@@ -327,7 +329,12 @@ bool Vcpu::HandleExit(const VcpuExit& e) {
     // An NMI we injected while the guest had NMIs blocked (inside its NMI handler) waits in KVM until the
     // handler's IRET. If the guest halts right after, KVM still holds it: go back in instead of sleeping,
     // or the NMI would be lost. (KVM's own halt would wake for it; our user-space halt must ask.)
-    if (auto ev = fd_.GetVcpuEvents(); ev.ok() && (ev->nmi.pending || ev->nmi.injected)) return true;
+    // Asked only while an NMI we gave KVM may still be there: one ioctl less on every other HLT.
+    if (nmi_may_be_in_kvm_) {
+      auto ev = fd_.GetVcpuEvents();
+      if (ev.ok() && (ev->nmi.pending || ev->nmi.injected)) return true;
+      if (ev.ok()) nmi_may_be_in_kvm_ = false;
+    }
     halted_with_interrupts_ = fd_.run()->if_flag != 0;
     state_.store(State::kHalted, std::memory_order_release);
     return true;

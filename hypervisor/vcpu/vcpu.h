@@ -139,6 +139,9 @@ class Vcpu final {
   std::atomic<bool> thread_exited_{true};  // no thread runs (none started yet, or it ended)
   std::atomic<bool> at_pause_gate_{false};
   bool halted_with_interrupts_ = true;  // RFLAGS.IF at the last HLT (vCPU thread only)
+  // An NMI handed to KVM (KVM_NMI, or a restored state) may still wait there: a HLT must ask KVM before it
+  // sleeps. Cleared when KVM says none is pending or being injected (vCPU thread only; set by Resume before it).
+  bool nmi_may_be_in_kvm_ = true;
   std::optional<uint64_t> pv_eoi_flag_set_;  // where the loop set the guest's PV EOI flag (vCPU thread only)
   std::thread thread_;
 
