@@ -197,12 +197,13 @@ absl::Status VhostUserBlk::Activate(uint64_t driver_features, const std::vector<
   } else {
     RETURN_IF_ERROR(conn_.Send(table, fds));
   }
-  for (const virtio::QueueConfig& q : queues) RETURN_IF_ERROR(StartQueue(q));
+  const bool event_idx = (driver_features & virtio::kFeatureEventIdx) != 0;
+  for (const virtio::QueueConfig& q : queues) RETURN_IF_ERROR(StartQueue(q, event_idx));
   used_buffer_ = std::move(used_buffer);
   return absl::OkStatus();
 }
 
-absl::Status VhostUserBlk::StartQueue(const virtio::QueueConfig& q) {
+absl::Status VhostUserBlk::StartQueue(const virtio::QueueConfig& q, bool event_idx) {
   if (q.index >= num_queues_) return absl::InvalidArgumentError(absl::StrFormat("queue %u does not exist", q.index));
   uint64_t desc, avail, used;
   if (shadow_rings()) {
@@ -220,8 +221,12 @@ absl::Status VhostUserBlk::StartQueue(const virtio::QueueConfig& q) {
     ASSIGN_OR_RETURN(used, HostAddress(q.device, 6 + 8ULL * q.size));
   }
   if (!shadow_rings()) {
-    // struct virtq_used { le16 flags; le16 idx; ... }: x86 is little-endian, the field is read as it lies.
-    used_watch_.Watch(q.index, reinterpret_cast<const uint16_t*>(used + 2));
+    // struct virtq_used { le16 flags; le16 idx; ... } and struct virtq_avail { le16 flags; le16 idx;
+    // le16 ring[size]; le16 used_event; }: x86 is little-endian, the fields are read as they lie.
+    used_watch_.Watch(q.index, {.used_idx = reinterpret_cast<const uint16_t*>(used + 2),
+                                .avail_flags = reinterpret_cast<const uint16_t*>(avail),
+                                .used_event = event_idx ? reinterpret_cast<const uint16_t*>(avail + 4 + 2ULL * q.size)
+                                                        : nullptr});
   }
   RETURN_IF_ERROR(conn_.Send(vu::EncodeVringState(vu::Request::kSetVringNum, q.index, q.size)));
   RETURN_IF_ERROR(conn_.Send(vu::EncodeVringState(vu::Request::kSetVringBase, q.index, 0)));
@@ -290,10 +295,10 @@ void VhostUserBlk::OnGuestKick(uint16_t q) {
 }
 
 bool VhostUserBlk::PollUsed() {
-  if (shadow_rings() || !used_watch_.AnyNew()) return false;
-  // The worker holds mu_ only to raise (or a reset runs): either way the poller has nothing to add.
+  if (shadow_rings() || !used_watch_.AnyWanted()) return false;
+  // Busy: the worker is raising, or a start, reset or failure is under way; the back end's call still comes.
   if (!mu_.TryLock()) return false;
-  const bool raise = used_watch_.Claim() && used_buffer_;
+  const bool raise = used_watch_.ClaimWanted() && used_buffer_;
   if (raise) used_buffer_();
   mu_.Unlock();
   return raise;

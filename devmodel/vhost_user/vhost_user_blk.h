@@ -12,7 +12,8 @@
 // With shadow rings a dead back end's requests complete with VIRTIO_BLK_S_IOERR; direct, they stay unanswered.
 //
 // Threads: one worker per device (guest kicks in shadow mode, the back end's call eventfds, the daemon's pidfd,
-// a stop eventfd); with direct rings a halt-polling vCPU may raise a completion first (PollUsed). Lock order: VirtioMmio::mu_ -> mu_ -> VirtioMmio::irq_mu_ (the worker calls used_buffer
+// a stop eventfd); with direct rings a halt-polling vCPU may raise a completion first
+// (PollUsed). Lock order: VirtioMmio::mu_ -> mu_ -> VirtioMmio::irq_mu_ (the worker calls used_buffer
 // under mu_, so Reset, which takes mu_, knows no call is in progress when it returns).
 #pragma once
 
@@ -98,7 +99,8 @@ class VhostUserBlk final : public virtio::VirtioDevice {
   void OnBackendCall(uint16_t q) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnDaemonExit() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Negotiate();
-  absl::Status StartQueue(const virtio::QueueConfig& q) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `event_idx`: the driver negotiated VIRTIO_F_EVENT_IDX.
+  absl::Status StartQueue(const virtio::QueueConfig& q, bool event_idx) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<uint64_t> HostAddress(uint64_t gpa, uint64_t len) const;
   void WorkerLoop();
 
@@ -126,6 +128,7 @@ class VhostUserBlk final : public virtio::VirtioDevice {
   std::vector<std::unique_ptr<ShadowVirtqueue>> shadows_ ABSL_GUARDED_BY(mu_);  // by queue index; shadow mode
   // Direct rings: the used indexes of the started queues (claimed under mu_, read without it by PollUsed).
   UsedIndexWatch used_watch_;
+  static_assert(UsedIndexWatch::kMaxQueues >= kMaxQueues, "every queue's used index must be watched");
   std::thread worker_;
 };
 

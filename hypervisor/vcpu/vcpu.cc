@@ -160,6 +160,7 @@ void Vcpu::WaitForWork(State waiting_in) {
   LocalApic* apic = wiring_.lapic;
   const auto halted_at = std::chrono::steady_clock::now();
   bool polled = waiting_in != State::kHalted || halt_poll_.window() <= absl::ZeroDuration();
+  bool caught_by_poll = false;
   while (!wiring_.run_control->stopping() && !park_requested_.load(std::memory_order_acquire) &&
          !wiring_.run_control->paused()) {
     {
@@ -180,16 +181,18 @@ void Vcpu::WaitForWork(State waiting_in) {
       }
     } else if (halted_with_interrupts_ ? apic->HasWork() : apic->HasNonMaskableWork()) {
       // `cli; hlt` (a stopped CPU) sleeps through maskable interrupts instead of spinning on them.
-      const absl::Duration halted = absl::FromChrono(std::chrono::steady_clock::now() - halted_at);
-      stats_.CountHalt(/*caught_by_poll=*/halted <= halt_poll_.window());
-      halt_poll_.Record(halted);
+      stats_.CountHalt(caught_by_poll);
+      halt_poll_.Record(absl::FromChrono(std::chrono::steady_clock::now() - halted_at));
       state_.store(State::kRunning, std::memory_order_release);
       return;
     }
     if (!polled) {
       // Once per halt, before the first sleep: a wake-up within the window costs no scheduler round trip.
       polled = true;
-      if (PollForKick(halted_at + absl::ToChronoNanoseconds(halt_poll_.window()))) continue;
+      if (PollForKick(halted_at + absl::ToChronoNanoseconds(halt_poll_.window()))) {
+        caught_by_poll = true;
+        continue;
+      }
     }
     absl::MutexLock lock(&wake_mu_);
     // The timeout only bounds the damage of a lost wake-up; wake-ups come from Kick().

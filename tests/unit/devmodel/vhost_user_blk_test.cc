@@ -195,7 +195,7 @@ TEST_CASE("direct rings: a completion a halt-polling thread raises first is not 
   CHECK(ReadFileAt(image, (kRequests - 1) * 512, 4096) == std::string(reinterpret_cast<const char*>(
                                                                  r.mem->host_base() + kData), 4096));
   INFO("completions the poller raised first: " << polled << " of " << kRequests);
-  CHECK(polled <= kRequests);
+  CHECK(polled > 0);  // the poller, spinning, beats the worker's wake-up to some of them
 }
 
 TEST_CASE("a read-only disk offers VIRTIO_BLK_F_RO and its image is not changed by a write") {
