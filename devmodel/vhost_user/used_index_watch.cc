@@ -33,32 +33,22 @@ bool UsedIndexWatch::AnyWanted() const {
   return false;
 }
 
-bool UsedIndexWatch::ClaimWanted() {
+bool UsedIndexWatch::ClaimWanted() { return ClaimMoves(/*wanted_only=*/true); }
+
+bool UsedIndexWatch::Claim() { return ClaimMoves(/*wanted_only=*/false); }
+
+bool UsedIndexWatch::ClaimMoves(bool wanted_only) {
   bool claimed = false;
   for (size_t q = 0; q < kMaxQueues; ++q) {
     const uint16_t* p = idx_[q].load(std::memory_order_acquire);
     if (p == nullptr) continue;
     const uint16_t now = Load(p);
-    if (Wanted(q, now)) {
+    if (wanted_only ? Wanted(q, now) : now != claimed_[q].load(std::memory_order_relaxed)) {
       claimed_[q].store(now, std::memory_order_relaxed);
       claimed = true;
     }
   }
   return claimed;
-}
-
-bool UsedIndexWatch::Claim() {
-  bool moved = false;
-  for (size_t q = 0; q < kMaxQueues; ++q) {
-    const uint16_t* p = idx_[q].load(std::memory_order_acquire);
-    if (p == nullptr) continue;
-    const uint16_t now = Load(p);
-    if (now != claimed_[q].load(std::memory_order_relaxed)) {
-      claimed_[q].store(now, std::memory_order_relaxed);
-      moved = true;
-    }
-  }
-  return moved;
 }
 
 }  // namespace coalesce

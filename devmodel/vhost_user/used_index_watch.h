@@ -47,6 +47,8 @@ class UsedIndexWatch final {
  private:
   static uint16_t Load(const uint16_t* p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
   [[nodiscard]] bool Wanted(size_t q, uint16_t now) const;
+  // Claims each watched index that moved (and, if `wanted_only`, that the driver wants an interrupt for).
+  bool ClaimMoves(bool wanted_only);
 
   std::array<std::atomic<const uint16_t*>, kMaxQueues> idx_{};
   std::array<std::atomic<const uint16_t*>, kMaxQueues> flags_{};

@@ -130,18 +130,13 @@ absl::Status VhostUserBlk::Negotiate() {
   // qemu-storage-daemon offers VIRTIO_BLK_F_SIZE_MAX with a size_max of 0, its way of saying "no limit"; Linux
   // (6.1) takes the 0 as the limit, raises it to one page, and so splits a 1 MiB request into three (126 segments
   // of 4 KiB each at most). A zero is no size a driver can honour: the guest is not offered the feature then.
-  const uint32_t size_max = static_cast<uint32_t>(config_[kConfigSizeMaxOffset]) |
-                            static_cast<uint32_t>(config_[kConfigSizeMaxOffset + 1]) << 8 |
-                            static_cast<uint32_t>(config_[kConfigSizeMaxOffset + 2]) << 16 |
-                            static_cast<uint32_t>(config_[kConfigSizeMaxOffset + 3]) << 24;
-  if (size_max == 0) guest_features_ &= ~kBlkFeatureSizeMax;
+  if (ConfigField(kConfigSizeMaxOffset, 4) == 0) guest_features_ &= ~kBlkFeatureSizeMax;
   // Shadow rings forward every request as the guest makes it available: no notification suppression or indirect
   // tables to translate.
   if (shadow_rings()) guest_features_ &= ~(virtio::kFeatureEventIdx | virtio::kFeatureIndirectDesc);
   num_queues_ = 1;
   if (guest_features_ & kBlkFeatureMq) {
-    const uint16_t in_config = static_cast<uint16_t>(config_[kConfigNumQueuesOffset] |
-                                                     (config_[kConfigNumQueuesOffset + 1] << 8));
+    const uint64_t in_config = ConfigField(kConfigNumQueuesOffset, 2);
     num_queues_ = static_cast<uint16_t>(std::clamp<uint64_t>(
         std::min<uint64_t>({in_config, backend_queues, kMaxQueues}), 1, kMaxQueues));
     config_[kConfigNumQueuesOffset] = static_cast<uint8_t>(num_queues_);
@@ -153,11 +148,13 @@ absl::Status VhostUserBlk::Negotiate() {
   return absl::OkStatus();
 }
 
-uint64_t VhostUserBlk::capacity_sectors() const {
+uint64_t VhostUserBlk::ConfigField(size_t offset, size_t bytes) const {
   uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(config_[i]) << (8 * i);
+  for (size_t i = 0; i < bytes; ++i) v |= static_cast<uint64_t>(config_[offset + i]) << (8 * i);
   return v;
 }
+
+uint64_t VhostUserBlk::capacity_sectors() const { return ConfigField(0, 8); }
 
 void VhostUserBlk::ReadConfig(uint64_t offset, std::span<uint8_t> data) {
   for (size_t i = 0; i < data.size(); ++i) data[i] = offset + i < config_.size() ? config_[offset + i] : 0;

@@ -102,6 +102,8 @@ class VhostUserBlk final : public virtio::VirtioDevice {
   // `event_idx`: the driver negotiated VIRTIO_F_EVENT_IDX.
   absl::Status StartQueue(const virtio::QueueConfig& q, bool event_idx) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<uint64_t> HostAddress(uint64_t gpa, uint64_t len) const;
+  // A little-endian field of the back end's configuration space (virtio 1.x), `bytes` long.
+  [[nodiscard]] uint64_t ConfigField(size_t offset, size_t bytes) const;
   void WorkerLoop();
 
   std::unique_ptr<StorageDaemon> daemon_;

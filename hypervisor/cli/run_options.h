@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "edge_monitor/tls.h"
+#include "hypervisor/vcpu/halt_poll.h"
 
 #include "absl/status/statusor.h"
 
@@ -41,7 +42,8 @@ struct RunOptions {
   TlsFiles tls;                        // --tls-ca, --tls-cert, --tls-key: mutual TLS with edge agents
   bool insecure = false;               // --insecure: plaintext to non-loopback addresses
   bool print_stats = false;            // --stats: exit and emulation counters at exit
-  uint32_t halt_poll_us = 200;         // --halt-poll-us N: a halted vCPU's spin before it sleeps (0: none)
+  // --halt-poll-us N: a halted vCPU's spin before it sleeps (0: none); default KVM's, as HaltPollWindow's
+  uint32_t halt_poll_us = static_cast<uint32_t>(absl::ToInt64Microseconds(HaltPollWindow::kDefaultMax));
   std::string rip_samples;             // --rip-samples FILE: guest RIP histogram written at exit
   std::string log_level;               // --log-level
   std::string cpu_model;               // --cpu host|baseline|auto (empty: the profile's, else auto)

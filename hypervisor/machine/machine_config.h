@@ -37,10 +37,10 @@ struct MachineConfig {
   // (`coalesce ctl setmemory`, or a memory edge attached). 0: memory.
   uint64_t max_memory = 0;
   [[nodiscard]] uint64_t hotplug_memory() const { return max_memory > memory ? max_memory - memory : 0; }
-  CpuModel cpu_model = CpuModel::kBaseline;
+  CpuModel cpu_model = CpuModel::kBaseline;  // what CPUID shows on every node (see hypervisor/vcpu/cpuid.h)
   bool sample_rip = false;  // profile guest RIPs (see Machine::RipSamples)
   // The longest a halted vCPU at home spins for an interrupt before it sleeps (hypervisor/vcpu/halt_poll.h).
-  absl::Duration halt_poll_max = HaltPollWindow::kDefaultMax;  // what CPUID shows on every node (see hypervisor/vcpu/cpuid.h)
+  absl::Duration halt_poll_max = HaltPollWindow::kDefaultMax;
   // Where the guest's COM1 output goes (default: stdout). Input comes from stdin when `console_input`.
   std::function<void(uint8_t)> console_output;
   bool console_input = true;

@@ -23,7 +23,6 @@ class HaltPollWindow final {
 
   // How long to poll at the next halt.
   [[nodiscard]] absl::Duration window() const { return window_; }
-  [[nodiscard]] absl::Duration max() const { return max_; }
   // Records how long a halt lasted, from the HLT to the wake-up, and adapts the window.
   void Record(absl::Duration halted);
 
